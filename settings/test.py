@@ -1,0 +1,12 @@
+"""Test settings: the project's settings with what a test run needs changed."""
+
+from settings import *  # noqa: F401,F403
+from settings import DATABASES, DATA_DIR
+
+# A file rather than SQLite's in-memory default, so that the worker run as a
+# subprocess by the tests sees the same database.
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-db.sqlite3")}
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+FICHE_MAX_RUNNING_HOURS = None

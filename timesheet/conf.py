@@ -1,0 +1,37 @@
+"""The timesheet app's settings, with their defaults. timesheet.checks validates them."""
+
+from datetime import timedelta
+
+from django.conf import settings
+
+DEFAULTS = {
+    "INCREMENT_TIME_SECONDS": 5,
+    "TICKER_BATCH_SIZE": 5000,
+    "TICKER_MAX_FAILURE_SECONDS": 300,
+    "FICHE_MAX_RUNNING_HOURS": None,
+}
+
+
+def get(name):
+    return getattr(settings, name, DEFAULTS[name])
+
+
+def tick_interval() -> float:
+    """Seconds between two ticks: how fresh the stored time is, not a unit of time."""
+    return float(get("INCREMENT_TIME_SECONDS"))
+
+
+def batch_size() -> int:
+    """Most running fiches settled in one transaction."""
+    return int(get("TICKER_BATCH_SIZE"))
+
+
+def max_failure_seconds() -> float:
+    """How long the worker keeps failing before it exits for its supervisor to restart it."""
+    return float(get("TICKER_MAX_FAILURE_SECONDS"))
+
+
+def max_running() -> timedelta | None:
+    """How long a fiche may run before the ticker pauses it, or None for no limit."""
+    hours = get("FICHE_MAX_RUNNING_HOURS")
+    return None if hours is None else timedelta(hours=hours)

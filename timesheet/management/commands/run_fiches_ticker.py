@@ -1,0 +1,81 @@
+import asyncio
+import logging
+
+from django.core.management.base import BaseCommand, CommandError
+
+from timesheet import conf
+from timesheet.worker import Worker, WorkerFailed, install_signal_handlers
+
+logger = logging.getLogger("timesheet.worker")
+
+VERBOSITY_LEVELS = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG, 3: logging.DEBUG}
+
+
+def positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise CommandError(f"--interval must be a number of seconds, got {text!r}.")
+    if not value > 0 or value == float("inf"):
+        raise CommandError(f"--interval must be a positive number of seconds, got {text!r}.")
+    return value
+
+
+def positive_int(option):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise CommandError(f"{option} must be a whole number, got {text!r}.")
+        if value < 1:
+            raise CommandError(f"{option} must be at least 1, got {text!r}.")
+        return value
+
+    return parse
+
+
+class Command(BaseCommand):
+    help = (
+        "Keep the stored time of every running fiche up to date: settle them all every "
+        "INCREMENT_TIME_SECONDS until SIGTERM or SIGINT."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--interval", type=str, default=None,
+            help="Seconds between ticks (default: INCREMENT_TIME_SECONDS, now %(default)s).",
+        )
+        parser.add_argument("--once", action="store_true", help="Run one tick and exit.")
+        parser.add_argument("--max-ticks", type=str, default=None, help="Exit after this many ticks.")
+        parser.add_argument(
+            "--batch-size", type=str, default=None,
+            help="Most rows settled in one transaction (default: TICKER_BATCH_SIZE).",
+        )
+
+    def handle(self, *args, interval, once, max_ticks, batch_size, verbosity, **options):
+        interval = conf.tick_interval() if interval is None else positive_float(interval)
+        max_ticks = 1 if once else (None if max_ticks is None else positive_int("--max-ticks")(max_ticks))
+        batch_size = conf.batch_size() if batch_size is None else positive_int("--batch-size")(batch_size)
+        logging.getLogger("timesheet").setLevel(VERBOSITY_LEVELS.get(verbosity, logging.DEBUG))
+
+        worker = Worker(
+            interval=interval,
+            max_ticks=max_ticks,
+            batch_size=batch_size,
+            max_running=conf.max_running(),
+            max_failure_seconds=conf.max_failure_seconds(),
+        )
+        try:
+            asyncio.run(self._run(worker))
+        except WorkerFailed as exc:
+            raise CommandError(str(exc))
+
+    async def _run(self, worker):
+        install_signal_handlers(worker)
+        logger.info(
+            "Fiches ticker started: every %g s, batches of %d%s.",
+            worker.interval, worker.batch_size,
+            f", auto-stop after {worker.max_running}" if worker.max_running else "",
+        )
+        await worker.run()
+        logger.info("Fiches ticker stopped after %d tick(s).", worker.ticks)

@@ -1,0 +1,31 @@
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from timesheet.models import Etat, FicheTemps, Projet
+from timesheet.services import create_fiche
+
+PROJETS = ["Refonte du site", "Application mobile", "Support client"]
+FICHES = [
+    # (project, label, started at once)
+    ("Refonte du site", "Maquettes", True),
+    ("Refonte du site", "Intégration", False),
+    ("Application mobile", "Écran de connexion", True),
+    ("Support client", "Tickets du jour", True),
+]
+
+
+class Command(BaseCommand):
+    help = "Add demo projects and fiches (some running) for the user 'demo', unless they exist already."
+
+    def handle(self, *args, **options):
+        with transaction.atomic():
+            user, _ = get_user_model().objects.get_or_create(username="demo", defaults={"first_name": "Demo"})
+            projets = {designation: Projet.objects.get_or_create(designation=designation)[0] for designation in PROJETS}
+            if FicheTemps.objects.filter(owner=user).exists():
+                self.stdout.write("Demo data already present.")
+                return
+            for designation, libelle, start in FICHES:
+                create_fiche(projet_id=projets[designation].pk, owner=user, actor=user, libelle=libelle, start=start)
+        running = FicheTemps.objects.filter(owner=user, etat=Etat.EN_CALCUL).count()
+        self.stdout.write(self.style.SUCCESS(f"Demo data added: {len(PROJETS)} projects, {len(FICHES)} fiches, {running} running."))

@@ -1,0 +1,147 @@
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Now
+from django.utils.translation import gettext_lazy as _
+
+
+class Projet(models.Model):
+    designation = models.CharField(_("designation"), max_length=200, unique=True)
+    actif = models.BooleanField(_("active"), default=True)
+    created_at = models.DateTimeField(_("created"), db_default=Now(), editable=False)
+    updated_at = models.DateTimeField(_("updated"), db_default=Now(), editable=False)
+
+    class Meta:
+        ordering = ["designation"]
+        verbose_name = _("project")
+        verbose_name_plural = _("projects")
+
+    def __str__(self):
+        return self.designation
+
+
+class Etat(models.TextChoices):
+    EN_CALCUL = "en_calcul", _("running")
+    EN_PAUSE = "en_pause", _("paused")
+    TERMINEE = "terminee", _("finished")
+
+
+class FicheTemps(models.Model):
+    """
+    A time sheet entry. While running, its time is accounted up to
+    ``compte_jusqua`` (a database instant) and the rest is still to be settled:
+    live time = ``temps_impute`` + (database now - ``compte_jusqua``).
+    """
+
+    projet = models.ForeignKey(Projet, on_delete=models.PROTECT, related_name="fiches", verbose_name=_("project"))
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="fiches", verbose_name=_("owner")
+    )
+    libelle = models.CharField(_("label"), max_length=200, blank=True)
+    etat = models.CharField(_("state"), max_length=10, choices=Etat.choices, default=Etat.EN_PAUSE)
+    temps_impute = models.DurationField(_("time charged"), default=timedelta(0))
+    # The hot columns: rewritten by every tick, so deliberately not indexed
+    # (an index on them would make every PostgreSQL update a non-HOT one).
+    compte_jusqua = models.DateTimeField(_("accounted up to"), null=True, blank=True, editable=False)
+    en_calcul_depuis = models.DateTimeField(_("running since"), null=True, blank=True, editable=False)
+    auto_stopped = models.BooleanField(_("auto-stopped"), default=False)
+    created_at = models.DateTimeField(_("created"), db_default=Now(), editable=False)
+    updated_at = models.DateTimeField(_("updated"), db_default=Now(), editable=False)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("time sheet")
+        verbose_name_plural = _("time sheets")
+        indexes = [
+            # Small and cold: only running rows, keyed by id, which ticks never change.
+            models.Index(fields=["id"], condition=Q(etat=Etat.EN_CALCUL), name="fiche_running_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(etat=Etat.EN_CALCUL, compte_jusqua__isnull=False, en_calcul_depuis__isnull=False)
+                | (~Q(etat=Etat.EN_CALCUL) & Q(compte_jusqua__isnull=True, en_calcul_depuis__isnull=True)),
+                name="fiche_running_iff_marked",
+                violation_error_message=_("A fiche has an accounting mark exactly while it is running."),
+            ),
+            models.CheckConstraint(
+                condition=Q(temps_impute__gte=timedelta(0)),
+                name="fiche_temps_impute_not_negative",
+                violation_error_message=_("The time charged cannot be negative."),
+            ),
+            models.CheckConstraint(
+                condition=Q(etat__in=Etat.values),
+                name="fiche_etat_valid",
+            ),
+        ]
+
+    def __str__(self):
+        return self.libelle or f"{self.projet} #{self.pk}"
+
+
+class FicheEvent(models.Model):
+    """
+    The audit trail: one row per transition or adjustment.
+
+    ``delta`` is the time the event accounts for: a stopped stretch's length
+    for pause, finish and auto-stop, the correction for an adjustment, zero
+    otherwise. The sum of the deltas is the fiche's settled time.
+    """
+
+    class Kind(models.TextChoices):
+        CREATED = "created", _("created")
+        STARTED = "started", _("started")
+        PAUSED = "paused", _("paused")
+        FINISHED = "finished", _("finished")
+        AUTO_STOPPED = "auto_stopped", _("auto-stopped")
+        ADJUSTED = "adjusted", _("adjusted")
+
+    fiche = models.ForeignKey(FicheTemps, on_delete=models.CASCADE, related_name="events", verbose_name=_("fiche"))
+    kind = models.CharField(_("kind"), max_length=20, choices=Kind.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("actor"),
+        help_text=_("Empty when the ticker acted."),
+    )
+    at = models.DateTimeField(_("at"))
+    delta = models.DurationField(_("delta"), default=timedelta(0))
+    temps_impute = models.DurationField(_("time charged after"))
+    reason = models.TextField(_("reason"), blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        verbose_name = _("fiche event")
+        verbose_name_plural = _("fiche events")
+
+    def __str__(self):
+        return f"{self.get_kind_display()} {self.fiche_id} @ {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+class TickerHeartbeat(models.Model):
+    """One row per ticker process, refreshed after every tick."""
+
+    host = models.CharField(_("host"), max_length=255)
+    pid = models.PositiveIntegerField(_("pid"))
+    started_at = models.DateTimeField(_("started"), db_default=Now())
+    interval = models.DurationField(_("interval"))
+    last_tick_at = models.DateTimeField(_("last tick"), null=True, blank=True)
+    ticks = models.PositiveBigIntegerField(_("ticks"), default=0)
+    last_rows = models.PositiveIntegerField(_("rows in last tick"), default=0)
+    last_duration = models.DurationField(_("last tick's duration"), null=True, blank=True)
+    failures = models.PositiveBigIntegerField(_("failed ticks"), default=0)
+    last_error = models.TextField(_("last error"), blank=True)
+    last_error_at = models.DateTimeField(_("last error at"), null=True, blank=True)
+    stopped_at = models.DateTimeField(_("stopped"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        verbose_name = _("ticker heartbeat")
+        verbose_name_plural = _("ticker heartbeats")
+
+    def __str__(self):
+        return f"{self.host}:{self.pid}"

@@ -1,0 +1,138 @@
+"""
+The tick: one settle pass over every running fiche, and the heartbeat rows.
+
+A tick adds ``now - compte_jusqua`` to each running fiche and moves the mark
+to now, on the database's clock, in a few set-based UPDATEs. The stored time
+is exact however late, missed or doubled the ticks are: two tickers racing
+settle the same interval once, because the second sees the moved mark.
+"""
+
+import os
+import socket
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db import transaction
+from django.db.models import F, Value
+from django.db.models.functions import Now
+
+from . import conf
+from .dbtime import Accrued, later_of
+from .models import Etat, FicheEvent, FicheTemps, TickerHeartbeat
+
+
+@dataclass(frozen=True)
+class TickReport:
+    settled: int
+    auto_stopped: int
+    batches: int
+    duration: float  # seconds
+
+    def __str__(self):
+        return (
+            f"settled {self.settled} running fiche(s) in {self.batches} batch(es), "
+            f"auto-stopped {self.auto_stopped}, in {self.duration * 1000:.1f} ms"
+        )
+
+
+def tick(*, batch_size: int | None = None, max_running: timedelta | None = None) -> TickReport:
+    """Auto-stop overdue fiches, then settle every running fiche up to now; return what was done."""
+    batch_size = batch_size or conf.batch_size()
+    started = time.perf_counter()
+    auto_stopped = auto_stop_overdue(max_running=max_running, batch_size=batch_size) if max_running else 0
+    settled, batches = settle_running(batch_size=batch_size)
+    return TickReport(settled, auto_stopped, batches, time.perf_counter() - started)
+
+
+def settle_running(*, batch_size: int) -> tuple[int, int]:
+    """Settle every running fiche in batches of ids, each its own transaction; return (rows, batches)."""
+    running = FicheTemps.objects.filter(etat=Etat.EN_CALCUL)
+    settled = batches = 0
+    after = 0
+    while True:
+        # The batch's last id, found on the small index of running rows, so
+        # that no id list is carried and the UPDATE is a plain range.
+        boundary = list(running.filter(pk__gt=after).order_by("pk").values_list("pk", flat=True)[batch_size - 1 : batch_size])
+        batch = running.filter(pk__gt=after)
+        if boundary:
+            batch = batch.filter(pk__lte=boundary[0])
+        with transaction.atomic():
+            settled += batch.update(
+                temps_impute=Accrued("temps_impute", since="compte_jusqua"),
+                compte_jusqua=later_of("compte_jusqua"),
+            )
+        batches += 1
+        if not boundary:
+            return settled, batches
+        after = boundary[0]
+
+
+def auto_stop_overdue(*, max_running: timedelta, batch_size: int) -> int:
+    """
+    Pause every fiche that has run longer than ``max_running`` at exactly its
+    start + ``max_running``, flag and audit it; return how many were stopped.
+    """
+    elapsed = Accrued(Value(timedelta(0)), since="en_calcul_depuis")
+    overdue = FicheTemps.objects.filter(etat=Etat.EN_CALCUL).alias(ran=elapsed).filter(ran__gte=max_running)
+    stopped = 0
+    while True:
+        with transaction.atomic():
+            before = {
+                row["id"]: row
+                for row in overdue.select_for_update()
+                .order_by("pk")
+                .values("id", "temps_impute", "compte_jusqua", "en_calcul_depuis")[:batch_size]
+            }
+            if not before:
+                return stopped
+            FicheTemps.objects.filter(pk__in=before, etat=Etat.EN_CALCUL).update(
+                etat=Etat.EN_PAUSE,
+                # Up to the stop instant, unless an earlier settle already went past it.
+                temps_impute=Accrued("temps_impute", since="compte_jusqua", until=F("en_calcul_depuis"), offset=max_running),
+                compte_jusqua=None,
+                en_calcul_depuis=None,
+                auto_stopped=True,
+                updated_at=Now(),
+            )
+            after = FicheTemps.objects.filter(pk__in=before).values_list("id", "temps_impute")
+            events = []
+            for fiche_id, temps in after:
+                row = before[fiche_id]
+                stretch = (row["compte_jusqua"] - row["en_calcul_depuis"]) + (temps - row["temps_impute"])
+                events.append(
+                    FicheEvent(
+                        fiche_id=fiche_id, kind=FicheEvent.Kind.AUTO_STOPPED, at=row["en_calcul_depuis"] + stretch,
+                        delta=stretch, temps_impute=temps,
+                        reason=f"Ran longer than the {max_running} allowed.",
+                    )
+                )
+            FicheEvent.objects.bulk_create(events)
+            stopped += len(events)
+
+
+def register_heartbeat(*, interval: float) -> int:
+    """Create this process's heartbeat row; return its id."""
+    heartbeat = TickerHeartbeat.objects.create(
+        host=socket.gethostname(), pid=os.getpid(), interval=timedelta(seconds=interval)
+    )
+    return heartbeat.pk
+
+
+def record_tick(*, heartbeat_id: int, report: TickReport) -> None:
+    TickerHeartbeat.objects.filter(pk=heartbeat_id).update(
+        last_tick_at=Now(),
+        ticks=F("ticks") + 1,
+        last_rows=report.settled + report.auto_stopped,
+        last_duration=timedelta(seconds=report.duration),
+    )
+
+
+def record_failure(*, heartbeat_id: int, error: str) -> None:
+    TickerHeartbeat.objects.filter(pk=heartbeat_id).update(
+        failures=F("failures") + 1, last_error=error[:2000], last_error_at=Now()
+    )
+
+
+def record_stop(*, heartbeat_id: int) -> None:
+    TickerHeartbeat.objects.filter(pk=heartbeat_id).update(stopped_at=Now())

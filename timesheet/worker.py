@@ -1,0 +1,155 @@
+"""
+The ticker's asyncio loop, run by ``manage.py run_fiches_ticker``.
+
+Ticks are scheduled on the monotonic clock (deadline += interval, so no drift
+accumulates); a tick that outlasts its interval makes the loop skip the missed
+deadlines, never queue them; only one tick runs at a time. Each tick runs in
+Django's sync thread through ``sync_to_async``, between two
+``close_old_connections`` calls, so a database restart is survived. Errors are
+logged and retried with back-off; after ``max_failure_seconds`` of unbroken
+failure the loop gives up so that its supervisor restarts the process.
+"""
+
+import asyncio
+import logging
+import os
+import signal
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import sniffio
+from asgiref.sync import sync_to_async
+from django.db import close_old_connections, connections
+
+from . import ticker
+
+logger = logging.getLogger(__name__)
+
+MAX_BACKOFF_SECONDS = 60.0
+
+
+class WorkerFailed(Exception):
+    """The ticks kept failing for longer than allowed."""
+
+
+@dataclass
+class Worker:
+    interval: float
+    max_ticks: int | None = None
+    batch_size: int | None = None
+    max_running: timedelta | None = None
+    max_failure_seconds: float = 300.0
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    ticks: int = 0
+    heartbeat_id: int | None = None
+
+    def stop(self):
+        """Ask the loop to stop after the tick in flight."""
+        self.stopping.set()
+
+    async def run(self) -> None:
+        """Tick until stopped or ``max_ticks`` is reached; raise WorkerFailed after too long a failure."""
+        library = sniffio.current_async_library()
+        if library != "asyncio":
+            raise RuntimeError(f"The fiches ticker runs on asyncio, not on {library}.")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time()
+        failing_since = None
+        failures = 0
+        try:
+            while not self.stopping.is_set():
+                ok = await self._tick()
+                if self.max_ticks is not None and self.ticks >= self.max_ticks:
+                    break
+                now = loop.time()
+                if ok:
+                    failing_since, failures = None, 0
+                    deadline += self.interval
+                    if now > deadline:
+                        missed = int((now - deadline) // self.interval) + 1
+                        deadline += missed * self.interval
+                        logger.warning(
+                            "Tick outlasted its %.3g s interval; skipping %d missed tick(s). "
+                            "No time is lost: the next tick settles it all.",
+                            self.interval, missed,
+                        )
+                else:
+                    failures += 1
+                    failing_since = failing_since if failing_since is not None else now
+                    if now - failing_since >= self.max_failure_seconds:
+                        raise WorkerFailed(
+                            f"Ticks have failed for {now - failing_since:.0f} s "
+                            f"(limit {self.max_failure_seconds:g} s); exiting for the supervisor to restart."
+                        )
+                    delay = min(self.interval * 2 ** (failures - 1), max(self.interval, MAX_BACKOFF_SECONDS))
+                    logger.warning("Retrying in %.3g s (failure %d in a row).", delay, failures)
+                    deadline = now + delay
+                await self._sleep_until(deadline)
+        finally:
+            await sync_to_async(self._close)()
+
+    async def _sleep_until(self, deadline):
+        timeout = deadline - asyncio.get_running_loop().time()
+        if timeout > 0:
+            try:
+                await asyncio.wait_for(self.stopping.wait(), timeout)
+            except TimeoutError:
+                pass
+
+    async def _tick(self) -> bool:
+        """Run one tick in the sync thread; return whether it succeeded."""
+        self.ticks += 1
+        try:
+            report = await sync_to_async(self._tick_in_thread)()
+        except Exception:
+            logger.exception("Tick %d failed.", self.ticks)
+            return False
+        logger.info("Tick %d: %s.", self.ticks, report)
+        return True
+
+    def _tick_in_thread(self) -> ticker.TickReport:
+        close_old_connections()
+        try:
+            if self.heartbeat_id is None:
+                self.heartbeat_id = ticker.register_heartbeat(interval=self.interval)
+            try:
+                report = ticker.tick(batch_size=self.batch_size, max_running=self.max_running)
+            except Exception as exc:
+                self._record_failure(exc)
+                raise
+            ticker.record_tick(heartbeat_id=self.heartbeat_id, report=report)
+            return report
+        finally:
+            close_old_connections()
+
+    def _record_failure(self, exc):
+        if self.heartbeat_id is None:
+            return
+        try:
+            ticker.record_failure(heartbeat_id=self.heartbeat_id, error=f"{type(exc).__name__}: {exc}")
+        except Exception:
+            logger.debug("Could not record the failure in the heartbeat.", exc_info=True)
+
+    def _close(self):
+        try:
+            if self.heartbeat_id is not None:
+                ticker.record_stop(heartbeat_id=self.heartbeat_id)
+        except Exception:
+            logger.warning("Could not mark the heartbeat as stopped.", exc_info=True)
+        finally:
+            connections.close_all()
+
+
+def install_signal_handlers(worker: Worker) -> None:
+    """SIGTERM/SIGINT stop the worker after the tick in flight; a second one exits at once."""
+    loop = asyncio.get_running_loop()
+
+    def handle(signum):
+        if worker.stopping.is_set():
+            logger.warning("Second %s: exiting now.", signal.Signals(signum).name)
+            os._exit(128 + signum)
+        logger.info("%s received: stopping after the tick in flight.", signal.Signals(signum).name)
+        worker.stop()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, handle, signum)
