@@ -1,11 +1,11 @@
 """
 Time arithmetic on the database's clock.
 
-Django's generic date arithmetic on SQLite calls back into Python for every
-row; the expression here compiles to plain SQL on both supported backends, so
-a tick over many rows is as fast as a hand-written UPDATE, and it is exact:
-integer microseconds on SQLite (whose clock has millisecond resolution, so
-every mark is a whole millisecond), intervals on PostgreSQL.
+Django's generic duration arithmetic on SQLite calls back into Python for
+every row; the expressions here compile to plain SQL on both supported
+backends, so a tick over many rows is as fast as a hand-written UPDATE, and
+they are exact: integer microseconds on SQLite (whose clock has millisecond
+resolution, so every mark is a whole millisecond), intervals on PostgreSQL.
 """
 
 from datetime import timedelta
@@ -15,56 +15,77 @@ from django.db.models import DurationField, Expression, F, Value
 from django.db.models.functions import Greatest, Now
 
 
-class Accrued(Expression):
-    """
-    ``temps`` plus the time from ``since`` to ``until`` (database now by
-    default) plus ``offset``, never less than ``temps``: a clock that is behind
-    the mark adds nothing rather than removing time.
-    """
-
+class _DurationExpression(Expression):
     output_field = DurationField()
 
-    def __init__(self, temps, since, until=None, offset=timedelta(0)):
+    def __init__(self, *expressions):
         super().__init__()
-        self.temps = _expr(temps)
-        self.since = _expr(since)
-        self.until = Now() if until is None else _expr(until)
-        self.offset = Value(offset, output_field=DurationField())
+        self.expressions = [_expr(expression) for expression in expressions]
 
     def get_source_expressions(self):
-        return [self.temps, self.since, self.until, self.offset]
+        return self.expressions
 
-    def set_source_expressions(self, exprs):
-        self.temps, self.since, self.until, self.offset = exprs
+    def set_source_expressions(self, expressions):
+        self.expressions = expressions
 
     def _compile_all(self, compiler):
         parts, params = [], []
-        for expression in self.get_source_expressions():
+        for expression in self.expressions:
             sql, expression_params = compiler.compile(expression)
             parts.append(sql)
             params.extend(expression_params)
         return parts, params
 
-    def as_sqlite(self, compiler, connection, **extra_context):
-        (temps, since, until, offset), params = self._compile_all(compiler)
-        # julianday() is a double of days; its error (~40 us at today's dates)
-        # is far below half a millisecond, so rounding to whole milliseconds
-        # recovers the exact difference of two millisecond instants.
-        elapsed = f"CAST(ROUND((julianday({until}) - julianday({since})) * 86400000.0) AS INTEGER) * 1000"
-        return f"({temps} + MAX(0, {elapsed} + {offset}))", params
-
-    def as_postgresql(self, compiler, connection, **extra_context):
-        (temps, since, until, offset), params = self._compile_all(compiler)
-        return f"({temps} + GREATEST({until} - {since} + {offset}::interval, INTERVAL '0'))", params
-
     def as_sql(self, compiler, connection, **extra_context):
         raise NotSupportedError(f"Time accounting supports SQLite and PostgreSQL, not {connection.vendor}.")
 
 
-def _expr(value):
-    return F(value) if isinstance(value, str) else value
+class Elapsed(_DurationExpression):
+    """
+    The time from ``since`` to ``until`` (the database's now by default), plus
+    ``offset``, or zero if that is negative: a clock behind the mark never
+    takes time back.
+    """
+
+    def __init__(self, since, until=None, offset=timedelta(0)):
+        super().__init__(since, Now() if until is None else until, offset)
+
+    def as_sqlite(self, compiler, connection, **extra_context):
+        (since, until, offset), params = self._compile_all(compiler)
+        # julianday() is a double of days; its error (~40 us at today's dates)
+        # is far below half a millisecond, so rounding to whole milliseconds
+        # recovers the exact difference of two millisecond instants.
+        elapsed = f"CAST(ROUND((julianday({until}) - julianday({since})) * 86400000.0) AS INTEGER) * 1000"
+        return f"MAX(0, {elapsed} + {offset})", params
+
+    def as_postgresql(self, compiler, connection, **extra_context):
+        (since, until, offset), params = self._compile_all(compiler)
+        return f"GREATEST({until} - {since} + {offset}::interval, INTERVAL '0')", params
+
+
+class DurationSum(_DurationExpression):
+    """The sum of durations, in plain SQL on both backends."""
+
+    def as_sqlite(self, compiler, connection, **extra_context):
+        parts, params = self._compile_all(compiler)
+        return f"({' + '.join(parts)})", params
+
+    as_postgresql = as_sqlite
+
+
+def settled(temps="temps_impute", since="compte_jusqua", **elapsed):
+    """``temps`` plus the time elapsed since the mark: the stored value of a settled fiche."""
+    return DurationSum(temps, Elapsed(since, **elapsed))
 
 
 def later_of(mark, until=None):
-    """The later of ``mark`` and ``until`` (database now): a mark never moves back."""
+    """The later of ``mark`` and ``until`` (the database's now): a mark never moves back."""
     return Greatest(_expr(mark), Now() if until is None else until)
+
+
+def _expr(value):
+    if isinstance(value, str):
+        return F(value)
+    if isinstance(value, timedelta):
+        return Value(value, output_field=DurationField())
+    return value

@@ -13,10 +13,9 @@ from datetime import timedelta
 
 from asgiref.sync import sync_to_async
 from django.db import transaction
-from django.db.models import F, Value
 from django.db.models.functions import Now
 
-from .dbtime import Accrued, later_of
+from .dbtime import DurationSum, settled, later_of
 from .models import Etat, FicheEvent, FicheTemps, Projet
 
 __all__ = [
@@ -78,7 +77,7 @@ def _compare_and_set(row, **changes):
 def _settled():
     """Changes that settle a running fiche's time up to now and clear its marks."""
     return {
-        "temps_impute": Accrued("temps_impute", since="compte_jusqua"),
+        "temps_impute": settled(),
         "compte_jusqua": None,
         "en_calcul_depuis": None,
     }
@@ -172,10 +171,10 @@ def adjust_fiche(*, fiche_id: int, actor, delta: timedelta, reason: str) -> Fich
     with transaction.atomic():
         row = _lock(fiche_id, actor)
         if row["etat"] == Etat.EN_CALCUL:
-            new_temps = Accrued("temps_impute", since="compte_jusqua", offset=delta)
+            new_temps = DurationSum(settled(), delta)
             changes = {"temps_impute": new_temps, "compte_jusqua": later_of("compte_jusqua")}
         else:
-            new_temps = F("temps_impute") + Value(delta)
+            new_temps = DurationSum("temps_impute", delta)
             changes = {"temps_impute": new_temps}
         applied = (
             FicheTemps.objects.filter(pk=fiche_id, etat=row["etat"])

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import F, Value
+from django.db.models import F
 from django.db.models.functions import Now
 
 from . import conf
-from .dbtime import Accrued, later_of
+from .dbtime import Elapsed, later_of, settled
 from .models import Etat, FicheEvent, FicheTemps, TickerHeartbeat
 
 
@@ -48,7 +48,7 @@ def tick(*, batch_size: int | None = None, max_running: timedelta | None = None)
 def settle_running(*, batch_size: int) -> tuple[int, int]:
     """Settle every running fiche in batches of ids, each its own transaction; return (rows, batches)."""
     running = FicheTemps.objects.filter(etat=Etat.EN_CALCUL)
-    settled = batches = 0
+    rows = batches = 0
     after = 0
     while True:
         # The batch's last id, found on the small index of running rows, so
@@ -58,13 +58,13 @@ def settle_running(*, batch_size: int) -> tuple[int, int]:
         if boundary:
             batch = batch.filter(pk__lte=boundary[0])
         with transaction.atomic():
-            settled += batch.update(
-                temps_impute=Accrued("temps_impute", since="compte_jusqua"),
+            rows += batch.update(
+                temps_impute=settled(),
                 compte_jusqua=later_of("compte_jusqua"),
             )
         batches += 1
         if not boundary:
-            return settled, batches
+            return rows, batches
         after = boundary[0]
 
 
@@ -73,8 +73,11 @@ def auto_stop_overdue(*, max_running: timedelta, batch_size: int) -> int:
     Pause every fiche that has run longer than ``max_running`` at exactly its
     start + ``max_running``, flag and audit it; return how many were stopped.
     """
-    elapsed = Accrued(Value(timedelta(0)), since="en_calcul_depuis")
-    overdue = FicheTemps.objects.filter(etat=Etat.EN_CALCUL).alias(ran=elapsed).filter(ran__gte=max_running)
+    overdue = (
+        FicheTemps.objects.filter(etat=Etat.EN_CALCUL)
+        .alias(ran=Elapsed("en_calcul_depuis"))
+        .filter(ran__gte=max_running)
+    )
     stopped = 0
     while True:
         with transaction.atomic():
@@ -89,7 +92,7 @@ def auto_stop_overdue(*, max_running: timedelta, batch_size: int) -> int:
             FicheTemps.objects.filter(pk__in=before, etat=Etat.EN_CALCUL).update(
                 etat=Etat.EN_PAUSE,
                 # Up to the stop instant, unless an earlier settle already went past it.
-                temps_impute=Accrued("temps_impute", since="compte_jusqua", until=F("en_calcul_depuis"), offset=max_running),
+                temps_impute=settled(until=F("en_calcul_depuis"), offset=max_running),
                 compte_jusqua=None,
                 en_calcul_depuis=None,
                 auto_stopped=True,

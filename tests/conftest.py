@@ -1,0 +1,144 @@
+import os
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.db import connection
+
+from timesheet.models import FicheEvent, FicheTemps, Projet
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# The clock of the database is SQLite's (millisecond resolution) or
+# PostgreSQL's (microsecond): the time charged may differ from the real time
+# measured around the calls by at most one millisecond.
+RESOLUTION = timedelta(milliseconds=1)
+
+
+@pytest.fixture
+def user(db):
+    return get_user_model().objects.create_user("alice", password="x")
+
+
+@pytest.fixture
+def other_user(db):
+    return get_user_model().objects.create_user("bob", password="x")
+
+
+@pytest.fixture
+def staff(db):
+    return get_user_model().objects.create_user("carol", password="x", is_staff=True)
+
+
+@pytest.fixture
+def projet(db):
+    return Projet.objects.create(designation="Refonte")
+
+
+def charged_by_events(fiche_id):
+    """The fiche's time recomputed from its audit trail alone."""
+    return sum((event.delta for event in FicheEvent.objects.filter(fiche_id=fiche_id)), timedelta(0))
+
+
+def running_stretches(fiche_id):
+    """Each running stretch of the fiche as (start event instant, stop event instant)."""
+    stretches, started = [], None
+    for event in FicheEvent.objects.filter(fiche_id=fiche_id):
+        if event.kind == FicheEvent.Kind.STARTED:
+            started = event.at
+        elif event.kind in (FicheEvent.Kind.PAUSED, FicheEvent.Kind.FINISHED, FicheEvent.Kind.AUTO_STOPPED):
+            if started is not None:
+                stretches.append((started, event.at))
+            started = None
+    return stretches
+
+
+def assert_exact(fiche_id):
+    """The stored time equals what the audit trail says: every stretch once, never twice."""
+    fiche = FicheTemps.objects.get(pk=fiche_id)
+    assert fiche.temps_impute == charged_by_events(fiche_id)
+    adjustments = sum(
+        (e.delta for e in FicheEvent.objects.filter(fiche_id=fiche_id, kind=FicheEvent.Kind.ADJUSTED)), timedelta(0)
+    )
+    stretches = sum((stop - start for start, stop in running_stretches(fiche_id)), timedelta(0))
+    assert fiche.temps_impute == stretches + adjustments
+    return fiche
+
+
+def assert_within_real_time(charged, shortest, longest):
+    """``charged`` lies within the real running time measured around the calls (monotonic seconds)."""
+    assert timedelta(seconds=shortest) - RESOLUTION <= charged <= timedelta(seconds=longest) + RESOLUTION, (
+        f"{charged} is outside [{shortest:.6f} s, {longest:.6f} s]"
+    )
+
+
+@pytest.fixture
+def worker_env():
+    """Environment for a subprocess that must use the test database."""
+    settings_dict = connection.settings_dict
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST")}
+    env["DJANGO_SETTINGS_MODULE"] = "settings"
+    env.pop("DJANGO_DATA_DIR", None)
+    if connection.vendor == "sqlite":
+        env["DATABASE_URL"] = f"sqlite:///{settings_dict['NAME']}"
+    else:
+        env["DATABASE_URL"] = (
+            f"postgres://{settings_dict['USER']}:{settings_dict['PASSWORD']}@{settings_dict['HOST']}:"
+            f"{settings_dict['PORT']}/{settings_dict['NAME']}"
+        )
+    return env
+
+
+class WorkerProcess:
+    """``manage.py run_fiches_ticker`` as a child process, its stderr collected in a file."""
+
+    def __init__(self, env, *args, log_path):
+        self.log_path = log_path
+        self.log = open(log_path, "w")
+        self.process = subprocess.Popen(
+            [sys.executable, str(ROOT / "manage.py"), "run_fiches_ticker", *args],
+            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+        )
+
+    def output(self):
+        return Path(self.log_path).read_text()
+
+    def wait_for(self, text, *, count=1, timeout=20.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.output().count(text) >= count:
+                return
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.02)
+        raise AssertionError(f"{text!r} x{count} not seen in time; output:\n{self.output()}")
+
+    def wait(self, timeout=10.0):
+        try:
+            return self.process.wait(timeout)
+        finally:
+            self.log.close()
+
+    def kill(self):
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
+
+
+@pytest.fixture
+def spawn_worker(worker_env, tmp_path):
+    workers = []
+
+    def spawn(*args):
+        worker = WorkerProcess(worker_env, *args, log_path=tmp_path / f"worker-{len(workers)}.log")
+        workers.append(worker)
+        return worker
+
+    yield spawn
+    for worker in workers:
+        worker.kill()

@@ -1,0 +1,282 @@
+import time
+from datetime import timedelta
+
+import pytest
+from asgiref.sync import async_to_sync
+from django.db import IntegrityError, transaction
+from django.db.models.functions import Now
+
+from timesheet import services
+from timesheet.models import Etat, FicheEvent, FicheTemps, Projet
+from timesheet.services import TransitionRefused
+from timesheet.ticker import tick
+
+from .conftest import assert_exact, assert_within_real_time
+
+pytestmark = pytest.mark.django_db
+
+
+def new_fiche(projet, user, *, start=False):
+    return services.create_fiche(projet_id=projet.pk, owner=user, actor=user, libelle="Travail", start=start)
+
+
+def snapshot(fiche_id):
+    return (
+        FicheTemps.objects.filter(pk=fiche_id).values().first(),
+        list(FicheEvent.objects.filter(fiche_id=fiche_id).values()),
+    )
+
+
+def test_create_fiche_is_paused_with_no_time(projet, user):
+    fiche = new_fiche(projet, user)
+    assert fiche.etat == Etat.EN_PAUSE
+    assert fiche.temps_impute == timedelta(0)
+    assert fiche.compte_jusqua is None
+    assert [e.kind for e in fiche.events.all()] == ["created"]
+
+
+def test_create_fiche_started_marks_it_running_on_the_db_clock(projet, user):
+    fiche = new_fiche(projet, user, start=True)
+    assert fiche.etat == Etat.EN_CALCUL
+    assert fiche.compte_jusqua == fiche.en_calcul_depuis == fiche.updated_at
+    assert [e.kind for e in fiche.events.all()] == ["created", "started"]
+
+
+def test_pause_charges_the_real_running_time(projet, user):
+    fiche = new_fiche(projet, user)
+    t0 = time.monotonic()
+    services.start_fiche(fiche_id=fiche.pk, actor=user)
+    t1 = time.monotonic()
+    time.sleep(0.3)
+    t2 = time.monotonic()
+    paused = services.pause_fiche(fiche_id=fiche.pk, actor=user)
+    t3 = time.monotonic()
+    assert paused.etat == Etat.EN_PAUSE
+    assert paused.compte_jusqua is None and paused.en_calcul_depuis is None
+    assert_within_real_time(paused.temps_impute, t2 - t1, t3 - t0)
+    assert_exact(fiche.pk)
+
+
+def test_pause_settles_time_up_to_now_after_ticks(projet, user):
+    fiche = new_fiche(projet, user)
+    t0 = time.monotonic()
+    services.start_fiche(fiche_id=fiche.pk, actor=user)
+    t1 = time.monotonic()
+    for _ in range(3):
+        time.sleep(0.05)
+        tick()
+    time.sleep(0.07)  # the part after the last tick must not be lost
+    t2 = time.monotonic()
+    paused = services.pause_fiche(fiche_id=fiche.pk, actor=user)
+    t3 = time.monotonic()
+    assert_within_real_time(paused.temps_impute, t2 - t1, t3 - t0)
+    assert_exact(fiche.pk)
+
+
+def test_paused_fiche_time_is_frozen(projet, user):
+    fiche = new_fiche(projet, user, start=True)
+    time.sleep(0.02)
+    paused = services.pause_fiche(fiche_id=fiche.pk, actor=user)
+    time.sleep(0.05)
+    tick()
+    tick()
+    assert FicheTemps.objects.get(pk=fiche.pk).temps_impute == paused.temps_impute
+
+
+def test_resume_adds_a_second_stretch(projet, user):
+    fiche = new_fiche(projet, user, start=True)
+    time.sleep(0.02)
+    services.pause_fiche(fiche_id=fiche.pk, actor=user)
+    time.sleep(0.05)  # paused: not charged
+    services.start_fiche(fiche_id=fiche.pk, actor=user)
+    time.sleep(0.02)
+    tick()
+    finished = services.finish_fiche(fiche_id=fiche.pk, actor=user)
+    assert finished.etat == Etat.TERMINEE
+    assert timedelta(milliseconds=39) <= finished.temps_impute < timedelta(milliseconds=90)
+    assert_exact(fiche.pk)
+
+
+def test_finish_a_paused_fiche_keeps_its_time(projet, user):
+    fiche = new_fiche(projet, user, start=True)
+    time.sleep(0.01)
+    paused = services.pause_fiche(fiche_id=fiche.pk, actor=user)
+    finished = services.finish_fiche(fiche_id=fiche.pk, actor=user)
+    assert finished.etat == Etat.TERMINEE
+    assert finished.temps_impute == paused.temps_impute
+    assert finished.events.last().delta == timedelta(0)
+
+
+@pytest.mark.parametrize(
+    "setup, action, etat",
+    [
+        ([], "pause", Etat.EN_PAUSE),
+        ([], "start", None),
+        (["start"], "start", Etat.EN_CALCUL),
+        (["finish"], "start", Etat.TERMINEE),
+        (["finish"], "pause", Etat.TERMINEE),
+        (["finish"], "finish", Etat.TERMINEE),
+    ],
+)
+def test_impossible_transition_is_refused_and_changes_nothing(projet, user, setup, action, etat):
+    fiche = new_fiche(projet, user)
+    for step in setup:
+        getattr(services, f"{step}_fiche")(fiche_id=fiche.pk, actor=user)
+    if etat is None:  # starting a paused fiche is allowed: the control case
+        getattr(services, f"{action}_fiche")(fiche_id=fiche.pk, actor=user)
+        return
+    before = snapshot(fiche.pk)
+    with pytest.raises(TransitionRefused) as refused:
+        getattr(services, f"{action}_fiche")(fiche_id=fiche.pk, actor=user)
+    assert refused.value.code == "wrong_state"
+    assert refused.value.etat == etat
+    assert str(refused.value) == f"Cannot {action} fiche {fiche.pk}: it is {etat.label}."
+    assert snapshot(fiche.pk) == before
+
+
+@pytest.mark.parametrize("action", ["start", "pause", "finish"])
+def test_unknown_fiche_is_refused_as_not_found(user, action):
+    with pytest.raises(TransitionRefused, match="Fiche 999 does not exist") as refused:
+        getattr(services, f"{action}_fiche")(fiche_id=999, actor=user)
+    assert refused.value.code == "not_found"
+
+
+def test_someone_elses_fiche_looks_like_an_unknown_one(projet, user, other_user):
+    fiche = new_fiche(projet, user, start=True)
+    before = snapshot(fiche.pk)
+    for action in ("start", "pause", "finish"):
+        with pytest.raises(TransitionRefused) as refused:
+            getattr(services, f"{action}_fiche")(fiche_id=fiche.pk, actor=other_user)
+        assert refused.value.code == "not_found"
+    assert snapshot(fiche.pk) == before
+
+
+def test_staff_may_act_on_anyones_fiche_and_is_the_recorded_actor(projet, user, staff):
+    fiche = new_fiche(projet, user, start=True)
+    services.pause_fiche(fiche_id=fiche.pk, actor=staff)
+    assert fiche.events.last().actor == staff
+
+
+def test_double_pause_charges_once(projet, user):
+    fiche = new_fiche(projet, user, start=True)
+    time.sleep(0.01)
+    first = services.pause_fiche(fiche_id=fiche.pk, actor=user)
+    with pytest.raises(TransitionRefused):
+        services.pause_fiche(fiche_id=fiche.pk, actor=user)
+    assert FicheTemps.objects.get(pk=fiche.pk).temps_impute == first.temps_impute
+    assert fiche.events.filter(kind="paused").count() == 1
+
+
+def test_create_refuses_unknown_and_inactive_projects(user):
+    with pytest.raises(TransitionRefused, match="Project 404 does not exist") as refused:
+        services.create_fiche(projet_id=404, owner=user, actor=user)
+    assert refused.value.code == "not_found"
+    closed = Projet.objects.create(designation="Fermé", actif=False)
+    with pytest.raises(TransitionRefused, match="is not active") as refused:
+        services.create_fiche(projet_id=closed.pk, owner=user, actor=user)
+    assert refused.value.code == "invalid"
+    assert not FicheTemps.objects.exists()
+
+
+def test_create_for_someone_else_needs_staff(projet, user, other_user, staff):
+    with pytest.raises(TransitionRefused) as refused:
+        services.create_fiche(projet_id=projet.pk, owner=other_user, actor=user)
+    assert refused.value.code == "forbidden"
+    fiche = services.create_fiche(projet_id=projet.pk, owner=other_user, actor=staff)
+    assert fiche.owner == other_user
+    assert fiche.events.get().actor == staff
+
+
+def test_create_refuses_an_overlong_label(projet, user):
+    with pytest.raises(TransitionRefused, match="too long"):
+        services.create_fiche(projet_id=projet.pk, owner=user, actor=user, libelle="x" * 201)
+
+
+def test_adjust_adds_a_correction_with_its_reason(projet, user, staff):
+    fiche = new_fiche(projet, user)
+    adjusted = services.adjust_fiche(fiche_id=fiche.pk, actor=staff, delta=timedelta(minutes=30), reason=" oubli ")
+    assert adjusted.temps_impute == timedelta(minutes=30)
+    event = adjusted.events.last()
+    assert (event.kind, event.actor, event.delta, event.reason) == ("adjusted", staff, timedelta(minutes=30), "oubli")
+    removed = services.adjust_fiche(fiche_id=fiche.pk, actor=staff, delta=-timedelta(minutes=10), reason="trop")
+    assert removed.temps_impute == timedelta(minutes=20)
+    assert_exact(fiche.pk)
+
+
+def test_adjust_never_goes_below_zero(projet, user, staff):
+    fiche = new_fiche(projet, user)
+    services.adjust_fiche(fiche_id=fiche.pk, actor=staff, delta=timedelta(minutes=5), reason="x")
+    before = snapshot(fiche.pk)
+    with pytest.raises(TransitionRefused, match="cannot go below zero") as refused:
+        services.adjust_fiche(fiche_id=fiche.pk, actor=staff, delta=-timedelta(minutes=6), reason="x")
+    assert refused.value.code == "negative_time"
+    assert snapshot(fiche.pk) == before
+    exactly = services.adjust_fiche(fiche_id=fiche.pk, actor=staff, delta=-timedelta(minutes=5), reason="x")
+    assert exactly.temps_impute == timedelta(0)
+
+
+def test_adjust_a_running_fiche_settles_it_and_keeps_it_running(projet, user, staff):
+    fiche = new_fiche(projet, user, start=True)
+    time.sleep(0.05)
+    # Removing more than the settled time is allowed while the running part covers it.
+    adjusted = services.adjust_fiche(fiche_id=fiche.pk, actor=staff, delta=-timedelta(milliseconds=20), reason="x")
+    assert adjusted.etat == Etat.EN_CALCUL
+    assert adjusted.compte_jusqua == adjusted.updated_at
+    assert timedelta(milliseconds=29) <= adjusted.temps_impute < timedelta(milliseconds=200)
+    with pytest.raises(TransitionRefused) as refused:
+        services.adjust_fiche(fiche_id=fiche.pk, actor=staff, delta=-timedelta(hours=1), reason="x")
+    assert refused.value.code == "negative_time"
+    services.pause_fiche(fiche_id=fiche.pk, actor=user)
+    assert_exact(fiche.pk)
+
+
+@pytest.mark.parametrize(
+    "delta, reason, code",
+    [
+        (timedelta(0), "x", "invalid"),
+        (300, "x", "invalid"),
+        (timedelta(minutes=5), "", "invalid"),
+        (timedelta(minutes=5), "   ", "invalid"),
+    ],
+)
+def test_adjust_refuses_bad_arguments(projet, user, staff, delta, reason, code):
+    fiche = new_fiche(projet, user)
+    with pytest.raises(TransitionRefused) as refused:
+        services.adjust_fiche(fiche_id=fiche.pk, actor=staff, delta=delta, reason=reason)
+    assert refused.value.code == code
+    assert FicheTemps.objects.get(pk=fiche.pk).temps_impute == timedelta(0)
+
+
+def test_adjust_is_for_staff_only(projet, user):
+    fiche = new_fiche(projet, user)
+    with pytest.raises(TransitionRefused) as refused:
+        services.adjust_fiche(fiche_id=fiche.pk, actor=user, delta=timedelta(hours=8), reason="moi")
+    assert refused.value.code == "forbidden"
+
+
+def test_async_twins_run_the_same_transitions(projet, user):
+    fiche = async_to_sync(services.acreate_fiche)(projet_id=projet.pk, owner=user, actor=user, start=True)
+    assert fiche.etat == Etat.EN_CALCUL
+    paused = async_to_sync(services.apause_fiche)(fiche_id=fiche.pk, actor=user)
+    assert paused.etat == Etat.EN_PAUSE
+    with pytest.raises(TransitionRefused):
+        async_to_sync(services.apause_fiche)(fiche_id=fiche.pk, actor=user)
+    assert services.apause_fiche.__name__ == "apause_fiche"
+
+
+def test_database_refuses_a_running_fiche_without_a_mark(projet, user):
+    fiche = new_fiche(projet, user)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        FicheTemps.objects.filter(pk=fiche.pk).update(etat=Etat.EN_CALCUL)
+
+
+def test_database_refuses_a_mark_on_a_paused_fiche(projet, user):
+    fiche = new_fiche(projet, user)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        FicheTemps.objects.filter(pk=fiche.pk).update(compte_jusqua=Now(), en_calcul_depuis=Now())
+
+
+def test_database_refuses_negative_time(projet, user):
+    fiche = new_fiche(projet, user)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        FicheTemps.objects.filter(pk=fiche.pk).update(temps_impute=-timedelta(seconds=1))
