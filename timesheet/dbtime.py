@@ -52,6 +52,8 @@ class Elapsed(_DurationExpression):
 
     def as_sqlite(self, compiler, connection, **extra_context):
         (since, until, offset), params = self._compile_all(compiler)
+        if isinstance(self.expressions[1], Now):
+            until = "'now'"  # julianday('now') skips formatting and parsing the instant on every row
         # julianday() is a double of days; its error (~40 us at today's dates)
         # is far below half a millisecond, so rounding to whole milliseconds
         # recovers the exact difference of two millisecond instants.

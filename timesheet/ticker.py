@@ -46,7 +46,7 @@ def tick(*, batch_size: int | None = None, max_running: timedelta | None = None)
 
 
 def settle_running(*, batch_size: int) -> tuple[int, int]:
-    """Settle every running fiche in batches of ids, each its own transaction; return (rows, batches)."""
+    """Settle every running fiche in batches of ids, each one UPDATE in its own transaction; return (rows, batches)."""
     running = FicheTemps.objects.filter(etat=Etat.EN_CALCUL)
     rows = batches = 0
     after = 0
@@ -57,11 +57,9 @@ def settle_running(*, batch_size: int) -> tuple[int, int]:
         batch = running.filter(pk__gt=after)
         if boundary:
             batch = batch.filter(pk__lte=boundary[0])
-        with transaction.atomic():
-            rows += batch.update(
-                temps_impute=settled(),
-                compte_jusqua=later_of("compte_jusqua"),
-            )
+        # One statement in autocommit is its own transaction, and a cheaper one
+        # on SQLite than the same statement inside BEGIN ... COMMIT.
+        rows += batch.update(temps_impute=settled(), compte_jusqua=later_of("compte_jusqua"))
         batches += 1
         if not boundary:
             return rows, batches

@@ -19,7 +19,7 @@ from datetime import timedelta
 
 import sniffio
 from asgiref.sync import sync_to_async
-from django.db import close_old_connections, connections
+from django.db import close_old_connections, connections, reset_queries
 
 from . import ticker
 
@@ -108,6 +108,7 @@ class Worker:
         return True
 
     def _tick_in_thread(self) -> ticker.TickReport:
+        reset_queries()  # with DEBUG on, the query log would otherwise grow to its cap
         close_old_connections()
         try:
             if self.heartbeat_id is None:

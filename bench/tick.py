@@ -1,0 +1,199 @@
+#!/usr/bin/env python
+"""
+Time the project's tick against a raw SQL UPDATE of the same rows (the
+practical limit) and against the naive per-row loop it replaces, in one run.
+
+    python bench/tick.py                 # 100,000 running fiches on SQLite
+    python bench/tick.py -n 10000 --naive-n 2000
+    DATABASE_URL=postgres://... python bench/tick.py   # an empty database
+
+Prints the median time per tick, the ratios, the SQL statements per tick and
+the peak Python memory of a tick at two sizes.
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+import tracemalloc
+from datetime import timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+RAW_UPDATE = {
+    "sqlite": (
+        "UPDATE timesheet_fichetemps SET "
+        "temps_impute = temps_impute + MAX(0, CAST(ROUND((julianday('now') - julianday(compte_jusqua))"
+        " * 86400000.0) AS INTEGER) * 1000), "
+        "compte_jusqua = MAX(compte_jusqua, strftime('%Y-%m-%d %H:%M:%f', 'now')) "
+        "WHERE etat = 'en_calcul'"
+    ),
+    "postgresql": (
+        "UPDATE timesheet_fichetemps SET "
+        "temps_impute = temps_impute + GREATEST(statement_timestamp() - compte_jusqua, INTERVAL '0'), "
+        "compte_jusqua = GREATEST(compte_jusqua, statement_timestamp()) "
+        "WHERE etat = 'en_calcul'"
+    ),
+}
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-n", type=int, default=100_000, help="running fiches (default: %(default)s)")
+    parser.add_argument("--naive-n", type=int, default=10_000, help="running fiches for the naive loop (default: %(default)s)")
+    parser.add_argument("--repeats", type=int, default=7, help="ticks timed per variant (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=None, help="tick batch size (default: TICKER_BATCH_SIZE)")
+    return parser.parse_args()
+
+
+def setup_django():
+    if "DATABASE_URL" not in os.environ:
+        os.environ["DJANGO_DATA_DIR"] = tempfile.mkdtemp(prefix="bench-tick-")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "settings")
+    os.environ["DJANGO_DEBUG"] = "0"  # no query log
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def populate(count):
+    """Replace every fiche by ``count`` running ones, marked at the database's now."""
+    from django.contrib.auth import get_user_model
+    from django.db import connection, transaction
+    from django.db.models.functions import Now
+
+    from timesheet.models import Etat, FicheEvent, FicheTemps, Projet
+
+    with transaction.atomic():
+        FicheEvent.objects.all().delete()
+        FicheTemps.objects.all().delete()
+        user, _ = get_user_model().objects.get_or_create(username="bench")
+        projet, _ = Projet.objects.get_or_create(designation="Bench")
+        for start in range(0, count, 10_000):
+            FicheTemps.objects.bulk_create(
+                FicheTemps(projet=projet, owner=user, libelle=f"fiche {i}", etat=Etat.EN_CALCUL,
+                           compte_jusqua=Now(), en_calcul_depuis=Now())
+                for i in range(start, min(count, start + 10_000))
+            )
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("VACUUM ANALYZE timesheet_fichetemps")
+
+
+def raw_update():
+    from django.db import connection
+
+    with connection.cursor() as cursor:  # autocommit: one statement, one transaction
+        cursor.execute(RAW_UPDATE[connection.vendor])
+
+
+def naive_loop(increment=timedelta(seconds=5)):
+    from timesheet.models import Etat, FicheTemps
+
+    for fiche in FicheTemps.objects.filter(etat=Etat.EN_CALCUL):
+        fiche.temps_impute += increment
+        fiche.save()
+
+
+def timed(function, repeats):
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def statements(function):
+    from django.db import connection
+
+    count = 0
+
+    def counter(execute, sql, params, many, context):
+        nonlocal count
+        count += 1
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(counter):
+        function()
+    return count
+
+
+def peak_memory(function):
+    tracemalloc.start()
+    try:
+        function()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def measure_at(count, variants, repeats):
+    populate(count)
+    rows = {}
+    for name, function in variants.items():
+        function()  # warm up: caches, statements prepared
+    # Interleaved, so that a noisy neighbour slows every variant alike.
+    samples = {name: [] for name in variants}
+    for _ in range(repeats):
+        for name, function in variants.items():
+            samples[name].append(timed(function, 1))
+    for name, function in variants.items():
+        rows[name] = {
+            "rows": count,
+            "median": statistics.median(samples[name]),
+            "statements": statements(function),
+            "memory": peak_memory(function),
+        }
+    return rows
+
+
+def main():
+    args = parse_args()
+    setup_django()
+    from django.db import connection
+
+    from timesheet import conf
+    from timesheet.ticker import tick
+
+    batch_size = args.batch_size or conf.batch_size()
+
+    def project_tick():
+        report = tick(batch_size=batch_size)
+        assert report.settled > 0
+
+    version = connection.Database.sqlite_version if connection.vendor == "sqlite" else connection.pg_version
+    print(f"backend: {connection.vendor} {version}; batch size {batch_size}; median of {args.repeats} ticks")
+    large = measure_at(args.n, {"tick": project_tick, "raw UPDATE": raw_update}, args.repeats)
+    naive_repeats = max(1, min(args.repeats, 3))
+    small = measure_at(args.naive_n, {"tick": project_tick, "naive loop": naive_loop}, naive_repeats)
+
+    print(f"{'variant':<14}{'rows':>10}{'ms/tick':>12}{'statements':>12}{'peak MiB':>10}")
+    for results in (large, small):
+        for name, row in results.items():
+            print(
+                f"{name:<14}{row['rows']:>10,}{row['median'] * 1000:>12.1f}{row['statements']:>12,}"
+                f"{row['memory'] / 2**20:>10.2f}"
+            )
+    print(
+        f"tick / raw UPDATE at {args.n:,}: {large['tick']['median'] / large['raw UPDATE']['median']:.2f}x "
+        f"(target <= 1.5x)"
+    )
+    print(
+        f"naive loop / tick at {args.naive_n:,}: {small['naive loop']['median'] / small['tick']['median']:.0f}x faster "
+        f"(target >= 100x)"
+    )
+    print(
+        f"tick peak memory: {small['tick']['memory'] / 1024:.0f} KiB at {args.naive_n:,}, "
+        f"{large['tick']['memory'] / 1024:.0f} KiB at {args.n:,}"
+    )
+
+
+if __name__ == "__main__":
+    main()
