@@ -6,6 +6,7 @@ import pytest
 from django.db import connection, connections
 from django.db.models.functions import Now
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from timesheet import services
 from timesheet.models import Etat, FicheEvent, FicheTemps, TickerHeartbeat
@@ -230,3 +231,13 @@ def test_heartbeat_records_ticks_failures_and_stop():
     assert (heartbeat.failures, heartbeat.last_error) == (1, "OperationalError: database is locked")
     assert heartbeat.interval == timedelta(seconds=5)
     assert heartbeat.last_tick_at and heartbeat.last_error_at and heartbeat.stopped_at
+
+
+@pytest.mark.django_db
+def test_registering_forgets_heartbeats_silent_for_a_week():
+    old = register_heartbeat(interval=5)
+    recent = register_heartbeat(interval=5)
+    TickerHeartbeat.objects.filter(pk=old).update(last_tick_at=timezone.now() - timedelta(days=8))
+    TickerHeartbeat.objects.filter(pk=recent).update(last_tick_at=timezone.now() - timedelta(days=6))
+    new = register_heartbeat(interval=5)
+    assert set(TickerHeartbeat.objects.values_list("pk", flat=True)) == {recent, new}

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.db.models.functions import Now
 
 from . import conf
@@ -112,8 +112,15 @@ def auto_stop_overdue(*, max_running: timedelta, batch_size: int) -> int:
             stopped += len(events)
 
 
+HEARTBEAT_RETENTION = timedelta(days=7)
+
+
 def register_heartbeat(*, interval: float) -> int:
-    """Create this process's heartbeat row; return its id."""
+    """Create this process's heartbeat row, forgetting processes silent for a week; return its id."""
+    silent = Q(last_tick_at__lt=Now() - HEARTBEAT_RETENTION) | Q(
+        last_tick_at__isnull=True, started_at__lt=Now() - HEARTBEAT_RETENTION
+    )
+    TickerHeartbeat.objects.filter(silent).delete()
     heartbeat = TickerHeartbeat.objects.create(
         host=socket.gethostname(), pid=os.getpid(), interval=timedelta(seconds=interval)
     )
