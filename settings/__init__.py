@@ -92,6 +92,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -149,6 +150,20 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env("DJANGO_STATIC_ROOT", DATA_DIR / "static"))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if PRODUCTION
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+# Outside production, serve static files straight from the apps: no collectstatic needed.
+WHITENOISE_USE_FINDERS = not PRODUCTION
+WHITENOISE_AUTOREFRESH = DEBUG
+
+CSRF_FAILURE_VIEW = "timesheet.api.csrf_failure"
+LOGIN_URL = "admin:login"
 
 if PRODUCTION:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
@@ -179,3 +194,5 @@ INCREMENT_TIME_SECONDS = env_number("INCREMENT_TIME_SECONDS", 5)
 TICKER_BATCH_SIZE = env_number("TICKER_BATCH_SIZE", 5000)
 TICKER_MAX_FAILURE_SECONDS = env_number("TICKER_MAX_FAILURE_SECONDS", 300)
 FICHE_MAX_RUNNING_HOURS = env_number("FICHE_MAX_RUNNING_HOURS", None)
+STREAM_POLL_SECONDS = env_number("STREAM_POLL_SECONDS", 1)
+STREAM_KEEPALIVE_SECONDS = env_number("STREAM_KEEPALIVE_SECONDS", 15)

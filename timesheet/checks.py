@@ -27,6 +27,8 @@ RULES = [
         "a positive number of hours, or unset for no limit",
         "timesheet.E004",
     ),
+    ("STREAM_POLL_SECONDS", _is_positive_number, "a positive number of seconds", "timesheet.E005"),
+    ("STREAM_KEEPALIVE_SECONDS", _is_positive_number, "a positive number of seconds", "timesheet.E006"),
 ]
 
 

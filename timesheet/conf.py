@@ -9,6 +9,8 @@ DEFAULTS = {
     "TICKER_BATCH_SIZE": 5000,
     "TICKER_MAX_FAILURE_SECONDS": 300,
     "FICHE_MAX_RUNNING_HOURS": None,
+    "STREAM_POLL_SECONDS": 1,
+    "STREAM_KEEPALIVE_SECONDS": 15,
 }
 
 
@@ -35,3 +37,13 @@ def max_running() -> timedelta | None:
     """How long a fiche may run before the ticker pauses it, or None for no limit."""
     hours = get("FICHE_MAX_RUNNING_HOURS")
     return None if hours is None else timedelta(hours=hours)
+
+
+def stream_poll_seconds() -> float:
+    """How often the process's one poller looks for new fiche events for the open streams."""
+    return float(get("STREAM_POLL_SECONDS"))
+
+
+def stream_keepalive_seconds() -> float:
+    """Silence after which an open stream gets a keep-alive comment."""
+    return float(get("STREAM_KEEPALIVE_SECONDS"))

@@ -8,11 +8,12 @@ they are exact: integer microseconds on SQLite (whose clock has millisecond
 resolution, so every mark is a whole millisecond), intervals on PostgreSQL.
 """
 
-from datetime import timedelta
+from datetime import UTC, timedelta
 
-from django.db import NotSupportedError
+from django.db import NotSupportedError, connections
 from django.db.models import DurationField, Expression, F, Value
 from django.db.models.functions import Greatest, Now
+from django.utils.dateparse import parse_datetime
 
 
 class _DurationExpression(Expression):
@@ -91,3 +92,21 @@ def _expr(value):
     if isinstance(value, timedelta):
         return Value(value, output_field=DurationField())
     return value
+
+
+
+_NOW_SQL = {
+    "sqlite": "SELECT STRFTIME('%Y-%m-%d %H:%M:%f', 'now')",
+    "postgresql": "SELECT STATEMENT_TIMESTAMP()",
+}
+
+
+def db_now(using="default"):
+    """Return the database's current time, as an aware UTC datetime."""
+    connection = connections[using]
+    with connection.cursor() as cursor:
+        cursor.execute(_NOW_SQL[connection.vendor])
+        value = cursor.fetchone()[0]
+    if isinstance(value, str):  # SQLite's UTC text
+        value = parse_datetime(value).replace(tzinfo=UTC)
+    return value.astimezone(UTC)

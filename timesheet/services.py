@@ -105,6 +105,8 @@ def create_fiche(*, projet_id: int, owner, actor, libelle: str = "", start: bool
         raise TransitionRefused("Only staff may create a fiche for someone else.", code="forbidden")
     if len(libelle) > FicheTemps._meta.get_field("libelle").max_length:
         raise TransitionRefused("The label is too long (200 characters at most).", code="invalid")
+    if "\x00" in libelle:
+        raise TransitionRefused("The label cannot contain NUL characters.", code="invalid")
     with transaction.atomic():
         projet = Projet.objects.filter(pk=projet_id).values("actif").first()
         if projet is None:

@@ -1,3 +1,5 @@
+import secrets
+
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
@@ -16,11 +18,21 @@ FICHES = [
 
 
 class Command(BaseCommand):
-    help = "Add demo projects and fiches (some running) for the user 'demo', unless they exist already."
+    help = (
+        "Add demo projects and fiches (some running) for the user 'demo', and a staff account 'admin' "
+        "whose generated password is printed once; existing data is left as it is."
+    )
 
     def handle(self, *args, **options):
+        User = get_user_model()
+        if not User.objects.filter(username="admin").exists():
+            password = secrets.token_urlsafe(12)
+            User.objects.create_superuser("admin", password=password)
+            self.stdout.write(self.style.SUCCESS(f"Staff account created: admin / {password}  (shown only this once)"))
+        else:
+            self.stdout.write("Staff account 'admin' exists (python manage.py changepassword admin to reset it).")
         with transaction.atomic():
-            user, _ = get_user_model().objects.get_or_create(username="demo", defaults={"first_name": "Demo"})
+            user, _ = User.objects.get_or_create(username="demo", defaults={"first_name": "Demo"})
             projets = {designation: Projet.objects.get_or_create(designation=designation)[0] for designation in PROJETS}
             if FicheTemps.objects.filter(owner=user).exists():
                 self.stdout.write("Demo data already present.")

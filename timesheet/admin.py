@@ -1,0 +1,326 @@
+import csv
+from datetime import timedelta
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import Case, Count, F, Q, Sum, When
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.translation import gettext, gettext_lazy as _, ngettext
+
+from . import services
+from .dbtime import settled
+from .health import ticker_status
+from .models import Etat, FicheEvent, FicheTemps, Projet, TickerHeartbeat
+
+
+def hms(value: timedelta | None) -> str:
+    """A duration as H:MM:SS, hours unbounded."""
+    seconds = int((value or timedelta(0)).total_seconds())
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def live_time_expression():
+    return Case(When(etat=Etat.EN_CALCUL, then=settled()), default=F("temps_impute"))
+
+
+def live_span(seconds: float, rate: int, text: str):
+    return format_html('<span class="live-time" data-live-seconds="{}" data-live-rate="{}">{}</span>', seconds, rate, text)
+
+
+@admin.register(Projet)
+class ProjetAdmin(admin.ModelAdmin):
+    list_display = ["designation", "actif", "total_time", "fiches_running", "created_at"]
+    list_filter = ["actif"]
+    search_fields = ["designation"]
+    readonly_fields = ["created_at", "updated_at"]
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                total=Sum("fiches__temps_impute"),
+                running=Count("fiches", filter=Q(fiches__etat=Etat.EN_CALCUL)),
+            )
+        )
+
+    @admin.display(description=_("total time charged"), ordering="total")
+    def total_time(self, projet):
+        return hms(projet.total)
+
+    @admin.display(description=_("running fiches"), ordering="running")
+    def fiches_running(self, projet):
+        return projet.running
+
+
+class FicheEventInline(admin.TabularInline):
+    model = FicheEvent
+    fields = ["at", "kind", "actor", "delta_hms", "temps_hms", "reason"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = False
+    verbose_name_plural = _("history")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description=_("delta"))
+    def delta_hms(self, event):
+        sign = "-" if event.delta < timedelta(0) else ""
+        return sign + hms(abs(event.delta))
+
+    @admin.display(description=_("time charged after"))
+    def temps_hms(self, event):
+        return hms(event.temps_impute)
+
+
+class AdjustForm(forms.Form):
+    delta = forms.DurationField(
+        label=_("Duration"),
+        help_text=_("H:MM:SS to add, e.g. 0:30:00; -0:30:00 removes half an hour."),
+    )
+    reason = forms.CharField(label=_("Reason"), widget=forms.Textarea(attrs={"rows": 3, "cols": 60}), max_length=1000)
+
+    def clean_delta(self):
+        delta = self.cleaned_data["delta"]
+        if not delta:
+            raise forms.ValidationError(_("The adjustment must not be zero."))
+        return delta
+
+
+class FicheTempsForm(forms.ModelForm):
+    class Meta:
+        model = FicheTemps
+        fields = ["projet", "owner", "libelle"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "projet" in self.fields:
+            self.fields["projet"].queryset = Projet.objects.filter(actif=True)
+
+
+@admin.register(FicheTemps)
+class FicheTempsAdmin(admin.ModelAdmin):
+    form = FicheTempsForm
+    list_display = [
+        "libelle_or_id", "projet", "owner", "etat_badge", "stored_time", "live_time", "en_calcul_depuis", "auto_stopped",
+    ]
+    list_display_links = ["libelle_or_id"]
+    list_filter = ["etat", "projet", ("owner", admin.RelatedOnlyFieldListFilter), "auto_stopped"]
+    list_select_related = ["projet", "owner"]
+    search_fields = ["libelle", "projet__designation", "owner__username"]
+    date_hierarchy = "created_at"
+    actions = ["start", "pause", "finish"]
+    readonly_fields = [
+        "etat_badge", "stored_time", "live_time", "en_calcul_depuis", "compte_jusqua", "auto_stopped",
+        "created_at", "updated_at",
+    ]
+    inlines = [FicheEventInline]
+
+    class Media:
+        css = {"all": ["timesheet/admin.css"]}
+        js = ["timesheet/live_time.js"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(temps_live=live_time_expression())
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["projet", "owner", "libelle"]
+        return ["projet", "owner", "libelle", *self.readonly_fields]
+
+    def get_changeform_initial_data(self, request):
+        return {"owner": request.user.pk, **super().get_changeform_initial_data(request)}
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            created = services.create_fiche(
+                projet_id=obj.projet_id, owner=obj.owner, actor=request.user, libelle=obj.libelle
+            )
+            obj.pk = created.pk
+            return
+        # Only the edited fields: a full save would write back a stale temps_impute.
+        changed = [name for name in form.changed_data if name in FicheTempsForm.Meta.fields]
+        if changed:
+            obj.save(update_fields=changed)
+
+    @admin.display(description=_("label"), ordering="libelle")
+    def libelle_or_id(self, fiche):
+        return fiche.libelle or f"#{fiche.pk}"
+
+    @admin.display(description=_("state"), ordering="etat")
+    def etat_badge(self, fiche):
+        return format_html('<span class="etat etat-{}">{}</span>', fiche.etat, fiche.get_etat_display())
+
+    @admin.display(description=_("time charged"), ordering="temps_impute")
+    def stored_time(self, fiche):
+        return hms(fiche.temps_impute)
+
+    @admin.display(description=_("live time"), ordering="temps_live")
+    def live_time(self, fiche):
+        live = getattr(fiche, "temps_live", fiche.temps_impute)
+        running = int(fiche.etat == Etat.EN_CALCUL)
+        return live_span(live.total_seconds(), running, hms(live))
+
+    def _transition(self, request, queryset, service, done_message):
+        """Apply ``service`` to each selected fiche; report how many it changed and every refusal."""
+        done, refusals = 0, []
+        for fiche_id in queryset.values_list("pk", flat=True):
+            try:
+                service(fiche_id=fiche_id, actor=request.user)
+                done += 1
+            except services.TransitionRefused as refused:
+                refusals.append(refused.message)
+        if done:
+            self.message_user(request, done_message(done))
+        for message in refusals:
+            self.message_user(request, message, messages.WARNING)
+
+    @admin.action(description=_("Start the selected fiches"), permissions=["change"])
+    def start(self, request, queryset):
+        self._transition(request, queryset, services.start_fiche, lambda n: ngettext(
+            "%(count)d fiche started.", "%(count)d fiches started.", n) % {"count": n})
+
+    @admin.action(description=_("Pause the selected fiches"), permissions=["change"])
+    def pause(self, request, queryset):
+        self._transition(request, queryset, services.pause_fiche, lambda n: ngettext(
+            "%(count)d fiche paused.", "%(count)d fiches paused.", n) % {"count": n})
+
+    @admin.action(description=_("Finish the selected fiches"), permissions=["change"])
+    def finish(self, request, queryset):
+        self._transition(
+            request, queryset, services.finish_fiche, lambda n: ngettext(
+                "%(count)d fiche finished.", "%(count)d fiches finished.", n) % {"count": n}
+        )
+
+    def changelist_view(self, request, extra_context=None):
+        response = super().changelist_view(request, extra_context)
+        changelist = getattr(response, "context_data", {}).get("cl")
+        if changelist is not None:
+            totals = changelist.queryset.order_by().aggregate(
+                live=Sum("temps_live"), count=Count("pk"), running=Count("pk", filter=Q(etat=Etat.EN_CALCUL))
+            )
+            live = totals["live"] or timedelta(0)
+            response.context_data["totals"] = {
+                "count": totals["count"], "running": totals["running"],
+                "seconds": live.total_seconds(), "display": hms(live),
+            }
+            status = ticker_status()
+            if not status["healthy"]:
+                response.context_data["ticker_warning"] = gettext(
+                    "No ticker is alive: running fiches' stored time is not being refreshed "
+                    "(their live time stays exact). %(reason)s Start it with: python manage.py run_fiches_ticker"
+                ) % {"reason": status["reason"]}
+        return response
+
+    def get_urls(self):
+        return [
+            path("export/", self.admin_site.admin_view(self.export_view), name="timesheet_fichetemps_export"),
+            path(
+                "<path:object_id>/adjust/", self.admin_site.admin_view(self.adjust_view), name="timesheet_fichetemps_adjust"
+            ),
+            *super().get_urls(),
+        ]
+
+    def export_view(self, request):
+        """The fiches the list shows with its current filters and search, as CSV."""
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        fiches = self.get_changelist_instance(request).get_queryset(request)
+        response = HttpResponse(content_type="text/csv; charset=utf-8")
+        stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+        response["Content-Disposition"] = f'attachment; filename="fiches-{stamp}.csv"'
+        writer = csv.writer(response)
+        writer.writerow(
+            ["id", "projet", "owner", "libelle", "etat", "temps_impute_seconds", "temps_live_seconds",
+             "temps_live", "en_calcul_depuis", "auto_stopped", "created_at"]
+        )
+        for fiche in fiches.iterator(chunk_size=2000):
+            writer.writerow(
+                [fiche.pk, fiche.projet.designation, fiche.owner.get_username(), fiche.libelle, fiche.etat,
+                 f"{fiche.temps_impute.total_seconds():.3f}", f"{fiche.temps_live.total_seconds():.3f}",
+                 hms(fiche.temps_live), fiche.en_calcul_depuis.isoformat() if fiche.en_calcul_depuis else "",
+                 fiche.auto_stopped, fiche.created_at.isoformat()]
+            )
+        return response
+
+    def adjust_view(self, request, object_id):
+        fiche = get_object_or_404(self.get_queryset(request), pk=object_id)
+        if not self.has_change_permission(request, fiche):
+            raise PermissionDenied
+        form = AdjustForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                services.adjust_fiche(
+                    fiche_id=fiche.pk, actor=request.user,
+                    delta=form.cleaned_data["delta"], reason=form.cleaned_data["reason"],
+                )
+            except services.TransitionRefused as refused:
+                form.add_error(None, refused.message)
+            else:
+                self.message_user(request, gettext("The fiche's time was adjusted."))
+                return redirect(reverse("admin:timesheet_fichetemps_change", args=[fiche.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts, "fiche": fiche, "form": form, "stored": hms(fiche.temps_live),
+            "title": gettext("Adjust the time of %(fiche)s") % {"fiche": fiche},
+        }
+        return TemplateResponse(request, "admin/timesheet/fichetemps/adjust.html", context)
+
+
+@admin.register(FicheEvent)
+class FicheEventAdmin(admin.ModelAdmin):
+    list_display = ["at", "fiche", "kind", "actor", "delta", "temps_impute", "reason"]
+    list_filter = ["kind", ("actor", admin.RelatedOnlyFieldListFilter)]
+    list_select_related = ["fiche", "actor"]
+    search_fields = ["fiche__libelle", "reason"]
+    date_hierarchy = "at"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(TickerHeartbeat)
+class TickerHeartbeatAdmin(admin.ModelAdmin):
+    list_display = [
+        "__str__", "status", "started_at", "last_tick_at", "ticks", "last_rows", "last_duration", "failures",
+        "last_error", "stopped_at",
+    ]
+    list_filter = ["host"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    class Media:
+        css = {"all": ["timesheet/admin.css"]}
+
+    @admin.display(description=_("status"))
+    def status(self, heartbeat):
+        if heartbeat.stopped_at:
+            return format_html('<span class="heartbeat-stopped">{}</span>', gettext("stopped"))
+        fresh = heartbeat.last_tick_at and timezone.now() - heartbeat.last_tick_at <= 3 * heartbeat.interval
+        if fresh:
+            return format_html('<span class="heartbeat-alive">{}</span>', gettext("alive"))
+        return format_html('<span class="heartbeat-stale">{}</span>', gettext("silent"))

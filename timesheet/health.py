@@ -1,0 +1,40 @@
+"""Is the product healthy: the database answers and a ticker ticked recently."""
+
+from django.db import DatabaseError
+
+from .dbtime import db_now
+from .models import TickerHeartbeat
+
+STALE_AFTER_INTERVALS = 3
+
+
+def ticker_status() -> dict:
+    """
+    Return ``{"healthy": bool, "reason": str, ...}``: healthy when the database
+    answers and some ticker's last tick is younger than three of its intervals
+    (ages on the database's clock).
+    """
+    try:
+        now = db_now()
+        heartbeats = list(
+            TickerHeartbeat.objects.filter(stopped_at__isnull=True, last_tick_at__isnull=False).values(
+                "last_tick_at", "interval"
+            )
+        )
+    except DatabaseError as exc:
+        return {"healthy": False, "database": "unreachable", "reason": f"The database is unreachable: {exc}"}
+    fresh = [hb for hb in heartbeats if now - hb["last_tick_at"] <= STALE_AFTER_INTERVALS * hb["interval"]]
+    if not heartbeats:
+        return {"healthy": False, "database": "ok", "ticker": None, "reason": "No ticker is running."}
+    newest = max(fresh or heartbeats, key=lambda hb: hb["last_tick_at"])
+    ticker = {
+        "last_tick_age_seconds": round((now - newest["last_tick_at"]).total_seconds(), 3),
+        "interval_seconds": newest["interval"].total_seconds(),
+        "alive": len(fresh),
+    }
+    if not fresh:
+        return {
+            "healthy": False, "database": "ok", "ticker": ticker,
+            "reason": f"No ticker has ticked within {STALE_AFTER_INTERVALS} intervals.",
+        }
+    return {"healthy": True, "database": "ok", "ticker": ticker, "reason": ""}

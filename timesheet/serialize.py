@@ -1,0 +1,33 @@
+"""How fiches are shown as JSON, by the API and the stream."""
+
+from datetime import timedelta
+
+from .models import Etat, FicheTemps
+
+
+def iso(value):
+    return value.isoformat() if value is not None else None
+
+
+def seconds(value: timedelta) -> float:
+    return value / timedelta(microseconds=1) / 1_000_000
+
+
+def fiche_json(fiche: FicheTemps, now) -> dict:
+    """A fiche as the API shows it; ``now`` is the database's time, for the live value."""
+    running_part = max(now - fiche.compte_jusqua, timedelta(0)) if fiche.etat == Etat.EN_CALCUL else timedelta(0)
+    return {
+        "id": fiche.pk,
+        "projet": {"id": fiche.projet_id, "designation": fiche.projet.designation},
+        "owner": {"id": fiche.owner_id, "username": fiche.owner.get_username()},
+        "libelle": fiche.libelle,
+        "etat": fiche.etat,
+        "temps_impute": seconds(fiche.temps_impute),
+        "temps_live": seconds(fiche.temps_impute + running_part),
+        "en_calcul_depuis": iso(fiche.en_calcul_depuis),
+        "compte_jusqua": iso(fiche.compte_jusqua),
+        "auto_stopped": fiche.auto_stopped,
+        "created_at": iso(fiche.created_at),
+        "updated_at": iso(fiche.updated_at),
+        "server_time": iso(now),
+    }
