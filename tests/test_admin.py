@@ -1,0 +1,206 @@
+import csv
+import io
+import time
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
+
+from timesheet import services
+from timesheet.models import Etat, FicheEvent, FicheTemps, Projet
+from timesheet.ticker import TickReport, record_tick, register_heartbeat, tick
+
+pytestmark = pytest.mark.django_db
+
+LIST = "/admin/timesheet/fichetemps/"
+
+
+@pytest.fixture
+def admin_user(db):
+    return get_user_model().objects.create_superuser("root", password="x")
+
+
+@pytest.fixture
+def admin_client(admin_user):
+    client = Client()
+    client.force_login(admin_user)
+    return client
+
+
+def start(projet, owner, libelle="Travail"):
+    return services.create_fiche(projet_id=projet.pk, owner=owner, actor=owner, libelle=libelle, start=True)
+
+
+def messages_of(response):
+    return [str(message) for message in response.context["messages"]]
+
+
+def test_list_shows_live_time_totals_and_a_banner_without_ticker(admin_client, projet, user):
+    fiche = start(projet, user)
+    services.adjust_fiche(fiche_id=fiche.pk, actor=get_user_model().objects.get(username="root"),
+                          delta=timedelta(hours=1, minutes=2, seconds=3), reason="x")
+    response = admin_client.get(LIST)
+    content = response.content.decode()
+    assert response.status_code == 200
+    assert "1:02:03" in content
+    assert 'data-live-rate="1"' in content
+    assert response.context["totals"]["count"] == 1
+    assert response.context["totals"]["running"] == 1
+    assert response.context["totals"]["seconds"] >= 3723
+    assert "No ticker is alive" in content
+    assert "etat-en_calcul" in content
+
+
+def test_no_banner_while_a_ticker_is_alive(admin_client):
+    record_tick(heartbeat_id=register_heartbeat(interval=5), report=TickReport(0, 0, 1, 0.0))
+    assert "No ticker is alive" not in admin_client.get(LIST).content.decode()
+
+
+def test_totals_follow_the_filters(admin_client, projet, user, staff):
+    running = start(projet, user)
+    paused = start(projet, user)
+    services.pause_fiche(fiche_id=paused.pk, actor=user)
+    services.adjust_fiche(fiche_id=paused.pk, actor=staff, delta=timedelta(minutes=10), reason="x")
+    response = admin_client.get(LIST + "?etat__exact=en_pause")
+    assert response.context["totals"]["count"] == 1
+    assert response.context["totals"]["running"] == 0
+    assert timedelta(minutes=10) <= timedelta(seconds=response.context["totals"]["seconds"]) < timedelta(minutes=11)
+    assert running.pk not in [f.pk for f in response.context["cl"].result_list]
+
+
+@pytest.mark.parametrize("action, etat", [("pause", Etat.EN_PAUSE), ("finish", Etat.TERMINEE)])
+def test_actions_go_through_the_services_and_report_refusals(admin_client, projet, user, action, etat):
+    first = start(projet, user)
+    second = start(projet, user)
+    services.finish_fiche(fiche_id=second.pk, actor=user)
+    response = admin_client.post(
+        LIST, {"action": action, "_selected_action": [first.pk, second.pk]}, follow=True
+    )
+    assert FicheTemps.objects.get(pk=first.pk).etat == etat
+    assert FicheEvent.objects.filter(fiche_id=first.pk, kind={"pause": "paused", "finish": "finished"}[action]).exists()
+    shown = messages_of(response)
+    assert f"1 fiche {'paused' if action == 'pause' else 'finished'}." in shown
+    assert f"Cannot {action} fiche {second.pk}: it is finished." in shown
+
+
+def test_start_action(admin_client, projet, user):
+    fiche = services.create_fiche(projet_id=projet.pk, owner=user, actor=user)
+    admin_client.post(LIST, {"action": "start", "_selected_action": [fiche.pk]})
+    assert FicheTemps.objects.get(pk=fiche.pk).etat == Etat.EN_CALCUL
+
+
+def test_adjust_form_adds_an_audited_correction(admin_client, admin_user, projet, user):
+    fiche = services.create_fiche(projet_id=projet.pk, owner=user, actor=user)
+    url = f"{LIST}{fiche.pk}/adjust/"
+    assert admin_client.get(url).status_code == 200
+    response = admin_client.post(url, {"delta": "0:30:00", "reason": "Réunion oubliée"})
+    assert response.status_code == 302
+    assert FicheTemps.objects.get(pk=fiche.pk).temps_impute == timedelta(minutes=30)
+    event = FicheEvent.objects.filter(fiche=fiche, kind="adjusted").get()
+    assert (event.actor, event.delta, event.reason) == (admin_user, timedelta(minutes=30), "Réunion oubliée")
+    response = admin_client.post(url, {"delta": "-0:10:00", "reason": "Trop"})
+    assert FicheTemps.objects.get(pk=fiche.pk).temps_impute == timedelta(minutes=20)
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"delta": "-1:00:00", "reason": "x"}, "cannot go below zero"),
+        ({"delta": "0:00:00", "reason": "x"}, "must not be zero"),
+        ({"delta": "soon", "reason": "x"}, "Enter a valid duration."),
+        ({"delta": "0:10:00", "reason": ""}, "This field is required."),
+    ],
+)
+def test_adjust_form_refuses_bad_input_and_changes_nothing(admin_client, projet, user, data, message):
+    fiche = services.create_fiche(projet_id=projet.pk, owner=user, actor=user)
+    response = admin_client.post(f"{LIST}{fiche.pk}/adjust/", data)
+    assert response.status_code == 200
+    assert message in response.content.decode()
+    assert FicheTemps.objects.get(pk=fiche.pk).temps_impute == timedelta(0)
+    assert not FicheEvent.objects.filter(kind="adjusted").exists()
+
+
+def test_adjust_of_an_unknown_fiche_is_404(admin_client):
+    assert admin_client.get(f"{LIST}4242/adjust/").status_code == 404
+
+
+def test_editing_a_label_never_writes_back_a_stale_time(admin_client, projet, user):
+    fiche = start(projet, user)
+    change_url = f"{LIST}{fiche.pk}/change/"
+    assert admin_client.get(change_url).status_code == 200
+    time.sleep(0.02)
+    tick()  # the worker moves the time while the form is open
+    ticked = FicheTemps.objects.get(pk=fiche.pk)
+    response = admin_client.post(
+        change_url, {"projet": projet.pk, "owner": user.pk, "libelle": "Renommée", **inline_management()}
+    )
+    assert response.status_code == 302, response.context["adminform"].errors if response.context else ""
+    saved = FicheTemps.objects.get(pk=fiche.pk)
+    assert saved.libelle == "Renommée"
+    assert (saved.temps_impute, saved.compte_jusqua, saved.etat) == (ticked.temps_impute, ticked.compte_jusqua, Etat.EN_CALCUL)
+
+
+def inline_management():
+    prefix = "events"
+    return {f"{prefix}-TOTAL_FORMS": "0", f"{prefix}-INITIAL_FORMS": "0", f"{prefix}-MIN_NUM_FORMS": "0",
+            f"{prefix}-MAX_NUM_FORMS": "0"}
+
+
+def test_adding_a_fiche_in_the_admin_goes_through_the_service(admin_client, admin_user, projet, user):
+    response = admin_client.post(f"{LIST}add/", {"projet": projet.pk, "owner": user.pk, "libelle": "Nouvelle",
+                                                 **inline_management()})
+    assert response.status_code == 302
+    fiche = FicheTemps.objects.get(libelle="Nouvelle")
+    assert fiche.etat == Etat.EN_PAUSE
+    assert fiche.events.get().actor == admin_user
+
+
+def test_the_time_cannot_be_edited_directly(admin_client, projet, user):
+    fiche = start(projet, user)
+    admin_client.post(f"{LIST}{fiche.pk}/change/", {"projet": projet.pk, "owner": user.pk, "libelle": "x",
+                                                     "temps_impute": "99:00:00", "etat": "terminee",
+                                                     **inline_management()})
+    fiche = FicheTemps.objects.get(pk=fiche.pk)
+    assert fiche.temps_impute < timedelta(hours=1)
+    assert fiche.etat == Etat.EN_CALCUL
+
+
+def test_csv_export_follows_the_filters(admin_client, projet, user):
+    running = start(projet, user, "En cours")
+    paused = start(projet, user, "En pause")
+    services.pause_fiche(fiche_id=paused.pk, actor=user)
+    response = admin_client.get(f"{LIST}export/?etat__exact=en_calcul")
+    assert response["Content-Type"] == "text/csv; charset=utf-8"
+    rows = list(csv.DictReader(io.StringIO(response.content.decode())))
+    assert [row["id"] for row in rows] == [str(running.pk)]
+    assert rows[0]["libelle"] == "En cours"
+    assert float(rows[0]["temps_live_seconds"]) >= 0
+
+
+def test_csv_export_needs_admin_access(projet, user):
+    response = Client().get(f"{LIST}export/")
+    assert response.status_code == 302
+    assert "/admin/login/" in response["Location"]
+
+
+def test_projects_show_their_total_time(admin_client, projet, user, staff):
+    fiche = services.create_fiche(projet_id=projet.pk, owner=user, actor=user)
+    services.adjust_fiche(fiche_id=fiche.pk, actor=staff, delta=timedelta(hours=2), reason="x")
+    response = admin_client.get("/admin/timesheet/projet/")
+    assert "2:00:00" in response.content.decode()
+
+
+def test_heartbeats_and_events_are_read_only(admin_client):
+    register_heartbeat(interval=5)
+    assert admin_client.get("/admin/timesheet/tickerheartbeat/").status_code == 200
+    assert admin_client.get("/admin/timesheet/tickerheartbeat/add/").status_code == 403
+    assert admin_client.get("/admin/timesheet/ficheevent/add/").status_code == 403
+
+
+def test_inactive_projects_cannot_be_chosen_for_a_new_fiche(admin_client, user):
+    closed = Projet.objects.create(designation="Fermé", actif=False)
+    response = admin_client.post(f"{LIST}add/", {"projet": closed.pk, "owner": user.pk, "libelle": "x",
+                                                 **inline_management()})
+    assert response.status_code == 200
+    assert not FicheTemps.objects.exists()

@@ -1,0 +1,268 @@
+import json
+import time
+from datetime import timedelta
+
+import pytest
+from django.test import Client
+
+from timesheet import services
+from timesheet.models import Etat, FicheEvent, FicheTemps, Projet
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def client_for():
+    def make(user, **kwargs):
+        client = Client(**kwargs)
+        client.force_login(user)
+        return client
+
+    return make
+
+
+@pytest.fixture
+def alice(client_for, user):
+    return client_for(user)
+
+
+def new_fiche(projet, owner, start=True):
+    return services.create_fiche(projet_id=projet.pk, owner=owner, actor=owner, libelle="Travail", start=start)
+
+
+def post(client, url, body=None, **kwargs):
+    data = body if isinstance(body, (str, bytes)) else json.dumps(body or {})
+    return client.post(url, data, content_type="application/json", **kwargs)
+
+
+def assert_error(response, status, text):
+    assert response.status_code == status, response.content
+    assert response["Content-Type"] == "application/json"
+    assert text in response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    "method, url",
+    [("get", "/api/fiches/"), ("post", "/api/fiches/"), ("get", "/api/fiches/1/"), ("post", "/api/fiches/1/pause"),
+     ("get", "/api/fiches/stream"), ("post", "/api/logout")],
+)
+def test_anonymous_requests_get_401_json_not_a_redirect(method, url):
+    response = getattr(Client(), method)(url)
+    assert_error(response, 401, "Authentication required")
+
+
+def test_list_shows_only_ones_own_fiches_with_live_time(alice, projet, user, other_user):
+    mine = new_fiche(projet, user)
+    new_fiche(projet, other_user)
+    time.sleep(0.02)
+    body = alice.get("/api/fiches/").json()
+    assert body["count"] == 1
+    [fiche] = body["results"]
+    assert fiche["id"] == mine.pk
+    assert fiche["etat"] == "en_calcul"
+    assert fiche["temps_impute"] == 0
+    assert fiche["temps_live"] >= 0.02
+    assert fiche["server_time"] and fiche["en_calcul_depuis"]
+    assert fiche["projet"] == {"id": projet.pk, "designation": projet.designation}
+
+
+def test_staff_see_everyones_fiches_and_filter_by_owner(client_for, staff, projet, user, other_user):
+    new_fiche(projet, user)
+    theirs = new_fiche(projet, other_user)
+    client = client_for(staff)
+    assert client.get("/api/fiches/").json()["count"] == 2
+    body = client.get(f"/api/fiches/?owner={other_user.pk}").json()
+    assert [f["id"] for f in body["results"]] == [theirs.pk]
+
+
+def test_filters_by_state_and_project(alice, projet, user):
+    other_projet = Projet.objects.create(designation="Autre")
+    running = new_fiche(projet, user)
+    paused = new_fiche(projet, user, start=False)
+    elsewhere = new_fiche(other_projet, user)
+    assert [f["id"] for f in alice.get("/api/fiches/?etat=en_pause").json()["results"]] == [paused.pk]
+    ids = {f["id"] for f in alice.get(f"/api/fiches/?projet={projet.pk}&etat=en_calcul").json()["results"]}
+    assert ids == {running.pk}
+    assert elsewhere.pk not in ids
+
+
+def test_pagination(alice, projet, user):
+    for _ in range(5):
+        new_fiche(projet, user, start=False)
+    first = alice.get("/api/fiches/?page_size=2").json()
+    assert (first["count"], first["pages"], len(first["results"]), first["previous"]) == (5, 3, 2, None)
+    third = alice.get(first["next"].replace("page=2", "page=3")).json()
+    assert len(third["results"]) == 1 and third["next"] is None
+    assert_error(alice.get("/api/fiches/?page=4&page_size=2"), 404, "Page 4 does not exist; there are 3.")
+
+
+@pytest.mark.parametrize(
+    "query, status, text",
+    [
+        ("etat=running", 400, "'etat' must be one of en_calcul, en_pause, terminee"),
+        ("projet=abc", 400, "'projet' must be a whole number"),
+        ("projet=0", 400, "'projet' must be between 1 and"),
+        ("page=-1", 400, "'page' must be between 1 and"),
+        ("page_size=1000", 400, "'page_size' must be between 1 and 200"),
+        ("owner=99999999999999999999999", 400, "'owner' must be between 1 and"),
+        ("page=%00", 400, "'page' must be a whole number"),
+    ],
+)
+def test_bad_query_parameters_are_400(alice, query, status, text):
+    assert_error(alice.get(f"/api/fiches/?{query}"), status, text)
+
+
+def test_non_staff_cannot_filter_on_someone_else(alice, other_user):
+    assert_error(alice.get(f"/api/fiches/?owner={other_user.pk}"), 403, "Only staff")
+
+
+def test_create_a_fiche_started_at_once(alice, projet, user):
+    response = post(alice, "/api/fiches/", {"projet": projet.pk, "libelle": "Réunion", "start": True})
+    assert response.status_code == 201
+    body = response.json()
+    assert (body["etat"], body["libelle"], body["owner"]["id"]) == ("en_calcul", "Réunion", user.pk)
+    assert FicheEvent.objects.filter(fiche_id=body["id"]).count() == 2
+
+
+@pytest.mark.parametrize(
+    "body, status, text",
+    [
+        ("{bad json", 400, "The body must be a JSON object."),
+        ("[1, 2]", 400, "The body must be a JSON object."),
+        (b"\xff\xfe", 400, "The body must be a JSON object."),
+        ({}, 400, "'projet' is required"),
+        ({"projet": "1"}, 400, "'projet' is required"),
+        ({"projet": True}, 400, "'projet' is required"),
+        ({"projet": 10**30}, 400, "'projet' is required"),
+        ({"projet": 999}, 404, "Project 999 does not exist."),
+        ({"projet": "PROJET", "libelle": 5}, 400, "'libelle' must be a string."),
+        ({"projet": "PROJET", "start": "yes"}, 400, "'start' must be true or false."),
+        ({"projet": "PROJET", "libelle": "x" * 201}, 400, "too long"),
+        ({"projet": "PROJET", "libelle": "a\x00b"}, 400, "NUL"),
+        ({"projet": "PROJET", "etat": "terminee"}, 400, "Unknown field(s): etat."),
+        ({"projet": "PROJET", "owner": "me"}, 400, "'owner' must be a user id."),
+    ],
+)
+def test_bad_creation_bodies_are_clear_errors_and_create_nothing(alice, projet, body, status, text):
+    if isinstance(body, dict) and body.get("projet") == "PROJET":
+        body = {**body, "projet": projet.pk}
+    assert_error(post(alice, "/api/fiches/", body), status, text)
+    assert not FicheTemps.objects.exists()
+
+
+def test_create_on_an_inactive_project_is_400(alice):
+    closed = Projet.objects.create(designation="Fermé", actif=False)
+    assert_error(post(alice, "/api/fiches/", {"projet": closed.pk}), 400, "is not active")
+
+
+def test_create_for_someone_else_needs_staff(alice, client_for, staff, projet, other_user):
+    assert_error(post(alice, "/api/fiches/", {"projet": projet.pk, "owner": other_user.pk}), 403, "Only staff")
+    response = post(client_for(staff), "/api/fiches/", {"projet": projet.pk, "owner": other_user.pk})
+    assert response.status_code == 201
+    assert response.json()["owner"]["id"] == other_user.pk
+    assert_error(post(client_for(staff), "/api/fiches/", {"projet": projet.pk, "owner": 4242}), 400, "does not exist")
+
+
+def test_detail(alice, projet, user, other_user):
+    mine = new_fiche(projet, user)
+    theirs = new_fiche(projet, other_user)
+    assert alice.get(f"/api/fiches/{mine.pk}/").json()["id"] == mine.pk
+    assert_error(alice.get(f"/api/fiches/{theirs.pk}/"), 404, f"Fiche {theirs.pk} does not exist.")
+    assert_error(alice.get("/api/fiches/424242/"), 404, "does not exist")
+    assert_error(alice.get("/api/fiches/99999999999999999999999/"), 404, "No API endpoint")
+    assert_error(alice.get("/api/fiches/abc/"), 404, "No API endpoint")
+
+
+def test_pause_start_finish(alice, projet, user):
+    fiche = new_fiche(projet, user)
+    time.sleep(0.01)
+    paused = post(alice, f"/api/fiches/{fiche.pk}/pause").json()
+    assert paused["etat"] == "en_pause"
+    assert paused["temps_impute"] == paused["temps_live"] >= 0.01
+    assert post(alice, f"/api/fiches/{fiche.pk}/start").json()["etat"] == "en_calcul"
+    assert post(alice, f"/api/fiches/{fiche.pk}/finish").json()["etat"] == "terminee"
+
+
+def test_refused_transitions_are_409_and_change_nothing(alice, projet, user):
+    fiche = new_fiche(projet, user, start=False)
+    before = FicheTemps.objects.filter(pk=fiche.pk).values().get()
+    assert_error(post(alice, f"/api/fiches/{fiche.pk}/pause"), 409, f"Cannot pause fiche {fiche.pk}: it is paused.")
+    assert FicheTemps.objects.filter(pk=fiche.pk).values().get() == before
+
+
+def test_someone_elses_fiche_cannot_be_moved(alice, projet, other_user):
+    theirs = new_fiche(projet, other_user)
+    for action in ("pause", "finish", "start"):
+        assert_error(post(alice, f"/api/fiches/{theirs.pk}/{action}"), 404, "does not exist")
+    assert FicheTemps.objects.get(pk=theirs.pk).etat == Etat.EN_CALCUL
+
+
+def test_transitions_take_no_body_fields(alice, projet, user):
+    fiche = new_fiche(projet, user)
+    assert_error(post(alice, f"/api/fiches/{fiche.pk}/pause", {"temps_impute": 0}), 400, "Unknown field(s)")
+
+
+@pytest.mark.parametrize(
+    "method, url, allowed",
+    [("get", "/api/fiches/1/pause", "POST"), ("delete", "/api/fiches/1/", "GET"), ("put", "/api/fiches/", "GET, POST"),
+     ("post", "/api/fiches/stream", "GET")],
+)
+def test_wrong_method_is_405_with_allow(alice, method, url, allowed):
+    response = getattr(alice, method)(url)
+    assert_error(response, 405, f"Method {method.upper()} is not allowed here")
+    assert response["Allow"] == allowed
+
+
+def test_unknown_endpoint_is_404_json(alice):
+    assert_error(alice.get("/api/nothing/here"), 404, "No API endpoint at /api/nothing/here.")
+    assert_error(alice.post("/api/fiches/1/explode"), 404, "No API endpoint")
+
+
+def test_unsafe_methods_need_the_csrf_token(client_for, user, projet):
+    fiche = new_fiche(projet, user)
+    client = client_for(user, enforce_csrf_checks=True)
+    assert_error(post(client, f"/api/fiches/{fiche.pk}/pause"), 403, "CSRF verification failed")
+    assert FicheTemps.objects.get(pk=fiche.pk).etat == Etat.EN_CALCUL
+    token = client.get("/api/csrf").json()["csrfToken"]
+    assert post(client, f"/api/fiches/{fiche.pk}/pause", HTTP_X_CSRFTOKEN=token).status_code == 200
+
+
+def test_login_and_logout(user):
+    client = Client()
+    assert_error(post(client, "/api/login", {"username": "alice", "password": "wrong"}), 401, "Wrong username")
+    assert_error(post(client, "/api/login", {"username": "alice"}), 400, "required")
+    response = post(client, "/api/login", {"username": "alice", "password": "x"})
+    assert response.json() == {"id": user.pk, "username": "alice", "is_staff": False}
+    assert client.get("/api/fiches/").status_code == 200
+    assert post(client, "/api/logout").status_code == 200
+    assert client.get("/api/fiches/").status_code == 401
+
+
+def test_the_stream_under_wsgi_answers_a_clear_error_instead_of_hanging(alice):
+    assert_error(alice.get("/api/fiches/stream"), 501, "needs the ASGI server")
+
+
+@pytest.mark.parametrize(
+    "method, url, body",
+    [
+        ("post", "/api/fiches/", '{"projet": 1e400}'),
+        ("post", "/api/fiches/", '{"projet": null, "libelle": null}'),
+        ("post", "/api/fiches/", '"just a string"'),
+        ("post", "/api/fiches/", "null"),
+        ("post", "/api/fiches/", '{"projet": -1}'),
+        ("post", "/api/fiches/", '{"projet": 1.5}'),
+        ("post", "/api/fiches/1/pause", "{"),
+        ("get", "/api/fiches/?projet=1e3&owner=-0", None),
+        ("get", "/api/fiches/?etat=" + "x" * 10000, None),
+        ("get", "/api/fiches/%ff/", None),
+        ("get", "/api/fiches/?page_size=%F0%9F%92%A9", None),
+    ],
+)
+def test_no_malformed_input_is_a_500(alice, projet, user, method, url, body):
+    new_fiche(projet, user)
+    if body is None:
+        response = getattr(alice, method)(url)
+    else:
+        response = post(alice, url, body)
+    assert 400 <= response.status_code < 500
+    assert "error" in response.json()

@@ -1,0 +1,142 @@
+import asyncio
+import json
+
+import pytest
+from asgiref.sync import async_to_sync, sync_to_async
+from django.test import AsyncClient
+
+from timesheet import services, stream
+from timesheet.stream import hub
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def fast_stream(settings):
+    settings.STREAM_POLL_SECONDS = 0.05
+    settings.STREAM_KEEPALIVE_SECONDS = 30
+
+
+def parse(chunk):
+    text = chunk.decode() if isinstance(chunk, bytes) else chunk
+    fields = dict(line.split(": ", 1) for line in text.strip().splitlines() if not line.startswith(":"))
+    return fields.get("event"), json.loads(fields["data"]) if "data" in fields else None
+
+
+async def open_stream(user):
+    client = AsyncClient()
+    await client.aforce_login(user)
+    response = await client.get("/api/fiches/stream")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "text/event-stream"
+    return aiter(response.streaming_content)
+
+
+def start(projet, owner):
+    return services.create_fiche(projet_id=projet.pk, owner=owner, actor=owner, libelle="Travail", start=True)
+
+
+def test_a_snapshot_then_an_event_for_a_pause_made_elsewhere(projet, user, other_user):
+    mine = start(projet, user)
+    theirs = start(projet, other_user)
+
+    async def scenario():
+        chunks = await open_stream(user)
+        snapshot = parse(await anext(chunks))
+        await sync_to_async(services.pause_fiche)(fiche_id=theirs.pk, actor=other_user)  # not alice's business
+        await sync_to_async(services.pause_fiche)(fiche_id=mine.pk, actor=user)
+        event = parse(await asyncio.wait_for(anext(chunks), 5))
+        await chunks.aclose()
+        return snapshot, event
+
+    (name, snapshot), (kind, event) = async_to_sync(scenario)()
+    assert name == "snapshot"
+    assert [fiche["id"] for fiche in snapshot["fiches"]] == [mine.pk]
+    assert kind == "fiche"
+    assert event["event"]["kind"] == "paused"
+    assert event["fiche"]["id"] == mine.pk
+    assert event["fiche"]["etat"] == "en_pause"
+
+
+def test_staff_streams_see_everyones_events(projet, user, staff):
+    fiche = start(projet, user)
+
+    async def scenario():
+        chunks = await open_stream(staff)
+        snapshot = parse(await anext(chunks))
+        await sync_to_async(services.finish_fiche)(fiche_id=fiche.pk, actor=user)
+        event = parse(await asyncio.wait_for(anext(chunks), 5))
+        await chunks.aclose()
+        return snapshot, event
+
+    (_, snapshot), (_, event) = async_to_sync(scenario)()
+    assert [f["id"] for f in snapshot["fiches"]] == [fiche.pk]
+    assert (event["event"]["kind"], event["fiche"]["etat"]) == ("finished", "terminee")
+
+
+def test_a_quiet_stream_gets_keep_alive_comments(settings, user):
+    settings.STREAM_KEEPALIVE_SECONDS = 0.05
+
+    async def scenario():
+        chunks = await open_stream(user)
+        await anext(chunks)
+        keepalive = await asyncio.wait_for(anext(chunks), 5)
+        await chunks.aclose()
+        return keepalive
+
+    assert async_to_sync(scenario)() in (b": keep-alive\n\n", ": keep-alive\n\n")
+
+
+def test_a_disconnected_client_is_released_and_the_poller_stops(user):
+    async def scenario():
+        chunks = await open_stream(user)
+        received = []
+
+        async def consume():
+            async for chunk in chunks:
+                received.append(chunk)
+
+        # The ASGI handler cancels the response when the client disconnects.
+        consumer = asyncio.create_task(consume())
+        while not received:
+            await asyncio.sleep(0.01)
+        assert len(hub.subscribers) == 1
+        poller = hub.task
+        consumer.cancel()
+        await asyncio.gather(consumer, return_exceptions=True)
+        await asyncio.sleep(0)
+        return len(hub.subscribers), poller.cancelled(), hub.task
+
+    subscribers, poller_cancelled, task = async_to_sync(scenario)()
+    assert subscribers == 0
+    assert poller_cancelled
+    assert task is None
+
+
+def test_one_poller_serves_every_stream(user, monkeypatch):
+    calls = []
+    real = stream.events_after
+    monkeypatch.setattr(stream, "events_after", lambda last_id: calls.append(last_id) or real(last_id))
+
+    async def polls_during(streams, seconds=0.5):
+        calls.clear()
+        opened = [await open_stream(user) for _ in range(streams)]
+        for chunks in opened:
+            await anext(chunks)
+        await asyncio.sleep(seconds)
+        for chunks in opened:
+            await chunks.aclose()
+        return len(calls)
+
+    one = async_to_sync(polls_during)(1)
+    fifty = async_to_sync(polls_during)(50)
+    assert one >= 3
+    assert fifty <= one + 3  # the same cadence, not fifty times the queries
+
+
+def test_a_slow_client_is_dropped_instead_of_growing_memory(user):
+    subscriber = stream.Subscriber(user_id=user.pk, is_staff=False)
+    for i in range(stream.QUEUE_SIZE + 5):
+        subscriber.offer(f"message {i}")
+    assert subscriber.overflowed
+    assert subscriber.queue.qsize() == stream.QUEUE_SIZE
