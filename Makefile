@@ -1,4 +1,4 @@
-# The two set-up commands: `make run` (the worker on the embedded SQLite) and `make test`.
+# The two set-up commands: `make run` (web side and worker on the embedded SQLite) and `make test`.
 PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
@@ -13,9 +13,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	touch $@
 
 run: install
-	$(BIN)/python manage.py migrate --verbosity 0
-	$(BIN)/python manage.py seed_demo
-	$(BIN)/python manage.py run_fiches_ticker
+	PYTHON=$(BIN)/python scripts/run-dev
 
 test: install
 	$(BIN)/pytest
