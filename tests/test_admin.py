@@ -204,3 +204,12 @@ def test_inactive_projects_cannot_be_chosen_for_a_new_fiche(admin_client, user):
                                                  **inline_management()})
     assert response.status_code == 200
     assert not FicheTemps.objects.exists()
+
+
+def test_the_admin_speaks_french_when_language_code_says_so(admin_client, projet, user, settings):
+    settings.LANGUAGE_CODE = "fr"
+    start(projet, user)
+    content = admin_client.get(LIST, HTTP_ACCEPT_LANGUAGE="fr").content.decode()
+    for text in ("en calcul", "Exporter en CSV", "Aucun ticker", "Temps total de la 1 fiche",
+                 "Mettre en pause les fiches sélectionnées", "temps imputé"):
+        assert text in content, text

@@ -215,12 +215,11 @@ class FicheTempsAdmin(admin.ModelAdmin):
                 "count": totals["count"], "running": totals["running"],
                 "seconds": live.total_seconds(), "display": hms(live),
             }
-            status = ticker_status()
-            if not status["healthy"]:
+            if not ticker_status()["healthy"]:
                 response.context_data["ticker_warning"] = gettext(
                     "No ticker is alive: running fiches' stored time is not being refreshed "
-                    "(their live time stays exact). %(reason)s Start it with: python manage.py run_fiches_ticker"
-                ) % {"reason": status["reason"]}
+                    "(their live time stays exact). Start it with: python manage.py run_fiches_ticker"
+                )
         return response
 
     def get_urls(self):
