@@ -211,5 +211,5 @@ def test_the_admin_speaks_french_when_language_code_says_so(admin_client, projet
     start(projet, user)
     content = admin_client.get(LIST, HTTP_ACCEPT_LANGUAGE="fr").content.decode()
     for text in ("en calcul", "Exporter en CSV", "Aucun ticker", "Temps total de la 1 fiche",
-                 "Mettre en pause les fiches sélectionnées", "temps imputé"):
+                 "Mettre en pause les fiches sélectionnées", "Temps imputé"):
         assert text in content, text
