@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 
 from asgiref.sync import sync_to_async
 from django.contrib import auth
+from django.db import connections
 from django.core.handlers.asgi import ASGIRequest
 from django.http import JsonResponse, StreamingHttpResponse
 from django.middleware.csrf import get_token
@@ -200,6 +201,9 @@ async def fiche_transition(request, user, fiche_id, action):
 async def stream(request, user):
     if not isinstance(request, ASGIRequest):
         raise ApiError(501, "The live stream needs the ASGI server (uvicorn settings.asgi:application).")
+    # The request's own thread idles for as long as the stream is open: give
+    # its database connection back now rather than hold one per viewer.
+    await sync_to_async(connections.close_all)()
     response = StreamingHttpResponse(event_stream(user), content_type="text/event-stream")
     response["X-Accel-Buffering"] = "no"  # let a fronting nginx pass events through at once
     return response

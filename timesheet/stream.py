@@ -5,14 +5,19 @@ One poller per process reads the new fiche events every
 ``STREAM_POLL_SECONDS`` and fans them out to every open stream, so a thousand
 viewers cost one query per poll, not a thousand. The poller runs only while
 at least one stream is open; a stream that disconnects is released at once.
+
+An open stream holds no thread and no database connection: the poller and
+the snapshots run on one worker thread of their own, with one connection.
 """
 
 import asyncio
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from asgiref.sync import sync_to_async
+from django.db import close_old_connections
 
 from . import conf
 from .dbtime import db_now
@@ -47,6 +52,19 @@ class Subscriber:
             self.queue.put_nowait(None)
 
 
+_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fiche-stream")
+
+
+def on_stream_thread(function):
+    """Run ``function`` on the streams' own thread, whose one connection is checked before each use."""
+
+    def checked(*args):
+        close_old_connections()
+        return function(*args)
+
+    return sync_to_async(checked, thread_sensitive=False, executor=_executor)
+
+
 def latest_event_id():
     return FicheEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
 
@@ -74,16 +92,14 @@ class EventHub:
         self.last_id = None
         self.task = None
         self.loop = None
-        self.polls = 0
 
-    async def subscribe(self, user) -> Subscriber:
+    def subscribe(self, user) -> Subscriber:
+        """Register a stream, starting the poller if it is the first; await ``ready`` before reading a snapshot."""
         loop = asyncio.get_running_loop()
         if self.task is None or self.task.done() or self.loop is not loop:
-            # Start from the newest event before any snapshot is read, so that
-            # nothing between the two is missed.
             self.subscribers = set()
-            self.last_id = await sync_to_async(latest_event_id)()
             self.loop = loop
+            self.ready = asyncio.Event()
             self.task = loop.create_task(self._poll())
         subscriber = Subscriber(user_id=user.pk, is_staff=user.is_staff)
         self.subscribers.add(subscriber)
@@ -97,13 +113,20 @@ class EventHub:
 
     async def _poll(self):
         while True:
+            try:
+                self.last_id = await on_stream_thread(latest_event_id)()
+                break
+            except Exception:
+                logger.exception("Reading the newest fiche event failed; retrying.")
+                await asyncio.sleep(conf.stream_poll_seconds())
+        self.ready.set()
+        while True:
             await asyncio.sleep(conf.stream_poll_seconds())
             try:
-                events, now = await sync_to_async(events_after)(self.last_id)
+                events, now = await on_stream_thread(events_after)(self.last_id)
             except Exception:
                 logger.exception("Polling fiche events failed; retrying.")
                 continue
-            self.polls += 1
             for event in events:
                 self.last_id = event.id
                 message = format_event(
@@ -132,9 +155,12 @@ def format_event(name, data, event_id=None):
 
 async def event_stream(user):
     """Yield a snapshot of the user's running fiches, then their changes, with keep-alives."""
-    subscriber = await hub.subscribe(user)
+    subscriber = hub.subscribe(user)
     try:
-        fiches, now = await sync_to_async(running_snapshot)(user.pk, user.is_staff)
+        # The poller starts from the newest event before any snapshot is
+        # read, so that nothing between the two is missed.
+        await hub.ready.wait()
+        fiches, now = await on_stream_thread(running_snapshot)(user.pk, user.is_staff)
         yield format_event(
             "snapshot", {"fiches": [fiche_json(fiche, now) for fiche in fiches], "server_time": now.isoformat()}
         )
