@@ -8,6 +8,7 @@ cannot be parsed, so that its system checks can name the bad setting.
 """
 
 import os
+import sys
 from pathlib import Path
 
 import dj_database_url
@@ -122,7 +123,10 @@ TEMPLATES = [
 # The embedded default is a SQLite file under var/; DATABASE_URL picks another.
 DATA_DIR = Path(env("DJANGO_DATA_DIR", BASE_DIR / "var"))
 DATABASE_URL = env("DATABASE_URL") or f"sqlite:///{DATA_DIR / 'db.sqlite3'}"
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=600, conn_health_checks=True)}
+# No persistent connections: under ASGI each request runs its sync code in a
+# thread of its own, which would leave one idle connection behind per thread.
+# PostgreSQL gets a connection pool instead; SQLite opens in microseconds.
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0, conn_health_checks=True)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
     DATABASES["default"]["OPTIONS"] = {
@@ -131,6 +135,21 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
         "transaction_mode": "IMMEDIATE",
         "timeout": env_number("SQLITE_BUSY_TIMEOUT_SECONDS", 20),
+        **DATABASES["default"].get("OPTIONS", {}),
+    }
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"]["OPTIONS"] = {
+        # Names the process in pg_stat_activity: the ticker or the web side.
+        "application_name": env(
+            "DATABASE_APPLICATION_NAME", "fiches-ticker" if "run_fiches_ticker" in sys.argv else "fiches-web"
+        ),
+        # With health checks on, the pool checks a connection before handing
+        # it out, so a restarted database costs a reconnection, not an error.
+        "pool": {
+            "min_size": 1,
+            "max_size": env_number("DATABASE_POOL_MAX_SIZE", 20),
+            "timeout": env_number("DATABASE_POOL_TIMEOUT_SECONDS", 10),
+        },
         **DATABASES["default"].get("OPTIONS", {}),
     }
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.db import connection
+from django.db import connection, connections
 
 from timesheet.models import FicheEvent, FicheTemps, Projet
 
@@ -17,6 +17,17 @@ ROOT = Path(__file__).resolve().parent.parent
 # PostgreSQL's (microsecond): the time charged may differ from the real time
 # measured around the calls by at most one millisecond.
 RESOLUTION = timedelta(milliseconds=1)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def close_pools_before_dropping_the_test_database(django_db_setup, django_db_blocker):
+    """A pooled connection left open would keep PostgreSQL from dropping the test database."""
+    yield
+    with django_db_blocker.unblock():
+        connections.close_all()
+        for connection in connections.all():
+            if hasattr(connection, "close_pool"):
+                connection.close_pool()
 
 
 @pytest.fixture

@@ -6,8 +6,9 @@ One poller per process reads the new fiche events every
 viewers cost one query per poll, not a thousand. The poller runs only while
 at least one stream is open; a stream that disconnects is released at once.
 
-An open stream holds no thread and no database connection: the poller and
-the snapshots run on one worker thread of their own, with one connection.
+An open stream holds no database connection: the poller and the snapshots
+run on one worker thread of their own, which borrows a connection for each
+round of queries.
 """
 
 import asyncio
@@ -56,11 +57,14 @@ _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fiche-stream")
 
 
 def on_stream_thread(function):
-    """Run ``function`` on the streams' own thread, whose one connection is checked before each use."""
+    """Run ``function`` on the streams' own thread, its connection checked and given back around each use."""
 
     def checked(*args):
         close_old_connections()
-        return function(*args)
+        try:
+            return function(*args)
+        finally:
+            close_old_connections()
 
     return sync_to_async(checked, thread_sensitive=False, executor=_executor)
 
