@@ -27,6 +27,7 @@ RULES = [
         "a positive number of hours, or unset for no limit",
         "timesheet.E004",
     ),
+    ("TICKER_SHARDS", _is_positive_int, "a positive whole number of shards", "timesheet.E007"),
     ("STREAM_POLL_SECONDS", _is_positive_number, "a positive number of seconds", "timesheet.E005"),
     ("STREAM_KEEPALIVE_SECONDS", _is_positive_number, "a positive number of seconds", "timesheet.E006"),
 ]

@@ -7,6 +7,7 @@ from django.conf import settings
 DEFAULTS = {
     "INCREMENT_TIME_SECONDS": 5,
     "TICKER_BATCH_SIZE": 5000,
+    "TICKER_SHARDS": 1,
     "TICKER_MAX_FAILURE_SECONDS": 300,
     "FICHE_MAX_RUNNING_HOURS": None,
     "STREAM_POLL_SECONDS": 1,
@@ -26,6 +27,11 @@ def tick_interval() -> float:
 def batch_size() -> int:
     """Most running fiches settled in one transaction."""
     return int(get("TICKER_BATCH_SIZE"))
+
+
+def shards() -> int:
+    """How many advisory-locked shards the running fiches are split into (PostgreSQL); 1 for none."""
+    return int(get("TICKER_SHARDS"))
 
 
 def max_failure_seconds() -> float:

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Now
 
@@ -36,18 +36,56 @@ class TickReport:
         )
 
 
-def tick(*, batch_size: int | None = None, max_running: timedelta | None = None) -> TickReport:
+def tick(
+    *, batch_size: int | None = None, max_running: timedelta | None = None, shards: int | None = None
+) -> TickReport:
     """Auto-stop overdue fiches, then settle every running fiche up to now; return what was done."""
     batch_size = batch_size or conf.batch_size()
+    shards = shards or conf.shards()
     started = time.perf_counter()
     auto_stopped = auto_stop_overdue(max_running=max_running, batch_size=batch_size) if max_running else 0
-    settled, batches = settle_running(batch_size=batch_size)
-    return TickReport(settled, auto_stopped, batches, time.perf_counter() - started)
+    if shards > 1 and connection.vendor == "postgresql":
+        settled_rows, batches = settle_shards(batch_size=batch_size, shards=shards)
+    else:
+        settled_rows, batches = settle_running(batch_size=batch_size)
+    return TickReport(settled_rows, auto_stopped, batches, time.perf_counter() - started)
 
 
-def settle_running(*, batch_size: int) -> tuple[int, int]:
-    """Settle every running fiche in batches of ids, each one UPDATE in its own transaction; return (rows, batches)."""
+# The first key of the advisory locks that claim shards: ours, among any others.
+SHARD_LOCK_NAMESPACE = 0x5E771E
+
+
+def settle_shards(*, batch_size: int, shards: int) -> tuple[int, int]:
+    """
+    Settle the running fiches shard by shard (``id % shards``), each shard
+    claimed with a PostgreSQL advisory lock: tickers running at once share the
+    work instead of repeating it. A shard another ticker holds is skipped;
+    that ticker settles it. Return (rows, batches).
+    """
+    rows = batches = 0
+    first = os.getpid() % shards  # tickers start on different shards
+    with connection.cursor() as cursor:
+        for shard in [(first + i) % shards for i in range(shards)]:
+            cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [SHARD_LOCK_NAMESPACE, shard])
+            if not cursor.fetchone()[0]:
+                continue
+            try:
+                shard_rows, shard_batches = settle_running(batch_size=batch_size, shard=(shard, shards))
+            finally:
+                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [SHARD_LOCK_NAMESPACE, shard])
+            rows += shard_rows
+            batches += shard_batches
+    return rows, batches
+
+
+def settle_running(*, batch_size: int, shard: tuple[int, int] | None = None) -> tuple[int, int]:
+    """
+    Settle every running fiche (of ``shard``, given as (number, count)) in
+    batches of ids, each one UPDATE in its own transaction; return (rows, batches).
+    """
     running = FicheTemps.objects.filter(etat=Etat.EN_CALCUL)
+    if shard is not None:
+        running = running.alias(shard=F("id") % shard[1]).filter(shard=shard[0])
     rows = batches = 0
     after = 0
     while True:

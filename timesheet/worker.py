@@ -22,6 +22,7 @@ from asgiref.sync import sync_to_async
 from django.db import close_old_connections, connections, reset_queries
 
 from . import ticker
+from .systemd import Notifier
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +41,10 @@ class Worker:
     max_running: timedelta | None = None
     max_failure_seconds: float = 300.0
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    notifier: Notifier = field(default_factory=Notifier)
     ticks: int = 0
     heartbeat_id: int | None = None
+    ready: bool = False
 
     def stop(self):
         """Ask the loop to stop after the tick in flight."""
@@ -86,7 +89,9 @@ class Worker:
                     deadline = now + delay
                 await self._sleep_until(deadline)
         finally:
+            self.notifier.send(stopping=1, status=f"Stopping after {self.ticks} tick(s).")
             await sync_to_async(self._close)()
+            self.notifier.close()
 
     async def _sleep_until(self, deadline):
         timeout = deadline - asyncio.get_running_loop().time()
@@ -101,10 +106,19 @@ class Worker:
         self.ticks += 1
         try:
             report = await sync_to_async(self._tick_in_thread)()
-        except Exception:
+        except Exception as exc:
             logger.exception("Tick %d failed.", self.ticks)
+            # No WATCHDOG=1: a database that stays wedged gets the process restarted.
+            self.notifier.send(status=f"Tick {self.ticks} failed: {type(exc).__name__}: {exc}"[:500])
             return False
         logger.info("Tick %d: %s.", self.ticks, report)
+        # The database answered: the first good tick makes the service ready.
+        status = f"Tick {self.ticks}: {report}."
+        if self.ready:
+            self.notifier.send(watchdog=1, status=status)
+        else:
+            self.ready = True
+            self.notifier.send(ready=1, watchdog=1, status=status)
         return True
 
     def _tick_in_thread(self) -> ticker.TickReport:

@@ -4,6 +4,7 @@ import logging
 from django.core.management.base import BaseCommand, CommandError
 
 from timesheet import conf
+from timesheet.systemd import watchdog_seconds
 from timesheet.worker import Worker, WorkerFailed, install_signal_handlers
 
 logger = logging.getLogger("timesheet.worker")
@@ -77,5 +78,11 @@ class Command(BaseCommand):
             worker.interval, worker.batch_size,
             f", auto-stop after {worker.max_running}" if worker.max_running else "",
         )
+        watchdog = watchdog_seconds()
+        if watchdog is not None and watchdog < 2 * worker.interval:
+            logger.warning(
+                "WatchdogSec (%g s) is shorter than two intervals (%g s): systemd may restart a healthy ticker.",
+                watchdog, 2 * worker.interval,
+            )
         await worker.run()
         logger.info("Fiches ticker stopped after %d tick(s).", worker.ticks)
