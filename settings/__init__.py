@@ -71,10 +71,10 @@ ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", [] if PRODUCTION else ["localho
 if PRODUCTION:
     if DEBUG:
         raise ImproperlyConfigured("DJANGO_DEBUG must be off when DJANGO_ENV=production.")
-    if not SECRET_KEY or len(SECRET_KEY) < 32:
+    if not SECRET_KEY or len(SECRET_KEY) < 50:
         raise ImproperlyConfigured(
             "DJANGO_SECRET_KEY (or DJANGO_SECRET_KEY_FILE) must hold a random key of at least "
-            "32 characters when DJANGO_ENV=production."
+            "50 characters when DJANGO_ENV=production."
         )
     if not ALLOWED_HOSTS:
         raise ImproperlyConfigured("DJANGO_ALLOWED_HOSTS must list the served host names when DJANGO_ENV=production.")

@@ -153,3 +153,52 @@ def spawn_worker(worker_env, tmp_path):
     yield spawn
     for worker in workers:
         worker.kill()
+
+
+class RealClock:
+    """
+    Starts and pauses fiches through the services while measuring, outside the
+    product, the bounds of each fiche's real running time.
+    """
+
+    def __init__(self, actor):
+        self.actor = actor
+        self.shortest = {}
+        self.longest = {}
+        self.started = {}
+
+    def start(self, fiche_id):
+        from timesheet import services
+
+        before = time.monotonic()
+        services.start_fiche(fiche_id=fiche_id, actor=self.actor)
+        self.started[fiche_id] = (before, time.monotonic())
+
+    def create_running(self, projet):
+        from timesheet import services
+
+        before = time.monotonic()
+        fiche = services.create_fiche(projet_id=projet.pk, owner=self.actor, actor=self.actor, start=True)
+        self.started[fiche.pk] = (before, time.monotonic())
+        return fiche.pk
+
+    def pause(self, fiche_id):
+        from timesheet import services
+
+        before_start, after_start = self.started.pop(fiche_id)
+        before = time.monotonic()
+        services.pause_fiche(fiche_id=fiche_id, actor=self.actor)
+        after = time.monotonic()
+        self.shortest[fiche_id] = self.shortest.get(fiche_id, 0) + (before - after_start)
+        self.longest[fiche_id] = self.longest.get(fiche_id, 0) + (after - before_start)
+
+    def pause_all_and_check(self):
+        """Pause what still runs; each fiche's time must match its audit trail and the real time measured here."""
+        for fiche_id in list(self.started):
+            self.pause(fiche_id)
+        for fiche_id in self.shortest:
+            fiche = assert_exact(fiche_id)
+            stretches = len(running_stretches(fiche_id))
+            # One resolution step of slack per stretch: each start and stop is on the database's clock.
+            assert timedelta(seconds=self.shortest[fiche_id]) - stretches * RESOLUTION <= fiche.temps_impute
+            assert fiche.temps_impute <= timedelta(seconds=self.longest[fiche_id]) + stretches * RESOLUTION
