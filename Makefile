@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: install run test bench clean
+.PHONY: install run test test-matrix bench clean
 
 install: $(VENV)/.installed
 
@@ -17,6 +17,12 @@ run: install
 
 test: install
 	$(BIN)/pytest
+
+# The supported versions (tox.ini); PostgreSQL environments need TEST_POSTGRES_URL.
+TOXENV ?= py311-django52-sqlite,py312-djangolatest-sqlite
+test-matrix: install
+	$(BIN)/pip install --quiet --disable-pip-version-check 'tox>=4'
+	$(BIN)/tox -e $(TOXENV)
 
 bench: install
 	$(BIN)/python bench/tick.py

@@ -22,6 +22,11 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 
+def postgresql_only(reason):
+    if connection.vendor != "postgresql":
+        pytest.skip(f"PostgreSQL only: {reason}")
+
+
 def require(condition, reason):
     """Skip when ``condition`` fails, except in CI, which must run everything."""
     if not condition:
@@ -80,7 +85,7 @@ def test_sigkill_every_few_hundred_milliseconds_loses_and_doubles_nothing(spawn_
 
 
 def test_a_database_restart_in_the_middle_of_a_run_is_survived(spawn_worker, projet, user):
-    require(connection.vendor == "postgresql", "restarts PostgreSQL")
+    postgresql_only("restarts the database server")
     restart = os.environ.get("FICHES_TEST_PG_RESTART")
     require(restart, "FICHES_TEST_PG_RESTART names the command that restarts the test cluster (.ci/run sets it)")
     clock = RealClock(user)
@@ -100,7 +105,7 @@ def test_a_database_restart_in_the_middle_of_a_run_is_survived(spawn_worker, pro
 
 
 def test_a_worker_whose_host_clock_is_ten_minutes_off_is_still_exact(spawn_worker, worker_env, projet, user):
-    require(connection.vendor == "postgresql", "on SQLite the database's clock is the worker's own")
+    postgresql_only("on SQLite the database's clock is the worker's own")
     libraries = glob.glob("/usr/lib/*/faketime/libfaketimeMT.so.1")
     require(libraries, "needs Debian's faketime (libfaketime)")
     clock = RealClock(user)
@@ -117,7 +122,7 @@ def test_a_worker_whose_host_clock_is_ten_minutes_off_is_still_exact(spawn_worke
 
 
 def test_shards_settle_every_running_fiche_once(projet, user):
-    require(connection.vendor == "postgresql", "advisory locks are PostgreSQL's")
+    postgresql_only("advisory locks")
     clock = RealClock(user)
     for _ in range(10):
         clock.create_running(projet)
@@ -127,7 +132,7 @@ def test_shards_settle_every_running_fiche_once(projet, user):
 
 
 def test_a_shard_held_by_another_ticker_is_left_to_it(projet, user, worker_env):
-    require(connection.vendor == "postgresql", "advisory locks are PostgreSQL's")
+    postgresql_only("advisory locks")
     import psycopg
 
     fiche_ids = [RealClock(user).create_running(projet) for _ in range(8)]
