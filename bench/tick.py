@@ -46,6 +46,10 @@ def parse_args():
     parser.add_argument("--naive-n", type=int, default=10_000, help="running fiches for the naive loop (default: %(default)s)")
     parser.add_argument("--repeats", type=int, default=7, help="ticks timed per variant (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=None, help="tick batch size (default: TICKER_BATCH_SIZE)")
+    parser.add_argument("--growth-ticks", type=int, default=100,
+                        help="PostgreSQL: ticks after which the table's growth is measured (default: %(default)s)")
+    parser.add_argument("--shards", type=int, default=8,
+                        help="PostgreSQL: shards two tickers share, for the speed-up (default: %(default)s)")
     return parser.parse_args()
 
 
@@ -154,6 +158,72 @@ def measure_at(count, variants, repeats):
     return rows
 
 
+def table_growth(count, ticks, tick):
+    """PostgreSQL: the table's size after one tick and after ``ticks`` more, and the share of HOT updates."""
+    from django.db import connection
+
+    populate(count)
+
+    def stats():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_stat_force_next_flush()")
+            cursor.execute("SELECT pg_stat_clear_snapshot()")
+            cursor.execute(
+                "SELECT pg_relation_size('timesheet_fichetemps'), n_tup_upd, n_tup_hot_upd "
+                "FROM pg_stat_user_tables WHERE relname = 'timesheet_fichetemps'"
+            )
+            return cursor.fetchone()
+
+    tick()
+    time.sleep(1)
+    size_first, updates_first, hot_first = stats()
+    for _ in range(ticks):
+        tick()
+    time.sleep(1)
+    size_last, updates_last, hot_last = stats()
+    return size_first, size_last, (hot_last - hot_first) / max(1, updates_last - updates_first)
+
+
+def _shard_ticker(shards, batch_size, start, results):
+    from django.db import connections
+
+    from timesheet.ticker import tick
+
+    connections.close_all()  # a fresh connection in this process
+    start.wait()
+    started = time.perf_counter()
+    report = tick(batch_size=batch_size, shards=shards)
+    results.put((time.perf_counter() - started, report.settled))
+
+
+def shard_speedup(count, shards, batch_size, repeats=3):
+    """PostgreSQL: wall time of a full settle by one ticker, then by two sharing the shards."""
+    import multiprocessing
+
+    from django.db import connections
+
+    populate(count)
+    context = multiprocessing.get_context("fork")
+    timings = {}
+    for tickers in (1, 2, 1, 2)[: 2 * repeats]:
+        connections.close_all()
+        start, results = context.Event(), context.Queue()
+        processes = [context.Process(target=_shard_ticker, args=(shards, batch_size, start, results))
+                     for _ in range(tickers)]
+        for process in processes:
+            process.start()
+        time.sleep(0.5)
+        started = time.perf_counter()
+        start.set()
+        settled = sum(results.get()[1] for _ in processes)
+        elapsed = time.perf_counter() - started
+        for process in processes:
+            process.join()
+        assert settled == count, (settled, count)
+        timings.setdefault(tickers, []).append(elapsed)
+    return statistics.median(timings[1]), statistics.median(timings[2])
+
+
 def main():
     args = parse_args()
     setup_django()
@@ -193,6 +263,18 @@ def main():
         f"tick peak memory: {small['tick']['memory'] / 1024:.0f} KiB at {args.naive_n:,}, "
         f"{large['tick']['memory'] / 1024:.0f} KiB at {args.n:,}"
     )
+    if connection.vendor == "postgresql":
+        first, last, hot = table_growth(args.n, args.growth_ticks, project_tick)
+        print(
+            f"table at {args.n:,}: {first / 2**20:.1f} MiB after 1 tick, {last / 2**20:.1f} MiB after "
+            f"{args.growth_ticks} more (+{(last / first - 1) * 100:.0f}%, target <= 20%); "
+            f"HOT updates {hot * 100:.1f}%"
+        )
+        one, two = shard_speedup(args.n, args.shards, batch_size)
+        print(
+            f"full settle of {args.n:,} over {args.shards} shards: one ticker {one:.2f} s, "
+            f"two tickers {two:.2f} s (speed-up {one / two:.2f}x)"
+        )
 
 
 if __name__ == "__main__":
