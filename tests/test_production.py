@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import timedelta
 
 import pytest
 from django.db import connection, connections
@@ -139,9 +140,10 @@ def test_a_shard_held_by_another_ticker_is_left_to_it(projet, user, worker_env):
     with psycopg.connect(worker_env["DATABASE_URL"]) as other:
         other.execute("SELECT pg_advisory_lock(%s, %s)", [SHARD_LOCK_NAMESPACE, 1])
         report = tick(shards=2)
-    odd = [i for i in fiche_ids if i % 2 == 1]
-    assert report.settled == len(fiche_ids) - len(odd)
-    untouched = FicheTemps.objects.filter(pk__in=odd, etat=Etat.EN_CALCUL)
+    second_half = sorted(fiche_ids)[4:]  # shard 1 of 2: the upper half of the ids
+    assert report.settled == 4
+    untouched = FicheTemps.objects.filter(pk__in=second_half, etat=Etat.EN_CALCUL)
+    assert len(untouched) == 4
     assert all(f.compte_jusqua == f.en_calcul_depuis for f in untouched)
 
 
@@ -158,3 +160,14 @@ def test_check_deploy_passes_in_production_mode(worker_env, tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues" in result.stdout
+
+
+def test_tickers_sharing_shards_leave_fresh_fiches_alone(projet, user):
+    postgresql_only("advisory locks")
+    clock = RealClock(user)
+    for _ in range(6):
+        clock.create_running(projet)
+    assert tick(shards=3).settled == 6
+    # Another ticker right behind: every fiche was settled a moment ago.
+    assert tick(shards=3, fresh_for=timedelta(minutes=1)).settled == 0
+    clock.pause_all_and_check()

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import F, Max, Min, Q
 from django.db.models.functions import Now
 
 from . import conf
@@ -37,15 +37,23 @@ class TickReport:
 
 
 def tick(
-    *, batch_size: int | None = None, max_running: timedelta | None = None, shards: int | None = None
+    *,
+    batch_size: int | None = None,
+    max_running: timedelta | None = None,
+    shards: int | None = None,
+    fresh_for: timedelta = timedelta(0),
 ) -> TickReport:
-    """Auto-stop overdue fiches, then settle every running fiche up to now; return what was done."""
+    """
+    Auto-stop overdue fiches, then settle every running fiche up to now; return
+    what was done. With shards (PostgreSQL), fiches another ticker settled less
+    than ``fresh_for`` ago are left as they are.
+    """
     batch_size = batch_size or conf.batch_size()
     shards = shards or conf.shards()
     started = time.perf_counter()
     auto_stopped = auto_stop_overdue(max_running=max_running, batch_size=batch_size) if max_running else 0
     if shards > 1 and connection.vendor == "postgresql":
-        settled_rows, batches = settle_shards(batch_size=batch_size, shards=shards)
+        settled_rows, batches = settle_shards(batch_size=batch_size, shards=shards, fresh_for=fresh_for)
     else:
         settled_rows, batches = settle_running(batch_size=batch_size)
     return TickReport(settled_rows, auto_stopped, batches, time.perf_counter() - started)
@@ -55,13 +63,18 @@ def tick(
 SHARD_LOCK_NAMESPACE = 0x5E771E
 
 
-def settle_shards(*, batch_size: int, shards: int) -> tuple[int, int]:
+def settle_shards(*, batch_size: int, shards: int, fresh_for: timedelta) -> tuple[int, int]:
     """
-    Settle the running fiches shard by shard (``id % shards``), each shard
-    claimed with a PostgreSQL advisory lock: tickers running at once share the
-    work instead of repeating it. A shard another ticker holds is skipped;
-    that ticker settles it. Return (rows, batches).
+    Settle the running fiches shard by shard, each an equal range of their
+    ids claimed with a PostgreSQL advisory lock: tickers running at once share
+    the work instead of repeating it. A shard another ticker holds is skipped,
+    and so are fiches settled less than ``fresh_for`` ago (by a ticker that
+    held their shard a moment before). Return (rows, batches).
     """
+    bounds = FicheTemps.objects.filter(etat=Etat.EN_CALCUL).aggregate(low=Min("id"), high=Max("id"))
+    if bounds["low"] is None:
+        return 0, 0
+    span = -(-(bounds["high"] - bounds["low"] + 1) // shards)
     rows = batches = 0
     first = os.getpid() % shards  # tickers start on different shards
     with connection.cursor() as cursor:
@@ -70,7 +83,10 @@ def settle_shards(*, batch_size: int, shards: int) -> tuple[int, int]:
             if not cursor.fetchone()[0]:
                 continue
             try:
-                shard_rows, shard_batches = settle_running(batch_size=batch_size, shard=(shard, shards))
+                low = bounds["low"] + shard * span
+                # The last shard is open-ended: fiches started since the bounds were read.
+                ids = (low, None if shard == shards - 1 else low + span)
+                shard_rows, shard_batches = settle_running(batch_size=batch_size, ids=ids, fresh_for=fresh_for)
             finally:
                 cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [SHARD_LOCK_NAMESPACE, shard])
             rows += shard_rows
@@ -78,20 +94,30 @@ def settle_shards(*, batch_size: int, shards: int) -> tuple[int, int]:
     return rows, batches
 
 
-def settle_running(*, batch_size: int, shard: tuple[int, int] | None = None) -> tuple[int, int]:
+def settle_running(
+    *, batch_size: int, ids: tuple[int | None, int | None] = (None, None), fresh_for: timedelta = timedelta(0)
+) -> tuple[int, int]:
     """
-    Settle every running fiche (of ``shard``, given as (number, count)) in
-    batches of ids, each one UPDATE in its own transaction; return (rows, batches).
+    Settle every running fiche whose id is in ``ids`` (from, up to but not
+    including; None for no bound) and that was not settled within
+    ``fresh_for``, in batches of ids, each one UPDATE in its own transaction;
+    return (rows, batches).
     """
     running = FicheTemps.objects.filter(etat=Etat.EN_CALCUL)
-    if shard is not None:
-        running = running.alias(shard=F("id") % shard[1]).filter(shard=shard[0])
+    if ids[0] is not None:
+        running = running.filter(id__gte=ids[0])
+    if ids[1] is not None:
+        running = running.filter(id__lt=ids[1])
+    if fresh_for:
+        running = running.alias(age=Elapsed("compte_jusqua")).filter(age__gte=fresh_for)
     rows = batches = 0
     after = 0
     while True:
         # The batch's last id, found on the small index of running rows, so
         # that no id list is carried and the UPDATE is a plain range.
-        boundary = list(running.filter(pk__gt=after).order_by("pk").values_list("pk", flat=True)[batch_size - 1 : batch_size])
+        boundary = list(
+            running.filter(pk__gt=after).order_by("pk").values_list("pk", flat=True)[batch_size - 1 : batch_size]
+        )
         batch = running.filter(pk__gt=after)
         if boundary:
             batch = batch.filter(pk__lte=boundary[0])

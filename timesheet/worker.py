@@ -128,7 +128,12 @@ class Worker:
             if self.heartbeat_id is None:
                 self.heartbeat_id = ticker.register_heartbeat(interval=self.interval)
             try:
-                report = ticker.tick(batch_size=self.batch_size, max_running=self.max_running)
+                # With shards, a fiche another ticker settled within half an
+                # interval is fresh enough: the tickers share the work.
+                report = ticker.tick(
+                    batch_size=self.batch_size, max_running=self.max_running,
+                    fresh_for=timedelta(seconds=self.interval / 2),
+                )
             except Exception as exc:
                 self._record_failure(exc)
                 raise
