@@ -192,8 +192,12 @@ def test_projects_show_their_total_time(admin_client, projet, user, staff):
 
 
 def test_heartbeats_and_events_are_read_only(admin_client):
-    register_heartbeat(interval=5)
-    assert admin_client.get("/admin/timesheet/tickerheartbeat/").status_code == 200
+    alive = register_heartbeat(interval=5)
+    record_tick(heartbeat_id=alive, report=TickReport(0, 0, 1, 0.0))
+    register_heartbeat(interval=5)  # never ticked
+    content = admin_client.get("/admin/timesheet/tickerheartbeat/").content.decode()
+    assert 'class="heartbeat-alive">alive<' in content
+    assert 'class="heartbeat-stale">silent<' in content
     assert admin_client.get("/admin/timesheet/tickerheartbeat/add/").status_code == 403
     assert admin_client.get("/admin/timesheet/ficheevent/add/").status_code == 403
 

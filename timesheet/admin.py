@@ -5,6 +5,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Case, Count, F, Q, Sum, When
+from django.db.models.functions import Now
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
@@ -15,7 +16,7 @@ from django.utils.translation import gettext, gettext_lazy as _, ngettext
 
 from . import services
 from .dbtime import settled
-from .health import ticker_status
+from .health import is_fresh, ticker_status
 from .models import Etat, FicheEvent, FicheTemps, Projet, TickerHeartbeat
 
 
@@ -277,49 +278,46 @@ class FicheTempsAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/timesheet/fichetemps/adjust.html", context)
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Records written by the product alone: staff look, never edit."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(FicheEvent)
-class FicheEventAdmin(admin.ModelAdmin):
+class FicheEventAdmin(ReadOnlyAdmin):
     list_display = ["at", "fiche", "kind", "actor", "delta", "temps_impute", "reason"]
     list_filter = ["kind", ("actor", admin.RelatedOnlyFieldListFilter)]
     list_select_related = ["fiche", "actor"]
     search_fields = ["fiche__libelle", "reason"]
     date_hierarchy = "at"
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(TickerHeartbeat)
-class TickerHeartbeatAdmin(admin.ModelAdmin):
+class TickerHeartbeatAdmin(ReadOnlyAdmin):
     list_display = [
         "__str__", "status", "started_at", "last_tick_at", "ticks", "last_rows", "last_duration", "failures",
         "last_error", "stopped_at",
     ]
     list_filter = ["host"]
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
     class Media:
         css = {"all": ["timesheet/admin.css"]}
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(db_now=Now())
 
     @admin.display(description=_("status"))
     def status(self, heartbeat):
         if heartbeat.stopped_at:
             return format_html('<span class="heartbeat-stopped">{}</span>', gettext("stopped"))
-        fresh = heartbeat.last_tick_at and timezone.now() - heartbeat.last_tick_at <= 3 * heartbeat.interval
-        if fresh:
+        if is_fresh(heartbeat.last_tick_at, heartbeat.interval, heartbeat.db_now):
             return format_html('<span class="heartbeat-alive">{}</span>', gettext("alive"))
         return format_html('<span class="heartbeat-stale">{}</span>', gettext("silent"))

@@ -8,6 +8,11 @@ from .models import TickerHeartbeat
 STALE_AFTER_INTERVALS = 3
 
 
+def is_fresh(last_tick_at, interval, now) -> bool:
+    """Whether a ticker whose last tick was at ``last_tick_at`` counts as alive at ``now``."""
+    return last_tick_at is not None and now - last_tick_at <= STALE_AFTER_INTERVALS * interval
+
+
 def ticker_status() -> dict:
     """
     Return ``{"healthy": bool, "reason": str, ...}``: healthy when the database
@@ -23,7 +28,7 @@ def ticker_status() -> dict:
         )
     except DatabaseError as exc:
         return {"healthy": False, "database": "unreachable", "reason": f"The database is unreachable: {exc}"}
-    fresh = [hb for hb in heartbeats if now - hb["last_tick_at"] <= STALE_AFTER_INTERVALS * hb["interval"]]
+    fresh = [hb for hb in heartbeats if is_fresh(hb["last_tick_at"], hb["interval"], now)]
     if not heartbeats:
         return {"healthy": False, "database": "ok", "ticker": None, "reason": "No ticker is running."}
     newest = max(fresh or heartbeats, key=lambda hb: hb["last_tick_at"])
