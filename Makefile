@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: install run test test-matrix bench clean
+.PHONY: install run test lint test-matrix bench clean
 
 install: $(VENV)/.installed
 
@@ -17,6 +17,9 @@ run: install
 
 test: install
 	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check timesheet settings tests bench
 
 # The supported versions (tox.ini); PostgreSQL environments need TEST_POSTGRES_URL.
 TOXENV ?= py311-django52-sqlite,py312-djangolatest-sqlite

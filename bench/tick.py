@@ -145,7 +145,7 @@ def peak_memory(function):
 def measure_at(count, variants, repeats):
     populate(count)
     rows = {}
-    for name, function in variants.items():
+    for function in variants.values():
         function()  # warm up: caches, statements prepared
     # Interleaved, so that a noisy neighbour slows every variant alike.
     samples = {name: [] for name in variants}

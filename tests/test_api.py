@@ -1,6 +1,5 @@
 import json
 import time
-from datetime import timedelta
 
 import pytest
 from django.test import Client

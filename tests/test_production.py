@@ -4,7 +4,6 @@ import glob
 import os
 import secrets
 import random
-import shutil
 import signal
 import subprocess
 import sys

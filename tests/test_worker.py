@@ -40,7 +40,7 @@ class FakeTick:
                 self.active -= 1
 
     def gaps(self):
-        return [b - a for a, b in zip(self.calls, self.calls[1:])]
+        return [b - a for a, b in zip(self.calls, self.calls[1:], strict=False)]
 
 
 @pytest.fixture

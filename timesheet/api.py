@@ -85,7 +85,7 @@ def positive_int(params, name, *, default=None, maximum=None):
     try:
         value = int(raw)
     except (TypeError, ValueError):
-        raise ApiError(400, f"'{name}' must be a whole number, got {raw!r}.")
+        raise ApiError(400, f"'{name}' must be a whole number, got {raw!r}.") from None
     maximum = maximum or MAX_ID
     if not 1 <= value <= maximum:
         bounds = f"between 1 and {maximum}"
@@ -99,7 +99,7 @@ def json_body(request, allowed):
     try:
         body = json.loads(request.body)
     except (ValueError, UnicodeDecodeError):
-        raise ApiError(400, "The body must be a JSON object.")
+        raise ApiError(400, "The body must be a JSON object.") from None
     if not isinstance(body, dict):
         raise ApiError(400, "The body must be a JSON object.")
     unknown = sorted(set(body) - set(allowed))

@@ -16,7 +16,7 @@ def positive_float(text):
     try:
         value = float(text)
     except ValueError:
-        raise CommandError(f"--interval must be a number of seconds, got {text!r}.")
+        raise CommandError(f"--interval must be a number of seconds, got {text!r}.") from None
     if not value > 0 or value == float("inf"):
         raise CommandError(f"--interval must be a positive number of seconds, got {text!r}.")
     return value
@@ -27,7 +27,7 @@ def positive_int(option):
         try:
             value = int(text)
         except ValueError:
-            raise CommandError(f"{option} must be a whole number, got {text!r}.")
+            raise CommandError(f"{option} must be a whole number, got {text!r}.") from None
         if value < 1:
             raise CommandError(f"{option} must be at least 1, got {text!r}.")
         return value
@@ -69,7 +69,7 @@ class Command(BaseCommand):
         try:
             asyncio.run(self._run(worker))
         except WorkerFailed as exc:
-            raise CommandError(str(exc))
+            raise CommandError(str(exc)) from exc
 
     async def _run(self, worker):
         install_signal_handlers(worker)
