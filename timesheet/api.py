@@ -69,6 +69,11 @@ def api_view(*methods, login_required=True):
     return decorator
 
 
+async def fiche_response(fiche, status=200):
+    """The fiche as JSON, its live time on the database's clock read now."""
+    return JsonResponse(fiche_json(fiche, await sync_to_async(db_now)()), status=status)
+
+
 def visible_fiches(user):
     fiches = FicheTemps.objects.select_related("projet", "owner")
     return fiches if user.is_staff else fiches.filter(owner=user)
@@ -176,7 +181,7 @@ async def create(request, user):
             if owner is None:
                 raise ApiError(400, f"User {owner_id} does not exist.")
     fiche = await services.acreate_fiche(projet_id=projet, owner=owner, actor=user, libelle=libelle, start=start)
-    return JsonResponse(fiche_json(fiche, await sync_to_async(db_now)()), status=201)
+    return await fiche_response(fiche, status=201)
 
 
 @api_view("GET")
@@ -184,7 +189,7 @@ async def fiche_detail(request, user, fiche_id):
     fiche = await visible_fiches(user).filter(pk=fiche_id).afirst()
     if fiche is None:
         raise ApiError(404, f"Fiche {fiche_id} does not exist.")
-    return JsonResponse(fiche_json(fiche, await sync_to_async(db_now)()))
+    return await fiche_response(fiche)
 
 
 TRANSITIONS = {"start": services.astart_fiche, "pause": services.apause_fiche, "finish": services.afinish_fiche}
@@ -194,7 +199,7 @@ TRANSITIONS = {"start": services.astart_fiche, "pause": services.apause_fiche, "
 async def fiche_transition(request, user, fiche_id, action):
     json_body(request, ())
     fiche = await TRANSITIONS[action](fiche_id=fiche_id, actor=user)
-    return JsonResponse(fiche_json(fiche, await sync_to_async(db_now)()))
+    return await fiche_response(fiche)
 
 
 @api_view("GET")

@@ -94,9 +94,13 @@ def _reload(fiche_id):
     return FicheTemps.objects.select_related("projet", "owner").get(pk=fiche_id)
 
 
-def _stretch(row, fiche):
-    """The length of the running stretch that just ended: what the ticks settled plus the final settle."""
-    return (row["compte_jusqua"] - row["en_calcul_depuis"]) + (fiche.temps_impute - row["temps_impute"])
+def stretch_length(before: dict, temps_after: timedelta) -> timedelta:
+    """
+    The length of a running stretch that just ended, from the fiche's values
+    ``before`` its stop: what earlier settles accounted (start to mark) plus
+    what the stop itself settled.
+    """
+    return (before["compte_jusqua"] - before["en_calcul_depuis"]) + (temps_after - before["temps_impute"])
 
 
 def create_fiche(*, projet_id: int, owner, actor, libelle: str = "", start: bool = False) -> FicheTemps:
@@ -142,7 +146,7 @@ def pause_fiche(*, fiche_id: int, actor) -> FicheTemps:
         if row["etat"] != Etat.EN_CALCUL or not _compare_and_set(row, etat=Etat.EN_PAUSE, **_settled()):
             _refuse_state(row, "pause")
         fiche = _reload(fiche_id)
-        _log(fiche, FicheEvent.Kind.PAUSED, actor, delta=_stretch(row, fiche))
+        _log(fiche, FicheEvent.Kind.PAUSED, actor, delta=stretch_length(row, fiche.temps_impute))
     return fiche
 
 
@@ -155,7 +159,8 @@ def finish_fiche(*, fiche_id: int, actor) -> FicheTemps:
         if row["etat"] == Etat.TERMINEE or not _compare_and_set(row, etat=Etat.TERMINEE, **changes):
             _refuse_state(row, "finish")
         fiche = _reload(fiche_id)
-        _log(fiche, FicheEvent.Kind.FINISHED, actor, delta=_stretch(row, fiche) if running else timedelta(0))
+        stretch = stretch_length(row, fiche.temps_impute) if running else timedelta(0)
+        _log(fiche, FicheEvent.Kind.FINISHED, actor, delta=stretch)
     return fiche
 
 

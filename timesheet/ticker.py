@@ -20,6 +20,7 @@ from django.db.models.functions import Now
 from . import conf
 from .dbtime import Elapsed, later_of, settled
 from .models import Etat, FicheEvent, FicheTemps, TickerHeartbeat
+from .services import stretch_length
 
 
 @dataclass(frozen=True)
@@ -164,7 +165,7 @@ def auto_stop_overdue(*, max_running: timedelta, batch_size: int) -> int:
             events = []
             for fiche_id, temps in after:
                 row = before[fiche_id]
-                stretch = (row["compte_jusqua"] - row["en_calcul_depuis"]) + (temps - row["temps_impute"])
+                stretch = stretch_length(row, temps)
                 events.append(
                     FicheEvent(
                         fiche_id=fiche_id, kind=FicheEvent.Kind.AUTO_STOPPED, at=row["en_calcul_depuis"] + stretch,
