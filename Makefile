@@ -19,7 +19,9 @@ test: install
 	$(BIN)/pytest
 
 lint: install
-	$(BIN)/ruff check timesheet settings tests bench
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python manage.py makemigrations --check --dry-run
 
 # The supported versions (tox.ini); PostgreSQL environments need TEST_POSTGRES_URL.
 TOXENV ?= py311-django52-sqlite,py312-djangolatest-sqlite

@@ -64,8 +64,14 @@ def setup(env, fiche_count, user_count):
         projet = Projet.objects.create(designation="Bench")
         FicheTemps.objects.bulk_create(
             (
-                FicheTemps(projet=projet, owner=users[i % user_count], libelle=f"fiche {i}", etat=Etat.EN_CALCUL,
-                           compte_jusqua=Now(), en_calcul_depuis=Now())
+                FicheTemps(
+                    projet=projet,
+                    owner=users[i % user_count],
+                    libelle=f"fiche {i}",
+                    etat=Etat.EN_CALCUL,
+                    compte_jusqua=Now(),
+                    en_calcul_depuis=Now(),
+                )
                 for i in range(fiche_count)
             ),
             batch_size=5000,
@@ -80,8 +86,9 @@ def setup(env, fiche_count, user_count):
             sessions.append(session.session_key)
     fiche_ids = list(FicheTemps.objects.filter(owner=users[0]).values_list("pk", flat=True))
     # One fiche of each of the first streams' owners, toggled while latency is measured.
-    toggled = [(sessions[i], FicheTemps.objects.filter(owner=users[i]).values_list("pk", flat=True)[0])
-               for i in range(1, 6)]
+    toggled = [
+        (sessions[i], FicheTemps.objects.filter(owner=users[i]).values_list("pk", flat=True)[0]) for i in range(1, 6)
+    ]
     return sessions, fiche_ids, toggled
 
 
@@ -92,8 +99,16 @@ async def request(port, method, path, session):
     """One HTTP/1.1 request on a fresh loopback connection; return (status, body, seconds)."""
     started = time.perf_counter()
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", f"Cookie: sessionid={session}; csrftoken={CSRF}",
-             f"X-CSRFToken: {CSRF}", "Content-Length: 0", "Connection: close", "", ""]
+    lines = [
+        f"{method} {path} HTTP/1.1",
+        "Host: 127.0.0.1",
+        f"Cookie: sessionid={session}; csrftoken={CSRF}",
+        f"X-CSRFToken: {CSRF}",
+        "Content-Length: 0",
+        "Connection: close",
+        "",
+        "",
+    ]
     writer.write("\r\n".join(lines).encode())
     data = await reader.read()
     writer.close()
@@ -131,8 +146,10 @@ class StreamClient:
         reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
         self.writer = writer
         writer.write(
-            (f"GET /api/fiches/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: sessionid={self.session}\r\n"
-             "Accept: text/event-stream\r\n\r\n").encode()
+            (
+                f"GET /api/fiches/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: sessionid={self.session}\r\n"
+                "Accept: text/event-stream\r\n\r\n"
+            ).encode()
         )
         buffer = b""
         while True:
@@ -161,7 +178,7 @@ def proc_status(pid, field):
 
 
 async def query_counts(port):
-    status, body, _ = await request(port, "GET", "/__bench__/queries", "-")
+    _status, body, _ = await request(port, "GET", "/__bench__/queries", "-")
     return json.loads(body)
 
 
@@ -220,26 +237,57 @@ async def scenario(port, server_pid, sessions, fiche_ids, toggled, args):
         client.close()
     await asyncio.gather(*tasks, return_exceptions=True)
     return {
-        "idle": (idle_p50, idle_p99), "busy": (busy_p50, busy_p99), "few_rate": few_rate, "many_rate": many_rate,
-        "few": len(few), "streams": len(clients), "alive": alive, "open_seconds": open_seconds,
-        "rss_before": rss_before, "rss_after": rss_after, "threads": (threads_before, threads_after), "transitions": transitions, "events": events,
+        "idle": (idle_p50, idle_p99),
+        "busy": (busy_p50, busy_p99),
+        "few_rate": few_rate,
+        "many_rate": many_rate,
+        "few": len(few),
+        "streams": len(clients),
+        "alive": alive,
+        "open_seconds": open_seconds,
+        "rss_before": rss_before,
+        "rss_after": rss_after,
+        "threads": (threads_before, threads_after),
+        "transitions": transitions,
+        "events": events,
     }
 
 
 def main():
     args = parse_args()
     data_dir = tempfile.mkdtemp(prefix="bench-stream-")
-    env = {"DJANGO_SETTINGS_MODULE": "settings", "DJANGO_DATA_DIR": data_dir, "DJANGO_DEBUG": "0",
-           "STREAM_POLL_SECONDS": "1"}
+    env = {
+        "DJANGO_SETTINGS_MODULE": "settings",
+        "DJANGO_DATA_DIR": data_dir,
+        "DJANGO_DEBUG": "0",
+        "STREAM_POLL_SECONDS": "1",
+    }
     if "DATABASE_URL" in os.environ:
         env["DATABASE_URL"] = os.environ["DATABASE_URL"]
     sessions, fiche_ids, toggled = setup(env, args.fiches, args.streams + 1)
     port = free_port()
     child_env = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
     server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "bench.stream_app:application", "--host", "127.0.0.1", "--port", str(port),
-         "--lifespan", "off", "--log-level", "warning", "--backlog", "4096", "--timeout-graceful-shutdown", "3"],
-        cwd=ROOT, env=child_env,
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bench.stream_app:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--lifespan",
+            "off",
+            "--log-level",
+            "warning",
+            "--backlog",
+            "4096",
+            "--timeout-graceful-shutdown",
+            "3",
+        ],
+        cwd=ROOT,
+        env=child_env,
     )
     ticker = subprocess.Popen(
         [sys.executable, "manage.py", "run_fiches_ticker", "--interval", "1", "-v", "0"], cwd=ROOT, env=child_env
@@ -265,16 +313,24 @@ def main():
     busy_p50, busy_p99 = results["busy"]
     per_stream = (results["rss_after"] - results["rss_before"]) / (results["streams"] - results["few"])
     print(f"{args.fiches:,} running fiches ticked every 1 s; one uvicorn process; poll every 1 s")
-    print(f"streams held open: {results['alive']:,} of {results['streams']:,} "
-          f"(opened in {results['open_seconds']:.1f} s, each with its snapshot)")
-    print(f"server memory: {results['rss_before'] / 1024:.1f} MiB -> {results['rss_after'] / 1024:.1f} MiB, "
-          f"{per_stream:.1f} KiB per open stream; threads {results['threads'][0]} -> {results['threads'][1]}")
-    print(f"stream queries/s: {results['few_rate']:.2f} with {results['few']} streams, "
-          f"{results['many_rate']:.2f} with {results['streams']:,} streams")
+    print(
+        f"streams held open: {results['alive']:,} of {results['streams']:,} "
+        f"(opened in {results['open_seconds']:.1f} s, each with its snapshot)"
+    )
+    print(
+        f"server memory: {results['rss_before'] / 1024:.1f} MiB -> {results['rss_after'] / 1024:.1f} MiB, "
+        f"{per_stream:.1f} KiB per open stream; threads {results['threads'][0]} -> {results['threads'][1]}"
+    )
+    print(
+        f"stream queries/s: {results['few_rate']:.2f} with {results['few']} streams, "
+        f"{results['many_rate']:.2f} with {results['streams']:,} streams"
+    )
     print(f"events delivered: {results['events']:,} to their owners' streams for {results['transitions']} transitions")
     print(f"API latency idle:         p50 {idle_p50 * 1000:.1f} ms, p99 {idle_p99 * 1000:.1f} ms")
-    print(f"API latency with streams: p50 {busy_p50 * 1000:.1f} ms, p99 {busy_p99 * 1000:.1f} ms "
-          f"({busy_p99 / idle_p99:.2f}x idle p99; target <= 2x)")
+    print(
+        f"API latency with streams: p50 {busy_p50 * 1000:.1f} ms, p99 {busy_p99 * 1000:.1f} ms "
+        f"({busy_p99 / idle_p99:.2f}x idle p99; target <= 2x)"
+    )
 
 
 if __name__ == "__main__":

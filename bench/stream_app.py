@@ -8,11 +8,10 @@ stream's shared poller and the rest, and answers ``GET /__bench__/queries``.
 import json
 import threading
 
-from settings.asgi import application as django_application  # noqa: E402  (sets Django up)
+from django.db.backends.signals import connection_created
 
-from django.db.backends.signals import connection_created  # noqa: E402
-
-from timesheet import stream  # noqa: E402
+from settings.asgi import application as django_application
+from timesheet import stream
 
 counts = {"stream": 0, "other": 0}
 lock = threading.Lock()
@@ -49,7 +48,13 @@ async def application(scope, receive, send):
     if scope["type"] == "http" and scope["path"] == "/__bench__/queries":
         with lock:
             body = json.dumps(counts).encode()
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
         return
     await django_application(scope, receive, send)

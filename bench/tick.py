@@ -43,13 +43,23 @@ RAW_UPDATE = {
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-n", type=int, default=100_000, help="running fiches (default: %(default)s)")
-    parser.add_argument("--naive-n", type=int, default=10_000, help="running fiches for the naive loop (default: %(default)s)")
+    parser.add_argument(
+        "--naive-n", type=int, default=10_000, help="running fiches for the naive loop (default: %(default)s)"
+    )
     parser.add_argument("--repeats", type=int, default=7, help="ticks timed per variant (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=None, help="tick batch size (default: TICKER_BATCH_SIZE)")
-    parser.add_argument("--growth-ticks", type=int, default=100,
-                        help="PostgreSQL: ticks after which the table's growth is measured (default: %(default)s)")
-    parser.add_argument("--shards", type=int, default=8,
-                        help="PostgreSQL: shards two tickers share, for the speed-up (default: %(default)s)")
+    parser.add_argument(
+        "--growth-ticks",
+        type=int,
+        default=100,
+        help="PostgreSQL: ticks after which the table's growth is measured (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--shards",
+        type=int,
+        default=8,
+        help="PostgreSQL: shards two tickers share, for the speed-up (default: %(default)s)",
+    )
     return parser.parse_args()
 
 
@@ -85,8 +95,14 @@ def populate(count):
         projet, _ = Projet.objects.get_or_create(designation="Bench")
         for start in range(0, count, 10_000):
             FicheTemps.objects.bulk_create(
-                FicheTemps(projet=projet, owner=user, libelle=f"fiche {i}", etat=Etat.EN_CALCUL,
-                           compte_jusqua=Now(), en_calcul_depuis=Now())
+                FicheTemps(
+                    projet=projet,
+                    owner=user,
+                    libelle=f"fiche {i}",
+                    etat=Etat.EN_CALCUL,
+                    compte_jusqua=Now(),
+                    en_calcul_depuis=Now(),
+                )
                 for i in range(start, min(count, start + 10_000))
             )
     if connection.vendor == "postgresql":
@@ -226,8 +242,9 @@ def shard_speedup(count, shards, batch_size, repeats=3):
             cursor.execute("VACUUM ANALYZE timesheet_fichetemps")
             cursor.execute("CHECKPOINT")
         start, results = context.Event(), context.Queue()
-        processes = [context.Process(target=_shard_ticker, args=(shards, batch_size, start, results))
-                     for _ in range(tickers)]
+        processes = [
+            context.Process(target=_shard_ticker, args=(shards, batch_size, start, results)) for _ in range(tickers)
+        ]
         for process in processes:
             process.start()
         time.sleep(3)  # let them start up and connect

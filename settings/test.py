@@ -1,7 +1,7 @@
 """Test settings: the project's settings with what a test run needs changed."""
 
-from settings import *  # noqa: F401,F403
-from settings import DATABASES, DATA_DIR
+from settings import *  # noqa: F403
+from settings import DATA_DIR, DATABASES
 
 # A file rather than SQLite's in-memory default, so that the worker run as a
 # subprocess by the tests sees the same database.

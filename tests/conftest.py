@@ -112,7 +112,10 @@ class WorkerProcess:
         self.log = open(log_path, "w")
         self.process = subprocess.Popen(
             [sys.executable, str(ROOT / "manage.py"), "run_fiches_ticker", *args],
-            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
         )
 
     def output(self):

@@ -38,8 +38,12 @@ def messages_of(response):
 
 def test_list_shows_live_time_totals_and_a_banner_without_ticker(admin_client, projet, user):
     fiche = start(projet, user)
-    services.adjust_fiche(fiche_id=fiche.pk, actor=get_user_model().objects.get(username="root"),
-                          delta=timedelta(hours=1, minutes=2, seconds=3), reason="x")
+    services.adjust_fiche(
+        fiche_id=fiche.pk,
+        actor=get_user_model().objects.get(username="root"),
+        delta=timedelta(hours=1, minutes=2, seconds=3),
+        reason="x",
+    )
     response = admin_client.get(LIST)
     content = response.content.decode()
     assert response.status_code == 200
@@ -74,9 +78,7 @@ def test_actions_go_through_the_services_and_report_refusals(admin_client, proje
     first = start(projet, user)
     second = start(projet, user)
     services.finish_fiche(fiche_id=second.pk, actor=user)
-    response = admin_client.post(
-        LIST, {"action": action, "_selected_action": [first.pk, second.pk]}, follow=True
-    )
+    response = admin_client.post(LIST, {"action": action, "_selected_action": [first.pk, second.pk]}, follow=True)
     assert FicheTemps.objects.get(pk=first.pk).etat == etat
     assert FicheEvent.objects.filter(fiche_id=first.pk, kind={"pause": "paused", "finish": "finished"}[action]).exists()
     shown = messages_of(response)
@@ -138,18 +140,27 @@ def test_editing_a_label_never_writes_back_a_stale_time(admin_client, projet, us
     assert response.status_code == 302, response.context["adminform"].errors if response.context else ""
     saved = FicheTemps.objects.get(pk=fiche.pk)
     assert saved.libelle == "Renommée"
-    assert (saved.temps_impute, saved.compte_jusqua, saved.etat) == (ticked.temps_impute, ticked.compte_jusqua, Etat.EN_CALCUL)
+    assert (saved.temps_impute, saved.compte_jusqua, saved.etat) == (
+        ticked.temps_impute,
+        ticked.compte_jusqua,
+        Etat.EN_CALCUL,
+    )
 
 
 def inline_management():
     prefix = "events"
-    return {f"{prefix}-TOTAL_FORMS": "0", f"{prefix}-INITIAL_FORMS": "0", f"{prefix}-MIN_NUM_FORMS": "0",
-            f"{prefix}-MAX_NUM_FORMS": "0"}
+    return {
+        f"{prefix}-TOTAL_FORMS": "0",
+        f"{prefix}-INITIAL_FORMS": "0",
+        f"{prefix}-MIN_NUM_FORMS": "0",
+        f"{prefix}-MAX_NUM_FORMS": "0",
+    }
 
 
 def test_adding_a_fiche_in_the_admin_goes_through_the_service(admin_client, admin_user, projet, user):
-    response = admin_client.post(f"{LIST}add/", {"projet": projet.pk, "owner": user.pk, "libelle": "Nouvelle",
-                                                 **inline_management()})
+    response = admin_client.post(
+        f"{LIST}add/", {"projet": projet.pk, "owner": user.pk, "libelle": "Nouvelle", **inline_management()}
+    )
     assert response.status_code == 302
     fiche = FicheTemps.objects.get(libelle="Nouvelle")
     assert fiche.etat == Etat.EN_PAUSE
@@ -158,9 +169,17 @@ def test_adding_a_fiche_in_the_admin_goes_through_the_service(admin_client, admi
 
 def test_the_time_cannot_be_edited_directly(admin_client, projet, user):
     fiche = start(projet, user)
-    admin_client.post(f"{LIST}{fiche.pk}/change/", {"projet": projet.pk, "owner": user.pk, "libelle": "x",
-                                                     "temps_impute": "99:00:00", "etat": "terminee",
-                                                     **inline_management()})
+    admin_client.post(
+        f"{LIST}{fiche.pk}/change/",
+        {
+            "projet": projet.pk,
+            "owner": user.pk,
+            "libelle": "x",
+            "temps_impute": "99:00:00",
+            "etat": "terminee",
+            **inline_management(),
+        },
+    )
     fiche = FicheTemps.objects.get(pk=fiche.pk)
     assert fiche.temps_impute < timedelta(hours=1)
     assert fiche.etat == Etat.EN_CALCUL
@@ -204,8 +223,9 @@ def test_heartbeats_and_events_are_read_only(admin_client):
 
 def test_inactive_projects_cannot_be_chosen_for_a_new_fiche(admin_client, user):
     closed = Projet.objects.create(designation="Fermé", actif=False)
-    response = admin_client.post(f"{LIST}add/", {"projet": closed.pk, "owner": user.pk, "libelle": "x",
-                                                 **inline_management()})
+    response = admin_client.post(
+        f"{LIST}add/", {"projet": closed.pk, "owner": user.pk, "libelle": "x", **inline_management()}
+    )
     assert response.status_code == 200
     assert not FicheTemps.objects.exists()
 
@@ -214,6 +234,12 @@ def test_the_admin_speaks_french_when_language_code_says_so(admin_client, projet
     settings.LANGUAGE_CODE = "fr"
     start(projet, user)
     content = admin_client.get(LIST, HTTP_ACCEPT_LANGUAGE="fr").content.decode()
-    for text in ("en calcul", "Exporter en CSV", "Aucun ticker", "Temps total de la 1 fiche",
-                 "Mettre en pause les fiches sélectionnées", "Temps imputé"):
+    for text in (
+        "en calcul",
+        "Exporter en CSV",
+        "Aucun ticker",
+        "Temps total de la 1 fiche",
+        "Mettre en pause les fiches sélectionnées",
+        "Temps imputé",
+    ):
         assert text in content, text

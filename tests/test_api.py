@@ -42,8 +42,14 @@ def assert_error(response, status, text):
 
 @pytest.mark.parametrize(
     "method, url",
-    [("get", "/api/fiches/"), ("post", "/api/fiches/"), ("get", "/api/fiches/1/"), ("post", "/api/fiches/1/pause"),
-     ("get", "/api/fiches/stream"), ("post", "/api/logout")],
+    [
+        ("get", "/api/fiches/"),
+        ("post", "/api/fiches/"),
+        ("get", "/api/fiches/1/"),
+        ("post", "/api/fiches/1/pause"),
+        ("get", "/api/fiches/stream"),
+        ("post", "/api/logout"),
+    ],
 )
 def test_anonymous_requests_get_401_json_not_a_redirect(method, url):
     response = getattr(Client(), method)(url)
@@ -203,8 +209,12 @@ def test_transitions_take_no_body_fields(alice, projet, user):
 
 @pytest.mark.parametrize(
     "method, url, allowed",
-    [("get", "/api/fiches/1/pause", "POST"), ("delete", "/api/fiches/1/", "GET"), ("put", "/api/fiches/", "GET, POST"),
-     ("post", "/api/fiches/stream", "GET")],
+    [
+        ("get", "/api/fiches/1/pause", "POST"),
+        ("delete", "/api/fiches/1/", "GET"),
+        ("put", "/api/fiches/", "GET, POST"),
+        ("post", "/api/fiches/stream", "GET"),
+    ],
 )
 def test_wrong_method_is_405_with_allow(alice, method, url, allowed):
     response = getattr(alice, method)(url)

@@ -51,8 +51,11 @@ def database_write_lock():
         import psycopg
 
         other = psycopg.connect(
-            host=settings_dict["HOST"], port=settings_dict["PORT"], user=settings_dict["USER"],
-            password=settings_dict["PASSWORD"], dbname=settings_dict["NAME"],
+            host=settings_dict["HOST"],
+            port=settings_dict["PORT"],
+            user=settings_dict["USER"],
+            password=settings_dict["PASSWORD"],
+            dbname=settings_dict["NAME"],
         )
         other.execute("LOCK TABLE timesheet_fichetemps IN EXCLUSIVE MODE")
     try:
@@ -160,7 +163,11 @@ def test_bad_options_are_command_errors(args, message):
 def test_a_bad_option_exits_one_with_a_clear_message(worker_env):
     result = subprocess.run(
         [sys.executable, "manage.py", "run_fiches_ticker", "--interval", "soon"],
-        cwd=ROOT, env=worker_env, capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        env=worker_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 1
     assert "CommandError: --interval must be a number of seconds, got 'soon'." in result.stderr
@@ -169,7 +176,11 @@ def test_a_bad_option_exits_one_with_a_clear_message(worker_env):
 def test_a_bad_setting_fails_at_start_naming_it(worker_env):
     result = subprocess.run(
         [sys.executable, "manage.py", "run_fiches_ticker", "--once"],
-        cwd=ROOT, env={**worker_env, "INCREMENT_TIME_SECONDS": "often"}, capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        env={**worker_env, "INCREMENT_TIME_SECONDS": "often"},
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 1
     assert "(timesheet.E001) INCREMENT_TIME_SECONDS must be a positive number of seconds; got 'often'." in result.stderr

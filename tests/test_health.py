@@ -65,5 +65,5 @@ def test_an_unreachable_database_is_503(monkeypatch):
 
 
 def test_health_needs_no_authentication_and_shows_no_fiche_data(projet, user):
-    status, body = healthz()
+    _status, body = healthz()
     assert set(body) == {"status", "database", "ticker", "reason"}

@@ -2,8 +2,8 @@
 
 import glob
 import os
-import secrets
 import random
+import secrets
 import signal
 import subprocess
 import sys
@@ -19,7 +19,6 @@ from timesheet.ticker import SHARD_LOCK_NAMESPACE, tick
 from .conftest import ROOT, RealClock
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
 
 
 def postgresql_only(reason):
@@ -150,12 +149,19 @@ def test_check_deploy_passes_in_production_mode(worker_env, tmp_path):
     secret = tmp_path / "secret"
     secret.write_text(secrets.token_urlsafe(60))
     env = {
-        **worker_env, "DJANGO_ENV": "production", "DJANGO_SECRET_KEY_FILE": str(secret),
-        "DJANGO_ALLOWED_HOSTS": "fiches.example.org", "DJANGO_DATA_DIR": str(tmp_path),
+        **worker_env,
+        "DJANGO_ENV": "production",
+        "DJANGO_SECRET_KEY_FILE": str(secret),
+        "DJANGO_ALLOWED_HOSTS": "fiches.example.org",
+        "DJANGO_DATA_DIR": str(tmp_path),
     }
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues" in result.stdout

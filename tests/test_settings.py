@@ -13,7 +13,11 @@ PRINT = "import django; django.setup(); from django.conf import settings as s; p
 def settings_in(env, expression):
     clean = {"PATH": "/usr/bin:/bin", "DJANGO_SETTINGS_MODULE": "settings", **env}
     return subprocess.run(
-        [sys.executable, "-c", PRINT.format(expression)], cwd=ROOT, env=clean, capture_output=True, text=True,
+        [sys.executable, "-c", PRINT.format(expression)],
+        cwd=ROOT,
+        env=clean,
+        capture_output=True,
+        text=True,
         timeout=60,
     )
 
@@ -25,7 +29,9 @@ def test_the_embedded_default_is_a_sqlite_file_in_wal_with_immediate_transaction
         "{s.DATABASES[default][OPTIONS][init_command]} {s.DEBUG}",
     )
     assert result.stdout.split(" ", 2) == [
-        str(tmp_path / "db.sqlite3"), "IMMEDIATE", "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL True\n"
+        str(tmp_path / "db.sqlite3"),
+        "IMMEDIATE",
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL True\n",
     ]
 
 

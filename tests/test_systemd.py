@@ -74,8 +74,9 @@ def test_watchdog_seconds_reads_systemds_variables(monkeypatch):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_worker_is_ready_pings_after_good_ticks_and_says_when_it_stops(spawn_worker, worker_env, notify_socket,
-                                                                          projet, user):
+def test_the_worker_is_ready_pings_after_good_ticks_and_says_when_it_stops(
+    spawn_worker, worker_env, notify_socket, projet, user
+):
     path, sock = notify_socket
     start_fiches(projet, user, 2)
     worker_env["NOTIFY_SOCKET"] = str(path)

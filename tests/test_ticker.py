@@ -146,7 +146,10 @@ def test_auto_stop_pauses_at_exactly_start_plus_maximum(projet, user):
     assert stopped.temps_impute == timedelta(hours=2)
     event = stopped.events.last()
     assert (event.kind, event.actor, event.at, event.delta) == (
-        "auto_stopped", None, started_at + timedelta(hours=2), timedelta(hours=2)
+        "auto_stopped",
+        None,
+        started_at + timedelta(hours=2),
+        timedelta(hours=2),
     )
     assert_exact(fiche.pk)
 

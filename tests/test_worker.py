@@ -130,4 +130,3 @@ def test_the_worker_refuses_another_async_library(monkeypatch):
     monkeypatch.setattr(sniffio.thread_local, "name", "trio")
     with pytest.raises(RuntimeError, match="runs on asyncio, not on trio"):
         run(Worker(interval=1))
-

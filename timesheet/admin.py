@@ -12,7 +12,8 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
-from django.utils.translation import gettext, gettext_lazy as _, ngettext
+from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext_lazy as _
 
 from . import services
 from .dbtime import settled
@@ -31,7 +32,9 @@ def live_time_expression():
 
 
 def live_span(seconds: float, rate: int, text: str):
-    return format_html('<span class="live-time" data-live-seconds="{}" data-live-rate="{}">{}</span>', seconds, rate, text)
+    return format_html(
+        '<span class="live-time" data-live-seconds="{}" data-live-rate="{}">{}</span>', seconds, rate, text
+    )
 
 
 @admin.register(Projet)
@@ -114,7 +117,14 @@ class FicheTempsForm(forms.ModelForm):
 class FicheTempsAdmin(admin.ModelAdmin):
     form = FicheTempsForm
     list_display = [
-        "libelle_or_id", "projet", "owner", "etat_badge", "stored_time", "live_time", "en_calcul_depuis", "auto_stopped",
+        "libelle_or_id",
+        "projet",
+        "owner",
+        "etat_badge",
+        "stored_time",
+        "live_time",
+        "en_calcul_depuis",
+        "auto_stopped",
     ]
     list_display_links = ["libelle_or_id"]
     list_filter = ["etat", "projet", ("owner", admin.RelatedOnlyFieldListFilter), "auto_stopped"]
@@ -123,8 +133,14 @@ class FicheTempsAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     actions = ["start", "pause", "finish"]
     readonly_fields = [
-        "etat_badge", "stored_time", "live_time", "en_calcul_depuis", "compte_jusqua", "auto_stopped",
-        "created_at", "updated_at",
+        "etat_badge",
+        "stored_time",
+        "live_time",
+        "en_calcul_depuis",
+        "compte_jusqua",
+        "auto_stopped",
+        "created_at",
+        "updated_at",
     ]
     inlines = [FicheEventInline]
 
@@ -189,19 +205,29 @@ class FicheTempsAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Start the selected fiches"), permissions=["change"])
     def start(self, request, queryset):
-        self._transition(request, queryset, services.start_fiche, lambda n: ngettext(
-            "%(count)d fiche started.", "%(count)d fiches started.", n) % {"count": n})
+        self._transition(
+            request,
+            queryset,
+            services.start_fiche,
+            lambda n: ngettext("%(count)d fiche started.", "%(count)d fiches started.", n) % {"count": n},
+        )
 
     @admin.action(description=_("Pause the selected fiches"), permissions=["change"])
     def pause(self, request, queryset):
-        self._transition(request, queryset, services.pause_fiche, lambda n: ngettext(
-            "%(count)d fiche paused.", "%(count)d fiches paused.", n) % {"count": n})
+        self._transition(
+            request,
+            queryset,
+            services.pause_fiche,
+            lambda n: ngettext("%(count)d fiche paused.", "%(count)d fiches paused.", n) % {"count": n},
+        )
 
     @admin.action(description=_("Finish the selected fiches"), permissions=["change"])
     def finish(self, request, queryset):
         self._transition(
-            request, queryset, services.finish_fiche, lambda n: ngettext(
-                "%(count)d fiche finished.", "%(count)d fiches finished.", n) % {"count": n}
+            request,
+            queryset,
+            services.finish_fiche,
+            lambda n: ngettext("%(count)d fiche finished.", "%(count)d fiches finished.", n) % {"count": n},
         )
 
     def changelist_view(self, request, extra_context=None):
@@ -213,8 +239,10 @@ class FicheTempsAdmin(admin.ModelAdmin):
             )
             live = totals["live"] or timedelta(0)
             response.context_data["totals"] = {
-                "count": totals["count"], "running": totals["running"],
-                "seconds": live.total_seconds(), "display": hms(live),
+                "count": totals["count"],
+                "running": totals["running"],
+                "seconds": live.total_seconds(),
+                "display": hms(live),
             }
             if not ticker_status()["healthy"]:
                 response.context_data["ticker_warning"] = gettext(
@@ -227,7 +255,9 @@ class FicheTempsAdmin(admin.ModelAdmin):
         return [
             path("export/", self.admin_site.admin_view(self.export_view), name="timesheet_fichetemps_export"),
             path(
-                "<path:object_id>/adjust/", self.admin_site.admin_view(self.adjust_view), name="timesheet_fichetemps_adjust"
+                "<path:object_id>/adjust/",
+                self.admin_site.admin_view(self.adjust_view),
+                name="timesheet_fichetemps_adjust",
             ),
             *super().get_urls(),
         ]
@@ -242,15 +272,35 @@ class FicheTempsAdmin(admin.ModelAdmin):
         response["Content-Disposition"] = f'attachment; filename="fiches-{stamp}.csv"'
         writer = csv.writer(response)
         writer.writerow(
-            ["id", "projet", "owner", "libelle", "etat", "temps_impute_seconds", "temps_live_seconds",
-             "temps_live", "en_calcul_depuis", "auto_stopped", "created_at"]
+            [
+                "id",
+                "projet",
+                "owner",
+                "libelle",
+                "etat",
+                "temps_impute_seconds",
+                "temps_live_seconds",
+                "temps_live",
+                "en_calcul_depuis",
+                "auto_stopped",
+                "created_at",
+            ]
         )
         for fiche in fiches.iterator(chunk_size=2000):
             writer.writerow(
-                [fiche.pk, fiche.projet.designation, fiche.owner.get_username(), fiche.libelle, fiche.etat,
-                 f"{fiche.temps_impute.total_seconds():.3f}", f"{fiche.temps_live.total_seconds():.3f}",
-                 hms(fiche.temps_live), fiche.en_calcul_depuis.isoformat() if fiche.en_calcul_depuis else "",
-                 fiche.auto_stopped, fiche.created_at.isoformat()]
+                [
+                    fiche.pk,
+                    fiche.projet.designation,
+                    fiche.owner.get_username(),
+                    fiche.libelle,
+                    fiche.etat,
+                    f"{fiche.temps_impute.total_seconds():.3f}",
+                    f"{fiche.temps_live.total_seconds():.3f}",
+                    hms(fiche.temps_live),
+                    fiche.en_calcul_depuis.isoformat() if fiche.en_calcul_depuis else "",
+                    fiche.auto_stopped,
+                    fiche.created_at.isoformat(),
+                ]
             )
         return response
 
@@ -262,8 +312,10 @@ class FicheTempsAdmin(admin.ModelAdmin):
         if request.method == "POST" and form.is_valid():
             try:
                 services.adjust_fiche(
-                    fiche_id=fiche.pk, actor=request.user,
-                    delta=form.cleaned_data["delta"], reason=form.cleaned_data["reason"],
+                    fiche_id=fiche.pk,
+                    actor=request.user,
+                    delta=form.cleaned_data["delta"],
+                    reason=form.cleaned_data["reason"],
                 )
             except services.TransitionRefused as refused:
                 form.add_error(None, refused.message)
@@ -272,7 +324,10 @@ class FicheTempsAdmin(admin.ModelAdmin):
                 return redirect(reverse("admin:timesheet_fichetemps_change", args=[fiche.pk]))
         context = {
             **self.admin_site.each_context(request),
-            "opts": self.opts, "fiche": fiche, "form": form, "stored": hms(fiche.temps_live),
+            "opts": self.opts,
+            "fiche": fiche,
+            "form": form,
+            "stored": hms(fiche.temps_live),
             "title": gettext("Adjust the time of %(fiche)s") % {"fiche": fiche},
         }
         return TemplateResponse(request, "admin/timesheet/fichetemps/adjust.html", context)
@@ -303,8 +358,16 @@ class FicheEventAdmin(ReadOnlyAdmin):
 @admin.register(TickerHeartbeat)
 class TickerHeartbeatAdmin(ReadOnlyAdmin):
     list_display = [
-        "__str__", "status", "started_at", "last_tick_at", "ticks", "last_rows", "last_duration", "failures",
-        "last_error", "stopped_at",
+        "__str__",
+        "status",
+        "started_at",
+        "last_tick_at",
+        "ticks",
+        "last_rows",
+        "last_duration",
+        "failures",
+        "last_error",
+        "stopped_at",
     ]
     list_filter = ["host"]
 

@@ -12,8 +12,8 @@ from urllib.parse import urlencode
 
 from asgiref.sync import sync_to_async
 from django.contrib import auth
-from django.db import connections
 from django.core.handlers.asgi import ASGIRequest
+from django.db import connections
 from django.http import JsonResponse, StreamingHttpResponse
 from django.middleware.csrf import get_token
 from django.views.csrf import csrf_failure as default_csrf_failure

@@ -94,7 +94,6 @@ def _expr(value):
     return value
 
 
-
 _NOW_SQL = {
     "sqlite": "SELECT STRFTIME('%Y-%m-%d %H:%M:%f', 'now')",
     "postgresql": "SELECT STATEMENT_TIMESTAMP()",

@@ -39,7 +39,9 @@ def ticker_status() -> dict:
     }
     if not fresh:
         return {
-            "healthy": False, "database": "ok", "ticker": ticker,
+            "healthy": False,
+            "database": "ok",
+            "ticker": ticker,
             "reason": f"No ticker has ticked within {STALE_AFTER_INTERVALS} intervals.",
         }
     return {"healthy": True, "database": "ok", "ticker": ticker, "reason": ""}

@@ -15,21 +15,21 @@ from asgiref.sync import sync_to_async
 from django.db import transaction
 from django.db.models.functions import Now
 
-from .dbtime import DurationSum, settled, later_of
+from .dbtime import DurationSum, later_of, settled
 from .models import Etat, FicheEvent, FicheTemps, Projet
 
 __all__ = [
     "TransitionRefused",
-    "create_fiche",
-    "start_fiche",
-    "pause_fiche",
-    "finish_fiche",
-    "adjust_fiche",
-    "acreate_fiche",
-    "astart_fiche",
-    "apause_fiche",
-    "afinish_fiche",
     "aadjust_fiche",
+    "acreate_fiche",
+    "adjust_fiche",
+    "afinish_fiche",
+    "apause_fiche",
+    "astart_fiche",
+    "create_fiche",
+    "finish_fiche",
+    "pause_fiche",
+    "start_fiche",
 ]
 
 
@@ -85,7 +85,12 @@ def _settled():
 
 def _log(fiche, kind, actor, *, delta=timedelta(0), reason=""):
     FicheEvent.objects.create(
-        fiche=fiche, kind=kind, actor=actor, at=fiche.updated_at, delta=delta, temps_impute=fiche.temps_impute,
+        fiche=fiche,
+        kind=kind,
+        actor=actor,
+        at=fiche.updated_at,
+        delta=delta,
+        temps_impute=fiche.temps_impute,
         reason=reason,
     )
 
@@ -192,7 +197,9 @@ def adjust_fiche(*, fiche_id: int, actor, delta: timedelta, reason: str) -> Fich
         if not applied:
             raise TransitionRefused(
                 f"Cannot remove {-delta} from fiche {fiche_id}: its time cannot go below zero.",
-                code="negative_time", fiche_id=fiche_id, etat=Etat(row["etat"]),
+                code="negative_time",
+                fiche_id=fiche_id,
+                etat=Etat(row["etat"]),
             )
         fiche = _reload(fiche_id)
         _log(fiche, FicheEvent.Kind.ADJUSTED, actor, delta=delta, reason=reason.strip())

@@ -168,8 +168,11 @@ def auto_stop_overdue(*, max_running: timedelta, batch_size: int) -> int:
                 stretch = stretch_length(row, temps)
                 events.append(
                     FicheEvent(
-                        fiche_id=fiche_id, kind=FicheEvent.Kind.AUTO_STOPPED, at=row["en_calcul_depuis"] + stretch,
-                        delta=stretch, temps_impute=temps,
+                        fiche_id=fiche_id,
+                        kind=FicheEvent.Kind.AUTO_STOPPED,
+                        at=row["en_calcul_depuis"] + stretch,
+                        delta=stretch,
+                        temps_impute=temps,
                         reason=f"Ran longer than the {max_running} allowed.",
                     )
                 )

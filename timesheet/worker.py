@@ -74,7 +74,8 @@ class Worker:
                         logger.warning(
                             "Tick outlasted its %.3g s interval; skipping %d missed tick(s). "
                             "No time is lost: the next tick settles it all.",
-                            self.interval, missed,
+                            self.interval,
+                            missed,
                         )
                 else:
                     failures += 1
@@ -131,7 +132,8 @@ class Worker:
                 # With shards, a fiche another ticker settled within half an
                 # interval is fresh enough: the tickers share the work.
                 report = ticker.tick(
-                    batch_size=self.batch_size, max_running=self.max_running,
+                    batch_size=self.batch_size,
+                    max_running=self.max_running,
                     fresh_for=timedelta(seconds=self.interval / 2),
                 )
             except Exception as exc:

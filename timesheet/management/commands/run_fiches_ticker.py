@@ -43,13 +43,17 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument(
-            "--interval", type=str, default=None,
+            "--interval",
+            type=str,
+            default=None,
             help="Seconds between ticks (default: INCREMENT_TIME_SECONDS, now %(default)s).",
         )
         parser.add_argument("--once", action="store_true", help="Run one tick and exit.")
         parser.add_argument("--max-ticks", type=str, default=None, help="Exit after this many ticks.")
         parser.add_argument(
-            "--batch-size", type=str, default=None,
+            "--batch-size",
+            type=str,
+            default=None,
             help="Most rows settled in one transaction (default: TICKER_BATCH_SIZE).",
         )
 
@@ -75,14 +79,16 @@ class Command(BaseCommand):
         install_signal_handlers(worker)
         logger.info(
             "Fiches ticker started: every %g s, batches of %d%s.",
-            worker.interval, worker.batch_size,
+            worker.interval,
+            worker.batch_size,
             f", auto-stop after {worker.max_running}" if worker.max_running else "",
         )
         watchdog = watchdog_seconds()
         if watchdog is not None and watchdog < 2 * worker.interval:
             logger.warning(
                 "WatchdogSec (%g s) is shorter than two intervals (%g s): systemd may restart a healthy ticker.",
-                watchdog, 2 * worker.interval,
+                watchdog,
+                2 * worker.interval,
             )
         await worker.run()
         logger.info("Fiches ticker stopped after %d tick(s).", worker.ticks)

@@ -40,4 +40,6 @@ class Command(BaseCommand):
             for designation, libelle, start in FICHES:
                 create_fiche(projet_id=projets[designation].pk, owner=user, actor=user, libelle=libelle, start=start)
         running = FicheTemps.objects.filter(owner=user, etat=Etat.EN_CALCUL).count()
-        self.stdout.write(self.style.SUCCESS(f"Demo data added: {len(PROJETS)} projects, {len(FICHES)} fiches, {running} running."))
+        self.stdout.write(
+            self.style.SUCCESS(f"Demo data added: {len(PROJETS)} projects, {len(FICHES)} fiches, {running} running.")
+        )
