@@ -121,9 +121,9 @@ def raw_update():
 
 
 def naive_loop(increment=timedelta(seconds=5)):
-    from timesheet.models import Etat, FicheTemps
+    from timesheet.models import FicheTemps
 
-    for fiche in FicheTemps.objects.filter(etat=Etat.EN_CALCUL):
+    for fiche in FicheTemps.objects.running():
         fiche.temps_impute += increment
         fiche.save()
 

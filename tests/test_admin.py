@@ -230,6 +230,49 @@ def test_inactive_projects_cannot_be_chosen_for_a_new_fiche(admin_client, user):
     assert not FicheTemps.objects.exists()
 
 
+def test_an_owner_change_is_audited_with_the_acting_user(admin_client, admin_user, projet, user, other_user):
+    fiche = start(projet, user)
+    response = admin_client.post(
+        f"{LIST}{fiche.pk}/change/",
+        {"projet": projet.pk, "owner": other_user.pk, "libelle": "Travail", **inline_management()},
+    )
+    assert response.status_code == 302
+    event = FicheEvent.objects.filter(fiche=fiche).last()
+    assert (event.kind, event.actor, event.changes) == (
+        FicheEvent.Kind.UPDATED,
+        admin_user,
+        {"owner": [user.pk, other_user.pk]},
+    )
+    assert event.reason == "owner alice → bob"
+    saved = FicheTemps.objects.get(pk=fiche.pk)
+    assert saved.owner == other_user
+    assert saved.updated_at == event.at
+    history = admin_client.get(f"{LIST}{fiche.pk}/change/").content.decode()
+    assert "owner alice → bob" in history
+
+
+def test_a_fiche_on_a_project_deactivated_since_can_still_be_edited(admin_client, projet, user):
+    fiche = start(projet, user)
+    Projet.objects.filter(pk=projet.pk).update(actif=False)
+    response = admin_client.post(
+        f"{LIST}{fiche.pk}/change/",
+        {"projet": projet.pk, "owner": user.pk, "libelle": "Renommée", **inline_management()},
+    )
+    assert response.status_code == 302, response.context["adminform"].errors if response.context else ""
+    assert FicheTemps.objects.get(pk=fiche.pk).libelle == "Renommée"
+
+
+def test_a_fiche_cannot_be_moved_to_an_inactive_project(admin_client, projet, user):
+    fiche = start(projet, user)
+    closed = Projet.objects.create(designation="Fermé", actif=False)
+    response = admin_client.post(
+        f"{LIST}{fiche.pk}/change/", {"projet": closed.pk, "owner": user.pk, "libelle": "x", **inline_management()}
+    )
+    assert response.status_code == 200
+    assert "projet" in response.context["adminform"].errors
+    assert FicheTemps.objects.get(pk=fiche.pk).projet == projet
+
+
 def test_the_admin_speaks_french_when_language_code_says_so(admin_client, projet, user, settings):
     settings.LANGUAGE_CODE = "fr"
     start(projet, user)

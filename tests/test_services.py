@@ -129,7 +129,7 @@ def test_impossible_transition_is_refused_and_changes_nothing(projet, user, setu
     with pytest.raises(TransitionRefused) as refused:
         getattr(services, f"{action}_fiche")(fiche_id=fiche.pk, actor=user)
     assert refused.value.code == "wrong_state"
-    assert refused.value.etat == etat
+    assert refused.value.message.endswith(f"it is {etat.label}.")
     assert str(refused.value) == f"Cannot {action} fiche {fiche.pk}: it is {etat.label}."
     assert snapshot(fiche.pk) == before
 
@@ -261,7 +261,6 @@ def test_async_twins_run_the_same_transitions(projet, user):
     assert paused.etat == Etat.EN_PAUSE
     with pytest.raises(TransitionRefused):
         async_to_sync(services.apause_fiche)(fiche_id=fiche.pk, actor=user)
-    assert services.apause_fiche.__name__ == "apause_fiche"
 
 
 def test_database_refuses_a_running_fiche_without_a_mark(projet, user):
@@ -280,3 +279,73 @@ def test_database_refuses_negative_time(projet, user):
     fiche = new_fiche(projet, user)
     with pytest.raises(IntegrityError), transaction.atomic():
         FicheTemps.objects.filter(pk=fiche.pk).update(temps_impute=-timedelta(seconds=1))
+
+
+def test_update_changes_label_project_and_owner_and_audits_each(projet, user, other_user, staff):
+    fiche = new_fiche(projet, user)
+    autre = Projet.objects.create(designation="Autre")
+    updated = services.update_fiche(
+        fiche_id=fiche.pk, actor=staff, libelle="Nouveau", projet_id=autre.pk, owner=other_user
+    )
+    assert (updated.libelle, updated.projet, updated.owner) == ("Nouveau", autre, other_user)
+    event = FicheEvent.objects.filter(fiche_id=fiche.pk).last()
+    assert event.kind == FicheEvent.Kind.UPDATED
+    assert event.actor == staff
+    assert event.changes == {
+        "libelle": ["Travail", "Nouveau"],
+        "projet": [projet.pk, autre.pk],
+        "owner": [user.pk, other_user.pk],
+    }
+    assert event.reason == "label 'Travail' → 'Nouveau'; project Refonte → Autre; owner alice → bob"
+    assert event.delta == timedelta(0)
+
+
+def test_update_without_a_change_writes_no_event(projet, user):
+    fiche = new_fiche(projet, user)
+    services.update_fiche(fiche_id=fiche.pk, actor=user, libelle="Travail", projet_id=projet.pk, owner=user)
+    assert list(FicheEvent.objects.filter(fiche_id=fiche.pk).values_list("kind", flat=True)) == ["created"]
+
+
+def test_update_of_a_running_fiche_keeps_its_time_running(projet, user):
+    fiche = services.create_fiche(projet_id=projet.pk, owner=user, actor=user, start=True)
+    updated = services.update_fiche(fiche_id=fiche.pk, actor=user, libelle="Renommée")
+    assert updated.etat == Etat.EN_CALCUL
+    assert updated.compte_jusqua == fiche.compte_jusqua
+    assert updated.en_calcul_depuis == fiche.en_calcul_depuis
+
+
+@pytest.mark.parametrize(
+    "change, code",
+    [
+        ({"owner": "other"}, "forbidden"),
+        ({"projet_id": "inactive"}, "invalid"),
+        ({"projet_id": 999999}, "not_found"),
+        ({"libelle": "x" * 201}, "invalid"),
+        ({"libelle": "a\x00b"}, "invalid"),
+    ],
+)
+def test_update_refuses_and_changes_nothing(projet, user, other_user, change, code):
+    fiche = new_fiche(projet, user)
+    inactive = Projet.objects.create(designation="Fermé", actif=False)
+    values = {"other": other_user, "inactive": inactive.pk}
+    change = {name: values.get(value, value) if isinstance(value, str) else value for name, value in change.items()}
+    before = snapshot(fiche.pk)
+    with pytest.raises(TransitionRefused) as refused:
+        services.update_fiche(fiche_id=fiche.pk, actor=user, **change)
+    assert refused.value.code == code
+    assert snapshot(fiche.pk) == before
+    assert FicheEvent.objects.filter(fiche_id=fiche.pk).count() == 1
+
+
+def test_update_keeps_a_project_deactivated_since(projet, user):
+    fiche = new_fiche(projet, user)
+    Projet.objects.filter(pk=projet.pk).update(actif=False)
+    updated = services.update_fiche(fiche_id=fiche.pk, actor=user, libelle="Encore", projet_id=projet.pk)
+    assert (updated.libelle, updated.projet_id) == ("Encore", projet.pk)
+
+
+def test_update_of_someone_elses_fiche_is_not_found(projet, user, other_user):
+    fiche = new_fiche(projet, user)
+    with pytest.raises(TransitionRefused) as refused:
+        services.update_fiche(fiche_id=fiche.pk, actor=other_user, libelle="À moi")
+    assert refused.value.code == "not_found"

@@ -135,8 +135,18 @@ def test_one_poller_serves_every_stream(user, monkeypatch):
 
 
 def test_a_slow_client_is_dropped_instead_of_growing_memory(user):
-    subscriber = stream.Subscriber(user_id=user.pk, is_staff=False)
-    for i in range(stream.QUEUE_SIZE + 5):
-        subscriber.offer(f"message {i}")
-    assert subscriber.overflowed
-    assert subscriber.queue.qsize() == stream.QUEUE_SIZE
+    async def scenario():
+        chunks = await open_stream(user)
+        await anext(chunks)  # the snapshot
+        (subscriber,) = hub.subscribers
+        for i in range(stream.QUEUE_SIZE + 5):  # the client reads nothing meanwhile
+            subscriber.offer(f"message {i}")
+        assert subscriber.queue.qsize() == stream.QUEUE_SIZE
+        delivered = [bytes(chunk).decode() async for chunk in chunks]  # the stream ends by itself
+        return subscriber.overflowed, delivered, len(hub.subscribers)
+
+    overflowed, delivered, subscribers = async_to_sync(scenario)()
+    assert overflowed
+    # What was queued before the overflow (oldest dropped), then the stream ended: the client reconnects.
+    assert delivered == [f"message {i}" for i in range(1, stream.QUEUE_SIZE)]
+    assert subscribers == 0

@@ -4,8 +4,8 @@ from datetime import timedelta
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Case, Count, F, Q, Sum, When
-from django.db.models.functions import Now
+from django.db.models import Count, OuterRef, Q, Subquery, Sum
+from django.db.models.functions import Coalesce, Now
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
@@ -16,19 +16,14 @@ from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from . import services
-from .dbtime import settled
 from .health import is_fresh, ticker_status
-from .models import Etat, FicheEvent, FicheTemps, Projet, TickerHeartbeat
+from .models import FicheEvent, FicheTemps, Projet, TickerHeartbeat
 
 
 def hms(value: timedelta | None) -> str:
     """A duration as H:MM:SS, hours unbounded."""
     seconds = int((value or timedelta(0)).total_seconds())
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
-
-
-def live_time_expression():
-    return Case(When(etat=Etat.EN_CALCUL, then=settled()), default=F("temps_impute"))
 
 
 def live_span(seconds: float, rate: int, text: str):
@@ -50,7 +45,17 @@ class ProjetAdmin(admin.ModelAdmin):
             .get_queryset(request)
             .annotate(
                 total=Sum("fiches__temps_impute"),
-                running=Count("fiches", filter=Q(fiches__etat=Etat.EN_CALCUL)),
+                running=Coalesce(
+                    Subquery(
+                        FicheTemps.objects.running()
+                        .filter(projet=OuterRef("pk"))
+                        .order_by()
+                        .values("projet")
+                        .annotate(count=Count("pk"))
+                        .values("count")
+                    ),
+                    0,
+                ),
             )
         )
 
@@ -110,7 +115,8 @@ class FicheTempsForm(forms.ModelForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if "projet" in self.fields:
-            self.fields["projet"].queryset = Projet.objects.filter(actif=True)
+            # A new project must be active; the fiche's own stays valid if it was deactivated since.
+            self.fields["projet"].queryset = Projet.objects.filter(Q(actif=True) | Q(pk=self.instance.projet_id))
 
 
 @admin.register(FicheTemps)
@@ -149,7 +155,7 @@ class FicheTempsAdmin(admin.ModelAdmin):
         js = ["timesheet/live_time.js"]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(temps_live=live_time_expression())
+        return super().get_queryset(request).with_live_time()
 
     def get_fields(self, request, obj=None):
         if obj is None:
@@ -166,10 +172,18 @@ class FicheTempsAdmin(admin.ModelAdmin):
             )
             obj.pk = created.pk
             return
-        # Only the edited fields: a full save would write back a stale temps_impute.
-        changed = [name for name in form.changed_data if name in FicheTempsForm.Meta.fields]
-        if changed:
-            obj.save(update_fields=changed)
+        # Through the service, which audits the change; a save() would also write back a stale temps_impute.
+        edited = {name: form.cleaned_data[name] for name in form.changed_data}
+        try:
+            services.update_fiche(
+                fiche_id=obj.pk,
+                actor=request.user,
+                libelle=edited.get("libelle"),
+                projet_id=edited["projet"].pk if "projet" in edited else None,
+                owner=edited.get("owner"),
+            )
+        except services.TransitionRefused as refused:
+            self.message_user(request, refused.message, messages.ERROR)
 
     @admin.display(description=_("label"), ordering="libelle")
     def libelle_or_id(self, fiche):
@@ -186,8 +200,7 @@ class FicheTempsAdmin(admin.ModelAdmin):
     @admin.display(description=_("live time"), ordering="temps_live")
     def live_time(self, fiche):
         live = getattr(fiche, "temps_live", fiche.temps_impute)
-        running = int(fiche.etat == Etat.EN_CALCUL)
-        return live_span(live.total_seconds(), running, hms(live))
+        return live_span(live.total_seconds(), int(fiche.is_running), hms(live))
 
     def _transition(self, request, queryset, service, done_message):
         """Apply ``service`` to each selected fiche; report how many it changed and every refusal."""
@@ -234,9 +247,11 @@ class FicheTempsAdmin(admin.ModelAdmin):
         response = super().changelist_view(request, extra_context)
         changelist = getattr(response, "context_data", {}).get("cl")
         if changelist is not None:
-            totals = changelist.queryset.order_by().aggregate(
-                live=Sum("temps_live"), count=Count("pk"), running=Count("pk", filter=Q(etat=Etat.EN_CALCUL))
-            )
+            fiches = changelist.queryset.order_by()
+            totals = {
+                **fiches.aggregate(live=Sum("temps_live"), count=Count("pk")),
+                "running": fiches.running().count(),
+            }
             live = totals["live"] or timedelta(0)
             response.context_data["totals"] = {
                 "count": totals["count"],

@@ -19,10 +19,10 @@ from django.middleware.csrf import get_token
 from django.views.csrf import csrf_failure as default_csrf_failure
 from django.views.decorators.cache import never_cache
 
-from . import services
+from . import selectors, services
 from .dbtime import db_now
 from .health import ticker_status
-from .models import Etat, FicheTemps
+from .models import FicheTemps
 from .serialize import fiche_json, iso
 from .stream import event_stream
 
@@ -69,14 +69,9 @@ def api_view(*methods, login_required=True):
     return decorator
 
 
-async def fiche_response(fiche, status=200):
-    """The fiche as JSON, its live time on the database's clock read now."""
-    return JsonResponse(fiche_json(fiche, await sync_to_async(db_now)()), status=status)
-
-
-def visible_fiches(user):
-    fiches = FicheTemps.objects.select_related("projet", "owner")
-    return fiches if user.is_staff else fiches.filter(owner=user)
+def fiche_response(fiche, status=200):
+    """The fiche (read with its live time) as JSON."""
+    return JsonResponse(fiche_json(fiche), status=status)
 
 
 def is_id(value):
@@ -118,42 +113,33 @@ async def fiches(request, user):
     if request.method == "POST":
         return await create(request, user)
     params = request.GET
-    fiches = visible_fiches(user)
-    etat = params.get("etat")
-    if etat:
-        if etat not in Etat.values:
-            raise ApiError(400, f"'etat' must be one of {', '.join(Etat.values)}, got {etat!r}.")
-        fiches = fiches.filter(etat=etat)
-    projet = positive_int(params, "projet")
-    if projet:
-        fiches = fiches.filter(projet_id=projet)
-    owner = positive_int(params, "owner")
-    if owner:
-        if not user.is_staff and owner != user.pk:
-            raise ApiError(403, "Only staff may see other people's fiches.")
-        fiches = fiches.filter(owner_id=owner)
-    page = positive_int(params, "page", default=1)
-    page_size = positive_int(params, "page_size", default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
-    count = await fiches.acount()
-    pages = max(1, -(-count // page_size))
-    if page > pages:
-        raise ApiError(404, f"Page {page} does not exist; there are {pages}.")
-    start = (page - 1) * page_size
-    rows = [fiche async for fiche in fiches.order_by("-created_at", "-id")[start : start + page_size]]
-    now = await sync_to_async(db_now)()
+    fiches = selectors.fiche_list(
+        user=user,
+        etat=params.get("etat") or None,
+        projet_id=positive_int(params, "projet"),
+        owner_id=positive_int(params, "owner"),
+    )
+    page = await selectors.apage(
+        fiches,
+        number=positive_int(params, "page", default=1),
+        size=positive_int(params, "page_size", default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE),
+    )
 
     def link(number):
         return f"{request.path}?{urlencode({**params.dict(), 'page': number})}"
 
+    results = [fiche_json(fiche) for fiche in page.items]
+    # Each fiche carries the database's now it was read at; an empty page asks for it.
+    server_time = results[0]["server_time"] if results else iso(await sync_to_async(db_now)())
     return JsonResponse(
         {
-            "count": count,
-            "page": page,
-            "pages": pages,
-            "next": link(page + 1) if page < pages else None,
-            "previous": link(page - 1) if page > 1 else None,
-            "results": [fiche_json(fiche, now) for fiche in rows],
-            "server_time": iso(now),
+            "count": page.count,
+            "page": page.number,
+            "pages": page.pages,
+            "next": link(page.number + 1) if page.has_next else None,
+            "previous": link(page.number - 1) if page.has_previous else None,
+            "results": results,
+            "server_time": server_time,
         }
     )
 
@@ -175,21 +161,25 @@ async def create(request, user):
         if not is_id(owner_id):
             raise ApiError(400, "'owner' must be a user id.")
         if owner_id != user.pk:
-            if not user.is_staff:
-                raise ApiError(403, "Only staff may create a fiche for someone else.")
             owner = await auth.get_user_model().objects.filter(pk=owner_id, is_active=True).afirst()
             if owner is None:
                 raise ApiError(400, f"User {owner_id} does not exist.")
     fiche = await services.acreate_fiche(projet_id=projet, owner=owner, actor=user, libelle=libelle, start=start)
-    return await fiche_response(fiche, status=201)
+    return fiche_response(fiche, status=201)
 
 
 @api_view("GET")
 async def fiche_detail(request, user, fiche_id):
-    fiche = await visible_fiches(user).filter(pk=fiche_id).afirst()
+    fiche = (
+        await FicheTemps.objects.visible_to(user)
+        .with_live_time()
+        .select_related("projet", "owner")
+        .filter(pk=fiche_id)
+        .afirst()
+    )
     if fiche is None:
         raise ApiError(404, f"Fiche {fiche_id} does not exist.")
-    return await fiche_response(fiche)
+    return fiche_response(fiche)
 
 
 TRANSITIONS = {"start": services.astart_fiche, "pause": services.apause_fiche, "finish": services.afinish_fiche}
@@ -199,7 +189,7 @@ TRANSITIONS = {"start": services.astart_fiche, "pause": services.apause_fiche, "
 async def fiche_transition(request, user, fiche_id, action):
     json_body(request, ())
     fiche = await TRANSITIONS[action](fiche_id=fiche_id, actor=user)
-    return await fiche_response(fiche)
+    return fiche_response(fiche)
 
 
 @api_view("GET")

@@ -1,9 +1,10 @@
 """Is the product healthy: the database answers and a ticker ticked recently."""
 
 from django.db import DatabaseError
+from django.db.models import Min
 
 from .dbtime import db_now
-from .models import TickerHeartbeat
+from .models import FicheTemps, TickerHeartbeat
 
 STALE_AFTER_INTERVALS = 3
 
@@ -17,7 +18,8 @@ def ticker_status() -> dict:
     """
     Return ``{"healthy": bool, "reason": str, ...}``: healthy when the database
     answers and some ticker's last tick is younger than three of its intervals
-    (ages on the database's clock).
+    (ages on the database's clock). ``stored_time_age_seconds`` says how old the
+    oldest running fiche's accounting mark is: how stale stored time may be.
     """
     try:
         now = db_now()
@@ -26,6 +28,7 @@ def ticker_status() -> dict:
                 "last_tick_at", "interval"
             )
         )
+        oldest_mark = FicheTemps.objects.running().aggregate(oldest=Min("compte_jusqua"))["oldest"]
     except DatabaseError as exc:
         return {"healthy": False, "database": "unreachable", "reason": f"The database is unreachable: {exc}"}
     fresh = [hb for hb in heartbeats if is_fresh(hb["last_tick_at"], hb["interval"], now)]
@@ -36,6 +39,7 @@ def ticker_status() -> dict:
         "last_tick_age_seconds": round((now - newest["last_tick_at"]).total_seconds(), 3),
         "interval_seconds": newest["interval"].total_seconds(),
         "alive": len(fresh),
+        "stored_time_age_seconds": None if oldest_mark is None else round((now - oldest_mark).total_seconds(), 3),
     }
     if not fresh:
         return {

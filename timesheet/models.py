@@ -6,6 +6,8 @@ from django.db.models import Q
 from django.db.models.functions import Now
 from django.utils.translation import gettext_lazy as _
 
+from .dbtime import settled
+
 
 class Projet(models.Model):
     designation = models.CharField(_("designation"), max_length=200, unique=True)
@@ -26,6 +28,36 @@ class Etat(models.TextChoices):
     EN_CALCUL = "en_calcul", _("running")
     EN_PAUSE = "en_pause", _("paused")
     TERMINEE = "terminee", _("finished")
+
+
+class FicheTempsQuerySet(models.QuerySet):
+    """The query rules every reader of fiches shares: the API, the stream, the admin, the ticker and reports."""
+
+    def running(self):
+        """The fiches that are accruing time."""
+        return self.filter(etat=Etat.EN_CALCUL)
+
+    def visible_to(self, user):
+        """The fiches ``user`` may see: staff see all, anyone else their own."""
+        if not user.is_authenticated or not user.is_active:
+            return self.none()
+        return self if user.is_staff else self.filter(owner=user)
+
+    @staticmethod
+    def is_visible(user, owner_id) -> bool:
+        """The rule of ``visible_to`` for one fiche already in memory, by its owner's id."""
+        return user.is_authenticated and user.is_active and (user.is_staff or owner_id == user.pk)
+
+    def with_live_time(self):
+        """
+        Annotate ``temps_live`` (the stored time plus the running part not yet
+        settled) and ``db_now`` (the instant it was computed for), both from the
+        database's clock in the same query.
+        """
+        return self.annotate(
+            temps_live=models.Case(models.When(etat=Etat.EN_CALCUL, then=settled()), default=models.F("temps_impute")),
+            db_now=Now(),
+        )
 
 
 class FicheTemps(models.Model):
@@ -49,6 +81,8 @@ class FicheTemps(models.Model):
     auto_stopped = models.BooleanField(_("auto-stopped"), default=False)
     created_at = models.DateTimeField(_("created"), db_default=Now(), editable=False)
     updated_at = models.DateTimeField(_("updated"), db_default=Now(), editable=False)
+
+    objects = FicheTempsQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -79,6 +113,10 @@ class FicheTemps(models.Model):
     def __str__(self):
         return self.libelle or f"{self.projet} #{self.pk}"
 
+    @property
+    def is_running(self) -> bool:
+        return self.etat == Etat.EN_CALCUL
+
 
 class FicheEvent(models.Model):
     """
@@ -96,6 +134,7 @@ class FicheEvent(models.Model):
         FINISHED = "finished", _("finished")
         AUTO_STOPPED = "auto_stopped", _("auto-stopped")
         ADJUSTED = "adjusted", _("adjusted")
+        UPDATED = "updated", _("updated")
 
     fiche = models.ForeignKey(FicheTemps, on_delete=models.CASCADE, related_name="events", verbose_name=_("fiche"))
     kind = models.CharField(_("kind"), max_length=20, choices=Kind.choices)
@@ -112,6 +151,9 @@ class FicheEvent(models.Model):
     delta = models.DurationField(_("delta"), default=timedelta(0))
     temps_impute = models.DurationField(_("time charged after"))
     reason = models.TextField(_("reason"), blank=True)
+    changes = models.JSONField(
+        _("changes"), default=dict, blank=True, help_text=_("For an update: each changed field's old and new value.")
+    )
 
     class Meta:
         ordering = ["id"]

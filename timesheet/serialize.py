@@ -2,7 +2,7 @@
 
 from datetime import timedelta
 
-from .models import Etat, FicheTemps
+from .models import FicheTemps
 
 
 def iso(value):
@@ -13,9 +13,8 @@ def seconds(value: timedelta) -> float:
     return value / timedelta(microseconds=1) / 1_000_000
 
 
-def fiche_json(fiche: FicheTemps, now) -> dict:
-    """A fiche as the API shows it; ``now`` is the database's time, for the live value."""
-    running_part = max(now - fiche.compte_jusqua, timedelta(0)) if fiche.etat == Etat.EN_CALCUL else timedelta(0)
+def fiche_json(fiche: FicheTemps) -> dict:
+    """A fiche read through ``FicheTemps.objects.with_live_time()``, as the API shows it."""
     return {
         "id": fiche.pk,
         "projet": {"id": fiche.projet_id, "designation": fiche.projet.designation},
@@ -23,11 +22,11 @@ def fiche_json(fiche: FicheTemps, now) -> dict:
         "libelle": fiche.libelle,
         "etat": fiche.etat,
         "temps_impute": seconds(fiche.temps_impute),
-        "temps_live": seconds(fiche.temps_impute + running_part),
+        "temps_live": seconds(fiche.temps_live),
         "en_calcul_depuis": iso(fiche.en_calcul_depuis),
         "compte_jusqua": iso(fiche.compte_jusqua),
         "auto_stopped": fiche.auto_stopped,
         "created_at": iso(fiche.created_at),
         "updated_at": iso(fiche.updated_at),
-        "server_time": iso(now),
+        "server_time": iso(fiche.db_now),
     }

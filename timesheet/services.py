@@ -1,21 +1,24 @@
 """
 Every change to a fiche, shared by the worker, the admin and the API.
 
-Each transition is one compare-and-set UPDATE on the database's clock inside
-a short transaction that also writes the audit event: a double click, two
-tabs, the admin racing the API or a tick racing a pause all end in one correct
-state, and a refused transition raises TransitionRefused and changes nothing.
-Each function has an ``a``-prefixed async twin for async views.
+Each transition runs in one short transaction that reads the fiche under a row
+lock, checks the rule, writes the change on the database's clock and the audit
+event: a double click, two tabs, the admin racing the API or a tick racing a
+pause all end in one correct state, and a refused change raises
+TransitionRefused and changes nothing. Each function has an ``a``-prefixed
+async twin for async views.
 """
 
 import functools
 from datetime import timedelta
 
 from asgiref.sync import sync_to_async
+from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.db.models import QuerySet
 from django.db.models.functions import Now
 
-from .dbtime import DurationSum, later_of, settled
+from .dbtime import DurationSum, Elapsed, later_of, settled
 from .models import Etat, FicheEvent, FicheTemps, Projet
 
 __all__ = [
@@ -26,16 +29,20 @@ __all__ = [
     "afinish_fiche",
     "apause_fiche",
     "astart_fiche",
+    "aupdate_fiche",
     "create_fiche",
     "finish_fiche",
     "pause_fiche",
+    "settle",
     "start_fiche",
+    "stop_overdue",
+    "update_fiche",
 ]
 
 
 class TransitionRefused(Exception):
     """
-    A change that cannot be made; nothing was changed.
+    A change (or a read) that the rules refuse; nothing was changed.
 
     ``code`` says why: ``not_found`` (no such fiche or project, or one the
     actor may not see), ``forbidden`` (visible but not the actor's to make),
@@ -43,60 +50,66 @@ class TransitionRefused(Exception):
     adjustment below zero) or ``invalid`` (bad arguments).
     """
 
-    def __init__(self, message, *, code, fiche_id=None, etat=None):
+    def __init__(self, message, *, code):
         super().__init__(message)
         self.message = message
         self.code = code
-        self.fiche_id = fiche_id
-        self.etat = etat
 
 
-_SNAPSHOT = ("id", "owner_id", "etat", "temps_impute", "compte_jusqua", "en_calcul_depuis")
+# What a transition reads before it writes: enough to compute a stopped stretch's length.
+_BEFORE = ("id", "owner_id", "projet_id", "libelle", "etat", "temps_impute", "compte_jusqua", "en_calcul_depuis")
 
 
-def _lock(fiche_id, actor):
-    """Return the fiche's current values, locked until the transaction ends, if the actor may see it."""
-    row = FicheTemps.objects.select_for_update().filter(pk=fiche_id).values(*_SNAPSHOT).first()
-    if row is None or not (actor.is_staff or row["owner_id"] == actor.pk):
-        raise TransitionRefused(f"Fiche {fiche_id} does not exist.", code="not_found", fiche_id=fiche_id)
+def _locked(fiche_id, actor) -> dict:
+    """
+    Return the fiche's current values, if the actor may see it, locked until
+    the transaction ends.
+
+    A row lock rather than a compare-and-set: the audit event needs the
+    values the change started from (a stopped stretch's length), which a lone
+    UPDATE cannot return on every backend. Under the lock the read and the
+    write see the same row; a racing tick or transition waits, then sees the
+    new state. On SQLite the IMMEDIATE transaction is that lock.
+    """
+    row = FicheTemps.objects.visible_to(actor).select_for_update().filter(pk=fiche_id).values(*_BEFORE).first()
+    if row is None:
+        raise TransitionRefused(f"Fiche {fiche_id} does not exist.", code="not_found")
     return row
 
 
-def _refuse_state(row, action):
-    etat = Etat(row["etat"])
-    raise TransitionRefused(
-        f"Cannot {action} fiche {row['id']}: it is {etat.label}.", code="wrong_state", fiche_id=row["id"], etat=etat
-    )
+def _require_state(row, action, *allowed):
+    if row["etat"] not in allowed:
+        raise TransitionRefused(
+            f"Cannot {action} fiche {row['id']}: it is {Etat(row['etat']).label}.", code="wrong_state"
+        )
 
 
-def _compare_and_set(row, **changes):
-    """Apply the changes only if the fiche is still in the state read; return whether it was."""
-    return FicheTemps.objects.filter(pk=row["id"], etat=row["etat"]).update(updated_at=Now(), **changes) == 1
+def _reload(fiche_id) -> FicheTemps:
+    return FicheTemps.objects.with_live_time().select_related("projet", "owner").get(pk=fiche_id)
 
 
-def _settled():
-    """Changes that settle a running fiche's time up to now and clear its marks."""
-    return {
-        "temps_impute": settled(),
-        "compte_jusqua": None,
-        "en_calcul_depuis": None,
-    }
-
-
-def _log(fiche, kind, actor, *, delta=timedelta(0), reason=""):
+def _log(fiche, kind, actor, **fields):
     FicheEvent.objects.create(
-        fiche=fiche,
-        kind=kind,
-        actor=actor,
-        at=fiche.updated_at,
-        delta=delta,
-        temps_impute=fiche.temps_impute,
-        reason=reason,
+        fiche=fiche, kind=kind, actor=actor, at=fiche.updated_at, temps_impute=fiche.temps_impute, **fields
     )
 
 
-def _reload(fiche_id):
-    return FicheTemps.objects.select_related("projet", "owner").get(pk=fiche_id)
+def _clean_libelle(libelle) -> str:
+    if not isinstance(libelle, str):
+        raise TransitionRefused("The label must be text.", code="invalid")
+    if len(libelle) > FicheTemps._meta.get_field("libelle").max_length:
+        raise TransitionRefused("The label is too long (200 characters at most).", code="invalid")
+    if "\x00" in libelle:
+        raise TransitionRefused("The label cannot contain NUL characters.", code="invalid")
+    return libelle
+
+
+def _require_active_projet(projet_id):
+    projet = Projet.objects.filter(pk=projet_id).values("actif").first()
+    if projet is None:
+        raise TransitionRefused(f"Project {projet_id} does not exist.", code="not_found")
+    if not projet["actif"]:
+        raise TransitionRefused(f"Project {projet_id} is not active.", code="invalid")
 
 
 def stretch_length(before: dict, temps_after: timedelta) -> timedelta:
@@ -108,20 +121,48 @@ def stretch_length(before: dict, temps_after: timedelta) -> timedelta:
     return (before["compte_jusqua"] - before["en_calcul_depuis"]) + (temps_after - before["temps_impute"])
 
 
+def _stop(rows, *, etat, kind, actor, reason="", until=None, offset=timedelta(0), auto_stopped=False) -> int:
+    """
+    Stop the running fiches whose values before are ``rows`` (locked by the
+    caller) at ``until`` + ``offset`` (the database's now by default), settling
+    their time up to that instant, and write one event each for the stretch
+    that ended there; return how many were stopped.
+    """
+    ids = [row["id"] for row in rows]
+    FicheTemps.objects.filter(pk__in=ids).update(
+        etat=etat,
+        temps_impute=settled(until=until, offset=offset),
+        compte_jusqua=None,
+        en_calcul_depuis=None,
+        auto_stopped=auto_stopped,
+        updated_at=Now(),
+    )
+    after = dict(FicheTemps.objects.filter(pk__in=ids).values_list("id", "temps_impute"))
+    events = []
+    for row in rows:
+        stretch = stretch_length(row, after[row["id"]])
+        events.append(
+            FicheEvent(
+                fiche_id=row["id"],
+                kind=kind,
+                actor=actor,
+                at=row["en_calcul_depuis"] + stretch,
+                delta=stretch,
+                temps_impute=after[row["id"]],
+                reason=reason,
+            )
+        )
+    FicheEvent.objects.bulk_create(events)
+    return len(events)
+
+
 def create_fiche(*, projet_id: int, owner, actor, libelle: str = "", start: bool = False) -> FicheTemps:
     """Create a fiche for ``owner`` on an active project, paused or already running; return it."""
     if owner.pk != actor.pk and not actor.is_staff:
         raise TransitionRefused("Only staff may create a fiche for someone else.", code="forbidden")
-    if len(libelle) > FicheTemps._meta.get_field("libelle").max_length:
-        raise TransitionRefused("The label is too long (200 characters at most).", code="invalid")
-    if "\x00" in libelle:
-        raise TransitionRefused("The label cannot contain NUL characters.", code="invalid")
+    libelle = _clean_libelle(libelle)
     with transaction.atomic():
-        projet = Projet.objects.filter(pk=projet_id).values("actif").first()
-        if projet is None:
-            raise TransitionRefused(f"Project {projet_id} does not exist.", code="not_found")
-        if not projet["actif"]:
-            raise TransitionRefused(f"Project {projet_id} is not active.", code="invalid")
+        _require_active_projet(projet_id)
         running = {"etat": Etat.EN_CALCUL, "compte_jusqua": Now(), "en_calcul_depuis": Now()} if start else {}
         fiche = FicheTemps.objects.create(projet_id=projet_id, owner=owner, libelle=libelle, **running)
         fiche = _reload(fiche.pk)
@@ -134,11 +175,11 @@ def create_fiche(*, projet_id: int, owner, actor, libelle: str = "", start: bool
 def start_fiche(*, fiche_id: int, actor) -> FicheTemps:
     """Start (or resume) a paused fiche at the database's now; return it."""
     with transaction.atomic():
-        row = _lock(fiche_id, actor)
-        if row["etat"] != Etat.EN_PAUSE or not _compare_and_set(
-            row, etat=Etat.EN_CALCUL, compte_jusqua=Now(), en_calcul_depuis=Now(), auto_stopped=False
-        ):
-            _refuse_state(row, "start")
+        row = _locked(fiche_id, actor)
+        _require_state(row, "start", Etat.EN_PAUSE)
+        FicheTemps.objects.filter(pk=fiche_id).update(
+            etat=Etat.EN_CALCUL, compte_jusqua=Now(), en_calcul_depuis=Now(), auto_stopped=False, updated_at=Now()
+        )
         fiche = _reload(fiche_id)
         _log(fiche, FicheEvent.Kind.STARTED, actor)
     return fiche
@@ -147,25 +188,23 @@ def start_fiche(*, fiche_id: int, actor) -> FicheTemps:
 def pause_fiche(*, fiche_id: int, actor) -> FicheTemps:
     """Pause a running fiche, settling its time up to the database's now; return it."""
     with transaction.atomic():
-        row = _lock(fiche_id, actor)
-        if row["etat"] != Etat.EN_CALCUL or not _compare_and_set(row, etat=Etat.EN_PAUSE, **_settled()):
-            _refuse_state(row, "pause")
-        fiche = _reload(fiche_id)
-        _log(fiche, FicheEvent.Kind.PAUSED, actor, delta=stretch_length(row, fiche.temps_impute))
-    return fiche
+        row = _locked(fiche_id, actor)
+        _require_state(row, "pause", Etat.EN_CALCUL)
+        _stop([row], etat=Etat.EN_PAUSE, kind=FicheEvent.Kind.PAUSED, actor=actor)
+        return _reload(fiche_id)
 
 
 def finish_fiche(*, fiche_id: int, actor) -> FicheTemps:
     """Finish a running or paused fiche, settling a running one up to now; return it."""
     with transaction.atomic():
-        row = _lock(fiche_id, actor)
-        running = row["etat"] == Etat.EN_CALCUL
-        changes = _settled() if running else {}
-        if row["etat"] == Etat.TERMINEE or not _compare_and_set(row, etat=Etat.TERMINEE, **changes):
-            _refuse_state(row, "finish")
+        row = _locked(fiche_id, actor)
+        _require_state(row, "finish", Etat.EN_CALCUL, Etat.EN_PAUSE)
+        if row["etat"] == Etat.EN_CALCUL:
+            _stop([row], etat=Etat.TERMINEE, kind=FicheEvent.Kind.FINISHED, actor=actor)
+            return _reload(fiche_id)
+        FicheTemps.objects.filter(pk=fiche_id).update(etat=Etat.TERMINEE, updated_at=Now())
         fiche = _reload(fiche_id)
-        stretch = stretch_length(row, fiche.temps_impute) if running else timedelta(0)
-        _log(fiche, FicheEvent.Kind.FINISHED, actor, delta=stretch)
+        _log(fiche, FicheEvent.Kind.FINISHED, actor)
     return fiche
 
 
@@ -175,35 +214,109 @@ def adjust_fiche(*, fiche_id: int, actor, delta: timedelta, reason: str) -> Fich
     staff only, never below zero. A running fiche is settled up to now first.
     """
     if not isinstance(delta, timedelta) or not delta:
-        raise TransitionRefused("The adjustment must be a non-zero duration.", code="invalid", fiche_id=fiche_id)
-    if not reason or not reason.strip():
-        raise TransitionRefused("An adjustment needs a reason.", code="invalid", fiche_id=fiche_id)
+        raise TransitionRefused("The adjustment must be a non-zero duration.", code="invalid")
+    if not isinstance(reason, str) or not reason.strip():
+        raise TransitionRefused("An adjustment needs a reason.", code="invalid")
     if not actor.is_staff:
-        raise TransitionRefused("Only staff may adjust a fiche's time.", code="forbidden", fiche_id=fiche_id)
+        raise TransitionRefused("Only staff may adjust a fiche's time.", code="forbidden")
     with transaction.atomic():
-        row = _lock(fiche_id, actor)
+        row = _locked(fiche_id, actor)
         if row["etat"] == Etat.EN_CALCUL:
             new_temps = DurationSum(settled(), delta)
             changes = {"temps_impute": new_temps, "compte_jusqua": later_of("compte_jusqua")}
         else:
             new_temps = DurationSum("temps_impute", delta)
             changes = {"temps_impute": new_temps}
+        # The new time is known only on the database's clock: the UPDATE itself refuses a negative one.
         applied = (
-            FicheTemps.objects.filter(pk=fiche_id, etat=row["etat"])
+            FicheTemps.objects.filter(pk=fiche_id)
             .alias(new_temps=new_temps)
             .filter(new_temps__gte=timedelta(0))
             .update(updated_at=Now(), **changes)
         )
         if not applied:
             raise TransitionRefused(
-                f"Cannot remove {-delta} from fiche {fiche_id}: its time cannot go below zero.",
-                code="negative_time",
-                fiche_id=fiche_id,
-                etat=Etat(row["etat"]),
+                f"Cannot remove {-delta} from fiche {fiche_id}: its time cannot go below zero.", code="negative_time"
             )
         fiche = _reload(fiche_id)
         _log(fiche, FicheEvent.Kind.ADJUSTED, actor, delta=delta, reason=reason.strip())
     return fiche
+
+
+def update_fiche(*, fiche_id: int, actor, libelle: str | None = None, projet_id: int | None = None, owner=None):
+    """
+    Change a fiche's label, project or owner (None leaves one as it is) and
+    audit what changed; return the fiche. A new project must be active; the
+    current one stays valid even if it was deactivated since. Only staff
+    change the owner.
+    """
+    with transaction.atomic():
+        row = _locked(fiche_id, actor)
+        changes = {}
+        if libelle is not None and _clean_libelle(libelle) != row["libelle"]:
+            changes["libelle"] = [row["libelle"], libelle]
+        if projet_id is not None and projet_id != row["projet_id"]:
+            _require_active_projet(projet_id)
+            changes["projet"] = [row["projet_id"], projet_id]
+        if owner is not None and owner.pk != row["owner_id"]:
+            if not actor.is_staff:
+                raise TransitionRefused("Only staff may give a fiche to someone else.", code="forbidden")
+            changes["owner"] = [row["owner_id"], owner.pk]
+        if not changes:
+            return _reload(fiche_id)
+        fields = {"libelle": "libelle", "projet": "projet_id", "owner": "owner_id"}
+        FicheTemps.objects.filter(pk=fiche_id).update(
+            updated_at=Now(), **{fields[name]: new for name, (_old, new) in changes.items()}
+        )
+        fiche = _reload(fiche_id)
+        _log(fiche, FicheEvent.Kind.UPDATED, actor, changes=changes, reason=_describe(changes))
+    return fiche
+
+
+def _describe(changes) -> str:
+    """The changes of an update in words: ``label 'a' → 'b'; owner alice → bob``."""
+    names = {
+        "projet": lambda pk: str(Projet.objects.filter(pk=pk).first() or pk),
+        "owner": lambda pk: str(get_user_model().objects.filter(pk=pk).first() or pk),
+        "libelle": repr,
+    }
+    labels = {"libelle": "label", "projet": "project", "owner": "owner"}
+    return "; ".join(f"{labels[name]} {names[name](old)} → {names[name](new)}" for name, (old, new) in changes.items())
+
+
+def settle(fiches: QuerySet) -> int:
+    """
+    Bring the stored time of the running fiches among ``fiches`` up to the
+    database's now, in one UPDATE; return how many were settled. A mark never
+    moves back, so two tickers settling the same fiche count each instant once.
+    """
+    return fiches.running().update(temps_impute=settled(), compte_jusqua=later_of("compte_jusqua"))
+
+
+def stop_overdue(*, max_running: timedelta, batch_size: int) -> int:
+    """
+    Pause every fiche that has run longer than ``max_running`` at exactly its
+    start + ``max_running``, flagged and audited, in transactions of at most
+    ``batch_size`` fiches; return how many were stopped.
+    """
+    overdue = FicheTemps.objects.running().alias(ran=Elapsed("en_calcul_depuis")).filter(ran__gte=max_running)
+    stopped = 0
+    while True:
+        with transaction.atomic():
+            rows = list(overdue.select_for_update().order_by("pk").values(*_BEFORE)[:batch_size])
+            if not rows:
+                return stopped
+            stopped += _stop(
+                rows,
+                etat=Etat.EN_PAUSE,
+                kind=FicheEvent.Kind.AUTO_STOPPED,
+                actor=None,
+                reason=f"Ran longer than the {max_running} allowed.",
+                # Up to the stop instant, unless an earlier settle already went past it.
+                until="en_calcul_depuis",
+                offset=max_running,
+                auto_stopped=True,
+            )
 
 
 def _async_twin(function):
@@ -223,3 +336,4 @@ astart_fiche = _async_twin(start_fiche)
 apause_fiche = _async_twin(pause_fiche)
 afinish_fiche = _async_twin(finish_fiche)
 aadjust_fiche = _async_twin(adjust_fiche)
+aupdate_fiche = _async_twin(update_fiche)

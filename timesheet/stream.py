@@ -22,7 +22,7 @@ from django.db import close_old_connections
 
 from . import conf
 from .dbtime import db_now
-from .models import Etat, FicheEvent, FicheTemps
+from .models import FicheEvent, FicheTemps
 from .serialize import fiche_json
 
 logger = logging.getLogger(__name__)
@@ -33,13 +33,12 @@ POLL_BATCH = 1000
 
 @dataclass(eq=False)
 class Subscriber:
-    user_id: int
-    is_staff: bool
+    user: object
     queue: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(QUEUE_SIZE))
     overflowed: bool = False
 
     def wants(self, owner_id):
-        return self.is_staff or owner_id == self.user_id
+        return FicheTemps.objects.is_visible(self.user, owner_id)
 
     def offer(self, message):
         if self.overflowed:
@@ -74,20 +73,19 @@ def latest_event_id():
 
 
 def events_after(last_id):
-    """Return the events after ``last_id`` with their fiches' current state, and the database's now."""
-    events = list(
-        FicheEvent.objects.filter(id__gt=last_id)
-        .select_related("fiche__projet", "fiche__owner")
-        .order_by("id")[:POLL_BATCH]
+    """Return the events after ``last_id``, each with its fiche's current state and live time (None if deleted)."""
+    events = list(FicheEvent.objects.filter(id__gt=last_id).order_by("id")[:POLL_BATCH])
+    fiches = FicheTemps.objects.with_live_time().select_related("projet", "owner")
+    by_id = fiches.in_bulk({event.fiche_id for event in events}) if events else {}
+    return [(event, by_id.get(event.fiche_id)) for event in events]
+
+
+def running_snapshot(user):
+    """The running fiches ``user`` may see, with their live time, and the database's now."""
+    fiches = list(
+        FicheTemps.objects.running().visible_to(user).with_live_time().select_related("projet", "owner").order_by("id")
     )
-    return events, (db_now() if events else None)
-
-
-def running_snapshot(user_id, is_staff):
-    fiches = FicheTemps.objects.filter(etat=Etat.EN_CALCUL).select_related("projet", "owner").order_by("id")
-    if not is_staff:
-        fiches = fiches.filter(owner_id=user_id)
-    return list(fiches), db_now()
+    return fiches, fiches[0].db_now if fiches else db_now()
 
 
 class EventHub:
@@ -105,7 +103,7 @@ class EventHub:
             self.loop = loop
             self.ready = asyncio.Event()
             self.task = loop.create_task(self._poll())
-        subscriber = Subscriber(user_id=user.pk, is_staff=user.is_staff)
+        subscriber = Subscriber(user=user)
         self.subscribers.add(subscriber)
         return subscriber
 
@@ -127,22 +125,24 @@ class EventHub:
         while True:
             await asyncio.sleep(conf.stream_poll_seconds())
             try:
-                events, now = await on_stream_thread(events_after)(self.last_id)
+                events = await on_stream_thread(events_after)(self.last_id)
             except Exception:
                 logger.exception("Polling fiche events failed; retrying.")
                 continue
-            for event in events:
+            for event, fiche in events:
                 self.last_id = event.id
+                if fiche is None:
+                    continue
                 message = format_event(
                     "fiche",
                     {
                         "event": {"id": event.id, "kind": event.kind, "at": event.at.isoformat()},
-                        "fiche": fiche_json(event.fiche, now),
+                        "fiche": fiche_json(fiche),
                     },
                     event_id=event.id,
                 )
                 for subscriber in list(self.subscribers):
-                    if subscriber.wants(event.fiche.owner_id):
+                    if subscriber.wants(fiche.owner_id):
                         subscriber.offer(message)
 
 
@@ -164,9 +164,9 @@ async def event_stream(user):
         # The poller starts from the newest event before any snapshot is
         # read, so that nothing between the two is missed.
         await hub.ready.wait()
-        fiches, now = await on_stream_thread(running_snapshot)(user.pk, user.is_staff)
+        fiches, now = await on_stream_thread(running_snapshot)(user)
         yield format_event(
-            "snapshot", {"fiches": [fiche_json(fiche, now) for fiche in fiches], "server_time": now.isoformat()}
+            "snapshot", {"fiches": [fiche_json(fiche) for fiche in fiches], "server_time": now.isoformat()}
         )
         keepalive = conf.stream_keepalive_seconds()
         while True:

@@ -13,14 +13,13 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import F, Max, Min, Q
 from django.db.models.functions import Now
 
-from . import conf
-from .dbtime import Elapsed, later_of, settled
-from .models import Etat, FicheEvent, FicheTemps, TickerHeartbeat
-from .services import stretch_length
+from . import conf, services
+from .dbtime import Elapsed
+from .models import FicheTemps, TickerHeartbeat
 
 
 @dataclass(frozen=True)
@@ -52,7 +51,7 @@ def tick(
     batch_size = batch_size or conf.batch_size()
     shards = shards or conf.shards()
     started = time.perf_counter()
-    auto_stopped = auto_stop_overdue(max_running=max_running, batch_size=batch_size) if max_running else 0
+    auto_stopped = services.stop_overdue(max_running=max_running, batch_size=batch_size) if max_running else 0
     if shards > 1 and connection.vendor == "postgresql":
         settled_rows, batches = settle_shards(batch_size=batch_size, shards=shards, fresh_for=fresh_for)
     else:
@@ -72,7 +71,7 @@ def settle_shards(*, batch_size: int, shards: int, fresh_for: timedelta) -> tupl
     and so are fiches settled less than ``fresh_for`` ago (by a ticker that
     held their shard a moment before). Return (rows, batches).
     """
-    bounds = FicheTemps.objects.filter(etat=Etat.EN_CALCUL).aggregate(low=Min("id"), high=Max("id"))
+    bounds = FicheTemps.objects.running().aggregate(low=Min("id"), high=Max("id"))
     if bounds["low"] is None:
         return 0, 0
     span = -(-(bounds["high"] - bounds["low"] + 1) // shards)
@@ -104,7 +103,7 @@ def settle_running(
     ``fresh_for``, in batches of ids, each one UPDATE in its own transaction;
     return (rows, batches).
     """
-    running = FicheTemps.objects.filter(etat=Etat.EN_CALCUL)
+    running = FicheTemps.objects.running()
     if ids[0] is not None:
         running = running.filter(id__gte=ids[0])
     if ids[1] is not None:
@@ -124,60 +123,11 @@ def settle_running(
             batch = batch.filter(pk__lte=boundary[0])
         # One statement in autocommit is its own transaction, and a cheaper one
         # on SQLite than the same statement inside BEGIN ... COMMIT.
-        rows += batch.update(temps_impute=settled(), compte_jusqua=later_of("compte_jusqua"))
+        rows += services.settle(batch)
         batches += 1
         if not boundary:
             return rows, batches
         after = boundary[0]
-
-
-def auto_stop_overdue(*, max_running: timedelta, batch_size: int) -> int:
-    """
-    Pause every fiche that has run longer than ``max_running`` at exactly its
-    start + ``max_running``, flag and audit it; return how many were stopped.
-    """
-    overdue = (
-        FicheTemps.objects.filter(etat=Etat.EN_CALCUL)
-        .alias(ran=Elapsed("en_calcul_depuis"))
-        .filter(ran__gte=max_running)
-    )
-    stopped = 0
-    while True:
-        with transaction.atomic():
-            before = {
-                row["id"]: row
-                for row in overdue.select_for_update()
-                .order_by("pk")
-                .values("id", "temps_impute", "compte_jusqua", "en_calcul_depuis")[:batch_size]
-            }
-            if not before:
-                return stopped
-            FicheTemps.objects.filter(pk__in=before, etat=Etat.EN_CALCUL).update(
-                etat=Etat.EN_PAUSE,
-                # Up to the stop instant, unless an earlier settle already went past it.
-                temps_impute=settled(until=F("en_calcul_depuis"), offset=max_running),
-                compte_jusqua=None,
-                en_calcul_depuis=None,
-                auto_stopped=True,
-                updated_at=Now(),
-            )
-            after = FicheTemps.objects.filter(pk__in=before).values_list("id", "temps_impute")
-            events = []
-            for fiche_id, temps in after:
-                row = before[fiche_id]
-                stretch = stretch_length(row, temps)
-                events.append(
-                    FicheEvent(
-                        fiche_id=fiche_id,
-                        kind=FicheEvent.Kind.AUTO_STOPPED,
-                        at=row["en_calcul_depuis"] + stretch,
-                        delta=stretch,
-                        temps_impute=temps,
-                        reason=f"Ran longer than the {max_running} allowed.",
-                    )
-                )
-            FicheEvent.objects.bulk_create(events)
-            stopped += len(events)
 
 
 HEARTBEAT_RETENTION = timedelta(days=7)
