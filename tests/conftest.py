@@ -1,4 +1,5 @@
 import os
+import re
 import subprocess
 import sys
 import time
@@ -17,6 +18,20 @@ ROOT = Path(__file__).resolve().parent.parent
 # PostgreSQL's (microsecond): the time charged may differ from the real time
 # measured around the calls by at most one millisecond.
 RESOLUTION = timedelta(milliseconds=1)
+
+
+def postgresql_only(reason):
+    """Skip unless the suite runs on PostgreSQL."""
+    if connection.vendor != "postgresql":
+        pytest.skip(f"PostgreSQL only: {reason}")
+
+
+def require(condition, reason, *, module=False):
+    """Skip (the test, or the whole ``module``) when ``condition`` fails, except in CI, which must run everything."""
+    if not condition:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run this test: {reason}", pytrace=False)
+        pytest.skip(reason, allow_module_level=module)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -121,10 +136,15 @@ class WorkerProcess:
     def output(self):
         return Path(self.log_path).read_text()
 
-    def wait_for(self, text, *, count=1, timeout=20.0):
+    def seen(self, text) -> int:
+        """How many times ``text`` (a string, or a compiled pattern) appears in the output so far."""
+        output = self.output()
+        return len(text.findall(output)) if isinstance(text, re.Pattern) else output.count(text)
+
+    def wait_for(self, text, *, count=1, timeout=60.0):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.output().count(text) >= count:
+            if self.seen(text) >= count:
                 return
             if self.process.poll() is not None:
                 break

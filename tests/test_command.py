@@ -1,6 +1,7 @@
 """The real ``run_fiches_ticker`` command, run as a process against the test database."""
 
 import contextlib
+import re
 import signal
 import sqlite3
 import subprocess
@@ -65,6 +66,15 @@ def database_write_lock():
         other.close()
 
 
+TICK_STARTED = re.compile(r"Tick attempt \d+ started")
+
+
+def wait_for_a_blocked_tick(worker):
+    """Wait until a tick attempt of ``worker`` (run with -v 2) started after the lock was taken: it waits for it."""
+    attempts = worker.seen(TICK_STARTED)
+    worker.wait_for(TICK_STARTED, count=attempts + 1)
+
+
 def test_once_runs_one_tick_and_exits_zero(spawn_worker, projet, user):
     start_fiches(projet, user, 2)
     worker = spawn_worker("--once")
@@ -73,14 +83,12 @@ def test_once_runs_one_tick_and_exits_zero(spawn_worker, projet, user):
     assert TickerHeartbeat.objects.get().ticks == 1
 
 
-def test_sigterm_stops_the_worker_promptly_with_status_zero(spawn_worker, projet, user):
+def test_sigterm_stops_the_worker_without_waiting_for_the_next_tick(spawn_worker, projet, user):
     started = start_fiches(projet, user, 3)
-    worker = spawn_worker("--interval", "5")
+    worker = spawn_worker("--interval", "3600")
     worker.wait_for("Tick 1:")
-    signalled = time.monotonic()
     worker.process.send_signal(signal.SIGTERM)
-    assert worker.wait() == 0
-    assert time.monotonic() - signalled < 1.0
+    assert worker.wait(timeout=60) == 0  # far less than the hour until the next tick
     assert "SIGTERM received" in worker.output()
     assert TickerHeartbeat.objects.get().stopped_at is not None
     pause_all_and_check(started, user)
@@ -88,28 +96,29 @@ def test_sigterm_stops_the_worker_promptly_with_status_zero(spawn_worker, projet
 
 def test_sigterm_lets_the_tick_in_flight_finish(spawn_worker, projet, user):
     started = start_fiches(projet, user, 2)
-    worker = spawn_worker("--interval", "0.1")
+    worker = spawn_worker("--interval", "0.1", "-v", "2")
     worker.wait_for("Tick 1:")
     with database_write_lock():
-        time.sleep(0.4)  # the next tick is now waiting for the lock
+        wait_for_a_blocked_tick(worker)
         worker.process.send_signal(signal.SIGTERM)
+        worker.wait_for("SIGTERM received")
         time.sleep(0.3)
-        assert worker.process.poll() is None
-    assert worker.wait() == 0
+        assert worker.process.poll() is None  # still waiting for the lock, to finish its tick
+    assert worker.wait(timeout=60) == 0
     assert "Tick 2:" in worker.output()
     pause_all_and_check(started, user)
 
 
 def test_a_second_signal_exits_at_once_and_loses_nothing(spawn_worker, projet, user):
     started = start_fiches(projet, user, 2)
-    worker = spawn_worker("--interval", "0.1")
+    worker = spawn_worker("--interval", "0.1", "-v", "2")
     worker.wait_for("Tick 1:")
     with database_write_lock():
-        time.sleep(0.4)
+        wait_for_a_blocked_tick(worker)
         worker.process.send_signal(signal.SIGTERM)
-        time.sleep(0.1)
+        worker.wait_for("SIGTERM received")
         worker.process.send_signal(signal.SIGTERM)
-        assert worker.wait(timeout=2) == 128 + signal.SIGTERM
+        assert worker.wait(timeout=60) == 128 + signal.SIGTERM
     assert "Second SIGTERM: exiting now" in worker.output()
     pause_all_and_check(started, user)
 

@@ -8,7 +8,7 @@ import pytest
 
 from timesheet.systemd import Notifier, watchdog_seconds
 
-from .test_command import database_write_lock, start_fiches
+from .test_command import TICK_STARTED, database_write_lock, start_fiches, wait_for_a_blocked_tick
 
 
 @pytest.fixture
@@ -21,17 +21,42 @@ def notify_socket(tmp_path):
     sock.close()
 
 
+def parse(datagram):
+    return dict(line.split("=", 1) for line in datagram.decode().splitlines())
+
+
 def received(sock, seconds):
-    """Every datagram received within ``seconds``, as dicts of its fields, with their arrival times."""
+    """Every datagram received within ``seconds``, as dicts of its fields."""
     messages = []
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
-            data = sock.recv(4096).decode()
+            messages.append(parse(sock.recv(4096)))
         except TimeoutError:
             continue
-        messages.append((time.monotonic(), dict(line.split("=", 1) for line in data.splitlines())))
     return messages
+
+
+def receive_until(sock, done, timeout=60.0):
+    """Datagrams as dicts of fields, until ``done(messages)`` holds; fail after ``timeout`` seconds without."""
+    messages = []
+    deadline = time.monotonic() + timeout
+    while not done(messages):
+        assert time.monotonic() < deadline, f"not received in time; got {messages}"
+        try:
+            messages.append(parse(sock.recv(4096)))
+        except TimeoutError:
+            continue
+    return messages
+
+
+def pings(messages):
+    return sum(1 for message in messages if message.get("WATCHDOG") == "1")
+
+
+def drain(sock):
+    """What is already queued on the socket."""
+    return received(sock, 0.1)
 
 
 def test_notifier_sends_fields_as_lines(notify_socket):
@@ -81,15 +106,15 @@ def test_the_worker_is_ready_pings_after_good_ticks_and_says_when_it_stops(
     start_fiches(projet, user, 2)
     worker_env["NOTIFY_SOCKET"] = str(path)
     worker = spawn_worker("--interval", "0.1")
-    messages = received(sock, 1.0)
+    messages = receive_until(sock, lambda messages: pings(messages) >= 5)
     worker.process.send_signal(signal.SIGTERM)
-    assert worker.wait() == 0
-    messages += received(sock, 0.3)
-    fields = [message for _, message in messages]
-    assert fields[0]["READY"] == "1"
-    assert fields[0]["STATUS"].startswith("Tick 1: settled 2 running fiche(s)")
-    assert sum(1 for f in fields if f.get("WATCHDOG") == "1") >= 5
-    assert fields[-1]["STOPPING"] == "1"
+    assert worker.wait(timeout=60) == 0
+    messages += receive_until(sock, lambda messages: any(m.get("STOPPING") == "1" for m in messages))
+    assert messages[0]["READY"] == "1"
+    assert messages[0]["STATUS"].startswith("Tick 1: settled 2 running fiche(s)")
+    assert messages[-1]["STOPPING"] == "1"
+    # A ping follows each good tick, and says so.
+    assert all(m["STATUS"].startswith("Tick ") for m in messages if m.get("WATCHDOG") == "1")
 
 
 @pytest.mark.django_db(transaction=True)
@@ -97,13 +122,28 @@ def test_a_wedged_database_stops_the_watchdog_pings(spawn_worker, worker_env, no
     path, sock = notify_socket
     start_fiches(projet, user, 1)
     worker_env["NOTIFY_SOCKET"] = str(path)
-    worker = spawn_worker("--interval", "0.1")
-    assert any(m.get("READY") == "1" for _, m in received(sock, 0.6))
+    worker = spawn_worker("--interval", "0.1", "-v", "2")
+    receive_until(sock, lambda messages: any(m.get("READY") == "1" for m in messages))
     with database_write_lock():
-        received(sock, 0.3)  # a tick in flight may still finish
+        wait_for_a_blocked_tick(worker)
+        drain(sock)  # the pings of the ticks that ended before the lock
         wedged = received(sock, 1.0)
-    assert not any(m.get("WATCHDOG") for _, m in wedged)
-    recovered = received(sock, 1.0)
-    assert any(m.get("WATCHDOG") == "1" for _, m in recovered)
+    assert pings(wedged) == 0
+    receive_until(sock, lambda messages: pings(messages) >= 1)
     worker.process.send_signal(signal.SIGTERM)
-    assert worker.wait() == 0
+    assert worker.wait(timeout=60) == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_no_ready_while_the_database_is_wedged_at_start(spawn_worker, worker_env, notify_socket, projet, user):
+    path, sock = notify_socket
+    start_fiches(projet, user, 1)
+    worker_env["NOTIFY_SOCKET"] = str(path)
+    with database_write_lock():
+        worker = spawn_worker("--interval", "0.1", "-v", "2")
+        worker.wait_for(TICK_STARTED)
+        wedged = received(sock, 1.0)
+    assert not any(m.get("READY") for m in wedged)
+    receive_until(sock, lambda messages: any(m.get("READY") == "1" for m in messages))
+    worker.process.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=60) == 0

@@ -33,6 +33,24 @@ class WorkerFailed(Exception):
     """The ticks kept failing for longer than allowed."""
 
 
+def next_deadline(deadline: float, now: float, interval: float) -> tuple[float, int]:
+    """
+    After a good tick due at ``deadline`` that ended at ``now``: the next
+    deadline on the fixed schedule that is still ahead, and how many
+    deadlines were missed (skipped, never queued) on the way.
+    """
+    deadline += interval
+    if now <= deadline:
+        return deadline, 0
+    missed = int((now - deadline) // interval) + 1
+    return deadline + missed * interval, missed
+
+
+def backoff_delay(interval: float, failures: int) -> float:
+    """The wait before retrying after ``failures`` failed ticks in a row: doubling, capped."""
+    return min(interval * 2 ** (failures - 1), max(interval, MAX_BACKOFF_SECONDS))
+
+
 @dataclass
 class Worker:
     interval: float
@@ -42,7 +60,8 @@ class Worker:
     max_failure_seconds: float = 300.0
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     notifier: Notifier = field(default_factory=Notifier)
-    ticks: int = 0
+    ticks: int = 0  # good ones
+    attempts: int = 0
     heartbeat_id: int | None = None
     ready: bool = False
 
@@ -67,10 +86,8 @@ class Worker:
                 now = loop.time()
                 if ok:
                     failing_since, failures = None, 0
-                    deadline += self.interval
-                    if now > deadline:
-                        missed = int((now - deadline) // self.interval) + 1
-                        deadline += missed * self.interval
+                    deadline, missed = next_deadline(deadline, now, self.interval)
+                    if missed:
                         logger.warning(
                             "Tick outlasted its %.3g s interval; skipping %d missed tick(s). "
                             "No time is lost: the next tick settles it all.",
@@ -85,7 +102,7 @@ class Worker:
                             f"Ticks have failed for {now - failing_since:.0f} s "
                             f"(limit {self.max_failure_seconds:g} s); exiting for the supervisor to restart."
                         )
-                    delay = min(self.interval * 2 ** (failures - 1), max(self.interval, MAX_BACKOFF_SECONDS))
+                    delay = backoff_delay(self.interval, failures)
                     logger.warning("Retrying in %.3g s (failure %d in a row).", delay, failures)
                     deadline = now + delay
                 await self._sleep_until(deadline)
@@ -104,14 +121,16 @@ class Worker:
 
     async def _tick(self) -> bool:
         """Run one tick in the sync thread; return whether it succeeded."""
-        self.ticks += 1
+        self.attempts += 1
+        logger.debug("Tick attempt %d started.", self.attempts)
         try:
             report = await sync_to_async(self._tick_in_thread)()
         except Exception as exc:
-            logger.exception("Tick %d failed.", self.ticks)
+            logger.exception("Tick attempt %d failed.", self.attempts)
             # No WATCHDOG=1: a database that stays wedged gets the process restarted.
-            self.notifier.send(status=f"Tick {self.ticks} failed: {type(exc).__name__}: {exc}"[:500])
+            self.notifier.send(status=f"Tick attempt {self.attempts} failed: {type(exc).__name__}: {exc}"[:500])
             return False
+        self.ticks += 1
         logger.info("Tick %d: %s.", self.ticks, report)
         # The database answered: the first good tick makes the service ready.
         status = f"Tick {self.ticks}: {report}."

@@ -46,10 +46,12 @@ class Command(BaseCommand):
             "--interval",
             type=str,
             default=None,
-            help="Seconds between ticks (default: INCREMENT_TIME_SECONDS, now %(default)s).",
+            help=f"Seconds between ticks (default: INCREMENT_TIME_SECONDS, now {conf.get('INCREMENT_TIME_SECONDS')}).",
         )
-        parser.add_argument("--once", action="store_true", help="Run one tick and exit.")
-        parser.add_argument("--max-ticks", type=str, default=None, help="Exit after this many ticks.")
+        parser.add_argument(
+            "--once", action="store_true", help="Run one tick and exit: status 0 if it succeeded, 1 if it failed."
+        )
+        parser.add_argument("--max-ticks", type=str, default=None, help="Exit after this many good ticks.")
         parser.add_argument(
             "--batch-size",
             type=str,
@@ -68,7 +70,8 @@ class Command(BaseCommand):
             max_ticks=max_ticks,
             batch_size=batch_size,
             max_running=conf.max_running(),
-            max_failure_seconds=conf.max_failure_seconds(),
+            # --once makes one attempt: a failure is final, not retried.
+            max_failure_seconds=0 if once else conf.max_failure_seconds(),
         )
         try:
             asyncio.run(self._run(worker))

@@ -1,37 +1,18 @@
-"""Several tickers, faults and deployment checks: what makes the worker trustworthy on real servers."""
+"""Several tickers and faults (kills, a database restart, a skewed clock): stored time stays exact."""
 
 import glob
 import os
 import random
-import secrets
 import signal
 import subprocess
-import sys
 import time
-from datetime import timedelta
 
 import pytest
-from django.db import connection, connections
+from django.db import connections
 
-from timesheet.models import Etat, FicheTemps
-from timesheet.ticker import SHARD_LOCK_NAMESPACE, tick
+from .conftest import RealClock, postgresql_only, require
 
-from .conftest import ROOT, RealClock
-
-pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def postgresql_only(reason):
-    if connection.vendor != "postgresql":
-        pytest.skip(f"PostgreSQL only: {reason}")
-
-
-def require(condition, reason):
-    """Skip when ``condition`` fails, except in CI, which must run everything."""
-    if not condition:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run this test: {reason}", pytrace=False)
-        pytest.skip(reason)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 
 def test_three_tickers_and_a_client_starting_and_pausing_as_fast_as_it_can(spawn_worker, projet, user):
@@ -41,21 +22,17 @@ def test_three_tickers_and_a_client_starting_and_pausing_as_fast_as_it_can(spawn
     for worker in workers:
         worker.wait_for("Tick", count=2)
     rng = random.Random(7)
-    deadline = time.monotonic() + 5
-    transitions = 0
-    while time.monotonic() < deadline:
+    for _ in range(300):
         fiche_id = rng.choice(fiche_ids)
         if fiche_id in clock.started:
             clock.pause(fiche_id)
         else:
             clock.start(fiche_id)
-        transitions += 1
     for worker in workers:
         worker.process.send_signal(signal.SIGTERM)
     for worker in workers:
         assert worker.wait() == 0
         assert "Tick" in worker.output()
-    assert transitions > 100
     clock.pause_all_and_check()
 
 
@@ -117,62 +94,4 @@ def test_a_worker_whose_host_clock_is_ten_minutes_off_is_still_exact(spawn_worke
     assert worker.wait() == 0
     logged_at = worker.output().splitlines()[0][:19]  # the worker's own clock is ten minutes ahead
     assert logged_at > time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(time.time() + 300)), worker.output()
-    clock.pause_all_and_check()
-
-
-def test_shards_settle_every_running_fiche_once(projet, user):
-    postgresql_only("advisory locks")
-    clock = RealClock(user)
-    for _ in range(10):
-        clock.create_running(projet)
-    report = tick(shards=4, batch_size=2)
-    assert report.settled == 10
-    clock.pause_all_and_check()
-
-
-def test_a_shard_held_by_another_ticker_is_left_to_it(projet, user, worker_env):
-    postgresql_only("advisory locks")
-    import psycopg
-
-    fiche_ids = [RealClock(user).create_running(projet) for _ in range(8)]
-    with psycopg.connect(worker_env["DATABASE_URL"]) as other:
-        other.execute("SELECT pg_advisory_lock(%s, %s)", [SHARD_LOCK_NAMESPACE, 1])
-        report = tick(shards=2)
-    second_half = sorted(fiche_ids)[4:]  # shard 1 of 2: the upper half of the ids
-    assert report.settled == 4
-    untouched = FicheTemps.objects.filter(pk__in=second_half, etat=Etat.EN_CALCUL)
-    assert len(untouched) == 4
-    assert all(f.compte_jusqua == f.en_calcul_depuis for f in untouched)
-
-
-def test_check_deploy_passes_in_production_mode(worker_env, tmp_path):
-    secret = tmp_path / "secret"
-    secret.write_text(secrets.token_urlsafe(60))
-    env = {
-        **worker_env,
-        "DJANGO_ENV": "production",
-        "DJANGO_SECRET_KEY_FILE": str(secret),
-        "DJANGO_ALLOWED_HOSTS": "fiches.example.org",
-        "DJANGO_DATA_DIR": str(tmp_path),
-    }
-    result = subprocess.run(
-        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "System check identified no issues" in result.stdout
-
-
-def test_tickers_sharing_shards_leave_fresh_fiches_alone(projet, user):
-    postgresql_only("advisory locks")
-    clock = RealClock(user)
-    for _ in range(6):
-        clock.create_running(projet)
-    assert tick(shards=3).settled == 6
-    # Another ticker right behind: every fiche was settled a moment ago.
-    assert tick(shards=3, fresh_for=timedelta(minutes=1)).settled == 0
     clock.pause_all_and_check()
