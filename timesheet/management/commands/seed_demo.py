@@ -4,7 +4,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from timesheet.models import Etat, FicheTemps, Projet
+from timesheet.models import FicheTemps, Projet
 from timesheet.services import create_fiche
 
 PROJETS = ["Refonte du site", "Application mobile", "Support client"]
@@ -39,7 +39,7 @@ class Command(BaseCommand):
                 return
             for designation, libelle, start in FICHES:
                 create_fiche(projet_id=projets[designation].pk, owner=user, actor=user, libelle=libelle, start=start)
-        running = FicheTemps.objects.filter(owner=user, etat=Etat.EN_CALCUL).count()
+        running = FicheTemps.objects.running().filter(owner=user).count()
         self.stdout.write(
             self.style.SUCCESS(f"Demo data added: {len(PROJETS)} projects, {len(FICHES)} fiches, {running} running.")
         )
