@@ -85,11 +85,11 @@ def test_back_off_doubles_up_to_a_cap():
 
 def test_ticks_are_never_early_and_never_overlap(fake_tick):
     fake_tick.behaviour = lambda n: time.sleep(0.04)
+    before_start = time.monotonic()  # the schedule's first deadline is at or after this
     run(Worker(interval=0.1, max_ticks=5))
     assert fake_tick.most_active == 1
-    start = fake_tick.calls[0]
     # A busy machine may make a tick late; the schedule never makes one early.
-    assert all(call - start >= 0.1 * n - 0.005 for n, call in enumerate(fake_tick.calls))
+    assert all(call >= before_start + 0.1 * n - 1e-6 for n, call in enumerate(fake_tick.calls))
 
 
 def test_an_overrun_is_reported_and_the_next_tick_waits_for_its_deadline(fake_tick, caplog):
@@ -117,7 +117,7 @@ def test_failing_ticks_are_retried_with_back_off_then_the_worker_gives_up(fake_t
     assert heartbeat.last_error == "RuntimeError: database is down"
 
 
-def test_max_ticks_counts_good_ticks_only(fake_tick):
+def test_the_worker_recovers_and_max_ticks_counts_good_ticks_only(fake_tick):
     def fail_twice(n):
         if n <= 2:
             raise RuntimeError("database is down")
@@ -126,18 +126,8 @@ def test_max_ticks_counts_good_ticks_only(fake_tick):
     worker = Worker(interval=0.01, max_ticks=3, max_failure_seconds=60)
     run(worker)
     assert (worker.ticks, worker.attempts) == (3, 5)
-
-
-def test_the_worker_recovers_when_ticks_work_again(fake_tick):
-    def fail_twice(n):
-        if n <= 2:
-            raise RuntimeError("database is down")
-
-    fake_tick.behaviour = fail_twice
-    worker = Worker(interval=0.01, max_ticks=5, max_failure_seconds=10)
-    run(worker)
     heartbeat = TickerHeartbeat.objects.get()
-    assert (heartbeat.ticks, heartbeat.failures) == (5, 2)
+    assert (heartbeat.ticks, heartbeat.failures) == (3, 2)
 
 
 def test_stop_ends_the_loop_without_waiting_for_the_next_tick(fake_tick):
