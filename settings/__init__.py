@@ -89,6 +89,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "servestatic",  # its system checks
+    "ninja",  # the API docs' own static files, not a CDN's
     "timesheet",
 ]
 
@@ -101,6 +102,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "timesheet.views.json_api_errors",
 ]
 
 ROOT_URLCONF = "settings.urls"
@@ -186,7 +188,7 @@ if not PRODUCTION:
     STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # ServeStatic warns about a missing one
 SERVESTATIC_AUTOREFRESH = DEBUG
 
-CSRF_FAILURE_VIEW = "timesheet.api.csrf_failure"
+CSRF_FAILURE_VIEW = "timesheet.views.csrf_failure"
 LOGIN_URL = "admin:login"
 
 if PRODUCTION:
@@ -221,3 +223,11 @@ TICKER_MAX_FAILURE_SECONDS = env_number("TICKER_MAX_FAILURE_SECONDS", 300)
 FICHE_MAX_RUNNING_HOURS = env_number("FICHE_MAX_RUNNING_HOURS", None)
 STREAM_POLL_SECONDS = env_number("STREAM_POLL_SECONDS", 1)
 STREAM_KEEPALIVE_SECONDS = env_number("STREAM_KEEPALIVE_SECONDS", 15)
+API_TOKEN_RATE = env("API_TOKEN_RATE", "600/min")
+WEBHOOK_POLL_SECONDS = env_number("WEBHOOK_POLL_SECONDS", 1)
+WEBHOOK_TIMEOUT_SECONDS = env_number("WEBHOOK_TIMEOUT_SECONDS", 10)
+WEBHOOK_LEASE_SECONDS = env_number("WEBHOOK_LEASE_SECONDS", 60)
+WEBHOOK_MAX_BACKOFF_SECONDS = env_number("WEBHOOK_MAX_BACKOFF_SECONDS", 3600)
+WEBHOOK_DISABLE_AFTER_HOURS = env_number("WEBHOOK_DISABLE_AFTER_HOURS", 24)
+# The port on which the ticker serves its Prometheus metrics (127.0.0.1); unset for none.
+METRICS_PORT = env_number("METRICS_PORT", None)

@@ -1,10 +1,10 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from timesheet import api
+from timesheet import views
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("timesheet.urls")),
-    path("healthz", api.healthz, name="healthz"),
+    path("healthz", views.healthz, name="healthz"),
 ]

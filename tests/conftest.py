@@ -120,13 +120,13 @@ def worker_env():
 
 
 class WorkerProcess:
-    """``manage.py run_fiches_ticker`` as a child process, its stderr collected in a file."""
+    """A worker command (``run_fiches_ticker`` by default) as a child process, its output collected in a file."""
 
-    def __init__(self, env, *args, log_path):
+    def __init__(self, env, *args, log_path, command="run_fiches_ticker"):
         self.log_path = log_path
         self.log = open(log_path, "w")
         self.process = subprocess.Popen(
-            [sys.executable, str(ROOT / "manage.py"), "run_fiches_ticker", *args],
+            [sys.executable, str(ROOT / "manage.py"), command, *args],
             cwd=ROOT,
             env=env,
             stdout=self.log,
@@ -201,7 +201,7 @@ class RealClock:
         from timesheet import services
 
         before = time.monotonic()
-        fiche = services.create_fiche(projet_id=projet.pk, owner=self.actor, actor=self.actor, start=True)
+        fiche = services.create_fiche(projet_id=projet.pk, owner_id=self.actor.pk, actor=self.actor, start=True)
         self.started[fiche.pk] = (before, time.monotonic())
         return fiche.pk
 

@@ -29,7 +29,7 @@ def admin_client(admin_user):
 
 
 def start(projet, owner, libelle="Travail"):
-    return services.create_fiche(projet_id=projet.pk, owner=owner, actor=owner, libelle=libelle, start=True)
+    return services.create_fiche(projet_id=projet.pk, owner_id=owner.pk, actor=owner, libelle=libelle, start=True)
 
 
 def messages_of(response):
@@ -87,13 +87,13 @@ def test_actions_go_through_the_services_and_report_refusals(admin_client, proje
 
 
 def test_start_action(admin_client, projet, user):
-    fiche = services.create_fiche(projet_id=projet.pk, owner=user, actor=user)
+    fiche = services.create_fiche(projet_id=projet.pk, owner_id=user.pk, actor=user)
     admin_client.post(LIST, {"action": "start", "_selected_action": [fiche.pk]})
     assert FicheTemps.objects.get(pk=fiche.pk).etat == Etat.EN_CALCUL
 
 
 def test_adjust_form_adds_an_audited_correction(admin_client, admin_user, projet, user):
-    fiche = services.create_fiche(projet_id=projet.pk, owner=user, actor=user)
+    fiche = services.create_fiche(projet_id=projet.pk, owner_id=user.pk, actor=user)
     url = f"{LIST}{fiche.pk}/adjust/"
     assert admin_client.get(url).status_code == 200
     response = admin_client.post(url, {"delta": "0:30:00", "reason": "Réunion oubliée"})
@@ -115,7 +115,7 @@ def test_adjust_form_adds_an_audited_correction(admin_client, admin_user, projet
     ],
 )
 def test_adjust_form_refuses_bad_input_and_changes_nothing(admin_client, projet, user, data, message):
-    fiche = services.create_fiche(projet_id=projet.pk, owner=user, actor=user)
+    fiche = services.create_fiche(projet_id=projet.pk, owner_id=user.pk, actor=user)
     response = admin_client.post(f"{LIST}{fiche.pk}/adjust/", data)
     assert response.status_code == 200
     assert message in response.content.decode()
@@ -204,7 +204,7 @@ def test_csv_export_needs_admin_access(projet, user):
 
 
 def test_projects_show_their_total_time(admin_client, projet, user, staff):
-    fiche = services.create_fiche(projet_id=projet.pk, owner=user, actor=user)
+    fiche = services.create_fiche(projet_id=projet.pk, owner_id=user.pk, actor=user)
     services.adjust_fiche(fiche_id=fiche.pk, actor=staff, delta=timedelta(hours=2), reason="x")
     response = admin_client.get("/admin/timesheet/projet/")
     assert "2:00:00" in response.content.decode()

@@ -26,7 +26,7 @@ def alice(client_for, user):
 
 
 def new_fiche(projet, owner, start=True):
-    return services.create_fiche(projet_id=projet.pk, owner=owner, actor=owner, libelle="Travail", start=start)
+    return services.create_fiche(projet_id=projet.pk, owner_id=owner.pk, actor=owner, libelle="Travail", start=start)
 
 
 def post(client, url, body=None, **kwargs):
@@ -36,7 +36,7 @@ def post(client, url, body=None, **kwargs):
 
 def assert_error(response, status, text):
     assert response.status_code == status, response.content
-    assert response["Content-Type"] == "application/json"
+    assert response["Content-Type"].startswith("application/json")
     assert text in response.json()["error"]
 
 
@@ -104,13 +104,13 @@ def test_pagination(alice, projet, user):
 @pytest.mark.parametrize(
     "query, status, text",
     [
-        ("etat=running", 400, "'etat' must be one of en_calcul, en_pause, terminee"),
-        ("projet=abc", 400, "'projet' must be a whole number"),
-        ("projet=0", 400, "'projet' must be between 1 and"),
-        ("page=-1", 400, "'page' must be between 1 and"),
-        ("page_size=1000", 400, "'page_size' must be between 1 and 200"),
-        ("owner=99999999999999999999999", 400, "'owner' must be between 1 and"),
-        ("page=%00", 400, "'page' must be a whole number"),
+        ("etat=running", 400, "'etat': Input should be 'en_calcul', 'en_pause' or 'terminee'."),
+        ("projet=abc", 400, "'projet': Input should be a valid integer"),
+        ("projet=0", 400, "'projet': Input should be greater than or equal to 1."),
+        ("page=-1", 400, "'page': Input should be greater than or equal to 1."),
+        ("page_size=1000", 400, "'page_size': Input should be less than or equal to 200."),
+        ("owner=99999999999999999999999", 400, "'owner': Input should be less than or equal to"),
+        ("page=%00", 400, "'page': Input should be a valid integer"),
     ],
 )
 def test_bad_query_parameters_are_400(alice, query, status, text):
@@ -135,17 +135,17 @@ def test_create_a_fiche_started_at_once(alice, projet, user):
         ("{bad json", 400, "The body must be a JSON object."),
         ("[1, 2]", 400, "The body must be a JSON object."),
         (b"\xff\xfe", 400, "The body must be a JSON object."),
-        ({}, 400, "'projet' is required"),
-        ({"projet": "1"}, 400, "'projet' is required"),
-        ({"projet": True}, 400, "'projet' is required"),
-        ({"projet": 10**30}, 400, "'projet' is required"),
+        ({}, 400, "'projet': Field required."),
+        ({"projet": "1"}, 400, "'projet': Input should be a valid integer."),
+        ({"projet": True}, 400, "'projet': Input should be a valid integer."),
+        ({"projet": 10**30}, 400, "'projet': Input should be less than or equal to"),
         ({"projet": 999}, 404, "Project 999 does not exist."),
-        ({"projet": "PROJET", "libelle": 5}, 400, "'libelle' must be a string."),
-        ({"projet": "PROJET", "start": "yes"}, 400, "'start' must be true or false."),
-        ({"projet": "PROJET", "libelle": "x" * 201}, 400, "too long"),
+        ({"projet": "PROJET", "libelle": 5}, 400, "'libelle': Input should be a valid string."),
+        ({"projet": "PROJET", "start": "yes"}, 400, "'start': Input should be a valid boolean."),
+        ({"projet": "PROJET", "libelle": "x" * 201}, 400, "'libelle': String should have at most 200 characters."),
         ({"projet": "PROJET", "libelle": "a\x00b"}, 400, "NUL"),
-        ({"projet": "PROJET", "etat": "terminee"}, 400, "Unknown field(s): etat."),
-        ({"projet": "PROJET", "owner": "me"}, 400, "'owner' must be a user id."),
+        ({"projet": "PROJET", "etat": "terminee"}, 400, "Unknown field: 'etat'."),
+        ({"projet": "PROJET", "owner": "me"}, 400, "'owner': Input should be a valid integer."),
     ],
 )
 def test_bad_creation_bodies_are_clear_errors_and_create_nothing(alice, projet, body, status, text):
@@ -204,7 +204,9 @@ def test_someone_elses_fiche_cannot_be_moved(alice, projet, other_user):
 
 def test_transitions_take_no_body_fields(alice, projet, user):
     fiche = new_fiche(projet, user)
-    assert_error(post(alice, f"/api/fiches/{fiche.pk}/pause", {"temps_impute": 0}), 400, "Unknown field(s)")
+    assert_error(
+        post(alice, f"/api/fiches/{fiche.pk}/pause", {"temps_impute": 0}), 400, "Unknown field: 'temps_impute'."
+    )
 
 
 @pytest.mark.parametrize(
@@ -213,7 +215,7 @@ def test_transitions_take_no_body_fields(alice, projet, user):
         ("get", "/api/fiches/1/pause", "POST"),
         ("delete", "/api/fiches/1/", "GET"),
         ("put", "/api/fiches/", "GET, POST"),
-        ("post", "/api/fiches/stream", "GET"),
+        ("post", "/api/fiches/stream", "GET, HEAD"),
     ],
 )
 def test_wrong_method_is_405_with_allow(alice, method, url, allowed):

@@ -25,7 +25,7 @@ def start_fiches(projet, user, count):
     started = []
     for _ in range(count):
         before = time.monotonic()
-        fiche = services.create_fiche(projet_id=projet.pk, owner=user, actor=user, start=True)
+        fiche = services.create_fiche(projet_id=projet.pk, owner_id=user.pk, actor=user, start=True)
         started.append((fiche, before, time.monotonic()))
     return started
 

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.django_db
 
 
 def new_fiche(projet, user, *, start=False):
-    return services.create_fiche(projet_id=projet.pk, owner=user, actor=user, libelle="Travail", start=start)
+    return services.create_fiche(projet_id=projet.pk, owner_id=user.pk, actor=user, libelle="Travail", start=start)
 
 
 def snapshot(fiche_id):
@@ -169,27 +169,27 @@ def test_double_pause_charges_once(projet, user):
 
 def test_create_refuses_unknown_and_inactive_projects(user):
     with pytest.raises(TransitionRefused, match="Project 404 does not exist") as refused:
-        services.create_fiche(projet_id=404, owner=user, actor=user)
+        services.create_fiche(projet_id=404, owner_id=user.pk, actor=user)
     assert refused.value.code == "not_found"
     closed = Projet.objects.create(designation="Fermé", actif=False)
     with pytest.raises(TransitionRefused, match="is not active") as refused:
-        services.create_fiche(projet_id=closed.pk, owner=user, actor=user)
+        services.create_fiche(projet_id=closed.pk, owner_id=user.pk, actor=user)
     assert refused.value.code == "invalid"
     assert not FicheTemps.objects.exists()
 
 
 def test_create_for_someone_else_needs_staff(projet, user, other_user, staff):
     with pytest.raises(TransitionRefused) as refused:
-        services.create_fiche(projet_id=projet.pk, owner=other_user, actor=user)
+        services.create_fiche(projet_id=projet.pk, owner_id=other_user.pk, actor=user)
     assert refused.value.code == "forbidden"
-    fiche = services.create_fiche(projet_id=projet.pk, owner=other_user, actor=staff)
+    fiche = services.create_fiche(projet_id=projet.pk, owner_id=other_user.pk, actor=staff)
     assert fiche.owner == other_user
     assert fiche.events.get().actor == staff
 
 
 def test_create_refuses_an_overlong_label(projet, user):
     with pytest.raises(TransitionRefused, match="too long"):
-        services.create_fiche(projet_id=projet.pk, owner=user, actor=user, libelle="x" * 201)
+        services.create_fiche(projet_id=projet.pk, owner_id=user.pk, actor=user, libelle="x" * 201)
 
 
 def test_adjust_adds_a_correction_with_its_reason(projet, user, staff):
@@ -255,7 +255,7 @@ def test_adjust_is_for_staff_only(projet, user):
 
 
 def test_async_twins_run_the_same_transitions(projet, user):
-    fiche = async_to_sync(services.acreate_fiche)(projet_id=projet.pk, owner=user, actor=user, start=True)
+    fiche = async_to_sync(services.acreate_fiche)(projet_id=projet.pk, owner_id=user.pk, actor=user, start=True)
     assert fiche.etat == Etat.EN_CALCUL
     paused = async_to_sync(services.apause_fiche)(fiche_id=fiche.pk, actor=user)
     assert paused.etat == Etat.EN_PAUSE
@@ -307,7 +307,7 @@ def test_update_without_a_change_writes_no_event(projet, user):
 
 
 def test_update_of_a_running_fiche_keeps_its_time_running(projet, user):
-    fiche = services.create_fiche(projet_id=projet.pk, owner=user, actor=user, start=True)
+    fiche = services.create_fiche(projet_id=projet.pk, owner_id=user.pk, actor=user, start=True)
     updated = services.update_fiche(fiche_id=fiche.pk, actor=user, libelle="Renommée")
     assert updated.etat == Etat.EN_CALCUL
     assert updated.compte_jusqua == fiche.compte_jusqua

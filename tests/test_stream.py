@@ -34,7 +34,7 @@ async def open_stream(user):
 
 
 def start(projet, owner):
-    return services.create_fiche(projet_id=projet.pk, owner=owner, actor=owner, libelle="Travail", start=True)
+    return services.create_fiche(projet_id=projet.pk, owner_id=owner.pk, actor=owner, libelle="Travail", start=True)
 
 
 def test_a_snapshot_then_an_event_for_a_pause_made_elsewhere(projet, user, other_user):

@@ -16,7 +16,7 @@ from .conftest import assert_exact, assert_within_real_time
 
 
 def start(projet, user):
-    return services.create_fiche(projet_id=projet.pk, owner=user, actor=user, start=True)
+    return services.create_fiche(projet_id=projet.pk, owner_id=user.pk, actor=user, start=True)
 
 
 def db_now():
@@ -51,7 +51,7 @@ def test_tick_settles_running_fiches_up_to_now(projet, user):
 
 @pytest.mark.django_db
 def test_tick_leaves_paused_and_finished_fiches_alone(projet, user):
-    paused = services.create_fiche(projet_id=projet.pk, owner=user, actor=user)
+    paused = services.create_fiche(projet_id=projet.pk, owner_id=user.pk, actor=user)
     finished = services.finish_fiche(fiche_id=start(projet, user).pk, actor=user)
     before = list(FicheTemps.objects.order_by("pk").values())
     assert tick().settled == 0

@@ -15,9 +15,17 @@ from django.utils.html import format_html
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
-from . import services
+from . import services, tokens, webhooks
 from .health import is_fresh, ticker_status
-from .models import FicheEvent, FicheTemps, Projet, TickerHeartbeat
+from .models import (
+    ApiToken,
+    FicheEvent,
+    FicheTemps,
+    Projet,
+    TickerHeartbeat,
+    WebhookDelivery,
+    WebhookSubscription,
+)
 
 
 def hms(value: timedelta | None) -> str:
@@ -168,7 +176,7 @@ class FicheTempsAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         if not change:
             created = services.create_fiche(
-                projet_id=obj.projet_id, owner=obj.owner, actor=request.user, libelle=obj.libelle
+                projet_id=obj.projet_id, owner_id=obj.owner.pk, actor=request.user, libelle=obj.libelle
             )
             obj.pk = created.pk
             return
@@ -399,3 +407,101 @@ class TickerHeartbeatAdmin(ReadOnlyAdmin):
         if is_fresh(heartbeat.last_tick_at, heartbeat.interval, heartbeat.db_now):
             return format_html('<span class="heartbeat-alive">{}</span>', gettext("alive"))
         return format_html('<span class="heartbeat-stale">{}</span>', gettext("silent"))
+
+
+class ApiTokenForm(forms.ModelForm):
+    lifetime_days = forms.IntegerField(
+        label=_("Valid for (days)"), min_value=1, max_value=tokens.MAX_LIFETIME.days, initial=90
+    )
+
+    class Meta:
+        model = ApiToken
+        fields = ["user", "name", "scope"]
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    form = ApiTokenForm
+    list_display = ["name", "user", "prefix", "scope", "created_at", "expires_at", "last_used_at", "status"]
+    list_filter = ["scope", ("user", admin.RelatedOnlyFieldListFilter)]
+    list_select_related = ["user"]
+    search_fields = ["name", "prefix", "user__username"]
+    actions = ["revoke"]
+
+    def has_change_permission(self, request, obj=None):
+        return False  # a token is made or revoked, never edited
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["user", "name", "scope", "lifetime_days"]
+        return ["user", "name", "prefix", "scope", "created_at", "expires_at", "last_used_at", "revoked_at"]
+
+    def save_model(self, request, obj, form, change):
+        token, raw = tokens.create_token(
+            user=form.cleaned_data["user"],
+            name=form.cleaned_data["name"],
+            scope=form.cleaned_data["scope"],
+            lifetime=timedelta(days=form.cleaned_data["lifetime_days"]),
+        )
+        obj.pk = token.pk
+        self.message_user(
+            request,
+            format_html("{} <code>{}</code>", gettext("The token, shown this once (copy it now):"), raw),
+            messages.WARNING,
+        )
+
+    @admin.display(description=_("status"))
+    def status(self, token):
+        if token.revoked_at:
+            return gettext("revoked")
+        return gettext("expired") if token.expires_at <= timezone.now() else gettext("valid")
+
+    @admin.action(description=_("Revoke the selected tokens"), permissions=["delete"])
+    def revoke(self, request, queryset):
+        for token_id in queryset.values_list("pk", flat=True):
+            tokens.revoke_token(token_id=token_id, actor=request.user)
+        self.message_user(request, gettext("Revoked."))
+
+
+class WebhookDeliveryInline(admin.TabularInline):
+    model = WebhookDelivery
+    fields = ["at", "event", "attempt", "ok", "status_code", "duration", "error"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    max_num = 0
+    verbose_name_plural = _("latest deliveries")
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).order_by("-id")
+
+
+@admin.register(WebhookSubscription)
+class WebhookSubscriptionAdmin(admin.ModelAdmin):
+    list_display = ["name", "url", "owner", "active", "cursor", "attempts", "failing_since", "next_attempt_at"]
+    list_filter = ["active"]
+    search_fields = ["name", "url"]
+    readonly_fields = ["cursor", "attempts", "failing_since", "next_attempt_at", "disabled_reason", "created_at"]
+    inlines = [WebhookDeliveryInline]
+    actions = ["enable"]
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            obj.save()
+            return
+        created = webhooks.create_subscription(
+            name=obj.name, url=obj.url, secret=obj.secret, kinds=obj.kinds, owner_id=obj.owner_id
+        )
+        obj.pk = created.pk
+
+    @admin.action(description=_("Enable again, from where delivery stopped"), permissions=["change"])
+    def enable(self, request, queryset):
+        queryset.update(active=True, attempts=0, failing_since=None, disabled_reason="", next_attempt_at=Now())
+        self.message_user(request, gettext("Enabled."))
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(ReadOnlyAdmin):
+    list_display = ["at", "subscription", "event", "attempt", "ok", "status_code", "duration", "error"]
+    list_filter = ["ok", "subscription"]
+    list_select_related = ["subscription"]

@@ -1,247 +1,391 @@
 """
-The JSON API: thin async views that parse, call one service, and render.
+The JSON API on Django Ninja: thin async views that parse (typed schemas),
+call one service, and render. Its contract is the OpenAPI schema at
+``/api/openapi.json``, browsable at ``/api/docs``.
 
-Authentication is Django's session (the admin's login, or POST /api/login);
-unsafe methods need the CSRF token (``X-CSRFToken`` header). Every error is a
-JSON body ``{"error": "..."}`` with the matching status.
+Sign in with Django's session (the admin's login, or ``POST /api/login``;
+unsafe methods then need the CSRF token in ``X-CSRFToken``) or with a personal
+token (``Authorization: Bearer fdt_...``, no CSRF). Every error is a JSON body
+``{"error": "..."}`` with its status, described in the schema.
 """
 
-import functools
-import json
+import logging
+from datetime import datetime, timedelta
+from typing import Annotated
 from urllib.parse import urlencode
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.contrib import auth
-from django.core.handlers.asgi import ASGIRequest
-from django.db import connections
-from django.http import JsonResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, JsonResponse
 from django.middleware.csrf import get_token
-from django.views.csrf import csrf_failure as default_csrf_failure
-from django.views.decorators.cache import never_cache
+from ninja import Field, NinjaAPI, Query, Schema, Status
+from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.security import APIKeyCookie, HttpBearer
+from ninja.throttling import SimpleRateThrottle
+from pydantic import ConfigDict
 
-from . import selectors, services
+from . import conf, selectors, services, tokens
 from .dbtime import db_now
-from .health import ticker_status
-from .models import FicheTemps
+from .models import ApiToken, Etat, FicheTemps
 from .serialize import fiche_json, iso
-from .stream import event_stream
+
+logger = logging.getLogger(__name__)
 
 MAX_ID = 2**63 - 1
-DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 200
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+
+# Authentication ------------------------------------------------------------
+
+
+class BearerToken(HttpBearer):
+    """A personal API token; a read-only one may not change anything."""
+
+    async def authenticate(self, request, token):
+        api_token = await tokens.aauthenticate(token)
+        if api_token is None:
+            raise AuthenticationError(401, "The token is unknown, expired or revoked.")
+        if request.method not in SAFE_METHODS and api_token.scope != ApiToken.Scope.WRITE:
+            raise HttpError(403, "This token is read-only: make one with the write scope to change fiches.")
+        request.api_token = api_token
+        return api_token.user
+
+
+class Session(APIKeyCookie):
+    """Django's session; unsafe methods need the CSRF token."""
+
+    param_name = settings.SESSION_COOKIE_NAME
+
+    def _get_key(self, request):
+        try:
+            return super()._get_key(request)
+        except HttpError:
+            raise HttpError(403, "CSRF verification failed. Send the X-CSRFToken header (GET /api/csrf).") from None
+
+    async def authenticate(self, request, key):
+        user = await request.auser()
+        return user if user.is_authenticated else None
+
+
+class TokenRateThrottle(SimpleRateThrottle):
+    """Requests per token (``API_TOKEN_RATE``); session requests are not counted here."""
+
+    scope = "token"
+
+    def __init__(self):
+        pass  # the rate is read at each request, so that a changed setting applies
+
+    def allow_request(self, request):
+        self.rate = conf.get("API_TOKEN_RATE")
+        self.num_requests, self.duration = self.parse_rate(self.rate)
+        return super().allow_request(request)
+
+    def get_cache_key(self, request):
+        api_token = getattr(request, "api_token", None)
+        return None if api_token is None else self.cache_format % {"scope": self.scope, "ident": api_token.pk}
+
+
+api = NinjaAPI(
+    title="Fiches de temps",
+    version="1",
+    description=(
+        "Time sheets whose running fiches are settled exactly on the database's clock. "
+        "Sign in with a session (POST /api/login, then X-CSRFToken on unsafe methods) or a personal token "
+        "(Authorization: Bearer). Live changes: GET /api/fiches/stream (Server-Sent Events, not described here)."
+    ),
+    urls_namespace="api",
+    auth=[BearerToken(), Session()],
+    throttle=[TokenRateThrottle()],
+)
+
+
+# Errors: every one is {"error": "..."} ---------------------------------------
+
+
+class Error(Schema):
+    error: str
+
 
 STATUS_BY_CODE = {"not_found": 404, "forbidden": 403, "wrong_state": 409, "negative_time": 409, "invalid": 400}
+ERRORS = {400: Error, 401: Error, 403: Error, 404: Error, 429: Error}
+TRANSITION_ERRORS = {**ERRORS, 409: Error}
 
 
-class ApiError(Exception):
-    def __init__(self, status, message):
-        super().__init__(message)
-        self.status = status
-        self.message = message
+def error(request, status, message):
+    return api.create_response(request, {"error": message}, status=status)
 
 
-def error(status, message):
-    return JsonResponse({"error": message}, status=status)
+BODY_NOT_AN_OBJECT = "The body must be a JSON object."
 
 
-def api_view(*methods, login_required=True):
-    """Allow only ``methods``, require a signed-in user, and turn refusals into JSON errors."""
-
-    def decorator(view):
-        @functools.wraps(view)
-        async def wrapper(request, *args, **kwargs):
-            if request.method not in methods:
-                response = error(405, f"Method {request.method} is not allowed here; use {' or '.join(methods)}.")
-                response["Allow"] = ", ".join(methods)
-                return response
-            user = await request.auser()
-            if login_required and not user.is_authenticated:
-                return error(401, "Authentication required: sign in first.")
-            try:
-                return await view(request, user, *args, **kwargs)
-            except ApiError as exc:
-                return error(exc.status, exc.message)
-            except services.TransitionRefused as exc:
-                return error(STATUS_BY_CODE[exc.code], exc.message)
-
-        return never_cache(wrapper)
-
-    return decorator
+def describe(errors) -> str:
+    """Pydantic's errors as one sentence a person can act on."""
+    parts = []
+    for item in errors:
+        names = [
+            str(part) for part in item.get("loc", ()) if part not in ("body", "query", "path", "payload", "filters")
+        ]
+        field = names[-1] if names else ""
+        if item.get("type") == "extra_forbidden":
+            parts.append(f"Unknown field: '{field}'.")
+        elif not field and item.get("type") in ("model_attributes_type", "model_type", "dict_type"):
+            parts.append(BODY_NOT_AN_OBJECT)
+        elif field:
+            parts.append(f"'{field}': {item.get('msg', 'invalid')}.")
+        else:
+            parts.append(f"{item.get('msg', 'Invalid input')}.")
+    return " ".join(parts) or "Invalid input."
 
 
-def fiche_response(fiche, status=200):
-    """The fiche (read with its live time) as JSON."""
-    return JsonResponse(fiche_json(fiche), status=status)
+@api.exception_handler(ValidationError)
+def on_validation_error(request, exc):
+    return error(request, 400, describe(exc.errors))
 
 
-def is_id(value):
-    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_ID
+@api.exception_handler(AuthenticationError)
+def on_authentication_error(request, exc):
+    message = str(exc) if str(exc) != "Unauthorized" else "Authentication required: sign in or send a token."
+    return error(request, 401, message)
 
 
-def positive_int(params, name, *, default=None, maximum=None):
-    raw = params.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except (TypeError, ValueError):
-        raise ApiError(400, f"'{name}' must be a whole number, got {raw!r}.") from None
-    maximum = maximum or MAX_ID
-    if not 1 <= value <= maximum:
-        bounds = f"between 1 and {maximum}"
-        raise ApiError(400, f"'{name}' must be {bounds}, got {value}.")
-    return value
+@api.exception_handler(HttpError)
+def on_http_error(request, exc):
+    message = str(exc)
+    if message.startswith("Cannot parse request body"):  # Ninja's word for a body that is not JSON
+        message = BODY_NOT_AN_OBJECT
+    return error(request, exc.status_code, message)
 
 
-def json_body(request, allowed):
-    if not request.body:
-        return {}
-    try:
-        body = json.loads(request.body)
-    except (ValueError, UnicodeDecodeError):
-        raise ApiError(400, "The body must be a JSON object.") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "The body must be a JSON object.")
-    unknown = sorted(set(body) - set(allowed))
-    if unknown:
-        raise ApiError(400, f"Unknown field(s): {', '.join(unknown)}. Allowed: {', '.join(allowed)}.")
-    return body
+@api.exception_handler(services.TransitionRefused)
+def on_refusal(request, exc):
+    return error(request, STATUS_BY_CODE[exc.code], exc.message)
 
 
-@api_view("GET", "POST")
-async def fiches(request, user):
-    if request.method == "POST":
-        return await create(request, user)
-    params = request.GET
+@api.exception_handler(Http404)
+def on_not_found(request, exc):
+    return error(request, 404, str(exc) or "Not found.")
+
+
+@api.exception_handler(Exception)
+def on_unexpected(request, exc):
+    logger.error("Unexpected error on %s %s", request.method, request.path, exc_info=exc)
+    return error(request, 500, "An unexpected error occurred; it was logged.")
+
+
+# Schemas ---------------------------------------------------------------------
+
+
+class Strict(Schema):
+    """A request body: no unknown fields, no type coercion ("1" is not 1, 1 is not true)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class ProjetRef(Schema):
+    id: int
+    designation: str
+
+
+class OwnerRef(Schema):
+    id: int
+    username: str
+
+
+class FicheOut(Schema):
+    id: int
+    projet: ProjetRef
+    owner: OwnerRef
+    libelle: str
+    etat: Etat
+    temps_impute: float = Field(description="Seconds settled in the database.")
+    temps_live: float = Field(description="Seconds at server_time: settled plus the running part.")
+    en_calcul_depuis: datetime | None
+    compte_jusqua: datetime | None
+    auto_stopped: bool
+    created_at: datetime
+    updated_at: datetime
+    server_time: datetime = Field(description="The database's now when the fiche was read.")
+
+
+class FichePage(Schema):
+    count: int
+    page: int
+    pages: int
+    next: str | None
+    previous: str | None
+    results: list[FicheOut]
+    server_time: datetime
+
+
+class FicheFilters(Schema):
+    etat: Etat | None = None
+    projet: Id | None = None
+    owner: Id | None = None
+    page: Id = 1
+    page_size: int = Field(50, ge=1, le=200)
+
+
+class FicheIn(Strict):
+    projet: Id = Field(description="An active project's id.")
+    libelle: str = Field("", max_length=200)
+    start: bool = False
+    owner: Id | None = Field(None, description="Staff only: whose fiche it is (default: yours).")
+
+
+class NoBody(Strict):
+    pass
+
+
+class Credentials(Strict):
+    username: str = Field(max_length=150)
+    password: str = Field(max_length=4096)
+
+
+class Me(Schema):
+    id: int
+    username: str
+    is_staff: bool
+
+
+class CsrfToken(Schema):
+    csrfToken: str
+
+
+class TokenIn(Strict):
+    name: str = Field(min_length=1, max_length=100)
+    scope: Annotated[ApiToken.Scope, Field(strict=False)] = ApiToken.Scope.READ
+    expires_in_days: int = Field(90, ge=1, le=366)
+
+
+class TokenOut(Schema):
+    id: int
+    name: str
+    prefix: str
+    scope: ApiToken.Scope
+    created_at: datetime
+    expires_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class NewToken(TokenOut):
+    token: str = Field(description="The token itself: shown this once, never again.")
+
+
+# Fiches ----------------------------------------------------------------------
+
+
+@api.get("/fiches/", response={200: FichePage, **ERRORS}, summary="Your fiches (staff: everyone's), newest first")
+async def list_fiches(request, filters: Query[FicheFilters]):
     fiches = selectors.fiche_list(
-        user=user,
-        etat=params.get("etat") or None,
-        projet_id=positive_int(params, "projet"),
-        owner_id=positive_int(params, "owner"),
+        user=request.auth, etat=filters.etat, projet_id=filters.projet, owner_id=filters.owner
     )
-    page = await selectors.apage(
-        fiches,
-        number=positive_int(params, "page", default=1),
-        size=positive_int(params, "page_size", default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE),
-    )
+    page = await selectors.apage(fiches, number=filters.page, size=filters.page_size)
 
     def link(number):
-        return f"{request.path}?{urlencode({**params.dict(), 'page': number})}"
+        return f"{request.path}?{urlencode({**request.GET.dict(), 'page': number})}"
 
     results = [fiche_json(fiche) for fiche in page.items]
     # Each fiche carries the database's now it was read at; an empty page asks for it.
     server_time = results[0]["server_time"] if results else iso(await sync_to_async(db_now)())
-    return JsonResponse(
-        {
-            "count": page.count,
-            "page": page.number,
-            "pages": page.pages,
-            "next": link(page.number + 1) if page.has_next else None,
-            "previous": link(page.number - 1) if page.has_previous else None,
-            "results": results,
-            "server_time": server_time,
-        }
+    return {
+        "count": page.count,
+        "page": page.number,
+        "pages": page.pages,
+        "next": link(page.number + 1) if page.has_next else None,
+        "previous": link(page.number - 1) if page.has_previous else None,
+        "results": results,
+        "server_time": server_time,
+    }
+
+
+@api.post("/fiches/", response={201: FicheOut, **ERRORS}, summary="Create a fiche, paused or started at once")
+async def create_fiche(request, payload: FicheIn):
+    fiche = await services.acreate_fiche(
+        projet_id=payload.projet,
+        owner_id=payload.owner,
+        actor=request.auth,
+        libelle=payload.libelle,
+        start=payload.start,
     )
+    return Status(201, fiche_json(fiche))
 
 
-async def create(request, user):
-    body = json_body(request, ("projet", "libelle", "start", "owner"))
-    projet = body.get("projet")
-    if not is_id(projet):
-        raise ApiError(400, "'projet' is required: the id of an active project.")
-    libelle = body.get("libelle", "")
-    if not isinstance(libelle, str):
-        raise ApiError(400, "'libelle' must be a string.")
-    start = body.get("start", False)
-    if not isinstance(start, bool):
-        raise ApiError(400, "'start' must be true or false.")
-    owner = user
-    if "owner" in body:
-        owner_id = body["owner"]
-        if not is_id(owner_id):
-            raise ApiError(400, "'owner' must be a user id.")
-        if owner_id != user.pk:
-            owner = await auth.get_user_model().objects.filter(pk=owner_id, is_active=True).afirst()
-            if owner is None:
-                raise ApiError(400, f"User {owner_id} does not exist.")
-    fiche = await services.acreate_fiche(projet_id=projet, owner=owner, actor=user, libelle=libelle, start=start)
-    return fiche_response(fiche, status=201)
-
-
-@api_view("GET")
-async def fiche_detail(request, user, fiche_id):
-    fiche = (
-        await FicheTemps.objects.visible_to(user)
+@api.get("/fiches/{id:fiche_id}/", response={200: FicheOut, **ERRORS}, summary="One fiche, with its live time")
+async def fiche_detail(request, fiche_id: int):
+    fiche = await (
+        FicheTemps.objects.visible_to(request.auth)
         .with_live_time()
         .select_related("projet", "owner")
         .filter(pk=fiche_id)
-        .afirst()
-    )
+    ).afirst()
     if fiche is None:
-        raise ApiError(404, f"Fiche {fiche_id} does not exist.")
-    return fiche_response(fiche)
+        raise Http404(f"Fiche {fiche_id} does not exist.")
+    return fiche_json(fiche)
 
 
-TRANSITIONS = {"start": services.astart_fiche, "pause": services.apause_fiche, "finish": services.afinish_fiche}
+def transition(action, service, summary):
+    async def view(request, fiche_id: int, payload: NoBody | None = None):
+        return fiche_json(await service(fiche_id=fiche_id, actor=request.auth))
+
+    view.__name__ = f"{action}_fiche"
+    api.post(f"/fiches/{{id:fiche_id}}/{action}", response={200: FicheOut, **TRANSITION_ERRORS}, summary=summary)(view)
 
 
-@api_view("POST")
-async def fiche_transition(request, user, fiche_id, action):
-    json_body(request, ())
-    fiche = await TRANSITIONS[action](fiche_id=fiche_id, actor=user)
-    return fiche_response(fiche)
+transition("start", services.astart_fiche, "Start or resume a paused fiche")
+transition("pause", services.apause_fiche, "Pause a running fiche, settling its time up to now")
+transition("finish", services.afinish_fiche, "Finish a running or paused fiche")
 
 
-@api_view("GET")
-async def stream(request, user):
-    if not isinstance(request, ASGIRequest):
-        raise ApiError(501, "The live stream needs the ASGI server (uvicorn settings.asgi:application).")
-    # The request's own thread idles for as long as the stream is open: give
-    # its database connection back now rather than hold one per viewer.
-    await sync_to_async(connections.close_all)()
-    response = StreamingHttpResponse(event_stream(user), content_type="text/event-stream")
-    response["X-Accel-Buffering"] = "no"  # let a fronting nginx pass events through at once
-    return response
+# Sessions --------------------------------------------------------------------
 
 
-@api_view("GET", login_required=False)
-async def csrf(request, user):
-    return JsonResponse({"csrfToken": get_token(request)})
+@api.get("/csrf", auth=None, response={200: CsrfToken, **ERRORS}, summary="The CSRF token for unsafe requests")
+async def csrf(request):
+    return {"csrfToken": get_token(request)}
 
 
-@api_view("POST", login_required=False)
-async def login(request, user):
-    body = json_body(request, ("username", "password"))
-    username, password = body.get("username"), body.get("password")
-    if not isinstance(username, str) or not isinstance(password, str):
-        raise ApiError(400, "'username' and 'password' are required strings.")
-    user = await auth.aauthenticate(request, username=username, password=password)
+@api.post("/login", auth=None, response={200: Me, **ERRORS}, summary="Sign in with a session")
+async def login(request, payload: Credentials):
+    user = await auth.aauthenticate(request, username=payload.username, password=payload.password)
     if user is None:
-        raise ApiError(401, "Wrong username or password.")
+        raise AuthenticationError(401, "Wrong username or password.")
     await auth.alogin(request, user)
-    return JsonResponse({"id": user.pk, "username": user.get_username(), "is_staff": user.is_staff})
+    return {"id": user.pk, "username": user.get_username(), "is_staff": user.is_staff}
 
 
-@api_view("POST")
-async def logout(request, user):
+@api.post("/logout", response={200: dict, **ERRORS}, summary="Sign out of the session")
+async def logout(request):
     await auth.alogout(request)
-    return JsonResponse({}, status=200)
+    return {}
 
 
-@api_view("GET", "POST", "PUT", "PATCH", "DELETE", login_required=False)
-async def not_found(request, user, path=""):
-    raise ApiError(404, f"No API endpoint at {request.path}.")
+# Tokens: managed with a session, never with a token ------------------------
 
 
-@api_view("GET", "HEAD", login_required=False)
-async def healthz(request, user):
-    status = await sync_to_async(ticker_status)()
-    healthy = status.pop("healthy")
-    return JsonResponse({"status": "ok" if healthy else "unavailable", **status}, status=200 if healthy else 503)
+@api.get("/tokens/", auth=Session(), response={200: list[TokenOut], **ERRORS}, summary="Your API tokens")
+async def list_tokens(request):
+    return [token async for token in ApiToken.objects.filter(user=request.auth)]
 
 
-def csrf_failure(request, reason=""):
-    """CSRF failures are JSON under /api/ and Django's page elsewhere."""
-    if request.path.startswith("/api/"):
-        return error(403, f"CSRF verification failed: {reason} Send the X-CSRFToken header (GET /api/csrf).")
-    return default_csrf_failure(request, reason=reason)
+@api.post("/tokens/", auth=Session(), response={201: NewToken, **ERRORS}, summary="Make an API token (shown once)")
+async def create_token(request, payload: TokenIn):
+    token, raw = await sync_to_async(tokens.create_token)(
+        user=request.auth, name=payload.name, scope=payload.scope, lifetime=timedelta(days=payload.expires_in_days)
+    )
+    return Status(201, {**TokenOut.from_orm(token).model_dump(), "token": raw})
+
+
+@api.delete("/tokens/{id:token_id}/", auth=Session(), response={204: None, **ERRORS}, summary="Revoke a token now")
+async def revoke_token(request, token_id: int):
+    await sync_to_async(tokens.revoke_token)(token_id=token_id, actor=request.auth)
+    return Status(204, None)
+
+
+# What Ninja's URLs do not match ---------------------------------------------
+
+
+async def not_found(request: HttpRequest, path=""):
+    return JsonResponse({"error": f"No API endpoint at {request.path}."}, status=404)

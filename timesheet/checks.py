@@ -16,6 +16,13 @@ def _is_positive_int(value):
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
+def _is_rate(value):
+    if not isinstance(value, str) or value.count("/") != 1:
+        return False
+    count, period = value.split("/")
+    return count.isdigit() and int(count) > 0 and period in {"s", "sec", "m", "min", "h", "hour", "d", "day"}
+
+
 RULES = [
     # (setting, is valid, what it must be, check id)
     ("INCREMENT_TIME_SECONDS", _is_positive_number, "a positive number of seconds", "timesheet.E001"),
@@ -30,7 +37,34 @@ RULES = [
     ("TICKER_SHARDS", _is_positive_int, "a positive whole number of shards", "timesheet.E007"),
     ("STREAM_POLL_SECONDS", _is_positive_number, "a positive number of seconds", "timesheet.E005"),
     ("STREAM_KEEPALIVE_SECONDS", _is_positive_number, "a positive number of seconds", "timesheet.E006"),
+    ("API_TOKEN_RATE", _is_rate, "a rate such as 600/min (requests per s, min, hour or day)", "timesheet.E008"),
+    ("WEBHOOK_POLL_SECONDS", _is_positive_number, "a positive number of seconds", "timesheet.E009"),
+    ("WEBHOOK_TIMEOUT_SECONDS", _is_positive_number, "a positive number of seconds", "timesheet.E010"),
+    ("WEBHOOK_LEASE_SECONDS", _is_positive_number, "a positive number of seconds", "timesheet.E011"),
+    ("WEBHOOK_MAX_BACKOFF_SECONDS", _is_positive_number, "a positive number of seconds", "timesheet.E012"),
+    ("WEBHOOK_DISABLE_AFTER_HOURS", _is_positive_number, "a positive number of hours", "timesheet.E013"),
+    (
+        "METRICS_PORT",
+        lambda value: value is None or (_is_positive_int(value) and value < 65536),
+        "a TCP port (1-65535), or unset for none",
+        "timesheet.E014",
+    ),
 ]
+
+
+@register()
+def check_webhook_lease(app_configs=None, **kwargs):
+    """A lease shorter than a delivery's timeout would let two workers send one subscription's events at once."""
+    lease, timeout = conf.get("WEBHOOK_LEASE_SECONDS"), conf.get("WEBHOOK_TIMEOUT_SECONDS")
+    if _is_positive_number(lease) and _is_positive_number(timeout) and lease <= timeout:
+        return [
+            Error(
+                f"WEBHOOK_LEASE_SECONDS ({lease}) must be longer than WEBHOOK_TIMEOUT_SECONDS ({timeout}).",
+                hint="A delivery holds its subscription's lease for as long as the POST may take.",
+                id="timesheet.E015",
+            )
+        ]
+    return []
 
 
 @register()

@@ -187,3 +187,112 @@ class TickerHeartbeat(models.Model):
 
     def __str__(self):
         return f"{self.host}:{self.pid}"
+
+
+class ApiTokenQuerySet(models.QuerySet):
+    def usable(self):
+        """Tokens that authenticate now: not revoked, not expired, their user active."""
+        return self.filter(revoked_at__isnull=True, expires_at__gt=Now(), user__is_active=True)
+
+
+class ApiToken(models.Model):
+    """
+    A personal API token, for scripts and integrations (``Authorization: Bearer``).
+
+    Only its SHA-256 is stored: the token itself is shown once, at creation.
+    ``prefix`` finds the row; the hash is compared in constant time.
+    """
+
+    class Scope(models.TextChoices):
+        READ = "read", _("read")
+        WRITE = "write", _("read and write")
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens", verbose_name=_("user")
+    )
+    name = models.CharField(_("name"), max_length=100)
+    prefix = models.CharField(_("prefix"), max_length=16, unique=True, editable=False)
+    key_hash = models.CharField(_("key hash"), max_length=64, editable=False)
+    scope = models.CharField(_("scope"), max_length=10, choices=Scope.choices, default=Scope.READ)
+    created_at = models.DateTimeField(_("created"), db_default=Now(), editable=False)
+    expires_at = models.DateTimeField(_("expires"))
+    last_used_at = models.DateTimeField(_("last used"), null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(_("revoked"), null=True, blank=True, editable=False)
+
+    objects = ApiTokenQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("API token")
+        verbose_name_plural = _("API tokens")
+        constraints = [
+            models.CheckConstraint(condition=Q(scope__in=["read", "write"]), name="api_token_scope_valid"),
+        ]
+
+    def __str__(self):
+        return f"{self.name} ({self.prefix}…)"
+
+
+class WebhookSubscription(models.Model):
+    """
+    Where to POST the fiche events of the event log, in order, signed.
+
+    ``cursor`` is the id of the last event delivered: the next delivery is
+    the first matching event after it. A delivery worker holds the lease
+    (``lease_owner`` until ``leased_until``) while it delivers, so that any
+    number of workers deliver each subscription's events one at a time.
+    """
+
+    name = models.CharField(_("name"), max_length=100)
+    url = models.URLField(_("URL"), max_length=500)
+    secret = models.CharField(_("secret"), max_length=200, help_text=_("Signs each delivery (HMAC-SHA256)."))
+    kinds = models.JSONField(_("event kinds"), default=list, blank=True, help_text=_("Empty for every kind of event."))
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("whose fiches"),
+        help_text=_("Empty for everyone's."),
+    )
+    active = models.BooleanField(_("active"), default=True)
+    cursor = models.BigIntegerField(_("last event delivered"), default=0)
+    next_attempt_at = models.DateTimeField(_("next attempt"), db_default=Now())
+    attempts = models.PositiveIntegerField(_("failed attempts in a row"), default=0)
+    failing_since = models.DateTimeField(_("failing since"), null=True, blank=True)
+    disabled_reason = models.TextField(_("why it was disabled"), blank=True)
+    leased_until = models.DateTimeField(_("leased until"), null=True, blank=True, editable=False)
+    lease_owner = models.CharField(_("leased by"), max_length=32, blank=True, editable=False)
+    created_at = models.DateTimeField(_("created"), db_default=Now(), editable=False)
+
+    class Meta:
+        ordering = ["name", "id"]
+        verbose_name = _("webhook subscription")
+        verbose_name_plural = _("webhook subscriptions")
+
+    def __str__(self):
+        return self.name
+
+
+class WebhookDelivery(models.Model):
+    """One attempt to deliver one event to one subscription: the delivery log."""
+
+    subscription = models.ForeignKey(
+        WebhookSubscription, on_delete=models.CASCADE, related_name="deliveries", verbose_name=_("subscription")
+    )
+    event = models.ForeignKey(FicheEvent, on_delete=models.CASCADE, related_name="+", verbose_name=_("event"))
+    attempt = models.PositiveIntegerField(_("attempt"))
+    at = models.DateTimeField(_("at"), db_default=Now())
+    status_code = models.PositiveIntegerField(_("HTTP status"), null=True, blank=True)
+    ok = models.BooleanField(_("delivered"))
+    duration = models.DurationField(_("duration"))
+    error = models.TextField(_("error"), blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name = _("webhook delivery")
+        verbose_name_plural = _("webhook deliveries")
+
+    def __str__(self):
+        return f"{self.subscription} #{self.event_id} ({self.attempt})"

@@ -156,15 +156,24 @@ def _stop(rows, *, etat, kind, actor, reason="", until=None, offset=timedelta(0)
     return len(events)
 
 
-def create_fiche(*, projet_id: int, owner, actor, libelle: str = "", start: bool = False) -> FicheTemps:
-    """Create a fiche for ``owner`` on an active project, paused or already running; return it."""
-    if owner.pk != actor.pk and not actor.is_staff:
-        raise TransitionRefused("Only staff may create a fiche for someone else.", code="forbidden")
+def create_fiche(
+    *, projet_id: int, actor, owner_id: int | None = None, libelle: str = "", start: bool = False
+) -> FicheTemps:
+    """
+    Create a fiche on an active project for the user ``owner_id`` (by default
+    the actor; someone else only by staff), paused or already running; return it.
+    """
+    owner_id = actor.pk if owner_id is None else owner_id
+    if owner_id != actor.pk:
+        if not actor.is_staff:
+            raise TransitionRefused("Only staff may create a fiche for someone else.", code="forbidden")
+        if not get_user_model().objects.filter(pk=owner_id, is_active=True).exists():
+            raise TransitionRefused(f"User {owner_id} does not exist.", code="invalid")
     libelle = _clean_libelle(libelle)
     with transaction.atomic():
         _require_active_projet(projet_id)
         running = {"etat": Etat.EN_CALCUL, "compte_jusqua": Now(), "en_calcul_depuis": Now()} if start else {}
-        fiche = FicheTemps.objects.create(projet_id=projet_id, owner=owner, libelle=libelle, **running)
+        fiche = FicheTemps.objects.create(projet_id=projet_id, owner_id=owner_id, libelle=libelle, **running)
         fiche = _reload(fiche.pk)
         _log(fiche, FicheEvent.Kind.CREATED, actor)
         if start:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections
 
-from . import conf
+from . import conf, tokens
 from .dbtime import db_now
 from .models import FicheEvent, FicheTemps
 from .serialize import fiche_json
@@ -31,17 +31,26 @@ QUEUE_SIZE = 1000
 POLL_BATCH = 1000
 
 
+@dataclass(frozen=True)
+class Credential:
+    """Who opened a stream: a signed-in user, or a user through one of their API tokens."""
+
+    user: object
+    token_id: int | None = None
+
+
 @dataclass(eq=False)
 class Subscriber:
-    user: object
+    credential: Credential
     queue: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(QUEUE_SIZE))
     overflowed: bool = False
+    ended: bool = False
 
     def wants(self, owner_id):
-        return FicheTemps.objects.is_visible(self.user, owner_id)
+        return not self.ended and FicheTemps.objects.is_visible(self.credential.user, owner_id)
 
     def offer(self, message):
-        if self.overflowed:
+        if self.overflowed or self.ended:
             return
         try:
             self.queue.put_nowait(message)
@@ -50,6 +59,13 @@ class Subscriber:
             self.overflowed = True
             self.queue.get_nowait()
             self.queue.put_nowait(None)
+
+    def end(self):
+        """Deliver nothing more: what is queued is dropped and the stream ends."""
+        self.ended = True
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.queue.put_nowait(None)
 
 
 _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fiche-stream")
@@ -70,6 +86,11 @@ def on_stream_thread(function):
 
 def latest_event_id():
     return FicheEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
+
+
+def poll(last_id, token_ids):
+    """The events after ``last_id`` (see ``events_after``), and which of ``token_ids`` may still read them."""
+    return events_after(last_id), (tokens.still_usable(token_ids) if token_ids else set())
 
 
 def events_after(last_id):
@@ -95,7 +116,7 @@ class EventHub:
         self.task = None
         self.loop = None
 
-    def subscribe(self, user) -> Subscriber:
+    def subscribe(self, credential: Credential) -> Subscriber:
         """Register a stream, starting the poller if it is the first; await ``ready`` before reading a snapshot."""
         loop = asyncio.get_running_loop()
         if self.task is None or self.task.done() or self.loop is not loop:
@@ -103,7 +124,7 @@ class EventHub:
             self.loop = loop
             self.ready = asyncio.Event()
             self.task = loop.create_task(self._poll())
-        subscriber = Subscriber(user=user)
+        subscriber = Subscriber(credential=credential)
         self.subscribers.add(subscriber)
         return subscriber
 
@@ -124,11 +145,15 @@ class EventHub:
         self.ready.set()
         while True:
             await asyncio.sleep(conf.stream_poll_seconds())
+            token_ids = {s.credential.token_id for s in self.subscribers if s.credential.token_id is not None}
             try:
-                events = await on_stream_thread(events_after)(self.last_id)
+                events, usable = await on_stream_thread(poll)(self.last_id, token_ids)
             except Exception:
                 logger.exception("Polling fiche events failed; retrying.")
                 continue
+            for subscriber in list(self.subscribers):
+                if subscriber.credential.token_id in token_ids - usable:
+                    subscriber.end()  # its token was revoked or expired
             for event, fiche in events:
                 self.last_id = event.id
                 if fiche is None:
@@ -157,9 +182,10 @@ def format_event(name, data, event_id=None):
     return "\n".join(lines) + "\n\n"
 
 
-async def event_stream(user):
-    """Yield a snapshot of the user's running fiches, then their changes, with keep-alives."""
-    subscriber = hub.subscribe(user)
+async def event_stream(credential: Credential):
+    """Yield a snapshot of the running fiches the user may see, then their changes, with keep-alives."""
+    user = credential.user
+    subscriber = hub.subscribe(credential)
     try:
         # The poller starts from the newest event before any snapshot is
         # read, so that nothing between the two is missed.
@@ -175,7 +201,7 @@ async def event_stream(user):
             except TimeoutError:
                 yield ": keep-alive\n\n"
                 continue
-            if message is None:  # overflowed
+            if message is None:  # overflowed, or its credential was revoked
                 return
             yield message
     finally:

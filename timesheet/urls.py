@@ -1,6 +1,6 @@
 from django.urls import path, re_path, register_converter
 
-from . import api
+from . import api, views
 
 
 class IdConverter:
@@ -17,18 +17,8 @@ class IdConverter:
 
 register_converter(IdConverter, "id")
 
-app_name = "timesheet"
-
 urlpatterns = [
-    path("fiches/", api.fiches, name="fiches"),
-    path("fiches/stream", api.stream, name="stream"),
-    path("fiches/<id:fiche_id>/", api.fiche_detail, name="fiche"),
-    *(
-        path(f"fiches/<id:fiche_id>/{action}", api.fiche_transition, {"action": action}, name=action)
-        for action in api.TRANSITIONS
-    ),
-    path("csrf", api.csrf, name="csrf"),
-    path("login", api.login, name="login"),
-    path("logout", api.logout, name="logout"),
+    path("fiches/stream", views.stream, name="stream"),
+    path("", api.api.urls),
     re_path(r"^(?P<path>.*)$", api.not_found),
 ]

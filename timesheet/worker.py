@@ -181,15 +181,15 @@ class Worker:
             connections.close_all()
 
 
-def install_signal_handlers(worker: Worker) -> None:
-    """SIGTERM/SIGINT stop the worker after the tick in flight; a second one exits at once."""
+def install_signal_handlers(worker) -> None:
+    """SIGTERM/SIGINT stop ``worker`` (its ``stop()``) after the work in flight; a second one exits at once."""
     loop = asyncio.get_running_loop()
 
     def handle(signum):
         if worker.stopping.is_set():
             logger.warning("Second %s: exiting now.", signal.Signals(signum).name)
             os._exit(128 + signum)
-        logger.info("%s received: stopping after the tick in flight.", signal.Signals(signum).name)
+        logger.info("%s received: stopping after the work in flight.", signal.Signals(signum).name)
         worker.stop()
 
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -12,13 +12,13 @@ logger = logging.getLogger("timesheet.worker")
 VERBOSITY_LEVELS = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG, 3: logging.DEBUG}
 
 
-def positive_float(text):
+def positive_float(text, option="--interval"):
     try:
         value = float(text)
     except ValueError:
-        raise CommandError(f"--interval must be a number of seconds, got {text!r}.") from None
+        raise CommandError(f"{option} must be a number of seconds, got {text!r}.") from None
     if not value > 0 or value == float("inf"):
-        raise CommandError(f"--interval must be a positive number of seconds, got {text!r}.")
+        raise CommandError(f"{option} must be a positive number of seconds, got {text!r}.")
     return value
 
 

@@ -38,7 +38,9 @@ class Command(BaseCommand):
                 self.stdout.write("Demo data already present.")
                 return
             for designation, libelle, start in FICHES:
-                create_fiche(projet_id=projets[designation].pk, owner=user, actor=user, libelle=libelle, start=start)
+                create_fiche(
+                    projet_id=projets[designation].pk, owner_id=user.pk, actor=user, libelle=libelle, start=start
+                )
         running = FicheTemps.objects.running().filter(owner=user).count()
         self.stdout.write(
             self.style.SUCCESS(f"Demo data added: {len(PROJETS)} projects, {len(FICHES)} fiches, {running} running.")

@@ -1,0 +1,158 @@
+"""Personal API tokens: made once, stored hashed, scoped, expiring, revocable, throttled."""
+
+import asyncio
+import json
+from datetime import timedelta
+
+import pytest
+from asgiref.sync import async_to_sync
+from django.core.cache import cache
+from django.test import AsyncClient, Client
+
+from timesheet import services, tokens
+from timesheet.models import ApiToken, Etat, FicheTemps
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def alice(user):
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def make_token(client, **body):
+    response = client.post("/api/tokens/", json.dumps({"name": "script", **body}), content_type="application/json")
+    assert response.status_code == 201, response.content
+    return response.json()
+
+
+def bearer(raw):
+    return {"HTTP_AUTHORIZATION": f"Bearer {raw}"}
+
+
+def start(projet, user):
+    return services.create_fiche(projet_id=projet.pk, actor=user, start=True)
+
+
+def test_a_token_is_shown_once_and_stored_hashed(alice, user):
+    made = make_token(alice, scope="write", expires_in_days=30)
+    assert made["token"].startswith("fdt_") and made["scope"] == "write"
+    stored = ApiToken.objects.get(pk=made["id"])
+    assert made["token"] not in (stored.key_hash, stored.prefix)
+    assert stored.user == user
+    assert timedelta(days=29) < stored.expires_at - stored.created_at <= timedelta(days=30, seconds=5)
+    listed = alice.get("/api/tokens/").json()
+    assert [t["id"] for t in listed] == [made["id"]]
+    assert "token" not in listed[0]
+
+
+def test_a_token_signs_in_without_session_or_csrf(alice, projet, user):
+    raw = make_token(alice, scope="write")["token"]
+    fiche = start(projet, user)
+    client = Client(enforce_csrf_checks=True)
+    assert client.get("/api/fiches/", **bearer(raw)).json()["count"] == 1
+    response = client.post(f"/api/fiches/{fiche.pk}/pause", content_type="application/json", **bearer(raw))
+    assert response.status_code == 200
+    assert response.json()["etat"] == "en_pause"
+    assert ApiToken.objects.get().last_used_at is not None
+
+
+def test_a_read_token_cannot_change_anything(alice, projet, user):
+    raw = make_token(alice)["token"]
+    fiche = start(projet, user)
+    response = Client().post(f"/api/fiches/{fiche.pk}/pause", content_type="application/json", **bearer(raw))
+    assert response.status_code == 403
+    assert "read-only" in response.json()["error"]
+    assert FicheTemps.objects.get(pk=fiche.pk).etat == Etat.EN_CALCUL
+
+
+def test_a_revoked_token_is_refused_at_once(alice):
+    made = make_token(alice)
+    client = Client()
+    assert client.get("/api/fiches/", **bearer(made["token"])).status_code == 200
+    assert alice.delete(f"/api/tokens/{made['id']}/").status_code == 204
+    response = client.get("/api/fiches/", **bearer(made["token"]))
+    assert response.status_code == 401
+    assert response.json() == {"error": "The token is unknown, expired or revoked."}
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        lambda token: ApiToken.objects.filter(pk=token.pk).update(expires_at=token.created_at),
+        lambda token: type(token.user).objects.filter(pk=token.user_id).update(is_active=False),
+    ],
+    ids=["expired", "user deactivated"],
+)
+def test_an_expired_token_or_a_deactivated_user_is_refused(user, spoil):
+    token, raw = tokens.create_token(user=user, name="cli")
+    spoil(token)
+    assert Client().get("/api/fiches/", **bearer(raw)).status_code == 401
+
+
+@pytest.mark.parametrize("header", ["Bearer fdt_nope_nope", "Bearer " + "x" * 5000, "Bearer fdt__", "Basic abc"])
+def test_a_malformed_or_unknown_token_is_401(header):
+    response = Client().get("/api/fiches/", HTTP_AUTHORIZATION=header)
+    assert response.status_code == 401
+    assert "error" in response.json()
+
+
+def test_a_token_cannot_manage_tokens(alice):
+    raw = make_token(alice, scope="write")["token"]
+    assert Client().get("/api/tokens/", **bearer(raw)).status_code == 401
+
+
+def test_one_cannot_revoke_someone_elses_token(alice, other_user):
+    theirs, _ = tokens.create_token(user=other_user, name="theirs")
+    response = alice.delete(f"/api/tokens/{theirs.pk}/")
+    assert response.status_code == 404
+    assert ApiToken.objects.get(pk=theirs.pk).revoked_at is None
+
+
+@pytest.mark.parametrize(
+    "body, text",
+    [
+        ({"name": ""}, "'name': String should have at least 1 character"),
+        ({"scope": "admin"}, "'scope': Input should be 'read' or 'write'"),
+        ({"expires_in_days": 0}, "'expires_in_days': Input should be greater than or equal to 1"),
+        ({"expires_in_days": 1000}, "'expires_in_days': Input should be less than or equal to 366"),
+    ],
+)
+def test_bad_token_requests_are_400_and_make_nothing(alice, body, text):
+    response = alice.post("/api/tokens/", json.dumps({"name": "x", **body}), content_type="application/json")
+    assert response.status_code == 400
+    assert text in response.json()["error"]
+    assert not ApiToken.objects.exists()
+
+
+def test_requests_are_throttled_per_token(alice, settings):
+    cache.clear()
+    settings.API_TOKEN_RATE = "3/min"
+    first, second = make_token(alice)["token"], make_token(alice, name="other")["token"]
+    client = Client()
+    assert [client.get("/api/fiches/", **bearer(first)).status_code for _ in range(3)] == [200] * 3
+    throttled = client.get("/api/fiches/", **bearer(first))
+    assert throttled.status_code == 429
+    assert int(throttled["Retry-After"]) > 0
+    assert "error" in throttled.json()
+    assert client.get("/api/fiches/", **bearer(second)).status_code == 200  # each token its own budget
+    cache.clear()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_open_stream_ends_when_its_token_is_revoked(user, projet, settings):
+    settings.STREAM_POLL_SECONDS = 0.05
+    token, raw = tokens.create_token(user=user, name="watch")
+
+    async def scenario():
+        response = await AsyncClient().get("/api/fiches/stream", headers={"Authorization": f"Bearer {raw}"})
+        assert response.status_code == 200
+        chunks = aiter(response.streaming_content)
+        await anext(chunks)  # the snapshot
+        await asyncio.to_thread(tokens.revoke_token, token_id=token.pk, actor=user)
+        await asyncio.to_thread(start, projet, user)  # an event it must not deliver
+        return [chunk async for chunk in chunks]  # ends by itself
+
+    assert async_to_sync(scenario)() == []

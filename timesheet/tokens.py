@@ -1,0 +1,78 @@
+"""
+Personal API tokens: made, used and revoked.
+
+A token reads ``fdt_<prefix>_<secret>``. The prefix finds its row; only the
+SHA-256 of the whole token is stored (a random 192-bit secret needs no slow
+hash), compared in constant time. A token is shown once, when it is made.
+"""
+
+import hashlib
+import hmac
+import secrets
+from datetime import timedelta
+
+from asgiref.sync import sync_to_async
+from django.db.models import Q
+from django.db.models.functions import Now
+from django.utils import timezone
+
+from .models import ApiToken
+from .services import TransitionRefused
+
+PREFIX = "fdt"
+MAX_LIFETIME = timedelta(days=366)
+DEFAULT_LIFETIME = timedelta(days=90)
+# last_used_at is written at most this often per token, not on every request.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+def _hash(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def create_token(*, user, name: str, scope: str = ApiToken.Scope.READ, lifetime: timedelta = DEFAULT_LIFETIME):
+    """Make a token for ``user``; return ``(token, raw)``, where ``raw`` is the only copy of the secret."""
+    name = (name or "").strip()
+    if not name or len(name) > 100 or "\x00" in name:
+        raise TransitionRefused("A token needs a name of 1 to 100 characters.", code="invalid")
+    if scope not in ApiToken.Scope.values:
+        raise TransitionRefused(f"The scope must be one of {', '.join(ApiToken.Scope.values)}.", code="invalid")
+    if not timedelta(0) < lifetime <= MAX_LIFETIME:
+        raise TransitionRefused(f"A token lives from 1 to {MAX_LIFETIME.days} days.", code="invalid")
+    prefix = secrets.token_hex(6)
+    raw = f"{PREFIX}_{prefix}_{secrets.token_urlsafe(24)}"
+    token = ApiToken.objects.create(
+        user=user, name=name, prefix=prefix, key_hash=_hash(raw), scope=scope, expires_at=timezone.now() + lifetime
+    )
+    return token, raw
+
+
+def revoke_token(*, token_id: int, actor) -> ApiToken:
+    """Revoke one of the actor's tokens (staff: anyone's), at once; return it."""
+    tokens = ApiToken.objects.all() if actor.is_staff else ApiToken.objects.filter(user=actor)
+    if not tokens.filter(pk=token_id).exists():
+        raise TransitionRefused(f"Token {token_id} does not exist.", code="not_found")
+    tokens.filter(pk=token_id, revoked_at__isnull=True).update(revoked_at=Now())
+    return ApiToken.objects.get(pk=token_id)
+
+
+def authenticate(raw: str) -> ApiToken | None:
+    """The usable token ``raw`` is, with its user, or None; notes when it was last used."""
+    parts = raw.split("_", 2)
+    if len(parts) != 3 or parts[0] != PREFIX or len(raw) > 100:
+        return None
+    token = ApiToken.objects.usable().select_related("user").filter(prefix=parts[1]).first()
+    if token is None or not hmac.compare_digest(token.key_hash, _hash(raw)):
+        return None
+    ApiToken.objects.filter(pk=token.pk).filter(
+        Q(last_used_at__isnull=True) | Q(last_used_at__lt=Now() - LAST_USED_RESOLUTION)
+    ).update(last_used_at=Now())
+    return token
+
+
+def still_usable(token_ids) -> set[int]:
+    """Which of ``token_ids`` still authenticate: the open streams' check at every poll."""
+    return set(ApiToken.objects.usable().filter(pk__in=token_ids).values_list("pk", flat=True))
+
+
+aauthenticate = sync_to_async(authenticate)

@@ -1,0 +1,93 @@
+"""The views outside the API's schema: the live stream, the health check, and JSON errors under /api/."""
+
+from asgiref.sync import iscoroutinefunction, sync_to_async
+from django.core.handlers.asgi import ASGIRequest
+from django.db import connections
+from django.http import JsonResponse, StreamingHttpResponse
+from django.utils.decorators import sync_and_async_middleware
+from django.views.csrf import csrf_failure as default_csrf_failure
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_safe
+
+from . import tokens
+from .health import ticker_status
+from .stream import Credential, event_stream
+
+
+def error(status, message, **headers):
+    response = JsonResponse({"error": message}, status=status)
+    for name, value in headers.items():
+        response[name.replace("_", "-")] = value
+    return response
+
+
+async def credential_of(request) -> Credential | None:
+    """Who is asking, by a bearer token or the session; None if nobody valid."""
+    header = request.headers.get("Authorization", "")
+    if header[:7].lower() == "bearer ":
+        token = await tokens.aauthenticate(header[7:].strip())
+        return None if token is None else Credential(user=token.user, token_id=token.pk)
+    user = await request.auser()
+    return Credential(user=user) if user.is_authenticated else None
+
+
+@never_cache
+async def stream(request):
+    """Server-Sent Events: a snapshot of the running fiches the user may see, then their changes."""
+    if request.method not in ("GET", "HEAD"):
+        return error(405, f"Method {request.method} is not allowed here; use GET.", Allow="GET, HEAD")
+    credential = await credential_of(request)
+    if credential is None:
+        return error(401, "Authentication required: sign in or send a token.")
+    if not isinstance(request, ASGIRequest):
+        return error(501, "The live stream needs the ASGI server (uvicorn settings.asgi:application).")
+    # The request's own thread idles for as long as the stream is open: give
+    # its database connection back now rather than hold one per viewer.
+    await sync_to_async(connections.close_all)()
+    response = StreamingHttpResponse(event_stream(credential), content_type="text/event-stream")
+    response["X-Accel-Buffering"] = "no"  # let a fronting nginx pass events through at once
+    return response
+
+
+@never_cache
+@require_safe
+async def healthz(request):
+    status = await sync_to_async(ticker_status)()
+    healthy = status.pop("healthy")
+    return JsonResponse({"status": "ok" if healthy else "unavailable", **status}, status=200 if healthy else 503)
+
+
+def csrf_failure(request, reason=""):
+    """CSRF failures are JSON under /api/ and Django's page elsewhere."""
+    if request.path.startswith("/api/"):
+        return error(403, f"CSRF verification failed: {reason} Send the X-CSRFToken header (GET /api/csrf).")
+    return default_csrf_failure(request, reason=reason)
+
+
+def _json_method_not_allowed(request, response):
+    """Under /api/, a bare 405 from the URL dispatch becomes a JSON error, its Allow header kept."""
+    if (
+        response.status_code != 405
+        or not request.path.startswith("/api/")
+        or response.get("Content-Type", "").startswith("application/json")
+    ):
+        return response
+    allowed = sorted(method.strip() for method in response.get("Allow", "").split(",") if method.strip())
+    return error(
+        405, f"Method {request.method} is not allowed here; use {' or '.join(allowed)}.", Allow=", ".join(allowed)
+    )
+
+
+@sync_and_async_middleware
+def json_api_errors(get_response):
+    if iscoroutinefunction(get_response):
+
+        async def middleware(request):
+            return _json_method_not_allowed(request, await get_response(request))
+
+    else:
+
+        def middleware(request):
+            return _json_method_not_allowed(request, get_response(request))
+
+    return middleware
