@@ -94,6 +94,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "timesheet.metrics.request_metrics",
     "django.middleware.security.SecurityMiddleware",
     "servestatic.middleware.ServeStaticMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -102,7 +103,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "timesheet.views.json_api_errors",
+    "timesheet.views.JsonApiMiddleware",
 ]
 
 ROOT_URLCONF = "settings.urls"
@@ -201,17 +202,23 @@ if PRODUCTION:
     CSRF_COOKIE_SECURE = True
     CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
 
+LOG_FORMAT = env("TIMESHEET_LOG_FORMAT", "text")
+if LOG_FORMAT not in {"text", "json"}:
+    raise ImproperlyConfigured(f"TIMESHEET_LOG_FORMAT must be 'text' or 'json', got {LOG_FORMAT!r}.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "timesheet.jsonlog.JsonFormatter"},
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT},
     },
     "loggers": {
         "timesheet": {"handlers": ["console"], "level": env("TIMESHEET_LOG_LEVEL", "INFO"), "propagate": False},
+        # Every 500, with its traceback, in every mode.
+        "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
     },
 }
 
@@ -231,3 +238,5 @@ WEBHOOK_MAX_BACKOFF_SECONDS = env_number("WEBHOOK_MAX_BACKOFF_SECONDS", 3600)
 WEBHOOK_DISABLE_AFTER_HOURS = env_number("WEBHOOK_DISABLE_AFTER_HOURS", 24)
 # The port on which the ticker serves its Prometheus metrics (127.0.0.1); unset for none.
 METRICS_PORT = env_number("METRICS_PORT", None)
+# /metrics on the web side answers loopback clients, or anyone sending "Authorization: Bearer $METRICS_TOKEN".
+METRICS_TOKEN = env("METRICS_TOKEN")

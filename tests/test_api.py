@@ -52,7 +52,7 @@ def assert_error(response, status, text):
     ],
 )
 def test_anonymous_requests_get_401_json_not_a_redirect(method, url):
-    response = getattr(Client(), method)(url)
+    response = getattr(Client(), method)(url, content_type="application/json")
     assert_error(response, 401, "Authentication required")
 
 
@@ -277,3 +277,42 @@ def test_no_malformed_input_is_a_500(alice, projet, user, method, url, body):
         response = post(alice, url, body)
     assert 400 <= response.status_code < 500
     assert "error" in response.json()
+
+
+def test_the_openapi_schema_describes_every_operation_and_its_errors():
+    schema = Client().get("/api/openapi.json").json()
+    operations = {
+        (method.upper(), path): operation
+        for path, methods in schema["paths"].items()
+        for method, operation in methods.items()
+    }
+    assert ("GET", "/api/fiches/") in operations
+    assert ("POST", "/api/fiches/{fiche_id}/pause") in operations
+    for operation in operations.values():
+        responses = operation["responses"]
+        for status in ("400", "401", "403", "404", "415", "429"):
+            assert responses[status]["content"]["application/json"]["schema"]["$ref"].endswith("/Error"), (
+                operation["operationId"],
+                status,
+            )
+    assert {"BearerToken", "Session"} <= set(schema["components"]["securitySchemes"])
+
+
+def test_the_docs_are_served_with_their_own_static_files():
+    page = Client().get("/api/docs").content.decode()
+    assert "swagger-ui-bundle.js" in page
+    assert "cdn.jsdelivr" not in page
+
+
+@pytest.mark.parametrize(
+    "content_type, body",
+    [
+        ("multipart/form-data", b'{"projet": 1}'),
+        ("text/plain", b'{"projet": 1}'),
+        ("application/x-www-form-urlencoded", b"projet=1"),
+    ],
+)
+def test_a_body_that_is_not_json_is_415(alice, projet, content_type, body):
+    response = alice.post("/api/fiches/", body, content_type=content_type)
+    assert_error(response, 415, "The body must be JSON")
+    assert not FicheTemps.objects.exists()

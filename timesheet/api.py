@@ -23,7 +23,7 @@ from ninja import Field, NinjaAPI, Query, Schema, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.security import APIKeyCookie, HttpBearer
 from ninja.throttling import SimpleRateThrottle
-from pydantic import ConfigDict
+from pydantic import BeforeValidator, ConfigDict
 
 from . import conf, selectors, services, tokens
 from .dbtime import db_now
@@ -33,7 +33,15 @@ from .serialize import fiche_json, iso
 logger = logging.getLogger(__name__)
 
 MAX_ID = 2**63 - 1
-Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+
+
+def _integral_float_to_int(value):
+    """JSON has one number type: 12.0 is the integer 12 (as JSON Schema says); 12.5 stays refused."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# Field first: after a validator, pydantic would not put the bounds in the JSON schema.
+Id = Annotated[int, Field(ge=1, le=MAX_ID), BeforeValidator(_integral_float_to_int)]
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
@@ -109,7 +117,7 @@ class Error(Schema):
 
 
 STATUS_BY_CODE = {"not_found": 404, "forbidden": 403, "wrong_state": 409, "negative_time": 409, "invalid": 400}
-ERRORS = {400: Error, 401: Error, 403: Error, 404: Error, 429: Error}
+ERRORS = {400: Error, 401: Error, 403: Error, 404: Error, 413: Error, 415: Error, 429: Error}
 TRANSITION_ERRORS = {**ERRORS, 409: Error}
 
 
@@ -256,7 +264,7 @@ class CsrfToken(Schema):
 class TokenIn(Strict):
     name: str = Field(min_length=1, max_length=100)
     scope: Annotated[ApiToken.Scope, Field(strict=False)] = ApiToken.Scope.READ
-    expires_in_days: int = Field(90, ge=1, le=366)
+    expires_in_days: Annotated[int, Field(ge=1, le=366), BeforeValidator(_integral_float_to_int)] = 90
 
 
 class TokenOut(Schema):

@@ -1,10 +1,9 @@
 """The views outside the API's schema: the live stream, the health check, and JSON errors under /api/."""
 
-from asgiref.sync import iscoroutinefunction, sync_to_async
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.core.handlers.asgi import ASGIRequest
 from django.db import connections
 from django.http import JsonResponse, StreamingHttpResponse
-from django.utils.decorators import sync_and_async_middleware
 from django.views.csrf import csrf_failure as default_csrf_failure
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
@@ -64,6 +63,19 @@ def csrf_failure(request, reason=""):
     return default_csrf_failure(request, reason=reason)
 
 
+def _refused_body(request):
+    """A body that is not JSON, sent to the API, gets 415 before anything reads it."""
+    if request.method in ("GET", "HEAD", "OPTIONS"):
+        return None
+    has_body = request.META.get("CONTENT_LENGTH", "0") not in ("", "0") or "chunked" in request.headers.get(
+        "Transfer-Encoding", ""
+    )
+    content_type = request.content_type or ""
+    if has_body and content_type != "application/json":
+        return error(415, f"The body must be JSON (Content-Type: application/json), not {content_type or 'untyped'}.")
+    return None
+
+
 def _json_method_not_allowed(request, response):
     """Under /api/, a bare 405 from the URL dispatch becomes a JSON error, its Allow header kept."""
     if (
@@ -78,16 +90,26 @@ def _json_method_not_allowed(request, response):
     )
 
 
-@sync_and_async_middleware
-def json_api_errors(get_response):
-    if iscoroutinefunction(get_response):
+class JsonApiMiddleware:
+    """JSON bodies only for the API's operations (415 otherwise), and JSON 405s under /api/."""
 
-        async def middleware(request):
-            return _json_method_not_allowed(request, await get_response(request))
+    sync_capable = True
+    async_capable = True
 
-    else:
+    def __init__(self, get_response):
+        self.get_response = get_response
+        if iscoroutinefunction(get_response):
+            markcoroutinefunction(self)
 
-        def middleware(request):
-            return _json_method_not_allowed(request, get_response(request))
+    def __call__(self, request):
+        if iscoroutinefunction(self):
+            return self.__acall__(request)
+        return _json_method_not_allowed(request, self.get_response(request))
 
-    return middleware
+    async def __acall__(self, request):
+        return _json_method_not_allowed(request, await self.get_response(request))
+
+    def process_view(self, request, view_func, view_args, view_kwargs):
+        if request.resolver_match and request.resolver_match.namespace == "api":
+            return _refused_body(request)
+        return None

@@ -189,14 +189,16 @@ def _attempt(subscription: WebhookSubscription, event: FicheEvent) -> str:
         return "failed"
 
 
-def deliver_due() -> DeliveryReport:
+def deliver_due(*, limit: int = 100) -> DeliveryReport:
     """
     One pass: for each due subscription, lease it and deliver its next
-    pending event, until none is due; return what was done.
+    pending event, until none is due or ``limit`` attempts were made (a pass
+    stays short, so the worker's watchdog pings keep coming); return what
+    was done.
     """
     counts = {"delivered": 0, "failed": 0, "disabled": 0}
     visited: set[int] = set()
-    while (subscription := _claim(visited)) is not None:
+    while sum(counts.values()) < limit and (subscription := _claim(visited)) is not None:
         try:
             event = pending_events(subscription).select_related("fiche__projet", "fiche__owner", "actor").first()
             if event is None:

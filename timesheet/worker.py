@@ -21,7 +21,7 @@ import sniffio
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections, connections, reset_queries
 
-from . import ticker
+from . import metrics, ticker
 from .systemd import Notifier
 
 logger = logging.getLogger(__name__)
@@ -88,6 +88,7 @@ class Worker:
                     failing_since, failures = None, 0
                     deadline, missed = next_deadline(deadline, now, self.interval)
                     if missed:
+                        metrics.TICK_OVERRUNS.inc(missed)
                         logger.warning(
                             "Tick outlasted its %.3g s interval; skipping %d missed tick(s). "
                             "No time is lost: the next tick settles it all.",
@@ -126,6 +127,7 @@ class Worker:
         try:
             report = await sync_to_async(self._tick_in_thread)()
         except Exception as exc:
+            metrics.TICK_FAILURES.inc()
             logger.exception("Tick attempt %d failed.", self.attempts)
             # No WATCHDOG=1: a database that stays wedged gets the process restarted.
             self.notifier.send(status=f"Tick attempt {self.attempts} failed: {type(exc).__name__}: {exc}"[:500])
@@ -159,6 +161,7 @@ class Worker:
                 self._record_failure(exc)
                 raise
             ticker.record_tick(heartbeat_id=self.heartbeat_id, report=report)
+            metrics.record_tick(report)
             return report
         finally:
             close_old_connections()

@@ -1,6 +1,7 @@
 import asyncio
 import logging
 
+import prometheus_client
 from django.core.management.base import BaseCommand, CommandError
 
 from timesheet import conf
@@ -53,17 +54,32 @@ class Command(BaseCommand):
         )
         parser.add_argument("--max-ticks", type=str, default=None, help="Exit after this many good ticks.")
         parser.add_argument(
+            "--metrics-port",
+            type=str,
+            default=None,
+            help="Serve Prometheus metrics on 127.0.0.1 at this port (default: METRICS_PORT, unset for none).",
+        )
+        parser.add_argument(
             "--batch-size",
             type=str,
             default=None,
             help="Most rows settled in one transaction (default: TICKER_BATCH_SIZE).",
         )
 
-    def handle(self, *args, interval, once, max_ticks, batch_size, verbosity, **options):
+    def handle(self, *args, interval, once, max_ticks, batch_size, metrics_port, verbosity, **options):
         interval = conf.tick_interval() if interval is None else positive_float(interval)
         max_ticks = 1 if once else (None if max_ticks is None else positive_int("--max-ticks")(max_ticks))
         batch_size = conf.batch_size() if batch_size is None else positive_int("--batch-size")(batch_size)
+        metrics_port = (
+            conf.get("METRICS_PORT") if metrics_port is None else positive_int("--metrics-port")(metrics_port)
+        )
         logging.getLogger("timesheet").setLevel(VERBOSITY_LEVELS.get(verbosity, logging.DEBUG))
+        if metrics_port:
+            try:
+                prometheus_client.start_http_server(metrics_port, addr="127.0.0.1")
+            except OSError as exc:
+                raise CommandError(f"Cannot serve metrics on 127.0.0.1:{metrics_port}: {exc}") from exc
+            logger.info("Metrics on http://127.0.0.1:%d/metrics", metrics_port)
 
         worker = Worker(
             interval=interval,
@@ -76,7 +92,7 @@ class Command(BaseCommand):
         try:
             asyncio.run(self._run(worker))
         except WorkerFailed as exc:
-            raise CommandError(str(exc)) from exc
+            raise CommandError("The tick failed; see the error above." if once else str(exc)) from exc
 
     async def _run(self, worker):
         install_signal_handlers(worker)

@@ -1,0 +1,149 @@
+"""
+Prometheus metrics. The ticker serves its own on ``METRICS_PORT``
+(127.0.0.1); the web side serves ``/metrics``, to loopback clients or with
+``Authorization: Bearer $METRICS_TOKEN``.
+
+The figure that says whether stored time can be trusted is freshness:
+``fiches_stored_time_age_seconds``, how old the oldest running fiche's
+accounting mark is. With a healthy ticker it stays under its interval plus a
+tick's duration.
+"""
+
+import hmac
+import time
+
+from asgiref.sync import iscoroutinefunction, sync_to_async
+from django.conf import settings
+from django.db.models import Count, Min
+from django.http import HttpResponse
+from django.utils.decorators import sync_and_async_middleware
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import REGISTRY, GaugeMetricFamily
+
+from .dbtime import db_now
+from .models import FicheTemps
+
+# The ticker ----------------------------------------------------------------
+
+TICK_DURATION = Histogram(
+    "fiches_tick_duration_seconds",
+    "How long a good tick took.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+TICKS = Counter("fiches_ticks", "Good ticks.")
+TICK_FAILURES = Counter("fiches_tick_failures", "Ticks that failed (each retried with back-off).")
+TICK_OVERRUNS = Counter("fiches_tick_overruns", "Deadlines skipped because a tick outlasted its interval.")
+ROWS_SETTLED = Counter("fiches_rows_settled", "Running fiches settled by ticks.")
+AUTO_STOPPED = Counter("fiches_auto_stopped", "Fiches paused by the auto-stop.")
+STORED_TIME_AGE = Gauge(
+    "fiches_stored_time_age_seconds",
+    "Age of the oldest running fiche's accounting mark after the last tick (0 when none runs).",
+)
+RUNNING = Gauge("fiches_running", "Running fiches after the last tick.")
+
+
+def freshness() -> tuple[int, float]:
+    """How many fiches run, and how old (seconds, on the database's clock) the oldest accounting mark is."""
+    figures = FicheTemps.objects.running().aggregate(count=Count("pk"), oldest=Min("compte_jusqua"))
+    if figures["oldest"] is None:
+        return 0, 0.0
+    return figures["count"], max(0.0, (db_now() - figures["oldest"]).total_seconds())
+
+
+def record_tick(report) -> None:
+    """After a good tick (in its thread): counters, and freshness read from the database."""
+    TICKS.inc()
+    TICK_DURATION.observe(report.duration)
+    ROWS_SETTLED.inc(report.settled)
+    AUTO_STOPPED.inc(report.auto_stopped)
+    running, age = freshness()
+    RUNNING.set(running)
+    STORED_TIME_AGE.set(age)
+
+
+# The web side ----------------------------------------------------------------
+
+REQUESTS = Counter("fiches_http_requests", "HTTP requests answered.", ["method", "view", "status"])
+LATENCY = Histogram(
+    "fiches_http_request_duration_seconds",
+    "Time to the response's headers (a stream's lifetime is not counted).",
+    ["view"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+THROTTLED = Counter("fiches_throttled_requests", "Requests refused with 429 (sign-in or token throttling).")
+
+
+class ScrapeTimeCollector:
+    """Figures read from the database when /metrics is scraped: freshness as the web side sees it, webhook lag."""
+
+    def collect(self):
+        from . import stream, webhooks
+
+        running, age = freshness()
+        yield GaugeMetricFamily(
+            "fiches_web_stored_time_age_seconds", "Age of the oldest running fiche's accounting mark.", value=age
+        )
+        yield GaugeMetricFamily("fiches_web_running", "Running fiches.", value=running)
+        yield GaugeMetricFamily(
+            "fiches_webhook_lag_seconds",
+            "How long the oldest event not yet delivered to an active subscription has waited.",
+            value=webhooks.lag_seconds(),
+        )
+        yield GaugeMetricFamily(
+            "fiches_open_streams", "Open event streams in this process.", value=len(stream.hub.subscribers)
+        )
+
+
+_scrape_collector = None
+
+
+def _observe(request, response, started):
+    match = getattr(request, "resolver_match", None)
+    view = (match.view_name if match else None) or "unmatched"
+    REQUESTS.labels(request.method, view, str(response.status_code)).inc()
+    LATENCY.labels(view).observe(time.perf_counter() - started)
+    if response.status_code == 429:
+        THROTTLED.inc()
+
+
+@sync_and_async_middleware
+def request_metrics(get_response):
+    if iscoroutinefunction(get_response):
+
+        async def middleware(request):
+            started = time.perf_counter()
+            response = await get_response(request)
+            _observe(request, response, started)
+            return response
+
+    else:
+
+        def middleware(request):
+            started = time.perf_counter()
+            response = get_response(request)
+            _observe(request, response, started)
+            return response
+
+    return middleware
+
+
+def _allowed(request) -> bool:
+    token = getattr(settings, "METRICS_TOKEN", None)
+    if token:
+        return hmac.compare_digest(request.headers.get("Authorization", ""), f"Bearer {token}")
+    return request.META.get("REMOTE_ADDR") in ("127.0.0.1", "::1")
+
+
+def _exposition():
+    global _scrape_collector
+    if _scrape_collector is None:
+        _scrape_collector = ScrapeTimeCollector()
+        REGISTRY.register(_scrape_collector)
+    return generate_latest(REGISTRY)
+
+
+async def metrics_view(request):
+    """The web process's metrics, in Prometheus' text format."""
+    if not _allowed(request):
+        return HttpResponse("Forbidden: loopback only, or METRICS_TOKEN.\n", status=403, content_type="text/plain")
+    return HttpResponse(await sync_to_async(_exposition)(), content_type=CONTENT_TYPE_LATEST)
