@@ -10,7 +10,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection, connections
 
-from timesheet.models import FicheEvent, FicheTemps, Projet
+from timesheet.models import FicheEvent, FicheTemps, Projet, Stretch
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -84,15 +84,33 @@ def running_stretches(fiche_id):
 
 
 def assert_exact(fiche_id):
-    """The stored time equals what the audit trail says: every stretch once, never twice."""
+    """
+    The stored time equals what the audit trail says, and what the ledger
+    says: every stretch once, never twice (a running fiche's open stretch
+    counted up to its accounting mark).
+    """
     fiche = FicheTemps.objects.get(pk=fiche_id)
-    assert fiche.temps_impute == charged_by_events(fiche_id)
+    settled_part = fiche.compte_jusqua - fiche.en_calcul_depuis if fiche.is_running else timedelta(0)
+    assert fiche.temps_impute == charged_by_events(fiche_id) + settled_part
     adjustments = sum(
         (e.delta for e in FicheEvent.objects.filter(fiche_id=fiche_id, kind=FicheEvent.Kind.ADJUSTED)), timedelta(0)
     )
     stretches = sum((stop - start for start, stop in running_stretches(fiche_id)), timedelta(0))
-    assert fiche.temps_impute == stretches + adjustments
+    assert fiche.temps_impute == stretches + settled_part + adjustments
+    assert fiche.temps_impute == ledger_time(fiche) + adjustments
     return fiche
+
+
+def ledger_time(fiche):
+    """The fiche's running time by its ledger: closed stretches, and the open one up to the accounting mark."""
+    total = timedelta(0)
+    for stretch in Stretch.objects.filter(fiche_id=fiche.pk):
+        if stretch.ended_at is None:
+            assert fiche.etat == "en_calcul" and stretch.started_at == fiche.en_calcul_depuis
+            total += fiche.compte_jusqua - stretch.started_at
+        else:
+            total += stretch.ended_at - stretch.started_at
+    return total
 
 
 def assert_within_real_time(charged, shortest, longest):

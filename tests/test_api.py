@@ -1,5 +1,6 @@
 import json
 import time
+from datetime import datetime, timedelta
 
 import pytest
 from django.test import Client
@@ -316,3 +317,34 @@ def test_a_body_that_is_not_json_is_415(alice, projet, content_type, body):
     response = alice.post("/api/fiches/", body, content_type=content_type)
     assert_error(response, 415, "The body must be JSON")
     assert not FicheTemps.objects.exists()
+
+
+def test_a_start_refused_by_the_limit_is_409_with_the_running_fiche(alice, projet, user, settings):
+    settings.FICHE_MAX_RUNNING_PER_OWNER = 1
+    running = new_fiche(projet, user)
+    other = new_fiche(projet, user, start=False)
+    response = post(alice, f"/api/fiches/{other.pk}/start")
+    assert_error(response, 409, f"Fiche {running.pk} is already running")
+    assert response.json()["running_fiche_id"] == running.pk
+
+
+def test_switch_through_the_api(alice, projet, user, settings):
+    settings.FICHE_MAX_RUNNING_PER_OWNER = 1
+    running = new_fiche(projet, user)
+    other = new_fiche(projet, user, start=False)
+    body = post(alice, f"/api/fiches/{running.pk}/switch", {"to": other.pk}).json()
+    assert (body["paused"]["etat"], body["started"]["etat"]) == ("en_pause", "en_calcul")
+    started_at = datetime.fromisoformat(body["started"]["en_calcul_depuis"])
+    assert started_at == FicheEvent.objects.filter(fiche_id=running.pk).last().at
+    assert_error(post(alice, f"/api/fiches/{running.pk}/switch", {"to": other.pk}), 409, "Cannot switch from")
+    assert_error(post(alice, f"/api/fiches/{running.pk}/switch", {}), 400, "'to': Field required.")
+
+
+def test_pause_at_an_earlier_instant_through_the_api(alice, projet, user):
+    fiche = new_fiche(projet, user)
+    time.sleep(0.05)
+    at = FicheTemps.objects.get(pk=fiche.pk).en_calcul_depuis + timedelta(milliseconds=20)
+    body = post(alice, f"/api/fiches/{fiche.pk}/pause", {"at": at.isoformat()}).json()
+    assert body["temps_impute"] == 0.02
+    assert_error(post(alice, f"/api/fiches/{fiche.pk}/finish", {"at": "2026-01-01T00:00:00"}), 400, "Fiche")
+    assert_error(post(alice, f"/api/fiches/{fiche.pk}/pause", {"at": "yesterday"}), 400, "'at'")

@@ -9,7 +9,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from timesheet import services
-from timesheet.models import Etat, FicheEvent, FicheTemps, TickerHeartbeat
+from timesheet.models import Etat, FicheEvent, FicheTemps, Stretch, TickerHeartbeat
 from timesheet.ticker import TickReport, record_failure, record_stop, record_tick, register_heartbeat, tick
 
 from .conftest import assert_exact, assert_within_real_time
@@ -30,6 +30,7 @@ def shift_marks_back(fiche_id, by):
         compte_jusqua=fiche.compte_jusqua - by, en_calcul_depuis=fiche.en_calcul_depuis - by
     )
     FicheEvent.objects.filter(fiche_id=fiche_id, kind="started").update(at=fiche.en_calcul_depuis - by)
+    Stretch.objects.filter(fiche_id=fiche_id, ended_at__isnull=True).update(started_at=fiche.en_calcul_depuis - by)
 
 
 @pytest.mark.django_db

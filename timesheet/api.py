@@ -114,9 +114,17 @@ api = NinjaAPI(
 
 class Error(Schema):
     error: str
+    running_fiche_id: int | None = Field(None, description="With a 409 'limit_reached': the fiche that runs.")
 
 
-STATUS_BY_CODE = {"not_found": 404, "forbidden": 403, "wrong_state": 409, "negative_time": 409, "invalid": 400}
+STATUS_BY_CODE = {
+    "not_found": 404,
+    "forbidden": 403,
+    "wrong_state": 409,
+    "limit_reached": 409,
+    "negative_time": 409,
+    "invalid": 400,
+}
 ERRORS = {400: Error, 401: Error, 403: Error, 404: Error, 413: Error, 415: Error, 429: Error}
 TRANSITION_ERRORS = {**ERRORS, 409: Error}
 
@@ -168,7 +176,10 @@ def on_http_error(request, exc):
 
 @api.exception_handler(services.TransitionRefused)
 def on_refusal(request, exc):
-    return error(request, STATUS_BY_CODE[exc.code], exc.message)
+    body = {"error": exc.message}
+    if exc.running_fiche_id is not None:
+        body["running_fiche_id"] = exc.running_fiche_id
+    return api.create_response(request, body, status=STATUS_BY_CODE[exc.code])
 
 
 @api.exception_handler(Http404)
@@ -244,6 +255,21 @@ class FicheIn(Strict):
 
 class NoBody(Strict):
     pass
+
+
+class StopIn(Strict):
+    at: Annotated[datetime | None, Field(strict=False)] = Field(
+        None, description="Stop at this earlier instant of the current stretch (ISO 8601 with an offset)."
+    )
+
+
+class SwitchIn(Strict):
+    to: Id = Field(description="The paused fiche to start at the instant this one pauses.")
+
+
+class SwitchOut(Schema):
+    paused: FicheOut
+    started: FicheOut
 
 
 class Credentials(Strict):
@@ -334,17 +360,39 @@ async def fiche_detail(request, fiche_id: int):
     return fiche_json(fiche)
 
 
-def transition(action, service, summary):
-    async def view(request, fiche_id: int, payload: NoBody | None = None):
-        return fiche_json(await service(fiche_id=fiche_id, actor=request.auth))
-
-    view.__name__ = f"{action}_fiche"
-    api.post(f"/fiches/{{id:fiche_id}}/{action}", response={200: FicheOut, **TRANSITION_ERRORS}, summary=summary)(view)
+@api.post("/fiches/{id:fiche_id}/start", response={200: FicheOut, **TRANSITION_ERRORS}, summary="Start a paused fiche")
+async def start_fiche(request, fiche_id: int, payload: NoBody | None = None):
+    return fiche_json(await services.astart_fiche(fiche_id=fiche_id, actor=request.auth))
 
 
-transition("start", services.astart_fiche, "Start or resume a paused fiche")
-transition("pause", services.apause_fiche, "Pause a running fiche, settling its time up to now")
-transition("finish", services.afinish_fiche, "Finish a running or paused fiche")
+@api.post(
+    "/fiches/{id:fiche_id}/pause",
+    response={200: FicheOut, **TRANSITION_ERRORS},
+    summary="Pause a running fiche, settling its time up to now or up to an earlier instant",
+)
+async def pause_fiche(request, fiche_id: int, payload: StopIn | None = None):
+    at = payload.at if payload else None
+    return fiche_json(await services.apause_fiche(fiche_id=fiche_id, actor=request.auth, at=at))
+
+
+@api.post(
+    "/fiches/{id:fiche_id}/finish",
+    response={200: FicheOut, **TRANSITION_ERRORS},
+    summary="Finish a running (now or at an earlier instant) or paused fiche",
+)
+async def finish_fiche(request, fiche_id: int, payload: StopIn | None = None):
+    at = payload.at if payload else None
+    return fiche_json(await services.afinish_fiche(fiche_id=fiche_id, actor=request.auth, at=at))
+
+
+@api.post(
+    "/fiches/{id:fiche_id}/switch",
+    response={200: SwitchOut, **TRANSITION_ERRORS},
+    summary="Pause this running fiche and start another at the same instant",
+)
+async def switch_fiche(request, fiche_id: int, payload: SwitchIn):
+    paused, started = await services.aswitch_fiche(from_id=fiche_id, to_id=payload.to, actor=request.auth)
+    return {"paused": fiche_json(paused), "started": fiche_json(started)}
 
 
 # Sessions --------------------------------------------------------------------

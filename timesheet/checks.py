@@ -35,6 +35,12 @@ RULES = [
         "timesheet.E004",
     ),
     ("TICKER_SHARDS", _is_positive_int, "a positive whole number of shards", "timesheet.E007"),
+    (
+        "FICHE_MAX_RUNNING_PER_OWNER",
+        lambda value: isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 100,
+        "a whole number from 0 (no limit) to 100",
+        "timesheet.E016",
+    ),
     ("STREAM_POLL_SECONDS", _is_positive_number, "a positive number of seconds", "timesheet.E005"),
     ("STREAM_KEEPALIVE_SECONDS", _is_positive_number, "a positive number of seconds", "timesheet.E006"),
     ("API_TOKEN_RATE", _is_rate, "a rate such as 600/min (requests per s, min, hour or day)", "timesheet.E008"),

@@ -10,6 +10,7 @@ DEFAULTS = {
     "TICKER_SHARDS": 1,
     "TICKER_MAX_FAILURE_SECONDS": 300,
     "FICHE_MAX_RUNNING_HOURS": None,
+    "FICHE_MAX_RUNNING_PER_OWNER": 1,
     "STREAM_POLL_SECONDS": 1,
     "STREAM_KEEPALIVE_SECONDS": 15,
     "API_TOKEN_RATE": "600/min",
@@ -50,6 +51,11 @@ def max_running() -> timedelta | None:
     """How long a fiche may run before the ticker pauses it, or None for no limit."""
     hours = get("FICHE_MAX_RUNNING_HOURS")
     return None if hours is None else timedelta(hours=hours)
+
+
+def max_running_per_owner() -> int:
+    """How many fiches one owner may run at once; 0 for no limit."""
+    return int(get("FICHE_MAX_RUNNING_PER_OWNER"))
 
 
 def stream_poll_seconds() -> float:

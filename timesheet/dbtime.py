@@ -45,11 +45,13 @@ class Elapsed(_DurationExpression):
     """
     The time from ``since`` to ``until`` (the database's now by default), plus
     ``offset``, or zero if that is negative: a clock behind the mark never
-    takes time back.
+    takes time back. With ``clamp=False`` a negative difference is kept (a
+    stop at an instant before the mark takes the time after it back).
     """
 
-    def __init__(self, since, until=None, offset=timedelta(0)):
+    def __init__(self, since, until=None, offset=timedelta(0), clamp=True):
         super().__init__(since, Now() if until is None else until, offset)
+        self.clamp = clamp
 
     def as_sqlite(self, compiler, connection, **extra_context):
         (since, until, offset), params = self._compile_all(compiler)
@@ -58,12 +60,13 @@ class Elapsed(_DurationExpression):
         # julianday() is a double of days; its error (~40 us at today's dates)
         # is far below half a millisecond, so rounding to whole milliseconds
         # recovers the exact difference of two millisecond instants.
-        elapsed = f"CAST(ROUND((julianday({until}) - julianday({since})) * 86400000.0) AS INTEGER) * 1000"
-        return f"MAX(0, {elapsed} + {offset})", params
+        elapsed = f"CAST(ROUND((julianday({until}) - julianday({since})) * 86400000.0) AS INTEGER) * 1000 + {offset}"
+        return (f"MAX(0, {elapsed})" if self.clamp else f"({elapsed})"), params
 
     def as_postgresql(self, compiler, connection, **extra_context):
         (since, until, offset), params = self._compile_all(compiler)
-        return f"GREATEST({until} - {since} + {offset}::interval, INTERVAL '0')", params
+        elapsed = f"{until} - {since} + {offset}::interval"
+        return (f"GREATEST({elapsed}, INTERVAL '0')" if self.clamp else f"({elapsed})"), params
 
 
 class DurationSum(_DurationExpression):

@@ -79,6 +79,10 @@ class FicheTemps(models.Model):
     compte_jusqua = models.DateTimeField(_("accounted up to"), null=True, blank=True, editable=False)
     en_calcul_depuis = models.DateTimeField(_("running since"), null=True, blank=True, editable=False)
     auto_stopped = models.BooleanField(_("auto-stopped"), default=False)
+    # While running: which of its owner's FICHE_MAX_RUNNING_PER_OWNER slots it
+    # holds (None when there is no limit). Unique per owner among running
+    # fiches, so the database itself refuses one fiche too many.
+    run_slot = models.PositiveSmallIntegerField(_("running slot"), null=True, blank=True, editable=False)
     created_at = models.DateTimeField(_("created"), db_default=Now(), editable=False)
     updated_at = models.DateTimeField(_("updated"), db_default=Now(), editable=False)
 
@@ -107,6 +111,16 @@ class FicheTemps(models.Model):
             models.CheckConstraint(
                 condition=Q(etat__in=Etat.values),
                 name="fiche_etat_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(etat=Etat.EN_CALCUL) | Q(run_slot__isnull=True),
+                name="fiche_slot_only_while_running",
+            ),
+            models.UniqueConstraint(
+                fields=["owner", "run_slot"],
+                condition=Q(etat=Etat.EN_CALCUL),
+                name="fiche_one_running_per_owner_slot",
+                violation_error_message=_("This owner already runs as many fiches as allowed."),
             ),
         ]
 
@@ -147,7 +161,13 @@ class FicheEvent(models.Model):
         verbose_name=_("actor"),
         help_text=_("Empty when the ticker acted."),
     )
-    at = models.DateTimeField(_("at"))
+    at = models.DateTimeField(_("at"), help_text=_("The instant the event took effect."))
+    recorded_at = models.DateTimeField(
+        _("recorded"),
+        db_default=Now(),
+        editable=False,
+        help_text=_("When it was entered: later than 'at' for a stop at an earlier instant."),
+    )
     delta = models.DurationField(_("delta"), default=timedelta(0))
     temps_impute = models.DurationField(_("time charged after"))
     reason = models.TextField(_("reason"), blank=True)
@@ -162,6 +182,37 @@ class FicheEvent(models.Model):
 
     def __str__(self):
         return f"{self.get_kind_display()} {self.fiche_id} @ {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+class Stretch(models.Model):
+    """
+    The ledger: one row per running stretch of a fiche, from its start to its
+    stop on the database's clock (open while the fiche runs). A fiche's time
+    is the sum of its stretches and its adjustments; reports split stretches
+    at days' boundaries.
+    """
+
+    fiche = models.ForeignKey(FicheTemps, on_delete=models.CASCADE, related_name="stretches", verbose_name=_("fiche"))
+    started_at = models.DateTimeField(_("started"))
+    ended_at = models.DateTimeField(_("ended"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["started_at", "id"]
+        verbose_name = _("stretch")
+        verbose_name_plural = _("stretches")
+        indexes = [models.Index(fields=["started_at"], name="stretch_started_idx")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(ended_at__isnull=True) | Q(ended_at__gte=models.F("started_at")),
+                name="stretch_ends_after_it_starts",
+            ),
+            models.UniqueConstraint(
+                fields=["fiche"], condition=Q(ended_at__isnull=True), name="stretch_one_open_per_fiche"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.fiche_id}: {self.started_at:%Y-%m-%d %H:%M:%S} → {self.ended_at or '…'}"
 
 
 class TickerHeartbeat(models.Model):

@@ -10,16 +10,17 @@ async twin for async views.
 """
 
 import functools
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
-from django.db import transaction
-from django.db.models import QuerySet
+from django.db import IntegrityError, connection, transaction
+from django.db.models import DateTimeField, F, QuerySet, Value
 from django.db.models.functions import Now
 
-from .dbtime import DurationSum, Elapsed, later_of, settled
-from .models import Etat, FicheEvent, FicheTemps, Projet
+from . import conf
+from .dbtime import DurationSum, Elapsed, db_now, later_of, settled
+from .models import Etat, FicheEvent, FicheTemps, Projet, Stretch
 
 __all__ = [
     "TransitionRefused",
@@ -29,6 +30,7 @@ __all__ = [
     "afinish_fiche",
     "apause_fiche",
     "astart_fiche",
+    "aswitch_fiche",
     "aupdate_fiche",
     "create_fiche",
     "finish_fiche",
@@ -36,6 +38,7 @@ __all__ = [
     "settle",
     "start_fiche",
     "stop_overdue",
+    "switch_fiche",
     "update_fiche",
 ]
 
@@ -46,14 +49,17 @@ class TransitionRefused(Exception):
 
     ``code`` says why: ``not_found`` (no such fiche or project, or one the
     actor may not see), ``forbidden`` (visible but not the actor's to make),
-    ``wrong_state`` (e.g. pausing a paused fiche), ``negative_time`` (an
-    adjustment below zero) or ``invalid`` (bad arguments).
+    ``wrong_state`` (e.g. pausing a paused fiche), ``limit_reached`` (the
+    owner already runs as many fiches as allowed; ``running_fiche_id`` names
+    one), ``negative_time`` (an adjustment below zero) or ``invalid`` (bad
+    arguments).
     """
 
-    def __init__(self, message, *, code):
+    def __init__(self, message, *, code, running_fiche_id=None):
         super().__init__(message)
         self.message = message
         self.code = code
+        self.running_fiche_id = running_fiche_id
 
 
 # What a transition reads before it writes: enough to compute a stopped stretch's length.
@@ -121,39 +127,119 @@ def stretch_length(before: dict, temps_after: timedelta) -> timedelta:
     return (before["compte_jusqua"] - before["en_calcul_depuis"]) + (temps_after - before["temps_impute"])
 
 
-def _stop(rows, *, etat, kind, actor, reason="", until=None, offset=timedelta(0), auto_stopped=False) -> int:
+def _stop(rows, *, etat, kind, actor, at=None, offset=timedelta(0), reason="", auto_stopped=False) -> int:
     """
     Stop the running fiches whose values before are ``rows`` (locked by the
-    caller) at ``until`` + ``offset`` (the database's now by default), settling
-    their time up to that instant, and write one event each for the stretch
-    that ended there; return how many were stopped.
+    caller) at the instant ``at`` + ``offset`` (an expression over the row;
+    the database's now by default, never before the mark), settling their
+    time up to exactly that instant: time settled past it is taken back. Close
+    each one's stretch there and write one event for it; return how many.
     """
     ids = [row["id"] for row in rows]
+    until = later_of("compte_jusqua") if at is None else at
     FicheTemps.objects.filter(pk__in=ids).update(
         etat=etat,
-        temps_impute=settled(until=until, offset=offset),
+        temps_impute=settled(until=until, offset=offset, clamp=False),
         compte_jusqua=None,
         en_calcul_depuis=None,
+        run_slot=None,
         auto_stopped=auto_stopped,
         updated_at=Now(),
     )
     after = dict(FicheTemps.objects.filter(pk__in=ids).values_list("id", "temps_impute"))
-    events = []
+    events, ends = [], {}
     for row in rows:
         stretch = stretch_length(row, after[row["id"]])
+        ends[row["id"]] = row["en_calcul_depuis"] + stretch
         events.append(
             FicheEvent(
                 fiche_id=row["id"],
                 kind=kind,
                 actor=actor,
-                at=row["en_calcul_depuis"] + stretch,
+                at=ends[row["id"]],
                 delta=stretch,
                 temps_impute=after[row["id"]],
                 reason=reason,
             )
         )
+    open_stretches = list(Stretch.objects.filter(fiche_id__in=ids, ended_at__isnull=True))
+    for open_stretch in open_stretches:
+        open_stretch.ended_at = ends[open_stretch.fiche_id]
+    Stretch.objects.bulk_update(open_stretches, ["ended_at"], batch_size=1000)
     FicheEvent.objects.bulk_create(events)
     return len(events)
+
+
+def _slot_for(owner_id) -> int | None:
+    """
+    A free running slot of the owner (None when FICHE_MAX_RUNNING_PER_OWNER
+    is 0: no limit); refused as ``limit_reached`` when every one is taken.
+    """
+    limit = conf.max_running_per_owner()
+    if not limit:
+        return None
+    taken = dict(FicheTemps.objects.running().filter(owner_id=owner_id).values_list("run_slot", "id"))
+    for slot in range(limit):
+        if slot not in taken:
+            return slot
+    running = min(taken.values())
+    raise TransitionRefused(
+        f"Fiche {running} is already running: pause it or switch to this one "
+        f"(at most {limit} running fiche{'s' if limit > 1 else ''} at a time).",
+        code="limit_reached",
+        running_fiche_id=running,
+    )
+
+
+def _start(fiche_id, owner_id, actor, *, at=None) -> FicheTemps:
+    """
+    Start a paused fiche (locked by the caller) at ``at`` (the database's now
+    by default) in a free slot of its owner; open its stretch and write the
+    event; return it. The database's unique slot refuses a racing start.
+    """
+    at = Now() if at is None else at
+    try:
+        with transaction.atomic():  # a savepoint: a lost race leaves the outer transaction usable
+            FicheTemps.objects.filter(pk=fiche_id).update(
+                etat=Etat.EN_CALCUL,
+                compte_jusqua=at,
+                en_calcul_depuis=at,
+                run_slot=_slot_for(owner_id),
+                auto_stopped=False,
+                updated_at=Now(),
+            )
+    except IntegrityError:
+        # Another transaction took the last slot between our read and our write.
+        _slot_for(owner_id)  # names the fiche that runs now
+        raise TransitionRefused("Another fiche of this owner has just started.", code="limit_reached") from None
+    fiche = _reload(fiche_id)
+    Stretch.objects.create(fiche_id=fiche_id, started_at=fiche.en_calcul_depuis)
+    FicheEvent.objects.create(
+        fiche_id=fiche_id,
+        kind=FicheEvent.Kind.STARTED,
+        actor=actor,
+        at=fiche.en_calcul_depuis,
+        temps_impute=fiche.temps_impute,
+    )
+    return fiche
+
+
+def _stop_instant(row, at) -> datetime:
+    """Check that ``at`` lies in the fiche's current stretch and is not in the future; return it."""
+    if at.tzinfo is None:
+        raise TransitionRefused("The stop instant needs a time zone (an offset such as +01:00).", code="invalid")
+    if connection.vendor == "sqlite":  # its clock has whole milliseconds: so does every instant it stores
+        at = at.replace(microsecond=at.microsecond // 1000 * 1000)
+    now = db_now()
+    if at > now:
+        raise TransitionRefused(f"Cannot stop fiche {row['id']} in the future ({at.isoformat()}).", code="invalid")
+    if at < row["en_calcul_depuis"]:
+        raise TransitionRefused(
+            f"Cannot stop fiche {row['id']} at {at.isoformat()}: it has run only since "
+            f"{row['en_calcul_depuis'].isoformat()}.",
+            code="invalid",
+        )
+    return at
 
 
 def create_fiche(
@@ -172,49 +258,84 @@ def create_fiche(
     libelle = _clean_libelle(libelle)
     with transaction.atomic():
         _require_active_projet(projet_id)
-        running = {"etat": Etat.EN_CALCUL, "compte_jusqua": Now(), "en_calcul_depuis": Now()} if start else {}
-        fiche = FicheTemps.objects.create(projet_id=projet_id, owner_id=owner_id, libelle=libelle, **running)
-        fiche = _reload(fiche.pk)
-        _log(fiche, FicheEvent.Kind.CREATED, actor)
-        if start:
-            _log(fiche, FicheEvent.Kind.STARTED, actor)
-    return fiche
+        fiche = FicheTemps.objects.create(projet_id=projet_id, owner_id=owner_id, libelle=libelle)
+        _log(_reload(fiche.pk), FicheEvent.Kind.CREATED, actor)
+        return _start(fiche.pk, owner_id, actor) if start else _reload(fiche.pk)
 
 
 def start_fiche(*, fiche_id: int, actor) -> FicheTemps:
-    """Start (or resume) a paused fiche at the database's now; return it."""
+    """Start (or resume) a paused fiche at the database's now, if its owner may run one more; return it."""
     with transaction.atomic():
         row = _locked(fiche_id, actor)
         _require_state(row, "start", Etat.EN_PAUSE)
-        FicheTemps.objects.filter(pk=fiche_id).update(
-            etat=Etat.EN_CALCUL, compte_jusqua=Now(), en_calcul_depuis=Now(), auto_stopped=False, updated_at=Now()
-        )
-        fiche = _reload(fiche_id)
-        _log(fiche, FicheEvent.Kind.STARTED, actor)
-    return fiche
+        _require_active_projet(row["projet_id"])
+        return _start(fiche_id, row["owner_id"], actor)
 
 
-def pause_fiche(*, fiche_id: int, actor) -> FicheTemps:
-    """Pause a running fiche, settling its time up to the database's now; return it."""
+def _stop_reason(at) -> str:
+    return "" if at is None else f"Stopped at {at.isoformat()}."
+
+
+def pause_fiche(*, fiche_id: int, actor, at: datetime | None = None) -> FicheTemps:
+    """
+    Pause a running fiche, settling its time up to the database's now, or up
+    to ``at``, an earlier instant of its current stretch ("I stopped at
+    17:40": the time after it is taken back); return it.
+    """
     with transaction.atomic():
         row = _locked(fiche_id, actor)
         _require_state(row, "pause", Etat.EN_CALCUL)
-        _stop([row], etat=Etat.EN_PAUSE, kind=FicheEvent.Kind.PAUSED, actor=actor)
+        until = None if at is None else Value(_stop_instant(row, at), output_field=DateTimeField())
+        _stop([row], etat=Etat.EN_PAUSE, kind=FicheEvent.Kind.PAUSED, actor=actor, at=until, reason=_stop_reason(at))
         return _reload(fiche_id)
 
 
-def finish_fiche(*, fiche_id: int, actor) -> FicheTemps:
-    """Finish a running or paused fiche, settling a running one up to now; return it."""
+def finish_fiche(*, fiche_id: int, actor, at: datetime | None = None) -> FicheTemps:
+    """Finish a running or paused fiche, settling a running one up to now (or to ``at``, as a pause); return it."""
     with transaction.atomic():
         row = _locked(fiche_id, actor)
         _require_state(row, "finish", Etat.EN_CALCUL, Etat.EN_PAUSE)
         if row["etat"] == Etat.EN_CALCUL:
-            _stop([row], etat=Etat.TERMINEE, kind=FicheEvent.Kind.FINISHED, actor=actor)
+            until = None if at is None else Value(_stop_instant(row, at), output_field=DateTimeField())
+            _stop(
+                [row],
+                etat=Etat.TERMINEE,
+                kind=FicheEvent.Kind.FINISHED,
+                actor=actor,
+                at=until,
+                reason=_stop_reason(at),
+            )
             return _reload(fiche_id)
+        if at is not None:
+            raise TransitionRefused(f"Fiche {fiche_id} is paused: there is no running time to stop at.", code="invalid")
         FicheTemps.objects.filter(pk=fiche_id).update(etat=Etat.TERMINEE, updated_at=Now())
         fiche = _reload(fiche_id)
         _log(fiche, FicheEvent.Kind.FINISHED, actor)
     return fiche
+
+
+def switch_fiche(*, from_id: int, to_id: int, actor) -> tuple[FicheTemps, FicheTemps]:
+    """
+    Pause the running fiche ``from_id`` and start the paused fiche ``to_id``
+    of the same owner at one database instant, in one transaction: no gap,
+    no overlap, both audited; return both.
+    """
+    if from_id == to_id:
+        raise TransitionRefused("Switching needs two different fiches.", code="invalid")
+    with transaction.atomic():
+        # Locked in id order, so that two switches of the same pair cannot deadlock.
+        rows = {fiche_id: _locked(fiche_id, actor) for fiche_id in sorted((from_id, to_id))}
+        source, target = rows[from_id], rows[to_id]
+        _require_state(source, "switch from", Etat.EN_CALCUL)
+        _require_state(target, "switch to", Etat.EN_PAUSE)
+        if source["owner_id"] != target["owner_id"]:
+            raise TransitionRefused("Both fiches of a switch must have the same owner.", code="invalid")
+        _require_active_projet(target["projet_id"])
+        # One instant, read once: never before the running fiche's mark.
+        instant = Value(max(db_now(), source["compte_jusqua"]), output_field=DateTimeField())
+        _stop([source], etat=Etat.EN_PAUSE, kind=FicheEvent.Kind.PAUSED, actor=actor, at=instant)
+        started = _start(to_id, target["owner_id"], actor, at=instant)
+        return _reload(from_id), started
 
 
 def adjust_fiche(*, fiche_id: int, actor, delta: timedelta, reason: str) -> FicheTemps:
@@ -305,8 +426,9 @@ def settle(fiches: QuerySet) -> int:
 def stop_overdue(*, max_running: timedelta, batch_size: int) -> int:
     """
     Pause every fiche that has run longer than ``max_running`` at exactly its
-    start + ``max_running``, flagged and audited, in transactions of at most
-    ``batch_size`` fiches; return how many were stopped.
+    start + ``max_running`` (the same stop as a pause at an earlier instant),
+    flagged and audited, in transactions of at most ``batch_size`` fiches;
+    return how many were stopped.
     """
     overdue = FicheTemps.objects.running().alias(ran=Elapsed("en_calcul_depuis")).filter(ran__gte=max_running)
     stopped = 0
@@ -321,8 +443,8 @@ def stop_overdue(*, max_running: timedelta, batch_size: int) -> int:
                 kind=FicheEvent.Kind.AUTO_STOPPED,
                 actor=None,
                 reason=f"Ran longer than the {max_running} allowed.",
-                # Up to the stop instant, unless an earlier settle already went past it.
-                until="en_calcul_depuis",
+                # Exactly at start + maximum: what ticks settled past it is taken back.
+                at=F("en_calcul_depuis"),
                 offset=max_running,
                 auto_stopped=True,
             )
@@ -342,6 +464,7 @@ def _async_twin(function):
 
 acreate_fiche = _async_twin(create_fiche)
 astart_fiche = _async_twin(start_fiche)
+aswitch_fiche = _async_twin(switch_fiche)
 apause_fiche = _async_twin(pause_fiche)
 afinish_fiche = _async_twin(finish_fiche)
 aadjust_fiche = _async_twin(adjust_fiche)

@@ -8,7 +8,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -17,96 +16,202 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='Projet',
+            name="Projet",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('designation', models.CharField(max_length=200, unique=True, verbose_name='designation')),
-                ('actif', models.BooleanField(default=True, verbose_name='active')),
-                ('created_at', models.DateTimeField(db_default=django.db.models.functions.datetime.Now(), editable=False, verbose_name='created')),
-                ('updated_at', models.DateTimeField(db_default=django.db.models.functions.datetime.Now(), editable=False, verbose_name='updated')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("designation", models.CharField(max_length=200, unique=True, verbose_name="designation")),
+                ("actif", models.BooleanField(default=True, verbose_name="active")),
+                (
+                    "created_at",
+                    models.DateTimeField(
+                        db_default=django.db.models.functions.datetime.Now(), editable=False, verbose_name="created"
+                    ),
+                ),
+                (
+                    "updated_at",
+                    models.DateTimeField(
+                        db_default=django.db.models.functions.datetime.Now(), editable=False, verbose_name="updated"
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'project',
-                'verbose_name_plural': 'projects',
-                'ordering': ['designation'],
+                "verbose_name": "project",
+                "verbose_name_plural": "projects",
+                "ordering": ["designation"],
             },
         ),
         migrations.CreateModel(
-            name='TickerHeartbeat',
+            name="TickerHeartbeat",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('host', models.CharField(max_length=255, verbose_name='host')),
-                ('pid', models.PositiveIntegerField(verbose_name='pid')),
-                ('started_at', models.DateTimeField(db_default=django.db.models.functions.datetime.Now(), verbose_name='started')),
-                ('interval', models.DurationField(verbose_name='interval')),
-                ('last_tick_at', models.DateTimeField(blank=True, null=True, verbose_name='last tick')),
-                ('ticks', models.PositiveBigIntegerField(default=0, verbose_name='ticks')),
-                ('last_rows', models.PositiveIntegerField(default=0, verbose_name='rows in last tick')),
-                ('last_duration', models.DurationField(blank=True, null=True, verbose_name="last tick's duration")),
-                ('failures', models.PositiveBigIntegerField(default=0, verbose_name='failed ticks')),
-                ('last_error', models.TextField(blank=True, verbose_name='last error')),
-                ('last_error_at', models.DateTimeField(blank=True, null=True, verbose_name='last error at')),
-                ('stopped_at', models.DateTimeField(blank=True, null=True, verbose_name='stopped')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("host", models.CharField(max_length=255, verbose_name="host")),
+                ("pid", models.PositiveIntegerField(verbose_name="pid")),
+                (
+                    "started_at",
+                    models.DateTimeField(db_default=django.db.models.functions.datetime.Now(), verbose_name="started"),
+                ),
+                ("interval", models.DurationField(verbose_name="interval")),
+                ("last_tick_at", models.DateTimeField(blank=True, null=True, verbose_name="last tick")),
+                ("ticks", models.PositiveBigIntegerField(default=0, verbose_name="ticks")),
+                ("last_rows", models.PositiveIntegerField(default=0, verbose_name="rows in last tick")),
+                ("last_duration", models.DurationField(blank=True, null=True, verbose_name="last tick's duration")),
+                ("failures", models.PositiveBigIntegerField(default=0, verbose_name="failed ticks")),
+                ("last_error", models.TextField(blank=True, verbose_name="last error")),
+                ("last_error_at", models.DateTimeField(blank=True, null=True, verbose_name="last error at")),
+                ("stopped_at", models.DateTimeField(blank=True, null=True, verbose_name="stopped")),
             ],
             options={
-                'verbose_name': 'ticker heartbeat',
-                'verbose_name_plural': 'ticker heartbeats',
-                'ordering': ['-started_at', '-id'],
+                "verbose_name": "ticker heartbeat",
+                "verbose_name_plural": "ticker heartbeats",
+                "ordering": ["-started_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='FicheTemps',
+            name="FicheTemps",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('libelle', models.CharField(blank=True, max_length=200, verbose_name='label')),
-                ('etat', models.CharField(choices=[('en_calcul', 'running'), ('en_pause', 'paused'), ('terminee', 'finished')], default='en_pause', max_length=10, verbose_name='state')),
-                ('temps_impute', models.DurationField(default=datetime.timedelta(0), verbose_name='time charged')),
-                ('compte_jusqua', models.DateTimeField(blank=True, editable=False, null=True, verbose_name='accounted up to')),
-                ('en_calcul_depuis', models.DateTimeField(blank=True, editable=False, null=True, verbose_name='running since')),
-                ('auto_stopped', models.BooleanField(default=False, verbose_name='auto-stopped')),
-                ('created_at', models.DateTimeField(db_default=django.db.models.functions.datetime.Now(), editable=False, verbose_name='created')),
-                ('updated_at', models.DateTimeField(db_default=django.db.models.functions.datetime.Now(), editable=False, verbose_name='updated')),
-                ('owner', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='fiches', to=settings.AUTH_USER_MODEL, verbose_name='owner')),
-                ('projet', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='fiches', to='timesheet.projet', verbose_name='project')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("libelle", models.CharField(blank=True, max_length=200, verbose_name="label")),
+                (
+                    "etat",
+                    models.CharField(
+                        choices=[("en_calcul", "running"), ("en_pause", "paused"), ("terminee", "finished")],
+                        default="en_pause",
+                        max_length=10,
+                        verbose_name="state",
+                    ),
+                ),
+                ("temps_impute", models.DurationField(default=datetime.timedelta(0), verbose_name="time charged")),
+                (
+                    "compte_jusqua",
+                    models.DateTimeField(blank=True, editable=False, null=True, verbose_name="accounted up to"),
+                ),
+                (
+                    "en_calcul_depuis",
+                    models.DateTimeField(blank=True, editable=False, null=True, verbose_name="running since"),
+                ),
+                ("auto_stopped", models.BooleanField(default=False, verbose_name="auto-stopped")),
+                (
+                    "created_at",
+                    models.DateTimeField(
+                        db_default=django.db.models.functions.datetime.Now(), editable=False, verbose_name="created"
+                    ),
+                ),
+                (
+                    "updated_at",
+                    models.DateTimeField(
+                        db_default=django.db.models.functions.datetime.Now(), editable=False, verbose_name="updated"
+                    ),
+                ),
+                (
+                    "owner",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="fiches",
+                        to=settings.AUTH_USER_MODEL,
+                        verbose_name="owner",
+                    ),
+                ),
+                (
+                    "projet",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="fiches",
+                        to="timesheet.projet",
+                        verbose_name="project",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'time sheet',
-                'verbose_name_plural': 'time sheets',
-                'ordering': ['-created_at', '-id'],
+                "verbose_name": "time sheet",
+                "verbose_name_plural": "time sheets",
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='FicheEvent',
+            name="FicheEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('created', 'created'), ('started', 'started'), ('paused', 'paused'), ('finished', 'finished'), ('auto_stopped', 'auto-stopped'), ('adjusted', 'adjusted')], max_length=20, verbose_name='kind')),
-                ('at', models.DateTimeField(verbose_name='at')),
-                ('delta', models.DurationField(default=datetime.timedelta(0), verbose_name='delta')),
-                ('temps_impute', models.DurationField(verbose_name='time charged after')),
-                ('reason', models.TextField(blank=True, verbose_name='reason')),
-                ('actor', models.ForeignKey(blank=True, help_text='Empty when the ticker acted.', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='actor')),
-                ('fiche', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='events', to='timesheet.fichetemps', verbose_name='fiche')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("created", "created"),
+                            ("started", "started"),
+                            ("paused", "paused"),
+                            ("finished", "finished"),
+                            ("auto_stopped", "auto-stopped"),
+                            ("adjusted", "adjusted"),
+                        ],
+                        max_length=20,
+                        verbose_name="kind",
+                    ),
+                ),
+                ("at", models.DateTimeField(verbose_name="at")),
+                ("delta", models.DurationField(default=datetime.timedelta(0), verbose_name="delta")),
+                ("temps_impute", models.DurationField(verbose_name="time charged after")),
+                ("reason", models.TextField(blank=True, verbose_name="reason")),
+                (
+                    "actor",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="Empty when the ticker acted.",
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                        verbose_name="actor",
+                    ),
+                ),
+                (
+                    "fiche",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="events",
+                        to="timesheet.fichetemps",
+                        verbose_name="fiche",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'fiche event',
-                'verbose_name_plural': 'fiche events',
-                'ordering': ['id'],
+                "verbose_name": "fiche event",
+                "verbose_name_plural": "fiche events",
+                "ordering": ["id"],
             },
         ),
         migrations.AddIndex(
-            model_name='fichetemps',
-            index=models.Index(condition=models.Q(('etat', 'en_calcul')), fields=['id'], name='fiche_running_idx'),
+            model_name="fichetemps",
+            index=models.Index(condition=models.Q(("etat", "en_calcul")), fields=["id"], name="fiche_running_idx"),
         ),
         migrations.AddConstraint(
-            model_name='fichetemps',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('compte_jusqua__isnull', False), ('en_calcul_depuis__isnull', False), ('etat', 'en_calcul')), models.Q(models.Q(('etat', 'en_calcul'), _negated=True), ('compte_jusqua__isnull', True), ('en_calcul_depuis__isnull', True)), _connector='OR'), name='fiche_running_iff_marked', violation_error_message='A fiche has an accounting mark exactly while it is running.'),
+            model_name="fichetemps",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(
+                        ("compte_jusqua__isnull", False), ("en_calcul_depuis__isnull", False), ("etat", "en_calcul")
+                    ),
+                    models.Q(
+                        models.Q(("etat", "en_calcul"), _negated=True),
+                        ("compte_jusqua__isnull", True),
+                        ("en_calcul_depuis__isnull", True),
+                    ),
+                    _connector="OR",
+                ),
+                name="fiche_running_iff_marked",
+                violation_error_message="A fiche has an accounting mark exactly while it is running.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='fichetemps',
-            constraint=models.CheckConstraint(condition=models.Q(('temps_impute__gte', datetime.timedelta(0))), name='fiche_temps_impute_not_negative', violation_error_message='The time charged cannot be negative.'),
+            model_name="fichetemps",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("temps_impute__gte", datetime.timedelta(0))),
+                name="fiche_temps_impute_not_negative",
+                violation_error_message="The time charged cannot be negative.",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='fichetemps',
-            constraint=models.CheckConstraint(condition=models.Q(('etat__in', ['en_calcul', 'en_pause', 'terminee'])), name='fiche_etat_valid'),
+            model_name="fichetemps",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("etat__in", ["en_calcul", "en_pause", "terminee"])), name="fiche_etat_valid"
+            ),
         ),
     ]

@@ -4,20 +4,36 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('timesheet', '0002_fichetemps_fillfactor'),
+        ("timesheet", "0002_fichetemps_fillfactor"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='ficheevent',
-            name='changes',
-            field=models.JSONField(blank=True, default=dict, help_text="For an update: each changed field's old and new value.", verbose_name='changes'),
+            model_name="ficheevent",
+            name="changes",
+            field=models.JSONField(
+                blank=True,
+                default=dict,
+                help_text="For an update: each changed field's old and new value.",
+                verbose_name="changes",
+            ),
         ),
         migrations.AlterField(
-            model_name='ficheevent',
-            name='kind',
-            field=models.CharField(choices=[('created', 'created'), ('started', 'started'), ('paused', 'paused'), ('finished', 'finished'), ('auto_stopped', 'auto-stopped'), ('adjusted', 'adjusted'), ('updated', 'updated')], max_length=20, verbose_name='kind'),
+            model_name="ficheevent",
+            name="kind",
+            field=models.CharField(
+                choices=[
+                    ("created", "created"),
+                    ("started", "started"),
+                    ("paused", "paused"),
+                    ("finished", "finished"),
+                    ("auto_stopped", "auto-stopped"),
+                    ("adjusted", "adjusted"),
+                    ("updated", "updated"),
+                ],
+                max_length=20,
+                verbose_name="kind",
+            ),
         ),
     ]

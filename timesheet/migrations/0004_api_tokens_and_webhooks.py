@@ -7,76 +7,150 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('timesheet', '0003_event_changes_and_updates'),
+        ("timesheet", "0003_event_changes_and_updates"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='WebhookSubscription',
+            name="WebhookSubscription",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100, verbose_name='name')),
-                ('url', models.URLField(max_length=500, verbose_name='URL')),
-                ('secret', models.CharField(help_text='Signs each delivery (HMAC-SHA256).', max_length=200, verbose_name='secret')),
-                ('kinds', models.JSONField(blank=True, default=list, help_text='Empty for every kind of event.', verbose_name='event kinds')),
-                ('active', models.BooleanField(default=True, verbose_name='active')),
-                ('cursor', models.BigIntegerField(default=0, verbose_name='last event delivered')),
-                ('next_attempt_at', models.DateTimeField(db_default=django.db.models.functions.datetime.Now(), verbose_name='next attempt')),
-                ('attempts', models.PositiveIntegerField(default=0, verbose_name='failed attempts in a row')),
-                ('failing_since', models.DateTimeField(blank=True, null=True, verbose_name='failing since')),
-                ('disabled_reason', models.TextField(blank=True, verbose_name='why it was disabled')),
-                ('leased_until', models.DateTimeField(blank=True, editable=False, null=True, verbose_name='leased until')),
-                ('lease_owner', models.CharField(blank=True, editable=False, max_length=32, verbose_name='leased by')),
-                ('created_at', models.DateTimeField(db_default=django.db.models.functions.datetime.Now(), editable=False, verbose_name='created')),
-                ('owner', models.ForeignKey(blank=True, help_text="Empty for everyone's.", null=True, on_delete=django.db.models.deletion.CASCADE, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='whose fiches')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=100, verbose_name="name")),
+                ("url", models.URLField(max_length=500, verbose_name="URL")),
+                (
+                    "secret",
+                    models.CharField(
+                        help_text="Signs each delivery (HMAC-SHA256).", max_length=200, verbose_name="secret"
+                    ),
+                ),
+                (
+                    "kinds",
+                    models.JSONField(
+                        blank=True, default=list, help_text="Empty for every kind of event.", verbose_name="event kinds"
+                    ),
+                ),
+                ("active", models.BooleanField(default=True, verbose_name="active")),
+                ("cursor", models.BigIntegerField(default=0, verbose_name="last event delivered")),
+                (
+                    "next_attempt_at",
+                    models.DateTimeField(
+                        db_default=django.db.models.functions.datetime.Now(), verbose_name="next attempt"
+                    ),
+                ),
+                ("attempts", models.PositiveIntegerField(default=0, verbose_name="failed attempts in a row")),
+                ("failing_since", models.DateTimeField(blank=True, null=True, verbose_name="failing since")),
+                ("disabled_reason", models.TextField(blank=True, verbose_name="why it was disabled")),
+                (
+                    "leased_until",
+                    models.DateTimeField(blank=True, editable=False, null=True, verbose_name="leased until"),
+                ),
+                ("lease_owner", models.CharField(blank=True, editable=False, max_length=32, verbose_name="leased by")),
+                (
+                    "created_at",
+                    models.DateTimeField(
+                        db_default=django.db.models.functions.datetime.Now(), editable=False, verbose_name="created"
+                    ),
+                ),
+                (
+                    "owner",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="Empty for everyone's.",
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                        verbose_name="whose fiches",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'webhook subscription',
-                'verbose_name_plural': 'webhook subscriptions',
-                'ordering': ['name', 'id'],
+                "verbose_name": "webhook subscription",
+                "verbose_name_plural": "webhook subscriptions",
+                "ordering": ["name", "id"],
             },
         ),
         migrations.CreateModel(
-            name='WebhookDelivery',
+            name="WebhookDelivery",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('attempt', models.PositiveIntegerField(verbose_name='attempt')),
-                ('at', models.DateTimeField(db_default=django.db.models.functions.datetime.Now(), verbose_name='at')),
-                ('status_code', models.PositiveIntegerField(blank=True, null=True, verbose_name='HTTP status')),
-                ('ok', models.BooleanField(verbose_name='delivered')),
-                ('duration', models.DurationField(verbose_name='duration')),
-                ('error', models.TextField(blank=True, verbose_name='error')),
-                ('event', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='timesheet.ficheevent', verbose_name='event')),
-                ('subscription', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='deliveries', to='timesheet.webhooksubscription', verbose_name='subscription')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("attempt", models.PositiveIntegerField(verbose_name="attempt")),
+                ("at", models.DateTimeField(db_default=django.db.models.functions.datetime.Now(), verbose_name="at")),
+                ("status_code", models.PositiveIntegerField(blank=True, null=True, verbose_name="HTTP status")),
+                ("ok", models.BooleanField(verbose_name="delivered")),
+                ("duration", models.DurationField(verbose_name="duration")),
+                ("error", models.TextField(blank=True, verbose_name="error")),
+                (
+                    "event",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="timesheet.ficheevent",
+                        verbose_name="event",
+                    ),
+                ),
+                (
+                    "subscription",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="deliveries",
+                        to="timesheet.webhooksubscription",
+                        verbose_name="subscription",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'webhook delivery',
-                'verbose_name_plural': 'webhook deliveries',
-                'ordering': ['-id'],
+                "verbose_name": "webhook delivery",
+                "verbose_name_plural": "webhook deliveries",
+                "ordering": ["-id"],
             },
         ),
         migrations.CreateModel(
-            name='ApiToken',
+            name="ApiToken",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100, verbose_name='name')),
-                ('prefix', models.CharField(editable=False, max_length=16, unique=True, verbose_name='prefix')),
-                ('key_hash', models.CharField(editable=False, max_length=64, verbose_name='key hash')),
-                ('scope', models.CharField(choices=[('read', 'read'), ('write', 'read and write')], default='read', max_length=10, verbose_name='scope')),
-                ('created_at', models.DateTimeField(db_default=django.db.models.functions.datetime.Now(), editable=False, verbose_name='created')),
-                ('expires_at', models.DateTimeField(verbose_name='expires')),
-                ('last_used_at', models.DateTimeField(blank=True, editable=False, null=True, verbose_name='last used')),
-                ('revoked_at', models.DateTimeField(blank=True, editable=False, null=True, verbose_name='revoked')),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='api_tokens', to=settings.AUTH_USER_MODEL, verbose_name='user')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=100, verbose_name="name")),
+                ("prefix", models.CharField(editable=False, max_length=16, unique=True, verbose_name="prefix")),
+                ("key_hash", models.CharField(editable=False, max_length=64, verbose_name="key hash")),
+                (
+                    "scope",
+                    models.CharField(
+                        choices=[("read", "read"), ("write", "read and write")],
+                        default="read",
+                        max_length=10,
+                        verbose_name="scope",
+                    ),
+                ),
+                (
+                    "created_at",
+                    models.DateTimeField(
+                        db_default=django.db.models.functions.datetime.Now(), editable=False, verbose_name="created"
+                    ),
+                ),
+                ("expires_at", models.DateTimeField(verbose_name="expires")),
+                ("last_used_at", models.DateTimeField(blank=True, editable=False, null=True, verbose_name="last used")),
+                ("revoked_at", models.DateTimeField(blank=True, editable=False, null=True, verbose_name="revoked")),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="api_tokens",
+                        to=settings.AUTH_USER_MODEL,
+                        verbose_name="user",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'API token',
-                'verbose_name_plural': 'API tokens',
-                'ordering': ['-created_at', '-id'],
-                'constraints': [models.CheckConstraint(condition=models.Q(('scope__in', ['read', 'write'])), name='api_token_scope_valid')],
+                "verbose_name": "API token",
+                "verbose_name_plural": "API tokens",
+                "ordering": ["-created_at", "-id"],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(("scope__in", ["read", "write"])), name="api_token_scope_valid"
+                    )
+                ],
             },
         ),
     ]
