@@ -1,9 +1,21 @@
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from timesheet import metrics, views
+from timesheet import metrics, people, views
 
 urlpatterns = [
+    path("", people.home, name="home"),
+    path("fiches/new", people.create, name="fiche_create"),
+    path("fiches/<int:fiche_id>/start", people.start, name="fiche_start"),
+    path("fiches/<int:fiche_id>/pause", people.pause, name="fiche_pause"),
+    path("fiches/<int:fiche_id>/finish", people.finish, name="fiche_finish"),
+    path("fiches/<int:fiche_id>/switch", people.switch, name="fiche_switch"),
+    path("tokens/new", people.create_token, name="token_create"),
+    path("tokens/<int:token_id>/revoke", people.revoke_token, name="token_revoke"),
+    path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("i18n/", include("django.conf.urls.i18n")),
     path("admin/", admin.site.urls),
     path("api/", include("timesheet.urls")),
     path("healthz", views.healthz, name="healthz"),

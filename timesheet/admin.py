@@ -26,12 +26,7 @@ from .models import (
     WebhookDelivery,
     WebhookSubscription,
 )
-
-
-def hms(value: timedelta | None) -> str:
-    """A duration as H:MM:SS, hours unbounded."""
-    seconds = int((value or timedelta(0)).total_seconds())
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+from .templatetags.timesheet_time import hms
 
 
 def live_span(seconds: float, rate: int, text: str):

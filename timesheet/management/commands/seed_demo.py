@@ -12,27 +12,37 @@ FICHES = [
     # (project, label, started at once)
     ("Refonte du site", "Maquettes", True),
     ("Refonte du site", "Intégration", False),
-    ("Application mobile", "Écran de connexion", True),
-    ("Support client", "Tickets du jour", True),
+    ("Application mobile", "Écran de connexion", False),
+    ("Support client", "Tickets du jour", False),
 ]
 
 
 class Command(BaseCommand):
     help = (
-        "Add demo projects and fiches (some running) for the user 'demo', and a staff account 'admin' "
-        "whose generated password is printed once; existing data is left as it is."
+        "Add demo projects and fiches (one running) for the non-staff user 'demo', and a staff account "
+        "'admin'; each new account's generated password is printed once; existing data is left as it is."
     )
 
-    def handle(self, *args, **options):
+    def account(self, username, *, staff):
+        """Make the account with a generated password shown once, unless it exists; return it."""
         User = get_user_model()
-        if not User.objects.filter(username="admin").exists():
-            password = secrets.token_urlsafe(12)
-            User.objects.create_superuser("admin", password=password)
-            self.stdout.write(self.style.SUCCESS(f"Staff account created: admin / {password}  (shown only this once)"))
+        user = User.objects.filter(username=username).first()
+        if user is not None:
+            self.stdout.write(f"Account '{username}' exists (python manage.py changepassword {username} to reset it).")
+            return user
+        password = secrets.token_urlsafe(12)
+        if staff:
+            user = User.objects.create_superuser(username, password=password)
         else:
-            self.stdout.write("Staff account 'admin' exists (python manage.py changepassword admin to reset it).")
+            user = User.objects.create_user(username, password=password, first_name=username.title())
+        kind = "Staff account" if staff else "Account"
+        self.stdout.write(self.style.SUCCESS(f"{kind} created: {username} / {password}  (shown only this once)"))
+        return user
+
+    def handle(self, *args, **options):
+        self.account("admin", staff=True)
         with transaction.atomic():
-            user, _ = User.objects.get_or_create(username="demo", defaults={"first_name": "Demo"})
+            user = self.account("demo", staff=False)
             projets = {designation: Projet.objects.get_or_create(designation=designation)[0] for designation in PROJETS}
             if FicheTemps.objects.filter(owner=user).exists():
                 self.stdout.write("Demo data already present.")

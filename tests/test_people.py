@@ -1,0 +1,127 @@
+"""The people's page at /: everyone's fiches, one click per transition, refusals shown, nothing lost."""
+
+import pytest
+from django.test import Client
+
+from timesheet import services
+from timesheet.models import ApiToken, Etat, FicheTemps, Projet
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def alice(user):
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture(autouse=True)
+def one_at_a_time(settings):
+    settings.FICHE_MAX_RUNNING_PER_OWNER = 1
+
+
+def test_signed_out_visitors_go_to_the_sign_in_page():
+    response = Client().get("/")
+    assert response.status_code == 302
+    assert response["Location"] == "/accounts/login/?next=/"
+    page = Client().get("/accounts/login/").content.decode()
+    assert 'autocomplete="current-password"' in page and "<label" in page
+
+
+def test_a_person_signs_in_and_sees_only_their_fiches_running_first(user, other_user, projet):
+    services.create_fiche(projet_id=projet.pk, actor=user, libelle="En pause")
+    services.create_fiche(projet_id=projet.pk, actor=user, libelle="En cours", start=True)
+    services.create_fiche(projet_id=projet.pk, actor=other_user, libelle="Pas à moi")
+    client = Client()
+    response = client.post("/accounts/login/", {"username": "alice", "password": "x"})
+    assert response.status_code == 302 and response["Location"] == "/"
+    page = client.get("/").content.decode()
+    assert page.index("En cours") < page.index("En pause")
+    assert "Pas à moi" not in page
+    assert "Switch to this" in page  # one may run at a time: the paused one offers a switch
+    assert "/admin/" not in page  # not staff
+
+
+def test_one_click_transitions_and_create(alice, user, projet):
+    assert alice.post("/fiches/new", {"projet": projet.pk, "libelle": "Réunion", "start": "on"}).status_code == 302
+    fiche = FicheTemps.objects.get(libelle="Réunion")
+    assert fiche.etat == Etat.EN_CALCUL
+    other = services.create_fiche(projet_id=projet.pk, actor=user, libelle="Autre")
+    alice.post(f"/fiches/{other.pk}/switch", {"from": fiche.pk})
+    assert FicheTemps.objects.get(pk=other.pk).etat == Etat.EN_CALCUL
+    alice.post(f"/fiches/{other.pk}/pause")
+    alice.post(f"/fiches/{other.pk}/finish")
+    assert FicheTemps.objects.get(pk=other.pk).etat == Etat.TERMINEE
+
+
+def test_a_refusal_is_shown_and_changes_nothing(alice, user, projet):
+    running = services.create_fiche(projet_id=projet.pk, actor=user, start=True)
+    other = services.create_fiche(projet_id=projet.pk, actor=user)
+    response = alice.post(f"/fiches/{other.pk}/start", follow=True)
+    assert f"Fiche {running.pk} is already running" in response.content.decode()
+    assert FicheTemps.objects.get(pk=other.pk).etat == Etat.EN_PAUSE
+    refused = alice.post(f"/fiches/{other.pk}/start", HTTP_X_REQUESTED_WITH="fetch")
+    assert refused.status_code == 409 and "already running" in refused.json()["error"]
+
+
+@pytest.mark.parametrize(
+    "data, text",
+    [
+        ({"projet": ""}, "Choose a project."),
+        ({"projet": "x"}, "Choose a project."),
+        ({"projet": "999999"}, "does not exist"),
+        ({"projet": "INACTIVE"}, "is not active"),
+        ({"projet": "PROJET", "libelle": "x" * 201}, "too long"),
+    ],
+)
+def test_bad_creations_are_explained_and_create_nothing(alice, projet, data, text):
+    inactive = Projet.objects.create(designation="Fermé", actif=False)
+    data = {key: {"PROJET": projet.pk, "INACTIVE": inactive.pk}.get(value, value) for key, value in data.items()}
+    response = alice.post("/fiches/new", data, follow=True)
+    assert text in response.content.decode()
+    assert not FicheTemps.objects.exists()
+
+
+def test_someone_elses_fiche_cannot_be_moved_from_the_page(alice, other_user, projet):
+    theirs = services.create_fiche(projet_id=projet.pk, actor=other_user, start=True)
+    response = alice.post(f"/fiches/{theirs.pk}/pause", follow=True)
+    assert "does not exist" in response.content.decode()
+    assert FicheTemps.objects.get(pk=theirs.pk).etat == Etat.EN_CALCUL
+
+
+def test_stop_at_an_earlier_local_time(alice, user, projet, settings):
+    settings.TIME_ZONE = "Europe/Paris"
+    fiche = services.create_fiche(projet_id=projet.pk, actor=user, start=True)
+    local_start = fiche.en_calcul_depuis.astimezone(__import__("zoneinfo").ZoneInfo("Europe/Paris"))
+    response = alice.post(f"/fiches/{fiche.pk}/pause", {"at": local_start.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]})
+    assert response.status_code == 302
+    paused = FicheTemps.objects.get(pk=fiche.pk)
+    assert paused.etat == Etat.EN_PAUSE
+    assert paused.events.last().at == fiche.en_calcul_depuis
+    bad = alice.post(f"/fiches/{fiche.pk}/pause", {"at": "tomorrow"}, follow=True)
+    assert "is not a date and time" in bad.content.decode() or "Cannot pause" in bad.content.decode()
+
+
+def test_tokens_are_made_shown_once_and_revoked_from_the_page(alice, user):
+    response = alice.post("/tokens/new", {"name": "script", "scope": "write", "days": "30"}, follow=True)
+    page = response.content.decode()
+    token = ApiToken.objects.get()
+    assert "shown this once" in page and f"fdt_{token.prefix}_" in page
+    assert f"fdt_{token.prefix}_" not in alice.get("/").content.decode()  # never again
+    alice.post(f"/tokens/{token.pk}/revoke")
+    assert ApiToken.objects.get().revoked_at is not None
+
+
+def test_the_page_speaks_french(alice, user, projet):
+    services.create_fiche(projet_id=projet.pk, actor=user, start=True)
+    page = alice.get("/", HTTP_ACCEPT_LANGUAGE="fr").content.decode()
+    assert 'lang="fr"' in page
+    for text in ("Mes fiches", "Aujourd’hui", "Pause", "Nouvelle fiche"):
+        assert text in page, text
+
+
+def test_staff_get_a_link_to_the_admin(staff):
+    client = Client()
+    client.force_login(staff)
+    assert 'href="/admin/"' in client.get("/").content.decode()

@@ -1,0 +1,201 @@
+"""
+The people's page at ``/``: everyone who tracks time sees their fiches with
+live time, starts, pauses, finishes, switches and stops at an earlier
+instant, makes API tokens, and sees their day and week. Thin async views:
+each parses a form, calls one service, and redirects back (or, for the
+page's script, answers 204 or a JSON error); the page re-renders its list
+when the stream says something changed.
+"""
+
+from datetime import timedelta
+
+from asgiref.sync import sync_to_async
+from django.contrib import messages
+from django.http import HttpResponseNotAllowed, JsonResponse
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from django.utils.translation import gettext as _
+from django.views.decorators.cache import never_cache
+
+from . import conf, reports, services, tokens
+from .models import ApiToken, Etat, FicheTemps, Projet
+
+RECENT_FINISHED = 10
+
+
+def signed_in(view):
+    """An async view for signed-in users; anyone else goes to the sign-in page."""
+
+    async def wrapper(request, *args, **kwargs):
+        user = await request.auser()
+        if not user.is_authenticated:
+            return redirect(f"{reverse('login')}?next={request.path}")
+        return await view(request, user, *args, **kwargs)
+
+    wrapper.__name__ = view.__name__
+    wrapper.__doc__ = view.__doc__
+    return never_cache(wrapper)
+
+
+def user_zone(user):
+    """The time zone the user's days are counted in."""
+    return timezone.get_current_timezone()
+
+
+def _page_data(user):
+    fiches = list(
+        FicheTemps.objects.filter(owner=user)
+        .exclude(etat=Etat.TERMINEE)
+        .with_live_time()
+        .select_related("projet")
+        .order_by("etat", "-updated_at", "-id")
+    )
+    finished = list(
+        FicheTemps.objects.filter(owner=user, etat=Etat.TERMINEE)
+        .with_live_time()
+        .select_related("projet")
+        .order_by("-updated_at", "-id")[:RECENT_FINISHED]
+    )
+    zone = user_zone(user)
+    running = [fiche for fiche in fiches if fiche.is_running]
+    limit = conf.max_running_per_owner()
+    return {
+        "fiches": fiches,
+        "switch_from": running[0] if running else None,
+        "can_start_more": not limit or len(running) < limit,
+        "finished": finished,
+        "projets": list(Projet.objects.filter(actif=True).order_by("designation")),
+        "totals": reports.own_totals(user=user, zone=zone),
+        "tokens": list(ApiToken.objects.filter(user=user, revoked_at__isnull=True).order_by("-created_at")),
+        "zone": zone,
+        "now_local": timezone.localtime(timezone=zone).replace(second=0, microsecond=0, tzinfo=None),
+    }
+
+
+@signed_in
+async def home(request, user):
+    """The user's fiches, running first, with the forms that act on them."""
+    context = await sync_to_async(_page_data)(user)
+    template = (
+        "timesheet/people/_fiches.html" if request.GET.get("fragment") == "fiches" else "timesheet/people/home.html"
+    )
+    return TemplateResponse(request, template, context)
+
+
+def _answer(request, *, error=None, success=None):
+    """For the page's script: 204 or a JSON error; for a plain form: a message and a redirect home."""
+    if request.headers.get("X-Requested-With") == "fetch":
+        return JsonResponse({"error": error}, status=409) if error else JsonResponse({"message": success or ""})
+    if error:
+        messages.error(request, error)
+    elif success:
+        messages.success(request, success)
+    return redirect("home")
+
+
+def _stop_instant(request, user):
+    """The ``at`` field (a local date and time in the user's zone), or None when empty."""
+    raw = request.POST.get("at", "").strip()
+    if not raw:
+        return None
+    parsed = parse_datetime(raw)
+    if parsed is None:
+        raise services.TransitionRefused(_("“%(value)s” is not a date and time.") % {"value": raw}, code="invalid")
+    return parsed if parsed.tzinfo else timezone.make_aware(parsed, user_zone(user))
+
+
+async def act(request, user, fiche_id, action):
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    try:
+        if action == "start":
+            await services.astart_fiche(fiche_id=fiche_id, actor=user)
+            return _answer(request, success=_("Started."))
+        if action == "switch":
+            await services.aswitch_fiche(from_id=int(request.POST.get("from", 0) or 0), to_id=fiche_id, actor=user)
+            return _answer(request, success=_("Switched."))
+        at = _stop_instant(request, user)
+        service = services.apause_fiche if action == "pause" else services.afinish_fiche
+        await service(fiche_id=fiche_id, actor=user, at=at)
+        return _answer(request, success=_("Paused.") if action == "pause" else _("Finished."))
+    except (services.TransitionRefused, ValueError) as refused:
+        return _answer(request, error=getattr(refused, "message", str(refused)))
+
+
+@signed_in
+async def start(request, user, fiche_id):
+    return await act(request, user, fiche_id, "start")
+
+
+@signed_in
+async def pause(request, user, fiche_id):
+    return await act(request, user, fiche_id, "pause")
+
+
+@signed_in
+async def finish(request, user, fiche_id):
+    return await act(request, user, fiche_id, "finish")
+
+
+@signed_in
+async def switch(request, user, fiche_id):
+    return await act(request, user, fiche_id, "switch")
+
+
+@signed_in
+async def create(request, user):
+    """A new fiche on an active project, started at once if asked."""
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    try:
+        projet_id = int(request.POST.get("projet", ""))
+    except ValueError:
+        return _answer(request, error=_("Choose a project."))
+    try:
+        await services.acreate_fiche(
+            projet_id=projet_id,
+            actor=user,
+            libelle=request.POST.get("libelle", "").strip(),
+            start=request.POST.get("start") == "on",
+        )
+    except services.TransitionRefused as refused:
+        return _answer(request, error=refused.message)
+    return _answer(request, success=_("Fiche created."))
+
+
+@signed_in
+async def create_token(request, user):
+    """A personal API token, shown this once."""
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    try:
+        days = int(request.POST.get("days", "90"))
+        _token, raw = await sync_to_async(tokens.create_token)(
+            user=user,
+            name=request.POST.get("name", ""),
+            scope=request.POST.get("scope", "read"),
+            lifetime=timedelta(days=days),
+        )
+    except (ValueError, OverflowError):
+        messages.error(request, _("The validity is a number of days."))
+    except services.TransitionRefused as refused:
+        messages.error(request, refused.message)
+    else:
+        messages.warning(request, _("Your new token, shown this once (copy it now): %(token)s") % {"token": raw})
+    return redirect(f"{reverse('home')}#tokens")
+
+
+@signed_in
+async def revoke_token(request, user, token_id):
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    try:
+        await sync_to_async(tokens.revoke_token)(token_id=token_id, actor=user)
+    except services.TransitionRefused as refused:
+        messages.error(request, refused.message)
+    else:
+        messages.success(request, _("Token revoked."))
+    return redirect(f"{reverse('home')}#tokens")
