@@ -1,8 +1,10 @@
 import csv
+import zoneinfo
 from datetime import timedelta
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import Coalesce, Now
@@ -15,12 +17,14 @@ from django.utils.html import format_html
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
-from . import services, tokens, webhooks
+from . import reports, services, tokens, webhooks
 from .health import is_fresh, ticker_status
 from .models import (
     ApiToken,
     FicheEvent,
     FicheTemps,
+    LockedPeriod,
+    Profile,
     Projet,
     TickerHeartbeat,
     WebhookDelivery,
@@ -102,6 +106,9 @@ class AdjustForm(forms.Form):
         help_text=_("H:MM:SS to add, e.g. 0:30:00; -0:30:00 removes half an hour."),
     )
     reason = forms.CharField(label=_("Reason"), widget=forms.Textarea(attrs={"rows": 3, "cols": 60}), max_length=1000)
+    day = forms.DateField(
+        label=_("Day"), required=False, help_text=_("The owner's local day it counts on (YYYY-MM-DD); empty for today.")
+    )
 
     def clean_delta(self):
         delta = self.cleaned_data["delta"]
@@ -272,6 +279,7 @@ class FicheTempsAdmin(admin.ModelAdmin):
     def get_urls(self):
         return [
             path("export/", self.admin_site.admin_view(self.export_view), name="timesheet_fichetemps_export"),
+            path("report/", self.admin_site.admin_view(self.report_view), name="timesheet_fichetemps_report"),
             path(
                 "<path:object_id>/adjust/",
                 self.admin_site.admin_view(self.adjust_view),
@@ -279,6 +287,41 @@ class FicheTempsAdmin(admin.ModelAdmin):
             ),
             *super().get_urls(),
         ]
+
+    def report_view(self, request):
+        """Time per period, owner and project, with a bar per period, and its exports."""
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        from .api import ReportFilters, report_arguments
+
+        today = timezone.localdate()
+        data = {"from": (today - timedelta(days=6)).isoformat(), "to": today.isoformat(), **request.GET.dict()}
+        error, report, bars = "", None, []
+        try:
+            report = reports.report(**report_arguments(request.user, ReportFilters(**data)))
+        except (ValueError, services.TransitionRefused) as exc:  # pydantic's ValidationError is a ValueError
+            error = getattr(exc, "message", None) or gettext("Check the dates (YYYY-MM-DD) and the grouping.")
+        if report:
+            per_period = {}
+            for row in report["rows"]:
+                per_period[row["period"]] = per_period.get(row["period"], 0) + row["seconds"]
+            longest = max(per_period.values(), default=0) or 1
+            bars = [
+                {"period": period, "seconds": seconds, "percent": round(100 * seconds / longest, 1)}
+                for period, seconds in sorted(per_period.items())
+            ]
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": gettext("Time report"),
+            "report": report,
+            "bars": bars,
+            "error": error,
+            "query": data,
+            "owners": get_user_model().objects.filter(fiches__isnull=False).distinct().order_by("username"),
+            "querystring": request.GET.urlencode(),
+        }
+        return TemplateResponse(request, "admin/timesheet/fichetemps/report.html", context)
 
     def export_view(self, request):
         """The fiches the list shows with its current filters and search, as CSV."""
@@ -334,6 +377,7 @@ class FicheTempsAdmin(admin.ModelAdmin):
                     actor=request.user,
                     delta=form.cleaned_data["delta"],
                     reason=form.cleaned_data["reason"],
+                    day=form.cleaned_data["day"],
                 )
             except services.TransitionRefused as refused:
                 form.add_error(None, refused.message)
@@ -500,3 +544,56 @@ class WebhookDeliveryAdmin(ReadOnlyAdmin):
     list_display = ["at", "subscription", "event", "attempt", "ok", "status_code", "duration", "error"]
     list_filter = ["ok", "subscription"]
     list_select_related = ["subscription"]
+
+
+@admin.register(LockedPeriod)
+class LockedPeriodAdmin(admin.ModelAdmin):
+    list_display = ["until", "owner", "reason", "created_by", "created_at"]
+    list_filter = [("owner", admin.RelatedOnlyFieldListFilter)]
+    fields = ["until", "owner", "reason"]
+
+    def has_change_permission(self, request, obj=None):
+        return False  # a lock is made (or removed by whoever may delete it), never moved
+
+    def save_model(self, request, obj, form, change):
+        locked = services.lock_days(until=obj.until, owner_id=obj.owner_id, actor=request.user, reason=obj.reason)
+        obj.pk = locked.pk
+
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)
+        actor = request.user
+
+        class LockForm(form):
+            def clean(self):
+                cleaned = super().clean()
+                until = cleaned.get("until")
+                if until is not None:
+                    owner = cleaned.get("owner")
+                    try:  # the service's own rule, shown on the form
+                        services.check_lockable(until=until, owner_id=owner.pk if owner else None, actor=actor)
+                    except services.TransitionRefused as refused:
+                        raise forms.ValidationError(refused.message) from None
+                return cleaned
+
+        return LockForm
+
+
+@admin.register(Profile)
+class ProfileAdmin(admin.ModelAdmin):
+    list_display = ["user", "time_zone"]
+    search_fields = ["user__username", "time_zone"]
+
+    def save_model(self, request, obj, form, change):
+        services.set_time_zone(user=obj.user, name=obj.time_zone)
+
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)
+
+        class ZoneForm(form):
+            def clean_time_zone(self):
+                name = self.cleaned_data["time_zone"]
+                if name not in zoneinfo.available_timezones():
+                    raise forms.ValidationError(gettext("Not a time zone: use an IANA name such as Europe/Paris."))
+                return name
+
+        return ZoneForm

@@ -10,8 +10,8 @@ token (``Authorization: Bearer fdt_...``, no CSRF). Every error is a JSON body
 """
 
 import logging
-from datetime import datetime, timedelta
-from typing import Annotated
+from datetime import date, datetime, timedelta
+from typing import Annotated, Literal
 from urllib.parse import urlencode
 
 from asgiref.sync import sync_to_async
@@ -25,7 +25,7 @@ from ninja.security import APIKeyCookie, HttpBearer
 from ninja.throttling import SimpleRateThrottle
 from pydantic import BeforeValidator, ConfigDict
 
-from . import conf, selectors, services, tokens
+from . import conf, reports, selectors, services, tokens
 from .dbtime import db_now
 from .models import ApiToken, Etat, FicheTemps
 from .serialize import fiche_json, iso
@@ -122,6 +122,7 @@ STATUS_BY_CODE = {
     "forbidden": 403,
     "wrong_state": 409,
     "limit_reached": 409,
+    "locked": 409,
     "negative_time": 409,
     "invalid": 400,
 }
@@ -393,6 +394,82 @@ async def finish_fiche(request, fiche_id: int, payload: StopIn | None = None):
 async def switch_fiche(request, fiche_id: int, payload: SwitchIn):
     paused, started = await services.aswitch_fiche(from_id=fiche_id, to_id=payload.to, actor=request.auth)
     return {"paused": fiche_json(paused), "started": fiche_json(started)}
+
+
+# Reports -----------------------------------------------------------------------
+
+
+class ReportFilters(Schema):
+    from_: date = Field(alias="from", description="First local day (YYYY-MM-DD).")
+    to: date = Field(description="Last local day, included; at most 366 days after 'from'.")
+    group: Literal["day", "week", "month"] = "day"
+    by: str = Field("owner,projet", description="Comma-separated: owner, projet, both or neither.")
+    owner: Id | None = Field(None, description="Staff: one owner's rows (default: everyone's).")
+
+
+class ReportRow(Schema):
+    period: str
+    owner: OwnerRef | None = None
+    projet: ProjetRef | None = None
+    seconds: float
+    rounded_seconds: float
+
+
+class ReportTotals(Schema):
+    seconds: float
+    rounded_seconds: float
+
+
+class RoundingRule(Schema):
+    mode: str
+    step_minutes: int
+
+
+class ReportRounding(RoundingRule):
+    scope: str
+    projects: dict[str, RoundingRule]
+
+
+class ReportOut(Schema):
+    rows: list[ReportRow]
+    totals: ReportTotals
+    rounding: ReportRounding
+    from_: str = Field(alias="from")
+    to: str
+    group: str
+    by: list[str]
+    server_time: datetime
+
+
+def report_arguments(user, filters) -> dict:
+    """The report's arguments from validated filters: the rows the user may see, in a bounded range."""
+    if filters.to < filters.from_:
+        raise services.TransitionRefused("'to' must not be before 'from'.", code="invalid")
+    if (filters.to - filters.from_).days >= reports.MAX_DAYS:
+        raise services.TransitionRefused(f"A report covers at most {reports.MAX_DAYS} days.", code="invalid")
+    by = tuple(part.strip() for part in filters.by.split(",") if part.strip())
+    unknown = set(by) - set(reports.DIMENSIONS)
+    if unknown:
+        raise services.TransitionRefused(
+            f"'by' takes owner and projet, not {', '.join(sorted(unknown))}.", code="invalid"
+        )
+    if not user.is_staff:
+        if filters.owner not in (None, user.pk):
+            raise services.TransitionRefused("Only staff may see other people's time.", code="forbidden")
+        owner_ids = [user.pk]
+    else:
+        owner_ids = None if filters.owner is None else [filters.owner]
+    return {"first": filters.from_, "last": filters.to, "group": filters.group, "by": by, "owner_ids": owner_ids}
+
+
+@api.get(
+    "/reports/",
+    response={200: ReportOut, **ERRORS},
+    by_alias=True,
+    summary="Time per period (local days of each owner), owner and project, with totals and the rounding applied",
+)
+async def report(request, filters: Query[ReportFilters]):
+    return await sync_to_async(reports.report)(**report_arguments(request.auth, filters))
 
 
 # Sessions --------------------------------------------------------------------

@@ -36,6 +36,19 @@ RULES = [
     ),
     ("TICKER_SHARDS", _is_positive_int, "a positive whole number of shards", "timesheet.E007"),
     (
+        "REPORT_ROUNDING",
+        lambda v: v in ("none", "up", "down", "nearest"),
+        "none, up, down or nearest",
+        "timesheet.E017",
+    ),
+    (
+        "REPORT_ROUNDING_STEP_MINUTES",
+        lambda v: _is_positive_int(v) and v <= 1440,
+        "a whole number of minutes from 1 to 1440",
+        "timesheet.E018",
+    ),
+    ("REPORT_ROUNDING_SCOPE", lambda v: v in ("stretch", "group"), "stretch or group", "timesheet.E019"),
+    (
         "FICHE_MAX_RUNNING_PER_OWNER",
         lambda value: isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 100,
         "a whole number from 0 (no limit) to 100",

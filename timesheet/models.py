@@ -9,9 +9,29 @@ from django.utils.translation import gettext_lazy as _
 from .dbtime import settled
 
 
+class Rounding(models.TextChoices):
+    NONE = "none", _("none")
+    UP = "up", _("up")
+    DOWN = "down", _("down")
+    NEAREST = "nearest", _("nearest")
+
+
 class Projet(models.Model):
     designation = models.CharField(_("designation"), max_length=200, unique=True)
     actif = models.BooleanField(_("active"), default=True)
+    rounding = models.CharField(
+        _("rounding"),
+        max_length=10,
+        choices=Rounding.choices,
+        blank=True,
+        help_text=_("How reports round this project's time; empty for the default (REPORT_ROUNDING)."),
+    )
+    rounding_step_minutes = models.PositiveSmallIntegerField(
+        _("rounding step (minutes)"),
+        null=True,
+        blank=True,
+        help_text=_("Empty for the default (REPORT_ROUNDING_STEP_MINUTES)."),
+    )
     created_at = models.DateTimeField(_("created"), db_default=Now(), editable=False)
     updated_at = models.DateTimeField(_("updated"), db_default=Now(), editable=False)
 
@@ -92,6 +112,7 @@ class FicheTemps(models.Model):
         ordering = ["-created_at", "-id"]
         verbose_name = _("time sheet")
         verbose_name_plural = _("time sheets")
+        permissions = [("override_lock", _("Can change time in locked periods"))]
         indexes = [
             # Small and cold: only running rows, keyed by id, which ticks never change.
             models.Index(fields=["id"], condition=Q(etat=Etat.EN_CALCUL), name="fiche_running_idx"),
@@ -171,6 +192,9 @@ class FicheEvent(models.Model):
     delta = models.DurationField(_("delta"), default=timedelta(0))
     temps_impute = models.DurationField(_("time charged after"))
     reason = models.TextField(_("reason"), blank=True)
+    applies_to = models.DateField(
+        _("applies to"), null=True, blank=True, help_text=_("For an adjustment: the owner's local day it counts on.")
+    )
     changes = models.JSONField(
         _("changes"), default=dict, blank=True, help_text=_("For an update: each changed field's old and new value.")
     )
@@ -213,6 +237,50 @@ class Stretch(models.Model):
 
     def __str__(self):
         return f"{self.fiche_id}: {self.started_at:%Y-%m-%d %H:%M:%S} → {self.ended_at or '…'}"
+
+
+class Profile(models.Model):
+    """What the product knows of a person beyond Django's user: the time zone their days are counted in."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="timesheet_profile", verbose_name=_("user")
+    )
+    time_zone = models.CharField(_("time zone"), max_length=64, help_text=_("An IANA name such as Europe/Paris."))
+
+    class Meta:
+        verbose_name = _("profile")
+        verbose_name_plural = _("profiles")
+
+    def __str__(self):
+        return f"{self.user} ({self.time_zone})"
+
+
+class LockedPeriod(models.Model):
+    """Every day up to ``until`` (in the owner's time zone) is locked: its time never changes again."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("whose days"),
+        help_text=_("Empty for everyone's."),
+    )
+    until = models.DateField(_("locked up to and including"))
+    reason = models.CharField(_("reason"), max_length=200, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+", verbose_name=_("locked by")
+    )
+    created_at = models.DateTimeField(_("created"), db_default=Now(), editable=False)
+
+    class Meta:
+        ordering = ["-until", "-id"]
+        verbose_name = _("locked period")
+        verbose_name_plural = _("locked periods")
+
+    def __str__(self):
+        return f"≤ {self.until} ({self.owner or _('everyone')})"
 
 
 class TickerHeartbeat(models.Model):

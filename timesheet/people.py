@@ -3,10 +3,11 @@ The people's page at ``/``: everyone who tracks time sees their fiches with
 live time, starts, pauses, finishes, switches and stops at an earlier
 instant, makes API tokens, and sees their day and week. Thin async views:
 each parses a form, calls one service, and redirects back (or, for the
-page's script, answers 204 or a JSON error); the page re-renders its list
+page's script, answers a JSON message or error); the page re-renders its list
 when the stream says something changed.
 """
 
+import zoneinfo
 from datetime import timedelta
 
 from asgiref.sync import sync_to_async
@@ -42,7 +43,7 @@ def signed_in(view):
 
 def user_zone(user):
     """The time zone the user's days are counted in."""
-    return timezone.get_current_timezone()
+    return reports.owner_zone(user.pk)
 
 
 def _page_data(user):
@@ -60,6 +61,14 @@ def _page_data(user):
         .order_by("-updated_at", "-id")[:RECENT_FINISHED]
     )
     zone = user_zone(user)
+    totals = reports.own_totals(user=user, zone=zone)
+    week = reports.report(
+        first=totals["monday"],
+        last=totals["monday"] + timedelta(days=6),
+        group="day",
+        by=("projet",),
+        owner_ids=[user.pk],
+    )
     running = [fiche for fiche in fiches if fiche.is_running]
     limit = conf.max_running_per_owner()
     return {
@@ -68,10 +77,12 @@ def _page_data(user):
         "can_start_more": not limit or len(running) < limit,
         "finished": finished,
         "projets": list(Projet.objects.filter(actif=True).order_by("designation")),
-        "totals": reports.own_totals(user=user, zone=zone),
+        "totals": totals,
+        "week": week,
+        "zones": sorted(zoneinfo.available_timezones()),
         "tokens": list(ApiToken.objects.filter(user=user, revoked_at__isnull=True).order_by("-created_at")),
         "zone": zone,
-        "now_local": timezone.localtime(timezone=zone).replace(second=0, microsecond=0, tzinfo=None),
+        "now_local": reports.db_now().astimezone(zone).replace(microsecond=0, tzinfo=None),
     }
 
 
@@ -117,7 +128,7 @@ async def act(request, user, fiche_id, action):
         if action == "switch":
             await services.aswitch_fiche(from_id=int(request.POST.get("from", 0) or 0), to_id=fiche_id, actor=user)
             return _answer(request, success=_("Switched."))
-        at = _stop_instant(request, user)
+        at = await sync_to_async(_stop_instant)(request, user)
         service = services.apause_fiche if action == "pause" else services.afinish_fiche
         await service(fiche_id=fiche_id, actor=user, at=at)
         return _answer(request, success=_("Paused.") if action == "pause" else _("Finished."))
@@ -154,15 +165,16 @@ async def create(request, user):
         projet_id = int(request.POST.get("projet", ""))
     except ValueError:
         return _answer(request, error=_("Choose a project."))
+    fields = {"projet_id": projet_id, "actor": user, "libelle": request.POST.get("libelle", "").strip()}
     try:
-        await services.acreate_fiche(
-            projet_id=projet_id,
-            actor=user,
-            libelle=request.POST.get("libelle", "").strip(),
-            start=request.POST.get("start") == "on",
-        )
+        await services.acreate_fiche(**fields, start=request.POST.get("start") == "on")
     except services.TransitionRefused as refused:
-        return _answer(request, error=refused.message)
+        if refused.code != "limit_reached":
+            return _answer(request, error=refused.message)
+        # Another fiche runs: keep what was typed as a paused fiche, one click from a switch.
+        await services.acreate_fiche(**fields)
+        messages.warning(request, _("Fiche created but not started: another one is running. Switch to it below."))
+        return redirect("home")
     return _answer(request, success=_("Fiche created."))
 
 
@@ -185,7 +197,7 @@ async def create_token(request, user):
         messages.error(request, refused.message)
     else:
         messages.warning(request, _("Your new token, shown this once (copy it now): %(token)s") % {"token": raw})
-    return redirect(f"{reverse('home')}#tokens")
+    return redirect("home")  # the top of the page, where the message is
 
 
 @signed_in
@@ -198,4 +210,52 @@ async def revoke_token(request, user, token_id):
         messages.error(request, refused.message)
     else:
         messages.success(request, _("Token revoked."))
-    return redirect(f"{reverse('home')}#tokens")
+    return redirect("home")
+
+
+@signed_in
+async def set_time_zone(request, user):
+    """The time zone the user's days are counted in."""
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    try:
+        await sync_to_async(services.set_time_zone)(user=user, name=request.POST.get("time_zone", ""))
+    except services.TransitionRefused as refused:
+        messages.error(request, refused.message)
+    else:
+        messages.success(request, _("Time zone saved."))
+    return redirect("home")
+
+
+def _report_arguments(request, user):
+    """The export's range and grouping from the query (this ISO week by default), for the user's own time."""
+    from .api import ReportFilters, report_arguments
+
+    today = reports.db_now().astimezone(user_zone(user)).date()
+    monday = today - timedelta(days=today.weekday())
+    data = {"from": monday.isoformat(), "to": (monday + timedelta(days=6)).isoformat(), **request.GET.dict()}
+    return report_arguments(user, ReportFilters(**data))
+
+
+@signed_in
+async def export(request, user, kind):
+    """The report as CSV or XLSX: the user's own rows (staff: anyone's, with ?owner=)."""
+    from django.http import HttpResponse
+    from pydantic import ValidationError
+
+    from . import exports
+
+    try:
+        arguments = await sync_to_async(_report_arguments)(request, user)
+    except (ValidationError, ValueError, services.TransitionRefused) as exc:
+        return JsonResponse({"error": getattr(exc, "message", str(exc))}, status=400)
+    report = await sync_to_async(reports.report)(**arguments)
+    stamp = f"{arguments['first']}_{arguments['last']}"
+    if kind == "csv":
+        response = HttpResponse(exports.as_csv(report), content_type="text/csv; charset=utf-8")
+    else:
+        response = HttpResponse(
+            exports.as_xlsx(report), content_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+        )
+    response["Content-Disposition"] = f'attachment; filename="time-{stamp}.{kind}"'
+    return response

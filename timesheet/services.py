@@ -10,7 +10,9 @@ async twin for async views.
 """
 
 import functools
-from datetime import datetime, timedelta
+import zoneinfo
+from collections import defaultdict
+from datetime import date, datetime, timedelta
 
 from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
@@ -18,9 +20,9 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import DateTimeField, F, QuerySet, Value
 from django.db.models.functions import Now
 
-from . import conf
+from . import conf, reports
 from .dbtime import DurationSum, Elapsed, db_now, later_of, settled
-from .models import Etat, FicheEvent, FicheTemps, Projet, Stretch
+from .models import Etat, FicheEvent, FicheTemps, LockedPeriod, Profile, Projet, Stretch
 
 __all__ = [
     "TransitionRefused",
@@ -32,9 +34,12 @@ __all__ = [
     "astart_fiche",
     "aswitch_fiche",
     "aupdate_fiche",
+    "check_lockable",
     "create_fiche",
     "finish_fiche",
+    "lock_days",
     "pause_fiche",
+    "set_time_zone",
     "settle",
     "start_fiche",
     "stop_overdue",
@@ -49,7 +54,8 @@ class TransitionRefused(Exception):
 
     ``code`` says why: ``not_found`` (no such fiche or project, or one the
     actor may not see), ``forbidden`` (visible but not the actor's to make),
-    ``wrong_state`` (e.g. pausing a paused fiche), ``limit_reached`` (the
+    ``wrong_state`` (e.g. pausing a paused fiche), ``locked`` (it would
+    change a locked day), ``limit_reached`` (the
     owner already runs as many fiches as allowed; ``running_fiche_id`` names
     one), ``negative_time`` (an adjustment below zero) or ``invalid`` (bad
     arguments).
@@ -224,6 +230,75 @@ def _start(fiche_id, owner_id, actor, *, at=None) -> FicheTemps:
     return fiche
 
 
+OVERRIDDEN = " (locked period overridden)"
+
+
+def _unlocked(owner_id, earliest: datetime, actor) -> str:
+    """
+    Refuse, as ``locked``, a change reaching back to ``earliest`` into the
+    owner's locked days, unless the actor may override locks: then return
+    the note that audits it ("" when nothing locked is touched).
+    """
+    end = reports.lock_end(owner_id)
+    if end is None or earliest >= end:
+        return ""
+    if actor is not None and actor.has_perm("timesheet.override_lock"):
+        return OVERRIDDEN
+    raise TransitionRefused(
+        f"The owner's time is locked up to {end.isoformat()}: this would change a locked day.", code="locked"
+    )
+
+
+def _unlocked_history(row, actor) -> str:
+    """As ``_unlocked``, for a change to a fiche's whole history (its project or owner)."""
+    first = (
+        Stretch.objects.filter(fiche_id=row["id"]).order_by("started_at").values_list("started_at", flat=True).first()
+    )
+    adjusted = (
+        FicheEvent.objects.filter(fiche_id=row["id"], kind=FicheEvent.Kind.ADJUSTED)
+        .order_by("applies_to")
+        .values_list("applies_to", flat=True)
+        .first()
+    )
+    instants = [first] if first else []
+    if adjusted:
+        instants.append(reports.local_midnight(adjusted, reports.owner_zone(row["owner_id"])))
+    return _unlocked(row["owner_id"], min(instants), actor) if instants else ""
+
+
+def lock_days(*, until: date, actor, owner_id: int | None = None, reason: str = "") -> LockedPeriod:
+    """
+    Lock every day up to ``until`` for one owner or, with no owner, for
+    everyone: from then on no transition, stop, adjustment or edit may change
+    those days' time, except by those allowed to override. Only days that
+    are over in every time zone concerned may be locked.
+    """
+    check_lockable(until=until, owner_id=owner_id, actor=actor)
+    return LockedPeriod.objects.create(until=until, owner_id=owner_id, created_by=actor, reason=reason[:200])
+
+
+def check_lockable(*, until: date, owner_id: int | None, actor) -> None:
+    """Refuse a lock the actor may not make, or of a day not over yet in every time zone concerned."""
+    if not actor.has_perm("timesheet.add_lockedperiod"):
+        raise TransitionRefused("Locking periods needs the permission to add locked periods.", code="forbidden")
+    zones = (
+        {reports.owner_zone(owner_id)}
+        if owner_id is not None
+        else {reports.zone_of(name) for name in {*Profile.objects.values_list("time_zone", flat=True), None}}
+    )
+    now = db_now()
+    if any(reports.local_midnight(until + timedelta(days=1), zone) > now for zone in zones):
+        raise TransitionRefused(f"{until} is not over yet everywhere: only past days can be locked.", code="invalid")
+
+
+def set_time_zone(*, user, name: str) -> Profile:
+    """Count the user's days in the IANA time zone ``name``; return their profile."""
+    if name not in zoneinfo.available_timezones():
+        raise TransitionRefused(f"“{name}” is not a time zone (an IANA name such as Europe/Paris).", code="invalid")
+    profile, _ = Profile.objects.update_or_create(user=user, defaults={"time_zone": name})
+    return profile
+
+
 def _stop_instant(row, at) -> datetime:
     """Check that ``at`` lies in the fiche's current stretch and is not in the future; return it."""
     if at.tzinfo is None:
@@ -286,7 +361,15 @@ def pause_fiche(*, fiche_id: int, actor, at: datetime | None = None) -> FicheTem
         row = _locked(fiche_id, actor)
         _require_state(row, "pause", Etat.EN_CALCUL)
         until = None if at is None else Value(_stop_instant(row, at), output_field=DateTimeField())
-        _stop([row], etat=Etat.EN_PAUSE, kind=FicheEvent.Kind.PAUSED, actor=actor, at=until, reason=_stop_reason(at))
+        note = "" if at is None else _unlocked(row["owner_id"], at, actor)
+        _stop(
+            [row],
+            etat=Etat.EN_PAUSE,
+            kind=FicheEvent.Kind.PAUSED,
+            actor=actor,
+            at=until,
+            reason=_stop_reason(at) + note,
+        )
         return _reload(fiche_id)
 
 
@@ -297,13 +380,14 @@ def finish_fiche(*, fiche_id: int, actor, at: datetime | None = None) -> FicheTe
         _require_state(row, "finish", Etat.EN_CALCUL, Etat.EN_PAUSE)
         if row["etat"] == Etat.EN_CALCUL:
             until = None if at is None else Value(_stop_instant(row, at), output_field=DateTimeField())
+            note = "" if at is None else _unlocked(row["owner_id"], at, actor)
             _stop(
                 [row],
                 etat=Etat.TERMINEE,
                 kind=FicheEvent.Kind.FINISHED,
                 actor=actor,
                 at=until,
-                reason=_stop_reason(at),
+                reason=_stop_reason(at) + note,
             )
             return _reload(fiche_id)
         if at is not None:
@@ -338,10 +422,12 @@ def switch_fiche(*, from_id: int, to_id: int, actor) -> tuple[FicheTemps, FicheT
         return _reload(from_id), started
 
 
-def adjust_fiche(*, fiche_id: int, actor, delta: timedelta, reason: str) -> FicheTemps:
+def adjust_fiche(*, fiche_id: int, actor, delta: timedelta, reason: str, day: date | None = None) -> FicheTemps:
     """
-    Add ``delta`` (negative to remove time) to a fiche's time, with a reason;
-    staff only, never below zero. A running fiche is settled up to now first.
+    Add ``delta`` (negative to remove time) to a fiche's time, with a reason,
+    counted on ``day`` (the owner's local date; today by default); staff
+    only, never below zero, never on a locked day. A running fiche is settled
+    up to now first.
     """
     if not isinstance(delta, timedelta) or not delta:
         raise TransitionRefused("The adjustment must be a non-zero duration.", code="invalid")
@@ -351,6 +437,9 @@ def adjust_fiche(*, fiche_id: int, actor, delta: timedelta, reason: str) -> Fich
         raise TransitionRefused("Only staff may adjust a fiche's time.", code="forbidden")
     with transaction.atomic():
         row = _locked(fiche_id, actor)
+        zone = reports.owner_zone(row["owner_id"])
+        day = day or db_now().astimezone(zone).date()
+        note = _unlocked(row["owner_id"], reports.local_midnight(day, zone), actor)
         if row["etat"] == Etat.EN_CALCUL:
             new_temps = DurationSum(settled(), delta)
             changes = {"temps_impute": new_temps, "compte_jusqua": later_of("compte_jusqua")}
@@ -369,7 +458,7 @@ def adjust_fiche(*, fiche_id: int, actor, delta: timedelta, reason: str) -> Fich
                 f"Cannot remove {-delta} from fiche {fiche_id}: its time cannot go below zero.", code="negative_time"
             )
         fiche = _reload(fiche_id)
-        _log(fiche, FicheEvent.Kind.ADJUSTED, actor, delta=delta, reason=reason.strip())
+        _log(fiche, FicheEvent.Kind.ADJUSTED, actor, delta=delta, reason=reason.strip() + note, applies_to=day)
     return fiche
 
 
@@ -394,12 +483,23 @@ def update_fiche(*, fiche_id: int, actor, libelle: str | None = None, projet_id:
             changes["owner"] = [row["owner_id"], owner.pk]
         if not changes:
             return _reload(fiche_id)
+        note = ""
+        if "projet" in changes or "owner" in changes:  # the reports by project and owner would change
+            note = _unlocked_history(row, actor) + (
+                _unlocked_history({**row, "owner_id": owner.pk}, actor) if owner else ""
+            )
         fields = {"libelle": "libelle", "projet": "projet_id", "owner": "owner_id"}
         FicheTemps.objects.filter(pk=fiche_id).update(
             updated_at=Now(), **{fields[name]: new for name, (_old, new) in changes.items()}
         )
         fiche = _reload(fiche_id)
-        _log(fiche, FicheEvent.Kind.UPDATED, actor, changes=changes, reason=_describe(changes))
+        _log(
+            fiche,
+            FicheEvent.Kind.UPDATED,
+            actor,
+            changes=changes,
+            reason=_describe(changes) + (OVERRIDDEN if note else ""),
+        )
     return fiche
 
 
@@ -432,22 +532,34 @@ def stop_overdue(*, max_running: timedelta, batch_size: int) -> int:
     """
     overdue = FicheTemps.objects.running().alias(ran=Elapsed("en_calcul_depuis")).filter(ran__gte=max_running)
     stopped = 0
+    reason = f"Ran longer than the {max_running} allowed."
     while True:
         with transaction.atomic():
             rows = list(overdue.select_for_update().order_by("pk").values(*_BEFORE)[:batch_size])
             if not rows:
                 return stopped
-            stopped += _stop(
-                rows,
-                etat=Etat.EN_PAUSE,
-                kind=FicheEvent.Kind.AUTO_STOPPED,
-                actor=None,
-                reason=f"Ran longer than the {max_running} allowed.",
+            # A stop instant inside the owner's locked days would change them: such a
+            # fiche stops where its locked days end instead, and the event says so.
+            ends = {owner_id: reports.lock_end(owner_id) for owner_id in {row["owner_id"] for row in rows}}
+            clamped = defaultdict(list)
+            exact = []
+            for row in rows:
+                end = ends[row["owner_id"]]
+                if end is not None and row["en_calcul_depuis"] + max_running < end:
+                    clamped[end].append(row)
+                else:
+                    exact.append(row)
+            common = {"etat": Etat.EN_PAUSE, "kind": FicheEvent.Kind.AUTO_STOPPED, "actor": None, "auto_stopped": True}
+            if exact:
                 # Exactly at start + maximum: what ticks settled past it is taken back.
-                at=F("en_calcul_depuis"),
-                offset=max_running,
-                auto_stopped=True,
-            )
+                stopped += _stop(exact, at=F("en_calcul_depuis"), offset=max_running, reason=reason, **common)
+            for end, group in clamped.items():
+                stopped += _stop(
+                    group,
+                    at=Value(end, output_field=DateTimeField()),
+                    reason=f"{reason} Stopped where its locked days end.",
+                    **common,
+                )
 
 
 def _async_twin(function):

@@ -12,3 +12,9 @@ def hms(value: timedelta | None) -> str:
     sign, value = ("-", -value) if value < timedelta(0) else ("", value)
     seconds = int(value.total_seconds())
     return f"{sign}{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+@register.filter
+def seconds_hms(value) -> str:
+    """Seconds (a number) as H:MM:SS."""
+    return hms(timedelta(seconds=float(value or 0)))
