@@ -94,7 +94,7 @@ def test_stop_at_an_earlier_local_time(alice, user, projet, settings):
     settings.TIME_ZONE = "Europe/Paris"
     fiche = services.create_fiche(projet_id=projet.pk, actor=user, start=True)
     local_start = fiche.en_calcul_depuis.astimezone(__import__("zoneinfo").ZoneInfo("Europe/Paris"))
-    response = alice.post(f"/fiches/{fiche.pk}/pause", {"at": local_start.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]})
+    response = alice.post(f"/fiches/{fiche.pk}/pause", {"at": local_start.strftime("%Y-%m-%dT%H:%M:%S.%f")})
     assert response.status_code == 302
     paused = FicheTemps.objects.get(pk=fiche.pk)
     assert paused.etat == Etat.EN_PAUSE
