@@ -125,3 +125,11 @@ def test_staff_get_a_link_to_the_admin(staff):
     client = Client()
     client.force_login(staff)
     assert 'href="/admin/"' in client.get("/").content.decode()
+
+
+def test_refusals_speak_the_users_language(alice, user, projet):
+    running = services.create_fiche(projet_id=projet.pk, actor=user, start=True)
+    other = services.create_fiche(projet_id=projet.pk, actor=user)
+    page = alice.post(f"/fiches/{other.pk}/start", follow=True, HTTP_ACCEPT_LANGUAGE="fr").content.decode()
+    assert f"La fiche n°{running.pk} est déjà en calcul" in page
+    assert f"· #{running.pk}" in page  # the number the message names is on the card

@@ -19,6 +19,8 @@ from django.contrib.auth import get_user_model
 from django.db import IntegrityError, connection, transaction
 from django.db.models import DateTimeField, F, QuerySet, Value
 from django.db.models.functions import Now
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext, pgettext_lazy
 
 from . import conf, reports
 from .dbtime import DurationSum, Elapsed, db_now, later_of, settled
@@ -85,14 +87,25 @@ def _locked(fiche_id, actor) -> dict:
     """
     row = FicheTemps.objects.visible_to(actor).select_for_update().filter(pk=fiche_id).values(*_BEFORE).first()
     if row is None:
-        raise TransitionRefused(f"Fiche {fiche_id} does not exist.", code="not_found")
+        raise TransitionRefused(_("Fiche %(id)s does not exist.") % {"id": fiche_id}, code="not_found")
     return row
+
+
+ACTIONS = {
+    "start": pgettext_lazy("a fiche", "start"),
+    "pause": pgettext_lazy("a fiche", "pause"),
+    "finish": pgettext_lazy("a fiche", "finish"),
+    "switch from": pgettext_lazy("a fiche", "switch from"),
+    "switch to": pgettext_lazy("a fiche", "switch to"),
+}
 
 
 def _require_state(row, action, *allowed):
     if row["etat"] not in allowed:
         raise TransitionRefused(
-            f"Cannot {action} fiche {row['id']}: it is {Etat(row['etat']).label}.", code="wrong_state"
+            _("Cannot %(action)s fiche %(id)s: it is %(state)s.")
+            % {"action": ACTIONS.get(action, action), "id": row["id"], "state": Etat(row["etat"]).label},
+            code="wrong_state",
         )
 
 
@@ -108,20 +121,20 @@ def _log(fiche, kind, actor, **fields):
 
 def _clean_libelle(libelle) -> str:
     if not isinstance(libelle, str):
-        raise TransitionRefused("The label must be text.", code="invalid")
+        raise TransitionRefused(_("The label must be text."), code="invalid")
     if len(libelle) > FicheTemps._meta.get_field("libelle").max_length:
-        raise TransitionRefused("The label is too long (200 characters at most).", code="invalid")
+        raise TransitionRefused(_("The label is too long (200 characters at most)."), code="invalid")
     if "\x00" in libelle:
-        raise TransitionRefused("The label cannot contain NUL characters.", code="invalid")
+        raise TransitionRefused(_("The label cannot contain NUL characters."), code="invalid")
     return libelle
 
 
 def _require_active_projet(projet_id):
     projet = Projet.objects.filter(pk=projet_id).values("actif").first()
     if projet is None:
-        raise TransitionRefused(f"Project {projet_id} does not exist.", code="not_found")
+        raise TransitionRefused(_("Project %(id)s does not exist.") % {"id": projet_id}, code="not_found")
     if not projet["actif"]:
-        raise TransitionRefused(f"Project {projet_id} is not active.", code="invalid")
+        raise TransitionRefused(_("Project %(id)s is not active.") % {"id": projet_id}, code="invalid")
 
 
 def stretch_length(before: dict, temps_after: timedelta) -> timedelta:
@@ -190,8 +203,12 @@ def _slot_for(owner_id) -> int | None:
             return slot
     running = min(taken.values())
     raise TransitionRefused(
-        f"Fiche {running} is already running: pause it or switch to this one "
-        f"(at most {limit} running fiche{'s' if limit > 1 else ''} at a time).",
+        ngettext(
+            "Fiche %(id)s is already running: pause it, or switch from it (at most %(limit)s running fiche).",
+            "Fiche %(id)s is already running: pause it, or switch from it (at most %(limit)s running fiches).",
+            limit,
+        )
+        % {"id": running, "limit": limit},
         code="limit_reached",
         running_fiche_id=running,
     )
@@ -217,7 +234,7 @@ def _start(fiche_id, owner_id, actor, *, at=None) -> FicheTemps:
     except IntegrityError:
         # Another transaction took the last slot between our read and our write.
         _slot_for(owner_id)  # names the fiche that runs now
-        raise TransitionRefused("Another fiche of this owner has just started.", code="limit_reached") from None
+        raise TransitionRefused(_("Another fiche of this owner has just started."), code="limit_reached") from None
     fiche = _reload(fiche_id)
     Stretch.objects.create(fiche_id=fiche_id, started_at=fiche.en_calcul_depuis)
     FicheEvent.objects.create(
@@ -245,7 +262,8 @@ def _unlocked(owner_id, earliest: datetime, actor) -> str:
     if actor is not None and actor.has_perm("timesheet.override_lock"):
         return OVERRIDDEN
     raise TransitionRefused(
-        f"The owner's time is locked up to {end.isoformat()}: this would change a locked day.", code="locked"
+        _("The owner's time is locked up to %(end)s: this would change a locked day.") % {"end": end.isoformat()},
+        code="locked",
     )
 
 
@@ -280,7 +298,7 @@ def lock_days(*, until: date, actor, owner_id: int | None = None, reason: str = 
 def check_lockable(*, until: date, owner_id: int | None, actor) -> None:
     """Refuse a lock the actor may not make, or of a day not over yet in every time zone concerned."""
     if not actor.has_perm("timesheet.add_lockedperiod"):
-        raise TransitionRefused("Locking periods needs the permission to add locked periods.", code="forbidden")
+        raise TransitionRefused(_("Locking periods needs the permission to add locked periods."), code="forbidden")
     zones = (
         {reports.owner_zone(owner_id)}
         if owner_id is not None
@@ -288,30 +306,37 @@ def check_lockable(*, until: date, owner_id: int | None, actor) -> None:
     )
     now = db_now()
     if any(reports.local_midnight(until + timedelta(days=1), zone) > now for zone in zones):
-        raise TransitionRefused(f"{until} is not over yet everywhere: only past days can be locked.", code="invalid")
+        raise TransitionRefused(
+            _("%(day)s is not over yet everywhere: only past days can be locked.") % {"day": until}, code="invalid"
+        )
 
 
 def set_time_zone(*, user, name: str) -> Profile:
     """Count the user's days in the IANA time zone ``name``; return their profile."""
     if name not in zoneinfo.available_timezones():
-        raise TransitionRefused(f"“{name}” is not a time zone (an IANA name such as Europe/Paris).", code="invalid")
-    profile, _ = Profile.objects.update_or_create(user=user, defaults={"time_zone": name})
+        raise TransitionRefused(
+            _("“%(name)s” is not a time zone (an IANA name such as Europe/Paris).") % {"name": name}, code="invalid"
+        )
+    profile, _created = Profile.objects.update_or_create(user=user, defaults={"time_zone": name})
     return profile
 
 
 def _stop_instant(row, at) -> datetime:
     """Check that ``at`` lies in the fiche's current stretch and is not in the future; return it."""
     if at.tzinfo is None:
-        raise TransitionRefused("The stop instant needs a time zone (an offset such as +01:00).", code="invalid")
+        raise TransitionRefused(_("The stop instant needs a time zone (an offset such as +01:00)."), code="invalid")
     if connection.vendor == "sqlite":  # its clock has whole milliseconds: so does every instant it stores
         at = at.replace(microsecond=at.microsecond // 1000 * 1000)
     now = db_now()
     if at > now:
-        raise TransitionRefused(f"Cannot stop fiche {row['id']} in the future ({at.isoformat()}).", code="invalid")
+        raise TransitionRefused(
+            _("Cannot stop fiche %(id)s in the future (%(at)s).") % {"id": row["id"], "at": at.isoformat()},
+            code="invalid",
+        )
     if at < row["en_calcul_depuis"]:
         raise TransitionRefused(
-            f"Cannot stop fiche {row['id']} at {at.isoformat()}: it has run only since "
-            f"{row['en_calcul_depuis'].isoformat()}.",
+            _("Cannot stop fiche %(id)s at %(at)s: it has run only since %(since)s.")
+            % {"id": row["id"], "at": at.isoformat(), "since": row["en_calcul_depuis"].isoformat()},
             code="invalid",
         )
     return at
@@ -327,9 +352,9 @@ def create_fiche(
     owner_id = actor.pk if owner_id is None else owner_id
     if owner_id != actor.pk:
         if not actor.is_staff:
-            raise TransitionRefused("Only staff may create a fiche for someone else.", code="forbidden")
+            raise TransitionRefused(_("Only staff may create a fiche for someone else."), code="forbidden")
         if not get_user_model().objects.filter(pk=owner_id, is_active=True).exists():
-            raise TransitionRefused(f"User {owner_id} does not exist.", code="invalid")
+            raise TransitionRefused(_("User %(id)s does not exist.") % {"id": owner_id}, code="invalid")
     libelle = _clean_libelle(libelle)
     with transaction.atomic():
         _require_active_projet(projet_id)
@@ -391,7 +416,9 @@ def finish_fiche(*, fiche_id: int, actor, at: datetime | None = None) -> FicheTe
             )
             return _reload(fiche_id)
         if at is not None:
-            raise TransitionRefused(f"Fiche {fiche_id} is paused: there is no running time to stop at.", code="invalid")
+            raise TransitionRefused(
+                _("Fiche %(id)s is paused: there is no running time to stop at.") % {"id": fiche_id}, code="invalid"
+            )
         FicheTemps.objects.filter(pk=fiche_id).update(etat=Etat.TERMINEE, updated_at=Now())
         fiche = _reload(fiche_id)
         _log(fiche, FicheEvent.Kind.FINISHED, actor)
@@ -405,7 +432,7 @@ def switch_fiche(*, from_id: int, to_id: int, actor) -> tuple[FicheTemps, FicheT
     no overlap, both audited; return both.
     """
     if from_id == to_id:
-        raise TransitionRefused("Switching needs two different fiches.", code="invalid")
+        raise TransitionRefused(_("Switching needs two different fiches."), code="invalid")
     with transaction.atomic():
         # Locked in id order, so that two switches of the same pair cannot deadlock.
         rows = {fiche_id: _locked(fiche_id, actor) for fiche_id in sorted((from_id, to_id))}
@@ -413,7 +440,7 @@ def switch_fiche(*, from_id: int, to_id: int, actor) -> tuple[FicheTemps, FicheT
         _require_state(source, "switch from", Etat.EN_CALCUL)
         _require_state(target, "switch to", Etat.EN_PAUSE)
         if source["owner_id"] != target["owner_id"]:
-            raise TransitionRefused("Both fiches of a switch must have the same owner.", code="invalid")
+            raise TransitionRefused(_("Both fiches of a switch must have the same owner."), code="invalid")
         _require_active_projet(target["projet_id"])
         # One instant, read once: never before the running fiche's mark.
         instant = Value(max(db_now(), source["compte_jusqua"]), output_field=DateTimeField())
@@ -430,11 +457,11 @@ def adjust_fiche(*, fiche_id: int, actor, delta: timedelta, reason: str, day: da
     up to now first.
     """
     if not isinstance(delta, timedelta) or not delta:
-        raise TransitionRefused("The adjustment must be a non-zero duration.", code="invalid")
+        raise TransitionRefused(_("The adjustment must be a non-zero duration."), code="invalid")
     if not isinstance(reason, str) or not reason.strip():
-        raise TransitionRefused("An adjustment needs a reason.", code="invalid")
+        raise TransitionRefused(_("An adjustment needs a reason."), code="invalid")
     if not actor.is_staff:
-        raise TransitionRefused("Only staff may adjust a fiche's time.", code="forbidden")
+        raise TransitionRefused(_("Only staff may adjust a fiche's time."), code="forbidden")
     with transaction.atomic():
         row = _locked(fiche_id, actor)
         zone = reports.owner_zone(row["owner_id"])
@@ -455,7 +482,9 @@ def adjust_fiche(*, fiche_id: int, actor, delta: timedelta, reason: str, day: da
         )
         if not applied:
             raise TransitionRefused(
-                f"Cannot remove {-delta} from fiche {fiche_id}: its time cannot go below zero.", code="negative_time"
+                _("Cannot remove %(delta)s from fiche %(id)s: its time cannot go below zero.")
+                % {"delta": -delta, "id": fiche_id},
+                code="negative_time",
             )
         fiche = _reload(fiche_id)
         _log(fiche, FicheEvent.Kind.ADJUSTED, actor, delta=delta, reason=reason.strip() + note, applies_to=day)
@@ -479,7 +508,7 @@ def update_fiche(*, fiche_id: int, actor, libelle: str | None = None, projet_id:
             changes["projet"] = [row["projet_id"], projet_id]
         if owner is not None and owner.pk != row["owner_id"]:
             if not actor.is_staff:
-                raise TransitionRefused("Only staff may give a fiche to someone else.", code="forbidden")
+                raise TransitionRefused(_("Only staff may give a fiche to someone else."), code="forbidden")
             changes["owner"] = [row["owner_id"], owner.pk]
         if not changes:
             return _reload(fiche_id)
