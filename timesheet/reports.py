@@ -118,15 +118,15 @@ def day_bounds(zone_name: str, first: date, last: date):
 
 
 def _piece_sql(vendor) -> str:
-    """Exact microseconds of a stretch inside a period (open stretches up to now)."""
+    """Exact microseconds of a stretch (``st``, open ones ended at now) inside a period (``p``)."""
     if vendor == "sqlite":
         # Instants are whole milliseconds: julianday's error (~40 us) rounds away.
         return (
-            "CAST(ROUND((MIN(julianday(COALESCE(s.ended_at, %s)), julianday(p.p_end))"
-            " - MAX(julianday(s.started_at), julianday(p.p_start))) * 86400000.0) AS INTEGER) * 1000"
+            "CAST(ROUND((MIN(julianday(st.ended_at), julianday(p.p_end))"
+            " - MAX(julianday(st.started_at), julianday(p.p_start))) * 86400000.0) AS INTEGER) * 1000"
         )
     return (
-        "CAST(EXTRACT(EPOCH FROM (LEAST(COALESCE(s.ended_at, %s), p.p_end) - GREATEST(s.started_at, p.p_start)))"
+        "CAST(EXTRACT(EPOCH FROM (LEAST(st.ended_at, p.p_end) - GREATEST(st.started_at, p.p_start)))"
         " * 1000000 AS BIGINT)"
     )
 
@@ -177,31 +177,42 @@ def split_by_day(*, first: date, last: date, owner_ids=None, rules=None):
     rounding = _rounding_sql(*rules, params) if rules else "us"  # its parameters follow the periods', as in the text
     owners = ""
     piece = _piece_sql(vendor)
-    params += [adapt(now), settings.TIME_ZONE, adapt(now)]
+    params += [adapt(now), settings.TIME_ZONE]
     params += [adapt(max(end for *_, end in periods)), adapt(min(start for *_, start, _ in periods))]
     if owner_ids is not None:
         owners = f"AND f.owner_id IN ({', '.join(['%s'] * len(owner_ids)) or 'NULL'})"
         params += list(owner_ids)
+    # PostgreSQL: OFFSET 0 keeps the stretches (a parallel scan joined to their
+    # owners' zones) planned apart from the few periods they are then matched to.
+    fence = "OFFSET 0" if vendor == "postgresql" else ""
+    # Without per-stretch rounding the rounded sum is the sum: not computed twice.
+    rounded = "" if rounding == "us" else f", CAST(SUM({rounding}) AS BIGINT)"
     sql = f"""
         WITH periods(zone, day, p_start, p_end) AS (VALUES {", ".join([typed] * len(periods))})
-        SELECT day, owner_id, projet_id, SUM(us), SUM({rounding})
+        SELECT day, owner_id, projet_id, CAST(SUM(us) AS BIGINT){rounded}
         FROM (
-            SELECT p.day AS day, f.owner_id AS owner_id, f.projet_id AS projet_id, {piece} AS us
-            FROM timesheet_stretch s
-            JOIN timesheet_fichetemps f ON f.id = s.fiche_id
-            LEFT JOIN timesheet_profile pr ON pr.user_id = f.owner_id
-            JOIN periods p ON p.zone = COALESCE(pr.time_zone, %s)
-                AND s.started_at < p.p_end AND COALESCE(s.ended_at, %s) > p.p_start
-            WHERE s.started_at < %s AND (s.ended_at IS NULL OR s.ended_at > %s) {owners}
+            SELECT p.day AS day, st.owner_id AS owner_id, st.projet_id AS projet_id, {piece} AS us
+            FROM (
+                SELECT s.started_at AS started_at, COALESCE(s.ended_at, %s) AS ended_at,
+                       f.owner_id AS owner_id, f.projet_id AS projet_id, COALESCE(pr.time_zone, %s) AS zone
+                FROM timesheet_stretch s
+                JOIN timesheet_fichetemps f ON f.id = s.fiche_id
+                LEFT JOIN timesheet_profile pr ON pr.user_id = f.owner_id
+                WHERE s.started_at < %s AND (s.ended_at IS NULL OR s.ended_at > %s) {owners}
+                {fence}
+            ) st
+            JOIN periods p ON p.zone = st.zone AND st.started_at < p.p_end AND st.ended_at > p.p_start
         ) pieces
         GROUP BY day, owner_id, projet_id
     """
     result = {}
+    days = {}  # SQLite answers text: each day is parsed once
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        for day, owner_id, projet_id, microseconds, rounded in cursor.fetchall():
-            day = day if isinstance(day, date) else date.fromisoformat(day)
-            result[(day, owner_id, projet_id)] = (int(microseconds), int(rounded))
+        for day, owner_id, projet_id, microseconds, *rounded in cursor.fetchall():
+            if not isinstance(day, date):
+                day = days.get(day) or days.setdefault(day, date.fromisoformat(day))
+            result[(day, owner_id, projet_id)] = [microseconds, rounded[0] if rounded else microseconds]
     return result, now
 
 
@@ -226,34 +237,52 @@ def report(*, first: date, last: date, group: str = "day", by=("owner", "projet"
     """
     default, rules = default_rule(), project_rules()
     scope = conf.get("REPORT_ROUNDING_SCOPE")
-    split, now = split_by_day(
+    days, now = split_by_day(
         first=first, last=last, owner_ids=owner_ids, rules=(rules, default) if scope == "stretch" else None
     )
-    days = defaultdict(lambda: [0, 0])
-    for key, (microseconds, rounded) in split.items():
-        days[key][0] += microseconds
-        days[key][1] += rounded
     for key, microseconds in adjustments_by_day(first=first, last=last, owner_ids=owner_ids).items():
-        days[key][0] += microseconds
-        days[key][1] += microseconds
-    rows = defaultdict(lambda: [0, 0])
+        day = days.setdefault(key, [0, 0])
+        day[0] += microseconds
+        day[1] += microseconds
+    by_owner, by_projet = "owner" in by, "projet" in by
+    labels = {}
+    rows = {}
     for (day, owner_id, projet_id), (microseconds, rounded) in days.items():
         if scope == "group":  # per day and project, before any sum over days or projects
             rounded = rules.get(projet_id, default).apply(microseconds)
-        key = (period_of(day, group), owner_id if "owner" in by else None, projet_id if "projet" in by else None)
-        rows[key][0] += microseconds
-        rows[key][1] += rounded
-    owners = dict(get_user_model().objects.filter(pk__in={o for _, o, _ in rows}).values_list("pk", "username"))
-    projets = dict(Projet.objects.filter(pk__in={p for _, _, p in rows}).values_list("pk", "designation"))
+        period = labels.get(day) or labels.setdefault(day, period_of(day, group))
+        key = (period, owner_id if by_owner else None, projet_id if by_projet else None)
+        row = rows.get(key)
+        if row is None:
+            rows[key] = [microseconds, rounded]
+        else:
+            row[0] += microseconds
+            row[1] += rounded
+    # One shared dict per owner and per project, rather than one per row.
+    owners = {
+        pk: {"id": pk, "username": name}
+        for pk, name in get_user_model().objects.filter(pk__in={o for _, o, _ in rows}).values_list("pk", "username")
+    }
+    projets = {
+        pk: {"id": pk, "designation": name}
+        for pk, name in Projet.objects.filter(pk__in={p for _, _, p in rows}).values_list("pk", "designation")
+    }
+    nobody = {"id": None, "username": ""}
+    nothing = {"id": None, "designation": ""}
     out = []
     for (period, owner_id, projet_id), (microseconds, rounded) in sorted(
-        rows.items(), key=lambda item: (item[0][0], owners.get(item[0][1], ""), projets.get(item[0][2], ""))
+        rows.items(),
+        key=lambda item: (
+            item[0][0],
+            owners.get(item[0][1], nobody)["username"],
+            projets.get(item[0][2], nothing)["designation"],
+        ),
     ):
         row = {"period": period, "seconds": microseconds / MICROSECONDS, "rounded_seconds": rounded / MICROSECONDS}
-        if "owner" in by:
-            row["owner"] = {"id": owner_id, "username": owners.get(owner_id, "")}
-        if "projet" in by:
-            row["projet"] = {"id": projet_id, "designation": projets.get(projet_id, "")}
+        if by_owner:
+            row["owner"] = owners.get(owner_id, nobody)
+        if by_projet:
+            row["projet"] = projets.get(projet_id, nothing)
         out.append(row)
     return {
         "rows": out,
