@@ -6,9 +6,10 @@ from datetime import timedelta
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
+from django.utils import timezone
 
 from timesheet import services
-from timesheet.models import Etat, FicheEvent, FicheTemps, Projet
+from timesheet.models import Etat, FicheEvent, FicheTemps, LockedPeriod, Projet
 from timesheet.ticker import TickReport, record_tick, register_heartbeat, tick
 
 pytestmark = pytest.mark.django_db
@@ -286,3 +287,25 @@ def test_the_admin_speaks_french_when_language_code_says_so(admin_client, projet
         "Temps imputé",
     ):
         assert text in content, text
+
+
+def test_the_report_page_shows_rows_bars_and_exports(admin_client, projet, user):
+    start(projet, user)
+    today = timezone.localdate().isoformat()
+    response = admin_client.get(f"{LIST}report/?from={today}&to={today}&group=day&by=owner,projet")
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "report-bar-fill" in page and "alice" in page and projet.designation in page
+    assert "/reports/export.xlsx?" in page
+    bad = admin_client.get(f"{LIST}report/?from=soon&to={today}").content.decode()
+    assert "errornote" in bad
+
+
+def test_a_lock_of_a_day_not_over_is_refused_on_the_form(admin_client):
+    today = timezone.localdate().isoformat()
+    response = admin_client.post("/admin/timesheet/lockedperiod/add/", {"until": today, "reason": "x"})
+    assert response.status_code == 200
+    assert "not over yet" in response.content.decode()
+    yesterday = (timezone.localdate() - timedelta(days=2)).isoformat()
+    assert admin_client.post("/admin/timesheet/lockedperiod/add/", {"until": yesterday}).status_code == 302
+    assert LockedPeriod.objects.get().created_by.username == "root"
