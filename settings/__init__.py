@@ -192,6 +192,9 @@ if not PRODUCTION:
 SERVESTATIC_AUTOREFRESH = DEBUG
 
 CSRF_FAILURE_VIEW = "timesheet.views.csrf_failure"
+# Every request body is bounded: larger ones get 413 before any of it is read (settings/asgi.py).
+MAX_BODY_BYTES = env_number("MAX_BODY_BYTES", 1_048_576)
+DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_BODY_BYTES
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
@@ -199,6 +202,8 @@ LOGOUT_REDIRECT_URL = "login"
 if PRODUCTION:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
+    # A local probe asks for health over plain HTTP.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
     SECURE_HSTS_SECONDS = env_number("DJANGO_SECURE_HSTS_SECONDS", 31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
@@ -231,6 +236,8 @@ INCREMENT_TIME_SECONDS = env_number("INCREMENT_TIME_SECONDS", 5)
 TICKER_BATCH_SIZE = env_number("TICKER_BATCH_SIZE", 5000)
 TICKER_SHARDS = env_number("TICKER_SHARDS", 1)
 TICKER_MAX_FAILURE_SECONDS = env_number("TICKER_MAX_FAILURE_SECONDS", 300)
+# After SIGTERM, how long a tick in flight may take before it is abandoned (a database that does not answer).
+TICKER_STOP_GRACE_SECONDS = env_number("TICKER_STOP_GRACE_SECONDS", 1.5)
 FICHE_MAX_RUNNING_HOURS = env_number("FICHE_MAX_RUNNING_HOURS", None)
 FICHE_MAX_RUNNING_PER_OWNER = env_number("FICHE_MAX_RUNNING_PER_OWNER", 1)
 # Reports round at report time only: none, up, down or nearest, to a step, per stretch or per day-and-project group.
@@ -239,6 +246,9 @@ REPORT_ROUNDING_STEP_MINUTES = env_number("REPORT_ROUNDING_STEP_MINUTES", 15)
 REPORT_ROUNDING_SCOPE = env("REPORT_ROUNDING_SCOPE", "group")
 STREAM_POLL_SECONDS = env_number("STREAM_POLL_SECONDS", 1)
 STREAM_KEEPALIVE_SECONDS = env_number("STREAM_KEEPALIVE_SECONDS", 15)
+STREAM_MAX_SECONDS = env_number("STREAM_MAX_SECONDS", 3600)
+STREAM_MAX_PER_USER = env_number("STREAM_MAX_PER_USER", 5)
+STREAM_MAX_PER_PROCESS = env_number("STREAM_MAX_PER_PROCESS", 1000)
 API_TOKEN_RATE = env("API_TOKEN_RATE", "600/min")
 WEBHOOK_POLL_SECONDS = env_number("WEBHOOK_POLL_SECONDS", 1)
 WEBHOOK_TIMEOUT_SECONDS = env_number("WEBHOOK_TIMEOUT_SECONDS", 10)

@@ -135,7 +135,7 @@ def test_create_a_fiche_started_at_once(alice, projet, user):
     [
         ("{bad json", 400, "The body must be a JSON object."),
         ("[1, 2]", 400, "The body must be a JSON object."),
-        (b"\xff\xfe", 400, "The body must be a JSON object."),
+        (b"\xff\xfe", 400, "The body must be JSON in UTF-8"),
         ({}, 400, "'projet': Field required."),
         ({"projet": "1"}, 400, "'projet': Input should be a valid integer."),
         ({"projet": True}, 400, "'projet': Input should be a valid integer."),

@@ -94,8 +94,9 @@ def test_sigterm_stops_the_worker_without_waiting_for_the_next_tick(spawn_worker
     pause_all_and_check(started, user)
 
 
-def test_sigterm_lets_the_tick_in_flight_finish(spawn_worker, projet, user):
+def test_sigterm_lets_the_tick_in_flight_finish(spawn_worker, worker_env, projet, user):
     started = start_fiches(projet, user, 2)
+    worker_env["TICKER_STOP_GRACE_SECONDS"] = "60"  # longer than the lock is held here
     worker = spawn_worker("--interval", "0.1", "-v", "2")
     worker.wait_for("Tick 1:")
     with database_write_lock():
@@ -109,8 +110,22 @@ def test_sigterm_lets_the_tick_in_flight_finish(spawn_worker, projet, user):
     pause_all_and_check(started, user)
 
 
-def test_a_second_signal_exits_at_once_and_loses_nothing(spawn_worker, projet, user):
+def test_a_tick_stuck_on_the_database_is_abandoned_after_the_grace(spawn_worker, worker_env, projet, user):
     started = start_fiches(projet, user, 2)
+    worker_env["TICKER_STOP_GRACE_SECONDS"] = "0.5"
+    worker = spawn_worker("--interval", "0.1", "-v", "2")
+    worker.wait_for("Tick 1:")
+    with database_write_lock():
+        wait_for_a_blocked_tick(worker)
+        worker.process.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=60) == 0  # while the database still does not answer
+        assert "abandoning it" in worker.output()
+    pause_all_and_check(started, user)
+
+
+def test_a_second_signal_exits_at_once_and_loses_nothing(spawn_worker, worker_env, projet, user):
+    started = start_fiches(projet, user, 2)
+    worker_env["TICKER_STOP_GRACE_SECONDS"] = "60"  # the second signal, not the grace, ends it
     worker = spawn_worker("--interval", "0.1", "-v", "2")
     worker.wait_for("Tick 1:")
     with database_write_lock():

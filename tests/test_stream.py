@@ -115,6 +115,7 @@ def test_a_disconnected_client_is_released_and_the_poller_stops(user):
 
 
 def test_one_poller_serves_every_stream(user, monkeypatch, settings):
+    settings.STREAM_MAX_PER_USER = 100
     calls = []
     real = stream.events_after
     monkeypatch.setattr(stream, "events_after", lambda last_id: calls.append(last_id) or real(last_id))

@@ -4,11 +4,12 @@ from datetime import timedelta
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.auth import get_user_model
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import Coalesce, Now
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -17,7 +18,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
-from . import reports, services, tokens, webhooks
+from . import exports, reports, services, tokens, webhooks
 from .health import is_fresh, ticker_status
 from .models import (
     ApiToken,
@@ -327,7 +328,10 @@ class FicheTempsAdmin(admin.ModelAdmin):
         """The fiches the list shows with its current filters and search, as CSV."""
         if not self.has_view_or_change_permission(request):
             raise PermissionDenied
-        fiches = self.get_changelist_instance(request).get_queryset(request)
+        try:
+            fiches = self.get_changelist_instance(request).get_queryset(request)
+        except (IncorrectLookupParameters, ValidationError, ValueError):
+            return HttpResponseBadRequest(gettext("These filters are not valid."), content_type="text/plain")
         response = HttpResponse(content_type="text/csv; charset=utf-8")
         stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
         response["Content-Disposition"] = f'attachment; filename="fiches-{stamp}.csv"'
@@ -351,9 +355,9 @@ class FicheTempsAdmin(admin.ModelAdmin):
             writer.writerow(
                 [
                     fiche.pk,
-                    fiche.projet.designation,
-                    fiche.owner.get_username(),
-                    fiche.libelle,
+                    exports.safe(fiche.projet.designation),
+                    exports.safe(fiche.owner.get_username()),
+                    exports.safe(fiche.libelle),
                     fiche.etat,
                     f"{fiche.temps_impute.total_seconds():.3f}",
                     f"{fiche.temps_live.total_seconds():.3f}",
@@ -366,6 +370,8 @@ class FicheTempsAdmin(admin.ModelAdmin):
         return response
 
     def adjust_view(self, request, object_id):
+        if not str(object_id).isdigit():
+            raise Http404(gettext("No such fiche."))
         fiche = get_object_or_404(self.get_queryset(request), pk=object_id)
         if not self.has_change_permission(request, fiche):
             raise PermissionDenied

@@ -9,6 +9,7 @@ token (``Authorization: Bearer fdt_...``, no CSRF). Every error is a JSON body
 ``{"error": "..."}`` with its status, described in the schema.
 """
 
+import json
 import logging
 from datetime import date, datetime, timedelta
 from typing import Annotated, Literal
@@ -21,6 +22,7 @@ from django.http import Http404, HttpRequest, JsonResponse
 from django.middleware.csrf import get_token
 from ninja import Field, NinjaAPI, Query, Schema, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.parser import Parser
 from ninja.security import APIKeyCookie, HttpBearer
 from ninja.throttling import SimpleRateThrottle
 from pydantic import BeforeValidator, ConfigDict
@@ -95,6 +97,51 @@ class TokenRateThrottle(SimpleRateThrottle):
         return None if api_token is None else self.cache_format % {"scope": self.scope, "ident": api_token.pk}
 
 
+MAX_JSON_DEPTH = 20
+
+
+class JsonParser(Parser):
+    """JSON bodies, refused (400) when nested deeper than MAX_JSON_DEPTH or holding text that is not Unicode."""
+
+    def parse_body(self, request):
+        text = request.body.decode("utf-8")  # a UnicodeDecodeError is Ninja's "cannot parse": a 400
+        depth = deepest = 0
+        in_string = escaped = False
+        for char in text:  # bounded: the body itself is (MAX_BODY_BYTES)
+            if in_string:
+                if escaped:
+                    escaped = False
+                elif char == "\\":
+                    escaped = True
+                elif char == '"':
+                    in_string = False
+            elif char == '"':
+                in_string = True
+            elif char in "[{":
+                depth += 1
+                deepest = max(deepest, depth)
+                if deepest > MAX_JSON_DEPTH:
+                    raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels.")
+            elif char in "]}":
+                depth -= 1
+        data = json.loads(text)
+        _require_unicode(data)
+        return data
+
+
+def _require_unicode(value):
+    """Refuse strings with lone surrogates ("\\ud800"): they cannot be stored or shown."""
+    if isinstance(value, str):
+        value.encode("utf-8")  # a UnicodeEncodeError is a ValueError: Ninja answers 400
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _require_unicode(key)
+            _require_unicode(item)
+    elif isinstance(value, list):
+        for item in value:
+            _require_unicode(item)
+
+
 api = NinjaAPI(
     title="Fiches de temps",
     version="1",
@@ -106,6 +153,7 @@ api = NinjaAPI(
     urls_namespace="api",
     auth=[BearerToken(), Session()],
     throttle=[TokenRateThrottle()],
+    parser=JsonParser(),
 )
 
 
@@ -171,7 +219,10 @@ def on_authentication_error(request, exc):
 def on_http_error(request, exc):
     message = str(exc)
     if message.startswith("Cannot parse request body"):  # Ninja's word for a body that is not JSON
-        message = BODY_NOT_AN_OBJECT
+        cause = exc.__cause__
+        message = str(cause) if isinstance(cause, ValueError) and "nested deeper" in str(cause) else BODY_NOT_AN_OBJECT
+        if isinstance(cause, UnicodeError):
+            message = "The body must be JSON in UTF-8, its strings valid Unicode."
     return error(request, exc.status_code, message)
 
 

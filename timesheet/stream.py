@@ -18,12 +18,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from asgiref.sync import sync_to_async
+from django.contrib.auth import get_user_model
+from django.contrib.sessions.models import Session
 from django.db import close_old_connections
+from django.db.models.functions import Now
 
 from . import conf, tokens
 from .dbtime import db_now
-from .models import FicheEvent, FicheTemps
-from .serialize import fiche_json
+from .models import Etat, FicheEvent, FicheTemps
+from .serialize import fiche_json, seconds
 
 logger = logging.getLogger(__name__)
 
@@ -33,10 +36,20 @@ POLL_BATCH = 1000
 
 @dataclass(frozen=True)
 class Credential:
-    """Who opened a stream: a signed-in user, or a user through one of their API tokens."""
+    """Who opened a stream: a signed-in user (and their session), or a user through one of their API tokens."""
 
     user: object
     token_id: int | None = None
+    session_key: str | None = None
+
+
+class StreamRefused(Exception):
+    """Too many open streams: for this user, or for this process."""
+
+    def __init__(self, message, retry_after):
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
 
 
 @dataclass(eq=False)
@@ -45,6 +58,7 @@ class Subscriber:
     queue: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(QUEUE_SIZE))
     overflowed: bool = False
     ended: bool = False
+    ends_at: float = float("inf")  # the loop's clock: past it the stream ends and the client reconnects
 
     def wants(self, owner_id):
         return not self.ended and FicheTemps.objects.is_visible(self.credential.user, owner_id)
@@ -88,9 +102,54 @@ def latest_event_id():
     return FicheEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
 
 
-def poll(last_id, token_ids):
-    """The events after ``last_id`` (see ``events_after``), and which of ``token_ids`` may still read them."""
-    return events_after(last_id), (tokens.still_usable(token_ids) if token_ids else set())
+def poll(last_id, credentials):
+    """
+    The events after ``last_id`` (see ``events_after``), and which of the
+    ``credentials`` still hold: the user active with the same staff status,
+    the session not signed out or expired, the token not revoked or expired.
+    """
+    return events_after(last_id), still_valid(credentials)
+
+
+def still_valid(credentials) -> set:
+    """The credentials, among ``credentials``, that may still read events: a few queries for all of them."""
+    if not credentials:
+        return set()
+    users = {
+        pk: (active, staff)
+        for pk, active, staff in get_user_model()
+        .objects.filter(pk__in={c.user.pk for c in credentials})
+        .values_list("pk", "is_active", "is_staff")
+    }
+    token_ids = {c.token_id for c in credentials if c.token_id is not None}
+    usable_tokens = tokens.still_usable(token_ids) if token_ids else set()
+    keys = {c.session_key for c in credentials if c.session_key}
+    live_sessions = (
+        set(Session.objects.filter(session_key__in=keys, expire_date__gt=Now()).values_list("session_key", flat=True))
+        if keys
+        else set()
+    )
+    valid = set()
+    for credential in credentials:
+        active, staff = users.get(credential.user.pk, (False, False))
+        if not active or staff != credential.user.is_staff:
+            continue
+        if credential.token_id is not None and credential.token_id not in usable_tokens:
+            continue
+        if credential.token_id is None and credential.session_key not in live_sessions:
+            continue
+        valid.add(credential)
+    return valid
+
+
+# The state an event left its fiche in (None: the state it was already in).
+PRODUCED = {
+    FicheEvent.Kind.CREATED: Etat.EN_PAUSE,
+    FicheEvent.Kind.STARTED: Etat.EN_CALCUL,
+    FicheEvent.Kind.PAUSED: Etat.EN_PAUSE,
+    FicheEvent.Kind.AUTO_STOPPED: Etat.EN_PAUSE,
+    FicheEvent.Kind.FINISHED: Etat.TERMINEE,
+}
 
 
 def events_after(last_id):
@@ -117,16 +176,30 @@ class EventHub:
         self.loop = None
 
     def subscribe(self, credential: Credential) -> Subscriber:
-        """Register a stream, starting the poller if it is the first; await ``ready`` before reading a snapshot."""
+        """
+        Register a stream, starting the poller if it is the first; await
+        ``ready`` before reading a snapshot. Raise StreamRefused past the caps.
+        """
         loop = asyncio.get_running_loop()
         if self.task is None or self.task.done() or self.loop is not loop:
             self.subscribers = set()
             self.loop = loop
             self.ready = asyncio.Event()
             self.task = loop.create_task(self._poll())
-        subscriber = Subscriber(credential=credential)
+        self.admit(credential)
+        subscriber = Subscriber(credential=credential, ends_at=loop.time() + conf.get("STREAM_MAX_SECONDS"))
         self.subscribers.add(subscriber)
         return subscriber
+
+    def admit(self, credential: Credential) -> None:
+        """Raise StreamRefused if one more stream for this credential's user would pass a cap."""
+        if len(self.subscribers) >= conf.get("STREAM_MAX_PER_PROCESS"):
+            raise StreamRefused("Too many open streams on this server: try again shortly.", retry_after=30)
+        mine = sum(1 for s in self.subscribers if s.credential.user.pk == credential.user.pk)
+        if mine >= conf.get("STREAM_MAX_PER_USER"):
+            raise StreamRefused(
+                f"At most {conf.get('STREAM_MAX_PER_USER')} open streams per person: close one first.", retry_after=60
+            )
 
     def unsubscribe(self, subscriber):
         self.subscribers.discard(subscriber)
@@ -145,15 +218,18 @@ class EventHub:
         self.ready.set()
         while True:
             await asyncio.sleep(conf.stream_poll_seconds())
-            token_ids = {s.credential.token_id for s in self.subscribers if s.credential.token_id is not None}
+            credentials = {s.credential for s in self.subscribers}
             try:
-                events, usable = await on_stream_thread(poll)(self.last_id, token_ids)
+                events, valid = await on_stream_thread(poll)(self.last_id, credentials)
             except Exception:
                 logger.exception("Polling fiche events failed; retrying.")
                 continue
+            now = asyncio.get_running_loop().time()
             for subscriber in list(self.subscribers):
-                if subscriber.credential.token_id in token_ids - usable:
-                    subscriber.end()  # its token was revoked or expired
+                # Signed out, deactivated, demoted or promoted, token revoked or expired, or simply too old:
+                # the stream delivers nothing more, and ends.
+                if subscriber.credential not in valid or now >= subscriber.ends_at:
+                    subscriber.end()
             for event, fiche in events:
                 self.last_id = event.id
                 if fiche is None:
@@ -161,7 +237,14 @@ class EventHub:
                 message = format_event(
                     "fiche",
                     {
-                        "event": {"id": event.id, "kind": event.kind, "at": event.at.isoformat()},
+                        "event": {
+                            "id": event.id,
+                            "kind": event.kind,
+                            "at": event.at.isoformat(),
+                            # What the event produced, whatever happened to the fiche since.
+                            "etat": PRODUCED.get(event.kind, fiche.etat),
+                            "temps_impute": seconds(event.temps_impute),
+                        },
                         "fiche": fiche_json(fiche),
                     },
                     event_id=event.id,
@@ -185,7 +268,10 @@ def format_event(name, data, event_id=None):
 async def event_stream(credential: Credential):
     """Yield a snapshot of the running fiches the user may see, then their changes, with keep-alives."""
     user = credential.user
-    subscriber = hub.subscribe(credential)
+    try:
+        subscriber = hub.subscribe(credential)
+    except StreamRefused:  # the caps were reached since the view admitted it
+        return
     try:
         # The poller starts from the newest event before any snapshot is
         # read, so that nothing between the two is missed.

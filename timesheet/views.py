@@ -1,5 +1,7 @@
 """The views outside the API's schema: the live stream, the health check, and JSON errors under /api/."""
 
+import asyncio
+
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.core.handlers.asgi import ASGIRequest
 from django.db import connections
@@ -10,7 +12,9 @@ from django.views.decorators.http import require_safe
 
 from . import tokens
 from .health import ticker_status
-from .stream import Credential, event_stream
+from .stream import Credential, StreamRefused, event_stream, hub
+
+HEALTH_TIMEOUT_SECONDS = 2.0
 
 
 def error(status, message, **headers):
@@ -27,13 +31,16 @@ async def credential_of(request) -> Credential | None:
         token = await tokens.aauthenticate(header[7:].strip())
         return None if token is None else Credential(user=token.user, token_id=token.pk)
     user = await request.auser()
-    return Credential(user=user) if user.is_authenticated else None
+    return Credential(user=user, session_key=request.session.session_key) if user.is_authenticated else None
 
 
 @never_cache
 async def stream(request):
     """Server-Sent Events: a snapshot of the running fiches the user may see, then their changes."""
-    if request.method not in ("GET", "HEAD"):
+    if request.method == "HEAD":  # a stream's headers only: nothing to subscribe
+        response = StreamingHttpResponse([], content_type="text/event-stream")
+        return response
+    if request.method != "GET":
         return error(405, f"Method {request.method} is not allowed here; use GET.", Allow="GET, HEAD")
     credential = await credential_of(request)
     if credential is None:
@@ -43,6 +50,10 @@ async def stream(request):
     # The request's own thread idles for as long as the stream is open: give
     # its database connection back now rather than hold one per viewer.
     await sync_to_async(connections.close_all)()
+    try:
+        hub.admit(credential)
+    except StreamRefused as refused:
+        return error(429, refused.message, Retry_After=str(refused.retry_after))
     response = StreamingHttpResponse(event_stream(credential), content_type="text/event-stream")
     response["X-Accel-Buffering"] = "no"  # let a fronting nginx pass events through at once
     return response
@@ -51,7 +62,16 @@ async def stream(request):
 @never_cache
 @require_safe
 async def healthz(request):
-    status = await sync_to_async(ticker_status)()
+    # On a thread of its own and within HEALTH_TIMEOUT_SECONDS: a database that does not answer
+    # makes a prompt 503, and never holds up the requests queued on Django's shared thread.
+    try:
+        status = await asyncio.wait_for(sync_to_async(ticker_status, thread_sensitive=False)(), HEALTH_TIMEOUT_SECONDS)
+    except TimeoutError:
+        status = {
+            "healthy": False,
+            "database": "unreachable",
+            "reason": f"The database did not answer within {HEALTH_TIMEOUT_SECONDS:g} s.",
+        }
     healthy = status.pop("healthy")
     return JsonResponse({"status": "ok" if healthy else "unavailable", **status}, status=200 if healthy else 503)
 
@@ -90,6 +110,21 @@ def _json_method_not_allowed(request, response):
     )
 
 
+def _head_as_get(request) -> bool:
+    """HEAD is answered wherever GET is: the API sees a GET, and the body is dropped."""
+    if request.method == "HEAD" and request.path.startswith("/api/") and not request.path.endswith("/stream"):
+        request.method = "GET"
+        return True
+    return False
+
+
+def _finish(request, response, head):
+    response = _json_method_not_allowed(request, response)
+    if head and not response.streaming:
+        response.content = b""
+    return response
+
+
 class JsonApiMiddleware:
     """JSON bodies only for the API's operations (415 otherwise), and JSON 405s under /api/."""
 
@@ -104,10 +139,12 @@ class JsonApiMiddleware:
     def __call__(self, request):
         if iscoroutinefunction(self):
             return self.__acall__(request)
-        return _json_method_not_allowed(request, self.get_response(request))
+        head = _head_as_get(request)
+        return _finish(request, self.get_response(request), head)
 
     async def __acall__(self, request):
-        return _json_method_not_allowed(request, await self.get_response(request))
+        head = _head_as_get(request)
+        return _finish(request, await self.get_response(request), head)
 
     def process_view(self, request, view_func, view_args, view_kwargs):
         if request.resolver_match and request.resolver_match.namespace == "api":

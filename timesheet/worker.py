@@ -58,6 +58,7 @@ class Worker:
     batch_size: int | None = None
     max_running: timedelta | None = None
     max_failure_seconds: float = 300.0
+    stop_grace: float = 1.5
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     notifier: Notifier = field(default_factory=Notifier)
     ticks: int = 0  # good ones
@@ -80,7 +81,7 @@ class Worker:
         failures = 0
         try:
             while not self.stopping.is_set():
-                ok = await self._tick()
+                ok = await self._tick_or_abandon()
                 if self.max_ticks is not None and self.ticks >= self.max_ticks:
                     break
                 now = loop.time()
@@ -119,6 +120,29 @@ class Worker:
                 await asyncio.wait_for(self.stopping.wait(), timeout)
             except TimeoutError:
                 pass
+
+    async def _tick_or_abandon(self) -> bool:
+        """
+        Run one tick; if a stop is asked meanwhile and the tick does not end
+        within ``stop_grace`` seconds (a database that does not answer), exit
+        the process at once: the database rolls back what the tick had begun,
+        and the next ticker settles that time.
+        """
+        tick = asyncio.ensure_future(self._tick())
+        stop = asyncio.ensure_future(self.stopping.wait())
+        try:
+            await asyncio.wait({tick, stop}, return_when=asyncio.FIRST_COMPLETED)
+            if not tick.done():
+                done, _pending = await asyncio.wait({tick}, timeout=self.stop_grace)
+                if not done:
+                    logger.warning(
+                        "The tick in flight did not end within %g s of the stop: abandoning it.", self.stop_grace
+                    )
+                    self.notifier.send(stopping=1, status="Abandoned a tick waiting for the database.")
+                    os._exit(0)
+            return tick.result()
+        finally:
+            stop.cancel()
 
     async def _tick(self) -> bool:
         """Run one tick in the sync thread; return whether it succeeded."""

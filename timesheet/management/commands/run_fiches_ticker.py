@@ -88,6 +88,7 @@ class Command(BaseCommand):
             max_running=conf.max_running(),
             # --once makes one attempt: a failure is final, not retried.
             max_failure_seconds=0 if once else conf.max_failure_seconds(),
+            stop_grace=float(conf.get("TICKER_STOP_GRACE_SECONDS")),
         )
         try:
             asyncio.run(self._run(worker))

@@ -1,0 +1,235 @@
+"""Hostile and broken clients: bounded bodies, JSON errors never 500s, streams that follow their credentials."""
+
+import asyncio
+import json
+import time
+
+import pytest
+from asgiref.sync import async_to_sync, sync_to_async
+from django.contrib.sessions.models import Session
+from django.test import AsyncClient, Client
+
+from timesheet import health, services, views
+from timesheet.asgi_limits import BodyLimit
+from timesheet.stream import hub
+
+pytestmark = pytest.mark.django_db
+
+
+def post_json(client, url, text, **kwargs):
+    return client.post(url, text, content_type="application/json", **kwargs)
+
+
+@pytest.mark.parametrize(
+    "url, body, text",
+    [
+        ("/api/login", '{"username": ' + "[" * 100_000 + "]" * 100_000 + "}", "nested deeper"),
+        ("/api/login", '{"username": "\\ud800", "password": "x"}', "valid Unicode"),
+        ("/api/fiches/", '{"projet": 1, "libelle": "\\udfff"}', "valid Unicode"),
+    ],
+)
+def test_hostile_json_is_a_400_never_a_500(user, url, body, text):
+    client = Client()
+    client.force_login(user)
+    response = post_json(client, url, body)
+    assert response.status_code == 400
+    assert text in response.json()["error"]
+
+
+def test_a_multipart_sign_in_is_415():
+    response = Client().post("/api/login", {"username": "x", "password": "y"})
+    assert response.status_code == 415
+    assert "must be JSON" in response.json()["error"]
+
+
+def test_head_is_answered_wherever_get_is(user):
+    assert Client().head("/healthz").status_code in (200, 503)
+    client = Client()
+    client.force_login(user)
+    response = client.head("/api/fiches/")
+    assert (response.status_code, response.content) == (200, b"")
+    assert client.head("/api/openapi.json").status_code == 200
+
+
+class Recorder:
+    """An ASGI app that reads the whole body and answers 200, noting that it ran."""
+
+    def __init__(self):
+        self.called = False
+
+    async def __call__(self, scope, receive, send):
+        self.called = True
+        while (await receive()).get("more_body"):
+            pass
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+
+def run_asgi(app, headers, chunks):
+    sent = []
+
+    async def receive():
+        body = chunks.pop(0) if chunks else b""
+        return {"type": "http.request", "body": body, "more_body": bool(chunks)}
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(app({"type": "http", "headers": headers}, receive, send))
+    return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
+
+
+def test_a_declared_body_over_the_limit_is_413_before_anything_reads_it():
+    inner = Recorder()
+    status, body = run_asgi(BodyLimit(inner, max_bytes=10), [(b"content-length", b"500000000")], [b"x" * 11])
+    assert (status, json.loads(body)) == (413, {"error": "The body is larger than 10 bytes."})
+    assert not inner.called
+
+
+def test_a_chunked_body_is_cut_off_as_soon_as_it_passes_the_limit():
+    status, _body = run_asgi(BodyLimit(Recorder(), max_bytes=10), [], [b"x" * 6, b"x" * 6, b"x" * 6])
+    assert status == 413
+
+
+def test_a_body_within_the_limit_goes_through():
+    assert run_asgi(BodyLimit(Recorder(), max_bytes=10), [(b"content-length", b"4")], [b"abcd"]) == (200, b"ok")
+
+
+def test_health_answers_within_its_timeout_when_the_database_does_not(monkeypatch):
+    monkeypatch.setattr(views, "HEALTH_TIMEOUT_SECONDS", 0.2)
+    monkeypatch.setattr(views, "ticker_status", lambda: time.sleep(5) or {"healthy": True})
+    response = Client().get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["reason"] == "The database did not answer within 0.2 s."
+    assert health  # the real check is left in place for the other tests
+
+
+# Streams --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def quick_streams(settings):
+    settings.STREAM_POLL_SECONDS = 0.05
+    settings.STREAM_KEEPALIVE_SECONDS = 30
+
+
+async def open_stream(client):
+    response = await client.get("/api/fiches/stream")
+    assert response.status_code == 200, response.content
+    return aiter(response.streaming_content)
+
+
+def revocations():
+    def sign_out(user, client):
+        Session.objects.all().delete()
+
+    def deactivate(user, client):
+        type(user).objects.filter(pk=user.pk).update(is_active=False)
+
+    def demote(user, client):
+        type(user).objects.filter(pk=user.pk).update(is_staff=False)
+
+    return {"signed out": sign_out, "deactivated": deactivate, "demoted": demote}
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("revocation", list(revocations()))
+def test_a_revoked_stream_delivers_nothing_more_and_ends(quick_streams, staff, other_user, projet, revocation):
+    revoke = revocations()[revocation]
+
+    async def scenario():
+        client = AsyncClient()
+        await client.aforce_login(staff)
+        chunks = await open_stream(client)
+        await anext(chunks)  # the snapshot
+        await sync_to_async(revoke)(staff, client)
+        # Someone else's event, which a staff stream would have carried.
+        await sync_to_async(services.create_fiche)(projet_id=projet.pk, actor=other_user, start=True)
+        return [chunk async for chunk in chunks]  # ends by itself within a poll
+
+    assert async_to_sync(scenario)() == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_stream_ends_at_its_maximum_lifetime(quick_streams, settings, user):
+    settings.STREAM_MAX_SECONDS = 0.2
+
+    async def scenario():
+        client = AsyncClient()
+        await client.aforce_login(user)
+        chunks = await open_stream(client)
+        await anext(chunks)
+        return [chunk async for chunk in chunks]
+
+    assert async_to_sync(scenario)() == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_streams_are_capped_per_user_with_429_and_retry_after(quick_streams, settings, user):
+    settings.STREAM_MAX_PER_USER = 2
+
+    async def scenario():
+        client = AsyncClient()
+        await client.aforce_login(user)
+        opened = [await open_stream(client) for _ in range(2)]
+        for chunks in opened:
+            await anext(chunks)
+        refused = await client.get("/api/fiches/stream")
+        for chunks in opened:
+            await chunks.aclose()
+        return refused
+
+    refused = async_to_sync(scenario)()
+    assert refused.status_code == 429
+    assert int(refused["Retry-After"]) > 0
+    assert "open streams per person" in json.loads(refused.content)["error"]
+    assert not hub.subscribers
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_event_carries_the_state_it_produced(quick_streams, user, projet):
+    fiche = services.create_fiche(projet_id=projet.pk, actor=user)
+
+    async def scenario():
+        client = AsyncClient()
+        await client.aforce_login(user)
+        chunks = await open_stream(client)
+        await anext(chunks)
+        # Started then paused before the poller reads them: each event says what it did.
+        await sync_to_async(services.start_fiche)(fiche_id=fiche.pk, actor=user)
+        await sync_to_async(services.pause_fiche)(fiche_id=fiche.pk, actor=user)
+        events = []
+        while len(events) < 2:
+            text = (await asyncio.wait_for(anext(chunks), 30)).decode()
+            data = next(line[6:] for line in text.splitlines() if line.startswith("data: "))
+            events.append(json.loads(data)["event"])
+        await chunks.aclose()
+        return events
+
+    started, paused = async_to_sync(scenario)()
+    assert (started["kind"], started["etat"]) == ("started", "en_calcul")
+    assert (paused["kind"], paused["etat"]) == ("paused", "en_pause")
+
+
+# The admin ------------------------------------------------------------------------
+
+
+def test_bad_ids_and_filters_in_the_admin_are_404_and_400(admin_client):
+    assert admin_client.get("/admin/timesheet/fichetemps/abc/adjust/").status_code == 404
+    assert admin_client.get("/admin/timesheet/fichetemps/export/?created_at__year=abc").status_code == 400
+    assert admin_client.get("/admin/timesheet/fichetemps/export/?nonexistent=1").status_code == 400
+
+
+def test_the_admin_csv_neutralises_formulas(admin_client, projet, user):
+    services.create_fiche(projet_id=projet.pk, actor=user, libelle='=HYPERLINK("http://x")')
+    text = admin_client.get("/admin/timesheet/fichetemps/export/").content.decode()
+    assert "'=HYPERLINK" in text
+
+
+@pytest.fixture
+def admin_client(db):
+    from django.contrib.auth import get_user_model
+
+    client = Client()
+    client.force_login(get_user_model().objects.create_superuser("root", password="x"))
+    return client
