@@ -90,6 +90,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "servestatic",  # its system checks
     "ninja",  # the API docs' own static files, not a CDN's
+    "axes",  # sign-in throttling
     "timesheet",
 ]
 
@@ -105,7 +106,23 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "timesheet.views.JsonApiMiddleware",
+    "axes.middleware.AxesMiddleware",
 ]
+
+AUTHENTICATION_BACKENDS = [
+    # First: refuses a sign-in while its username and address are locked out.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Sign-in throttling (API, people's page and admin alike): after AXES_FAILURE_LIMIT
+# failures for one username from one address, sign-ins are refused (429) for the
+# cool-off; staff see and clear lockouts in the admin (Axes, Access attempts).
+AXES_FAILURE_LIMIT = env_number("AXES_FAILURE_LIMIT", 10)
+AXES_COOLOFF_TIME = float(env("AXES_COOLOFF_MINUTES", "15")) / 60  # hours
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "timesheet.views.locked_out"
+AXES_VERBOSE = False
 
 ROOT_URLCONF = "settings.urls"
 WSGI_APPLICATION = "settings.wsgi.application"

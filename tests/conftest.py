@@ -55,9 +55,17 @@ def other_user(db):
     return get_user_model().objects.create_user("bob", password="x")
 
 
+STAFF_PERMISSIONS = ["view_fichetemps", "change_fichetemps", "add_fichetemps", "adjust_fichetemps"]
+
+
 @pytest.fixture
 def staff(db):
-    return get_user_model().objects.create_user("carol", password="x", is_staff=True)
+    """Staff with the admin's permissions on fiches: they see, act on, create and adjust anyone's."""
+    from django.contrib.auth.models import Permission
+
+    carol = get_user_model().objects.create_user("carol", password="x", is_staff=True)
+    carol.user_permissions.set(Permission.objects.filter(codename__in=STAFF_PERMISSIONS))
+    return get_user_model().objects.get(pk=carol.pk)
 
 
 @pytest.fixture

@@ -233,3 +233,80 @@ def admin_client(db):
     client = Client()
     client.force_login(get_user_model().objects.create_superuser("root", password="x"))
     return client
+
+
+# Sign-in throttling ------------------------------------------------------------------
+
+
+@pytest.fixture
+def three_tries(settings):
+    settings.AXES_FAILURE_LIMIT = 3
+
+
+def api_login(client, password):
+    return post_json(client, "/api/login", json.dumps({"username": "alice", "password": password}))
+
+
+def test_repeated_failed_api_sign_ins_are_429_even_with_the_right_password(three_tries, user):
+    client = Client()
+    assert [api_login(client, "wrong").status_code for _ in range(2)] == [401, 401]
+    locked = api_login(client, "wrong")
+    assert locked.status_code == 429
+    assert int(locked["Retry-After"]) > 0
+    assert "Too many failed sign-ins" in locked.json()["error"]
+    assert api_login(client, "x").status_code == 429  # the right one too, until the cool-off
+
+
+def test_the_lockout_holds_on_the_admin_and_the_page_and_staff_can_clear_it(three_tries, user, admin_client):
+    from axes.models import AccessAttempt
+
+    for _ in range(3):
+        Client().post("/accounts/login/", {"username": "alice", "password": "wrong"})
+    assert Client().post("/accounts/login/", {"username": "alice", "password": "x"}).status_code == 429
+    assert Client().post("/admin/login/", {"username": "alice", "password": "x"}).status_code == 429
+    assert "alice" in admin_client.get("/admin/axes/accessattempt/").content.decode()
+    AccessAttempt.objects.all().delete()  # what the admin's delete action does
+    assert api_login(Client(), "x").status_code == 200
+
+
+# One authorisation rule: the admin's model permissions ---------------------------------
+
+
+def staff_with(*codenames):
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Permission
+
+    user = get_user_model().objects.create_user(f"staff-{'-'.join(codenames) or 'none'}", is_staff=True)
+    user.user_permissions.set(Permission.objects.filter(codename__in=codenames))
+    client = Client()
+    client.force_login(user)
+    return user, client
+
+
+def test_staff_without_model_permissions_have_no_powers_in_the_api(projet, user):
+    theirs = services.create_fiche(projet_id=projet.pk, actor=user, start=True)
+    _staff, client = staff_with()
+    assert client.get("/api/fiches/").json()["count"] == 0
+    assert client.get(f"/api/fiches/{theirs.pk}/").status_code == 404
+    assert post_json(client, f"/api/fiches/{theirs.pk}/pause", "{}").status_code == 404
+    created = post_json(client, "/api/fiches/", json.dumps({"projet": projet.pk, "owner": user.pk}))
+    assert created.status_code == 403
+
+
+def test_the_view_permission_sees_everyones_fiches_but_only_change_acts_on_them(projet, user):
+    theirs = services.create_fiche(projet_id=projet.pk, actor=user, start=True)
+    _viewer, viewer = staff_with("view_fichetemps")
+    assert viewer.get("/api/fiches/").json()["count"] == 1
+    refused = post_json(viewer, f"/api/fiches/{theirs.pk}/pause", "{}")
+    assert refused.status_code == 403 and "permission to change" in refused.json()["error"]
+    _changer, changer = staff_with("view_fichetemps", "change_fichetemps")
+    assert post_json(changer, f"/api/fiches/{theirs.pk}/pause", "{}").json()["etat"] == "en_pause"
+
+
+def test_starting_a_fiche_on_a_project_deactivated_since_is_refused(projet, user):
+    from timesheet.models import Projet
+
+    fiche = services.create_fiche(projet_id=projet.pk, actor=user)
+    Projet.objects.filter(pk=projet.pk).update(actif=False)
+    with pytest.raises(services.TransitionRefused, match="not active"):
+        services.start_fiche(fiche_id=fiche.pk, actor=user)

@@ -9,7 +9,8 @@ from timesheet import health
 from timesheet.models import TickerHeartbeat
 from timesheet.ticker import TickReport, record_stop, record_tick, register_heartbeat
 
-pytestmark = pytest.mark.django_db
+# The health view reads on a thread of its own: the tests' data must be committed.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 REPORT = TickReport(settled=0, auto_stopped=0, batches=1, duration=0.001)
 

@@ -250,7 +250,11 @@ def test_exports_carry_the_same_rows_with_formulas_neutralised(projet, user):
 @pytest.fixture
 def locker(db):
     user = get_user_model().objects.create_user("lea", is_staff=True)
-    user.user_permissions.add(Permission.objects.get(codename="add_lockedperiod"))
+    user.user_permissions.add(
+        *Permission.objects.filter(
+            codename__in=["add_lockedperiod", "adjust_fichetemps", "view_fichetemps", "change_fichetemps"]
+        )
+    )
     return get_user_model().objects.get(pk=user.pk)
 
 
@@ -303,7 +307,11 @@ def test_stop_at_adjust_and_edits_into_a_locked_week_are_refused_or_overridden(p
     assert reports.report(first=week[0], last=week[1])["rows"] == before["rows"]
     # An authorised override is allowed, and audited.
     overrider = get_user_model().objects.create_user("olga", is_staff=True)
-    overrider.user_permissions.add(Permission.objects.get(codename="override_lock"))
+    overrider.user_permissions.add(
+        *Permission.objects.filter(
+            codename__in=["override_lock", "adjust_fichetemps", "view_fichetemps", "change_fichetemps"]
+        )
+    )
     overrider = get_user_model().objects.get(pk=overrider.pk)
     services.adjust_fiche(fiche_id=fiche.pk, actor=overrider, delta=timedelta(hours=1), reason="audit", day=week[1])
     event = FicheEvent.objects.filter(fiche=fiche).last()

@@ -27,9 +27,9 @@ from ninja.security import APIKeyCookie, HttpBearer
 from ninja.throttling import SimpleRateThrottle
 from pydantic import BeforeValidator, ConfigDict
 
-from . import conf, reports, selectors, services, tokens
+from . import conf, reports, selectors, services, tokens, views
 from .dbtime import db_now
-from .models import ApiToken, Etat, FicheTemps
+from .models import ApiToken, Etat, FicheTemps, sees_everyones_fiches
 from .serialize import fiche_json, iso
 
 logger = logging.getLogger(__name__)
@@ -60,6 +60,7 @@ class BearerToken(HttpBearer):
         if request.method not in SAFE_METHODS and api_token.scope != ApiToken.Scope.WRITE:
             raise HttpError(403, "This token is read-only: make one with the write scope to change fiches.")
         request.api_token = api_token
+        await api_token.user.aget_all_permissions()  # cached: later checks need no query
         return api_token.user
 
 
@@ -76,7 +77,10 @@ class Session(APIKeyCookie):
 
     async def authenticate(self, request, key):
         user = await request.auser()
-        return user if user.is_authenticated else None
+        if not user.is_authenticated:
+            return None
+        await user.aget_all_permissions()  # cached: later checks need no query
+        return user
 
 
 class TokenRateThrottle(SimpleRateThrottle):
@@ -504,7 +508,7 @@ def report_arguments(user, filters) -> dict:
         raise services.TransitionRefused(
             f"'by' takes owner and projet, not {', '.join(sorted(unknown))}.", code="invalid"
         )
-    if not user.is_staff:
+    if not sees_everyones_fiches(user):
         if filters.owner not in (None, user.pk):
             raise services.TransitionRefused("Only staff may see other people's time.", code="forbidden")
         owner_ids = [user.pk]
@@ -533,7 +537,10 @@ async def csrf(request):
 
 @api.post("/login", auth=None, response={200: Me, **ERRORS}, summary="Sign in with a session")
 async def login(request, payload: Credentials):
-    user = await auth.aauthenticate(request, username=payload.username, password=payload.password)
+    # Through sync_to_async: the sign-in throttling backend (django-axes) has no async entry point.
+    user = await sync_to_async(auth.authenticate)(request, username=payload.username, password=payload.password)
+    if getattr(request, "axes_locked_out", False):  # too many failures: refused, right password or not
+        return views.locked_out(request)
     if user is None:
         raise AuthenticationError(401, "Wrong username or password.")
     await auth.alogin(request, user)

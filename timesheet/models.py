@@ -50,6 +50,15 @@ class Etat(models.TextChoices):
     TERMINEE = "terminee", _("finished")
 
 
+def sees_everyones_fiches(user) -> bool:
+    """The one rule for staff powers in the API, the stream and reports: the admin's model permissions."""
+    return user.has_perm("timesheet.view_fichetemps") or user.has_perm("timesheet.change_fichetemps")
+
+
+def acts_on_everyones_fiches(user) -> bool:
+    return user.has_perm("timesheet.change_fichetemps")
+
+
 class FicheTempsQuerySet(models.QuerySet):
     """The query rules every reader of fiches shares: the API, the stream, the admin, the ticker and reports."""
 
@@ -58,15 +67,15 @@ class FicheTempsQuerySet(models.QuerySet):
         return self.filter(etat=Etat.EN_CALCUL)
 
     def visible_to(self, user):
-        """The fiches ``user`` may see: staff see all, anyone else their own."""
+        """The fiches ``user`` may see: everyone's with the admin's permission to view fiches, else their own."""
         if not user.is_authenticated or not user.is_active:
             return self.none()
-        return self if user.is_staff else self.filter(owner=user)
+        return self if sees_everyones_fiches(user) else self.filter(owner=user)
 
     @staticmethod
     def is_visible(user, owner_id) -> bool:
         """The rule of ``visible_to`` for one fiche already in memory, by its owner's id."""
-        return user.is_authenticated and user.is_active and (user.is_staff or owner_id == user.pk)
+        return user.is_authenticated and user.is_active and (owner_id == user.pk or sees_everyones_fiches(user))
 
     def with_live_time(self):
         """
@@ -112,7 +121,10 @@ class FicheTemps(models.Model):
         ordering = ["-created_at", "-id"]
         verbose_name = _("time sheet")
         verbose_name_plural = _("time sheets")
-        permissions = [("override_lock", _("Can change time in locked periods"))]
+        permissions = [
+            ("override_lock", _("Can change time in locked periods")),
+            ("adjust_fichetemps", _("Can adjust a fiche's time")),
+        ]
         indexes = [
             # Small and cold: only running rows, keyed by id, which ticks never change.
             models.Index(fields=["id"], condition=Q(etat=Etat.EN_CALCUL), name="fiche_running_idx"),

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 from django.db.models import QuerySet
 
-from .models import Etat, FicheTemps
+from .models import Etat, FicheTemps, sees_everyones_fiches
 from .services import TransitionRefused
 
 
@@ -18,7 +18,7 @@ def fiche_list(*, user, etat: str | None = None, projet_id: int | None = None, o
     if projet_id is not None:
         fiches = fiches.filter(projet_id=projet_id)
     if owner_id is not None:
-        if owner_id != user.pk and not user.is_staff:
+        if owner_id != user.pk and not sees_everyones_fiches(user):
             raise TransitionRefused("Only staff may see other people's fiches.", code="forbidden")
         fiches = fiches.filter(owner_id=owner_id)
     return fiches.order_by("-created_at", "-id")

@@ -24,7 +24,16 @@ from django.utils.translation import ngettext, pgettext_lazy
 
 from . import conf, reports
 from .dbtime import DurationSum, Elapsed, db_now, later_of, settled
-from .models import Etat, FicheEvent, FicheTemps, LockedPeriod, Profile, Projet, Stretch
+from .models import (
+    Etat,
+    FicheEvent,
+    FicheTemps,
+    LockedPeriod,
+    Profile,
+    Projet,
+    Stretch,
+    acts_on_everyones_fiches,
+)
 
 __all__ = [
     "TransitionRefused",
@@ -88,6 +97,10 @@ def _locked(fiche_id, actor) -> dict:
     row = FicheTemps.objects.visible_to(actor).select_for_update().filter(pk=fiche_id).values(*_BEFORE).first()
     if row is None:
         raise TransitionRefused(_("Fiche %(id)s does not exist.") % {"id": fiche_id}, code="not_found")
+    if row["owner_id"] != actor.pk and not acts_on_everyones_fiches(actor):
+        raise TransitionRefused(
+            _("Changing someone else's fiche needs the permission to change fiches."), code="forbidden"
+        )
     return row
 
 
@@ -351,7 +364,7 @@ def create_fiche(
     """
     owner_id = actor.pk if owner_id is None else owner_id
     if owner_id != actor.pk:
-        if not actor.is_staff:
+        if not actor.has_perm("timesheet.add_fichetemps"):
             raise TransitionRefused(_("Only staff may create a fiche for someone else."), code="forbidden")
         if not get_user_model().objects.filter(pk=owner_id, is_active=True).exists():
             raise TransitionRefused(_("User %(id)s does not exist.") % {"id": owner_id}, code="invalid")
@@ -460,7 +473,7 @@ def adjust_fiche(*, fiche_id: int, actor, delta: timedelta, reason: str, day: da
         raise TransitionRefused(_("The adjustment must be a non-zero duration."), code="invalid")
     if not isinstance(reason, str) or not reason.strip():
         raise TransitionRefused(_("An adjustment needs a reason."), code="invalid")
-    if not actor.is_staff:
+    if not actor.has_perm("timesheet.adjust_fichetemps"):
         raise TransitionRefused(_("Only staff may adjust a fiche's time."), code="forbidden")
     with transaction.atomic():
         row = _locked(fiche_id, actor)
@@ -507,7 +520,7 @@ def update_fiche(*, fiche_id: int, actor, libelle: str | None = None, projet_id:
             _require_active_projet(projet_id)
             changes["projet"] = [row["projet_id"], projet_id]
         if owner is not None and owner.pk != row["owner_id"]:
-            if not actor.is_staff:
+            if not acts_on_everyones_fiches(actor):
                 raise TransitionRefused(_("Only staff may give a fiche to someone else."), code="forbidden")
             changes["owner"] = [row["owner_id"], owner.pk]
         if not changes:

@@ -3,9 +3,12 @@
 import asyncio
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
 from django.db import connections
 from django.http import JsonResponse, StreamingHttpResponse
+from django.template.response import TemplateResponse
+from django.utils.translation import gettext as _
 from django.views.csrf import csrf_failure as default_csrf_failure
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
@@ -29,8 +32,13 @@ async def credential_of(request) -> Credential | None:
     header = request.headers.get("Authorization", "")
     if header[:7].lower() == "bearer ":
         token = await tokens.aauthenticate(header[7:].strip())
-        return None if token is None else Credential(user=token.user, token_id=token.pk)
+        if token is None:
+            return None
+        await token.user.aget_all_permissions()  # cached for the stream's checks
+        return Credential(user=token.user, token_id=token.pk)
     user = await request.auser()
+    if user.is_authenticated:
+        await user.aget_all_permissions()
     return Credential(user=user, session_key=request.session.session_key) if user.is_authenticated else None
 
 
@@ -150,3 +158,14 @@ class JsonApiMiddleware:
         if request.resolver_match and request.resolver_match.namespace == "api":
             return _refused_body(request)
         return None
+
+
+def locked_out(request, original_response=None, credentials=None):
+    """Too many failed sign-ins: a JSON 429 under /api/, the sign-in page with the reason elsewhere."""
+    minutes = max(1, round(float(settings.AXES_COOLOFF_TIME) * 60))
+    message = _("Too many failed sign-ins: try again in %(minutes)s minutes.") % {"minutes": minutes}
+    if request.path.startswith("/api/"):
+        return error(429, message, Retry_After=str(minutes * 60))
+    response = TemplateResponse(request, "registration/login.html", {"locked_out": message}, status=429)
+    response["Retry-After"] = str(minutes * 60)
+    return response.render()  # it replaces a response after the views' rendering
