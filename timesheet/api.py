@@ -391,7 +391,9 @@ async def list_fiches(request, filters: Query[FicheFilters]):
     }
 
 
-@api.post("/fiches/", response={201: FicheOut, **ERRORS}, summary="Create a fiche, paused or started at once")
+@api.post(
+    "/fiches/", response={201: FicheOut, **TRANSITION_ERRORS}, summary="Create a fiche, paused or started at once"
+)
 async def create_fiche(request, payload: FicheIn):
     fiche = await services.acreate_fiche(
         projet_id=payload.projet,
