@@ -288,30 +288,43 @@ def format_event(name, data, event_id=None):
     return "\n".join(lines) + "\n\n"
 
 
-async def event_stream(credential: Credential):
-    """Yield a snapshot of the running fiches the user may see, then their changes, with keep-alives."""
-    user = credential.user
-    try:
-        subscriber = hub.subscribe(credential)
-    except StreamRefused:  # the caps were reached since the view admitted it
-        return
-    try:
-        # The poller starts from the newest event before any snapshot is
-        # read, so that nothing between the two is missed.
-        await hub.ready.wait()
-        fiches, now = await on_stream_thread(running_snapshot)(user)
-        yield format_event(
-            "snapshot", {"fiches": [fiche_json(fiche) for fiche in fiches], "server_time": now.isoformat()}
-        )
-        keepalive = conf.stream_keepalive_seconds()
-        while True:
-            try:
-                message = await asyncio.wait_for(subscriber.queue.get(), keepalive)
-            except TimeoutError:
-                yield ": keep-alive\n\n"
-                continue
-            if message is None:  # overflowed, or its credential was revoked
-                return
-            yield message
-    finally:
-        hub.unsubscribe(subscriber)
+class EventStream:
+    """
+    What a stream response consumes: the subscriber's events. Its place
+    among the open streams is taken when it is made (so that the caps hold
+    for requests arriving together) and given back by ``close()``, which
+    Django calls when the response ends, even one never iterated.
+    """
+
+    def __init__(self, credential: Credential):
+        self.subscriber = hub.subscribe(credential)  # raises StreamRefused past the caps
+
+    def __aiter__(self):
+        return self._events()
+
+    def close(self):
+        hub.unsubscribe(self.subscriber)
+
+    async def _events(self):
+        """Yield a snapshot of the running fiches the user may see, then their changes, with keep-alives."""
+        subscriber = self.subscriber
+        try:
+            # The poller starts from the newest event before any snapshot is
+            # read, so that nothing between the two is missed.
+            await hub.ready.wait()
+            fiches, now = await on_stream_thread(running_snapshot)(subscriber.credential.user)
+            yield format_event(
+                "snapshot", {"fiches": [fiche_json(fiche) for fiche in fiches], "server_time": now.isoformat()}
+            )
+            keepalive = conf.stream_keepalive_seconds()
+            while True:
+                try:
+                    message = await asyncio.wait_for(subscriber.queue.get(), keepalive)
+                except TimeoutError:
+                    yield ": keep-alive\n\n"
+                    continue
+                if message is None:  # overflowed, or its credential was revoked
+                    return
+                yield message
+        finally:
+            hub.unsubscribe(subscriber)

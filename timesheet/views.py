@@ -15,7 +15,7 @@ from django.views.decorators.http import require_safe
 
 from . import tokens
 from .health import ticker_status
-from .stream import Credential, StreamRefused, event_stream, hub
+from .stream import Credential, EventStream, StreamRefused
 
 HEALTH_TIMEOUT_SECONDS = 2.0
 
@@ -59,10 +59,10 @@ async def stream(request):
     # its database connection back now rather than hold one per viewer.
     await sync_to_async(connections.close_all)()
     try:
-        hub.admit(credential)
+        events = EventStream(credential)
     except StreamRefused as refused:
         return error(429, refused.message, Retry_After=str(refused.retry_after))
-    response = StreamingHttpResponse(event_stream(credential), content_type="text/event-stream")
+    response = StreamingHttpResponse(events, content_type="text/event-stream")
     response["X-Accel-Buffering"] = "no"  # let a fronting nginx pass events through at once
     return response
 
@@ -81,7 +81,10 @@ async def healthz(request):
             "reason": f"The database did not answer within {HEALTH_TIMEOUT_SECONDS:g} s.",
         }
     healthy = status.pop("healthy")
-    return JsonResponse({"status": "ok" if healthy else "unavailable", **status}, status=200 if healthy else 503)
+    response = JsonResponse({"status": "ok" if healthy else "unavailable", **status}, status=200 if healthy else 503)
+    # A 503 here is the answer to a probe, not a server error: not logged on every probe.
+    response._has_been_logged = True
+    return response
 
 
 def csrf_failure(request, reason=""):

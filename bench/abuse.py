@@ -1,0 +1,219 @@
+#!/usr/bin/env python
+"""
+Floods a real uvicorn, started the way the README starts it (the shipped
+limits), on 127.0.0.1, and prints what held:
+
+1. a stream flood: 5,000 attempts to open the event stream, one account;
+2. a slow-header flood: 1,100 connections that send half a request line and
+   then nothing.
+
+During each, /healthz is asked every half second: its worst latency and its
+statuses are printed, with the server's resident memory before and after.
+
+    python bench/abuse.py [--streams 5000] [--slow 1100]
+"""
+
+import argparse
+import asyncio
+import os
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--streams", type=int, default=5000, help="stream attempts (default: %(default)s)")
+    parser.add_argument("--slow", type=int, default=1100, help="slow-header connections (default: %(default)s)")
+    parser.add_argument("--hold", type=float, default=10.0, help="seconds each flood is held (default: %(default)s)")
+    return parser.parse_args()
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def prepare(env):
+    """A fresh database with one account and its session key."""
+    script = (
+        "from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model\n"
+        "from django.contrib.sessions.backends.db import SessionStore\n"
+        "u = get_user_model().objects.create_user('flood', password='flood-pass-123')\n"
+        "s = SessionStore(); s[SESSION_KEY] = str(u.pk)\n"
+        "s[BACKEND_SESSION_KEY] = 'django.contrib.auth.backends.ModelBackend'\n"
+        "s[HASH_SESSION_KEY] = u.get_session_auth_hash(); s.create(); print(s.session_key)\n"
+    )
+    python = sys.executable
+    subprocess.run([python, "manage.py", "migrate", "--verbosity", "0"], cwd=ROOT, env=env, check=True)
+    out = subprocess.run(
+        [python, "manage.py", "shell", "--no-imports", "-c", script],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return out.stdout.strip().splitlines()[-1]
+
+
+def rss_mib(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def request(port, path, headers=""):
+    """One HTTP/1.1 request; return (status, seconds) or (None, seconds) on a failure."""
+    started = time.perf_counter()
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 10)
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{headers}\r\n".encode())
+        await writer.drain()
+        line = await asyncio.wait_for(reader.readline(), 10)
+        writer.close()
+        return int(line.split()[1]), time.perf_counter() - started
+    except (TimeoutError, OSError, IndexError, ValueError):
+        return None, time.perf_counter() - started
+
+
+async def probe_health(port, stop, results):
+    while not stop.is_set():
+        results.append(await request(port, "/healthz"))
+        await asyncio.sleep(0.5)
+
+
+async def stream_flood(port, session, attempts, hold):
+    """Open ``attempts`` streams at once as one account; keep those that opened for ``hold`` seconds."""
+    statuses, held = {}, []
+
+    async def one():
+        try:
+            reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 30)
+            writer.write(
+                f"GET /api/fiches/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: sessionid={session}\r\n\r\n".encode()
+            )
+            await writer.drain()
+            line = await asyncio.wait_for(reader.readline(), 30)
+            status = int(line.split()[1])
+            statuses[status] = statuses.get(status, 0) + 1
+            held.append(writer)
+        except (TimeoutError, OSError, IndexError, ValueError):
+            statuses["failed"] = statuses.get("failed", 0) + 1
+
+    await asyncio.gather(*(one() for _ in range(attempts)))
+    await asyncio.sleep(hold)
+    for writer in held:
+        writer.close()
+    return statuses
+
+
+async def slow_header_flood(port, count, hold):
+    """``count`` connections that send half a request line, then nothing, for ``hold`` seconds."""
+    writers, failed = [], 0
+    for _ in range(count):
+        try:
+            _reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 10)
+            writer.write(b"GET /healthz HTT")
+            writers.append(writer)
+        except (TimeoutError, OSError):
+            failed += 1
+    await asyncio.sleep(hold)
+    still_open = sum(1 for w in writers if not w.is_closing() and not w.transport.is_closing())
+    for writer in writers:
+        writer.close()
+    return len(writers), failed, still_open
+
+
+async def flood(name, port, pid, coroutine):
+    stop, health = asyncio.Event(), []
+    before = rss_mib(pid)
+    probe = asyncio.create_task(probe_health(port, stop, health))
+    outcome = await coroutine
+    stop.set()
+    await probe
+    latencies = [seconds for status, seconds in health]
+    statuses = sorted({str(status) for status, _ in health})
+    print(f"{name}: {outcome}")
+    print(
+        f"  /healthz during it: {len(health)} probes, statuses {', '.join(statuses)}, "
+        f"median {statistics.median(latencies) * 1000:.0f} ms, worst {max(latencies) * 1000:.0f} ms"
+    )
+    print(f"  server memory: {before:.0f} MiB before, {rss_mib(pid):.0f} MiB after")
+
+
+async def main_async(args, port, pid, session):
+    await flood("stream flood (status: count)", port, pid, stream_flood(port, session, args.streams, args.hold))
+    await asyncio.sleep(2)
+    await flood(
+        "slow-header flood (opened, refused, still open at the end)",
+        port,
+        pid,
+        slow_header_flood(port, args.slow, args.hold),
+    )
+
+
+def main():
+    args = parse_args()
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 20000), hard))
+    data = tempfile.mkdtemp(prefix="bench-abuse-")
+    env = {**os.environ, "DJANGO_DATA_DIR": data, "DJANGO_SETTINGS_MODULE": "settings"}
+    env.pop("DATABASE_URL", None)
+    session = prepare(env)
+    port = free_port()
+    # As scripts/run-dev starts it: the shipped limits.
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "settings.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--lifespan",
+            "off",
+            "--log-level",
+            "warning",
+            "--timeout-graceful-shutdown",
+            "2",
+            "--limit-concurrency",
+            "1000",
+            "--timeout-keep-alive",
+            "5",
+            "--h11-max-incomplete-event-size",
+            "16384",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while asyncio.run(request(port, "/healthz"))[0] is None:
+            if time.monotonic() > deadline:
+                sys.exit("uvicorn did not start")
+            time.sleep(0.2)
+        print(
+            f"uvicorn on 127.0.0.1:{port} (limit-concurrency 1000, keep-alive 5 s), SQLite; "
+            f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}"
+        )
+        asyncio.run(main_async(args, port, server.pid, session))
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+if __name__ == "__main__":
+    main()
