@@ -93,11 +93,19 @@ async def probe_health(port, stop, results):
         await asyncio.sleep(0.5)
 
 
-async def stream_flood(port, session, attempts, hold):
-    """Open ``attempts`` streams at once as one account; keep those that opened for ``hold`` seconds."""
+async def stream_flood(port, session, attempts, hold, health):
+    """
+    Open ``attempts`` streams as one account, 200 at a time; keep those that
+    opened for ``hold`` seconds, and note /healthz in that steady state.
+    """
     statuses, held = {}, []
+    gate = asyncio.Semaphore(200)
 
     async def one():
+        async with gate:
+            await attempt()
+
+    async def attempt():
         try:
             reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 30)
             writer.write(
@@ -107,15 +115,21 @@ async def stream_flood(port, session, attempts, hold):
             line = await asyncio.wait_for(reader.readline(), 30)
             status = int(line.split()[1])
             statuses[status] = statuses.get(status, 0) + 1
-            held.append(writer)
+            if status == 200:
+                held.append(writer)
+            else:
+                writer.close()
         except (TimeoutError, OSError, IndexError, ValueError):
             statuses["failed"] = statuses.get("failed", 0) + 1
 
     await asyncio.gather(*(one() for _ in range(attempts)))
+    settled = len(health)
     await asyncio.sleep(hold)
+    after = [seconds for _status, seconds in health[settled:]]
     for writer in held:
         writer.close()
-    return statuses
+    worst = f"{max(after) * 1000:.0f} ms" if after else "n/a"
+    return {**statuses, "held": len(held), "/healthz worst once the flood was refused": worst}
 
 
 async def slow_header_flood(port, count, hold):
@@ -135,11 +149,11 @@ async def slow_header_flood(port, count, hold):
     return len(writers), failed, still_open
 
 
-async def flood(name, port, pid, coroutine):
+async def flood(name, port, pid, make):
     stop, health = asyncio.Event(), []
     before = rss_mib(pid)
     probe = asyncio.create_task(probe_health(port, stop, health))
-    outcome = await coroutine
+    outcome = await make(health)
     stop.set()
     await probe
     latencies = [seconds for status, seconds in health]
@@ -153,13 +167,18 @@ async def flood(name, port, pid, coroutine):
 
 
 async def main_async(args, port, pid, session):
-    await flood("stream flood (status: count)", port, pid, stream_flood(port, session, args.streams, args.hold))
+    await flood(
+        "stream flood (status: count)",
+        port,
+        pid,
+        lambda health: stream_flood(port, session, args.streams, args.hold, health),
+    )
     await asyncio.sleep(2)
     await flood(
         "slow-header flood (opened, refused, still open at the end)",
         port,
         pid,
-        slow_header_flood(port, args.slow, args.hold),
+        lambda health: slow_header_flood(port, args.slow, args.hold),
     )
 
 
