@@ -310,3 +310,39 @@ def test_starting_a_fiche_on_a_project_deactivated_since_is_refused(projet, user
     Projet.objects.filter(pk=projet.pk).update(actif=False)
     with pytest.raises(services.TransitionRefused, match="not active"):
         services.start_fiche(fiche_id=fiche.pk, actor=user)
+
+
+def test_health_is_exempt_from_the_https_redirect_that_everything_else_gets(settings, worker_env, tmp_path):
+    import secrets
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    # The production settings' own exemption, read from a production process.
+    secret = tmp_path / "secret"
+    secret.write_text(secrets.token_urlsafe(60))
+    env = {
+        **worker_env,
+        "DJANGO_ENV": "production",
+        "DJANGO_SECRET_KEY_FILE": str(secret),
+        "DJANGO_ALLOWED_HOSTS": "testserver",
+        "DJANGO_DATA_DIR": str(tmp_path),
+    }
+    printed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import django, json; django.setup(); from django.conf import settings as s; "
+            "print(json.dumps([s.SECURE_SSL_REDIRECT, s.SECURE_REDIRECT_EXEMPT]))",
+        ],
+        cwd=ROOT,
+        env={**env, "DJANGO_SETTINGS_MODULE": "settings"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    redirect, exempt = json.loads(printed.stdout)
+    settings.SECURE_SSL_REDIRECT, settings.SECURE_REDIRECT_EXEMPT = redirect, exempt
+    assert Client().get("/healthz").status_code in (200, 503)
+    assert Client().get("/api/fiches/").status_code == 301
