@@ -1,8 +1,9 @@
 """
 The project's ASGI application with a query counter, for bench/stream.py only.
 
-Counts every SQL statement the process runs, split into those made by the
-stream's shared poller and the rest, and answers ``GET /__bench__/queries``.
+Counts every SQL statement the process runs, once each, split into those
+made by the stream's shared poller (its events and its re-check of the open
+streams' credentials) and the rest, and answers ``GET /__bench__/queries``.
 """
 
 import json
@@ -17,18 +18,19 @@ counts = {"stream": 0, "other": 0}
 lock = threading.Lock()
 polling = threading.local()
 
-real_events_after = stream.events_after
+real_poll = stream.poll
 
 
-def counted_events_after(last_id):
+def counted_poll(last_id, credentials):
+    """The shared poller's round: the events, and the open streams' credentials re-checked."""
     polling.active = True
     try:
-        return real_events_after(last_id)
+        return real_poll(last_id, credentials)
     finally:
         polling.active = False
 
 
-stream.events_after = counted_events_after
+stream.poll = counted_poll
 
 
 def count(execute, sql, params, many, context):
@@ -38,7 +40,10 @@ def count(execute, sql, params, many, context):
 
 
 def install_counter(sender, connection, **kwargs):
-    connection.execute_wrappers.append(count)
+    # Once per connection wrapper: each new connection of a thread would otherwise
+    # stack one more wrapper, and count each query again (until a RecursionError).
+    if count not in connection.execute_wrappers:
+        connection.execute_wrappers.append(count)
 
 
 connection_created.connect(install_counter)
