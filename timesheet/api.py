@@ -23,6 +23,8 @@ from django.middleware.csrf import get_token
 from ninja import Field, NinjaAPI, Query, Schema, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.parser import Parser
+from ninja.renderers import JSONRenderer
+from ninja.responses import NinjaJSONEncoder
 from ninja.security import APIKeyCookie, HttpBearer
 from ninja.throttling import SimpleRateThrottle
 from pydantic import BeforeValidator, ConfigDict
@@ -101,6 +103,19 @@ class TokenRateThrottle(SimpleRateThrottle):
         return None if api_token is None else self.cache_format % {"scope": self.scope, "ident": api_token.pk}
 
 
+class ExactEncoder(NinjaJSONEncoder):
+    """Instants to the microsecond (Django's encoder stops at the millisecond): the ledger is exact."""
+
+    def default(self, o):
+        if isinstance(o, datetime):
+            return o.isoformat()
+        return super().default(o)
+
+
+class ExactRenderer(JSONRenderer):
+    encoder_class = ExactEncoder
+
+
 MAX_JSON_DEPTH = 20
 
 
@@ -158,6 +173,7 @@ api = NinjaAPI(
     auth=[BearerToken(), Session()],
     throttle=[TokenRateThrottle()],
     parser=JsonParser(),
+    renderer=ExactRenderer(),
 )
 
 
