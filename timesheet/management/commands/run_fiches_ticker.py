@@ -37,6 +37,9 @@ def positive_int(option):
 
 
 class Command(BaseCommand):
+    # The checks run in handle(), without those that query the database: a worker started
+    # while the database is locked or down waits for it, ticking with back-off, rather than exit.
+    requires_system_checks = []
     help = (
         "Keep the stored time of every running fiche up to date: settle them all every "
         "INCREMENT_TIME_SECONDS until SIGTERM or SIGINT."
@@ -67,6 +70,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, interval, once, max_ticks, batch_size, metrics_port, verbosity, **options):
+        self.check(databases=[])
         interval = conf.tick_interval() if interval is None else positive_float(interval)
         max_ticks = 1 if once else (None if max_ticks is None else positive_int("--max-ticks")(max_ticks))
         batch_size = conf.batch_size() if batch_size is None else positive_int("--batch-size")(batch_size)

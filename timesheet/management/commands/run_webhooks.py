@@ -13,6 +13,9 @@ logger = logging.getLogger("timesheet.webhook_worker")
 
 
 class Command(BaseCommand):
+    # The checks run in handle(), without those that query the database: a worker started
+    # while the database is locked or down waits for it, ticking with back-off, rather than exit.
+    requires_system_checks = []
     help = "Deliver the fiche events to the webhook subscriptions, in order, signed, until SIGTERM or SIGINT."
 
     def add_arguments(self, parser):
@@ -26,6 +29,7 @@ class Command(BaseCommand):
         parser.add_argument("--once", action="store_true", help="Make one delivery pass and exit.")
 
     def handle(self, *args, poll, once, verbosity, **options):
+        self.check(databases=[])
         poll = conf.get("WEBHOOK_POLL_SECONDS") if poll is None else positive_float(poll, option="--poll")
         logging.getLogger("timesheet").setLevel(VERBOSITY_LEVELS.get(verbosity, logging.DEBUG))
         asyncio.run(self._run(DeliveryWorker(poll=float(poll), once=once)))
