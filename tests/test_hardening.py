@@ -129,7 +129,11 @@ def revocations():
     def demote(user, client):
         type(user).objects.filter(pk=user.pk).update(is_staff=False)
 
-    return {"signed out": sign_out, "deactivated": deactivate, "demoted": demote}
+    def change_password(user, client):
+        user.set_password("a-new-password")
+        user.save()
+
+    return {"signed out": sign_out, "deactivated": deactivate, "demoted": demote, "password changed": change_password}
 
 
 @pytest.mark.django_db(transaction=True)
@@ -346,3 +350,81 @@ def test_health_is_exempt_from_the_https_redirect_that_everything_else_gets(sett
     settings.SECURE_SSL_REDIRECT, settings.SECURE_REDIRECT_EXEMPT = redirect, exempt
     assert Client().get("/healthz").status_code in (200, 503)
     assert Client().get("/api/fiches/").status_code == 301
+
+
+# Found in review --------------------------------------------------------------------------
+
+
+def test_report_dates_at_the_ends_of_the_calendar_are_400_not_500(user):
+    client = Client()
+    client.force_login(user)
+    for query in ("from=9999-12-30&to=9999-12-31", "from=0001-01-01&to=0001-01-02"):
+        response = client.get(f"/api/reports/?{query}")
+        assert response.status_code == 400 and "years 2 to 9998" in response.json()["error"]
+
+
+def test_giving_a_running_fiche_to_someone_already_running_one_is_refused(projet, user, other_user, settings):
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Permission
+
+    settings.FICHE_MAX_RUNNING_PER_OWNER = 1
+    mine = services.create_fiche(projet_id=projet.pk, actor=user, start=True)
+    services.create_fiche(projet_id=projet.pk, actor=other_user, start=True)
+    boss = get_user_model().objects.create_user("boss", is_staff=True)
+    boss.user_permissions.set(Permission.objects.filter(codename__in=["view_fichetemps", "change_fichetemps"]))
+    boss = get_user_model().objects.get(pk=boss.pk)
+    with pytest.raises(services.TransitionRefused) as refused:
+        services.update_fiche(fiche_id=mine.pk, actor=boss, owner=other_user)
+    assert refused.value.code == "limit_reached"
+
+
+def test_a_time_zone_change_is_refused_once_days_are_locked(user):
+    from datetime import date
+
+    from timesheet.models import LockedPeriod
+
+    services.set_time_zone(user=user, name="Europe/Paris")
+    LockedPeriod.objects.create(until=date(2026, 1, 31))
+    with pytest.raises(services.TransitionRefused) as refused:
+        services.set_time_zone(user=user, name="Pacific/Kiritimati")
+    assert refused.value.code == "locked"
+
+
+def test_staff_without_the_permission_cannot_revoke_someone_elses_token(user):
+    from timesheet import tokens
+    from timesheet.models import ApiToken
+
+    token, _raw = tokens.create_token(user=user, name="mine")
+    _staff, client = staff_with()
+    assert client.delete(f"/api/tokens/{token.pk}/").status_code == 404
+    assert ApiToken.objects.get().revoked_at is None
+
+
+def test_only_a_superuser_makes_a_token_for_someone_else_in_the_admin(user):
+    from django.contrib.auth.models import Permission
+
+    staff, client = staff_with()
+    staff.user_permissions.set(Permission.objects.filter(codename__in=["add_apitoken", "view_apitoken"]))
+    response = client.post(
+        "/admin/timesheet/apitoken/add/", {"user": user.pk, "name": "x", "scope": "write", "lifetime_days": 5}
+    )
+    assert response.status_code == 200 and "Only a superuser" in response.content.decode()
+
+
+def test_control_characters_do_not_break_the_spreadsheet():
+    from timesheet import exports
+
+    report = {
+        "rows": [
+            {
+                "period": "2026-01-05",
+                "owner": {"username": "a\x07b"},
+                "projet": {"designation": "p\x00"},
+                "seconds": 60.0,
+                "rounded_seconds": 60.0,
+            }
+        ],
+        "totals": {"seconds": 60.0, "rounded_seconds": 60.0},
+        "rounding": {"mode": "none", "step_minutes": 15, "scope": "group"},
+    }
+    assert exports.as_xlsx(report)[:2] == b"PK"

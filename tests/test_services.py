@@ -218,15 +218,16 @@ def test_adjust_never_goes_below_zero(projet, user, staff):
 def test_adjust_a_running_fiche_settles_it_and_keeps_it_running(projet, user, staff):
     fiche = new_fiche(projet, user, start=True)
     time.sleep(0.05)
-    # Removing more than the settled time is allowed while the running part covers it.
-    adjusted = services.adjust_fiche(fiche_id=fiche.pk, actor=staff, delta=-timedelta(milliseconds=20), reason="x")
+    adjusted = services.adjust_fiche(fiche_id=fiche.pk, actor=staff, delta=timedelta(milliseconds=20), reason="x")
     assert adjusted.etat == Etat.EN_CALCUL
     assert adjusted.compte_jusqua == adjusted.updated_at
-    assert timedelta(milliseconds=29) <= adjusted.temps_impute < timedelta(milliseconds=200)
+    assert timedelta(milliseconds=69) <= adjusted.temps_impute < timedelta(milliseconds=300)
+    # Never more than the time before the running stretch: a stop at its start would go below zero.
     with pytest.raises(TransitionRefused) as refused:
-        services.adjust_fiche(fiche_id=fiche.pk, actor=staff, delta=-timedelta(hours=1), reason="x")
+        services.adjust_fiche(fiche_id=fiche.pk, actor=staff, delta=-timedelta(milliseconds=30), reason="x")
     assert refused.value.code == "negative_time"
-    services.pause_fiche(fiche_id=fiche.pk, actor=user)
+    services.pause_fiche(fiche_id=fiche.pk, actor=user, at=fiche.en_calcul_depuis)
+    assert FicheTemps.objects.get(pk=fiche.pk).temps_impute == timedelta(milliseconds=20)
     assert_exact(fiche.pk)
 
 

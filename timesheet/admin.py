@@ -30,6 +30,7 @@ from .models import (
     TickerHeartbeat,
     WebhookDelivery,
     WebhookSubscription,
+    sees_everyones_fiches,
 )
 from .templatetags.timesheet_time import hms
 
@@ -463,6 +464,13 @@ class ApiTokenForm(forms.ModelForm):
         model = ApiToken
         fields = ["user", "name", "scope"]
 
+    def clean_user(self):
+        user = self.cleaned_data["user"]
+        # A token acts as its user: only a superuser makes one for someone else.
+        if user != self.actor and not self.actor.is_superuser:
+            raise forms.ValidationError(_("Only a superuser makes a token for someone else."))
+        return user
+
 
 @admin.register(ApiToken)
 class ApiTokenAdmin(admin.ModelAdmin):
@@ -475,6 +483,14 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False  # a token is made or revoked, never edited
+
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)
+        form.actor = request.user
+        return form
+
+    def get_changeform_initial_data(self, request):
+        return {"user": request.user.pk, **super().get_changeform_initial_data(request)}
 
     def get_fields(self, request, obj=None):
         if obj is None:
@@ -529,6 +545,23 @@ class WebhookSubscriptionAdmin(admin.ModelAdmin):
     readonly_fields = ["cursor", "attempts", "failing_since", "next_attempt_at", "disabled_reason", "created_at"]
     inlines = [WebhookDeliveryInline]
     actions = ["enable"]
+
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)
+        actor = request.user
+
+        class SubscriptionForm(form):
+            def clean(self):
+                cleaned = super().clean()
+                owner = cleaned.get("owner")
+                # A subscription sends its fiches' events out: only what the actor may see.
+                if (owner is None or owner != actor) and not sees_everyones_fiches(actor):
+                    raise forms.ValidationError(
+                        gettext("Subscribing to other people's events needs the permission to view fiches.")
+                    )
+                return cleaned
+
+        return SubscriptionForm
 
     def save_model(self, request, obj, form, change):
         if change:
@@ -590,7 +623,10 @@ class ProfileAdmin(admin.ModelAdmin):
     search_fields = ["user__username", "time_zone"]
 
     def save_model(self, request, obj, form, change):
-        services.set_time_zone(user=obj.user, name=obj.time_zone)
+        try:
+            services.set_time_zone(user=obj.user, name=obj.time_zone, actor=request.user)
+        except services.TransitionRefused as refused:
+            self.message_user(request, refused.message, messages.ERROR)
 
     def get_form(self, request, obj=None, **kwargs):
         form = super().get_form(request, obj, **kwargs)

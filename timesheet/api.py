@@ -124,41 +124,31 @@ class JsonParser(Parser):
 
     def parse_body(self, request):
         text = request.body.decode("utf-8")  # a UnicodeDecodeError is Ninja's "cannot parse": a 400
-        depth = deepest = 0
-        in_string = escaped = False
-        for char in text:  # bounded: the body itself is (MAX_BODY_BYTES)
-            if in_string:
-                if escaped:
-                    escaped = False
-                elif char == "\\":
-                    escaped = True
-                elif char == '"':
-                    in_string = False
-            elif char == '"':
-                in_string = True
-            elif char in "[{":
-                depth += 1
-                deepest = max(deepest, depth)
-                if deepest > MAX_JSON_DEPTH:
-                    raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels.")
-            elif char in "]}":
-                depth -= 1
-        data = json.loads(text)
-        _require_unicode(data)
+        try:
+            data = json.loads(text)
+        except RecursionError:  # nested deeper than the interpreter goes
+            raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels.") from None
+        _require_shallow_unicode(data)
         return data
 
 
-def _require_unicode(value):
-    """Refuse strings with lone surrogates ("\\ud800"): they cannot be stored or shown."""
-    if isinstance(value, str):
-        value.encode("utf-8")  # a UnicodeEncodeError is a ValueError: Ninja answers 400
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _require_unicode(key)
-            _require_unicode(item)
-    elif isinstance(value, list):
-        for item in value:
-            _require_unicode(item)
+def _require_shallow_unicode(data):
+    """
+    Refuse nesting deeper than MAX_JSON_DEPTH and strings with lone surrogates
+    ("\\ud800"), which cannot be stored or shown: a ValueError, a 400.
+    """
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            value.encode("utf-8")  # a UnicodeEncodeError is a ValueError
+        elif isinstance(value, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels.")
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            for key, item in items:
+                stack.append((key, depth))
+                stack.append((item, depth + 1))
 
 
 api = NinjaAPI(
@@ -516,6 +506,8 @@ class ReportOut(Schema):
 
 def report_arguments(user, filters) -> dict:
     """The report's arguments from validated filters: the rows the user may see, in a bounded range."""
+    if not (date(2, 1, 1) <= filters.from_ and filters.to <= date(9998, 12, 31)):
+        raise services.TransitionRefused("Reports cover the years 2 to 9998.", code="invalid")
     if filters.to < filters.from_:
         raise services.TransitionRefused("'to' must not be before 'from'.", code="invalid")
     if (filters.to - filters.from_).days >= reports.MAX_DAYS:

@@ -4,6 +4,7 @@ import csv
 import io
 
 from openpyxl import Workbook
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
 # A cell starting with one of these is a formula to a spreadsheet (=HYPERLINK(...), @SUM(...)).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -51,7 +52,8 @@ def as_xlsx(report: dict) -> bytes:
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet("report")
     for row in report_rows(report):
-        sheet.append(row)
+        # Control characters are not allowed in a spreadsheet's cells: dropped there.
+        sheet.append([ILLEGAL_CHARACTERS_RE.sub("", cell) if isinstance(cell, str) else cell for cell in row])
     rule = report["rounding"]
     sheet.append([])
     sheet.append(["rounding", rule["mode"], f"{rule['step_minutes']} min", rule["scope"]])

@@ -219,7 +219,7 @@ async def set_time_zone(request, user):
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
     try:
-        await sync_to_async(services.set_time_zone)(user=user, name=request.POST.get("time_zone", ""))
+        await sync_to_async(services.set_time_zone)(user=user, name=request.POST.get("time_zone", "").strip())
     except services.TransitionRefused as refused:
         messages.error(request, refused.message)
     else:
@@ -249,13 +249,15 @@ async def export(request, user, kind):
         arguments = await sync_to_async(_report_arguments)(request, user)
     except (ValidationError, ValueError, services.TransitionRefused) as exc:
         return JsonResponse({"error": getattr(exc, "message", str(exc))}, status=400)
-    report = await sync_to_async(reports.report)(**arguments)
+    # The report and the file are made off the event loop.
+    render = exports.as_csv if kind == "csv" else exports.as_xlsx
+    content = await sync_to_async(lambda: render(reports.report(**arguments)))()
     stamp = f"{arguments['first']}_{arguments['last']}"
     if kind == "csv":
-        response = HttpResponse(exports.as_csv(report), content_type="text/csv; charset=utf-8")
+        response = HttpResponse(content, content_type="text/csv; charset=utf-8")
     else:
         response = HttpResponse(
-            exports.as_xlsx(report), content_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+            content, content_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
         )
     response["Content-Disposition"] = f'attachment; filename="time-{stamp}.{kind}"'
     return response

@@ -126,7 +126,23 @@ def _reload(fiche_id) -> FicheTemps:
     return FicheTemps.objects.with_live_time().select_related("projet", "owner").get(pk=fiche_id)
 
 
+# The first key of the advisory lock that orders events: ours, among any others.
+EVENT_ORDER_LOCK = 0x5E771F
+
+
+def _events_in_commit_order():
+    """
+    On PostgreSQL, hold (until commit) the lock that makes event ids grow in
+    commit order: readers that follow the log by id (webhooks, streams) never
+    pass over an event committed late. SQLite's write lock already does this.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [EVENT_ORDER_LOCK])
+
+
 def _log(fiche, kind, actor, **fields):
+    _events_in_commit_order()
     FicheEvent.objects.create(
         fiche=fiche, kind=kind, actor=actor, at=fiche.updated_at, temps_impute=fiche.temps_impute, **fields
     )
@@ -198,6 +214,7 @@ def _stop(rows, *, etat, kind, actor, at=None, offset=timedelta(0), reason="", a
     for open_stretch in open_stretches:
         open_stretch.ended_at = ends[open_stretch.fiche_id]
     Stretch.objects.bulk_update(open_stretches, ["ended_at"], batch_size=1000)
+    _events_in_commit_order()
     FicheEvent.objects.bulk_create(events)
     return len(events)
 
@@ -250,6 +267,7 @@ def _start(fiche_id, owner_id, actor, *, at=None) -> FicheTemps:
         raise TransitionRefused(_("Another fiche of this owner has just started."), code="limit_reached") from None
     fiche = _reload(fiche_id)
     Stretch.objects.create(fiche_id=fiche_id, started_at=fiche.en_calcul_depuis)
+    _events_in_commit_order()
     FicheEvent.objects.create(
         fiche_id=fiche_id,
         kind=FicheEvent.Kind.STARTED,
@@ -310,6 +328,10 @@ def lock_days(*, until: date, actor, owner_id: int | None = None, reason: str = 
 
 def check_lockable(*, until: date, owner_id: int | None, actor) -> None:
     """Refuse a lock the actor may not make, or of a day not over yet in every time zone concerned."""
+    if not date(2, 1, 1) <= until <= date(9998, 12, 31):
+        raise TransitionRefused(
+            _("%(day)s is not over yet everywhere: only past days can be locked.") % {"day": until}, code="invalid"
+        )
     if not actor.has_perm("timesheet.add_lockedperiod"):
         raise TransitionRefused(_("Locking periods needs the permission to add locked periods."), code="forbidden")
     zones = (
@@ -324,11 +346,21 @@ def check_lockable(*, until: date, owner_id: int | None, actor) -> None:
         )
 
 
-def set_time_zone(*, user, name: str) -> Profile:
-    """Count the user's days in the IANA time zone ``name``; return their profile."""
+def set_time_zone(*, user, name: str, actor=None) -> Profile:
+    """
+    Count the user's days in the IANA time zone ``name``; return their
+    profile. With locked days, only those who may override locks change it:
+    it would move every locked day's bounds.
+    """
+    actor = actor or user
     if name not in zoneinfo.available_timezones():
         raise TransitionRefused(
             _("“%(name)s” is not a time zone (an IANA name such as Europe/Paris).") % {"name": name}, code="invalid"
+        )
+    current = Profile.objects.filter(user=user).values_list("time_zone", flat=True).first()
+    if current != name and reports.lock_end(user.pk) is not None and not actor.has_perm("timesheet.override_lock"):
+        raise TransitionRefused(
+            _("Some of these days are locked: changing the time zone would change them."), code="locked"
         )
     profile, _created = Profile.objects.update_or_create(user=user, defaults={"time_zone": name})
     return profile
@@ -481,6 +513,14 @@ def adjust_fiche(*, fiche_id: int, actor, delta: timedelta, reason: str, day: da
         day = day or db_now().astimezone(zone).date()
         note = _unlocked(row["owner_id"], reports.local_midnight(day, zone), actor)
         if row["etat"] == Etat.EN_CALCUL:
+            # Counted without the running stretch: a later stop at its start would take all of it back.
+            before_stretch = row["temps_impute"] - (row["compte_jusqua"] - row["en_calcul_depuis"])
+            if before_stretch + delta < timedelta(0):
+                raise TransitionRefused(
+                    _("Cannot remove %(delta)s from fiche %(id)s: its time cannot go below zero.")
+                    % {"delta": -delta, "id": fiche_id},
+                    code="negative_time",
+                )
             new_temps = DurationSum(settled(), delta)
             changes = {"temps_impute": new_temps, "compte_jusqua": later_of("compte_jusqua")}
         else:
@@ -531,8 +571,11 @@ def update_fiche(*, fiche_id: int, actor, libelle: str | None = None, projet_id:
                 _unlocked_history({**row, "owner_id": owner.pk}, actor) if owner else ""
             )
         fields = {"libelle": "libelle", "projet": "projet_id", "owner": "owner_id"}
+        extra = {}
+        if "owner" in changes and row["etat"] == Etat.EN_CALCUL:
+            extra["run_slot"] = _slot_for(owner.pk)  # refused if the new owner runs as many as allowed
         FicheTemps.objects.filter(pk=fiche_id).update(
-            updated_at=Now(), **{fields[name]: new for name, (_old, new) in changes.items()}
+            updated_at=Now(), **extra, **{fields[name]: new for name, (_old, new) in changes.items()}
         )
         fiche = _reload(fiche_id)
         _log(

@@ -23,6 +23,7 @@ from django.contrib.sessions.models import Session
 from django.db import close_old_connections
 from django.db.models import Q
 from django.db.models.functions import Now
+from django.utils.crypto import constant_time_compare
 
 from . import conf, tokens
 from .dbtime import db_now
@@ -42,6 +43,7 @@ class Credential:
     user: object
     token_id: int | None = None
     session_key: str | None = None
+    auth_hash: str | None = None  # the session's: a password change makes it stale
 
 
 class StreamRefused(Exception):
@@ -116,12 +118,7 @@ def still_valid(credentials) -> set:
     """The credentials, among ``credentials``, that may still read events: a few queries for all of them."""
     if not credentials:
         return set()
-    users = {
-        pk: (active, staff)
-        for pk, active, staff in get_user_model()
-        .objects.filter(pk__in={c.user.pk for c in credentials})
-        .values_list("pk", "is_active", "is_staff")
-    }
+    users = {user.pk: user for user in get_user_model().objects.filter(pk__in={c.user.pk for c in credentials})}
     token_ids = {c.token_id for c in credentials if c.token_id is not None}
     usable_tokens = tokens.still_usable(token_ids) if token_ids else set()
     keys = {c.session_key for c in credentials if c.session_key}
@@ -152,9 +149,13 @@ def still_valid(credentials) -> set:
     )
     valid = set()
     for credential in credentials:
-        active, staff = users.get(credential.user.pk, (False, False))
-        if not active or staff != credential.user.is_staff:
+        user = users.get(credential.user.pk)
+        if user is None or not user.is_active or user.is_staff != credential.user.is_staff:
             continue
+        if credential.token_id is None and not constant_time_compare(
+            credential.auth_hash or "", user.get_session_auth_hash()
+        ):
+            continue  # the password changed since the session signed in
         if credential.user.pk in privileged and credential.user.pk not in still_privileged:
             continue
         if credential.token_id is not None and credential.token_id not in usable_tokens:

@@ -48,8 +48,10 @@ def create_token(*, user, name: str, scope: str = ApiToken.Scope.READ, lifetime:
 
 
 def revoke_token(*, token_id: int, actor) -> ApiToken:
-    """Revoke one of the actor's tokens (staff: anyone's), at once; return it."""
-    tokens = ApiToken.objects.all() if actor.is_staff else ApiToken.objects.filter(user=actor)
+    """Revoke one of the actor's tokens (with the permission to delete tokens: anyone's), at once; return it."""
+    tokens = (
+        ApiToken.objects.all() if actor.has_perm("timesheet.delete_apitoken") else ApiToken.objects.filter(user=actor)
+    )
     if not tokens.filter(pk=token_id).exists():
         raise TransitionRefused(f"Token {token_id} does not exist.", code="not_found")
     tokens.filter(pk=token_id, revoked_at__isnull=True).update(revoked_at=Now())

@@ -1,11 +1,13 @@
 """The views outside the API's schema: the live stream, the health check, and JSON errors under /api/."""
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings
+from django.contrib.auth import HASH_SESSION_KEY
 from django.core.handlers.asgi import ASGIRequest
-from django.db import connections
+from django.db import close_old_connections, connections
 from django.http import JsonResponse, StreamingHttpResponse
 from django.template.response import TemplateResponse
 from django.utils.translation import gettext as _
@@ -18,6 +20,20 @@ from .health import ticker_status
 from .stream import Credential, EventStream, StreamRefused
 
 HEALTH_TIMEOUT_SECONDS = 2.0
+# One thread for health checks, its connection given back after each: probes piling up
+# behind a database that does not answer never take more than one pooled connection.
+_health_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="health")
+
+
+def _on_health_thread(function):
+    def checked():
+        close_old_connections()
+        try:
+            return function()
+        finally:
+            connections.close_all()
+
+    return sync_to_async(checked, thread_sensitive=False, executor=_health_executor)
 
 
 def error(status, message, **headers):
@@ -37,9 +53,11 @@ async def credential_of(request) -> Credential | None:
         await token.user.aget_all_permissions()  # cached for the stream's checks
         return Credential(user=token.user, token_id=token.pk)
     user = await request.auser()
-    if user.is_authenticated:
-        await user.aget_all_permissions()
-    return Credential(user=user, session_key=request.session.session_key) if user.is_authenticated else None
+    if not user.is_authenticated:
+        return None
+    await user.aget_all_permissions()
+    auth_hash = await sync_to_async(request.session.get)(HASH_SESSION_KEY)
+    return Credential(user=user, session_key=request.session.session_key, auth_hash=auth_hash)
 
 
 @never_cache

@@ -126,6 +126,16 @@ def _release(subscription: WebhookSubscription) -> None:
     )
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A receiver answers for itself: a redirect is a failed delivery, never followed elsewhere."""
+
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+_opener = urllib.request.build_opener(_NoRedirects)
+
+
 def _post(subscription: WebhookSubscription, body: bytes) -> tuple[int | None, str]:
     """POST ``body``; return the HTTP status (None if none came) and what went wrong, if anything."""
     request = urllib.request.Request(
@@ -139,7 +149,7 @@ def _post(subscription: WebhookSubscription, body: bytes) -> tuple[int | None, s
         },
     )
     try:
-        with urllib.request.urlopen(request, timeout=conf.get("WEBHOOK_TIMEOUT_SECONDS")) as response:
+        with _opener.open(request, timeout=conf.get("WEBHOOK_TIMEOUT_SECONDS")) as response:
             return response.status, ""
     except urllib.error.HTTPError as exc:
         return exc.code, f"HTTP {exc.code}"
@@ -164,7 +174,8 @@ def _attempt(subscription: WebhookSubscription, event: FicheEvent) -> str:
             duration=duration,
             error=error,
         )
-        subscriptions = WebhookSubscription.objects.filter(pk=subscription.pk)
+        # Only while this worker still holds the lease: one that outlived it must not undo another's work.
+        subscriptions = WebhookSubscription.objects.filter(pk=subscription.pk, lease_owner=subscription.lease_owner)
         if ok:
             # Only from the cursor this attempt started at: a slower worker never moves it back.
             subscriptions.filter(cursor=subscription.cursor).update(
