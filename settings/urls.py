@@ -7,10 +7,10 @@ from timesheet import metrics, people, views
 urlpatterns = [
     path("", people.home, name="home"),
     path("fiches/new", people.create, name="fiche_create"),
-    path("fiches/<int:fiche_id>/start", people.start, name="fiche_start"),
-    path("fiches/<int:fiche_id>/pause", people.pause, name="fiche_pause"),
-    path("fiches/<int:fiche_id>/finish", people.finish, name="fiche_finish"),
-    path("fiches/<int:fiche_id>/switch", people.switch, name="fiche_switch"),
+    *(
+        path(f"fiches/<int:fiche_id>/{action}", people.transition, {"action": action}, name=f"fiche_{action}")
+        for action in ("start", "pause", "finish", "switch")
+    ),
     path("tokens/new", people.create_token, name="token_create"),
     path("time-zone", people.set_time_zone, name="time_zone"),
     path("reports/export.csv", people.export, {"kind": "csv"}, name="export_csv"),

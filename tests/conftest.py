@@ -45,6 +45,15 @@ def close_pools_before_dropping_the_test_database(django_db_setup, django_db_blo
                 connection.close_pool()
 
 
+@pytest.fixture(autouse=True)
+def language_of_each_test_is_its_own():
+    """A request in French leaves the language active in its thread: each test starts from the default."""
+    yield
+    from django.utils import translation
+
+    translation.deactivate()
+
+
 @pytest.fixture
 def user(db):
     return get_user_model().objects.create_user("alice", password="x")
@@ -143,6 +152,22 @@ def worker_env():
             f"{settings_dict['PORT']}/{settings_dict['NAME']}"
         )
     return env
+
+
+@pytest.fixture
+def production_env(worker_env, tmp_path):
+    """The environment of a process in production mode, with a real secret key, over the test database."""
+    import secrets
+
+    secret = tmp_path / "secret"
+    secret.write_text(secrets.token_urlsafe(60))
+    return {
+        **worker_env,
+        "DJANGO_ENV": "production",
+        "DJANGO_SECRET_KEY_FILE": str(secret),
+        "DJANGO_ALLOWED_HOSTS": "fiches.example.org,testserver",
+        "DJANGO_DATA_DIR": str(tmp_path),
+    }
 
 
 class WorkerProcess:

@@ -316,23 +316,14 @@ def test_starting_a_fiche_on_a_project_deactivated_since_is_refused(projet, user
         services.start_fiche(fiche_id=fiche.pk, actor=user)
 
 
-def test_health_is_exempt_from_the_https_redirect_that_everything_else_gets(settings, worker_env, tmp_path):
-    import secrets
+def test_health_is_exempt_from_the_https_redirect_that_everything_else_gets(settings, production_env):
     import subprocess
     import sys
 
     from .conftest import ROOT
 
     # The production settings' own exemption, read from a production process.
-    secret = tmp_path / "secret"
-    secret.write_text(secrets.token_urlsafe(60))
-    env = {
-        **worker_env,
-        "DJANGO_ENV": "production",
-        "DJANGO_SECRET_KEY_FILE": str(secret),
-        "DJANGO_ALLOWED_HOSTS": "testserver",
-        "DJANGO_DATA_DIR": str(tmp_path),
-    }
+    env = production_env
     printed = subprocess.run(
         [
             sys.executable,

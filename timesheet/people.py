@@ -118,7 +118,9 @@ def _stop_instant(request, user):
     return parsed if parsed.tzinfo else timezone.make_aware(parsed, user_zone(user))
 
 
-async def act(request, user, fiche_id, action):
+@signed_in
+async def transition(request, user, fiche_id, action):
+    """Start, pause (now or at an earlier time), finish or switch to a fiche of the user's."""
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
     try:
@@ -134,26 +136,6 @@ async def act(request, user, fiche_id, action):
         return _answer(request, success=_("Paused.") if action == "pause" else _("Finished."))
     except (services.TransitionRefused, ValueError) as refused:
         return _answer(request, error=getattr(refused, "message", str(refused)))
-
-
-@signed_in
-async def start(request, user, fiche_id):
-    return await act(request, user, fiche_id, "start")
-
-
-@signed_in
-async def pause(request, user, fiche_id):
-    return await act(request, user, fiche_id, "pause")
-
-
-@signed_in
-async def finish(request, user, fiche_id):
-    return await act(request, user, fiche_id, "finish")
-
-
-@signed_in
-async def switch(request, user, fiche_id):
-    return await act(request, user, fiche_id, "switch")
 
 
 @signed_in

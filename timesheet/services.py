@@ -417,8 +417,21 @@ def start_fiche(*, fiche_id: int, actor) -> FicheTemps:
         return _start(fiche_id, row["owner_id"], actor)
 
 
-def _stop_reason(at) -> str:
-    return "" if at is None else f"Stopped at {at.isoformat()}."
+def _stop_now_or_at(row, *, etat, kind, actor, at):
+    """Stop a running fiche (locked) now, or at ``at``: checked against its stretch and the locked days, audited."""
+    if at is None:
+        _stop([row], etat=etat, kind=kind, actor=actor)
+        return
+    instant = _stop_instant(row, at)
+    note = _unlocked(row["owner_id"], instant, actor)
+    _stop(
+        [row],
+        etat=etat,
+        kind=kind,
+        actor=actor,
+        at=Value(instant, output_field=DateTimeField()),
+        reason=f"Stopped at {instant.isoformat()}.{note}",
+    )
 
 
 def pause_fiche(*, fiche_id: int, actor, at: datetime | None = None) -> FicheTemps:
@@ -430,16 +443,7 @@ def pause_fiche(*, fiche_id: int, actor, at: datetime | None = None) -> FicheTem
     with transaction.atomic():
         row = _locked(fiche_id, actor)
         _require_state(row, "pause", Etat.EN_CALCUL)
-        until = None if at is None else Value(_stop_instant(row, at), output_field=DateTimeField())
-        note = "" if at is None else _unlocked(row["owner_id"], at, actor)
-        _stop(
-            [row],
-            etat=Etat.EN_PAUSE,
-            kind=FicheEvent.Kind.PAUSED,
-            actor=actor,
-            at=until,
-            reason=_stop_reason(at) + note,
-        )
+        _stop_now_or_at(row, etat=Etat.EN_PAUSE, kind=FicheEvent.Kind.PAUSED, actor=actor, at=at)
         return _reload(fiche_id)
 
 
@@ -449,16 +453,7 @@ def finish_fiche(*, fiche_id: int, actor, at: datetime | None = None) -> FicheTe
         row = _locked(fiche_id, actor)
         _require_state(row, "finish", Etat.EN_CALCUL, Etat.EN_PAUSE)
         if row["etat"] == Etat.EN_CALCUL:
-            until = None if at is None else Value(_stop_instant(row, at), output_field=DateTimeField())
-            note = "" if at is None else _unlocked(row["owner_id"], at, actor)
-            _stop(
-                [row],
-                etat=Etat.TERMINEE,
-                kind=FicheEvent.Kind.FINISHED,
-                actor=actor,
-                at=until,
-                reason=_stop_reason(at) + note,
-            )
+            _stop_now_or_at(row, etat=Etat.TERMINEE, kind=FicheEvent.Kind.FINISHED, actor=actor, at=at)
             return _reload(fiche_id)
         if at is not None:
             raise TransitionRefused(
