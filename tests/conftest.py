@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection, connections
+from django.test import Client
 
 from timesheet.models import FicheEvent, FicheTemps, Projet, Stretch
 
@@ -57,6 +58,26 @@ def language_of_each_test_is_its_own():
 @pytest.fixture
 def user(db):
     return get_user_model().objects.create_user("alice", password="x")
+
+
+@pytest.fixture
+def alice(user):
+    """A client signed in as ``user`` (alice)."""
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def admin_user(db):
+    return get_user_model().objects.create_superuser("root", password="x")
+
+
+@pytest.fixture
+def admin_client(admin_user):
+    client = Client()
+    client.force_login(admin_user)
+    return client
 
 
 @pytest.fixture

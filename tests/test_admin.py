@@ -17,18 +17,6 @@ pytestmark = pytest.mark.django_db
 LIST = "/admin/timesheet/fichetemps/"
 
 
-@pytest.fixture
-def admin_user(db):
-    return get_user_model().objects.create_superuser("root", password="x")
-
-
-@pytest.fixture
-def admin_client(admin_user):
-    client = Client()
-    client.force_login(admin_user)
-    return client
-
-
 def start(projet, owner, libelle="Travail"):
     return services.create_fiche(projet_id=projet.pk, owner_id=owner.pk, actor=owner, libelle=libelle, start=True)
 

@@ -21,11 +21,6 @@ def client_for():
     return make
 
 
-@pytest.fixture
-def alice(client_for, user):
-    return client_for(user)
-
-
 def new_fiche(projet, owner, start=True):
     return services.create_fiche(projet_id=projet.pk, owner_id=owner.pk, actor=owner, libelle="Travail", start=start)
 

@@ -230,15 +230,6 @@ def test_the_admin_csv_neutralises_formulas(admin_client, projet, user):
     assert "'=HYPERLINK" in text
 
 
-@pytest.fixture
-def admin_client(db):
-    from django.contrib.auth import get_user_model
-
-    client = Client()
-    client.force_login(get_user_model().objects.create_superuser("root", password="x"))
-    return client
-
-
 # Sign-in throttling ------------------------------------------------------------------
 
 

@@ -9,13 +9,6 @@ from timesheet.models import ApiToken, Etat, FicheTemps, Projet
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def alice(user):
-    client = Client()
-    client.force_login(user)
-    return client
-
-
 @pytest.fixture(autouse=True)
 def one_at_a_time(settings):
     settings.FICHE_MAX_RUNNING_PER_OWNER = 1

@@ -15,13 +15,6 @@ from timesheet.models import ApiToken, Etat, FicheTemps
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def alice(user):
-    client = Client()
-    client.force_login(user)
-    return client
-
-
 def make_token(client, **body):
     response = client.post("/api/tokens/", json.dumps({"name": "script", **body}), content_type="application/json")
     assert response.status_code == 201, response.content

@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib import auth
-from django.http import Http404, HttpRequest, JsonResponse
+from django.http import Http404, HttpRequest
 from django.middleware.csrf import get_token
 from ninja import Field, NinjaAPI, Query, Schema, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
@@ -589,4 +589,4 @@ async def revoke_token(request, token_id: int):
 
 
 async def not_found(request: HttpRequest, path=""):
-    return JsonResponse({"error": f"No API endpoint at {request.path}."}, status=404)
+    return views.error(404, f"No API endpoint at {request.path}.")

@@ -1,7 +1,7 @@
 """Is the product healthy: the database answers and a ticker ticked recently."""
 
 from django.db import DatabaseError
-from django.db.models import Min
+from django.db.models import Count, Min
 
 from .dbtime import db_now
 from .models import FicheTemps, TickerHeartbeat
@@ -12,6 +12,18 @@ STALE_AFTER_INTERVALS = 3
 def is_fresh(last_tick_at, interval, now) -> bool:
     """Whether a ticker whose last tick was at ``last_tick_at`` counts as alive at ``now``."""
     return last_tick_at is not None and now - last_tick_at <= STALE_AFTER_INTERVALS * interval
+
+
+def freshness(now=None) -> tuple[int, float | None]:
+    """
+    How many fiches run, and how old (seconds, on the database's clock, at
+    ``now`` or the database's now) the oldest accounting mark is: None when
+    none runs.
+    """
+    figures = FicheTemps.objects.running().aggregate(count=Count("pk"), oldest=Min("compte_jusqua"))
+    if figures["oldest"] is None:
+        return 0, None
+    return figures["count"], max(0.0, ((now or db_now()) - figures["oldest"]).total_seconds())
 
 
 def ticker_status() -> dict:
@@ -28,7 +40,7 @@ def ticker_status() -> dict:
                 "last_tick_at", "interval"
             )
         )
-        oldest_mark = FicheTemps.objects.running().aggregate(oldest=Min("compte_jusqua"))["oldest"]
+        _running, stored_age = freshness(now)
     except DatabaseError as exc:
         return {"healthy": False, "database": "unreachable", "reason": f"The database is unreachable: {exc}"}
     fresh = [hb for hb in heartbeats if is_fresh(hb["last_tick_at"], hb["interval"], now)]
@@ -39,7 +51,7 @@ def ticker_status() -> dict:
         "last_tick_age_seconds": round((now - newest["last_tick_at"]).total_seconds(), 3),
         "interval_seconds": newest["interval"].total_seconds(),
         "alive": len(fresh),
-        "stored_time_age_seconds": None if oldest_mark is None else round((now - oldest_mark).total_seconds(), 3),
+        "stored_time_age_seconds": None if stored_age is None else round(stored_age, 3),
     }
     if not fresh:
         return {

@@ -14,14 +14,12 @@ import time
 
 from asgiref.sync import iscoroutinefunction, sync_to_async
 from django.conf import settings
-from django.db.models import Count, Min
 from django.http import HttpResponse
 from django.utils.decorators import sync_and_async_middleware
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import REGISTRY, GaugeMetricFamily
 
-from .dbtime import db_now
-from .models import FicheTemps
+from .health import freshness
 
 # The ticker ----------------------------------------------------------------
 
@@ -42,14 +40,6 @@ STORED_TIME_AGE = Gauge(
 RUNNING = Gauge("fiches_running", "Running fiches after the last tick.")
 
 
-def freshness() -> tuple[int, float]:
-    """How many fiches run, and how old (seconds, on the database's clock) the oldest accounting mark is."""
-    figures = FicheTemps.objects.running().aggregate(count=Count("pk"), oldest=Min("compte_jusqua"))
-    if figures["oldest"] is None:
-        return 0, 0.0
-    return figures["count"], max(0.0, (db_now() - figures["oldest"]).total_seconds())
-
-
 def record_tick(report) -> None:
     """After a good tick (in its thread): counters, and freshness read from the database."""
     TICKS.inc()
@@ -58,7 +48,7 @@ def record_tick(report) -> None:
     AUTO_STOPPED.inc(report.auto_stopped)
     running, age = freshness()
     RUNNING.set(running)
-    STORED_TIME_AGE.set(age)
+    STORED_TIME_AGE.set(age or 0.0)
 
 
 # The web side ----------------------------------------------------------------
@@ -81,7 +71,7 @@ class ScrapeTimeCollector:
 
         running, age = freshness()
         yield GaugeMetricFamily(
-            "fiches_web_stored_time_age_seconds", "Age of the oldest running fiche's accounting mark.", value=age
+            "fiches_web_stored_time_age_seconds", "Age of the oldest running fiche's accounting mark.", value=age or 0.0
         )
         yield GaugeMetricFamily("fiches_web_running", "Running fiches.", value=running)
         yield GaugeMetricFamily(

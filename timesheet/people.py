@@ -61,14 +61,7 @@ def _page_data(user):
         .order_by("-updated_at", "-id")[:RECENT_FINISHED]
     )
     zone = user_zone(user)
-    totals = reports.own_totals(user=user, zone=zone)
-    week = reports.report(
-        first=totals["monday"],
-        last=totals["monday"] + timedelta(days=6),
-        group="day",
-        by=("projet",),
-        owner_ids=[user.pk],
-    )
+    week = reports.own_week(user=user, zone=zone)
     running = [fiche for fiche in fiches if fiche.is_running]
     limit = conf.max_running_per_owner()
     return {
@@ -77,8 +70,9 @@ def _page_data(user):
         "can_start_more": not limit or len(running) < limit,
         "finished": finished,
         "projets": list(Projet.objects.filter(actif=True).order_by("designation")),
-        "totals": totals,
-        "week": week,
+        # Today and this week grow at one second a second per running fiche.
+        "totals": {"day": week["day"], "week": week["week"], "running": len(running)},
+        "week": week["report"],
         "zones": sorted(zoneinfo.available_timezones()),
         "tokens": list(ApiToken.objects.filter(user=user, revoked_at__isnull=True).order_by("-created_at")),
         "zone": zone,
@@ -90,10 +84,7 @@ def _page_data(user):
 async def home(request, user):
     """The user's fiches, running first, with the forms that act on them."""
     context = await sync_to_async(_page_data)(user)
-    template = (
-        "timesheet/people/_fiches.html" if request.GET.get("fragment") == "fiches" else "timesheet/people/home.html"
-    )
-    return TemplateResponse(request, template, context)
+    return TemplateResponse(request, "timesheet/people/home.html", context)
 
 
 def _answer(request, *, error=None, success=None):

@@ -26,7 +26,6 @@ from . import conf
 from .dbtime import db_now
 from .models import FicheEvent, LockedPeriod, Profile, Projet, Rounding
 
-GROUPS = ("day", "week", "month")
 DIMENSIONS = ("owner", "projet")
 MAX_DAYS = 366
 MICROSECONDS = 1_000_000
@@ -98,13 +97,10 @@ def project_rules() -> dict[int, Rule]:
 # The split ----------------------------------------------------------------------
 
 
-def _zones(owner_ids) -> dict[str, list[int] | None]:
-    """Each time zone name in play, with its owners (None: every owner without a profile)."""
+def zone_names(owner_ids=None) -> set[str]:
+    """The time zones the owners' days are counted in (everyone's: None), the site's among them."""
     profiles = Profile.objects.all() if owner_ids is None else Profile.objects.filter(user_id__in=owner_ids)
-    zones = defaultdict(list)
-    for user_id, name in profiles.values_list("user_id", "time_zone"):
-        zones[name].append(user_id)
-    return zones
+    return {*profiles.values_list("time_zone", flat=True).distinct(), settings.TIME_ZONE}
 
 
 def day_bounds(zone_name: str, first: date, last: date):
@@ -164,7 +160,7 @@ def split_by_day(*, first: date, last: date, owner_ids=None, rules=None):
     vendor = connection.vendor
     now = db_now()
     adapt = connection.ops.adapt_datetimefield_value if vendor == "sqlite" else (lambda value: value)
-    names = set(_zones(owner_ids)) | {settings.TIME_ZONE}
+    names = zone_names(owner_ids)
     periods = [(name, *bounds) for name in sorted(names) for bounds in day_bounds(name, first, last)]
     typed = (
         "(%s, %s, %s, %s)"
@@ -303,26 +299,24 @@ def report(*, first: date, last: date, group: str = "day", by=("owner", "projet"
     }
 
 
-def own_totals(*, user, zone=None) -> dict:
-    """The user's time today and this ISO week in their zone, up to now, and how many of their fiches run."""
+def own_week(*, user, zone=None) -> dict:
+    """
+    The user's ISO week in their zone as a report by day and project, with
+    their time today and this week so far, up to the database's now.
+    """
     zone = zone or owner_zone(user.pk)
     today = db_now().astimezone(zone).date()
     monday = today - timedelta(days=today.weekday())
-    split, now = split_by_day(first=monday, last=today, owner_ids=[user.pk])
-    adjustments = adjustments_by_day(first=monday, last=today, owner_ids=[user.pk])
-    day = sum(us for (d, _, _), (us, _) in split.items() if d == today) + sum(
-        us for (d, _, _), us in adjustments.items() if d == today
-    )
-    week = sum(us for us, _ in split.values()) + sum(adjustments.values())
-    from .models import FicheTemps
-
+    week = report(first=monday, last=monday + timedelta(days=6), group="day", by=("projet",), owner_ids=[user.pk])
+    seconds = {}
+    for row in week["rows"]:
+        seconds[row["period"]] = seconds.get(row["period"], 0) + row["seconds"]
     return {
-        "day": timedelta(microseconds=day),
-        "week": timedelta(microseconds=week),
-        "running": FicheTemps.objects.running().filter(owner=user).count(),
+        "report": week,
+        "day": timedelta(seconds=seconds.get(today.isoformat(), 0)),
+        "week": timedelta(seconds=sum(value for period, value in seconds.items() if period <= today.isoformat())),
         "today": today,
         "monday": monday,
-        "now": now,
     }
 
 

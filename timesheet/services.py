@@ -337,7 +337,7 @@ def check_lockable(*, until: date, owner_id: int | None, actor) -> None:
     zones = (
         {reports.owner_zone(owner_id)}
         if owner_id is not None
-        else {reports.zone_of(name) for name in {*Profile.objects.values_list("time_zone", flat=True), None}}
+        else {reports.zone_of(name) for name in reports.zone_names()}
     )
     now = db_now()
     if any(reports.local_midnight(until + timedelta(days=1), zone) > now for zone in zones):

@@ -88,17 +88,26 @@ class Subscriber:
 _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fiche-stream")
 
 
-def on_stream_thread(function):
-    """Run ``function`` on the streams' own thread, its connection checked and given back around each use."""
+def on_own_thread(executor):
+    """
+    A decorator: run the function on ``executor``'s thread, off Django's
+    shared one, its database connection checked and given back around each use.
+    """
 
-    def checked(*args):
-        close_old_connections()
-        try:
-            return function(*args)
-        finally:
+    def decorate(function):
+        def checked(*args):
             close_old_connections()
+            try:
+                return function(*args)
+            finally:
+                close_old_connections()
 
-    return sync_to_async(checked, thread_sensitive=False, executor=_executor)
+        return sync_to_async(checked, thread_sensitive=False, executor=executor)
+
+    return decorate
+
+
+on_stream_thread = on_own_thread(_executor)  # the streams' poller and snapshots
 
 
 def latest_event_id():

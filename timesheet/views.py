@@ -7,7 +7,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_asy
 from django.conf import settings
 from django.contrib.auth import HASH_SESSION_KEY
 from django.core.handlers.asgi import ASGIRequest
-from django.db import close_old_connections, connections
+from django.db import connections
 from django.http import JsonResponse, StreamingHttpResponse
 from django.template.response import TemplateResponse
 from django.utils.translation import gettext as _
@@ -17,23 +17,12 @@ from django.views.decorators.http import require_safe
 
 from . import tokens
 from .health import ticker_status
-from .stream import Credential, EventStream, StreamRefused
+from .stream import Credential, EventStream, StreamRefused, on_own_thread
 
 HEALTH_TIMEOUT_SECONDS = 2.0
 # One thread for health checks, its connection given back after each: probes piling up
 # behind a database that does not answer never take more than one pooled connection.
-_health_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="health")
-
-
-def _on_health_thread(function):
-    def checked():
-        close_old_connections()
-        try:
-            return function()
-        finally:
-            connections.close_all()
-
-    return sync_to_async(checked, thread_sensitive=False, executor=_health_executor)
+_on_health_thread = on_own_thread(ThreadPoolExecutor(max_workers=1, thread_name_prefix="health"))
 
 
 def error(status, message, **headers):
