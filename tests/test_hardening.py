@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import threading
 import time
 
 import pytest
@@ -152,6 +153,42 @@ def test_a_revoked_stream_delivers_nothing_more_and_ends(quick_streams, staff, o
         return [chunk async for chunk in chunks]  # ends by itself within a poll
 
     assert async_to_sync(scenario)() == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_stream_opened_while_a_poll_runs_is_not_taken_for_revoked(
+    quick_streams, monkeypatch, user, other_user, projet
+):
+    from timesheet import stream
+
+    real_poll = stream.poll
+    polling = threading.Event()
+
+    def slow_poll(last_id, credentials):
+        polling.set()
+        time.sleep(0.5)  # long enough for a stream to open meanwhile
+        return real_poll(last_id, credentials)
+
+    monkeypatch.setattr(stream, "poll", slow_poll)
+
+    async def scenario():
+        first, second = AsyncClient(), AsyncClient()
+        await first.aforce_login(other_user)
+        await second.aforce_login(user)
+        kept = await open_stream(first)  # the poller runs
+        await anext(kept)
+        polling.clear()
+        await asyncio.to_thread(polling.wait, 30)
+        chunks = await open_stream(second)  # opened while a poll runs
+        await anext(chunks)
+        await asyncio.sleep(0.7)  # polls come and go
+        await sync_to_async(services.create_fiche)(projet_id=projet.pk, actor=user, start=True)
+        chunk = await asyncio.wait_for(anext(chunks), 30)  # still open: the event arrives
+        await chunks.aclose()
+        await kept.aclose()
+        return chunk
+
+    assert b"event: fiche" in bytes(async_to_sync(scenario)())
 
 
 @pytest.mark.django_db(transaction=True)

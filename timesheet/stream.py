@@ -260,8 +260,10 @@ class EventHub:
             now = asyncio.get_running_loop().time()
             for subscriber in list(self.subscribers):
                 # Signed out, deactivated, demoted or promoted, token revoked or expired, or simply too old:
-                # the stream delivers nothing more, and ends.
-                if subscriber.credential not in valid or now >= subscriber.ends_at:
+                # the stream delivers nothing more, and ends. A stream opened while this poll ran was not
+                # checked by it: the next poll judges it.
+                checked = subscriber.credential in credentials
+                if (checked and subscriber.credential not in valid) or now >= subscriber.ends_at:
                     subscriber.end()
             for event, fiche in events:
                 self.last_id = event.id
