@@ -151,6 +151,9 @@ DATABASE_URL = env("DATABASE_URL") or f"sqlite:///{DATA_DIR / 'db.sqlite3'}"
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0, conn_health_checks=True)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+    # Django's SQLite with writers taking turns (web side and workers alike)
+    # instead of polling for the lock, and connections reused.
+    DATABASES["default"]["ENGINE"] = "timesheet.sqlite"
     DATABASES["default"]["OPTIONS"] = {
         # WAL lets readers run beside the one writer; IMMEDIATE takes the write
         # lock at BEGIN, so a transaction never fails half-way to upgrade it.

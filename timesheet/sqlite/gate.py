@@ -1,0 +1,139 @@
+"""
+One writer at a time on a SQLite file, taken in turn rather than by polling.
+
+SQLite lets one connection write at a time, and a connection that finds the
+file locked sleeps and retries (its busy handler): under load the sleepers
+keep missing the short gaps between other writers' transactions, and a
+request can wait seconds while its neighbours go through. The gate queues the
+writers instead: within a process in arrival order, and between processes (the
+web side, the ticker, the webhook worker) on an ``flock`` of a file next to
+the database, whose waiters the kernel wakes the moment it is let go.
+"""
+
+import fcntl
+import os
+import threading
+import time
+from collections import deque
+
+
+class FairLock:
+    """A lock granted in the order it was asked for, with a timeout."""
+
+    def __init__(self):
+        self._condition = threading.Condition(threading.Lock())
+        self._held = False
+        self._queue = deque()
+
+    def acquire(self, timeout: float) -> bool:
+        with self._condition:
+            if not self._held and not self._queue:
+                self._held = True
+                return True
+            turn = object()
+            self._queue.append(turn)
+            try:
+                granted = self._condition.wait_for(lambda: not self._held and self._queue[0] is turn, timeout)
+                if granted:
+                    self._held = True
+                return granted
+            finally:
+                self._queue.remove(turn)
+                if not self._held:  # gave up at the head of the queue: the next one may go
+                    self._condition.notify_all()
+
+    def release(self) -> None:
+        with self._condition:
+            self._held = False
+            self._condition.notify_all()
+
+
+class _FileWait:
+    """A wait for the file lock, done on a helper thread so that its waiter can give up at a deadline."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+        self.state = "waiting"  # then "granted", "failed" or "abandoned"
+
+
+class WriterGate:
+    """The right to write one database file, for one thread of one process at a time."""
+
+    def __init__(self, lock_path: str | None):
+        self.lock_path = lock_path  # None: an in-memory database, which only this process sees
+        self._turns = FairLock()
+        self._file = None
+
+    def acquire(self, timeout: float) -> bool:
+        """Take the gate within ``timeout`` seconds; return whether it was taken."""
+        deadline = time.monotonic() + timeout
+        if not self._turns.acquire(timeout):
+            return False
+        if self.lock_path is None:
+            return True
+        try:
+            if self._file is None:
+                self._file = open(self.lock_path, "a+b")  # held for the process's life
+            fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            pass
+        except BaseException:
+            self._turns.release()
+            raise
+        wait = _FileWait()
+        threading.Thread(target=self._wait_for_file, args=(wait,), daemon=True, name="sqlite-writer-gate").start()
+        wait.done.wait(max(0.0, deadline - time.monotonic()))
+        with wait.lock:
+            if wait.state == "granted":
+                return True
+            if wait.state == "waiting":
+                wait.state = "abandoned"  # the helper lets go of both locks once it has the file's
+                return False
+        self._turns.release()  # failed
+        return False
+
+    def _wait_for_file(self, wait: _FileWait) -> None:
+        try:
+            fcntl.flock(self._file.fileno(), fcntl.LOCK_EX)
+            outcome = "granted"
+        except OSError:
+            outcome = "failed"
+        with wait.lock:
+            abandoned = wait.state == "abandoned"
+            wait.state = outcome if not abandoned else wait.state
+        if abandoned:
+            if outcome == "granted":
+                fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
+            self._turns.release()
+        wait.done.set()
+
+    def release(self) -> None:
+        if self.lock_path is not None:
+            fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
+        self._turns.release()
+
+
+_gates: dict[str, WriterGate] = {}
+_gates_lock = threading.Lock()
+
+
+def gate_for(database: str, *, in_memory: bool) -> WriterGate:
+    """The process's gate for the database file ``database``."""
+    with _gates_lock:
+        gate = _gates.get(database)
+        if gate is None:
+            gate = _gates[database] = WriterGate(None if in_memory else f"{database}-writer.lock")
+        return gate
+
+
+def _forget_gates_after_fork():
+    # A child starts with no writer: the parent's gate state, and its open
+    # lock file (whose flock the child would share), stay the parent's.
+    global _gates_lock
+    _gates_lock = threading.Lock()
+    _gates.clear()
+
+
+os.register_at_fork(after_in_child=_forget_gates_after_fork)
