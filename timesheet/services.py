@@ -17,7 +17,7 @@ from datetime import date, datetime, timedelta
 from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, connection, transaction
-from django.db.models import DateTimeField, F, QuerySet, Value
+from django.db.models import Case, DateTimeField, F, QuerySet, Value, When
 from django.db.models.functions import Now
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext, pgettext_lazy
@@ -80,7 +80,17 @@ class TransitionRefused(Exception):
 
 
 # What a transition reads before it writes: enough to compute a stopped stretch's length.
-_BEFORE = ("id", "owner_id", "projet_id", "libelle", "etat", "temps_impute", "compte_jusqua", "en_calcul_depuis")
+_BEFORE = (
+    "id",
+    "owner_id",
+    "projet_id",
+    "projet__actif",
+    "libelle",
+    "etat",
+    "temps_impute",
+    "compte_jusqua",
+    "en_calcul_depuis",
+)
 
 
 def _locked(fiche_id, actor) -> dict:
@@ -158,6 +168,12 @@ def _clean_libelle(libelle) -> str:
     return libelle
 
 
+def _require_active(row):
+    """Refuse to start a fiche (its values from ``_locked``) whose project is no longer active."""
+    if not row["projet__actif"]:
+        raise TransitionRefused(_("Project %(id)s is not active.") % {"id": row["projet_id"]}, code="invalid")
+
+
 def _require_active_projet(projet_id):
     projet = Projet.objects.filter(pk=projet_id).values("actif").first()
     if projet is None:
@@ -175,13 +191,14 @@ def stretch_length(before: dict, temps_after: timedelta) -> timedelta:
     return (before["compte_jusqua"] - before["en_calcul_depuis"]) + (temps_after - before["temps_impute"])
 
 
-def _stop(rows, *, etat, kind, actor, at=None, offset=timedelta(0), reason="", auto_stopped=False) -> int:
+def _stop(rows, *, etat, kind, actor, at=None, offset=timedelta(0), reason="", auto_stopped=False) -> dict:
     """
     Stop the running fiches whose values before are ``rows`` (locked by the
     caller) at the instant ``at`` + ``offset`` (an expression over the row;
     the database's now by default, never before the mark), settling their
     time up to exactly that instant: time settled past it is taken back. Close
-    each one's stretch there and write one event for it; return how many.
+    each one's stretch there and write one event for it; return the stopped
+    fiches (read as ``_reload`` does) by id.
     """
     ids = [row["id"] for row in rows]
     until = later_of("compte_jusqua") if at is None else at
@@ -194,10 +211,11 @@ def _stop(rows, *, etat, kind, actor, at=None, offset=timedelta(0), reason="", a
         auto_stopped=auto_stopped,
         updated_at=Now(),
     )
-    after = dict(FicheTemps.objects.filter(pk__in=ids).values_list("id", "temps_impute"))
+    stopped = FicheTemps.objects.with_live_time().select_related("projet", "owner").in_bulk(ids)
     events, ends = [], {}
     for row in rows:
-        stretch = stretch_length(row, after[row["id"]])
+        after = stopped[row["id"]].temps_impute
+        stretch = stretch_length(row, after)
         ends[row["id"]] = row["en_calcul_depuis"] + stretch
         events.append(
             FicheEvent(
@@ -206,17 +224,16 @@ def _stop(rows, *, etat, kind, actor, at=None, offset=timedelta(0), reason="", a
                 actor=actor,
                 at=ends[row["id"]],
                 delta=stretch,
-                temps_impute=after[row["id"]],
+                temps_impute=after,
                 reason=reason,
             )
         )
-    open_stretches = list(Stretch.objects.filter(fiche_id__in=ids, ended_at__isnull=True))
-    for open_stretch in open_stretches:
-        open_stretch.ended_at = ends[open_stretch.fiche_id]
-    Stretch.objects.bulk_update(open_stretches, ["ended_at"], batch_size=1000)
+    Stretch.objects.filter(fiche_id__in=ids, ended_at__isnull=True).update(
+        ended_at=Case(*(When(fiche_id=fiche_id, then=Value(end)) for fiche_id, end in ends.items()))
+    )
     _events_in_commit_order()
     FicheEvent.objects.bulk_create(events)
-    return len(events)
+    return stopped
 
 
 def _slot_for(owner_id) -> int | None:
@@ -227,7 +244,8 @@ def _slot_for(owner_id) -> int | None:
     limit = conf.max_running_per_owner()
     if not limit:
         return None
-    taken = dict(FicheTemps.objects.running().filter(owner_id=owner_id).values_list("run_slot", "id"))
+    # Unordered, so that it is read from the small index of running slots.
+    taken = dict(FicheTemps.objects.running().filter(owner_id=owner_id).order_by().values_list("run_slot", "id"))
     for slot in range(limit):
         if slot not in taken:
             return slot
@@ -413,25 +431,27 @@ def start_fiche(*, fiche_id: int, actor) -> FicheTemps:
     with transaction.atomic():
         row = _locked(fiche_id, actor)
         _require_state(row, "start", Etat.EN_PAUSE)
-        _require_active_projet(row["projet_id"])
+        _require_active(row)
         return _start(fiche_id, row["owner_id"], actor)
 
 
-def _stop_now_or_at(row, *, etat, kind, actor, at):
-    """Stop a running fiche (locked) now, or at ``at``: checked against its stretch and the locked days, audited."""
+def _stop_now_or_at(row, *, etat, kind, actor, at) -> FicheTemps:
+    """
+    Stop a running fiche (locked) now, or at ``at``: checked against its
+    stretch and the locked days, audited; return it.
+    """
     if at is None:
-        _stop([row], etat=etat, kind=kind, actor=actor)
-        return
+        return _stop([row], etat=etat, kind=kind, actor=actor)[row["id"]]
     instant = _stop_instant(row, at)
     note = _unlocked(row["owner_id"], instant, actor)
-    _stop(
+    return _stop(
         [row],
         etat=etat,
         kind=kind,
         actor=actor,
         at=Value(instant, output_field=DateTimeField()),
         reason=f"Stopped at {instant.isoformat()}.{note}",
-    )
+    )[row["id"]]
 
 
 def pause_fiche(*, fiche_id: int, actor, at: datetime | None = None) -> FicheTemps:
@@ -443,8 +463,7 @@ def pause_fiche(*, fiche_id: int, actor, at: datetime | None = None) -> FicheTem
     with transaction.atomic():
         row = _locked(fiche_id, actor)
         _require_state(row, "pause", Etat.EN_CALCUL)
-        _stop_now_or_at(row, etat=Etat.EN_PAUSE, kind=FicheEvent.Kind.PAUSED, actor=actor, at=at)
-        return _reload(fiche_id)
+        return _stop_now_or_at(row, etat=Etat.EN_PAUSE, kind=FicheEvent.Kind.PAUSED, actor=actor, at=at)
 
 
 def finish_fiche(*, fiche_id: int, actor, at: datetime | None = None) -> FicheTemps:
@@ -453,8 +472,7 @@ def finish_fiche(*, fiche_id: int, actor, at: datetime | None = None) -> FicheTe
         row = _locked(fiche_id, actor)
         _require_state(row, "finish", Etat.EN_CALCUL, Etat.EN_PAUSE)
         if row["etat"] == Etat.EN_CALCUL:
-            _stop_now_or_at(row, etat=Etat.TERMINEE, kind=FicheEvent.Kind.FINISHED, actor=actor, at=at)
-            return _reload(fiche_id)
+            return _stop_now_or_at(row, etat=Etat.TERMINEE, kind=FicheEvent.Kind.FINISHED, actor=actor, at=at)
         if at is not None:
             raise TransitionRefused(
                 _("Fiche %(id)s is paused: there is no running time to stop at.") % {"id": fiche_id}, code="invalid"
@@ -481,12 +499,11 @@ def switch_fiche(*, from_id: int, to_id: int, actor) -> tuple[FicheTemps, FicheT
         _require_state(target, "switch to", Etat.EN_PAUSE)
         if source["owner_id"] != target["owner_id"]:
             raise TransitionRefused(_("Both fiches of a switch must have the same owner."), code="invalid")
-        _require_active_projet(target["projet_id"])
+        _require_active(target)
         # One instant, read once: never before the running fiche's mark.
         instant = Value(max(db_now(), source["compte_jusqua"]), output_field=DateTimeField())
-        _stop([source], etat=Etat.EN_PAUSE, kind=FicheEvent.Kind.PAUSED, actor=actor, at=instant)
-        started = _start(to_id, target["owner_id"], actor, at=instant)
-        return _reload(from_id), started
+        paused = _stop([source], etat=Etat.EN_PAUSE, kind=FicheEvent.Kind.PAUSED, actor=actor, at=instant)[from_id]
+        return paused, _start(to_id, target["owner_id"], actor, at=instant)
 
 
 def adjust_fiche(*, fiche_id: int, actor, delta: timedelta, reason: str, day: date | None = None) -> FicheTemps:
@@ -632,13 +649,15 @@ def stop_overdue(*, max_running: timedelta, batch_size: int) -> int:
             common = {"etat": Etat.EN_PAUSE, "kind": FicheEvent.Kind.AUTO_STOPPED, "actor": None, "auto_stopped": True}
             if exact:
                 # Exactly at start + maximum: what ticks settled past it is taken back.
-                stopped += _stop(exact, at=F("en_calcul_depuis"), offset=max_running, reason=reason, **common)
+                stopped += len(_stop(exact, at=F("en_calcul_depuis"), offset=max_running, reason=reason, **common))
             for end, group in clamped.items():
-                stopped += _stop(
-                    group,
-                    at=Value(end, output_field=DateTimeField()),
-                    reason=f"{reason} Stopped where its locked days end.",
-                    **common,
+                stopped += len(
+                    _stop(
+                        group,
+                        at=Value(end, output_field=DateTimeField()),
+                        reason=f"{reason} Stopped where its locked days end.",
+                        **common,
+                    )
                 )
 
 
