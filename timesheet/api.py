@@ -62,7 +62,6 @@ class BearerToken(HttpBearer):
         if request.method not in SAFE_METHODS and api_token.scope != ApiToken.Scope.WRITE:
             raise HttpError(403, "This token is read-only: make one with the write scope to change fiches.")
         request.api_token = api_token
-        await api_token.user.aget_all_permissions()  # cached: later checks need no query
         return api_token.user
 
 
@@ -78,11 +77,7 @@ class Session(APIKeyCookie):
             raise HttpError(403, "CSRF verification failed. Send the X-CSRFToken header (GET /api/csrf).") from None
 
     async def authenticate(self, request, key):
-        user = await request.auser()
-        if not user.is_authenticated:
-            return None
-        await user.aget_all_permissions()  # cached: later checks need no query
-        return user
+        return await views.asession_user(request)
 
 
 class TokenRateThrottle(SimpleRateThrottle):
@@ -190,6 +185,15 @@ TRANSITION_ERRORS = {**ERRORS, 409: Error}
 
 def error(request, status, message):
     return api.create_response(request, {"error": message}, status=status)
+
+
+def rendered(request, data, status=200):
+    """
+    ``data``, built in its schema's shape by ``fiche_json``, as the response.
+    Ninja would validate every value again (a page of fiches costs more than
+    its query); the schema's tests and the contract run check the shape.
+    """
+    return api.create_response(request, data, status=status)
 
 
 BODY_NOT_AN_OBJECT = "The body must be a JSON object."
@@ -386,15 +390,18 @@ async def list_fiches(request, filters: Query[FicheFilters]):
     results = [fiche_json(fiche) for fiche in page.items]
     # Each fiche carries the database's now it was read at; an empty page asks for it.
     server_time = results[0]["server_time"] if results else iso(await sync_to_async(db_now)())
-    return {
-        "count": page.count,
-        "page": page.number,
-        "pages": page.pages,
-        "next": link(page.number + 1) if page.has_next else None,
-        "previous": link(page.number - 1) if page.has_previous else None,
-        "results": results,
-        "server_time": server_time,
-    }
+    return rendered(
+        request,
+        {
+            "count": page.count,
+            "page": page.number,
+            "pages": page.pages,
+            "next": link(page.number + 1) if page.has_next else None,
+            "previous": link(page.number - 1) if page.has_previous else None,
+            "results": results,
+            "server_time": server_time,
+        },
+    )
 
 
 @api.post(
@@ -408,7 +415,7 @@ async def create_fiche(request, payload: FicheIn):
         libelle=payload.libelle,
         start=payload.start,
     )
-    return Status(201, fiche_json(fiche))
+    return rendered(request, fiche_json(fiche), status=201)
 
 
 @api.get("/fiches/{id:fiche_id}/", response={200: FicheOut, **ERRORS}, summary="One fiche, with its live time")
@@ -421,12 +428,12 @@ async def fiche_detail(request, fiche_id: int):
     ).afirst()
     if fiche is None:
         raise Http404(f"Fiche {fiche_id} does not exist.")
-    return fiche_json(fiche)
+    return rendered(request, fiche_json(fiche))
 
 
 @api.post("/fiches/{id:fiche_id}/start", response={200: FicheOut, **TRANSITION_ERRORS}, summary="Start a paused fiche")
 async def start_fiche(request, fiche_id: int, payload: NoBody | None = None):
-    return fiche_json(await services.astart_fiche(fiche_id=fiche_id, actor=request.auth))
+    return rendered(request, fiche_json(await services.astart_fiche(fiche_id=fiche_id, actor=request.auth)))
 
 
 @api.post(
@@ -436,7 +443,7 @@ async def start_fiche(request, fiche_id: int, payload: NoBody | None = None):
 )
 async def pause_fiche(request, fiche_id: int, payload: StopIn | None = None):
     at = payload.at if payload else None
-    return fiche_json(await services.apause_fiche(fiche_id=fiche_id, actor=request.auth, at=at))
+    return rendered(request, fiche_json(await services.apause_fiche(fiche_id=fiche_id, actor=request.auth, at=at)))
 
 
 @api.post(
@@ -446,7 +453,7 @@ async def pause_fiche(request, fiche_id: int, payload: StopIn | None = None):
 )
 async def finish_fiche(request, fiche_id: int, payload: StopIn | None = None):
     at = payload.at if payload else None
-    return fiche_json(await services.afinish_fiche(fiche_id=fiche_id, actor=request.auth, at=at))
+    return rendered(request, fiche_json(await services.afinish_fiche(fiche_id=fiche_id, actor=request.auth, at=at)))
 
 
 @api.post(
@@ -456,7 +463,7 @@ async def finish_fiche(request, fiche_id: int, payload: StopIn | None = None):
 )
 async def switch_fiche(request, fiche_id: int, payload: SwitchIn):
     paused, started = await services.aswitch_fiche(from_id=fiche_id, to_id=payload.to, actor=request.auth)
-    return {"paused": fiche_json(paused), "started": fiche_json(started)}
+    return rendered(request, {"paused": fiche_json(paused), "started": fiche_json(started)})
 
 
 # Reports -----------------------------------------------------------------------

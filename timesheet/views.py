@@ -32,21 +32,34 @@ def error(status, message, **headers):
     return response
 
 
-async def credential_of(request) -> Credential | None:
-    """Who is asking, by a bearer token or the session; None if nobody valid."""
-    header = request.headers.get("Authorization", "")
-    if header[:7].lower() == "bearer ":
-        token = await tokens.aauthenticate(header[7:].strip())
-        if token is None:
-            return None
-        await token.user.aget_all_permissions()  # cached for the stream's checks
-        return Credential(user=token.user, token_id=token.pk)
-    user = await request.auser()
+def session_user(request):
+    """The user signed in by ``request``'s session, permissions loaded (later checks need no query), or None."""
+    user = request.user
     if not user.is_authenticated:
         return None
-    await user.aget_all_permissions()
-    auth_hash = await sync_to_async(request.session.get)(HASH_SESSION_KEY)
-    return Credential(user=user, session_key=request.session.session_key, auth_hash=auth_hash)
+    user.get_all_permissions()  # cached on the user
+    return user
+
+
+asession_user = sync_to_async(session_user)
+
+
+def _credential_of(request) -> Credential | None:
+    header = request.headers.get("Authorization", "")
+    if header[:7].lower() == "bearer ":
+        token = tokens.authenticate(header[7:].strip())
+        return None if token is None else Credential(user=token.user, token_id=token.pk)
+    user = session_user(request)
+    if user is None:
+        return None
+    return Credential(
+        user=user, session_key=request.session.session_key, auth_hash=request.session.get(HASH_SESSION_KEY)
+    )
+
+
+async def credential_of(request) -> Credential | None:
+    """Who is asking, by a bearer token or the session; None if nobody valid."""
+    return await sync_to_async(_credential_of)(request)
 
 
 @never_cache
