@@ -18,34 +18,36 @@ from collections import deque
 
 
 class FairLock:
-    """A lock granted in the order it was asked for, with a timeout."""
+    """A lock handed to its waiters in the order they came, with a timeout."""
 
     def __init__(self):
-        self._condition = threading.Condition(threading.Lock())
+        self._mutex = threading.Lock()
         self._held = False
-        self._queue = deque()
+        self._waiters = deque()  # a lock per waiting thread, released to hand it the turn
 
     def acquire(self, timeout: float) -> bool:
-        with self._condition:
-            if not self._held and not self._queue:
+        with self._mutex:
+            if not self._held:
                 self._held = True
                 return True
-            turn = object()
-            self._queue.append(turn)
+            waiter = threading.Lock()
+            waiter.acquire()
+            self._waiters.append(waiter)
+        if waiter.acquire(timeout=timeout):
+            return True
+        with self._mutex:
             try:
-                granted = self._condition.wait_for(lambda: not self._held and self._queue[0] is turn, timeout)
-                if granted:
-                    self._held = True
-                return granted
-            finally:
-                self._queue.remove(turn)
-                if not self._held:  # gave up at the head of the queue: the next one may go
-                    self._condition.notify_all()
+                self._waiters.remove(waiter)
+            except ValueError:  # handed the turn just as the wait ran out: taken after all
+                return True
+            return False
 
     def release(self) -> None:
-        with self._condition:
-            self._held = False
-            self._condition.notify_all()
+        with self._mutex:
+            if self._waiters:
+                self._waiters.popleft().release()  # the turn passes on: still held, by the next
+            else:
+                self._held = False
 
 
 class _FileWait:
