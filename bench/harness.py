@@ -1,0 +1,170 @@
+"""
+What the web benchmarks share: a fresh database with users and sessions, a
+uvicorn process and a ticker on loopback, plain HTTP/1.1 requests, percentiles.
+"""
+
+import asyncio
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+CSRF = "b" * 32  # a CSRF secret sent as both cookie and header, as a browser would
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port, process, timeout=60):
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with status {process.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def django_setup(env):
+    """Point Django at ``env`` (DATABASE_URL from the caller's environment kept), set it up and migrate."""
+    if "DATABASE_URL" in os.environ:
+        env = {**env, "DATABASE_URL": os.environ["DATABASE_URL"]}
+    os.environ.update(env)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    return env
+
+
+def sessions_for(users):
+    """A logged-in session key for each user, as the login view would make it."""
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+    from django.contrib.sessions.backends.db import SessionStore
+
+    keys = []
+    for user in users:
+        session = SessionStore()
+        session[SESSION_KEY] = str(user.pk)
+        session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+        session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+        session.create()
+        keys.append(session.session_key)
+    return keys
+
+
+def database_label():
+    from django.db import connection
+
+    if connection.vendor == "sqlite":
+        return f"SQLite {connection.Database.sqlite_version}"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT current_setting('server_version'), current_setting('fsync'), current_setting('synchronous_commit')"
+        )
+        version, fsync, synchronous_commit = cursor.fetchone()
+    return f"PostgreSQL {version} (fsync {fsync}, synchronous_commit {synchronous_commit})"
+
+
+@contextmanager
+def uvicorn(app, env, *, port=None, extra=()):
+    """A uvicorn process serving ``app`` on 127.0.0.1; yield (port, process)."""
+    port = port or free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            app,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--lifespan",
+            "off",
+            "--log-level",
+            "warning",
+            "--backlog",
+            "4096",
+            "--timeout-graceful-shutdown",
+            "3",
+            *extra,
+        ],
+        cwd=ROOT,
+        env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        wait_for_port(port, process)
+        yield port, process
+    finally:
+        process.terminate()
+        process.wait(15)
+
+
+TICK_LINE = re.compile(r"Tick (\d+): settled (\d+) .* in ([\d.]+) ms")
+
+
+class Ticker:
+    """``run_fiches_ticker`` in a process of its own, its tick durations read from its log."""
+
+    def __init__(self, env, *, interval):
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", "run_fiches_ticker", "--interval", str(interval), "-v", "1"],
+            cwd=ROOT,
+            env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines = []
+
+    def stop(self):
+        """Stop it with SIGTERM; return the durations of its ticks in seconds, in order."""
+        self.process.terminate()
+        _, stderr = self.process.communicate(timeout=30)
+        self.lines = stderr.splitlines()
+        return [float(match[3]) / 1000 for match in map(TICK_LINE.search, self.lines) if match]
+
+
+async def request(port, method, path, *, session=None, token=None, body=b""):
+    """One HTTP/1.1 request on a fresh loopback connection; return (status, body, seconds)."""
+    started = time.perf_counter()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1"]
+    if session:
+        lines += [f"Cookie: sessionid={session}; csrftoken={CSRF}", f"X-CSRFToken: {CSRF}"]
+    if token:
+        lines.append(f"Authorization: Bearer {token}")
+    if body:
+        lines.append("Content-Type: application/json")
+    lines += [f"Content-Length: {len(body)}", "Connection: close", "", ""]
+    writer.write("\r\n".join(lines).encode() + body)
+    data = await reader.read()
+    writer.close()
+    elapsed = time.perf_counter() - started
+    head, _, payload = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), payload, elapsed
+
+
+def percentile(values, fraction):
+    """The value below which ``fraction`` of ``values`` lie (nearest rank)."""
+    ordered = sorted(values)
+    return ordered[max(0, min(len(ordered) - 1, round(fraction * len(ordered)) - 1))]
+
+
+def load_average():
+    return os.getloadavg()[0]
