@@ -8,7 +8,7 @@ from django.db.models.functions import Now
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from timesheet import services
+from timesheet import conf, services
 from timesheet.models import Etat, FicheEvent, FicheTemps, Stretch, TickerHeartbeat
 from timesheet.ticker import TickReport, record_failure, record_stop, record_tick, register_heartbeat, tick
 
@@ -245,3 +245,11 @@ def test_registering_forgets_heartbeats_silent_for_a_week():
     TickerHeartbeat.objects.filter(pk=recent).update(last_tick_at=timezone.now() - timedelta(days=6))
     new = register_heartbeat(interval=5)
     assert set(TickerHeartbeat.objects.values_list("pk", flat=True)) == {recent, new}
+
+
+def test_batch_size_defaults_to_what_suits_the_database(settings):
+    settings.TICKER_BATCH_SIZE = None
+    # Short batches on SQLite (one write lock for everyone), large ones on PostgreSQL (row locks).
+    assert conf.batch_size() == {"sqlite": 5_000, "postgresql": 100_000}[connection.vendor]
+    settings.TICKER_BATCH_SIZE = 250
+    assert conf.batch_size() == 250

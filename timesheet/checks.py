@@ -26,7 +26,12 @@ def _is_rate(value):
 RULES = [
     # (setting, is valid, what it must be, check id)
     ("INCREMENT_TIME_SECONDS", _is_positive_number, "a positive number of seconds", "timesheet.E001"),
-    ("TICKER_BATCH_SIZE", _is_positive_int, "a positive whole number of rows", "timesheet.E002"),
+    (
+        "TICKER_BATCH_SIZE",
+        lambda value: value is None or _is_positive_int(value),
+        "a positive whole number of rows, or unset for the database's default",
+        "timesheet.E002",
+    ),
     ("TICKER_MAX_FAILURE_SECONDS", _is_positive_number, "a positive number of seconds", "timesheet.E003"),
     (
         "FICHE_MAX_RUNNING_HOURS",

@@ -3,10 +3,11 @@
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import connection
 
 DEFAULTS = {
     "INCREMENT_TIME_SECONDS": 5,
-    "TICKER_BATCH_SIZE": 5000,
+    "TICKER_BATCH_SIZE": None,
     "TICKER_SHARDS": 1,
     "TICKER_MAX_FAILURE_SECONDS": 300,
     "TICKER_STOP_GRACE_SECONDS": 1.5,
@@ -40,9 +41,16 @@ def tick_interval() -> float:
     return float(get("INCREMENT_TIME_SECONDS"))
 
 
+# Unless set: short batches on SQLite, whose one write lock a batch holds
+# against every transition; on PostgreSQL, which locks rows, few and large
+# ones, each a range scan close to a plain UPDATE's cost per row.
+DEFAULT_BATCH_SIZES = {"sqlite": 5_000, "postgresql": 100_000}
+
+
 def batch_size() -> int:
     """Most running fiches settled in one transaction."""
-    return int(get("TICKER_BATCH_SIZE"))
+    configured = get("TICKER_BATCH_SIZE")
+    return int(configured) if configured is not None else DEFAULT_BATCH_SIZES.get(connection.vendor, 5_000)
 
 
 def shards() -> int:
