@@ -9,6 +9,7 @@ import re
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -122,22 +123,21 @@ TICK_LINE = re.compile(r"Tick (\d+): settled (\d+) .* in ([\d.]+) ms")
 class Ticker:
     """``run_fiches_ticker`` in a process of its own, its tick durations read from its log."""
 
-    def __init__(self, env, *, interval):
+    def __init__(self, env, *, interval, verbosity=1):
+        self.log = tempfile.TemporaryFile("w+")  # a file, not a pipe: nobody has to keep reading it
         self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "run_fiches_ticker", "--interval", str(interval), "-v", "1"],
+            [sys.executable, "manage.py", "run_fiches_ticker", "--interval", str(interval), "-v", str(verbosity)],
             cwd=ROOT,
             env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
-            stderr=subprocess.PIPE,
-            text=True,
+            stderr=self.log,
         )
-        self.lines = []
 
     def stop(self):
         """Stop it with SIGTERM; return the durations of its ticks in seconds, in order."""
         self.process.terminate()
-        _, stderr = self.process.communicate(timeout=30)
-        self.lines = stderr.splitlines()
-        return [float(match[3]) / 1000 for match in map(TICK_LINE.search, self.lines) if match]
+        self.process.wait(30)
+        self.log.seek(0)
+        return [float(match[3]) / 1000 for match in map(TICK_LINE.search, self.log) if match]
 
 
 async def request(port, method, path, *, session=None, token=None, body=b""):

@@ -14,17 +14,15 @@ p50/p99 latency without and with the streams open.
 import argparse
 import asyncio
 import json
-import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.harness import Ticker, django_setup, load_average, request, sessions_for, uvicorn
 
 
 def parse_args():
@@ -37,27 +35,14 @@ def parse_args():
     return parser.parse_args()
 
 
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def setup(env, fiche_count, user_count):
-    """Migrate a fresh database, add users with sessions and running fiches; return (session keys, fiche ids)."""
-    os.environ.update(env)
-    import django
-
-    django.setup()
-    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
-    from django.contrib.sessions.backends.db import SessionStore
-    from django.core.management import call_command
+def setup(fiche_count, user_count):
+    """Users with sessions and running fiches in the migrated database; return (session keys, fiche ids, toggled)."""
+    from django.contrib.auth import get_user_model
     from django.db import transaction
     from django.db.models.functions import Now
 
     from timesheet.models import Etat, FicheTemps, Projet
 
-    call_command("migrate", verbosity=0)
     User = get_user_model()
     with transaction.atomic():
         users = User.objects.bulk_create(User(username=f"user{i}", password="!") for i in range(user_count))
@@ -76,45 +61,13 @@ def setup(env, fiche_count, user_count):
             ),
             batch_size=5000,
         )
-        sessions = []
-        for user in users:
-            session = SessionStore()
-            session[SESSION_KEY] = str(user.pk)
-            session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
-            session[HASH_SESSION_KEY] = user.get_session_auth_hash()
-            session.create()
-            sessions.append(session.session_key)
+        sessions = sessions_for(users)
     fiche_ids = list(FicheTemps.objects.filter(owner=users[0]).values_list("pk", flat=True))
     # One fiche of each of the first streams' owners, toggled while latency is measured.
     toggled = [
         (sessions[i], FicheTemps.objects.filter(owner=users[i]).values_list("pk", flat=True)[0]) for i in range(1, 6)
     ]
     return sessions, fiche_ids, toggled
-
-
-CSRF = "b" * 32  # a CSRF secret sent as both cookie and header, as a browser would
-
-
-async def request(port, method, path, session):
-    """One HTTP/1.1 request on a fresh loopback connection; return (status, body, seconds)."""
-    started = time.perf_counter()
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    lines = [
-        f"{method} {path} HTTP/1.1",
-        "Host: 127.0.0.1",
-        f"Cookie: sessionid={session}; csrftoken={CSRF}",
-        f"X-CSRFToken: {CSRF}",
-        "Content-Length: 0",
-        "Connection: close",
-        "",
-        "",
-    ]
-    writer.write("\r\n".join(lines).encode())
-    data = await reader.read()
-    writer.close()
-    elapsed = time.perf_counter() - started
-    head, _, body = data.partition(b"\r\n\r\n")
-    return int(head.split()[1]), body, elapsed
 
 
 async def api_latencies(port, sessions, fiche_ids, count, concurrency):
@@ -127,7 +80,7 @@ async def api_latencies(port, sessions, fiche_ids, count, concurrency):
         while not queue.empty():
             i = queue.get_nowait()
             path = "/api/fiches/?page_size=10" if i % 2 else f"/api/fiches/{fiche_ids[i % len(fiche_ids)]}/"
-            status, body, elapsed = await request(port, "GET", path, sessions[0])
+            status, body, elapsed = await request(port, "GET", path, session=sessions[0])
             assert status == 200, (status, body[:200])
             latencies.append(elapsed)
 
@@ -178,7 +131,7 @@ def proc_status(pid, field):
 
 
 async def query_counts(port):
-    _status, body, _ = await request(port, "GET", "/__bench__/queries", "-")
+    _status, body, _ = await request(port, "GET", "/__bench__/queries")
     return json.loads(body)
 
 
@@ -198,7 +151,7 @@ async def measured_latencies(port, sessions, fiche_ids, toggled, args):
         while measuring:
             for action in ("pause", "start"):
                 for session, fiche_id in toggled:
-                    status, body, _ = await request(port, "POST", f"/api/fiches/{fiche_id}/{action}", session)
+                    status, body, _ = await request(port, "POST", f"/api/fiches/{fiche_id}/{action}", session=session)
                     assert status == 200, (status, body[:200])
                     transitions += 1
                 await asyncio.sleep(0.2)
@@ -255,59 +208,22 @@ async def scenario(port, server_pid, sessions, fiche_ids, toggled, args):
 
 def main():
     args = parse_args()
-    data_dir = tempfile.mkdtemp(prefix="bench-stream-")
-    env = {
-        "DJANGO_SETTINGS_MODULE": "settings",
-        "DJANGO_DATA_DIR": data_dir,
-        "DJANGO_DEBUG": "0",
-        "STREAM_POLL_SECONDS": "1",
-    }
-    if "DATABASE_URL" in os.environ:
-        env["DATABASE_URL"] = os.environ["DATABASE_URL"]
-    sessions, fiche_ids, toggled = setup(env, args.fiches, args.streams + 1)
-    port = free_port()
-    child_env = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "bench.stream_app:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--lifespan",
-            "off",
-            "--log-level",
-            "warning",
-            "--backlog",
-            "4096",
-            "--timeout-graceful-shutdown",
-            "3",
-        ],
-        cwd=ROOT,
-        env=child_env,
+    env = django_setup(
+        {
+            "DJANGO_SETTINGS_MODULE": "settings",
+            "DJANGO_DATA_DIR": tempfile.mkdtemp(prefix="bench-stream-"),
+            "DJANGO_DEBUG": "0",
+            "STREAM_POLL_SECONDS": "1",
+        }
     )
-    ticker = subprocess.Popen(
-        [sys.executable, "manage.py", "run_fiches_ticker", "--interval", "1", "-v", "0"], cwd=ROOT, env=child_env
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
-        results = asyncio.run(scenario(port, server.pid, sessions, fiche_ids, toggled, args))
-    finally:
-        for process in (server, ticker):
-            process.terminate()
-        for process in (server, ticker):
-            process.wait(10)
+    sessions, fiche_ids, toggled = setup(args.fiches, args.streams + 1)
+    print(f"load average {load_average():.2f} at the start")
+    with uvicorn("bench.stream_app:application", env) as (port, server):
+        ticker = Ticker(env, interval=1, verbosity=0)
+        try:
+            results = asyncio.run(scenario(port, server.pid, sessions, fiche_ids, toggled, args))
+        finally:
+            ticker.stop()
 
     idle_p50, idle_p99 = results["idle"]
     busy_p50, busy_p99 = results["busy"]
