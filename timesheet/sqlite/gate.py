@@ -65,7 +65,7 @@ class WriterGate:
     def __init__(self, lock_path: str | None):
         self.lock_path = lock_path  # None: an in-memory database, which only this process sees
         self._turns = FairLock()
-        self._file = None
+        self._fd = None
 
     def acquire(self, timeout: float) -> bool:
         """Take the gate within ``timeout`` seconds; return whether it was taken."""
@@ -75,9 +75,9 @@ class WriterGate:
         if self.lock_path is None:
             return True
         try:
-            if self._file is None:
-                self._file = open(self.lock_path, "a+b")  # held for the process's life
-            fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if self._fd is None:  # kept for the process's life; read-only is enough for flock
+                self._fd = os.open(self.lock_path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o666)
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return True
         except BlockingIOError:
             pass
@@ -98,7 +98,7 @@ class WriterGate:
 
     def _wait_for_file(self, wait: _FileWait) -> None:
         try:
-            fcntl.flock(self._file.fileno(), fcntl.LOCK_EX)
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
             outcome = "granted"
         except OSError:
             outcome = "failed"
@@ -107,13 +107,13 @@ class WriterGate:
             wait.state = outcome if not abandoned else wait.state
         if abandoned:
             if outcome == "granted":
-                fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
             self._turns.release()
         wait.done.set()
 
     def release(self) -> None:
         if self.lock_path is not None:
-            fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
         self._turns.release()
 
 
