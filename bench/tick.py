@@ -57,6 +57,12 @@ def parse_args():
         help="PostgreSQL: ticks after which the table's growth is measured (default: %(default)s)",
     )
     parser.add_argument(
+        "--growth-pause",
+        type=float,
+        default=1.0,
+        help="PostgreSQL: seconds between one of those ticks and the next, as a worker leaves (default: %(default)s)",
+    )
+    parser.add_argument(
         "--shards",
         type=int,
         default=8,
@@ -183,8 +189,11 @@ def measure_at(count, variants, repeats):
     return rows
 
 
-def table_growth(count, ticks, tick):
-    """PostgreSQL: the table's size after one tick and after ``ticks`` more, and the share of HOT updates."""
+def table_growth(count, ticks, tick, pause):
+    """
+    PostgreSQL: the table's size after one tick and after ``ticks`` more,
+    ``pause`` seconds apart, and the share of HOT updates.
+    """
     from django.db import connection
 
     populate(count)
@@ -204,6 +213,10 @@ def table_growth(count, ticks, tick):
     size_first, updates_first, hot_first = stats()
     for _ in range(ticks):
         tick()
+        # Apart, as a worker's ticks are: back to back, an autovacuum ANALYZE
+        # (whose snapshot stops pruning while it runs) still running at the
+        # next tick would make that tick move every row it rewrites to a new page.
+        time.sleep(pause)
     time.sleep(1)
     size_last, updates_last, hot_last = stats()
     return size_first, size_last, (hot_last - hot_first) / max(1, updates_last - updates_first)
@@ -303,10 +316,11 @@ def main():
         f"{large['tick']['memory'] / 1024:.0f} KiB at {args.n:,}"
     )
     if connection.vendor == "postgresql":
-        first, last, hot = table_growth(args.n, args.growth_ticks, project_tick)
+        first, last, hot = table_growth(args.n, args.growth_ticks, project_tick, args.growth_pause)
         print(
             f"table at {args.n:,}: {first / 2**20:.1f} MiB after 1 tick, {last / 2**20:.1f} MiB after "
-            f"{args.growth_ticks} more (+{(last / first - 1) * 100:.0f}%, target <= 20%); "
+            f"{args.growth_ticks} more, {args.growth_pause:g} s apart (+{(last / first - 1) * 100:.0f}%, "
+            f"target <= 20%); "
             f"HOT updates {hot * 100:.1f}%"
         )
         one, two = shard_speedup(args.n, args.shards, batch_size)
