@@ -1,9 +1,10 @@
+import threading
 import time
 from datetime import timedelta
 
 import pytest
 from asgiref.sync import async_to_sync
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, OperationalError, connection, connections, transaction
 from django.db.models.functions import Now
 
 from timesheet import services
@@ -11,7 +12,7 @@ from timesheet.models import Etat, FicheEvent, FicheTemps, Projet
 from timesheet.services import TransitionRefused
 from timesheet.ticker import tick
 
-from .conftest import assert_exact, assert_within_real_time
+from .conftest import assert_exact, assert_within_real_time, postgresql_only
 
 pytestmark = pytest.mark.django_db
 
@@ -350,3 +351,32 @@ def test_update_of_someone_elses_fiche_is_not_found(projet, user, other_user):
     with pytest.raises(TransitionRefused) as refused:
         services.update_fiche(fiche_id=fiche.pk, actor=other_user, libelle="À moi")
     assert refused.value.code == "not_found"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_transition_locks_its_fiche_but_not_its_project(projet, user):
+    postgresql_only("row locks")
+    fiche = new_fiche(projet, user, start=True)
+    locked, done = threading.Event(), threading.Event()
+
+    def hold_the_fiche():
+        try:
+            with transaction.atomic():
+                services._locked(fiche.pk, user)  # as every transition begins
+                locked.set()
+                done.wait(60)
+        finally:
+            connections.close_all()
+
+    holder = threading.Thread(target=hold_the_fiche)
+    holder.start()
+    try:
+        assert locked.wait(60)
+        with transaction.atomic(), connection.cursor() as cursor:
+            # Another fiche of the project may change meanwhile: the project's row is free.
+            cursor.execute("SELECT id FROM timesheet_projet WHERE id = %s FOR UPDATE NOWAIT", [projet.pk])
+            with pytest.raises(OperationalError, match="could not obtain lock"), transaction.atomic():
+                cursor.execute("SELECT id FROM timesheet_fichetemps WHERE id = %s FOR UPDATE NOWAIT", [fiche.pk])
+    finally:
+        done.set()
+        holder.join(60)

@@ -104,7 +104,14 @@ def _locked(fiche_id, actor) -> dict:
     write see the same row; a racing tick or transition waits, then sees the
     new state. On SQLite the IMMEDIATE transaction is that lock.
     """
-    row = FicheTemps.objects.visible_to(actor).select_for_update().filter(pk=fiche_id).values(*_BEFORE).first()
+    # of=("self",): the project is joined for its state, and must not be locked with it.
+    row = (
+        FicheTemps.objects.visible_to(actor)
+        .select_for_update(of=("self",))
+        .filter(pk=fiche_id)
+        .values(*_BEFORE)
+        .first()
+    )
     if row is None:
         raise TransitionRefused(_("Fiche %(id)s does not exist.") % {"id": fiche_id}, code="not_found")
     if row["owner_id"] != actor.pk and not acts_on_everyones_fiches(actor):
@@ -632,7 +639,7 @@ def stop_overdue(*, max_running: timedelta, batch_size: int) -> int:
     reason = f"Ran longer than the {max_running} allowed."
     while True:
         with transaction.atomic():
-            rows = list(overdue.select_for_update().order_by("pk").values(*_BEFORE)[:batch_size])
+            rows = list(overdue.select_for_update(of=("self",)).order_by("pk").values(*_BEFORE)[:batch_size])
             if not rows:
                 return stopped
             # A stop instant inside the owner's locked days would change them: such a
