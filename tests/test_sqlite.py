@@ -131,6 +131,8 @@ def sqlite(tmp_path, django_db_blocker):
         yield connect
         for handler in handlers:
             handler.close_all()
+        for connection, _ in base._idle.pop(str(tmp_path / "db.sqlite3"), ()):
+            connection.close()
 
 
 def test_writers_write_in_the_order_they_came(sqlite):
@@ -187,7 +189,7 @@ def test_connections_are_reused_rolled_back(sqlite):
         cursor.execute("BEGIN IMMEDIATE")  # left open, as by a request that failed half-way
         cursor.execute("INSERT INTO t (value) VALUES ('lost')")
     connection.close()
-    assert raw in base._idle[connection.settings_dict["NAME"]]
+    assert raw in [idle for idle, _ in base._idle[connection.settings_dict["NAME"]]]
     connection.ensure_connection()
     assert connection.connection is raw
     assert not raw.in_transaction
@@ -211,3 +213,63 @@ class Atomic:
         else:
             self.connection.rollback()
         self.connection.set_autocommit(True)
+
+
+def other_thread_takes_the_gate(connection) -> bool:
+    """Whether another thread gets a turn at once."""
+    gate = gate_for(connection.settings_dict["NAME"], in_memory=False)
+    taken = []
+    thread = threading.Thread(target=lambda: taken.append(gate.acquire(0)))
+    thread.start()
+    thread.join(WAIT)
+    if taken[0]:
+        gate.release()
+    return taken[0]
+
+
+def test_a_transaction_run_as_sql_keeps_its_turn_to_its_end(sqlite):
+    connection = sqlite()["default"]
+    with connection.cursor() as cursor:
+        cursor.execute("BEGIN IMMEDIATE")
+        assert not other_thread_takes_the_gate(connection)
+        cursor.execute("INSERT INTO t (value) VALUES ('x')")
+        cursor.execute("COMMIT")
+    assert other_thread_takes_the_gate(connection)
+    with Atomic(connection), connection.cursor() as cursor:  # and the connection's own next turn comes at once
+        cursor.execute("INSERT INTO t (value) VALUES ('y')")
+    assert other_thread_takes_the_gate(connection)
+
+
+def test_a_reused_connection_has_foreign_keys_checked_again(sqlite):
+    connection = sqlite()["default"]
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA foreign_keys = OFF")  # as a schema change leaves it when it fails
+    connection.close()
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA foreign_keys")
+        assert cursor.fetchone() == (1,)
+
+
+def test_a_replaced_database_file_is_not_read_through_an_old_connection(sqlite, tmp_path):
+    connection = sqlite()["default"]
+    with connection.cursor() as cursor:
+        cursor.execute("INSERT INTO t (value) VALUES ('old')")
+    connection.close()
+    for path in tmp_path.glob("db.sqlite3*"):
+        if not path.name.endswith("writer.lock"):
+            path.unlink()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT name FROM sqlite_master WHERE name = 't'")
+        assert cursor.fetchall() == []  # the new, empty file
+
+
+def test_a_connection_closed_inside_a_transaction_is_not_reused(sqlite):
+    connection = sqlite()["default"]
+    connection.ensure_connection()
+    raw = connection.connection
+    connection.set_autocommit(False, force_begin_transaction_with_broken_autocommit=True)
+    connection.in_atomic_block = True  # as inside transaction.atomic, where Django keeps using it after a close
+    connection.close()
+    assert connection.closed_in_transaction
+    assert raw not in [idle for idle, _ in base._idle.get(connection.settings_dict["NAME"], ())]
+    assert other_thread_takes_the_gate(connection)

@@ -80,17 +80,7 @@ class TransitionRefused(Exception):
 
 
 # What a transition reads before it writes: enough to compute a stopped stretch's length.
-_BEFORE = (
-    "id",
-    "owner_id",
-    "projet_id",
-    "projet__actif",
-    "libelle",
-    "etat",
-    "temps_impute",
-    "compte_jusqua",
-    "en_calcul_depuis",
-)
+_BEFORE = ("id", "owner_id", "projet_id", "libelle", "etat", "temps_impute", "compte_jusqua", "en_calcul_depuis")
 
 
 def _locked(fiche_id, actor) -> dict:
@@ -104,14 +94,7 @@ def _locked(fiche_id, actor) -> dict:
     write see the same row; a racing tick or transition waits, then sees the
     new state. On SQLite the IMMEDIATE transaction is that lock.
     """
-    # of=("self",): the project is joined for its state, and must not be locked with it.
-    row = (
-        FicheTemps.objects.visible_to(actor)
-        .select_for_update(of=("self",))
-        .filter(pk=fiche_id)
-        .values(*_BEFORE)
-        .first()
-    )
+    row = FicheTemps.objects.visible_to(actor).select_for_update().filter(pk=fiche_id).values(*_BEFORE).first()
     if row is None:
         raise TransitionRefused(_("Fiche %(id)s does not exist.") % {"id": fiche_id}, code="not_found")
     if row["owner_id"] != actor.pk and not acts_on_everyones_fiches(actor):
@@ -175,12 +158,6 @@ def _clean_libelle(libelle) -> str:
     return libelle
 
 
-def _require_active(row):
-    """Refuse to start a fiche (its values from ``_locked``) whose project is no longer active."""
-    if not row["projet__actif"]:
-        raise TransitionRefused(_("Project %(id)s is not active.") % {"id": row["projet_id"]}, code="invalid")
-
-
 def _require_active_projet(projet_id):
     projet = Projet.objects.filter(pk=projet_id).values("actif").first()
     if projet is None:
@@ -198,14 +175,13 @@ def stretch_length(before: dict, temps_after: timedelta) -> timedelta:
     return (before["compte_jusqua"] - before["en_calcul_depuis"]) + (temps_after - before["temps_impute"])
 
 
-def _stop(rows, *, etat, kind, actor, at=None, offset=timedelta(0), reason="", auto_stopped=False) -> dict:
+def _stop(rows, *, etat, kind, actor, at=None, offset=timedelta(0), reason="", auto_stopped=False) -> int:
     """
     Stop the running fiches whose values before are ``rows`` (locked by the
     caller) at the instant ``at`` + ``offset`` (an expression over the row;
     the database's now by default, never before the mark), settling their
     time up to exactly that instant: time settled past it is taken back. Close
-    each one's stretch there and write one event for it; return the stopped
-    fiches (read as ``_reload`` does) by id.
+    each one's stretch there and write one event for it; return how many.
     """
     ids = [row["id"] for row in rows]
     until = later_of("compte_jusqua") if at is None else at
@@ -218,11 +194,10 @@ def _stop(rows, *, etat, kind, actor, at=None, offset=timedelta(0), reason="", a
         auto_stopped=auto_stopped,
         updated_at=Now(),
     )
-    stopped = FicheTemps.objects.with_live_time().select_related("projet", "owner").in_bulk(ids)
+    after = dict(FicheTemps.objects.filter(pk__in=ids).values_list("id", "temps_impute"))
     events, ends = [], {}
     for row in rows:
-        after = stopped[row["id"]].temps_impute
-        stretch = stretch_length(row, after)
+        stretch = stretch_length(row, after[row["id"]])
         ends[row["id"]] = row["en_calcul_depuis"] + stretch
         events.append(
             FicheEvent(
@@ -231,16 +206,21 @@ def _stop(rows, *, etat, kind, actor, at=None, offset=timedelta(0), reason="", a
                 actor=actor,
                 at=ends[row["id"]],
                 delta=stretch,
-                temps_impute=after,
+                temps_impute=after[row["id"]],
                 reason=reason,
             )
         )
-    Stretch.objects.filter(fiche_id__in=ids, ended_at__isnull=True).update(
-        ended_at=Case(*(When(fiche_id=fiche_id, then=Value(end)) for fiche_id, end in ends.items()))
-    )
+    # One UPDATE closes the open stretches of up to 1,000 fiches: no read first,
+    # and a CASE short enough to stay cheap per row.
+    chunks = list(ends.items())
+    for start in range(0, len(chunks), 1000):
+        chunk = dict(chunks[start : start + 1000])
+        Stretch.objects.filter(fiche_id__in=chunk, ended_at__isnull=True).update(
+            ended_at=Case(*(When(fiche_id=fiche_id, then=Value(end)) for fiche_id, end in chunk.items()))
+        )
     _events_in_commit_order()
     FicheEvent.objects.bulk_create(events)
-    return stopped
+    return len(events)
 
 
 def _slot_for(owner_id) -> int | None:
@@ -438,27 +418,25 @@ def start_fiche(*, fiche_id: int, actor) -> FicheTemps:
     with transaction.atomic():
         row = _locked(fiche_id, actor)
         _require_state(row, "start", Etat.EN_PAUSE)
-        _require_active(row)
+        _require_active_projet(row["projet_id"])
         return _start(fiche_id, row["owner_id"], actor)
 
 
-def _stop_now_or_at(row, *, etat, kind, actor, at) -> FicheTemps:
-    """
-    Stop a running fiche (locked) now, or at ``at``: checked against its
-    stretch and the locked days, audited; return it.
-    """
+def _stop_now_or_at(row, *, etat, kind, actor, at):
+    """Stop a running fiche (locked) now, or at ``at``: checked against its stretch and the locked days, audited."""
     if at is None:
-        return _stop([row], etat=etat, kind=kind, actor=actor)[row["id"]]
+        _stop([row], etat=etat, kind=kind, actor=actor)
+        return
     instant = _stop_instant(row, at)
     note = _unlocked(row["owner_id"], instant, actor)
-    return _stop(
+    _stop(
         [row],
         etat=etat,
         kind=kind,
         actor=actor,
         at=Value(instant, output_field=DateTimeField()),
         reason=f"Stopped at {instant.isoformat()}.{note}",
-    )[row["id"]]
+    )
 
 
 def pause_fiche(*, fiche_id: int, actor, at: datetime | None = None) -> FicheTemps:
@@ -470,7 +448,8 @@ def pause_fiche(*, fiche_id: int, actor, at: datetime | None = None) -> FicheTem
     with transaction.atomic():
         row = _locked(fiche_id, actor)
         _require_state(row, "pause", Etat.EN_CALCUL)
-        return _stop_now_or_at(row, etat=Etat.EN_PAUSE, kind=FicheEvent.Kind.PAUSED, actor=actor, at=at)
+        _stop_now_or_at(row, etat=Etat.EN_PAUSE, kind=FicheEvent.Kind.PAUSED, actor=actor, at=at)
+        return _reload(fiche_id)
 
 
 def finish_fiche(*, fiche_id: int, actor, at: datetime | None = None) -> FicheTemps:
@@ -479,7 +458,8 @@ def finish_fiche(*, fiche_id: int, actor, at: datetime | None = None) -> FicheTe
         row = _locked(fiche_id, actor)
         _require_state(row, "finish", Etat.EN_CALCUL, Etat.EN_PAUSE)
         if row["etat"] == Etat.EN_CALCUL:
-            return _stop_now_or_at(row, etat=Etat.TERMINEE, kind=FicheEvent.Kind.FINISHED, actor=actor, at=at)
+            _stop_now_or_at(row, etat=Etat.TERMINEE, kind=FicheEvent.Kind.FINISHED, actor=actor, at=at)
+            return _reload(fiche_id)
         if at is not None:
             raise TransitionRefused(
                 _("Fiche %(id)s is paused: there is no running time to stop at.") % {"id": fiche_id}, code="invalid"
@@ -506,11 +486,12 @@ def switch_fiche(*, from_id: int, to_id: int, actor) -> tuple[FicheTemps, FicheT
         _require_state(target, "switch to", Etat.EN_PAUSE)
         if source["owner_id"] != target["owner_id"]:
             raise TransitionRefused(_("Both fiches of a switch must have the same owner."), code="invalid")
-        _require_active(target)
+        _require_active_projet(target["projet_id"])
         # One instant, read once: never before the running fiche's mark.
         instant = Value(max(db_now(), source["compte_jusqua"]), output_field=DateTimeField())
-        paused = _stop([source], etat=Etat.EN_PAUSE, kind=FicheEvent.Kind.PAUSED, actor=actor, at=instant)[from_id]
-        return paused, _start(to_id, target["owner_id"], actor, at=instant)
+        _stop([source], etat=Etat.EN_PAUSE, kind=FicheEvent.Kind.PAUSED, actor=actor, at=instant)
+        started = _start(to_id, target["owner_id"], actor, at=instant)
+        return _reload(from_id), started
 
 
 def adjust_fiche(*, fiche_id: int, actor, delta: timedelta, reason: str, day: date | None = None) -> FicheTemps:
@@ -639,7 +620,7 @@ def stop_overdue(*, max_running: timedelta, batch_size: int) -> int:
     reason = f"Ran longer than the {max_running} allowed."
     while True:
         with transaction.atomic():
-            rows = list(overdue.select_for_update(of=("self",)).order_by("pk").values(*_BEFORE)[:batch_size])
+            rows = list(overdue.select_for_update().order_by("pk").values(*_BEFORE)[:batch_size])
             if not rows:
                 return stopped
             # A stop instant inside the owner's locked days would change them: such a
@@ -656,15 +637,13 @@ def stop_overdue(*, max_running: timedelta, batch_size: int) -> int:
             common = {"etat": Etat.EN_PAUSE, "kind": FicheEvent.Kind.AUTO_STOPPED, "actor": None, "auto_stopped": True}
             if exact:
                 # Exactly at start + maximum: what ticks settled past it is taken back.
-                stopped += len(_stop(exact, at=F("en_calcul_depuis"), offset=max_running, reason=reason, **common))
+                stopped += _stop(exact, at=F("en_calcul_depuis"), offset=max_running, reason=reason, **common)
             for end, group in clamped.items():
-                stopped += len(
-                    _stop(
-                        group,
-                        at=Value(end, output_field=DateTimeField()),
-                        reason=f"{reason} Stopped where its locked days end.",
-                        **common,
-                    )
+                stopped += _stop(
+                    group,
+                    at=Value(end, output_field=DateTimeField()),
+                    reason=f"{reason} Stopped where its locked days end.",
+                    **common,
                 )
 
 

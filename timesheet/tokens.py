@@ -12,7 +12,7 @@ import secrets
 from datetime import timedelta
 
 from asgiref.sync import sync_to_async
-from django.db.models import BooleanField, ExpressionWrapper, Q
+from django.db.models import Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
@@ -68,13 +68,7 @@ def authenticate(raw: str) -> ApiToken | None:
     if len(parts) != 3 or parts[0] != PREFIX or len(raw) > 100:
         return None
     stale = Q(last_used_at__isnull=True) | Q(last_used_at__lt=Now() - LAST_USED_RESOLUTION)
-    token = (
-        ApiToken.objects.usable()
-        .select_related("user")
-        .filter(prefix=parts[1])
-        .annotate(use_unnoted=ExpressionWrapper(stale, output_field=BooleanField()))
-        .first()
-    )
+    token = ApiToken.objects.usable().select_related("user").filter(prefix=parts[1]).annotate(use_unnoted=stale).first()
     if token is None or not hmac.compare_digest(token.key_hash, _hash(raw)):
         return None
     if token.use_unnoted:  # a write only once a minute: most requests only read

@@ -20,6 +20,7 @@ IDLE_CONNECTIONS = 8
 
 _idle: dict[str, deque] = {}
 _idle_lock = threading.Lock()
+_inherited = []  # a parent's connections after a fork: kept, never used or closed here
 
 
 def _idle_for(database):
@@ -30,28 +31,42 @@ def _idle_for(database):
 def _forget_idle_after_fork():
     global _idle_lock
     _idle_lock = threading.Lock()
-    _idle.clear()  # the parent's to use and close, not the child's
+    _inherited.extend(_idle.values())  # closing them here would break the parent's (SQLite's warning)
+    _idle.clear()
 
 
 os.register_at_fork(after_in_child=_forget_idle_after_fork)
 
-# Statements that only read: outside a transaction, every other one takes a turn.
+# Statements that only read: outside a transaction, every other one takes a
+# turn. (A write behind WITH, or a PRAGMA that writes, would skip it: SQLite's
+# own lock still guards them; the ORM emits neither.)
 _READS = ("SELECT", "WITH", "VALUES", "PRAGMA", "EXPLAIN")
+
+
+def _file_identity(path):
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._held_gate = None
-        self.execute_wrappers.append(self._gate_autocommit_write)
+        self.execute_wrappers.append(self._gate_writes)
+
+    def _in_transaction(self) -> bool:
+        try:
+            return self.connection is not None and self.connection.in_transaction
+        except self.Database.ProgrammingError:  # closed
+            return False
 
     # Turns -----------------------------------------------------------------
 
-    def _gate(self):
-        return gate_for(self.settings_dict["NAME"], in_memory=self.is_in_memory_db())
-
     def _take_gate(self):
-        gate = self._gate()
+        gate = gate_for(self.settings_dict["NAME"], in_memory=self.is_in_memory_db())
         timeout = self.settings_dict["OPTIONS"].get("timeout", 5)
         if not gate.acquire(timeout):
             raise OperationalError(f"database is locked: no turn to write within {timeout:g} s")
@@ -62,14 +77,15 @@ class DatabaseWrapper(base.DatabaseWrapper):
         if gate is not None:
             gate.release()
 
-    def _gate_autocommit_write(self, execute, sql, params, many, context):
-        if self._held_gate is not None or sql.lstrip()[:7].upper().startswith(_READS):
-            return execute(sql, params, many, context)
-        self._take_gate()
+    def _gate_writes(self, execute, sql, params, many, context):
+        if self._held_gate is None and not sql.lstrip()[:7].upper().startswith(_READS):
+            self._take_gate()
         try:
             return execute(sql, params, many, context)
         finally:
-            if not self.connection.in_transaction:  # a statement that began a transaction keeps its turn
+            # The turn ends with the transaction: after a write in autocommit, or
+            # a COMMIT or ROLLBACK sent as SQL. Django's own end in _commit/_rollback.
+            if self._held_gate is not None and not self.in_atomic_block and not self._in_transaction():
                 self._let_go_of_gate()
 
     def _start_transaction_under_autocommit(self):
@@ -86,39 +102,64 @@ class DatabaseWrapper(base.DatabaseWrapper):
         try:
             return super()._commit()
         finally:
-            if self.connection is None or not self.connection.in_transaction:
+            if not self._in_transaction():
                 self._let_go_of_gate()
 
     def _rollback(self):
         try:
             return super()._rollback()
         finally:
-            self._let_go_of_gate()
+            if not self._in_transaction():
+                self._let_go_of_gate()
 
     # Connections -------------------------------------------------------------
 
     def get_new_connection(self, conn_params):
+        name = self.settings_dict["NAME"]
         if not self.is_in_memory_db():
-            try:
-                return _idle_for(self.settings_dict["NAME"]).pop()
-            except IndexError:
-                pass
-        return super().get_new_connection(conn_params)
+            identity = _file_identity(name)
+            idle = _idle_for(name)
+            while True:
+                try:
+                    connection, opened_on = idle.pop()
+                except IndexError:
+                    break
+                if opened_on != identity:  # the file was replaced since: that connection sees the old one
+                    connection.close()
+                    continue
+                # What Django sets on a new connection, in case a user of this one changed it.
+                connection.execute("PRAGMA foreign_keys = ON")
+                connection.execute("PRAGMA legacy_alter_table = OFF")
+                self._opened_on = opened_on
+                return connection
+        connection = super().get_new_connection(conn_params)
+        self._opened_on = _file_identity(name)
+        return connection
 
     def _close(self):
         connection = self.connection
         if connection is None:
             return
+        idle = _idle_for(self.settings_dict["NAME"])
+        # Not while Django still holds it (closed inside atomic), nor after an error.
+        reusable = (
+            not self.is_in_memory_db()
+            and not self.in_atomic_block
+            and not self.errors_occurred
+            and len(idle) < IDLE_CONNECTIONS
+        )
         try:
-            reusable = False
-            if connection.in_transaction:
-                connection.rollback()
-            idle = _idle_for(self.settings_dict["NAME"])
-            reusable = len(idle) < IDLE_CONNECTIONS
+            if reusable and connection.in_transaction:
+                with self.wrap_database_errors:
+                    connection.rollback()
             if reusable:
-                idle.append(connection)
+                idle.append((connection, getattr(self, "_opened_on", None)))
+        except BaseException:
+            reusable = False
+            raise
         finally:
-            self._let_go_of_gate()
+            if not reusable or not self._in_transaction():
+                self._let_go_of_gate()
             if not reusable:
                 with self.wrap_database_errors:
                     connection.close()

@@ -33,14 +33,23 @@ class FairLock:
             waiter = threading.Lock()
             waiter.acquire()
             self._waiters.append(waiter)
-        if waiter.acquire(timeout=timeout):
-            return True
+        try:
+            if waiter.acquire(timeout=timeout):
+                return True
+        except BaseException:  # interrupted: out of the queue, or the turn handed on
+            if not self._leave(waiter):
+                self.release()
+            raise
+        return not self._leave(waiter)
+
+    def _leave(self, waiter) -> bool:
+        """Take ``waiter`` out of the queue; return False if it was handed the turn already."""
         with self._mutex:
             try:
                 self._waiters.remove(waiter)
-            except ValueError:  # handed the turn just as the wait ran out: taken after all
-                return True
-            return False
+            except ValueError:
+                return False
+            return True
 
     def release(self) -> None:
         with self._mutex:
@@ -85,16 +94,40 @@ class WriterGate:
             self._turns.release()
             raise
         wait = _FileWait()
-        threading.Thread(target=self._wait_for_file, args=(wait,), daemon=True, name="sqlite-writer-gate").start()
-        wait.done.wait(max(0.0, deadline - time.monotonic()))
+        try:
+            helper = threading.Thread(target=self._wait_for_file, args=(wait,), daemon=True, name="sqlite-gate")
+            helper.start()
+        except BaseException:
+            self._turns.release()
+            raise
+        try:
+            wait.done.wait(max(0.0, deadline - time.monotonic()))
+        except BaseException:  # interrupted: nothing may stay held
+            if not self._give_up(wait):
+                if wait.state == "granted":
+                    self.release()
+                else:
+                    self._turns.release()
+            raise
+        if self._give_up(wait):
+            return False
+        return self._end_wait(wait)
+
+    @staticmethod
+    def _give_up(wait: _FileWait) -> bool:
+        """Abandon a wait still running (its helper then lets go of both locks); return whether it was."""
         with wait.lock:
-            if wait.state == "granted":
-                return True
             if wait.state == "waiting":
-                wait.state = "abandoned"  # the helper lets go of both locks once it has the file's
-                return False
-        self._turns.release()  # failed
-        return False
+                wait.state = "abandoned"
+                return True
+            return False
+
+    def _end_wait(self, wait: _FileWait) -> bool:
+        """The outcome of a finished wait: True with the gate taken, or an OSError with nothing held."""
+        if wait.state == "granted":
+            return True
+        self._turns.release()
+        raise OSError(f"could not lock {self.lock_path}")
 
     def _wait_for_file(self, wait: _FileWait) -> None:
         try:
@@ -104,17 +137,22 @@ class WriterGate:
             outcome = "failed"
         with wait.lock:
             abandoned = wait.state == "abandoned"
-            wait.state = outcome if not abandoned else wait.state
+            if not abandoned:
+                wait.state = outcome
         if abandoned:
-            if outcome == "granted":
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
-            self._turns.release()
+            try:
+                if outcome == "granted":
+                    fcntl.flock(self._fd, fcntl.LOCK_UN)
+            finally:
+                self._turns.release()
         wait.done.set()
 
     def release(self) -> None:
-        if self.lock_path is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-        self._turns.release()
+        try:
+            if self.lock_path is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._turns.release()
 
 
 _gates: dict[str, WriterGate] = {}
@@ -135,6 +173,9 @@ def _forget_gates_after_fork():
     # lock file (whose flock the child would share), stay the parent's.
     global _gates_lock
     _gates_lock = threading.Lock()
+    for gate in _gates.values():
+        if gate._fd is not None:
+            os.close(gate._fd)
     _gates.clear()
 
 
