@@ -39,6 +39,7 @@ def parse_args():
     )
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each run (default: %(default)s)")
     parser.add_argument("--interval", type=float, default=1.0, help="the ticker's interval (default: %(default)s)")
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default: %(default)s)")
     return parser.parse_args()
 
 
@@ -106,11 +107,13 @@ def main():
     )
     clients = setup(args.fiches, max(args.clients))
     print(
-        f"{database_label()}; one uvicorn process; {args.fiches:,} running fiches, ticker every {args.interval:g} s; "
+        f"{database_label()}; uvicorn processes: {args.workers}; {args.fiches:,} running fiches, "
+        f"ticker every {args.interval:g} s; "
         f"{args.seconds:g} s per run; load average {load_average():.2f} at the start"
     )
     results = {}
-    with uvicorn("settings.asgi:application", env) as (port, _server):
+    extra = ("--workers", str(args.workers)) if args.workers > 1 else ()
+    with uvicorn("settings.asgi:application", env, extra=extra) as (port, _server):
         asyncio.run(run_clients(port, clients, 2))  # warm-up: threads, caches, connections
         for n in args.clients:
             results[n, False] = asyncio.run(run_clients(port, clients[:n], args.seconds))
