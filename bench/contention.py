@@ -21,7 +21,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import Ticker, database_label, django_setup, load_average, percentile, request, sessions_for, uvicorn
+from bench.harness import (
+    Ticker,
+    add_running_fiches,
+    database_label,
+    django_setup,
+    load_average,
+    percentile,
+    request,
+    sessions_for,
+    uvicorn,
+)
 
 TARGET_P99 = 0.250  # seconds, at the most clients with the ticker running
 
@@ -47,27 +57,14 @@ def setup(fiche_count, client_count):
     """Running fiches for the ticker, and per client a user, a session and a paused fiche; return [(session, id)]."""
     from django.contrib.auth import get_user_model
     from django.db import transaction
-    from django.db.models.functions import Now
 
-    from timesheet.models import Etat, FicheTemps, Projet
+    from timesheet.models import FicheTemps, Projet
 
     User = get_user_model()
     with transaction.atomic():
         projet = Projet.objects.create(designation="Bench")
-        load = User.objects.create(username="load", password="!")
-        FicheTemps.objects.bulk_create(
-            (
-                FicheTemps(
-                    projet=projet,
-                    owner=load,
-                    libelle=f"fiche {i}",
-                    etat=Etat.EN_CALCUL,
-                    compte_jusqua=Now(),
-                    en_calcul_depuis=Now(),
-                )
-                for i in range(fiche_count)
-            ),
-            batch_size=5000,
+        add_running_fiches(
+            projet=projet, owners=[User.objects.create(username="load", password="!")], count=fiche_count
         )
         users = User.objects.bulk_create(User(username=f"client{i}", password="!") for i in range(client_count))
         fiches = FicheTemps.objects.bulk_create(

@@ -69,6 +69,26 @@ def sessions_for(users):
     return keys
 
 
+def add_running_fiches(*, projet, owners, count):
+    """``count`` running fiches of ``projet``, owned by ``owners`` in turn, marked at the database's now."""
+    from django.db.models.functions import Now
+
+    from timesheet.models import Etat, FicheTemps
+
+    for start in range(0, count, 10_000):  # a chunk at a time: a million fiches never sit in memory at once
+        FicheTemps.objects.bulk_create(
+            FicheTemps(
+                projet=projet,
+                owner=owners[i % len(owners)],
+                libelle=f"fiche {i}",
+                etat=Etat.EN_CALCUL,
+                compte_jusqua=Now(),
+                en_calcul_depuis=Now(),
+            )
+            for i in range(start, min(count, start + 10_000))
+        )
+
+
 def database_label():
     from django.db import connection
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import Ticker, django_setup, load_average, request, sessions_for, uvicorn
+from bench.harness import Ticker, add_running_fiches, django_setup, load_average, request, sessions_for, uvicorn
 
 
 def parse_args():
@@ -39,28 +39,14 @@ def setup(fiche_count, user_count):
     """Users with sessions and running fiches in the migrated database; return (session keys, fiche ids, toggled)."""
     from django.contrib.auth import get_user_model
     from django.db import transaction
-    from django.db.models.functions import Now
 
-    from timesheet.models import Etat, FicheTemps, Projet
+    from timesheet.models import FicheTemps, Projet
 
     User = get_user_model()
     with transaction.atomic():
         users = User.objects.bulk_create(User(username=f"user{i}", password="!") for i in range(user_count))
         projet = Projet.objects.create(designation="Bench")
-        FicheTemps.objects.bulk_create(
-            (
-                FicheTemps(
-                    projet=projet,
-                    owner=users[i % user_count],
-                    libelle=f"fiche {i}",
-                    etat=Etat.EN_CALCUL,
-                    compte_jusqua=Now(),
-                    en_calcul_depuis=Now(),
-                )
-                for i in range(fiche_count)
-            ),
-            batch_size=5000,
-        )
+        add_running_fiches(projet=projet, owners=users, count=fiche_count)
         sessions = sessions_for(users)
     fiche_ids = list(FicheTemps.objects.filter(owner=users[0]).values_list("pk", flat=True))
     # One fiche of each of the first streams' owners, toggled while latency is measured.

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import database_label, load_average
+from bench.harness import add_running_fiches, database_label, load_average
 
 RAW_UPDATE = {
     "sqlite": (
@@ -88,9 +88,8 @@ def populate(count):
     """Replace every fiche by ``count`` running ones, marked at the database's now."""
     from django.contrib.auth import get_user_model
     from django.db import connection, transaction
-    from django.db.models.functions import Now
 
-    from timesheet.models import Etat, FicheEvent, FicheTemps, Projet
+    from timesheet.models import FicheEvent, FicheTemps, Projet
 
     with transaction.atomic():
         if connection.vendor == "postgresql":  # no dead rows left to skew the table's growth
@@ -101,18 +100,7 @@ def populate(count):
             FicheTemps.objects.all().delete()
         user, _ = get_user_model().objects.get_or_create(username="bench")
         projet, _ = Projet.objects.get_or_create(designation="Bench")
-        for start in range(0, count, 10_000):
-            FicheTemps.objects.bulk_create(
-                FicheTemps(
-                    projet=projet,
-                    owner=user,
-                    libelle=f"fiche {i}",
-                    etat=Etat.EN_CALCUL,
-                    compte_jusqua=Now(),
-                    en_calcul_depuis=Now(),
-                )
-                for i in range(start, min(count, start + 10_000))
-            )
+        add_running_fiches(projet=projet, owners=[user], count=count)
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             # Start every variant from the same settled state: statistics,
