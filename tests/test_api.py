@@ -128,7 +128,11 @@ def test_create_a_fiche_started_at_once(alice, projet, user):
 @pytest.mark.parametrize(
     "body, status, text",
     [
-        ("{bad json", 400, "The body must be a JSON object."),
+        (
+            "{bad json",
+            400,
+            "The body is not valid JSON (Expecting property name enclosed in double quotes at line 1, column 2).",
+        ),
         ("[1, 2]", 400, "The body must be a JSON object."),
         (b"\xff\xfe", 400, "The body must be JSON in UTF-8"),
         ({}, 400, "'projet': Field required."),

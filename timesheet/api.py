@@ -235,7 +235,9 @@ def on_http_error(request, exc):
     if message.startswith("Cannot parse request body"):  # Ninja's word for a body that is not JSON
         cause = exc.__cause__
         message = str(cause) if isinstance(cause, ValueError) and "nested deeper" in str(cause) else BODY_NOT_AN_OBJECT
-        if isinstance(cause, UnicodeError):
+        if isinstance(cause, json.JSONDecodeError):
+            message = f"The body is not valid JSON ({cause.msg} at line {cause.lineno}, column {cause.colno})."
+        elif isinstance(cause, UnicodeError):
             message = "The body must be JSON in UTF-8, its strings valid Unicode."
     return error(request, exc.status_code, message)
 
