@@ -60,12 +60,17 @@ def user(db):
     return get_user_model().objects.create_user("alice", password="x")
 
 
+def signed_in(user, **kwargs) -> Client:
+    """A test client (made with ``kwargs``) signed in as ``user``."""
+    client = Client(**kwargs)
+    client.force_login(user)
+    return client
+
+
 @pytest.fixture
 def alice(user):
     """A client signed in as ``user`` (alice)."""
-    client = Client()
-    client.force_login(user)
-    return client
+    return signed_in(user)
 
 
 @pytest.fixture
@@ -75,9 +80,7 @@ def admin_user(db):
 
 @pytest.fixture
 def admin_client(admin_user):
-    client = Client()
-    client.force_login(admin_user)
-    return client
+    return signed_in(admin_user)
 
 
 @pytest.fixture

@@ -8,17 +8,9 @@ from django.test import Client
 from timesheet import services
 from timesheet.models import Etat, FicheEvent, FicheTemps, Projet
 
+from .conftest import signed_in
+
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def client_for():
-    def make(user, **kwargs):
-        client = Client(**kwargs)
-        client.force_login(user)
-        return client
-
-    return make
 
 
 def new_fiche(projet, owner, start=True):
@@ -67,10 +59,10 @@ def test_list_shows_only_ones_own_fiches_with_live_time(alice, projet, user, oth
     assert fiche["projet"] == {"id": projet.pk, "designation": projet.designation}
 
 
-def test_staff_see_everyones_fiches_and_filter_by_owner(client_for, staff, projet, user, other_user):
+def test_staff_see_everyones_fiches_and_filter_by_owner(staff, projet, user, other_user):
     new_fiche(projet, user)
     theirs = new_fiche(projet, other_user)
-    client = client_for(staff)
+    client = signed_in(staff)
     assert client.get("/api/fiches/").json()["count"] == 2
     body = client.get(f"/api/fiches/?owner={other_user.pk}").json()
     assert [f["id"] for f in body["results"]] == [theirs.pk]
@@ -160,12 +152,12 @@ def test_create_on_an_inactive_project_is_400(alice):
     assert_error(post(alice, "/api/fiches/", {"projet": closed.pk}), 400, "is not active")
 
 
-def test_create_for_someone_else_needs_staff(alice, client_for, staff, projet, other_user):
+def test_create_for_someone_else_needs_staff(alice, staff, projet, other_user):
     assert_error(post(alice, "/api/fiches/", {"projet": projet.pk, "owner": other_user.pk}), 403, "Only staff")
-    response = post(client_for(staff), "/api/fiches/", {"projet": projet.pk, "owner": other_user.pk})
+    response = post(signed_in(staff), "/api/fiches/", {"projet": projet.pk, "owner": other_user.pk})
     assert response.status_code == 201
     assert response.json()["owner"]["id"] == other_user.pk
-    assert_error(post(client_for(staff), "/api/fiches/", {"projet": projet.pk, "owner": 4242}), 400, "does not exist")
+    assert_error(post(signed_in(staff), "/api/fiches/", {"projet": projet.pk, "owner": 4242}), 400, "does not exist")
 
 
 def test_detail(alice, projet, user, other_user):
@@ -229,9 +221,9 @@ def test_unknown_endpoint_is_404_json(alice):
     assert_error(alice.post("/api/fiches/1/explode"), 404, "No API endpoint")
 
 
-def test_unsafe_methods_need_the_csrf_token(client_for, user, projet):
+def test_unsafe_methods_need_the_csrf_token(user, projet):
     fiche = new_fiche(projet, user)
-    client = client_for(user, enforce_csrf_checks=True)
+    client = signed_in(user, enforce_csrf_checks=True)
     assert_error(post(client, f"/api/fiches/{fiche.pk}/pause"), 403, "CSRF verification failed")
     assert FicheTemps.objects.get(pk=fiche.pk).etat == Etat.EN_CALCUL
     token = client.get("/api/csrf").json()["csrfToken"]

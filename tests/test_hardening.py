@@ -14,6 +14,8 @@ from timesheet import health, services, views
 from timesheet.asgi_limits import BodyLimit
 from timesheet.stream import hub
 
+from .conftest import signed_in
+
 pytestmark = pytest.mark.django_db
 
 
@@ -30,8 +32,7 @@ def post_json(client, url, text, **kwargs):
     ],
 )
 def test_hostile_json_is_a_400_never_a_500(user, url, body, text):
-    client = Client()
-    client.force_login(user)
+    client = signed_in(user)
     response = post_json(client, url, body)
     assert response.status_code == 400
     assert text in response.json()["error"]
@@ -45,8 +46,7 @@ def test_a_multipart_sign_in_is_415():
 
 def test_head_is_answered_wherever_get_is(user):
     assert Client().head("/healthz").status_code in (200, 503)
-    client = Client()
-    client.force_login(user)
+    client = signed_in(user)
     response = client.head("/api/fiches/")
     assert (response.status_code, response.content) == (200, b"")
     assert client.head("/api/openapi.json").status_code == 200
@@ -310,8 +310,7 @@ def staff_with(*codenames):
 
     user = get_user_model().objects.create_user(f"staff-{'-'.join(codenames) or 'none'}", is_staff=True)
     user.user_permissions.set(Permission.objects.filter(codename__in=codenames))
-    client = Client()
-    client.force_login(user)
+    client = signed_in(user)
     return user, client
 
 
@@ -375,8 +374,7 @@ def test_health_is_exempt_from_the_https_redirect_that_everything_else_gets(sett
 
 
 def test_report_dates_at_the_ends_of_the_calendar_are_400_not_500(user):
-    client = Client()
-    client.force_login(user)
+    client = signed_in(user)
     for query in ("from=9999-12-30&to=9999-12-31", "from=0001-01-01&to=0001-01-02"):
         response = client.get(f"/api/reports/?{query}")
         assert response.status_code == 400 and "years 2 to 9998" in response.json()["error"]

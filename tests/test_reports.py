@@ -22,7 +22,7 @@ from timesheet.reports import Rule
 from timesheet.services import TransitionRefused
 from timesheet.ticker import tick
 
-from .conftest import assert_exact
+from .conftest import assert_exact, signed_in
 
 pytestmark = pytest.mark.django_db
 
@@ -193,14 +193,12 @@ def test_the_api_report_shows_people_only_their_own_rows(projet, user, other_use
     for owner in (user, other_user):
         services.create_fiche(projet_id=projet.pk, actor=owner, start=True)
     today = reports.db_now().date().isoformat()
-    client = Client()
-    client.force_login(user)
+    client = signed_in(user)
     body = client.get(f"/api/reports/?from={today}&to={today}").json()
     assert {row["owner"]["id"] for row in body["rows"]} == {user.pk}
     assert set(body) >= {"rows", "totals", "rounding", "from", "to"}
     assert client.get(f"/api/reports/?from={today}&to={today}&owner={other_user.pk}").status_code == 403
-    staff_client = Client()
-    staff_client.force_login(staff)
+    staff_client = signed_in(staff)
     assert {r["owner"]["id"] for r in staff_client.get(f"/api/reports/?from={today}&to={today}").json()["rows"]} == {
         user.pk,
         other_user.pk,
