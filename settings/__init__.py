@@ -253,7 +253,7 @@ LOGGING = {
 
 # The timesheet app. Checked at start by timesheet.checks.
 INCREMENT_TIME_SECONDS = env_number("INCREMENT_TIME_SECONDS", 5)
-TICKER_BATCH_SIZE = env_number("TICKER_BATCH_SIZE", None)  # None: 5,000 on SQLite, 100,000 on PostgreSQL
+TICKER_BATCH_SIZE = env_number("TICKER_BATCH_SIZE", None)  # None: the database's own (timesheet.conf)
 TICKER_SHARDS = env_number("TICKER_SHARDS", 1)
 TICKER_MAX_FAILURE_SECONDS = env_number("TICKER_MAX_FAILURE_SECONDS", 300)
 # After SIGTERM, how long a tick in flight may take before it is abandoned (a database that does not answer).

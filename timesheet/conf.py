@@ -50,7 +50,9 @@ DEFAULT_BATCH_SIZES = {"sqlite": 5_000, "postgresql": 100_000}
 def batch_size() -> int:
     """Most running fiches settled in one transaction."""
     configured = get("TICKER_BATCH_SIZE")
-    return int(configured) if configured is not None else DEFAULT_BATCH_SIZES.get(connection.vendor, 5_000)
+    if configured is not None:
+        return int(configured)
+    return DEFAULT_BATCH_SIZES.get(connection.vendor, DEFAULT_BATCH_SIZES["sqlite"])
 
 
 def shards() -> int:

@@ -55,6 +55,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._held_gate = None
+        self._opened_on = None  # the database file's identity when the connection was opened
         self.execute_wrappers.append(self._gate_writes)
 
     def _in_transaction(self) -> bool:
@@ -152,14 +153,14 @@ class DatabaseWrapper(base.DatabaseWrapper):
             if reusable and connection.in_transaction:
                 with self.wrap_database_errors:
                     connection.rollback()
-            if reusable:
-                idle.append((connection, getattr(self, "_opened_on", None)))
         except BaseException:
             reusable = False
             raise
         finally:
-            if not reusable or not self._in_transaction():
-                self._let_go_of_gate()
-            if not reusable:
+            # Rolled back above, or ended by the close below: the turn is over either way.
+            self._let_go_of_gate()
+            if reusable:
+                idle.append((connection, self._opened_on))
+            else:
                 with self.wrap_database_errors:
                     connection.close()
