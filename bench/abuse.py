@@ -17,16 +17,25 @@ import argparse
 import asyncio
 import os
 import resource
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.harness import django_setup, proc_status, sessions_for, uvicorn
+
+# As scripts/run-dev starts uvicorn: the shipped limits.
+SHIPPED_LIMITS = (
+    "--limit-concurrency",
+    "1000",
+    "--timeout-keep-alive",
+    "5",
+    "--h11-max-incomplete-event-size",
+    "16384",
+)
 
 
 def parse_args():
@@ -37,40 +46,15 @@ def parse_args():
     return parser.parse_args()
 
 
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def prepare():
+    """One account in the migrated database; return its session key."""
+    from django.contrib.auth import get_user_model
 
-
-def prepare(env):
-    """A fresh database with one account and its session key."""
-    script = (
-        "from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model\n"
-        "from django.contrib.sessions.backends.db import SessionStore\n"
-        "u = get_user_model().objects.create_user('flood', password='flood-pass-123')\n"
-        "s = SessionStore(); s[SESSION_KEY] = str(u.pk)\n"
-        "s[BACKEND_SESSION_KEY] = 'django.contrib.auth.backends.ModelBackend'\n"
-        "s[HASH_SESSION_KEY] = u.get_session_auth_hash(); s.create(); print(s.session_key)\n"
-    )
-    python = sys.executable
-    subprocess.run([python, "manage.py", "migrate", "--verbosity", "0"], cwd=ROOT, env=env, check=True)
-    out = subprocess.run(
-        [python, "manage.py", "shell", "--no-imports", "-c", script],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return out.stdout.strip().splitlines()[-1]
+    return sessions_for([get_user_model().objects.create_user("flood", password="flood-pass-123")])[0]
 
 
 def rss_mib(pid):
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    return proc_status(pid, "VmRSS") / 1024
 
 
 async def request(port, path, headers=""):
@@ -186,52 +170,17 @@ def main():
     args = parse_args()
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 20000), hard))
-    data = tempfile.mkdtemp(prefix="bench-abuse-")
-    env = {**os.environ, "DJANGO_DATA_DIR": data, "DJANGO_SETTINGS_MODULE": "settings"}
-    env.pop("DATABASE_URL", None)
-    session = prepare(env)
-    port = free_port()
-    # As scripts/run-dev starts it: the shipped limits.
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "settings.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--lifespan",
-            "off",
-            "--log-level",
-            "warning",
-            "--timeout-graceful-shutdown",
-            "2",
-            "--limit-concurrency",
-            "1000",
-            "--timeout-keep-alive",
-            "5",
-            "--h11-max-incomplete-event-size",
-            "16384",
-        ],
-        cwd=ROOT,
-        env=env,
+    os.environ.pop("DATABASE_URL", None)  # SQLite, as the README's start command runs it
+    env = django_setup(
+        {"DJANGO_DATA_DIR": tempfile.mkdtemp(prefix="bench-abuse-"), "DJANGO_SETTINGS_MODULE": "settings"}
     )
-    try:
-        deadline = time.monotonic() + 60
-        while asyncio.run(request(port, "/healthz"))[0] is None:
-            if time.monotonic() > deadline:
-                sys.exit("uvicorn did not start")
-            time.sleep(0.2)
+    session = prepare()
+    with uvicorn("settings.asgi:application", env, extra=SHIPPED_LIMITS) as (port, server):
         print(
             f"uvicorn on 127.0.0.1:{port} (limit-concurrency 1000, keep-alive 5 s), SQLite; "
             f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}"
         )
         asyncio.run(main_async(args, port, server.pid, session))
-    finally:
-        server.terminate()
-        server.wait(30)
 
 
 if __name__ == "__main__":

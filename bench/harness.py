@@ -120,8 +120,6 @@ def uvicorn(app, env, *, port=None, extra=()):
             "off",
             "--log-level",
             "warning",
-            "--backlog",
-            "4096",
             "--timeout-graceful-shutdown",
             "3",
             *extra,
@@ -178,6 +176,14 @@ async def request(port, method, path, *, session=None, token=None, body=b""):
     elapsed = time.perf_counter() - started
     head, _, payload = data.partition(b"\r\n\r\n")
     return int(head.split()[1]), payload, elapsed
+
+
+def proc_status(pid, field):
+    """A number from /proc/PID/status (VmRSS in KiB, Threads, ...)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {field}")
 
 
 def percentile(values, fraction):

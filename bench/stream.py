@@ -22,7 +22,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import Ticker, add_running_fiches, django_setup, load_average, request, sessions_for, uvicorn
+from bench.harness import (
+    Ticker,
+    add_running_fiches,
+    django_setup,
+    load_average,
+    proc_status,
+    request,
+    sessions_for,
+    uvicorn,
+)
 
 
 def parse_args():
@@ -107,13 +116,6 @@ class StreamClient:
 
     def close(self):
         self.writer.close()
-
-
-def proc_status(pid, field):
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no {field}")
 
 
 async def query_counts(port):
@@ -204,7 +206,8 @@ def main():
     )
     sessions, fiche_ids, toggled = setup(args.fiches, args.streams + 1)
     print(f"load average {load_average():.2f} at the start")
-    with uvicorn("bench.stream_app:application", env) as (port, server):
+    # A deep accept queue: a thousand streams connect at once.
+    with uvicorn("bench.stream_app:application", env, extra=("--backlog", "4096")) as (port, server):
         ticker = Ticker(env, interval=1, verbosity=0)
         try:
             results = asyncio.run(scenario(port, server.pid, sessions, fiche_ids, toggled, args))
