@@ -36,10 +36,20 @@ def positive_int(option):
     return parse
 
 
-class Command(BaseCommand):
-    # The checks run in handle(), without those that query the database: a worker started
-    # while the database is locked or down waits for it, ticking with back-off, rather than exit.
+class WorkerCommand(BaseCommand):
+    """A long-running worker's command (the ticker, the webhook worker)."""
+
+    # The checks run in start(), without those that query the database: a worker started
+    # while the database is locked or down waits for it, working with back-off, rather than exit.
     requires_system_checks = []
+
+    def start(self, verbosity):
+        """Check the settings and set the timesheet loggers' level from ``verbosity``."""
+        self.check(databases=[])
+        logging.getLogger("timesheet").setLevel(VERBOSITY_LEVELS.get(verbosity, logging.DEBUG))
+
+
+class Command(WorkerCommand):
     help = (
         "Keep the stored time of every running fiche up to date: settle them all every "
         "INCREMENT_TIME_SECONDS until SIGTERM or SIGINT."
@@ -70,14 +80,13 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, interval, once, max_ticks, batch_size, metrics_port, verbosity, **options):
-        self.check(databases=[])
+        self.start(verbosity)
         interval = conf.tick_interval() if interval is None else positive_float(interval)
         max_ticks = 1 if once else (None if max_ticks is None else positive_int("--max-ticks")(max_ticks))
         batch_size = conf.batch_size() if batch_size is None else positive_int("--batch-size")(batch_size)
         metrics_port = (
             conf.get("METRICS_PORT") if metrics_port is None else positive_int("--metrics-port")(metrics_port)
         )
-        logging.getLogger("timesheet").setLevel(VERBOSITY_LEVELS.get(verbosity, logging.DEBUG))
         if metrics_port:
             try:
                 prometheus_client.start_http_server(metrics_port, addr="127.0.0.1")

@@ -1,21 +1,16 @@
 import asyncio
 import logging
 
-from django.core.management.base import BaseCommand
-
 from timesheet import conf
 from timesheet.webhook_worker import DeliveryWorker
 from timesheet.worker import install_signal_handlers
 
-from .run_fiches_ticker import VERBOSITY_LEVELS, positive_float
+from .run_fiches_ticker import WorkerCommand, positive_float
 
 logger = logging.getLogger("timesheet.webhook_worker")
 
 
-class Command(BaseCommand):
-    # The checks run in handle(), without those that query the database: a worker started
-    # while the database is locked or down waits for it, ticking with back-off, rather than exit.
-    requires_system_checks = []
+class Command(WorkerCommand):
     help = "Deliver the fiche events to the webhook subscriptions, in order, signed, until SIGTERM or SIGINT."
 
     def add_arguments(self, parser):
@@ -29,9 +24,8 @@ class Command(BaseCommand):
         parser.add_argument("--once", action="store_true", help="Make one delivery pass and exit.")
 
     def handle(self, *args, poll, once, verbosity, **options):
-        self.check(databases=[])
+        self.start(verbosity)
         poll = conf.get("WEBHOOK_POLL_SECONDS") if poll is None else positive_float(poll, option="--poll")
-        logging.getLogger("timesheet").setLevel(VERBOSITY_LEVELS.get(verbosity, logging.DEBUG))
         asyncio.run(self._run(DeliveryWorker(poll=float(poll), once=once)))
 
     async def _run(self, worker):
