@@ -52,6 +52,45 @@ def test_a_token_signs_in_without_session_or_csrf(alice, projet, user):
     assert ApiToken.objects.get().last_used_at is not None
 
 
+def test_a_token_of_staff_by_group_reads_everyones_fiches_and_time(projet, user, other_user):
+    from django.contrib.auth.models import Group, Permission
+
+    reviewers = Group.objects.create(name="reviewers")
+    reviewers.permissions.set(Permission.objects.filter(codename="view_fichetemps"))
+    other_user.groups.add(reviewers)
+    _token, raw = tokens.create_token(user=other_user, name="review")
+    fiche = start(projet, user)
+    client = Client()
+    assert client.get("/api/fiches/", **bearer(raw)).json()["count"] == 1
+    assert client.get(f"/api/fiches/{fiche.pk}/", **bearer(raw)).json()["owner"]["id"] == user.pk
+    report = client.get(f"/api/reports/?from=2000-01-01&to=2000-01-02&owner={user.pk}", **bearer(raw))
+    assert report.status_code == 200, report.content
+
+
+def test_a_token_reads_someone_elses_fiche_as_not_found(projet, user, other_user):
+    _token, raw = tokens.create_token(user=other_user, name="script")
+    fiche = start(projet, user)
+    response = Client().get(f"/api/fiches/{fiche.pk}/", **bearer(raw))
+    assert response.status_code == 404
+    assert response.json() == {"error": f"Fiche {fiche.pk} does not exist."}
+
+
+def test_ones_own_fiche_is_read_and_moved_without_reading_permissions(projet, user):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    _token, raw = tokens.create_token(user=user, name="script", scope=ApiToken.Scope.WRITE)
+    fiche = start(projet, user)
+    client = Client()
+    client.get(f"/api/fiches/{fiche.pk}/", **bearer(raw))  # notes the token's use: a write once a minute
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(f"/api/fiches/{fiche.pk}/", **bearer(raw)).status_code == 200
+        response = client.post(f"/api/fiches/{fiche.pk}/pause", content_type="application/json", **bearer(raw))
+        assert response.status_code == 200
+    assert queries.captured_queries
+    assert not [query["sql"] for query in queries.captured_queries if "auth_permission" in query["sql"]]
+
+
 def test_a_read_token_cannot_change_anything(alice, projet, user):
     raw = make_token(alice)["token"]
     fiche = start(projet, user)

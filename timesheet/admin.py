@@ -18,7 +18,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
-from . import exports, reports, services, tokens, webhooks
+from . import exports, services, tokens, webhooks
 from .health import is_fresh, ticker_status
 from .models import (
     ApiToken,
@@ -294,13 +294,13 @@ class FicheTempsAdmin(admin.ModelAdmin):
         """Time per period, owner and project, with a bar per period, and its exports."""
         if not self.has_view_or_change_permission(request):
             raise PermissionDenied
-        from .api import ReportFilters, report_arguments
+        from .api import ReportFilters, report_for
 
         today = timezone.localdate()
         data = {"from": (today - timedelta(days=6)).isoformat(), "to": today.isoformat(), **request.GET.dict()}
         error, report, bars = "", None, []
         try:
-            report = reports.report(**report_arguments(request.user, ReportFilters(**data)))
+            report = report_for(request.user, ReportFilters(**data))
         except (ValueError, services.TransitionRefused) as exc:  # pydantic's ValidationError is a ValueError
             error = getattr(exc, "message", None) or gettext("Check the dates (YYYY-MM-DD) and the grouping.")
         if report:

@@ -30,8 +30,7 @@ from ninja.throttling import SimpleRateThrottle
 from pydantic import BeforeValidator, ConfigDict
 
 from . import conf, reports, selectors, services, tokens, views
-from .dbtime import db_now
-from .models import ApiToken, Etat, FicheTemps, sees_everyones_fiches
+from .models import ApiToken, Etat, sees_everyones_fiches
 from .serialize import fiche_json, iso
 
 logger = logging.getLogger(__name__)
@@ -77,7 +76,8 @@ class Session(APIKeyCookie):
             raise HttpError(403, "CSRF verification failed. Send the X-CSRFToken header (GET /api/csrf).") from None
 
     async def authenticate(self, request, key):
-        return await views.asession_user(request)
+        user = await request.auser()
+        return user if user.is_authenticated else None
 
 
 class TokenRateThrottle(SimpleRateThrottle):
@@ -381,17 +381,18 @@ class NewToken(TokenOut):
 
 @api.get("/fiches/", response={200: FichePage, **ERRORS}, summary="Your fiches (staff: everyone's), newest first")
 async def list_fiches(request, filters: Query[FicheFilters]):
-    fiches = selectors.fiche_list(
-        user=request.auth, etat=filters.etat, projet_id=filters.projet, owner_id=filters.owner
+    page = await selectors.afiche_page(
+        user=request.auth,
+        etat=filters.etat,
+        projet_id=filters.projet,
+        owner_id=filters.owner,
+        number=filters.page,
+        size=filters.page_size,
     )
-    page = await selectors.apage(fiches, number=filters.page, size=filters.page_size)
 
     def link(number):
         return f"{request.path}?{urlencode({**request.GET.dict(), 'page': number})}"
 
-    results = [fiche_json(fiche) for fiche in page.items]
-    # Each fiche carries the database's now it was read at; an empty page asks for it.
-    server_time = results[0]["server_time"] if results else iso(await sync_to_async(db_now)())
     return rendered(
         request,
         {
@@ -400,8 +401,8 @@ async def list_fiches(request, filters: Query[FicheFilters]):
             "pages": page.pages,
             "next": link(page.number + 1) if page.has_next else None,
             "previous": link(page.number - 1) if page.has_previous else None,
-            "results": results,
-            "server_time": server_time,
+            "results": [fiche_json(fiche) for fiche in page.items],
+            "server_time": iso(page.server_time),
         },
     )
 
@@ -422,15 +423,7 @@ async def create_fiche(request, payload: FicheIn):
 
 @api.get("/fiches/{id:fiche_id}/", response={200: FicheOut, **ERRORS}, summary="One fiche, with its live time")
 async def fiche_detail(request, fiche_id: int):
-    fiche = await (
-        FicheTemps.objects.visible_to(request.auth)
-        .with_live_time()
-        .select_related("projet", "owner")
-        .filter(pk=fiche_id)
-    ).afirst()
-    if fiche is None:
-        raise Http404(f"Fiche {fiche_id} does not exist.")
-    return rendered(request, fiche_json(fiche))
+    return rendered(request, fiche_json(await selectors.afiche_for(user=request.auth, fiche_id=fiche_id)))
 
 
 @api.post("/fiches/{id:fiche_id}/start", response={200: FicheOut, **TRANSITION_ERRORS}, summary="Start a paused fiche")
@@ -536,6 +529,11 @@ def report_arguments(user, filters) -> dict:
     return {"first": filters.from_, "last": filters.to, "group": filters.group, "by": by, "owner_ids": owner_ids}
 
 
+def report_for(user, filters) -> dict:
+    """The report ``filters`` ask for, of the rows ``user`` may see (sync: the rule may read permissions)."""
+    return reports.report(**report_arguments(user, filters))
+
+
 @api.get(
     "/reports/",
     response={200: ReportOut, **ERRORS},
@@ -543,7 +541,7 @@ def report_arguments(user, filters) -> dict:
     summary="Time per period (local days of each owner), owner and project, with totals and the rounding applied",
 )
 async def report(request, filters: Query[ReportFilters]):
-    return await sync_to_async(reports.report)(**report_arguments(request.auth, filters))
+    return await sync_to_async(report_for)(request.auth, filters)
 
 
 # Sessions --------------------------------------------------------------------

@@ -1,10 +1,13 @@
-"""Reads shared by the API's list views: validated filters and pages."""
+"""Reads shared by the API's views: validated filters, pages, one fiche."""
 
+import dataclasses
 from dataclasses import dataclass
+from datetime import datetime
 
 from asgiref.sync import sync_to_async
 from django.db.models import QuerySet
 
+from .dbtime import db_now
 from .models import Etat, FicheTemps, sees_everyones_fiches
 from .services import TransitionRefused
 
@@ -31,6 +34,7 @@ class Page:
     number: int
     pages: int
     count: int
+    server_time: datetime | None = None  # the database's now the items were read at, when it was asked for
 
     @property
     def has_next(self):
@@ -51,4 +55,25 @@ def page(queryset: QuerySet, *, number: int, size: int) -> Page:
     return Page(items=list(queryset[start : start + size]), number=number, pages=pages, count=count)
 
 
-apage = sync_to_async(page)  # the count and the rows in one trip to the database thread
+def fiche_page(*, user, number: int, size: int, **filters) -> Page:
+    """
+    Page ``number`` of ``fiche_list(user=user, **filters)``, with the
+    database's now the fiches' live time was computed for (read alone when the
+    page is empty).
+    """
+    found = page(fiche_list(user=user, **filters), number=number, size=size)
+    return dataclasses.replace(found, server_time=found.items[0].db_now if found.items else db_now())
+
+
+def fiche_for(*, user, fiche_id: int) -> FicheTemps:
+    """Fiche ``fiche_id`` with its live time, if ``user`` may see it; else refused as not found."""
+    fiche = FicheTemps.objects.with_live_time().select_related("projet", "owner").filter(pk=fiche_id).first()
+    # The rule for one fiche in hand: the owner reads their own without their permissions being read.
+    if fiche is None or not FicheTemps.objects.is_visible(user, fiche.owner_id):
+        raise TransitionRefused(f"Fiche {fiche_id} does not exist.", code="not_found")
+    return fiche
+
+
+# Each in one trip to the database thread, where the user's permissions may be read when needed.
+afiche_page = sync_to_async(fiche_page)
+afiche_for = sync_to_async(fiche_for)

@@ -94,8 +94,9 @@ def _locked(fiche_id, actor) -> dict:
     write see the same row; a racing tick or transition waits, then sees the
     new state. On SQLite the IMMEDIATE transaction is that lock.
     """
-    row = FicheTemps.objects.visible_to(actor).select_for_update().filter(pk=fiche_id).values(*_BEFORE).first()
-    if row is None:
+    row = FicheTemps.objects.select_for_update().filter(pk=fiche_id).values(*_BEFORE).first()
+    # The rule for one fiche in hand: acting on one's own reads no permissions.
+    if row is None or not FicheTemps.objects.is_visible(actor, row["owner_id"]):
         raise TransitionRefused(_("Fiche %(id)s does not exist.") % {"id": fiche_id}, code="not_found")
     if row["owner_id"] != actor.pk and not acts_on_everyones_fiches(actor):
         raise TransitionRefused(

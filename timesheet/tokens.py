@@ -60,9 +60,9 @@ def revoke_token(*, token_id: int, actor) -> ApiToken:
 
 def authenticate(raw: str) -> ApiToken | None:
     """
-    The usable token ``raw`` is, with its user and the user's permissions
-    loaded (so that later checks need no query, in async code too), or None;
-    notes when it was last used.
+    The usable token ``raw`` is, with its user, or None; notes when it was
+    last used. The user's permissions are read when first checked, on a
+    database thread: most requests act on the user's own fiches and need none.
     """
     parts = raw.split("_", 2)
     if len(parts) != 3 or parts[0] != PREFIX or len(raw) > 100:
@@ -73,7 +73,6 @@ def authenticate(raw: str) -> ApiToken | None:
         return None
     if token.use_unnoted:  # a write only once a minute: most requests only read
         ApiToken.objects.filter(stale, pk=token.pk).update(last_used_at=Now())
-    token.user.get_all_permissions()  # cached on the user
     return token
 
 

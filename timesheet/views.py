@@ -32,29 +32,22 @@ def error(status, message, **headers):
     return response
 
 
-def session_user(request):
-    """The user signed in by ``request``'s session, permissions loaded (later checks need no query), or None."""
-    user = request.user
-    if not user.is_authenticated:
-        return None
-    user.get_all_permissions()  # cached on the user
-    return user
-
-
-asession_user = sync_to_async(session_user)
-
-
 def _credential_of(request) -> Credential | None:
     header = request.headers.get("Authorization", "")
     if header[:7].lower() == "bearer ":
         token = tokens.authenticate(header[7:].strip())
-        return None if token is None else Credential(user=token.user, token_id=token.pk)
-    user = session_user(request)
-    if user is None:
-        return None
-    return Credential(
-        user=user, session_key=request.session.session_key, auth_hash=request.session.get(HASH_SESSION_KEY)
-    )
+        if token is None:
+            return None
+        credential = Credential(user=token.user, token_id=token.pk)
+    else:
+        if not request.user.is_authenticated:
+            return None
+        credential = Credential(
+            user=request.user, session_key=request.session.session_key, auth_hash=request.session.get(HASH_SESSION_KEY)
+        )
+    # The stream decides in async code which events each viewer may see: their permissions are read now, once.
+    credential.user.get_all_permissions()
+    return credential
 
 
 async def credential_of(request) -> Credential | None:
