@@ -91,6 +91,22 @@ def test_ones_own_fiche_is_read_and_moved_without_reading_permissions(projet, us
     assert not [query["sql"] for query in queries.captured_queries if "auth_permission" in query["sql"]]
 
 
+def test_a_tokens_use_is_noted_at_most_once_a_minute(user):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    token, raw = tokens.create_token(user=user, name="script")
+    assert tokens.authenticate(raw).pk == token.pk
+    noted = ApiToken.objects.get().last_used_at
+    assert noted is not None
+    with CaptureQueriesContext(connection) as queries:
+        assert tokens.authenticate(raw).pk == token.pk
+    assert [query["sql"].split()[0] for query in queries.captured_queries] == ["SELECT"]
+    ApiToken.objects.update(last_used_at=noted - tokens.LAST_USED_RESOLUTION - timedelta(seconds=1))
+    tokens.authenticate(raw)
+    assert ApiToken.objects.get().last_used_at >= noted
+
+
 def test_a_read_token_cannot_change_anything(alice, projet, user):
     raw = make_token(alice)["token"]
     fiche = start(projet, user)
