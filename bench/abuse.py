@@ -19,13 +19,12 @@ import os
 import resource
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import django_setup, proc_status, sessions_for, uvicorn
+from bench.harness import django_setup, proc_status, scratch_dir, sessions_for, uvicorn
 
 # As scripts/run-dev starts uvicorn: the shipped limits.
 SHIPPED_LIMITS = (
@@ -171,9 +170,7 @@ def main():
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 20000), hard))
     os.environ.pop("DATABASE_URL", None)  # SQLite, as the README's start command runs it
-    env = django_setup(
-        {"DJANGO_DATA_DIR": tempfile.mkdtemp(prefix="bench-abuse-"), "DJANGO_SETTINGS_MODULE": "settings"}
-    )
+    env = django_setup({"DJANGO_DATA_DIR": scratch_dir("bench-abuse-"), "DJANGO_SETTINGS_MODULE": "settings"})
     session = prepare()
     with uvicorn("settings.asgi:application", env, extra=SHIPPED_LIMITS) as (port, server):
         print(

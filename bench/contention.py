@@ -15,7 +15,6 @@ latency and their errors without and with the ticker, and the ticks' length.
 import argparse
 import asyncio
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from bench.harness import (
     load_average,
     percentile,
     request,
+    scratch_dir,
     sessions_for,
     uvicorn,
 )
@@ -97,7 +97,7 @@ def main():
     env = django_setup(
         {
             "DJANGO_SETTINGS_MODULE": "settings",
-            "DJANGO_DATA_DIR": tempfile.mkdtemp(prefix="bench-contention-"),
+            "DJANGO_DATA_DIR": scratch_dir("bench-contention-"),
             "DJANGO_DEBUG": "0",
             "API_TOKEN_RATE": "1000000/s",
         }

@@ -4,8 +4,10 @@ uvicorn process and a ticker on loopback, plain HTTP/1.1 requests, percentiles.
 """
 
 import asyncio
+import atexit
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -17,6 +19,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 CSRF = "b" * 32  # a CSRF secret sent as both cookie and header, as a browser would
+
+
+def scratch_dir(prefix):
+    """A new directory for a benchmark's database and files, removed when the benchmark exits."""
+    path = tempfile.mkdtemp(prefix=prefix)
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
 
 
 def free_port():

@@ -15,13 +15,14 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
 import tracemalloc
 from datetime import date
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.harness import scratch_dir
 
 MONTH = (date(2026, 3, 1), date(2026, 3, 31))
 
@@ -62,7 +63,7 @@ def parse_args():
 
 def setup_django():
     if "DATABASE_URL" not in os.environ:
-        os.environ["DJANGO_DATA_DIR"] = tempfile.mkdtemp(prefix="bench-report-")
+        os.environ["DJANGO_DATA_DIR"] = scratch_dir("bench-report-")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "settings")
     os.environ["DJANGO_DEBUG"] = "0"
     import django

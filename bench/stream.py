@@ -16,7 +16,6 @@ import asyncio
 import json
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from bench.harness import (
     load_average,
     proc_status,
     request,
+    scratch_dir,
     sessions_for,
     uvicorn,
 )
@@ -199,7 +199,7 @@ def main():
     env = django_setup(
         {
             "DJANGO_SETTINGS_MODULE": "settings",
-            "DJANGO_DATA_DIR": tempfile.mkdtemp(prefix="bench-stream-"),
+            "DJANGO_DATA_DIR": scratch_dir("bench-stream-"),
             "DJANGO_DEBUG": "0",
             "STREAM_POLL_SECONDS": "1",
         }

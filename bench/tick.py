@@ -15,7 +15,6 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
 import tracemalloc
 from datetime import timedelta
@@ -23,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import add_running_fiches, database_label, load_average
+from bench.harness import add_running_fiches, database_label, load_average, scratch_dir
 
 RAW_UPDATE = {
     "sqlite": (
@@ -73,7 +72,7 @@ def parse_args():
 
 def setup_django():
     if "DATABASE_URL" not in os.environ:
-        os.environ["DJANGO_DATA_DIR"] = tempfile.mkdtemp(prefix="bench-tick-")
+        os.environ["DJANGO_DATA_DIR"] = scratch_dir("bench-tick-")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "settings")
     os.environ["DJANGO_DEBUG"] = "0"  # no query log
     import django

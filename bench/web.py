@@ -15,12 +15,11 @@ the endpoint's p50 to the floor's (target <= 2x).
 import argparse
 import asyncio
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import database_label, django_setup, load_average, percentile, request, uvicorn
+from bench.harness import database_label, django_setup, load_average, percentile, request, scratch_dir, uvicorn
 
 TARGET = 2.0
 
@@ -108,7 +107,7 @@ def main():
     env = django_setup(
         {
             "DJANGO_SETTINGS_MODULE": "settings",
-            "DJANGO_DATA_DIR": tempfile.mkdtemp(prefix="bench-web-"),
+            "DJANGO_DATA_DIR": scratch_dir("bench-web-"),
             "DJANGO_DEBUG": "0",
             "API_TOKEN_RATE": "1000000/s",
         }
