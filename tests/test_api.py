@@ -68,6 +68,21 @@ def test_staff_see_everyones_fiches_and_filter_by_owner(staff, projet, user, oth
     assert [f["id"] for f in body["results"]] == [theirs.pk]
 
 
+@pytest.mark.parametrize("start", [True, False])
+def test_a_fiche_reads_alike_when_made_listed_and_shown(alice, projet, start):
+    body = json.dumps({"projet": projet.pk, "libelle": "Relecture", "start": start})
+    made = alice.post("/api/fiches/", body, content_type="application/json").json()  # from the model
+    listed = alice.get("/api/fiches/").json()["results"][0]  # from rows
+    shown = alice.get(f"/api/fiches/{made['id']}/").json()
+    moving = {"temps_live", "server_time"} if start else {"server_time"}  # read at three instants
+
+    def fixed(fiche):
+        return {key: value for key, value in fiche.items() if key not in moving}
+
+    assert set(made) == set(listed) == set(shown)
+    assert fixed(made) == fixed(listed) == fixed(shown)
+
+
 def test_filters_by_state_and_project(alice, projet, user):
     other_projet = Projet.objects.create(designation="Autre")
     running = new_fiche(projet, user)

@@ -31,7 +31,7 @@ from pydantic import BeforeValidator, ConfigDict
 
 from . import conf, reports, selectors, services, tokens, views
 from .models import ApiToken, Etat, sees_everyones_fiches
-from .serialize import fiche_json, iso
+from .serialize import fiche_json, iso, row_json
 
 logger = logging.getLogger(__name__)
 
@@ -401,7 +401,7 @@ async def list_fiches(request, filters: Query[FicheFilters]):
             "pages": page.pages,
             "next": link(page.number + 1) if page.has_next else None,
             "previous": link(page.number - 1) if page.has_previous else None,
-            "results": [fiche_json(fiche) for fiche in page.items],
+            "results": [row_json(row) for row in page.items],
             "server_time": iso(page.server_time),
         },
     )
@@ -423,7 +423,7 @@ async def create_fiche(request, payload: FicheIn):
 
 @api.get("/fiches/{id:fiche_id}/", response={200: FicheOut, **ERRORS}, summary="One fiche, with its live time")
 async def fiche_detail(request, fiche_id: int):
-    return rendered(request, fiche_json(await selectors.afiche_for(user=request.auth, fiche_id=fiche_id)))
+    return rendered(request, row_json(await selectors.afiche_row(user=request.auth, fiche_id=fiche_id)))
 
 
 @api.post("/fiches/{id:fiche_id}/start", response={200: FicheOut, **TRANSITION_ERRORS}, summary="Start a paused fiche")

@@ -9,6 +9,7 @@ from django.db.models import QuerySet
 
 from .dbtime import db_now
 from .models import Etat, FicheTemps, sees_everyones_fiches
+from .serialize import fiche_rows
 from .services import TransitionRefused
 
 
@@ -45,35 +46,40 @@ class Page:
         return self.number > 1
 
 
-def page(queryset: QuerySet, *, number: int, size: int) -> Page:
-    """Page ``number`` (from 1) of ``queryset`` in pages of ``size``; refused as not_found past the last page."""
+def page(queryset: QuerySet, *, number: int, size: int, rows=None) -> Page:
+    """
+    Page ``number`` (from 1) of ``queryset`` in pages of ``size``, its items
+    read through ``rows(queryset)`` when given; refused as not_found past the
+    last page.
+    """
     count = queryset.count()
     pages = max(1, -(-count // size))
     if number > pages:
         raise TransitionRefused(f"Page {number} does not exist; there are {pages}.", code="not_found")
     start = (number - 1) * size
-    return Page(items=list(queryset[start : start + size]), number=number, pages=pages, count=count)
+    items = list((queryset if rows is None else rows(queryset))[start : start + size])
+    return Page(items=items, number=number, pages=pages, count=count)
 
 
 def fiche_page(*, user, number: int, size: int, **filters) -> Page:
     """
-    Page ``number`` of ``fiche_list(user=user, **filters)``, with the
-    database's now the fiches' live time was computed for (read alone when the
-    page is empty).
+    Page ``number`` of ``fiche_list(user=user, **filters)``, its items rows
+    for ``row_json``, with the database's now their live time was computed for
+    (read alone when the page is empty).
     """
-    found = page(fiche_list(user=user, **filters), number=number, size=size)
-    return dataclasses.replace(found, server_time=found.items[0].db_now if found.items else db_now())
+    found = page(fiche_list(user=user, **filters), number=number, size=size, rows=fiche_rows)
+    return dataclasses.replace(found, server_time=found.items[0]["db_now"] if found.items else db_now())
 
 
-def fiche_for(*, user, fiche_id: int) -> FicheTemps:
-    """Fiche ``fiche_id`` with its live time, if ``user`` may see it; else refused as not found."""
-    fiche = FicheTemps.objects.with_live_time().select_related("projet", "owner").filter(pk=fiche_id).first()
+def fiche_row(*, user, fiche_id: int) -> dict:
+    """Fiche ``fiche_id`` as a row for ``row_json``, if ``user`` may see it; else refused as not found."""
+    row = fiche_rows(FicheTemps.objects.with_live_time().filter(pk=fiche_id)).first()
     # The rule for one fiche in hand: the owner reads their own without their permissions being read.
-    if fiche is None or not FicheTemps.objects.is_visible(user, fiche.owner_id):
+    if row is None or not FicheTemps.objects.is_visible(user, row["owner_id"]):
         raise TransitionRefused(f"Fiche {fiche_id} does not exist.", code="not_found")
-    return fiche
+    return row
 
 
 # Each in one trip to the database thread, where the user's permissions may be read when needed.
 afiche_page = sync_to_async(fiche_page)
-afiche_for = sync_to_async(fiche_for)
+afiche_row = sync_to_async(fiche_row)

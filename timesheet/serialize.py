@@ -2,7 +2,27 @@
 
 from datetime import timedelta
 
+from django.contrib.auth import get_user_model
+from django.db.models import F, QuerySet
+
 from .models import FicheTemps
+
+# What a fiche's JSON is made of: the columns of ``fiche_rows`` and the attributes ``fiche_json`` reads.
+FIELDS = (
+    "id",
+    "projet_id",
+    "owner_id",
+    "libelle",
+    "etat",
+    "temps_impute",
+    "temps_live",
+    "en_calcul_depuis",
+    "compte_jusqua",
+    "auto_stopped",
+    "created_at",
+    "updated_at",
+    "db_now",
+)
 
 
 def iso(value):
@@ -13,20 +33,35 @@ def seconds(value: timedelta) -> float:
     return value / timedelta(microseconds=1) / 1_000_000
 
 
+def row_json(row: dict) -> dict:
+    """A row of ``fiche_rows`` (or the same values of a fiche in hand), as the API shows it."""
+    return {
+        "id": row["id"],
+        "projet": {"id": row["projet_id"], "designation": row["designation"]},
+        "owner": {"id": row["owner_id"], "username": row["username"]},
+        "libelle": row["libelle"],
+        "etat": row["etat"],
+        "temps_impute": seconds(row["temps_impute"]),
+        "temps_live": seconds(row["temps_live"]),
+        "en_calcul_depuis": iso(row["en_calcul_depuis"]),
+        "compte_jusqua": iso(row["compte_jusqua"]),
+        "auto_stopped": row["auto_stopped"],
+        "created_at": iso(row["created_at"]),
+        "updated_at": iso(row["updated_at"]),
+        "server_time": iso(row["db_now"]),
+    }
+
+
 def fiche_json(fiche: FicheTemps) -> dict:
     """A fiche read through ``FicheTemps.objects.with_live_time()``, as the API shows it."""
-    return {
-        "id": fiche.pk,
-        "projet": {"id": fiche.projet_id, "designation": fiche.projet.designation},
-        "owner": {"id": fiche.owner_id, "username": fiche.owner.get_username()},
-        "libelle": fiche.libelle,
-        "etat": fiche.etat,
-        "temps_impute": seconds(fiche.temps_impute),
-        "temps_live": seconds(fiche.temps_live),
-        "en_calcul_depuis": iso(fiche.en_calcul_depuis),
-        "compte_jusqua": iso(fiche.compte_jusqua),
-        "auto_stopped": fiche.auto_stopped,
-        "created_at": iso(fiche.created_at),
-        "updated_at": iso(fiche.updated_at),
-        "server_time": iso(fiche.db_now),
-    }
+    row = {name: getattr(fiche, name) for name in FIELDS}
+    return row_json({**row, "designation": fiche.projet.designation, "username": fiche.owner.get_username()})
+
+
+def fiche_rows(fiches: QuerySet) -> QuerySet:
+    """
+    ``fiches`` (read through ``with_live_time()``) as the rows ``row_json``
+    shows: a page of them costs half as much as building the models.
+    """
+    username = F(f"owner__{get_user_model().USERNAME_FIELD}")
+    return fiches.values(*FIELDS, designation=F("projet__designation"), username=username)
