@@ -27,7 +27,7 @@ from django.utils.crypto import constant_time_compare
 
 from . import conf, tokens
 from .dbtime import db_now
-from .models import Etat, FicheEvent, FicheTemps, sees_everyones_fiches
+from .models import Etat, FicheEvent, FicheTemps
 from .serialize import fiche_json, seconds
 
 logger = logging.getLogger(__name__)
@@ -44,6 +44,7 @@ class Credential:
     token_id: int | None = None
     session_key: str | None = None
     auth_hash: str | None = None  # the session's: a password change makes it stale
+    sees_everyones: bool = False  # sees_everyones_fiches(user) when the stream opened; every poll re-checks it
 
 
 class StreamRefused(Exception):
@@ -64,7 +65,8 @@ class Subscriber:
     ends_at: float = float("inf")  # the loop's clock: past it the stream ends and the client reconnects
 
     def wants(self, owner_id):
-        return not self.ended and FicheTemps.objects.is_visible(self.credential.user, owner_id)
+        # Asked of every open stream for every event: the privilege was settled when the stream opened.
+        return not self.ended and (owner_id == self.credential.user.pk or self.credential.sees_everyones)
 
     def offer(self, message):
         if self.overflowed or self.ended:
@@ -137,7 +139,7 @@ def still_valid(credentials) -> set:
         else set()
     )
     # Those who saw everyone's fiches must still hold the permission (the same query for all of them).
-    privileged = {c.user.pk for c in credentials if sees_everyones_fiches(c.user)}
+    privileged = {c.user.pk for c in credentials if c.sees_everyones}
     codenames = ["view_fichetemps", "change_fichetemps"]
     still_privileged = (
         set(

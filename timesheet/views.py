@@ -17,6 +17,7 @@ from django.views.decorators.http import require_safe
 
 from . import tokens
 from .health import ticker_status
+from .models import sees_everyones_fiches
 from .stream import Credential, EventStream, StreamRefused, on_own_thread
 
 HEALTH_TIMEOUT_SECONDS = 2.0
@@ -38,16 +39,14 @@ def _credential_of(request) -> Credential | None:
         token = tokens.authenticate(header[7:].strip())
         if token is None:
             return None
-        credential = Credential(user=token.user, token_id=token.pk)
+        user, held_by = token.user, {"token_id": token.pk}
+    elif request.user.is_authenticated:
+        user = request.user
+        held_by = {"session_key": request.session.session_key, "auth_hash": request.session.get(HASH_SESSION_KEY)}
     else:
-        if not request.user.is_authenticated:
-            return None
-        credential = Credential(
-            user=request.user, session_key=request.session.session_key, auth_hash=request.session.get(HASH_SESSION_KEY)
-        )
-    # The stream decides in async code which events each viewer may see: their permissions are read now, once.
-    credential.user.get_all_permissions()
-    return credential
+        return None
+    # Every event is offered to every open stream, in async code: whether this one sees everyone's is settled now.
+    return Credential(user=user, sees_everyones=sees_everyones_fiches(user), **held_by)
 
 
 async def credential_of(request) -> Credential | None:
