@@ -130,11 +130,20 @@ def revocations():
     def demote(user, client):
         type(user).objects.filter(pk=user.pk).update(is_staff=False)
 
+    def withdraw_permissions(user, client):  # staff still, without the permissions to see fiches
+        user.user_permissions.clear()
+
     def change_password(user, client):
         user.set_password("a-new-password")
         user.save()
 
-    return {"signed out": sign_out, "deactivated": deactivate, "demoted": demote, "password changed": change_password}
+    return {
+        "signed out": sign_out,
+        "deactivated": deactivate,
+        "demoted": demote,
+        "permissions withdrawn": withdraw_permissions,
+        "password changed": change_password,
+    }
 
 
 @pytest.mark.django_db(transaction=True)

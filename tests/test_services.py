@@ -354,6 +354,35 @@ def test_update_of_someone_elses_fiche_is_not_found(projet, user, other_user):
 
 
 @pytest.mark.django_db(transaction=True)
+def test_someone_elses_fiche_is_refused_without_waiting_for_its_lock(projet, user, other_user):
+    postgresql_only("row locks")
+    fiche = new_fiche(projet, user, start=True)
+    locked, done = threading.Event(), threading.Event()
+
+    def hold_the_fiche():
+        try:
+            with transaction.atomic():
+                services._locked(fiche.pk, user)  # the owner's transition, under way
+                locked.set()
+                done.wait(60)
+        finally:
+            connections.close_all()
+
+    holder = threading.Thread(target=hold_the_fiche)
+    holder.start()
+    try:
+        assert locked.wait(60)
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL lock_timeout = '2s'")  # a wait for the row would fail, not hang
+            with pytest.raises(services.TransitionRefused, match="does not exist"):
+                services.pause_fiche(fiche_id=fiche.pk, actor=other_user)
+    finally:
+        done.set()
+        holder.join(60)
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_transition_locks_its_fiche_but_not_its_project(projet, user):
     postgresql_only("row locks")
     fiche = new_fiche(projet, user, start=True)

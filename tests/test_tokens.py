@@ -2,7 +2,7 @@
 
 import asyncio
 import json
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -63,8 +63,11 @@ def test_a_token_of_staff_by_group_reads_everyones_fiches_and_time(projet, user,
     client = Client()
     assert client.get("/api/fiches/", **bearer(raw)).json()["count"] == 1
     assert client.get(f"/api/fiches/{fiche.pk}/", **bearer(raw)).json()["owner"]["id"] == user.pk
-    report = client.get(f"/api/reports/?from=2000-01-01&to=2000-01-02&owner={user.pk}", **bearer(raw))
+    today = date.today()
+    days = f"from={today - timedelta(days=1)}&to={today + timedelta(days=1)}"
+    report = client.get(f"/api/reports/?{days}&owner={user.pk}", **bearer(raw))
     assert report.status_code == 200, report.content
+    assert {row["owner"]["id"] for row in report.json()["rows"]} == {user.pk}
 
 
 def test_a_token_reads_someone_elses_fiche_as_not_found(projet, user, other_user):

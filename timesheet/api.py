@@ -189,7 +189,7 @@ def error(request, status, message):
 
 def rendered(request, data, status=200):
     """
-    ``data``, built in its schema's shape by ``fiche_json``, as the response.
+    ``data``, built in its schema's shape by ``row_json``, as the response.
     Ninja would validate every value again (a page of fiches costs more than
     its query); the schema's tests and the contract run check the shape.
     """

@@ -66,16 +66,17 @@ class FicheTempsQuerySet(models.QuerySet):
         """The fiches that are accruing time."""
         return self.filter(etat=Etat.EN_CALCUL)
 
-    def visible_to(self, user):
-        """The fiches ``user`` may see: everyone's with the admin's permission to view fiches, else their own."""
+    def owned_by(self, user):
+        """``user``'s own fiches, if they may see any: the part of ``visible_to`` that reads no permissions."""
         if not user.is_authenticated or not user.is_active:
             return self.none()
-        return self if sees_everyones_fiches(user) else self.filter(owner=user)
+        return self.filter(owner=user)
 
-    @staticmethod
-    def is_visible(user, owner_id) -> bool:
-        """The rule of ``visible_to`` for one fiche already in memory, by its owner's id."""
-        return user.is_authenticated and user.is_active and (owner_id == user.pk or sees_everyones_fiches(user))
+    def visible_to(self, user):
+        """The fiches ``user`` may see: everyone's with the admin's permission to view fiches, else their own."""
+        if user.is_authenticated and user.is_active and sees_everyones_fiches(user):
+            return self
+        return self.owned_by(user)
 
     def with_live_time(self):
         """
