@@ -1,5 +1,6 @@
 import threading
 import time
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
@@ -353,16 +354,15 @@ def test_update_of_someone_elses_fiche_is_not_found(projet, user, other_user):
     assert refused.value.code == "not_found"
 
 
-@pytest.mark.django_db(transaction=True)
-def test_someone_elses_fiche_is_refused_without_waiting_for_its_lock(projet, user, other_user):
-    postgresql_only("row locks")
-    fiche = new_fiche(projet, user, start=True)
+@contextmanager
+def held_by_a_transition(fiche, user):
+    """Hold ``fiche`` locked, as every transition begins, in another thread until the block ends."""
     locked, done = threading.Event(), threading.Event()
 
     def hold_the_fiche():
         try:
             with transaction.atomic():
-                services._locked(fiche.pk, user)  # the owner's transition, under way
+                services._locked(fiche.pk, user)
                 locked.set()
                 done.wait(60)
         finally:
@@ -372,40 +372,29 @@ def test_someone_elses_fiche_is_refused_without_waiting_for_its_lock(projet, use
     holder.start()
     try:
         assert locked.wait(60)
-        with transaction.atomic():
-            with connection.cursor() as cursor:
-                cursor.execute("SET LOCAL lock_timeout = '2s'")  # a wait for the row would fail, not hang
-            with pytest.raises(services.TransitionRefused, match="does not exist"):
-                services.pause_fiche(fiche_id=fiche.pk, actor=other_user)
+        yield
     finally:
         done.set()
         holder.join(60)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_someone_elses_fiche_is_refused_without_waiting_for_its_lock(projet, user, other_user):
+    postgresql_only("row locks")
+    fiche = new_fiche(projet, user, start=True)
+    with held_by_a_transition(fiche, user), transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL lock_timeout = '2s'")  # a wait for the row would fail, not hang
+        with pytest.raises(services.TransitionRefused, match="does not exist"):
+            services.pause_fiche(fiche_id=fiche.pk, actor=other_user)
 
 
 @pytest.mark.django_db(transaction=True)
 def test_a_transition_locks_its_fiche_but_not_its_project(projet, user):
     postgresql_only("row locks")
     fiche = new_fiche(projet, user, start=True)
-    locked, done = threading.Event(), threading.Event()
-
-    def hold_the_fiche():
-        try:
-            with transaction.atomic():
-                services._locked(fiche.pk, user)  # as every transition begins
-                locked.set()
-                done.wait(60)
-        finally:
-            connections.close_all()
-
-    holder = threading.Thread(target=hold_the_fiche)
-    holder.start()
-    try:
-        assert locked.wait(60)
-        with transaction.atomic(), connection.cursor() as cursor:
-            # Another fiche of the project may change meanwhile: the project's row is free.
-            cursor.execute("SELECT id FROM timesheet_projet WHERE id = %s FOR UPDATE NOWAIT", [projet.pk])
-            with pytest.raises(OperationalError, match="could not obtain lock"), transaction.atomic():
-                cursor.execute("SELECT id FROM timesheet_fichetemps WHERE id = %s FOR UPDATE NOWAIT", [fiche.pk])
-    finally:
-        done.set()
-        holder.join(60)
+    with held_by_a_transition(fiche, user), transaction.atomic(), connection.cursor() as cursor:
+        # Another fiche of the project may change meanwhile: the project's row is free.
+        cursor.execute("SELECT id FROM timesheet_projet WHERE id = %s FOR UPDATE NOWAIT", [projet.pk])
+        with pytest.raises(OperationalError, match="could not obtain lock"), transaction.atomic():
+            cursor.execute("SELECT id FROM timesheet_fichetemps WHERE id = %s FOR UPDATE NOWAIT", [fiche.pk])
