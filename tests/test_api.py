@@ -234,6 +234,10 @@ def test_wrong_method_is_405_with_allow(alice, method, url, allowed):
 def test_unknown_endpoint_is_404_json(alice):
     assert_error(alice.get("/api/nothing/here"), 404, "No API endpoint at /api/nothing/here.")
     assert_error(alice.post("/api/fiches/1/explode"), 404, "No API endpoint")
+    # Without a CSRF cookie, as a script with a token posts: still a 404, not a CSRF failure.
+    strict = Client(enforce_csrf_checks=True)
+    assert_error(strict.post("/api/fiches/99999999999999999999/start"), 404, "No API endpoint")
+    assert_error(strict.put("/api/nothing"), 404, "No API endpoint")
 
 
 def test_unsafe_methods_need_the_csrf_token(user, projet):
