@@ -78,6 +78,17 @@ class FicheTempsQuerySet(models.QuerySet):
             return self
         return self.owned_by(user)
 
+    def get_visible_to(self, user, **lookups):
+        """
+        The fiche matching ``lookups`` that ``user`` may see (else DoesNotExist),
+        looked for among their own first, as most requests are: that reads none
+        of their permissions (and, with select_for_update, locks no one else's).
+        """
+        try:
+            return self.owned_by(user).get(**lookups)
+        except self.model.DoesNotExist:
+            return self.visible_to(user).get(**lookups)
+
     def with_live_time(self):
         """
         Annotate ``temps_live`` (the stored time plus the running part not yet

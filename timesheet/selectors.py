@@ -72,16 +72,10 @@ def fiche_page(*, user, number: int, size: int, **filters) -> Page:
 
 def fiche_row(*, user, fiche_id: int) -> dict:
     """Fiche ``fiche_id`` as a row for ``row_json``, if ``user`` may see it; else refused as not found."""
-    fiches = fiche_rows(FicheTemps.objects.with_live_time())
     try:
-        # One's own first, as most requests are: it reads none of the user's permissions
-        # (and get() is cheaper to build than first()).
-        return fiches.owned_by(user).get(pk=fiche_id)
+        return fiche_rows(FicheTemps.objects.with_live_time()).get_visible_to(user, pk=fiche_id)
     except FicheTemps.DoesNotExist:
-        row = fiches.visible_to(user).filter(pk=fiche_id).first()
-    if row is None:
-        raise TransitionRefused(f"Fiche {fiche_id} does not exist.", code="not_found")
-    return row
+        raise TransitionRefused(f"Fiche {fiche_id} does not exist.", code="not_found") from None
 
 
 # Each in one trip to the database thread, where the user's permissions may be read when needed.

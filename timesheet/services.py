@@ -94,12 +94,11 @@ def _locked(fiche_id, actor) -> dict:
     write see the same row; a racing tick or transition waits, then sees the
     new state. On SQLite the IMMEDIATE transaction is that lock.
     """
-    fiches = FicheTemps.objects.select_for_update().filter(pk=fiche_id).values(*_BEFORE)
-    # One's own first, as most transitions are: that locks no one else's row and reads none
-    # of the actor's permissions (on SQLite, queries under the write lock).
-    row = fiches.owned_by(actor).first() or fiches.visible_to(actor).first()
-    if row is None:
-        raise TransitionRefused(_("Fiche %(id)s does not exist.") % {"id": fiche_id}, code="not_found")
+    try:
+        # Among one's own first: no one else's row locked, no permission read (on SQLite, under the write lock).
+        row = FicheTemps.objects.select_for_update().values(*_BEFORE).get_visible_to(actor, pk=fiche_id)
+    except FicheTemps.DoesNotExist:
+        raise TransitionRefused(_("Fiche %(id)s does not exist.") % {"id": fiche_id}, code="not_found") from None
     if row["owner_id"] != actor.pk and not acts_on_everyones_fiches(actor):
         raise TransitionRefused(
             _("Changing someone else's fiche needs the permission to change fiches."), code="forbidden"
