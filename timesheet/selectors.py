@@ -45,18 +45,18 @@ class Page:
         return self.number > 1
 
 
-def page(queryset: QuerySet, *, number: int, size: int, rows=None) -> Page:
+def page(queryset: QuerySet, *, number: int, size: int, rows) -> Page:
     """
     Page ``number`` (from 1) of ``queryset`` in pages of ``size``, its items
-    read through ``rows(queryset)`` when given (the count stays free of the
-    joins ``rows`` may add); refused as not_found past the last page.
+    read through ``rows(queryset)`` (the count stays free of the joins
+    ``rows`` may add); refused as not_found past the last page.
     """
     count = queryset.count()
     pages = max(1, -(-count // size))
     if number > pages:
         raise TransitionRefused(f"Page {number} does not exist; there are {pages}.", code="not_found")
     start = (number - 1) * size
-    items = list((queryset if rows is None else rows(queryset))[start : start + size])
+    items = list(rows(queryset)[start : start + size])
     return Page(items=items, number=number, pages=pages, count=count)
 
 
