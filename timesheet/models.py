@@ -1,8 +1,9 @@
 from datetime import timedelta
 
 from django.conf import settings
+from django.contrib.auth.models import Permission
 from django.db import models
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.db.models.functions import Now
 from django.utils.translation import gettext_lazy as _
 
@@ -50,9 +51,35 @@ class Etat(models.TextChoices):
     TERMINEE = "terminee", _("finished")
 
 
+# Either of the admin's permissions on fiches lets one see everyone's.
+SEEING_EVERYONES = ("view_fichetemps", "change_fichetemps")
+
+
+def _seeing_everyones_held_by(user_ref):
+    """The permissions in SEEING_EVERYONES that ``user_ref`` (a user or ``OuterRef``) holds, itself or by a group."""
+    return Permission.objects.filter(
+        Q(user=user_ref) | Q(group__user=user_ref), content_type__app_label="timesheet", codename__in=SEEING_EVERYONES
+    )
+
+
+def seeing_everyones_fiches() -> Q:
+    """The users ``sees_everyones_fiches`` holds for, as a filter: for checking many at once."""
+    return Q(is_active=True) & (Q(is_superuser=True) | Exists(_seeing_everyones_held_by(OuterRef("pk"))))
+
+
 def sees_everyones_fiches(user) -> bool:
-    """The one rule for staff powers in the API, the stream and reports: the admin's model permissions."""
-    return user.has_perm("timesheet.view_fichetemps") or user.has_perm("timesheet.change_fichetemps")
+    """
+    The one rule for staff powers in the API, the stream and reports: the
+    admin's model permissions, read from Django's permission tables (as
+    ModelBackend keeps them) in one query, and remembered on ``user``.
+    """
+    if not user.is_active:
+        return False
+    if user.is_superuser:
+        return True
+    if not hasattr(user, "_sees_everyones_fiches"):
+        user._sees_everyones_fiches = _seeing_everyones_held_by(user).exists()
+    return user._sees_everyones_fiches
 
 
 def acts_on_everyones_fiches(user) -> bool:

@@ -21,13 +21,12 @@ from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
 from django.contrib.sessions.models import Session
 from django.db import close_old_connections
-from django.db.models import Q
 from django.db.models.functions import Now
 from django.utils.crypto import constant_time_compare
 
 from . import conf, tokens
 from .dbtime import db_now
-from .models import Etat, FicheEvent, FicheTemps
+from .models import Etat, FicheEvent, FicheTemps, seeing_everyones_fiches
 from .serialize import fiche_json, seconds
 
 logger = logging.getLogger(__name__)
@@ -140,21 +139,8 @@ def still_valid(credentials) -> set:
     )
     # Those who saw everyone's fiches must still hold the permission (the same query for all of them).
     privileged = {c.user.pk for c in credentials if c.sees_everyones}
-    codenames = ["view_fichetemps", "change_fichetemps"]
     still_privileged = (
-        set(
-            get_user_model()
-            .objects.filter(pk__in=privileged, is_active=True)
-            .filter(
-                Q(is_superuser=True)
-                | Q(user_permissions__codename__in=codenames, user_permissions__content_type__app_label="timesheet")
-                | Q(
-                    groups__permissions__codename__in=codenames,
-                    groups__permissions__content_type__app_label="timesheet",
-                )
-            )
-            .values_list("pk", flat=True)
-        )
+        set(get_user_model().objects.filter(seeing_everyones_fiches(), pk__in=privileged).values_list("pk", flat=True))
         if privileged
         else set()
     )
