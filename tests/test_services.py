@@ -355,14 +355,14 @@ def test_update_of_someone_elses_fiche_is_not_found(projet, user, other_user):
 
 
 @contextmanager
-def held_by_a_transition(fiche, user):
+def held_by_a_transition(fiche, user, *also):
     """Hold ``fiche`` locked, as every transition begins, in another thread until the block ends."""
     locked, done = threading.Event(), threading.Event()
 
     def hold_the_fiche():
         try:
             with transaction.atomic():
-                services._locked(fiche.pk, user)
+                services._locked(fiche.pk, user, *also)
                 locked.set()
                 done.wait(60)
         finally:
@@ -393,7 +393,8 @@ def test_someone_elses_fiche_is_refused_without_waiting_for_its_lock(projet, use
 def test_a_transition_locks_its_fiche_but_not_its_project(projet, user):
     postgresql_only("row locks")
     fiche = new_fiche(projet, user, start=True)
-    with held_by_a_transition(fiche, user), transaction.atomic(), connection.cursor() as cursor:
+    # As a start does: the project's state read with the fiche.
+    with held_by_a_transition(fiche, user, "projet__actif"), transaction.atomic(), connection.cursor() as cursor:
         # Another fiche of the project may change meanwhile: the project's row is free.
         cursor.execute("SELECT id FROM timesheet_projet WHERE id = %s FOR UPDATE NOWAIT", [projet.pk])
         with pytest.raises(OperationalError, match="could not obtain lock"), transaction.atomic():

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from timesheet import services
 from timesheet.dbtime import db_now
-from timesheet.models import Etat, FicheEvent, FicheTemps, Stretch
+from timesheet.models import Etat, FicheEvent, FicheTemps, Projet, Stretch
 from timesheet.services import TransitionRefused
 from timesheet.ticker import tick
 
@@ -119,6 +119,7 @@ def test_switch_pauses_and_starts_at_one_instant(one_at_a_time, projet, user):
         ("source_paused", "wrong_state"),
         ("target_running", "wrong_state"),
         ("other_owner", "invalid"),
+        ("project_closed", "invalid"),
     ],
 )
 def test_switch_refusals_change_nothing(projet, user, other_user, staff, setup, code):
@@ -128,6 +129,8 @@ def test_switch_refusals_change_nothing(projet, user, other_user, staff, setup, 
         services.pause_fiche(fiche_id=source.pk, actor=user)
     if setup == "target_running":
         services.start_fiche(fiche_id=target.pk, actor=staff)
+    if setup == "project_closed":
+        Projet.objects.filter(pk=projet.pk).update(actif=False)
     before = list(FicheTemps.objects.order_by("pk").values())
     with pytest.raises(TransitionRefused) as refused:
         services.switch_fiche(from_id=source.pk, to_id=source.pk if setup == "same" else target.pk, actor=staff)

@@ -83,10 +83,10 @@ class TransitionRefused(Exception):
 _BEFORE = ("id", "owner_id", "projet_id", "libelle", "etat", "temps_impute", "compte_jusqua", "en_calcul_depuis")
 
 
-def _locked(fiche_id, actor) -> dict:
+def _locked(fiche_id, actor, *also) -> dict:
     """
-    Return the fiche's current values, if the actor may see it, locked until
-    the transaction ends.
+    Return the fiche's current values (with the lookups ``also``), if the
+    actor may see it, locked until the transaction ends.
 
     A row lock rather than a compare-and-set: the audit event needs the
     values the change started from (a stopped stretch's length), which a lone
@@ -96,7 +96,9 @@ def _locked(fiche_id, actor) -> dict:
     """
     try:
         # Among one's own first: no one else's row locked, no permission read (on SQLite, under the write lock).
-        row = FicheTemps.objects.select_for_update().values(*_BEFORE).get_visible_to(actor, pk=fiche_id)
+        # The fiche's row only: reading its project's state with it locks no project.
+        fiches = FicheTemps.objects.select_for_update(of=("self",)).values(*_BEFORE, *also)
+        row = fiches.get_visible_to(actor, pk=fiche_id)
     except FicheTemps.DoesNotExist:
         raise TransitionRefused(_("Fiche %(id)s does not exist.") % {"id": fiche_id}, code="not_found") from None
     if row["owner_id"] != actor.pk and not acts_on_everyones_fiches(actor):
@@ -160,11 +162,13 @@ def _clean_libelle(libelle) -> str:
     return libelle
 
 
-def _require_active_projet(projet_id):
-    projet = Projet.objects.filter(pk=projet_id).values("actif").first()
-    if projet is None:
-        raise TransitionRefused(_("Project %(id)s does not exist.") % {"id": projet_id}, code="not_found")
-    if not projet["actif"]:
+def _require_active_projet(projet_id, actif: bool | None = None):
+    """Refuse a project that does not exist or is not active; ``actif``, when the caller read it, saves a query."""
+    if actif is None:
+        actif = Projet.objects.filter(pk=projet_id).values_list("actif", flat=True).first()
+        if actif is None:
+            raise TransitionRefused(_("Project %(id)s does not exist.") % {"id": projet_id}, code="not_found")
+    if not actif:
         raise TransitionRefused(_("Project %(id)s is not active.") % {"id": projet_id}, code="invalid")
 
 
@@ -186,6 +190,21 @@ def _stop(rows, *, etat, kind, actor, at=None, offset=timedelta(0), reason="", a
     each one's stretch there and write one event for it; return how many.
     """
     ids = [row["id"] for row in rows]
+    _settle_stopped(ids, etat=etat, at=at, offset=offset, auto_stopped=auto_stopped)
+    after = dict(FicheTemps.objects.filter(pk__in=ids).values_list("id", "temps_impute"))
+    _record_stops(rows, after, kind=kind, actor=actor, reason=reason)
+    return len(rows)
+
+
+def _stop_one(row, *, etat, kind, actor, at=None, reason="") -> FicheTemps:
+    """Stop one running fiche as ``_stop`` does; return it read again, which reads its settled time too."""
+    _settle_stopped([row["id"]], etat=etat, at=at)
+    fiche = _reload(row["id"])
+    _record_stops([row], {fiche.pk: fiche.temps_impute}, kind=kind, actor=actor, reason=reason)
+    return fiche
+
+
+def _settle_stopped(ids, *, etat, at=None, offset=timedelta(0), auto_stopped=False):
     until = later_of("compte_jusqua") if at is None else at
     FicheTemps.objects.filter(pk__in=ids).update(
         etat=etat,
@@ -196,7 +215,10 @@ def _stop(rows, *, etat, kind, actor, at=None, offset=timedelta(0), reason="", a
         auto_stopped=auto_stopped,
         updated_at=Now(),
     )
-    after = dict(FicheTemps.objects.filter(pk__in=ids).values_list("id", "temps_impute"))
+
+
+def _record_stops(rows, after, *, kind, actor, reason):
+    """Close the stretches of the fiches stopped from ``rows``, now at the times ``after``, and audit each."""
     events, ends = [], {}
     for row in rows:
         stretch = stretch_length(row, after[row["id"]])
@@ -222,7 +244,6 @@ def _stop(rows, *, etat, kind, actor, at=None, offset=timedelta(0), reason="", a
         )
     _events_in_commit_order()
     FicheEvent.objects.bulk_create(events)
-    return len(events)
 
 
 def _slot_for(owner_id) -> int | None:
@@ -418,21 +439,23 @@ def create_fiche(
 def start_fiche(*, fiche_id: int, actor) -> FicheTemps:
     """Start (or resume) a paused fiche at the database's now, if its owner may run one more; return it."""
     with transaction.atomic():
-        row = _locked(fiche_id, actor)
+        row = _locked(fiche_id, actor, "projet__actif")
         _require_state(row, "start", Etat.EN_PAUSE)
-        _require_active_projet(row["projet_id"])
+        _require_active_projet(row["projet_id"], row["projet__actif"])
         return _start(fiche_id, row["owner_id"], actor)
 
 
-def _stop_now_or_at(row, *, etat, kind, actor, at):
-    """Stop a running fiche (locked) now, or at ``at``: checked against its stretch and the locked days, audited."""
+def _stop_now_or_at(row, *, etat, kind, actor, at) -> FicheTemps:
+    """
+    Stop a running fiche (locked) now, or at ``at``: checked against its
+    stretch and the locked days, audited; return it.
+    """
     if at is None:
-        _stop([row], etat=etat, kind=kind, actor=actor)
-        return
+        return _stop_one(row, etat=etat, kind=kind, actor=actor)
     instant = _stop_instant(row, at)
     note = _unlocked(row["owner_id"], instant, actor)
-    _stop(
-        [row],
+    return _stop_one(
+        row,
         etat=etat,
         kind=kind,
         actor=actor,
@@ -450,8 +473,7 @@ def pause_fiche(*, fiche_id: int, actor, at: datetime | None = None) -> FicheTem
     with transaction.atomic():
         row = _locked(fiche_id, actor)
         _require_state(row, "pause", Etat.EN_CALCUL)
-        _stop_now_or_at(row, etat=Etat.EN_PAUSE, kind=FicheEvent.Kind.PAUSED, actor=actor, at=at)
-        return _reload(fiche_id)
+        return _stop_now_or_at(row, etat=Etat.EN_PAUSE, kind=FicheEvent.Kind.PAUSED, actor=actor, at=at)
 
 
 def finish_fiche(*, fiche_id: int, actor, at: datetime | None = None) -> FicheTemps:
@@ -460,8 +482,7 @@ def finish_fiche(*, fiche_id: int, actor, at: datetime | None = None) -> FicheTe
         row = _locked(fiche_id, actor)
         _require_state(row, "finish", Etat.EN_CALCUL, Etat.EN_PAUSE)
         if row["etat"] == Etat.EN_CALCUL:
-            _stop_now_or_at(row, etat=Etat.TERMINEE, kind=FicheEvent.Kind.FINISHED, actor=actor, at=at)
-            return _reload(fiche_id)
+            return _stop_now_or_at(row, etat=Etat.TERMINEE, kind=FicheEvent.Kind.FINISHED, actor=actor, at=at)
         if at is not None:
             raise TransitionRefused(
                 _("Fiche %(id)s is paused: there is no running time to stop at.") % {"id": fiche_id}, code="invalid"
@@ -482,18 +503,17 @@ def switch_fiche(*, from_id: int, to_id: int, actor) -> tuple[FicheTemps, FicheT
         raise TransitionRefused(_("Switching needs two different fiches."), code="invalid")
     with transaction.atomic():
         # Locked in id order, so that two switches of the same pair cannot deadlock.
-        rows = {fiche_id: _locked(fiche_id, actor) for fiche_id in sorted((from_id, to_id))}
+        rows = {fiche_id: _locked(fiche_id, actor, "projet__actif") for fiche_id in sorted((from_id, to_id))}
         source, target = rows[from_id], rows[to_id]
         _require_state(source, "switch from", Etat.EN_CALCUL)
         _require_state(target, "switch to", Etat.EN_PAUSE)
         if source["owner_id"] != target["owner_id"]:
             raise TransitionRefused(_("Both fiches of a switch must have the same owner."), code="invalid")
-        _require_active_projet(target["projet_id"])
+        _require_active_projet(target["projet_id"], target["projet__actif"])
         # One instant, read once: never before the running fiche's mark.
         instant = Value(max(db_now(), source["compte_jusqua"]), output_field=DateTimeField())
-        _stop([source], etat=Etat.EN_PAUSE, kind=FicheEvent.Kind.PAUSED, actor=actor, at=instant)
-        started = _start(to_id, target["owner_id"], actor, at=instant)
-        return _reload(from_id), started
+        paused = _stop_one(source, etat=Etat.EN_PAUSE, kind=FicheEvent.Kind.PAUSED, actor=actor, at=instant)
+        return paused, _start(to_id, target["owner_id"], actor, at=instant)
 
 
 def adjust_fiche(*, fiche_id: int, actor, delta: timedelta, reason: str, day: date | None = None) -> FicheTemps:
