@@ -111,6 +111,11 @@ def database_label():
     return f"PostgreSQL {version} (fsync {fsync}, synchronous_commit {synchronous_commit})"
 
 
+def child_env(env):
+    """This process's environment with ``env``, the project first on the import path (before any PYTHONPATH)."""
+    return {**os.environ, **env, "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))}
+
+
 @contextmanager
 def uvicorn(app, env, *, port=None, extra=()):
     """A uvicorn process serving ``app`` on 127.0.0.1; yield (port, process)."""
@@ -134,7 +139,7 @@ def uvicorn(app, env, *, port=None, extra=()):
             *extra,
         ],
         cwd=ROOT,
-        env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
+        env=child_env(env),
     )
     try:
         wait_for_port(port, process)
@@ -155,7 +160,7 @@ class Ticker:
         self.process = subprocess.Popen(
             [sys.executable, "manage.py", "run_fiches_ticker", "--interval", str(interval), "-v", str(verbosity)],
             cwd=ROOT,
-            env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
+            env=child_env(env),
             stderr=self.log,
         )
 
