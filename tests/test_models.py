@@ -1,8 +1,15 @@
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
+from django.contrib.contenttypes.models import ContentType
 
-from timesheet.models import seeing_everyones_fiches, sees_everyones_fiches
+from timesheet.models import (
+    ACTING_ON_EVERYONES,
+    SEEING_EVERYONES,
+    acts_on_everyones_fiches,
+    sees_everyones_fiches,
+    users_holding,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -27,6 +34,12 @@ def people():
     changers.permissions.add(permission("change_fichetemps"))
     others = Group.objects.create(name="project viewers")
     others.permissions.add(permission("view_projet"))
+    # Another app's permission of the same name grants nothing here.
+    lookalike = Permission.objects.create(
+        codename="view_fichetemps", name="Lookalike", content_type=ContentType.objects.get_for_model(Group)
+    )
+    elsewhere = person("lookalike")
+    elsewhere.user_permissions.add(lookalike)
     return {
         "plain": (person("plain"), False),
         "may view": (person("viewer", "view_fichetemps"), True),
@@ -38,30 +51,40 @@ def people():
         "superuser": (person("root", is_superuser=True), True),
         "inactive superuser": (person("gone root", is_superuser=True, is_active=False), False),
         "inactive viewer": (person("gone viewer", "view_fichetemps", is_active=False), False),
+        "holding another app's view_fichetemps": (elsewhere, False),
     }
 
 
-def test_sees_everyones_fiches_agrees_with_djangos_permissions(people):
-    for kind, (user, expected) in people.items():
+def test_the_rules_agree_with_djangos_permissions(people):
+    for kind, (user, _sees) in people.items():
         fresh = get_user_model().objects.get(pk=user.pk)
-        assert sees_everyones_fiches(fresh) is expected, kind
-        djangos = fresh.has_perm("timesheet.view_fichetemps") or fresh.has_perm("timesheet.change_fichetemps")
-        assert djangos is expected, kind
+        djangos_view, djangos_change = (fresh.has_perm(f"timesheet.{name}") for name in SEEING_EVERYONES)
+        assert sees_everyones_fiches(fresh) is (djangos_view or djangos_change) is _sees, kind
+        assert acts_on_everyones_fiches(fresh) is djangos_change, kind
 
 
-def test_the_filter_for_many_users_holds_for_the_same_users_as_the_rule_for_one(people):
-    expected = {user.pk for user, sees in people.values() if sees}
-    found = set(get_user_model().objects.filter(seeing_everyones_fiches()).values_list("pk", flat=True))
-    assert found == expected
+def test_the_filter_for_many_users_holds_for_the_same_users_as_the_rules_for_one(people):
+    User = get_user_model()
+    for codenames, rule in ((SEEING_EVERYONES, sees_everyones_fiches), (ACTING_ON_EVERYONES, acts_on_everyones_fiches)):
+        expected = {user.pk for user in User.objects.all() if rule(user)}
+        assert set(User.objects.filter(users_holding(codenames)).values_list("pk", flat=True)) == expected
 
 
-def test_sees_everyones_fiches_reads_the_permissions_once_in_one_query(people, django_assert_num_queries):
-    for kind in ("plain", "in a viewing group"):
+def test_each_rule_reads_the_permissions_once_in_one_query(people, django_assert_num_queries):
+    for kind in ("plain", "in a viewing group", "may change"):
         user = get_user_model().objects.get(pk=people[kind][0].pk)
-        with django_assert_num_queries(1):
-            first = sees_everyones_fiches(user)
+        for rule in (sees_everyones_fiches, acts_on_everyones_fiches):
+            with django_assert_num_queries(1):
+                first = rule(user)
+            with django_assert_num_queries(0):
+                assert rule(user) is first
+
+
+def test_superusers_and_inactive_users_are_judged_without_a_query(people, django_assert_num_queries):
+    for kind in ("superuser", "inactive viewer"):
+        user = get_user_model().objects.get(pk=people[kind][0].pk)
         with django_assert_num_queries(0):
-            assert sees_everyones_fiches(user) is first
+            assert sees_everyones_fiches(user) is acts_on_everyones_fiches(user) is people[kind][1]
 
 
 def test_a_permission_granted_since_applies_to_the_user_read_again(people):

@@ -1,6 +1,7 @@
 from datetime import timedelta
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.db import models
 from django.db.models import Exists, OuterRef, Q
@@ -51,39 +52,52 @@ class Etat(models.TextChoices):
     TERMINEE = "terminee", _("finished")
 
 
-# Either of the admin's permissions on fiches lets one see everyone's.
+# The admin's permissions on fiches that give powers over everyone's.
 SEEING_EVERYONES = ("view_fichetemps", "change_fichetemps")
+ACTING_ON_EVERYONES = ("change_fichetemps",)
 
 
-def _seeing_everyones_held_by(user_ref):
-    """The permissions in SEEING_EVERYONES that ``user_ref`` (a user or ``OuterRef``) holds, itself or by a group."""
-    return Permission.objects.filter(
-        Q(user=user_ref) | Q(group__user=user_ref), content_type__app_label="timesheet", codename__in=SEEING_EVERYONES
+def users_holding(codenames) -> Q:
+    """
+    A filter on users: the active ones who are superusers or were granted one
+    of the fiche permissions ``codenames``, themselves or through a group.
+    """
+    granted = Permission.objects.filter(content_type__app_label="timesheet", codename__in=codenames)
+    # Two semi-joins, not one OR over both paths: each stays an index lookup however many hold them.
+    return Q(is_active=True) & (
+        Q(is_superuser=True)
+        | Exists(granted.filter(user=OuterRef("pk")))
+        | Exists(granted.filter(group__user=OuterRef("pk")))
     )
 
 
-def seeing_everyones_fiches() -> Q:
-    """The users ``sees_everyones_fiches`` holds for, as a filter: for checking many at once."""
-    return Q(is_active=True) & (Q(is_superuser=True) | Exists(_seeing_everyones_held_by(OuterRef("pk"))))
-
-
-def sees_everyones_fiches(user) -> bool:
-    """
-    The one rule for staff powers in the API, the stream and reports: the
-    admin's model permissions, read from Django's permission tables (as
-    ModelBackend keeps them) in one query, and remembered on ``user``.
-    """
+def _holds(user, codenames) -> bool:
+    """Whether ``user`` holds one of ``codenames`` (see ``users_holding``): one query, remembered on ``user``."""
     if not user.is_active:
         return False
     if user.is_superuser:
         return True
-    if not hasattr(user, "_sees_everyones_fiches"):
-        user._sees_everyones_fiches = _seeing_everyones_held_by(user).exists()
-    return user._sees_everyones_fiches
+    held = getattr(user, "_fiche_powers", None)
+    if held is None:
+        held = user._fiche_powers = {}
+    if codenames not in held:
+        held[codenames] = get_user_model()._default_manager.filter(users_holding(codenames), pk=user.pk).exists()
+    return held[codenames]
+
+
+def sees_everyones_fiches(user) -> bool:
+    """
+    The one rule for seeing everyone's fiches in the API, the stream and
+    reports: the admin's permission to view or change them, read from
+    Django's permission tables (which the admin grants), not through other
+    authentication backends.
+    """
+    return _holds(user, SEEING_EVERYONES)
 
 
 def acts_on_everyones_fiches(user) -> bool:
-    return user.has_perm("timesheet.change_fichetemps")
+    """The rule for changing everyone's fiches: the admin's permission to change them, read as above."""
+    return _holds(user, ACTING_ON_EVERYONES)
 
 
 class FicheTempsQuerySet(models.QuerySet):

@@ -26,7 +26,7 @@ from django.utils.crypto import constant_time_compare
 
 from . import conf, tokens
 from .dbtime import db_now
-from .models import Etat, FicheEvent, FicheTemps, seeing_everyones_fiches
+from .models import SEEING_EVERYONES, Etat, FicheEvent, FicheTemps, users_holding
 from .serialize import fiche_json, seconds
 
 logger = logging.getLogger(__name__)
@@ -140,7 +140,11 @@ def still_valid(credentials) -> set:
     # Those who saw everyone's fiches must still hold the permission (the same query for all of them).
     privileged = {c.user.pk for c in credentials if c.sees_everyones}
     still_privileged = (
-        set(get_user_model().objects.filter(seeing_everyones_fiches(), pk__in=privileged).values_list("pk", flat=True))
+        set(
+            get_user_model()
+            .objects.filter(users_holding(SEEING_EVERYONES), pk__in=privileged)
+            .values_list("pk", flat=True)
+        )
         if privileged
         else set()
     )
