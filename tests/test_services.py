@@ -7,6 +7,7 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.db import IntegrityError, OperationalError, connection, connections, transaction
 from django.db.models.functions import Now
+from django.test.utils import CaptureQueriesContext
 
 from timesheet import services
 from timesheet.models import Etat, FicheEvent, FicheTemps, Projet
@@ -42,6 +43,26 @@ def test_create_fiche_started_marks_it_running_on_the_db_clock(projet, user):
     assert fiche.etat == Etat.EN_CALCUL
     assert fiche.compte_jusqua == fiche.en_calcul_depuis == fiche.updated_at
     assert [e.kind for e in fiche.events.all()] == ["created", "started"]
+
+
+def selects_from(queries, table):
+    """The SELECTs among ``queries`` whose rows are ``table``'s."""
+    return [q["sql"] for q in queries if q["sql"].startswith(f'SELECT "{table}".')]
+
+
+def test_a_start_reads_its_projects_state_with_its_locked_fiche(projet, user):
+    fiche = new_fiche(projet, user)
+    with CaptureQueriesContext(connection) as queries:
+        services.start_fiche(fiche_id=fiche.pk, actor=user)
+    assert selects_from(queries, "timesheet_projet") == []
+
+
+def test_a_pause_reads_the_fiche_it_stopped_once(projet, user):
+    fiche = new_fiche(projet, user, start=True)
+    with CaptureQueriesContext(connection) as queries:
+        services.pause_fiche(fiche_id=fiche.pk, actor=user)
+    # The locked read before the stop, and the one after it that answers and gives the settled time.
+    assert len(selects_from(queries, "timesheet_fichetemps")) == 2
 
 
 def test_pause_charges_the_real_running_time(projet, user):
@@ -355,14 +376,19 @@ def test_update_of_someone_elses_fiche_is_not_found(projet, user, other_user):
 
 
 @contextmanager
-def held_by_a_transition(fiche, user, *also):
-    """Hold ``fiche`` locked, as every transition begins, in another thread until the block ends."""
+def held_by_a_transition(fiche, user, then=None, **annotations):
+    """
+    Hold ``fiche`` locked, as every transition begins (and, if given, run
+    ``then`` under the lock), in another thread until the block ends.
+    """
     locked, done = threading.Event(), threading.Event()
 
     def hold_the_fiche():
         try:
             with transaction.atomic():
-                services._locked(fiche.pk, user, *also)
+                services._locked(fiche.pk, user, **annotations)
+                if then is not None:
+                    then()
                 locked.set()
                 done.wait(60)
         finally:
@@ -389,12 +415,48 @@ def test_someone_elses_fiche_is_refused_without_waiting_for_its_lock(projet, use
             services.pause_fiche(fiche_id=fiche.pk, actor=other_user)
 
 
+def waiting_for_a_lock():
+    """Whether another session of the database waits for a lock."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+        return cursor.fetchone()[0] > 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_start_that_waited_for_its_fiche_finds_it_moved_to_another_project(projet, user, staff):
+    postgresql_only("row locks")
+    fiche = new_fiche(projet, user)
+    other = Projet.objects.create(designation="Autre")
+    started = {}
+
+    def start():
+        try:
+            started["fiche"] = services.start_fiche(fiche_id=fiche.pk, actor=staff)
+        except TransitionRefused as refused:
+            started["refused"] = refused
+        finally:
+            connections.close_all()
+
+    starter = threading.Thread(target=start)
+    with held_by_a_transition(fiche, user, then=lambda: FicheTemps.objects.filter(pk=fiche.pk).update(projet=other)):
+        starter.start()
+        deadline = time.monotonic() + 60
+        while not waiting_for_a_lock() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert waiting_for_a_lock()
+    starter.join(60)
+    # Read with the row it locked, the fiche's project is the one it moved to.
+    assert "refused" not in started
+    assert (started["fiche"].etat, started["fiche"].projet_id) == (Etat.EN_CALCUL, other.pk)
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_transition_locks_its_fiche_but_not_its_project(projet, user):
     postgresql_only("row locks")
     fiche = new_fiche(projet, user, start=True)
     # As a start does: the project's state read with the fiche.
-    with held_by_a_transition(fiche, user, "projet__actif"), transaction.atomic(), connection.cursor() as cursor:
+    held = held_by_a_transition(fiche, user, projet_actif=services._projet_actif())
+    with held, transaction.atomic(), connection.cursor() as cursor:
         # Another fiche of the project may change meanwhile: the project's row is free.
         cursor.execute("SELECT id FROM timesheet_projet WHERE id = %s FOR UPDATE NOWAIT", [projet.pk])
         with pytest.raises(OperationalError, match="could not obtain lock"), transaction.atomic():

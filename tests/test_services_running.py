@@ -119,23 +119,32 @@ def test_switch_pauses_and_starts_at_one_instant(one_at_a_time, projet, user):
         ("source_paused", "wrong_state"),
         ("target_running", "wrong_state"),
         ("other_owner", "invalid"),
-        ("project_closed", "invalid"),
+        ("target_project_closed", "invalid"),
     ],
 )
 def test_switch_refusals_change_nothing(projet, user, other_user, staff, setup, code):
     source = services.create_fiche(projet_id=projet.pk, actor=user, start=True)
-    target = paused(projet, other_user if setup == "other_owner" else user)
+    target_projet = Projet.objects.create(designation="Fermé") if setup == "target_project_closed" else projet
+    target = paused(target_projet, other_user if setup == "other_owner" else user)
     if setup == "source_paused":
         services.pause_fiche(fiche_id=source.pk, actor=user)
     if setup == "target_running":
         services.start_fiche(fiche_id=target.pk, actor=staff)
-    if setup == "project_closed":
-        Projet.objects.filter(pk=projet.pk).update(actif=False)
+    if setup == "target_project_closed":
+        Projet.objects.filter(pk=target_projet.pk).update(actif=False)
     before = list(FicheTemps.objects.order_by("pk").values())
     with pytest.raises(TransitionRefused) as refused:
         services.switch_fiche(from_id=source.pk, to_id=source.pk if setup == "same" else target.pk, actor=staff)
     assert refused.value.code == code
     assert list(FicheTemps.objects.order_by("pk").values()) == before
+
+
+def test_switching_from_a_fiche_on_a_closed_project_to_one_on_an_active_project_is_allowed(projet, user):
+    source = services.create_fiche(projet_id=projet.pk, actor=user, start=True)
+    Projet.objects.filter(pk=projet.pk).update(actif=False)  # closed since the fiche started
+    target = paused(Projet.objects.create(designation="Ouvert"), user)
+    now_paused, now_running = services.switch_fiche(from_id=source.pk, to_id=target.pk, actor=user)
+    assert (now_paused.etat, now_running.etat) == (Etat.EN_PAUSE, Etat.EN_CALCUL)
 
 
 def test_stop_at_an_earlier_instant_removes_the_time_after_it_exactly(projet, user):

@@ -17,7 +17,7 @@ from datetime import date, datetime, timedelta
 from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Case, DateTimeField, F, QuerySet, Value, When
+from django.db.models import Case, DateTimeField, F, OuterRef, QuerySet, Subquery, Value, When
 from django.db.models.functions import Now
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext, pgettext_lazy
@@ -83,10 +83,10 @@ class TransitionRefused(Exception):
 _BEFORE = ("id", "owner_id", "projet_id", "libelle", "etat", "temps_impute", "compte_jusqua", "en_calcul_depuis")
 
 
-def _locked(fiche_id, actor, *also) -> dict:
+def _locked(fiche_id, actor, **annotations) -> dict:
     """
-    Return the fiche's current values (with the lookups ``also``), if the
-    actor may see it, locked until the transaction ends.
+    Return the fiche's current values (with ``annotations``), if the actor
+    may see it, locked until the transaction ends.
 
     A row lock rather than a compare-and-set: the audit event needs the
     values the change started from (a stopped stretch's length), which a lone
@@ -96,8 +96,7 @@ def _locked(fiche_id, actor, *also) -> dict:
     """
     try:
         # Among one's own first: no one else's row locked, no permission read (on SQLite, under the write lock).
-        # The fiche's row only: reading its project's state with it locks no project.
-        fiches = FicheTemps.objects.select_for_update(of=("self",)).values(*_BEFORE, *also)
+        fiches = FicheTemps.objects.select_for_update().values(*_BEFORE, **annotations)
         row = fiches.get_visible_to(actor, pk=fiche_id)
     except FicheTemps.DoesNotExist:
         raise TransitionRefused(_("Fiche %(id)s does not exist.") % {"id": fiche_id}, code="not_found") from None
@@ -162,8 +161,20 @@ def _clean_libelle(libelle) -> str:
     return libelle
 
 
+def _projet_actif():
+    """
+    The fiche's project's ``actif``, for ``_locked``: a subquery, not a join,
+    so that on PostgreSQL a fiche moved to another project while the read
+    waited for its lock is still found, with that project's state.
+    """
+    return Subquery(Projet.objects.filter(pk=OuterRef("projet_id")).order_by().values("actif"))
+
+
 def _require_active_projet(projet_id, actif: bool | None = None):
-    """Refuse a project that does not exist or is not active; ``actif``, when the caller read it, saves a query."""
+    """
+    Raise TransitionRefused unless the project exists and is active; pass
+    ``actif`` if it was read already.
+    """
     if actif is None:
         actif = Projet.objects.filter(pk=projet_id).values_list("actif", flat=True).first()
         if actif is None:
@@ -205,6 +216,7 @@ def _stop_one(row, *, etat, kind, actor, at=None, reason="") -> FicheTemps:
 
 
 def _settle_stopped(ids, *, etat, at=None, offset=timedelta(0), auto_stopped=False):
+    """Settle the running fiches ``ids`` up to ``at`` + ``offset`` and leave them in ``etat``, not running."""
     until = later_of("compte_jusqua") if at is None else at
     FicheTemps.objects.filter(pk__in=ids).update(
         etat=etat,
@@ -218,7 +230,7 @@ def _settle_stopped(ids, *, etat, at=None, offset=timedelta(0), auto_stopped=Fal
 
 
 def _record_stops(rows, after, *, kind, actor, reason):
-    """Close the stretches of the fiches stopped from ``rows``, now at the times ``after``, and audit each."""
+    """Close the stretches of the stopped ``rows`` and write their events; ``after`` maps ids to settled times."""
     events, ends = [], {}
     for row in rows:
         stretch = stretch_length(row, after[row["id"]])
@@ -439,9 +451,9 @@ def create_fiche(
 def start_fiche(*, fiche_id: int, actor) -> FicheTemps:
     """Start (or resume) a paused fiche at the database's now, if its owner may run one more; return it."""
     with transaction.atomic():
-        row = _locked(fiche_id, actor, "projet__actif")
+        row = _locked(fiche_id, actor, projet_actif=_projet_actif())
         _require_state(row, "start", Etat.EN_PAUSE)
-        _require_active_projet(row["projet_id"], row["projet__actif"])
+        _require_active_projet(row["projet_id"], row["projet_actif"])
         return _start(fiche_id, row["owner_id"], actor)
 
 
@@ -503,13 +515,13 @@ def switch_fiche(*, from_id: int, to_id: int, actor) -> tuple[FicheTemps, FicheT
         raise TransitionRefused(_("Switching needs two different fiches."), code="invalid")
     with transaction.atomic():
         # Locked in id order, so that two switches of the same pair cannot deadlock.
-        rows = {fiche_id: _locked(fiche_id, actor, "projet__actif") for fiche_id in sorted((from_id, to_id))}
+        rows = {fiche_id: _locked(fiche_id, actor) for fiche_id in sorted((from_id, to_id))}
         source, target = rows[from_id], rows[to_id]
         _require_state(source, "switch from", Etat.EN_CALCUL)
         _require_state(target, "switch to", Etat.EN_PAUSE)
         if source["owner_id"] != target["owner_id"]:
             raise TransitionRefused(_("Both fiches of a switch must have the same owner."), code="invalid")
-        _require_active_projet(target["projet_id"], target["projet__actif"])
+        _require_active_projet(target["projet_id"])
         # One instant, read once: never before the running fiche's mark.
         instant = Value(max(db_now(), source["compte_jusqua"]), output_field=DateTimeField())
         paused = _stop_one(source, etat=Etat.EN_PAUSE, kind=FicheEvent.Kind.PAUSED, actor=actor, at=instant)
