@@ -1,7 +1,7 @@
+import functools
 from datetime import timedelta
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.db import models
 from django.db.models import Exists, OuterRef, Q
@@ -57,13 +57,18 @@ SEEING_EVERYONES = ("view_fichetemps", "change_fichetemps")
 ACTING_ON_EVERYONES = ("change_fichetemps",)
 
 
+@functools.cache  # built once, never evaluated itself: every use filters a copy
+def _granted(codenames):
+    return Permission.objects.filter(content_type__app_label="timesheet", codename__in=codenames)
+
+
 def users_holding(codenames) -> Q:
     """
     A filter on users: the active ones who are superusers or were granted one
     of the fiche permissions ``codenames``, themselves or through a group.
     """
-    granted = Permission.objects.filter(content_type__app_label="timesheet", codename__in=codenames)
-    # Two semi-joins, not one OR over both paths: each stays an index lookup however many hold them.
+    granted = _granted(codenames)
+    # One semi-join per way of holding it: an OR over both joins would pair every holder with every group member.
     return Q(is_active=True) & (
         Q(is_superuser=True)
         | Exists(granted.filter(user=OuterRef("pk")))
@@ -72,7 +77,10 @@ def users_holding(codenames) -> Q:
 
 
 def _holds(user, codenames) -> bool:
-    """Whether ``user`` holds one of ``codenames`` (see ``users_holding``): one query, remembered on ``user``."""
+    """
+    Whether ``user`` is one of ``users_holding(codenames)``: one query (each
+    way of holding looked up by the user), remembered on ``user``.
+    """
     if not user.is_active:
         return False
     if user.is_superuser:
@@ -81,7 +89,9 @@ def _holds(user, codenames) -> bool:
     if held is None:
         held = user._fiche_powers = {}
     if codenames not in held:
-        held[codenames] = get_user_model()._default_manager.filter(users_holding(codenames), pk=user.pk).exists()
+        granted = _granted(codenames)
+        own, through_groups = granted.filter(user=user).values("pk"), granted.filter(group__user=user).values("pk")
+        held[codenames] = own.union(through_groups).exists()
     return held[codenames]
 
 
