@@ -70,6 +70,11 @@ def test_the_filter_for_many_users_holds_for_the_same_users_as_the_rules_for_one
         assert set(User.objects.filter(users_holding(codenames)).values_list("pk", flat=True)) == expected
 
 
+def test_the_filter_for_many_users_looks_up_each_way_of_holding_apart():
+    # An OR over the outer joins of both ways would pair every holder with every group member.
+    assert "OUTER JOIN" not in str(get_user_model().objects.filter(users_holding(SEEING_EVERYONES)).query)
+
+
 def test_each_rule_reads_the_permissions_once_in_one_query(people, django_assert_num_queries):
     for kind in ("plain", "in a viewing group", "may change"):
         user = get_user_model().objects.get(pk=people[kind][0].pk)

@@ -1,3 +1,4 @@
+import re
 import threading
 import time
 from contextlib import contextmanager
@@ -46,8 +47,9 @@ def test_create_fiche_started_marks_it_running_on_the_db_clock(projet, user):
 
 
 def selects_from(queries, table):
-    """The SELECTs among ``queries`` whose rows are ``table``'s."""
-    return [q["sql"] for q in queries if q["sql"].startswith(f'SELECT "{table}".')]
+    """The queries among ``queries`` that read ``table`` other than in a subquery (aliased U0, U1...)."""
+    read = re.compile(rf'\bFROM "{table}"(?! U\d)')
+    return [q["sql"] for q in queries if read.search(q["sql"])]
 
 
 def test_a_start_reads_its_projects_state_with_its_locked_fiche(projet, user):
@@ -416,9 +418,11 @@ def test_someone_elses_fiche_is_refused_without_waiting_for_its_lock(projet, use
 
 
 def waiting_for_a_lock():
-    """Whether another session of the database waits for a lock."""
+    """Whether another session of this test's database waits for a lock."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        )
         return cursor.fetchone()[0] > 0
 
 
@@ -439,13 +443,14 @@ def test_a_start_that_waited_for_its_fiche_finds_it_moved_to_another_project(pro
 
     starter = threading.Thread(target=start)
     with held_by_a_transition(fiche, user, then=lambda: FicheTemps.objects.filter(pk=fiche.pk).update(projet=other)):
+        Projet.objects.filter(pk=projet.pk).update(actif=False)  # the project it leaves: no longer its own
         starter.start()
         deadline = time.monotonic() + 60
-        while not waiting_for_a_lock() and time.monotonic() < deadline:
+        while not (waiting := waiting_for_a_lock()) and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert waiting_for_a_lock()
+        assert waiting
     starter.join(60)
-    # Read with the row it locked, the fiche's project is the one it moved to.
+    # Read with the row it locked: the project it moved to, and that project's state.
     assert "refused" not in started
     assert (started["fiche"].etat, started["fiche"].projet_id) == (Etat.EN_CALCUL, other.pk)
 

@@ -58,14 +58,15 @@ ACTING_ON_EVERYONES = ("change_fichetemps",)
 
 
 @functools.cache  # built once, never evaluated itself: every use filters a copy
-def _granted(codenames):
-    return Permission.objects.filter(content_type__app_label="timesheet", codename__in=codenames)
+def _granted(codenames: tuple):
+    return Permission.objects.filter(content_type__app_label="timesheet", codename__in=codenames).order_by()
 
 
-def users_holding(codenames) -> Q:
+def users_holding(codenames: tuple) -> Q:
     """
     A filter on users: the active ones who are superusers or were granted one
-    of the fiche permissions ``codenames``, themselves or through a group.
+    of the fiche permissions ``codenames`` (a tuple), themselves or through a
+    group.
     """
     granted = _granted(codenames)
     # One semi-join per way of holding it: an OR over both joins would pair every holder with every group member.
@@ -91,7 +92,7 @@ def _holds(user, codenames) -> bool:
     if codenames not in held:
         granted = _granted(codenames)
         own, through_groups = granted.filter(user=user).values("pk"), granted.filter(group__user=user).values("pk")
-        held[codenames] = own.union(through_groups).exists()
+        held[codenames] = own.union(through_groups, all=True).exists()
     return held[codenames]
 
 

@@ -96,7 +96,8 @@ def _locked(fiche_id, actor, **annotations) -> dict:
     """
     try:
         # Among one's own first: no one else's row locked, no permission read (on SQLite, under the write lock).
-        fiches = FicheTemps.objects.select_for_update().values(*_BEFORE, **annotations)
+        # Of the fiche's row only, whatever ``annotations`` read: never a project's.
+        fiches = FicheTemps.objects.select_for_update(of=("self",)).values(*_BEFORE, **annotations)
         row = fiches.get_visible_to(actor, pk=fiche_id)
     except FicheTemps.DoesNotExist:
         raise TransitionRefused(_("Fiche %(id)s does not exist.") % {"id": fiche_id}, code="not_found") from None
@@ -165,7 +166,8 @@ def _projet_actif():
     """
     The fiche's project's ``actif``, for ``_locked``: a subquery, not a join,
     so that on PostgreSQL a fiche moved to another project while the read
-    waited for its lock is still found, with that project's state.
+    waited for its lock is still found, with that project's state as the
+    read began.
     """
     return Subquery(Projet.objects.filter(pk=OuterRef("projet_id")).order_by().values("actif"))
 
