@@ -126,9 +126,7 @@ class FicheTempsQuerySet(models.QuerySet):
 
     def visible_to(self, user):
         """The fiches ``user`` may see: everyone's with the admin's permission to view fiches, else their own."""
-        if user.is_authenticated and user.is_active and sees_everyones_fiches(user):
-            return self
-        return self.owned_by(user)
+        return self if sees_everyones_fiches(user) else self.owned_by(user)
 
     def get_visible_to(self, user, **lookups):
         """
