@@ -1,0 +1,182 @@
+#!/usr/bin/env python
+"""
+Where the API's own cost goes: whole requests through the ASGI application
+in this process (no network), the floor's among them, then each part of the
+work the API adds, timed alone, warm, in one thread.
+
+    python bench/api_parts.py                 # 100,000 fiches, 5,000 of the person's
+    python bench/api_parts.py --repeats 100
+    DATABASE_URL=postgres://... python bench/api_parts.py   # an empty database
+
+Prints medians in milliseconds, and each part's SQL statements. A whole
+request's time above the floor's is what ``bench/web.py`` measures over
+loopback; the parts say which of it is the ORM's and which Django's and
+Ninja's own handling.
+"""
+
+import argparse
+import asyncio
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.harness import database_label, django_setup, load_average, scratch_dir
+from bench.tick import statements
+from bench.web import setup
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--fiches", type=int, default=100_000, help="fiches in the table (default: %(default)s)")
+    parser.add_argument("--own", type=int, default=5_000, help="fiches of the person's (default: %(default)s)")
+    parser.add_argument("--repeats", type=int, default=300, help="runs of each measure (default: %(default)s)")
+    return parser.parse_args()
+
+
+def median_ms(function, repeats):
+    """The median of ``repeats`` runs of ``function`` after a few unmeasured ones, in milliseconds."""
+    for _ in range(10):
+        function()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times) * 1000
+
+
+async def asgi_request(application, method, path, token):
+    """One request through ``application``, in this process; return its status."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"127.0.0.1"), (b"authorization", f"Bearer {token}".encode())],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+    messages = [{"type": "http.request", "body": b"", "more_body": False}]
+    sent = []
+
+    async def receive():
+        if messages:
+            return messages.pop()
+        await asyncio.Event().wait()  # the client never leaves: the response ends the request
+
+    async def send(message):
+        sent.append(message)
+
+    await application(scope, receive, send)
+    return sent[0]["status"]
+
+
+async def whole_requests(token, fiche_id, repeats):
+    """Median milliseconds of each endpoint and of the floor, measured in turns; return {name: ms}."""
+    from bench.floor_app import application
+
+    cases = {
+        "floor (bare async view)": ("GET", lambda i: "/__floor__/"),
+        "list (page of 50)": ("GET", lambda i: "/api/fiches/"),
+        "detail": ("GET", lambda i: f"/api/fiches/{fiche_id}/"),
+        "start or pause": ("POST", lambda i: f"/api/fiches/{fiche_id}/{('start', 'pause')[i % 2]}"),
+    }
+    times = {name: [] for name in cases}
+    rounds = 5
+    for round_ in range(rounds + 1):  # in turns, so that a noisy neighbour slows all alike; the first warms up
+        for name, (method, path_of) in cases.items():
+            for i in range(max(2, repeats // rounds // 2 * 2)):  # whole start-pause pairs: it ends paused
+                started = time.perf_counter()
+                status = await asgi_request(application, method, path_of(i), token)
+                elapsed = time.perf_counter() - started
+                if status != 200:
+                    raise RuntimeError(f"{method} {path_of(i)}: {status}")
+                if round_:
+                    times[name].append(elapsed)
+    return {name: statistics.median(values) * 1000 for name, values in times.items()}
+
+
+def parts(raw_token, fiche_id, repeats):
+    """Each part of the API's work alone; return [(name, ms, statements or None)]."""
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+    from django.test import RequestFactory
+
+    from timesheet import api, selectors, services, tokens
+    from timesheet.models import sees_everyones_fiches
+    from timesheet.serialize import fiche_rows, row_json
+
+    user = tokens.authenticate(raw_token).user
+    User = get_user_model()
+    sees_everyones_fiches(user)  # known from here on: the list's parts below count and page, as after its first query
+
+    def page_sql():
+        return fiche_rows(selectors.fiche_list(user=user))[:50].query.sql_with_params()
+
+    sql, params = page_sql()
+    page = selectors.fiche_page(user=user, number=1, size=50)
+    request = RequestFactory().get("/api/fiches/")
+
+    def fresh_rule():  # a user as a request has it: nothing read yet
+        return sees_everyones_fiches(User(pk=user.pk, is_active=True))
+
+    def raw_page():
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            cursor.fetchall()
+
+    def rendered_page():
+        return api.rendered(request, {"count": page.count, "results": [row_json(row) for row in page.items]})
+
+    def start_then_pause():
+        services.start_fiche(fiche_id=fiche_id, actor=user)
+        services.pause_fiche(fiche_id=fiche_id, actor=user)
+
+    measures = [
+        ("token: found and checked", lambda: tokens.authenticate(raw_token)),
+        ("permission rule, read", fresh_rule),
+        ("list: count and page of 50", lambda: selectors.fiche_page(user=user, number=1, size=50)),
+        ("  page: its queryset made and its SQL built, not run", page_sql),
+        ("  page: the same SQL run raw", raw_page),
+        ("list: 50 rows rendered as JSON", rendered_page),
+        ("detail: one fiche's row", lambda: selectors.fiche_row(user=user, fiche_id=fiche_id)),
+        ("start then pause (services)", start_then_pause),
+    ]
+    return [(name, median_ms(function, repeats), statements(function)) for name, function in measures]
+
+
+def main():
+    args = parse_args()
+    django_setup(
+        {
+            "DJANGO_SETTINGS_MODULE": "settings",
+            "DJANGO_DATA_DIR": scratch_dir("bench-api-parts-"),
+            "DJANGO_DEBUG": "0",
+            "API_TOKEN_RATE": "1000000/s",
+        }
+    )
+    [(token, fiche_id)] = setup(args.fiches, args.own, 1)
+    print(
+        f"{database_label()}; {args.fiches:,} fiches, {args.own:,} of the person's; medians of {args.repeats} runs, "
+        f"warm, in one process; load average {load_average():.2f} at the start"
+    )
+    whole = asyncio.run(whole_requests(token, fiche_id, args.repeats))
+    floor = whole["floor (bare async view)"]
+    print("whole requests through the ASGI application (no network)        ms   over the floor")
+    for name, ms in whole.items():
+        print(f"  {name:<60}{ms:>6.2f}" + (f"{ms - floor:>+9.2f}  {ms / floor:.2f}x" if ms is not floor else ""))
+    print("parts of the API's own work, each alone in one thread               ms   statements (COMMITs aside)")
+    for name, ms, count in parts(token, fiche_id, args.repeats):
+        print(f"  {name:<60}{ms:>6.2f}{count:>9}")
+
+
+if __name__ == "__main__":
+    main()
