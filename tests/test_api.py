@@ -260,6 +260,17 @@ def test_login_and_logout(user):
     assert client.get("/api/fiches/").status_code == 401
 
 
+@pytest.mark.parametrize("change", ["password changed", "deactivated"])
+def test_a_session_ends_when_its_user_changes_password_or_is_deactivated(alice, user, change):
+    assert alice.get("/api/fiches/").status_code == 200
+    if change == "password changed":
+        user.set_password("a-new-password")
+        user.save()
+    else:
+        type(user).objects.filter(pk=user.pk).update(is_active=False)
+    assert_error(alice.get("/api/fiches/"), 401, "Authentication required")
+
+
 def test_the_stream_under_wsgi_answers_a_clear_error_instead_of_hanging(alice):
     assert_error(alice.get("/api/fiches/stream"), 501, "needs the ASGI server")
 

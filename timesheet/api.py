@@ -77,7 +77,7 @@ class Session(APIKeyCookie):
             raise HttpError(403, "CSRF verification failed. Send the X-CSRFToken header (GET /api/csrf).") from None
 
     async def authenticate(self, request, key):
-        user = await request.auser()
+        user = await views.session_user(request)
         return user if user.is_authenticated else None
 
 

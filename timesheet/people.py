@@ -21,7 +21,7 @@ from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 
-from . import conf, reports, services, tokens
+from . import conf, reports, services, tokens, views
 from .models import ApiToken, Etat, FicheTemps, Projet
 
 RECENT_FINISHED = 10
@@ -31,7 +31,7 @@ def signed_in(view):
     """An async view for signed-in users; anyone else goes to the sign-in page."""
 
     async def wrapper(request, *args, **kwargs):
-        user = await request.auser()
+        user = await views.session_user(request)
         if not user.is_authenticated:
             return redirect(f"{reverse('login')}?next={request.path}")
         return await view(request, user, *args, **kwargs)
