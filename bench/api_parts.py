@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import database_label, django_setup, load_average, scratch_dir
+from bench.harness import CSRF, database_label, django_setup, load_average, scratch_dir, sessions_for
 from bench.tick import statements
 from bench.web import setup
 
@@ -48,8 +48,12 @@ def median_ms(function, repeats):
     return statistics.median(times) * 1000
 
 
-async def asgi_request(application, method, path, token):
-    """One request through ``application``, in this process; return its status."""
+async def asgi_request(application, method, path, *, token=None, session=None):
+    """One request through ``application``, in this process, with a token or a session; return its status."""
+    if token:
+        credentials = [(b"authorization", f"Bearer {token}".encode())]
+    else:
+        credentials = [(b"cookie", f"sessionid={session}; csrftoken={CSRF}".encode()), (b"x-csrftoken", CSRF.encode())]
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -60,7 +64,7 @@ async def asgi_request(application, method, path, token):
         "raw_path": path.encode(),
         "query_string": b"",
         "root_path": "",
-        "headers": [(b"host", b"127.0.0.1"), (b"authorization", f"Bearer {token}".encode())],
+        "headers": [(b"host", b"127.0.0.1"), *credentials],
         "client": ("127.0.0.1", 50000),
         "server": ("127.0.0.1", 8000),
     }
@@ -79,23 +83,27 @@ async def asgi_request(application, method, path, token):
     return sent[0]["status"]
 
 
-async def whole_requests(token, fiche_id, repeats):
+async def whole_requests(token, session, fiche_id, repeats):
     """Median milliseconds of each endpoint and of the floor, measured in turns; return {name: ms}."""
     from bench.floor_app import application
 
+    def transition(i):
+        return f"/api/fiches/{fiche_id}/{('start', 'pause')[i % 2]}"
+
     cases = {
-        "floor (bare async view)": ("GET", lambda i: "/__floor__/"),
-        "list (page of 50)": ("GET", lambda i: "/api/fiches/"),
-        "detail": ("GET", lambda i: f"/api/fiches/{fiche_id}/"),
-        "start or pause": ("POST", lambda i: f"/api/fiches/{fiche_id}/{('start', 'pause')[i % 2]}"),
+        "floor (bare async view)": ("GET", lambda i: "/__floor__/", {"token": token}),
+        "list (page of 50)": ("GET", lambda i: "/api/fiches/", {"token": token}),
+        "detail": ("GET", lambda i: f"/api/fiches/{fiche_id}/", {"token": token}),
+        "start or pause": ("POST", transition, {"token": token}),
+        "start or pause, signed in by a session": ("POST", transition, {"session": session}),
     }
     times = {name: [] for name in cases}
     rounds = 5
     for round_ in range(rounds + 1):  # in turns, so that a noisy neighbour slows all alike; the first warms up
-        for name, (method, path_of) in cases.items():
+        for name, (method, path_of, credentials) in cases.items():
             for i in range(max(2, repeats // rounds // 2 * 2)):  # whole start-pause pairs: it ends paused
                 started = time.perf_counter()
-                status = await asgi_request(application, method, path_of(i), token)
+                status = await asgi_request(application, method, path_of(i), **credentials)
                 elapsed = time.perf_counter() - started
                 if status != 200:
                     raise RuntimeError(f"{method} {path_of(i)}: {status}")
@@ -163,12 +171,15 @@ def main():
             "API_TOKEN_RATE": "1000000/s",
         }
     )
+    from django.contrib.auth import get_user_model
+
     [(token, fiche_id)] = setup(args.fiches, args.own, 1)
+    [session] = sessions_for([get_user_model().objects.get(username="person0")])
     print(
         f"{database_label()}; {args.fiches:,} fiches, {args.own:,} of the person's; medians of {args.repeats} runs, "
         f"warm, in one process; load average {load_average():.2f} at the start"
     )
-    whole = asyncio.run(whole_requests(token, fiche_id, args.repeats))
+    whole = asyncio.run(whole_requests(token, session, fiche_id, args.repeats))
     floor = whole["floor (bare async view)"]
     print("whole requests through the ASGI application (no network)        ms   over the floor")
     for name, ms in whole.items():
