@@ -244,10 +244,25 @@ def test_a_reused_connection_has_foreign_keys_checked_again(sqlite):
     connection = sqlite()["default"]
     with connection.cursor() as cursor:
         cursor.execute("PRAGMA foreign_keys = OFF")  # as a schema change leaves it when it fails
+        cursor.execute("PRAGMA legacy_alter_table = ON")
     connection.close()
     with connection.cursor() as cursor:
         cursor.execute("PRAGMA foreign_keys")
         assert cursor.fetchone() == (1,)
+        cursor.execute("PRAGMA legacy_alter_table")
+        assert cursor.fetchone() == (0,)
+
+
+def test_a_reused_connection_is_not_set_again_what_it_already_has(sqlite):
+    # Setting a flag expires every statement prepared on the connection.
+    connection = sqlite()["default"]
+    connection.ensure_connection()
+    sent = []
+    connection.connection.set_trace_callback(sent.append)
+    connection.close()
+    connection.ensure_connection()
+    connection.connection.set_trace_callback(None)
+    assert sent and not [statement for statement in sent if "=" in statement]  # read, not set
 
 
 def test_a_replaced_database_file_is_not_read_through_an_old_connection(sqlite, tmp_path):

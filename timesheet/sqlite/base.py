@@ -128,9 +128,13 @@ class DatabaseWrapper(base.DatabaseWrapper):
                 if opened_on != identity:  # the file was replaced since: that connection sees the old one
                     connection.close()
                     continue
-                # What Django sets on a new connection, in case a user of this one changed it.
-                connection.execute("PRAGMA foreign_keys = ON")
-                connection.execute("PRAGMA legacy_alter_table = OFF")
+                # What Django sets on a new connection, in case a user of this one changed it. Read
+                # first: setting a flag, even to its value, expires every statement SQLite has
+                # prepared on the connection, and a request would prepare its queries anew.
+                if not connection.execute("PRAGMA foreign_keys").fetchone()[0]:
+                    connection.execute("PRAGMA foreign_keys = ON")
+                if connection.execute("PRAGMA legacy_alter_table").fetchone()[0]:
+                    connection.execute("PRAGMA legacy_alter_table = OFF")
                 self._opened_on = opened_on
                 return connection
         connection = super().get_new_connection(conn_params)
