@@ -8,7 +8,7 @@ work the API adds, timed alone, warm, in one thread.
     python bench/api_parts.py --repeats 100
     DATABASE_URL=postgres://... python bench/api_parts.py   # an empty database
 
-Prints medians in milliseconds, and each part's SQL statements. A whole
+Prints medians in milliseconds, and how many SQL statements each part runs. A whole
 request's time above the floor's is what ``bench/web.py`` measures over
 loopback; the parts say which of it is the ORM's and which Django's and
 Ninja's own handling.
@@ -84,7 +84,10 @@ async def asgi_request(application, method, path, *, token=None, session=None):
 
 
 async def whole_requests(token, session, fiche_id, repeats):
-    """Median milliseconds of each endpoint and of the floor, measured in turns; return {name: ms}."""
+    """
+    Median milliseconds of each endpoint and of the floor, measured in turns;
+    return ({name: ms}, requests measured for each).
+    """
     from bench.floor_app import application
 
     def transition(i):
@@ -99,9 +102,11 @@ async def whole_requests(token, session, fiche_id, repeats):
     }
     times = {name: [] for name in cases}
     rounds = 5
+    per_round = -(-repeats // rounds)
+    per_round += per_round % 2  # whole start-pause pairs: the fiche ends paused, as it began
     for round_ in range(rounds + 1):  # in turns, so that a noisy neighbour slows all alike; the first warms up
         for name, (method, path_of, credentials) in cases.items():
-            for i in range(max(2, repeats // rounds // 2 * 2)):  # whole start-pause pairs: it ends paused
+            for i in range(per_round):
                 started = time.perf_counter()
                 status = await asgi_request(application, method, path_of(i), **credentials)
                 elapsed = time.perf_counter() - started
@@ -109,11 +114,11 @@ async def whole_requests(token, session, fiche_id, repeats):
                     raise RuntimeError(f"{method} {path_of(i)}: {status}")
                 if round_:
                     times[name].append(elapsed)
-    return {name: statistics.median(values) * 1000 for name, values in times.items()}
+    return {name: statistics.median(values) * 1000 for name, values in times.items()}, per_round * rounds
 
 
 def parts(raw_token, fiche_id, repeats):
-    """Each part of the API's work alone; return [(name, ms, statements or None)]."""
+    """Each part of the API's work alone; return [(name, ms, SQL statements it runs, COMMITs aside)]."""
     from django.contrib.auth import get_user_model
     from django.db import connection
     from django.test import RequestFactory
@@ -176,15 +181,18 @@ def main():
     [(token, fiche_id)] = setup(args.fiches, args.own, 1)
     [session] = sessions_for([get_user_model().objects.get(username="person0")])
     print(
-        f"{database_label()}; {args.fiches:,} fiches, {args.own:,} of the person's; medians of {args.repeats} runs, "
-        f"warm, in one process; load average {load_average():.2f} at the start"
+        f"{database_label()}; {args.fiches:,} fiches, {args.own:,} of the person's; medians, warm, in one process; "
+        f"load average {load_average():.2f} at the start"
     )
-    whole = asyncio.run(whole_requests(token, session, fiche_id, args.repeats))
-    floor = whole["floor (bare async view)"]
-    print("whole requests through the ASGI application (no network)        ms   over the floor")
+    whole, measured = asyncio.run(whole_requests(token, session, fiche_id, args.repeats))
+    floor_name = "floor (bare async view)"
+    floor = whole[floor_name]
+    heading = f"whole requests through the ASGI application (no network), {measured} of each"
+    print(f"{heading:<62}{'ms':>6}   over the floor")
     for name, ms in whole.items():
-        print(f"  {name:<60}{ms:>6.2f}" + (f"{ms - floor:>+9.2f}  {ms / floor:.2f}x" if ms is not floor else ""))
-    print("parts of the API's own work, each alone in one thread               ms   statements (COMMITs aside)")
+        print(f"  {name:<60}{ms:>6.2f}" + (f"{ms - floor:>+9.2f}  {ms / floor:.2f}x" if name != floor_name else ""))
+    heading = f"parts of the API's own work, each alone in one thread, {args.repeats} runs"
+    print(f"{heading:<62}{'ms':>6}   statements (COMMITs aside)")
     for name, ms, count in parts(token, fiche_id, args.repeats):
         print(f"  {name:<60}{ms:>6.2f}{count:>9}")
 

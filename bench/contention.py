@@ -81,7 +81,8 @@ async def run_clients(port, clients, seconds):
     deadline = time.perf_counter() + seconds
 
     async def client(session, fiche_id):
-        # A cycle, not a long tuple: the collector would walk a tuple of millions at every pass.
+        # A cycle, not a tuple of millions: building it, the collector's first walk through it
+        # and freeing it would each pause the event loop while other clients' requests are timed.
         for action in itertools.cycle(("start", "pause")):
             if action == "start" and time.perf_counter() > deadline:
                 return

@@ -36,6 +36,18 @@ def test_a_person_signs_in_and_sees_only_their_fiches_running_first(user, other_
     assert "/admin/" not in page  # not staff
 
 
+@pytest.mark.parametrize("change", ["password changed", "deactivated"])
+def test_a_session_ends_on_the_page_when_its_user_changes_password_or_is_deactivated(alice, user, change):
+    assert alice.get("/").status_code == 200
+    if change == "password changed":
+        user.set_password("a-new-password")
+        user.save()
+    else:
+        type(user).objects.filter(pk=user.pk).update(is_active=False)
+    response = alice.get("/")
+    assert response.status_code == 302 and response["Location"] == "/accounts/login/?next=/"
+
+
 def test_one_click_transitions_and_create(alice, user, projet):
     assert alice.post("/fiches/new", {"projet": projet.pk, "libelle": "Réunion", "start": "on"}).status_code == 302
     fiche = FicheTemps.objects.get(libelle="Réunion")
