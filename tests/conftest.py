@@ -3,6 +3,7 @@ import re
 import subprocess
 import sys
 import time
+import warnings
 from datetime import timedelta
 from pathlib import Path
 
@@ -35,15 +36,41 @@ def require(condition, reason, *, module=False):
         pytest.skip(reason, allow_module_level=module)
 
 
+def _close_connections_and_pools():
+    connections.close_all()
+    for each in connections.all():
+        if hasattr(each, "close_pool"):
+            each.close_pool()
+
+
+def _other_sessions():
+    """The other sessions on this PostgreSQL database: (pid, application_name, state, query)."""
+    # A connection of its own, not the pool's: a pool would open a spare one beside it.
+    with connection.Database.connect(**connection.get_connection_params()) as own:
+        return own.execute(
+            "SELECT pid, application_name, state, left(query, 100) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchall()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def close_pools_before_dropping_the_test_database(django_db_setup, django_db_blocker):
-    """A pooled connection left open would keep PostgreSQL from dropping the test database."""
+    """
+    PostgreSQL drops the test database only when nobody is connected: close
+    our pooled connections, wait for the sessions of worker processes that
+    tests stopped to end, and name any session that stays.
+    """
     yield
     with django_db_blocker.unblock():
-        connections.close_all()
-        for connection in connections.all():
-            if hasattr(connection, "close_pool"):
-                connection.close_pool()
+        _close_connections_and_pools()
+        if connection.vendor != "postgresql":
+            return
+        deadline = time.monotonic() + 30
+        while (others := _other_sessions()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        _close_connections_and_pools()
+        if others:
+            warnings.warn(f"Sessions still connected to the test database: {others}", stacklevel=1)
 
 
 @pytest.fixture(autouse=True)
