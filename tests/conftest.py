@@ -94,6 +94,19 @@ def signed_in(user, **kwargs) -> Client:
     return client
 
 
+def _change_password(user):
+    user.set_password("a-new-password")
+    user.save()
+
+
+def _deactivate(user):
+    type(user).objects.filter(pk=user.pk).update(is_active=False)
+
+
+# What makes Django end a user's sessions.
+SESSION_ENDINGS = {"password changed": _change_password, "deactivated": _deactivate}
+
+
 @pytest.fixture
 def alice(user):
     """A client signed in as ``user`` (alice)."""

@@ -8,7 +8,7 @@ from django.test import Client
 from timesheet import services
 from timesheet.models import Etat, FicheEvent, FicheTemps, Projet
 
-from .conftest import signed_in
+from .conftest import SESSION_ENDINGS, signed_in
 
 pytestmark = pytest.mark.django_db
 
@@ -260,14 +260,10 @@ def test_login_and_logout(user):
     assert client.get("/api/fiches/").status_code == 401
 
 
-@pytest.mark.parametrize("change", ["password changed", "deactivated"])
-def test_a_session_ends_when_its_user_changes_password_or_is_deactivated(alice, user, change):
+@pytest.mark.parametrize("ending", list(SESSION_ENDINGS))
+def test_a_session_ends_when_its_user_changes_password_or_is_deactivated(alice, user, ending):
     assert alice.get("/api/fiches/").status_code == 200
-    if change == "password changed":
-        user.set_password("a-new-password")
-        user.save()
-    else:
-        type(user).objects.filter(pk=user.pk).update(is_active=False)
+    SESSION_ENDINGS[ending](user)
     assert_error(alice.get("/api/fiches/"), 401, "Authentication required")
 
 

@@ -6,6 +6,8 @@ from django.test import Client
 from timesheet import services
 from timesheet.models import ApiToken, Etat, FicheTemps, Projet
 
+from .conftest import SESSION_ENDINGS
+
 pytestmark = pytest.mark.django_db
 
 
@@ -36,14 +38,10 @@ def test_a_person_signs_in_and_sees_only_their_fiches_running_first(user, other_
     assert "/admin/" not in page  # not staff
 
 
-@pytest.mark.parametrize("change", ["password changed", "deactivated"])
-def test_a_session_ends_on_the_page_when_its_user_changes_password_or_is_deactivated(alice, user, change):
+@pytest.mark.parametrize("ending", list(SESSION_ENDINGS))
+def test_a_session_ends_on_the_page_when_its_user_changes_password_or_is_deactivated(alice, user, ending):
     assert alice.get("/").status_code == 200
-    if change == "password changed":
-        user.set_password("a-new-password")
-        user.save()
-    else:
-        type(user).objects.filter(pk=user.pk).update(is_active=False)
+    SESSION_ENDINGS[ending](user)
     response = alice.get("/")
     assert response.status_code == 302 and response["Location"] == "/accounts/login/?next=/"
 
