@@ -68,7 +68,6 @@ def close_pools_before_dropping_the_test_database(django_db_setup, django_db_blo
         deadline = time.monotonic() + 30
         while (others := _other_sessions()) and time.monotonic() < deadline:
             time.sleep(0.1)
-        _close_connections_and_pools()
         if others:
             warnings.warn(f"Sessions still connected to the test database: {others}", stacklevel=1)
 

@@ -14,7 +14,7 @@ from timesheet import health, services, views
 from timesheet.asgi_limits import BodyLimit
 from timesheet.stream import hub
 
-from .conftest import signed_in
+from .conftest import SESSION_ENDINGS, signed_in
 
 pytestmark = pytest.mark.django_db
 
@@ -124,25 +124,21 @@ def revocations():
     def sign_out(user, client):
         Session.objects.all().delete()
 
-    def deactivate(user, client):
-        type(user).objects.filter(pk=user.pk).update(is_active=False)
-
     def demote(user, client):
         type(user).objects.filter(pk=user.pk).update(is_staff=False)
 
     def withdraw_permissions(user, client):  # staff still, without the permissions to see fiches
         user.user_permissions.clear()
 
-    def change_password(user, client):
-        user.set_password("a-new-password")
-        user.save()
+    def ending(name):
+        return lambda user, client: SESSION_ENDINGS[name](user)
 
     return {
         "signed out": sign_out,
-        "deactivated": deactivate,
+        "deactivated": ending("deactivated"),
         "demoted": demote,
         "permissions withdrawn": withdraw_permissions,
-        "password changed": change_password,
+        "password changed": ending("password changed"),
     }
 
 
