@@ -145,8 +145,9 @@ TEMPLATES = [
 # The embedded default is a SQLite file under var/; DATABASE_URL picks another.
 DATA_DIR = Path(env("DJANGO_DATA_DIR", BASE_DIR / "var"))
 DATABASE_URL = env("DATABASE_URL") or f"sqlite:///{DATA_DIR / 'db.sqlite3'}"
-# No persistent connections: under ASGI each request runs its sync code in a
-# thread of its own, which would leave one idle connection behind per thread.
+# No persistent connections: each request runs its sync code on a thread of its
+# own (kept for later requests, timesheet.request_threads), and every thread
+# kept would hold an idle connection.
 # PostgreSQL gets a connection pool instead, SQLite the backend's own reuse.
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0, conn_health_checks=True)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

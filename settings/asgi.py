@@ -10,8 +10,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "settings")
 from django.conf import settings
 
 from timesheet.asgi_limits import BodyLimit
+from timesheet.request_threads import RequestThreads
 
-application = BodyLimit(get_asgi_application(), max_bytes=settings.MAX_BODY_BYTES)
+application = BodyLimit(RequestThreads(get_asgi_application()), max_bytes=settings.MAX_BODY_BYTES)
 
 # What start-up made (models, URL patterns, schemas) lives as long as the
 # process: out of the collector's sight, its full passes stay short.

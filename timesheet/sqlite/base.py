@@ -13,9 +13,9 @@ from django.db.backends.sqlite3 import base
 
 from .gate import gate_for
 
-# Idle connections kept per database file. Under ASGI every request runs in a
-# thread of its own, so a connection cannot stay with its thread; it waits
-# here for the next request instead of being closed.
+# Idle connections kept per database file. A request gives its connection
+# back when it ends (no persistent connections, see settings); it waits here
+# for the next request instead of being closed.
 IDLE_CONNECTIONS = 8
 
 _idle: dict[str, deque] = {}
