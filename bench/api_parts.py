@@ -4,6 +4,11 @@ Where the API's own cost goes: whole requests through the ASGI application
 in this process (no network), the floor's among them, then each part of the
 work the API adds, timed alone, warm, in one thread.
 
+Whole requests go, in turns, through the project's application, whose
+requests reuse threads (``timesheet.request_threads``), and through Django's
+handler alone, which starts a thread for each: what keeping them saves, one
+request at a time and four at once.
+
     python bench/api_parts.py                 # 100,000 fiches, 5,000 of the person's
     python bench/api_parts.py --repeats 100
     DATABASE_URL=postgres://... python bench/api_parts.py   # an empty database
@@ -16,6 +21,8 @@ Ninja's own handling.
 
 import argparse
 import asyncio
+import copy
+import itertools
 import statistics
 import sys
 import time
@@ -85,13 +92,23 @@ async def asgi_request(application, method, path, *, token=None, session=None):
 
 async def whole_requests(token, session, fiche_id, repeats):
     """
-    Median milliseconds of each endpoint and of the floor, measured in turns;
-    return ({name: ms}, requests measured for each).
+    Median milliseconds of each endpoint and of the floor, one request at a
+    time and four at once, through the project's application (threads kept
+    for requests) and through Django's handler alone (a thread started for
+    each request), measured in turns; return ({(name, way, at_once): ms},
+    requests measured one at a time, and four at once).
     """
     from bench.floor_app import application
+    from timesheet.request_threads import RequestThreads
 
-    def transition(i):
-        return f"/api/fiches/{fiche_id}/{('start', 'pause')[i % 2]}"
+    assert isinstance(application.app, RequestThreads), "settings.asgi wraps Django's handler in RequestThreads"
+    ways = {"kept": application, "per request": copy.copy(application)}
+    ways["per request"].app = application.app.app  # the same BodyLimit around Django's handler alone
+
+    steps = itertools.count()
+
+    def transition(_i):  # start, pause, start, ... whichever way asks: the fiche ends paused, as it began
+        return f"/api/fiches/{fiche_id}/{('start', 'pause')[next(steps) % 2]}"
 
     cases = {
         "floor (bare async view)": ("GET", lambda i: "/__floor__/", {"token": token}),
@@ -100,21 +117,32 @@ async def whole_requests(token, session, fiche_id, repeats):
         "start or pause": ("POST", transition, {"token": token}),
         "start or pause, signed in by a session": ("POST", transition, {"session": session}),
     }
-    times = {name: [] for name in cases}
+
+    async def one(way, method, path, credentials, times):
+        started = time.perf_counter()
+        status = await asgi_request(ways[way], method, path, **credentials)
+        times.append(time.perf_counter() - started)
+        if status != 200:
+            raise RuntimeError(f"{method} {path}: {status}")
+
+    times = {(name, way, at_once): [] for name in cases for way in ways for at_once in (1, 4)}
     rounds = 5
     per_round = -(-repeats // rounds)
-    per_round += per_round % 2  # whole start-pause pairs: the fiche ends paused, as it began
     for round_ in range(rounds + 1):  # in turns, so that a noisy neighbour slows all alike; the first warms up
         for name, (method, path_of, credentials) in cases.items():
             for i in range(per_round):
-                started = time.perf_counter()
-                status = await asgi_request(application, method, path_of(i), **credentials)
-                elapsed = time.perf_counter() - started
-                if status != 200:
-                    raise RuntimeError(f"{method} {path_of(i)}: {status}")
-                if round_:
-                    times[name].append(elapsed)
-    return {name: statistics.median(values) * 1000 for name, values in times.items()}, per_round * rounds
+                order = list(ways) if i % 2 else list(reversed(ways))
+                for way in order:
+                    sink = times[name, way, 1] if round_ else []
+                    await one(way, method, path_of(i), credentials, sink)
+            if name.startswith("start"):  # one fiche: its transitions cannot run four at once
+                continue
+            for i in range(per_round // 4):
+                for way in list(ways) if i % 2 else list(reversed(ways)):
+                    sink = times[name, way, 4] if round_ else []
+                    await asyncio.gather(*(one(way, method, path_of(i), credentials, sink) for _ in range(4)))
+    medians = {key: statistics.median(values) * 1000 for key, values in times.items() if values}
+    return medians, per_round * rounds, per_round // 4 * 4 * rounds
 
 
 def parts(raw_token, fiche_id, repeats):
@@ -184,13 +212,24 @@ def main():
         f"{database_label()}; {args.fiches:,} fiches, {args.own:,} of the person's; medians, warm, in one process; "
         f"load average {load_average():.2f} at the start"
     )
-    whole, measured = asyncio.run(whole_requests(token, session, fiche_id, args.repeats))
+    whole, measured, measured_at_once = asyncio.run(whole_requests(token, session, fiche_id, args.repeats))
     floor_name = "floor (bare async view)"
-    floor = whole[floor_name]
-    heading = f"whole requests through the ASGI application (no network), {measured} of each"
-    print(f"{heading:<62}{'ms':>6}   over the floor")
-    for name, ms in whole.items():
-        print(f"  {name:<60}{ms:>6.2f}" + (f"{ms - floor:>+9.2f}  {ms / floor:.2f}x" if name != floor_name else ""))
+    print(
+        f"whole requests through the ASGI application (no network), {measured} of each one at a time, "
+        f"{measured_at_once} four at once; threads kept for requests (the project's) and a thread "
+        "started for each (Django's handler alone); medians in ms, and over the floor"
+    )
+    print(f"  {'':<40}{'at once':>8}{'ms: kept':>10}{'per request':>13}{'floors: kept':>14}{'per request':>13}")
+    for at_once in (1, 4):
+        for name in dict.fromkeys(name for name, _way, _n in whole):
+            if (name, "kept", at_once) not in whole:
+                continue
+            cells = [whole[name, way, at_once] for way in ("kept", "per request")]
+            line = f"  {name:<40}{at_once:>8}{cells[0]:>10.2f}{cells[1]:>13.2f}"
+            if name != floor_name:
+                floors = [whole[floor_name, way, at_once] for way in ("kept", "per request")]
+                line += f"{cells[0] / floors[0]:>13.2f}x{cells[1] / floors[1]:>12.2f}x"
+            print(line)
     heading = f"parts of the API's own work, each alone in one thread, {args.repeats} runs"
     print(f"{heading:<62}{'ms':>6}   statements (COMMITs aside)")
     for name, ms, count in parts(token, fiche_id, args.repeats):
