@@ -137,12 +137,12 @@ async def whole_requests(token, session, fiche_id, repeats):
                     await one(way, method, path_of(i), credentials, sink)
             if name.startswith("start"):  # one fiche: its transitions cannot run four at once
                 continue
-            for i in range(per_round // 4):
+            for i in range(max(1, per_round // 4)):
                 for way in list(ways) if i % 2 else list(reversed(ways)):
                     sink = times[name, way, 4] if round_ else []
                     await asyncio.gather(*(one(way, method, path_of(i), credentials, sink) for _ in range(4)))
     medians = {key: statistics.median(values) * 1000 for key, values in times.items() if values}
-    return medians, per_round * rounds, per_round // 4 * 4 * rounds
+    return medians, per_round * rounds, max(1, per_round // 4) * 4 * rounds
 
 
 def parts(raw_token, fiche_id, repeats):

@@ -205,8 +205,8 @@ STORAGES = {
     },
 }
 # Outside production, serve static files straight from the apps: no collectstatic needed.
-# ServeStatic (WhiteNoise's async-capable fork): a sync-only middleware would
-# push every ASGI request through Django's one sync thread.
+# ServeStatic (WhiteNoise's async-capable fork): under a sync-only middleware,
+# Django would run the rest of the chain in sync code and call async views back.
 SERVESTATIC_USE_FINDERS = not PRODUCTION
 if not PRODUCTION:
     STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # ServeStatic warns about a missing one

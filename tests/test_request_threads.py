@@ -2,22 +2,31 @@
 
 import asyncio
 import threading
+import time
 
 import pytest
 from asgiref.sync import sync_to_async
 from django.core.handlers.asgi import ASGIHandler
+from django.core.signals import request_started
 from django.db import connections
 
 from timesheet import tokens
 from timesheet.request_threads import RequestThreads
 
+TIMEOUT = 60
+
 
 class ThreadRecorder:
-    """An ASGI app whose sync work notes its thread; a request waits for ``release`` when asked to."""
+    """
+    An ASGI app whose sync work notes its thread. Asked to, a request waits for
+    ``release`` (an asyncio event) between two sync calls, or blocks its
+    thread until ``unblock`` (a threading event) is set.
+    """
 
     def __init__(self):
         self.threads = []
         self.release = None
+        self.unblock = threading.Event()
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -27,6 +36,8 @@ class ThreadRecorder:
         self.threads.append(thread)
         if scope.get("wait"):
             await self.release.wait()
+        if scope.get("block"):
+            await sync_to_async(self.unblock.wait)(TIMEOUT)
         # Each sync call of a request runs on its thread, as in Django's own context.
         assert await sync_to_async(threading.current_thread)() is thread
         if scope.get("fail"):
@@ -35,6 +46,13 @@ class ThreadRecorder:
 
 async def request(app, **scope):
     await app({"type": "http", **scope}, None, None)
+
+
+async def until(condition):
+    deadline = time.monotonic() + TIMEOUT
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)
 
 
 def test_requests_one_after_another_reuse_one_thread():
@@ -51,20 +69,23 @@ def test_requests_one_after_another_reuse_one_thread():
     assert app.idle == 1
 
 
+async def at_once(app, recorder, count):
+    recorder.release = asyncio.Event()
+    requests = [asyncio.create_task(request(app, wait=True)) for _ in range(count)]
+    await until(lambda: len(recorder.threads) == count)
+    recorder.release.set()
+    await asyncio.gather(*requests)
+
+
 def test_requests_at_once_each_have_a_thread_of_their_own():
     recorder = ThreadRecorder()
     app = RequestThreads(recorder)
 
-    async def three_at_once():
-        recorder.release = asyncio.Event()
-        requests = [asyncio.create_task(request(app, wait=True)) for _ in range(3)]
-        while len(recorder.threads) < 3:
-            await asyncio.sleep(0.01)
-        recorder.release.set()
-        await asyncio.gather(*requests)
+    async def three_then_one():
+        await at_once(app, recorder, 3)
         await request(app)  # afterwards, on one of the three
 
-    asyncio.run(three_at_once())
+    asyncio.run(three_then_one())
     assert len(set(recorder.threads[:3])) == 3
     assert recorder.threads[3] in recorder.threads[:3]
     assert app.idle == 3
@@ -74,22 +95,17 @@ def test_threads_past_the_idle_limit_are_let_go():
     recorder = ThreadRecorder()
     app = RequestThreads(recorder, idle=1)
 
-    async def three_at_once():
-        recorder.release = asyncio.Event()
-        requests = [asyncio.create_task(request(app, wait=True)) for _ in range(3)]
-        while len(recorder.threads) < 3:
-            await asyncio.sleep(0.01)
-        recorder.release.set()
-        await asyncio.gather(*requests)
+    async def three_then_one():
+        await at_once(app, recorder, 3)
+        assert app.idle == 1
+        await request(app)  # on the one kept
 
-    asyncio.run(three_at_once())
-    assert app.idle == 1
-    asyncio.run(request(app))  # on the one kept
+    asyncio.run(three_then_one())
     kept = recorder.threads[3]
     let_go = set(recorder.threads[:3]) - {kept}
     assert len(let_go) == 2
     for thread in let_go:
-        thread.join(timeout=60)
+        thread.join(timeout=TIMEOUT)
     assert not any(thread.is_alive() for thread in let_go)
     assert kept.is_alive()
 
@@ -97,11 +113,34 @@ def test_threads_past_the_idle_limit_are_let_go():
 def test_a_failed_request_gives_its_thread_back():
     recorder = ThreadRecorder()
     app = RequestThreads(recorder)
-    with pytest.raises(RuntimeError, match="the view failed"):
-        asyncio.run(request(app, fail=True))
-    assert app.idle == 1
-    asyncio.run(request(app))
+
+    async def failed_then_one():
+        with pytest.raises(RuntimeError, match="the view failed"):
+            await request(app, fail=True)
+        await until(lambda: app.idle == 1)
+        await request(app)
+
+    asyncio.run(failed_then_one())
     assert recorder.threads[0] is recorder.threads[1]
+
+
+def test_a_cancelled_request_s_thread_serves_no_one_until_its_work_is_done():
+    recorder = ThreadRecorder()
+    app = RequestThreads(recorder)
+
+    async def cancelled_then_one():
+        blocked = asyncio.create_task(request(app, block=True))
+        await until(lambda: len(recorder.threads) == 1)
+        blocked.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await blocked
+        assert app.idle == 0
+        await request(app)  # at once, on a thread of its own: not behind the blocked work
+        assert recorder.threads[1] is not recorder.threads[0]
+        recorder.unblock.set()
+        await until(lambda: app.idle == 2)
+
+    asyncio.run(cancelled_then_one())
 
 
 def test_other_scopes_take_no_thread():
@@ -113,11 +152,14 @@ def test_other_scopes_take_no_thread():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_kept_thread_holds_no_database_connection_between_requests(user):
+def test_django_serves_requests_on_the_kept_thread_and_gives_its_connection_back(user):
     _token, raw = tokens.create_token(user=user, name="t")
     app = RequestThreads(ASGIHandler())
     headers = [(b"host", b"testserver"), (b"authorization", f"Bearer {raw}".encode())]
-    statuses = []
+    statuses, served_on = [], []
+
+    def note_thread(**kwargs):
+        served_on.append(threading.get_ident())
 
     async def send(message):
         if message["type"] == "http.response.start":
@@ -138,8 +180,13 @@ def test_a_kept_thread_holds_no_database_connection_between_requests(user):
             scope = {"type": "http", "method": "GET", "path": "/api/fiches/", "query_string": b"", "headers": headers}
             await app(scope, receiver(), send)
 
-    asyncio.run(two())
+    request_started.connect(note_thread)
+    try:
+        asyncio.run(two())
+    finally:
+        request_started.disconnect(note_thread)
     assert statuses == [200, 200]
     [kept] = app._idle
+    assert served_on == [kept.submit(threading.get_ident).result(timeout=TIMEOUT)] * 2
     # Django closed it when the request finished (no persistent connections): the next request opens its own.
-    assert kept.submit(lambda: connections["default"].connection is None).result(timeout=60)
+    assert kept.submit(lambda: connections["default"].connection is None).result(timeout=TIMEOUT)

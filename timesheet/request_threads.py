@@ -13,10 +13,12 @@ which Django's own context then uses: a request still has one thread to
 itself for its whole life, and requests run side by side as before.
 """
 
+import itertools
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import ThreadSensitiveContext
+from django.db import close_old_connections
 
 # Idle threads kept for the next requests; one more request at once starts
 # another, handed back afterwards or let go if this many already wait.
@@ -28,13 +30,14 @@ class RequestThreads:
         self.app = app
         self.idle_limit = idle
         self._idle: list[ThreadPoolExecutor] = []
-        self._lock = threading.Lock()  # the wrapper may serve more than one event loop (tests)
+        self._lock = threading.Lock()  # handed back from worker threads too
+        self._numbers = itertools.count(1)
 
     def _take(self) -> ThreadPoolExecutor:
         with self._lock:
             if self._idle:
                 return self._idle.pop()
-        return ThreadPoolExecutor(max_workers=1, thread_name_prefix="request")
+        return ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"request-{next(self._numbers)}")
 
     def _give_back(self, executor: ThreadPoolExecutor) -> None:
         with self._lock:
@@ -55,7 +58,10 @@ class RequestThreads:
         try:
             async with ThreadSensitiveContext(executor=executor):
                 await self.app(scope, receive, send)
-        finally:
-            # A request whose client left may still have work running on the thread:
-            # the next request queues behind it on the same thread, never beside it.
-            self._give_back(executor)
+        except BaseException:
+            # Cancelled (or failed) part-way: the request's sync work may still be running on
+            # the thread, and Django did not give its connection back. The thread is handed
+            # back once both are done, so that no later request waits behind that work.
+            executor.submit(close_old_connections).add_done_callback(lambda _done: self._give_back(executor))
+            raise
+        self._give_back(executor)

@@ -12,6 +12,7 @@ round of queries.
 """
 
 import asyncio
+import contextvars
 import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
@@ -210,7 +211,9 @@ class EventHub:
             self.subscribers = set()
             self.loop = loop
             self.ready = asyncio.Event()
-            self.task = loop.create_task(self._poll())
+            # The poller serves every stream: it runs in a context of its own, not in the
+            # context of the request that happened to start it, which ends before it.
+            self.task = loop.create_task(self._poll(), context=contextvars.Context())
         self.admit(credential)
         subscriber = Subscriber(credential=credential, ends_at=loop.time() + conf.get("STREAM_MAX_SECONDS"))
         self.subscribers.add(subscriber)

@@ -92,8 +92,8 @@ async def stream(request):
 @never_cache
 @require_safe
 async def healthz(request):
-    # On a thread of its own and within HEALTH_TIMEOUT_SECONDS: a database that does not answer
-    # makes a prompt 503, and never holds up the requests queued on Django's shared thread.
+    # Off the request's thread and within HEALTH_TIMEOUT_SECONDS: a database that does not
+    # answer makes a prompt 503, and the call left waiting on it holds up no request's thread.
     try:
         status = await asyncio.wait_for(sync_to_async(ticker_status, thread_sensitive=False)(), HEALTH_TIMEOUT_SECONDS)
     except TimeoutError:
