@@ -123,6 +123,31 @@ def test_a_disconnected_client_is_released_and_the_poller_stops(user):
     assert task is None
 
 
+def test_a_client_that_leaves_as_an_event_arrives_is_released(user):
+    async def scenario():
+        chunks = await open_stream(user)
+        received = []
+
+        async def consume():
+            async for chunk in chunks:
+                received.append(chunk)
+
+        consumer = asyncio.create_task(consume())
+        while not received:  # the snapshot
+            await asyncio.sleep(0.01)
+        (subscriber,) = hub.subscribers
+        # An event and the disconnect in the same instant: the queue's getter is woken, then cancelled.
+        subscriber.queue.put_nowait(": an event\n\n")
+        await asyncio.sleep(0)
+        consumer.cancel()
+        done, _pending = await asyncio.wait([consumer], timeout=60)
+        return consumer in done and consumer.cancelled(), len(hub.subscribers)
+
+    ended, subscribers = async_to_sync(scenario)()
+    assert ended
+    assert subscribers == 0
+
+
 def test_one_poller_serves_every_stream(user, monkeypatch, settings):
     settings.STREAM_MAX_PER_USER = 100
     calls = []

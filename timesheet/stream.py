@@ -326,7 +326,10 @@ class EventStream:
             keepalive = conf.stream_keepalive_seconds()
             while True:
                 try:
-                    message = await asyncio.wait_for(subscriber.queue.get(), keepalive)
+                    # Not asyncio.wait_for: on Python 3.11 it drops a cancellation (the
+                    # client gone) that comes as an event arrives, and the stream lives on.
+                    async with asyncio.timeout(keepalive):
+                        message = await subscriber.queue.get()
                 except TimeoutError:
                     yield ": keep-alive\n\n"
                     continue
