@@ -97,19 +97,24 @@ def test_a_quiet_stream_gets_keep_alive_comments(settings, user):
     assert async_to_sync(scenario)() in (b": keep-alive\n\n", ": keep-alive\n\n")
 
 
+async def consuming(user):
+    """A task reading ``user``'s stream, once its snapshot came (the ASGI handler cancels it when the client leaves)."""
+    chunks = await open_stream(user)
+    received = []
+
+    async def consume():
+        async for chunk in chunks:
+            received.append(chunk)
+
+    consumer = asyncio.create_task(consume())
+    while not received:
+        await asyncio.sleep(0.01)
+    return consumer
+
+
 def test_a_disconnected_client_is_released_and_the_poller_stops(user):
     async def scenario():
-        chunks = await open_stream(user)
-        received = []
-
-        async def consume():
-            async for chunk in chunks:
-                received.append(chunk)
-
-        # The ASGI handler cancels the response when the client disconnects.
-        consumer = asyncio.create_task(consume())
-        while not received:
-            await asyncio.sleep(0.01)
+        consumer = await consuming(user)
         assert len(hub.subscribers) == 1
         poller = hub.task
         consumer.cancel()
@@ -125,16 +130,7 @@ def test_a_disconnected_client_is_released_and_the_poller_stops(user):
 
 def test_a_client_that_leaves_as_an_event_arrives_is_released(user):
     async def scenario():
-        chunks = await open_stream(user)
-        received = []
-
-        async def consume():
-            async for chunk in chunks:
-                received.append(chunk)
-
-        consumer = asyncio.create_task(consume())
-        while not received:  # the snapshot
-            await asyncio.sleep(0.01)
+        consumer = await consuming(user)
         (subscriber,) = hub.subscribers
         # An event and the disconnect in the same instant: the queue's getter is woken, then cancelled.
         subscriber.queue.put_nowait(": an event\n\n")
