@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import CSRF, database_label, django_setup, load_average, scratch_dir, sessions_for
+from bench.harness import credential_headers, database_label, django_setup, load_average, scratch_dir, sessions_for
 from bench.tick import statements
 from bench.web import setup
 
@@ -57,10 +57,9 @@ def median_ms(function, repeats):
 
 async def asgi_request(application, method, path, *, token=None, session=None):
     """One request through ``application``, in this process, with a token or a session; return its status."""
-    if token:
-        credentials = [(b"authorization", f"Bearer {token}".encode())]
-    else:
-        credentials = [(b"cookie", f"sessionid={session}; csrftoken={CSRF}".encode()), (b"x-csrftoken", CSRF.encode())]
+    credentials = [
+        (name.lower().encode(), value.encode()) for name, value in credential_headers(session=session, token=token)
+    ]
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -125,24 +124,27 @@ async def whole_requests(token, session, fiche_id, repeats):
         if status != 200:
             raise RuntimeError(f"{method} {path}: {status}")
 
+    def in_turns(i):  # each way first every other time
+        return list(ways) if i % 2 else list(reversed(ways))
+
     times = {(name, way, at_once): [] for name in cases for way in ways for at_once in (1, 4)}
     rounds = 5
     per_round = -(-repeats // rounds)
+    batches = max(1, per_round // 4)
     for round_ in range(rounds + 1):  # in turns, so that a noisy neighbour slows all alike; the first warms up
         for name, (method, path_of, credentials) in cases.items():
             for i in range(per_round):
-                order = list(ways) if i % 2 else list(reversed(ways))
-                for way in order:
+                for way in in_turns(i):
                     sink = times[name, way, 1] if round_ else []
                     await one(way, method, path_of(i), credentials, sink)
             if name.startswith("start"):  # one fiche: its transitions cannot run four at once
                 continue
-            for i in range(max(1, per_round // 4)):
-                for way in list(ways) if i % 2 else list(reversed(ways)):
+            for i in range(batches):
+                for way in in_turns(i):
                     sink = times[name, way, 4] if round_ else []
                     await asyncio.gather(*(one(way, method, path_of(i), credentials, sink) for _ in range(4)))
     medians = {key: statistics.median(values) * 1000 for key, values in times.items() if values}
-    return medians, per_round * rounds, max(1, per_round // 4) * 4 * rounds
+    return medians, per_round * rounds, batches * 4 * rounds
 
 
 def parts(raw_token, fiche_id, repeats):

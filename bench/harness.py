@@ -172,15 +172,22 @@ class Ticker:
         return [float(match[3]) / 1000 for match in map(TICK_LINE.search, self.log) if match]
 
 
+def credential_headers(*, session=None, token=None):
+    """The headers that sign a request in, as (name, value): a session with its CSRF token, or a bearer token."""
+    headers = []
+    if session:
+        headers += [("Cookie", f"sessionid={session}; csrftoken={CSRF}"), ("X-CSRFToken", CSRF)]
+    if token:
+        headers.append(("Authorization", f"Bearer {token}"))
+    return headers
+
+
 async def request(port, method, path, *, session=None, token=None, body=b""):
     """One HTTP/1.1 request on a fresh loopback connection; return (status, body, seconds)."""
     started = time.perf_counter()
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1"]
-    if session:
-        lines += [f"Cookie: sessionid={session}; csrftoken={CSRF}", f"X-CSRFToken: {CSRF}"]
-    if token:
-        lines.append(f"Authorization: Bearer {token}")
+    lines += [f"{name}: {value}" for name, value in credential_headers(session=session, token=token)]
     if body:
         lines.append("Content-Type: application/json")
     lines += [f"Content-Length: {len(body)}", "Connection: close", "", ""]
