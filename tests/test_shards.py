@@ -1,4 +1,4 @@
-"""Shards: tickers on PostgreSQL share the running fiches through advisory locks."""
+"""Shards: tickers on PostgreSQL share the running fiches through advisory locks, one ticker to a shard."""
 
 from datetime import timedelta
 
@@ -45,3 +45,15 @@ def test_tickers_sharing_shards_leave_fresh_fiches_alone(projet, user):
     # Another ticker right behind: every fiche was settled a moment ago.
     assert tick(shards=3, fresh_for=timedelta(minutes=1)).settled == 0
     clock.pause_all_and_check()
+
+
+def test_an_unsharded_ticker_leaves_the_fiches_to_the_ticker_settling_them(projet, user, worker_env):
+    postgresql_only("advisory locks")
+    fiche_ids = [RealClock(user).create_running(projet) for _ in range(3)]
+    with psycopg.connect(worker_env["DATABASE_URL"]) as other:
+        # Two UPDATEs of the same rows at once could lock them in different orders and deadlock.
+        other.execute("SELECT pg_advisory_lock(%s, %s)", [SHARD_LOCK_NAMESPACE, 0])
+        assert tick(shards=1).settled == 0
+    untouched = FicheTemps.objects.filter(pk__in=fiche_ids, etat=Etat.EN_CALCUL)
+    assert all(f.compte_jusqua == f.en_calcul_depuis for f in untouched)
+    assert tick(shards=1).settled == 3

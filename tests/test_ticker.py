@@ -2,6 +2,7 @@ import threading
 import time
 from datetime import timedelta
 
+import psycopg
 import pytest
 from django.db import connection, connections
 from django.db.models.functions import Now
@@ -12,7 +13,7 @@ from timesheet import conf, services
 from timesheet.models import Etat, FicheEvent, FicheTemps, Stretch, TickerHeartbeat
 from timesheet.ticker import TickReport, record_failure, record_stop, record_tick, register_heartbeat, tick
 
-from .conftest import assert_exact, assert_within_real_time
+from .conftest import assert_exact, assert_within_real_time, postgresql_only
 
 
 def start(projet, user):
@@ -253,3 +254,21 @@ def test_batch_size_defaults_to_what_suits_the_database(settings):
     assert conf.batch_size() == {"sqlite": 5_000, "postgresql": 100_000}[connection.vendor]
     settings.TICKER_BATCH_SIZE = 250
     assert conf.batch_size() == 250
+
+
+@pytest.mark.django_db(transaction=True)
+def test_auto_stop_leaves_a_fiche_another_transaction_holds_to_the_next_tick(projet, user, worker_env):
+    postgresql_only("row locks that others can hold")
+    held, free = start(projet, user), start(projet, user)
+    for fiche in (held, free):
+        shift_marks_back(fiche.pk, timedelta(hours=3))
+    with connection.cursor() as cursor:
+        cursor.execute("SET lock_timeout = '10s'")  # waiting would fail the test, not hang it
+    with psycopg.connect(worker_env["DATABASE_URL"]) as other:
+        other.execute("SELECT id FROM timesheet_fichetemps WHERE id = %s FOR UPDATE", [held.pk])
+        assert services.stop_overdue(max_running=timedelta(hours=2), batch_size=10) == 1
+    assert FicheTemps.objects.get(pk=held.pk).etat == Etat.EN_CALCUL
+    assert tick(max_running=timedelta(hours=2)).auto_stopped == 1
+    for fiche in (held, free):
+        stopped = assert_exact(fiche.pk)
+        assert stopped.temps_impute == timedelta(hours=2)

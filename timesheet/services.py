@@ -656,7 +656,10 @@ def stop_overdue(*, max_running: timedelta, batch_size: int) -> int:
     reason = f"Ran longer than the {max_running} allowed."
     while True:
         with transaction.atomic():
-            rows = list(overdue.select_for_update().order_by("pk").values(*_BEFORE)[:batch_size])
+            # Rows another transaction holds are left to the next tick (still
+            # stopped at exactly start + maximum): waiting for them while holding
+            # these could deadlock with another ticker's UPDATE.
+            rows = list(overdue.select_for_update(skip_locked=True).order_by("pk").values(*_BEFORE)[:batch_size])
             if not rows:
                 return stopped
             # A stop instant inside the owner's locked days would change them: such a

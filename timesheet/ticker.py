@@ -45,14 +45,18 @@ def tick(
 ) -> TickReport:
     """
     Auto-stop overdue fiches, then settle every running fiche up to now; return
-    what was done. With shards (PostgreSQL), fiches another ticker settled less
-    than ``fresh_for`` ago are left as they are.
+    what was done. With shards (PostgreSQL), fiches another ticker settled
+    less than ``fresh_for`` ago are left as they are.
     """
     batch_size = batch_size or conf.batch_size()
     shards = shards or conf.shards()
     started = time.perf_counter()
     auto_stopped = services.stop_overdue(max_running=max_running, batch_size=batch_size) if max_running else 0
-    if shards > 1 and connection.vendor == "postgresql":
+    if connection.vendor == "postgresql":
+        # Even unsharded (one shard): two tickers' UPDATEs over the same rows
+        # could lock them in different orders (each in its plan's order) and
+        # deadlock; one at a time, they cannot.
+        fresh_for = fresh_for if shards > 1 else timedelta(0)
         settled_rows, batches = settle_shards(batch_size=batch_size, shards=shards, fresh_for=fresh_for)
     else:
         settled_rows, batches = settle_running(batch_size=batch_size)
@@ -84,8 +88,9 @@ def settle_shards(*, batch_size: int, shards: int, fresh_for: timedelta) -> tupl
                 continue
             try:
                 low = bounds["low"] + shard * span
-                # The last shard is open-ended: fiches started since the bounds were read.
-                ids = (low, None if shard == shards - 1 else low + span)
+                # The first and last shards are open-ended: fiches started
+                # since the bounds were read, whatever their ids.
+                ids = (None if shard == 0 else low, None if shard == shards - 1 else low + span)
                 shard_rows, shard_batches = settle_running(batch_size=batch_size, ids=ids, fresh_for=fresh_for)
             finally:
                 cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [SHARD_LOCK_NAMESPACE, shard])
