@@ -262,11 +262,13 @@ def test_auto_stop_leaves_a_fiche_another_transaction_holds_to_the_next_tick(pro
     held, free = start(projet, user), start(projet, user)
     for fiche in (held, free):
         shift_marks_back(fiche.pk, timedelta(hours=3))
-    with connection.cursor() as cursor:
-        cursor.execute("SET lock_timeout = '10s'")  # waiting would fail the test, not hang it
-    with psycopg.connect(worker_env["DATABASE_URL"]) as other:
+    with psycopg.connect(worker_env["DATABASE_URL"]) as other, connection.cursor() as cursor:
         other.execute("SELECT id FROM timesheet_fichetemps WHERE id = %s FOR UPDATE", [held.pk])
-        assert services.stop_overdue(max_running=timedelta(hours=2), batch_size=10) == 1
+        cursor.execute("SET lock_timeout = '10s'")  # waiting would fail the test, not hang it
+        try:
+            assert services.stop_overdue(max_running=timedelta(hours=2), batch_size=10) == 1
+        finally:
+            cursor.execute("RESET lock_timeout")
     assert FicheTemps.objects.get(pk=held.pk).etat == Etat.EN_CALCUL
     assert tick(max_running=timedelta(hours=2)).auto_stopped == 1
     for fiche in (held, free):
