@@ -45,8 +45,8 @@ def tick(
 ) -> TickReport:
     """
     Auto-stop overdue fiches, then settle every running fiche up to now; return
-    what was done. With shards (PostgreSQL), fiches another ticker settled
-    less than ``fresh_for`` ago are left as they are.
+    what was done. With shards (PostgreSQL), fiches another ticker settled less
+    than ``fresh_for`` ago are left as they are.
     """
     batch_size = batch_size or conf.batch_size()
     shards = shards or conf.shards()
