@@ -98,7 +98,7 @@ async def whole_requests(token, session, fiche_id, repeats):
     requests measured one at a time, and four at once).
     """
     from bench.floor_app import application
-    from timesheet.request_threads import RequestThreads
+    from timesheet.web.request_threads import RequestThreads
 
     assert isinstance(application.app, RequestThreads), "settings.asgi wraps Django's handler in RequestThreads"
     ways = {"kept": application, "per request": copy.copy(application)}
@@ -153,9 +153,10 @@ def parts(raw_token, fiche_id, repeats):
     from django.db import connection
     from django.test import RequestFactory
 
-    from timesheet import api, selectors, services, tokens
+    from timesheet.domain import fiches, selectors, tokens
+    from timesheet.domain.serialize import fiche_rows, row_json
     from timesheet.models import sees_everyones_fiches
-    from timesheet.serialize import fiche_rows, row_json
+    from timesheet.web import api
 
     user = tokens.authenticate(raw_token).user
     User = get_user_model()
@@ -180,8 +181,8 @@ def parts(raw_token, fiche_id, repeats):
         return api.rendered(request, {"count": page.count, "results": [row_json(row) for row in page.items]})
 
     def start_then_pause():
-        services.start_fiche(fiche_id=fiche_id, actor=user)
-        services.pause_fiche(fiche_id=fiche_id, actor=user)
+        fiches.start_fiche(fiche_id=fiche_id, actor=user)
+        fiches.pause_fiche(fiche_id=fiche_id, actor=user)
 
     measures = [
         ("token: found and checked", lambda: tokens.authenticate(raw_token)),

@@ -142,7 +142,7 @@ def floor():
 
 
 def project_report():
-    from timesheet import reports
+    from timesheet.domain import reports
 
     return reports.report(first=MONTH[0], last=MONTH[1], group="day", by=("owner", "projet"))
 

@@ -12,7 +12,7 @@ import threading
 from django.db.backends.signals import connection_created
 
 from settings.asgi import application as django_application
-from timesheet import stream
+from timesheet.web import stream
 
 counts = {"stream": 0, "other": 0}
 lock = threading.Lock()

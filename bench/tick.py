@@ -215,7 +215,7 @@ def _shard_ticker(shards, batch_size, start, results):
     django.setup()  # a process of its own, with its own connections (spawned, not forked)
     from django.db import connection
 
-    from timesheet.ticker import tick
+    from timesheet.workers.ticker import tick
 
     connection.ensure_connection()
     start.wait()
@@ -266,8 +266,8 @@ def main():
     setup_django()
     from django.db import connection
 
-    from timesheet import conf
-    from timesheet.ticker import tick
+    from timesheet.core import conf
+    from timesheet.workers.ticker import tick
 
     batch_size = args.batch_size or conf.batch_size()
 

@@ -41,8 +41,8 @@ def setup(fiche_count, own, people):
     from django.contrib.auth import get_user_model
     from django.db import transaction
 
+    from timesheet.domain.tokens import create_token
     from timesheet.models import ApiToken, FicheTemps, Projet
-    from timesheet.tokens import create_token
 
     User = get_user_model()
     with transaction.atomic():

@@ -95,7 +95,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "timesheet.metrics.request_metrics",
+    "timesheet.web.metrics.request_metrics",
     "django.middleware.security.SecurityMiddleware",
     "servestatic.middleware.ServeStaticMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -105,7 +105,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "timesheet.views.JsonApiMiddleware",
+    "timesheet.web.views.JsonApiMiddleware",
     "axes.middleware.AxesMiddleware",
 ]
 
@@ -121,7 +121,7 @@ AXES_FAILURE_LIMIT = env_number("AXES_FAILURE_LIMIT", 10)
 AXES_COOLOFF_TIME = float(env("AXES_COOLOFF_MINUTES", "15")) / 60  # hours
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
-AXES_LOCKOUT_CALLABLE = "timesheet.views.locked_out"
+AXES_LOCKOUT_CALLABLE = "timesheet.web.views.locked_out"
 AXES_VERBOSE = False
 
 ROOT_URLCONF = "settings.urls"
@@ -154,7 +154,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
     # Django's SQLite with writers taking turns (web side and workers alike)
     # instead of polling for the lock, and connections reused.
-    DATABASES["default"]["ENGINE"] = "timesheet.sqlite"
+    DATABASES["default"]["ENGINE"] = "timesheet.core.sqlite"
     DATABASES["default"]["OPTIONS"] = {
         # WAL lets readers run beside the one writer; IMMEDIATE takes the write
         # lock at BEGIN, so a transaction never fails half-way to upgrade it.
@@ -212,7 +212,7 @@ if not PRODUCTION:
     STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # ServeStatic warns about a missing one
 SERVESTATIC_AUTOREFRESH = DEBUG
 
-CSRF_FAILURE_VIEW = "timesheet.views.csrf_failure"
+CSRF_FAILURE_VIEW = "timesheet.web.views.csrf_failure"
 # Every request body is bounded: larger ones get 413 before any of it is read (settings/asgi.py).
 MAX_BODY_BYTES = env_number("MAX_BODY_BYTES", 1_048_576)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_BODY_BYTES
@@ -240,7 +240,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {
         "text": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
-        "json": {"()": "timesheet.jsonlog.JsonFormatter"},
+        "json": {"()": "timesheet.core.jsonlog.JsonFormatter"},
     },
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT},

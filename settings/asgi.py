@@ -9,8 +9,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "settings")
 
 from django.conf import settings
 
-from timesheet.asgi_limits import BodyLimit
-from timesheet.request_threads import RequestThreads
+from timesheet.web.asgi_limits import BodyLimit
+from timesheet.web.request_threads import RequestThreads
 
 application = BodyLimit(RequestThreads(get_asgi_application()), max_bytes=settings.MAX_BODY_BYTES)
 

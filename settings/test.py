@@ -5,7 +5,7 @@ from settings import DATA_DIR, DATABASES
 
 # A file rather than SQLite's in-memory default, so that the worker run as a
 # subprocess by the tests sees the same database.
-if DATABASES["default"]["ENGINE"] == "timesheet.sqlite":
+if DATABASES["default"]["ENGINE"] == "timesheet.core.sqlite":
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-db.sqlite3")}
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

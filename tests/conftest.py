@@ -305,26 +305,26 @@ class RealClock:
         self.started = {}
 
     def start(self, fiche_id):
-        from timesheet import services
+        from timesheet.domain import fiches
 
         before = time.monotonic()
-        services.start_fiche(fiche_id=fiche_id, actor=self.actor)
+        fiches.start_fiche(fiche_id=fiche_id, actor=self.actor)
         self.started[fiche_id] = (before, time.monotonic())
 
     def create_running(self, projet):
-        from timesheet import services
+        from timesheet.domain import fiches
 
         before = time.monotonic()
-        fiche = services.create_fiche(projet_id=projet.pk, owner_id=self.actor.pk, actor=self.actor, start=True)
+        fiche = fiches.create_fiche(projet_id=projet.pk, owner_id=self.actor.pk, actor=self.actor, start=True)
         self.started[fiche.pk] = (before, time.monotonic())
         return fiche.pk
 
     def pause(self, fiche_id):
-        from timesheet import services
+        from timesheet.domain import fiches
 
         before_start, after_start = self.started.pop(fiche_id)
         before = time.monotonic()
-        services.pause_fiche(fiche_id=fiche_id, actor=self.actor)
+        fiches.pause_fiche(fiche_id=fiche_id, actor=self.actor)
         after = time.monotonic()
         self.shortest[fiche_id] = self.shortest.get(fiche_id, 0) + (before - after_start)
         self.longest[fiche_id] = self.longest.get(fiche_id, 0) + (after - before_start)

@@ -8,9 +8,9 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from django.utils import timezone
 
-from timesheet import services
+from timesheet.domain import fiches
 from timesheet.models import Etat, FicheEvent, FicheTemps, LockedPeriod, Projet
-from timesheet.ticker import TickReport, record_tick, register_heartbeat, tick
+from timesheet.workers.ticker import TickReport, record_tick, register_heartbeat, tick
 
 pytestmark = pytest.mark.django_db
 
@@ -18,7 +18,7 @@ LIST = "/admin/timesheet/fichetemps/"
 
 
 def start(projet, owner, libelle="Travail"):
-    return services.create_fiche(projet_id=projet.pk, owner_id=owner.pk, actor=owner, libelle=libelle, start=True)
+    return fiches.create_fiche(projet_id=projet.pk, owner_id=owner.pk, actor=owner, libelle=libelle, start=True)
 
 
 def messages_of(response):
@@ -27,7 +27,7 @@ def messages_of(response):
 
 def test_list_shows_live_time_totals_and_a_banner_without_ticker(admin_client, projet, user):
     fiche = start(projet, user)
-    services.adjust_fiche(
+    fiches.adjust_fiche(
         fiche_id=fiche.pk,
         actor=get_user_model().objects.get(username="root"),
         delta=timedelta(hours=1, minutes=2, seconds=3),
@@ -53,8 +53,8 @@ def test_no_banner_while_a_ticker_is_alive(admin_client):
 def test_totals_follow_the_filters(admin_client, projet, user, staff):
     running = start(projet, user)
     paused = start(projet, user)
-    services.pause_fiche(fiche_id=paused.pk, actor=user)
-    services.adjust_fiche(fiche_id=paused.pk, actor=staff, delta=timedelta(minutes=10), reason="x")
+    fiches.pause_fiche(fiche_id=paused.pk, actor=user)
+    fiches.adjust_fiche(fiche_id=paused.pk, actor=staff, delta=timedelta(minutes=10), reason="x")
     response = admin_client.get(LIST + "?etat__exact=en_pause")
     assert response.context["totals"]["count"] == 1
     assert response.context["totals"]["running"] == 0
@@ -66,7 +66,7 @@ def test_totals_follow_the_filters(admin_client, projet, user, staff):
 def test_actions_go_through_the_services_and_report_refusals(admin_client, projet, user, action, etat):
     first = start(projet, user)
     second = start(projet, user)
-    services.finish_fiche(fiche_id=second.pk, actor=user)
+    fiches.finish_fiche(fiche_id=second.pk, actor=user)
     response = admin_client.post(LIST, {"action": action, "_selected_action": [first.pk, second.pk]}, follow=True)
     assert FicheTemps.objects.get(pk=first.pk).etat == etat
     assert FicheEvent.objects.filter(fiche_id=first.pk, kind={"pause": "paused", "finish": "finished"}[action]).exists()
@@ -76,13 +76,13 @@ def test_actions_go_through_the_services_and_report_refusals(admin_client, proje
 
 
 def test_start_action(admin_client, projet, user):
-    fiche = services.create_fiche(projet_id=projet.pk, owner_id=user.pk, actor=user)
+    fiche = fiches.create_fiche(projet_id=projet.pk, owner_id=user.pk, actor=user)
     admin_client.post(LIST, {"action": "start", "_selected_action": [fiche.pk]})
     assert FicheTemps.objects.get(pk=fiche.pk).etat == Etat.EN_CALCUL
 
 
 def test_adjust_form_adds_an_audited_correction(admin_client, admin_user, projet, user):
-    fiche = services.create_fiche(projet_id=projet.pk, owner_id=user.pk, actor=user)
+    fiche = fiches.create_fiche(projet_id=projet.pk, owner_id=user.pk, actor=user)
     url = f"{LIST}{fiche.pk}/adjust/"
     assert admin_client.get(url).status_code == 200
     response = admin_client.post(url, {"delta": "0:30:00", "reason": "Réunion oubliée"})
@@ -104,7 +104,7 @@ def test_adjust_form_adds_an_audited_correction(admin_client, admin_user, projet
     ],
 )
 def test_adjust_form_refuses_bad_input_and_changes_nothing(admin_client, projet, user, data, message):
-    fiche = services.create_fiche(projet_id=projet.pk, owner_id=user.pk, actor=user)
+    fiche = fiches.create_fiche(projet_id=projet.pk, owner_id=user.pk, actor=user)
     response = admin_client.post(f"{LIST}{fiche.pk}/adjust/", data)
     assert response.status_code == 200
     assert message in response.content.decode()
@@ -177,7 +177,7 @@ def test_the_time_cannot_be_edited_directly(admin_client, projet, user):
 def test_csv_export_follows_the_filters(admin_client, projet, user):
     running = start(projet, user, "En cours")
     paused = start(projet, user, "En pause")
-    services.pause_fiche(fiche_id=paused.pk, actor=user)
+    fiches.pause_fiche(fiche_id=paused.pk, actor=user)
     response = admin_client.get(f"{LIST}export/?etat__exact=en_calcul")
     assert response["Content-Type"] == "text/csv; charset=utf-8"
     rows = list(csv.DictReader(io.StringIO(response.content.decode())))
@@ -193,8 +193,8 @@ def test_csv_export_needs_admin_access(projet, user):
 
 
 def test_projects_show_their_total_time(admin_client, projet, user, staff):
-    fiche = services.create_fiche(projet_id=projet.pk, owner_id=user.pk, actor=user)
-    services.adjust_fiche(fiche_id=fiche.pk, actor=staff, delta=timedelta(hours=2), reason="x")
+    fiche = fiches.create_fiche(projet_id=projet.pk, owner_id=user.pk, actor=user)
+    fiches.adjust_fiche(fiche_id=fiche.pk, actor=staff, delta=timedelta(hours=2), reason="x")
     response = admin_client.get("/admin/timesheet/projet/")
     assert "2:00:00" in response.content.decode()
 

@@ -5,7 +5,7 @@ from datetime import datetime, timedelta
 import pytest
 from django.test import Client
 
-from timesheet import services
+from timesheet.domain import fiches
 from timesheet.models import Etat, FicheEvent, FicheTemps, Projet
 
 from .conftest import SESSION_ENDINGS, signed_in
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.django_db
 
 
 def new_fiche(projet, owner, start=True):
-    return services.create_fiche(projet_id=projet.pk, owner_id=owner.pk, actor=owner, libelle="Travail", start=start)
+    return fiches.create_fiche(projet_id=projet.pk, owner_id=owner.pk, actor=owner, libelle="Travail", start=start)
 
 
 def post(client, url, body=None, **kwargs):

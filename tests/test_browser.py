@@ -8,7 +8,7 @@ import time
 import pytest
 from django.contrib.auth import get_user_model
 
-from timesheet import services
+from timesheet.domain import fiches
 from timesheet.models import Etat, FicheTemps
 
 from .conftest import require
@@ -58,7 +58,7 @@ def seconds(text):
 @pytest.mark.django_db(transaction=True)
 def test_staff_watch_a_fiche_tick_and_pause_it(live_server, page, projet, user, tmp_path):
     get_user_model().objects.create_superuser("root", password="browser-pass")
-    fiche = services.create_fiche(projet_id=projet.pk, owner_id=user.pk, actor=user, libelle="Maquettes", start=True)
+    fiche = fiches.create_fiche(projet_id=projet.pk, owner_id=user.pk, actor=user, libelle="Maquettes", start=True)
 
     page.goto(f"{live_server.url}/admin/timesheet/fichetemps/")
     page.fill("#id_username", "root")

@@ -13,7 +13,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 
-from timesheet import services
+from timesheet.domain import fiches
 from timesheet.models import Etat, FicheEvent, FicheTemps, Stretch
 
 from .conftest import ROOT, require
@@ -109,8 +109,8 @@ def test_a_person_starts_switches_and_stops_earlier_across_two_tabs(server, brow
     # Hashed the way the server's own settings check it (the tests' settings use a faster hasher).
     password = PBKDF2PasswordHasher().encode("browser-pass", PBKDF2PasswordHasher().salt())
     dana = get_user_model().objects.create(username="dana", password=password)
-    services.create_fiche(projet_id=projet.pk, actor=dana, libelle="Maquettes")
-    services.create_fiche(projet_id=projet.pk, actor=dana, libelle="Intégration")
+    fiches.create_fiche(projet_id=projet.pk, actor=dana, libelle="Maquettes")
+    fiches.create_fiche(projet_id=projet.pk, actor=dana, libelle="Intégration")
     context = browser.new_context(viewport={"width": 1366, "height": 900})
     context.set_default_timeout(60_000)
     first = context.new_page()

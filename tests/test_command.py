@@ -12,7 +12,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 
-from timesheet import services
+from timesheet.domain import fiches
 from timesheet.models import Etat, FicheTemps, TickerHeartbeat
 
 from .conftest import ROOT, assert_exact, assert_within_real_time
@@ -25,7 +25,7 @@ def start_fiches(projet, user, count):
     started = []
     for _ in range(count):
         before = time.monotonic()
-        fiche = services.create_fiche(projet_id=projet.pk, owner_id=user.pk, actor=user, start=True)
+        fiche = fiches.create_fiche(projet_id=projet.pk, owner_id=user.pk, actor=user, start=True)
         started.append((fiche, before, time.monotonic()))
     return started
 
@@ -34,7 +34,7 @@ def pause_all_and_check(started, user):
     """Pause every fiche and check its time against its audit trail and the real time measured here."""
     for fiche, before_start, after_start in started:
         before_pause = time.monotonic()
-        paused = services.pause_fiche(fiche_id=fiche.pk, actor=user)
+        paused = fiches.pause_fiche(fiche_id=fiche.pk, actor=user)
         after_pause = time.monotonic()
         assert_exact(fiche.pk)
         # Never more than the real time (nothing doubled) nor less (nothing lost).

@@ -10,9 +10,10 @@ from asgiref.sync import async_to_sync, sync_to_async
 from django.contrib.sessions.models import Session
 from django.test import AsyncClient, Client
 
-from timesheet import health, services, views
-from timesheet.asgi_limits import BodyLimit
-from timesheet.stream import hub
+from timesheet.domain import fiches, health
+from timesheet.web import views
+from timesheet.web.asgi_limits import BodyLimit
+from timesheet.web.stream import hub
 
 from .conftest import SESSION_ENDINGS, signed_in
 
@@ -154,7 +155,7 @@ def test_a_revoked_stream_delivers_nothing_more_and_ends(quick_streams, staff, o
         await anext(chunks)  # the snapshot
         await sync_to_async(revoke)(staff, client)
         # Someone else's event, which a staff stream would have carried.
-        await sync_to_async(services.create_fiche)(projet_id=projet.pk, actor=other_user, start=True)
+        await sync_to_async(fiches.create_fiche)(projet_id=projet.pk, actor=other_user, start=True)
         return [chunk async for chunk in chunks]  # ends by itself within a poll
 
     assert async_to_sync(scenario)() == []
@@ -164,7 +165,7 @@ def test_a_revoked_stream_delivers_nothing_more_and_ends(quick_streams, staff, o
 def test_a_stream_opened_while_a_poll_runs_is_not_taken_for_revoked(
     quick_streams, monkeypatch, user, other_user, projet
 ):
-    from timesheet import stream
+    from timesheet.web import stream
 
     real_poll = stream.poll
     polling = threading.Event()
@@ -187,7 +188,7 @@ def test_a_stream_opened_while_a_poll_runs_is_not_taken_for_revoked(
         chunks = await open_stream(second)  # opened while a poll runs
         await anext(chunks)
         await asyncio.sleep(0.7)  # polls come and go
-        await sync_to_async(services.create_fiche)(projet_id=projet.pk, actor=user, start=True)
+        await sync_to_async(fiches.create_fiche)(projet_id=projet.pk, actor=user, start=True)
         chunk = await asyncio.wait_for(anext(chunks), 30)  # still open: the event arrives
         await chunks.aclose()
         await kept.aclose()
@@ -234,7 +235,7 @@ def test_streams_are_capped_per_user_with_429_and_retry_after(quick_streams, set
 
 @pytest.mark.django_db(transaction=True)
 def test_an_event_carries_the_state_it_produced(quick_streams, user, projet):
-    fiche = services.create_fiche(projet_id=projet.pk, actor=user)
+    fiche = fiches.create_fiche(projet_id=projet.pk, actor=user)
 
     async def scenario():
         client = AsyncClient()
@@ -242,8 +243,8 @@ def test_an_event_carries_the_state_it_produced(quick_streams, user, projet):
         chunks = await open_stream(client)
         await anext(chunks)
         # Started then paused before the poller reads them: each event says what it did.
-        await sync_to_async(services.start_fiche)(fiche_id=fiche.pk, actor=user)
-        await sync_to_async(services.pause_fiche)(fiche_id=fiche.pk, actor=user)
+        await sync_to_async(fiches.start_fiche)(fiche_id=fiche.pk, actor=user)
+        await sync_to_async(fiches.pause_fiche)(fiche_id=fiche.pk, actor=user)
         events = []
         while len(events) < 2:
             text = (await asyncio.wait_for(anext(chunks), 30)).decode()
@@ -267,7 +268,7 @@ def test_bad_ids_and_filters_in_the_admin_are_404_and_400(admin_client):
 
 
 def test_the_admin_csv_neutralises_formulas(admin_client, projet, user):
-    services.create_fiche(projet_id=projet.pk, actor=user, libelle='=HYPERLINK("http://x")')
+    fiches.create_fiche(projet_id=projet.pk, actor=user, libelle='=HYPERLINK("http://x")')
     text = admin_client.get("/admin/timesheet/fichetemps/export/").content.decode()
     assert "'=HYPERLINK" in text
 
@@ -320,7 +321,7 @@ def staff_with(*codenames):
 
 
 def test_staff_without_model_permissions_have_no_powers_in_the_api(projet, user):
-    theirs = services.create_fiche(projet_id=projet.pk, actor=user, start=True)
+    theirs = fiches.create_fiche(projet_id=projet.pk, actor=user, start=True)
     _staff, client = staff_with()
     assert client.get("/api/fiches/").json()["count"] == 0
     assert client.get(f"/api/fiches/{theirs.pk}/").status_code == 404
@@ -330,7 +331,7 @@ def test_staff_without_model_permissions_have_no_powers_in_the_api(projet, user)
 
 
 def test_the_view_permission_sees_everyones_fiches_but_only_change_acts_on_them(projet, user):
-    theirs = services.create_fiche(projet_id=projet.pk, actor=user, start=True)
+    theirs = fiches.create_fiche(projet_id=projet.pk, actor=user, start=True)
     _viewer, viewer = staff_with("view_fichetemps")
     assert viewer.get("/api/fiches/").json()["count"] == 1
     refused = post_json(viewer, f"/api/fiches/{theirs.pk}/pause", "{}")
@@ -342,10 +343,10 @@ def test_the_view_permission_sees_everyones_fiches_but_only_change_acts_on_them(
 def test_starting_a_fiche_on_a_project_deactivated_since_is_refused(projet, user):
     from timesheet.models import Projet
 
-    fiche = services.create_fiche(projet_id=projet.pk, actor=user)
+    fiche = fiches.create_fiche(projet_id=projet.pk, actor=user)
     Projet.objects.filter(pk=projet.pk).update(actif=False)
-    with pytest.raises(services.TransitionRefused, match="not active"):
-        services.start_fiche(fiche_id=fiche.pk, actor=user)
+    with pytest.raises(fiches.TransitionRefused, match="not active"):
+        fiches.start_fiche(fiche_id=fiche.pk, actor=user)
 
 
 def test_health_is_exempt_from_the_https_redirect_that_everything_else_gets(settings, production_env):
@@ -390,13 +391,13 @@ def test_giving_a_running_fiche_to_someone_already_running_one_is_refused(projet
     from django.contrib.auth.models import Permission
 
     settings.FICHE_MAX_RUNNING_PER_OWNER = 1
-    mine = services.create_fiche(projet_id=projet.pk, actor=user, start=True)
-    services.create_fiche(projet_id=projet.pk, actor=other_user, start=True)
+    mine = fiches.create_fiche(projet_id=projet.pk, actor=user, start=True)
+    fiches.create_fiche(projet_id=projet.pk, actor=other_user, start=True)
     boss = get_user_model().objects.create_user("boss", is_staff=True)
     boss.user_permissions.set(Permission.objects.filter(codename__in=["view_fichetemps", "change_fichetemps"]))
     boss = get_user_model().objects.get(pk=boss.pk)
-    with pytest.raises(services.TransitionRefused) as refused:
-        services.update_fiche(fiche_id=mine.pk, actor=boss, owner=other_user)
+    with pytest.raises(fiches.TransitionRefused) as refused:
+        fiches.update_fiche(fiche_id=mine.pk, actor=boss, owner=other_user)
     assert refused.value.code == "limit_reached"
 
 
@@ -405,15 +406,15 @@ def test_a_time_zone_change_is_refused_once_days_are_locked(user):
 
     from timesheet.models import LockedPeriod
 
-    services.set_time_zone(user=user, name="Europe/Paris")
+    fiches.set_time_zone(user=user, name="Europe/Paris")
     LockedPeriod.objects.create(until=date(2026, 1, 31))
-    with pytest.raises(services.TransitionRefused) as refused:
-        services.set_time_zone(user=user, name="Pacific/Kiritimati")
+    with pytest.raises(fiches.TransitionRefused) as refused:
+        fiches.set_time_zone(user=user, name="Pacific/Kiritimati")
     assert refused.value.code == "locked"
 
 
 def test_staff_without_the_permission_cannot_revoke_someone_elses_token(user):
-    from timesheet import tokens
+    from timesheet.domain import tokens
     from timesheet.models import ApiToken
 
     token, _raw = tokens.create_token(user=user, name="mine")
@@ -434,7 +435,7 @@ def test_only_a_superuser_makes_a_token_for_someone_else_in_the_admin(user):
 
 
 def test_control_characters_do_not_break_the_spreadsheet():
-    from timesheet import exports
+    from timesheet.domain import exports
 
     report = {
         "rows": [

@@ -5,9 +5,9 @@ from django.db import OperationalError
 from django.test import Client
 from django.utils import timezone
 
-from timesheet import health
+from timesheet.domain import health
 from timesheet.models import TickerHeartbeat
-from timesheet.ticker import TickReport, record_stop, record_tick, register_heartbeat
+from timesheet.workers.ticker import TickReport, record_stop, record_tick, register_heartbeat
 
 # The health view reads on a thread of its own: the tests' data must be committed.
 pytestmark = pytest.mark.django_db(transaction=True)

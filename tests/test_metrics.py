@@ -11,8 +11,8 @@ import pytest
 from django.test import Client
 from prometheus_client import REGISTRY
 
-from timesheet import services
-from timesheet.worker import Worker
+from timesheet.domain import fiches
+from timesheet.workers.loop import Worker
 
 from .conftest import ROOT
 
@@ -25,7 +25,7 @@ def sample(name, **labels):
 
 def start(projet, user, count):
     for _ in range(count):
-        services.create_fiche(projet_id=projet.pk, actor=user, start=True)
+        fiches.create_fiche(projet_id=projet.pk, actor=user, start=True)
 
 
 def test_ticks_are_counted_and_freshness_is_measured(projet, user):

@@ -3,7 +3,7 @@
 import pytest
 from django.test import Client
 
-from timesheet import services
+from timesheet.domain import fiches
 from timesheet.models import ApiToken, Etat, FicheTemps, Projet
 
 from .conftest import SESSION_ENDINGS
@@ -25,9 +25,9 @@ def test_signed_out_visitors_go_to_the_sign_in_page():
 
 
 def test_a_person_signs_in_and_sees_only_their_fiches_running_first(user, other_user, projet):
-    services.create_fiche(projet_id=projet.pk, actor=user, libelle="En pause")
-    services.create_fiche(projet_id=projet.pk, actor=user, libelle="En cours", start=True)
-    services.create_fiche(projet_id=projet.pk, actor=other_user, libelle="Pas à moi")
+    fiches.create_fiche(projet_id=projet.pk, actor=user, libelle="En pause")
+    fiches.create_fiche(projet_id=projet.pk, actor=user, libelle="En cours", start=True)
+    fiches.create_fiche(projet_id=projet.pk, actor=other_user, libelle="Pas à moi")
     client = Client()
     response = client.post("/accounts/login/", {"username": "alice", "password": "x"})
     assert response.status_code == 302 and response["Location"] == "/"
@@ -50,7 +50,7 @@ def test_one_click_transitions_and_create(alice, user, projet):
     assert alice.post("/fiches/new", {"projet": projet.pk, "libelle": "Réunion", "start": "on"}).status_code == 302
     fiche = FicheTemps.objects.get(libelle="Réunion")
     assert fiche.etat == Etat.EN_CALCUL
-    other = services.create_fiche(projet_id=projet.pk, actor=user, libelle="Autre")
+    other = fiches.create_fiche(projet_id=projet.pk, actor=user, libelle="Autre")
     alice.post(f"/fiches/{other.pk}/switch", {"from": fiche.pk})
     assert FicheTemps.objects.get(pk=other.pk).etat == Etat.EN_CALCUL
     alice.post(f"/fiches/{other.pk}/pause")
@@ -59,8 +59,8 @@ def test_one_click_transitions_and_create(alice, user, projet):
 
 
 def test_a_refusal_is_shown_and_changes_nothing(alice, user, projet):
-    running = services.create_fiche(projet_id=projet.pk, actor=user, start=True)
-    other = services.create_fiche(projet_id=projet.pk, actor=user)
+    running = fiches.create_fiche(projet_id=projet.pk, actor=user, start=True)
+    other = fiches.create_fiche(projet_id=projet.pk, actor=user)
     response = alice.post(f"/fiches/{other.pk}/start", follow=True)
     assert f"Fiche {running.pk} is already running" in response.content.decode()
     assert FicheTemps.objects.get(pk=other.pk).etat == Etat.EN_PAUSE
@@ -87,7 +87,7 @@ def test_bad_creations_are_explained_and_create_nothing(alice, projet, data, tex
 
 
 def test_someone_elses_fiche_cannot_be_moved_from_the_page(alice, other_user, projet):
-    theirs = services.create_fiche(projet_id=projet.pk, actor=other_user, start=True)
+    theirs = fiches.create_fiche(projet_id=projet.pk, actor=other_user, start=True)
     response = alice.post(f"/fiches/{theirs.pk}/pause", follow=True)
     assert "does not exist" in response.content.decode()
     assert FicheTemps.objects.get(pk=theirs.pk).etat == Etat.EN_CALCUL
@@ -95,7 +95,7 @@ def test_someone_elses_fiche_cannot_be_moved_from_the_page(alice, other_user, pr
 
 def test_stop_at_an_earlier_local_time(alice, user, projet, settings):
     settings.TIME_ZONE = "Europe/Paris"
-    fiche = services.create_fiche(projet_id=projet.pk, actor=user, start=True)
+    fiche = fiches.create_fiche(projet_id=projet.pk, actor=user, start=True)
     local_start = fiche.en_calcul_depuis.astimezone(__import__("zoneinfo").ZoneInfo("Europe/Paris"))
     response = alice.post(f"/fiches/{fiche.pk}/pause", {"at": local_start.strftime("%Y-%m-%dT%H:%M:%S.%f")})
     assert response.status_code == 302
@@ -117,7 +117,7 @@ def test_tokens_are_made_shown_once_and_revoked_from_the_page(alice, user):
 
 
 def test_the_page_speaks_french(alice, user, projet):
-    services.create_fiche(projet_id=projet.pk, actor=user, start=True)
+    fiches.create_fiche(projet_id=projet.pk, actor=user, start=True)
     page = alice.get("/", HTTP_ACCEPT_LANGUAGE="fr").content.decode()
     assert 'lang="fr"' in page
     for text in ("Mes fiches", "Aujourd\u2019hui", "Pause", "Nouvelle fiche"):
@@ -131,8 +131,8 @@ def test_staff_get_a_link_to_the_admin(staff):
 
 
 def test_refusals_speak_the_users_language(alice, user, projet):
-    running = services.create_fiche(projet_id=projet.pk, actor=user, start=True)
-    other = services.create_fiche(projet_id=projet.pk, actor=user)
+    running = fiches.create_fiche(projet_id=projet.pk, actor=user, start=True)
+    other = fiches.create_fiche(projet_id=projet.pk, actor=user)
     page = alice.post(f"/fiches/{other.pk}/start", follow=True, HTTP_ACCEPT_LANGUAGE="fr").content.decode()
     assert f"La fiche n°{running.pk} est déjà en calcul" in page
     assert f"· #{running.pk}" in page  # the number the message names is on the card

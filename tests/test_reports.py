@@ -16,11 +16,11 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from openpyxl import load_workbook
 
-from timesheet import exports, reports, services
+from timesheet.domain import exports, fiches, reports
+from timesheet.domain.fiches import TransitionRefused
+from timesheet.domain.reports import Rule
 from timesheet.models import FicheEvent, FicheTemps, LockedPeriod, Profile, Projet, Rounding, Stretch
-from timesheet.reports import Rule
-from timesheet.services import TransitionRefused
-from timesheet.ticker import tick
+from timesheet.workers.ticker import tick
 
 from .conftest import assert_exact, signed_in
 
@@ -39,7 +39,7 @@ def ledger_fiche(projet, owner, stretches):
 
 def person(name, zone):
     user = get_user_model().objects.create_user(name)
-    services.set_time_zone(user=user, name=zone)
+    fiches.set_time_zone(user=user, name=zone)
     return user
 
 
@@ -126,12 +126,12 @@ def test_days_are_exact_and_add_up_to_the_fiche_time(projet, zone, spans):
 
 
 def test_a_running_stretch_counts_up_to_the_databases_now_and_adjustments_count_on_their_day(projet, user, staff):
-    fiche = services.create_fiche(projet_id=projet.pk, actor=user, start=True)
+    fiche = fiches.create_fiche(projet_id=projet.pk, actor=user, start=True)
     today = reports.db_now().astimezone(zoneinfo.ZoneInfo("UTC")).date()
-    services.adjust_fiche(fiche_id=fiche.pk, actor=staff, delta=timedelta(hours=1), reason="oubli", day=today)
+    fiches.adjust_fiche(fiche_id=fiche.pk, actor=staff, delta=timedelta(hours=1), reason="oubli", day=today)
     report = reports.report(first=today, last=today, owner_ids=[user.pk])
     assert report["rows"][0]["seconds"] >= 3600
-    services.pause_fiche(fiche_id=fiche.pk, actor=user)
+    fiches.pause_fiche(fiche_id=fiche.pk, actor=user)
     paused = assert_exact(fiche.pk)
     assert reports.report(first=today, last=today, owner_ids=[user.pk])["totals"]["seconds"] == pytest.approx(
         paused.temps_impute.total_seconds()
@@ -191,7 +191,7 @@ def test_weeks_and_months_and_dimensions_roll_the_days_up(projet):
 
 def test_the_api_report_shows_people_only_their_own_rows(projet, user, other_user, staff):
     for owner in (user, other_user):
-        services.create_fiche(projet_id=projet.pk, actor=owner, start=True)
+        fiches.create_fiche(projet_id=projet.pk, actor=owner, start=True)
     today = reports.db_now().date().isoformat()
     client = signed_in(user)
     body = client.get(f"/api/reports/?from={today}&to={today}").json()
@@ -259,19 +259,19 @@ def locker(db):
 def test_only_past_days_can_be_locked(locker):
     today = reports.db_now().date()
     with pytest.raises(TransitionRefused, match="not over yet"):
-        services.lock_days(until=today, actor=locker)
-    services.lock_days(until=today - timedelta(days=2), actor=locker)
+        fiches.lock_days(until=today, actor=locker)
+    fiches.lock_days(until=today - timedelta(days=2), actor=locker)
     assert LockedPeriod.objects.get().created_by == locker
 
 
 def test_a_lock_needs_the_permission(staff):
     with pytest.raises(TransitionRefused) as refused:
-        services.lock_days(until=date(2020, 1, 1), actor=staff)
+        fiches.lock_days(until=date(2020, 1, 1), actor=staff)
     assert refused.value.code == "forbidden"
 
 
 def backdated_running_fiche(projet, owner, hours):
-    fiche = services.create_fiche(projet_id=projet.pk, actor=owner, start=True)
+    fiche = fiches.create_fiche(projet_id=projet.pk, actor=owner, start=True)
     began = fiche.en_calcul_depuis - timedelta(hours=hours)
     FicheTemps.objects.filter(pk=fiche.pk).update(en_calcul_depuis=began, compte_jusqua=began)
     Stretch.objects.filter(fiche=fiche).update(started_at=began)
@@ -283,16 +283,14 @@ def test_stop_at_adjust_and_edits_into_a_locked_week_are_refused_or_overridden(p
     fiche = backdated_running_fiche(projet, user, hours=24 * 9)
     today = reports.db_now().date()
     week = (today - timedelta(days=9), today - timedelta(days=2))
-    services.lock_days(until=week[1], actor=locker)
+    fiches.lock_days(until=week[1], actor=locker)
     before = reports.report(first=week[0], last=week[1])
     inside = fiche.en_calcul_depuis + timedelta(hours=30)
     for attempt in (
-        lambda: services.pause_fiche(fiche_id=fiche.pk, actor=user, at=inside),
-        lambda: services.finish_fiche(fiche_id=fiche.pk, actor=user, at=inside),
-        lambda: services.adjust_fiche(
-            fiche_id=fiche.pk, actor=staff, delta=timedelta(hours=1), reason="x", day=week[1]
-        ),
-        lambda: services.update_fiche(
+        lambda: fiches.pause_fiche(fiche_id=fiche.pk, actor=user, at=inside),
+        lambda: fiches.finish_fiche(fiche_id=fiche.pk, actor=user, at=inside),
+        lambda: fiches.adjust_fiche(fiche_id=fiche.pk, actor=staff, delta=timedelta(hours=1), reason="x", day=week[1]),
+        lambda: fiches.update_fiche(
             fiche_id=fiche.pk, actor=staff, projet_id=Projet.objects.create(designation="B").pk
         ),
     ):
@@ -300,8 +298,8 @@ def test_stop_at_adjust_and_edits_into_a_locked_week_are_refused_or_overridden(p
             attempt()
         assert refused.value.code == "locked"
     tick()
-    services.pause_fiche(fiche_id=fiche.pk, actor=user)  # now: after the locked days, allowed
-    services.update_fiche(fiche_id=fiche.pk, actor=user, libelle="renamed")  # a label changes no report
+    fiches.pause_fiche(fiche_id=fiche.pk, actor=user)  # now: after the locked days, allowed
+    fiches.update_fiche(fiche_id=fiche.pk, actor=user, libelle="renamed")  # a label changes no report
     assert reports.report(first=week[0], last=week[1])["rows"] == before["rows"]
     # An authorised override is allowed, and audited.
     overrider = get_user_model().objects.create_user("olga", is_staff=True)
@@ -311,7 +309,7 @@ def test_stop_at_adjust_and_edits_into_a_locked_week_are_refused_or_overridden(p
         )
     )
     overrider = get_user_model().objects.get(pk=overrider.pk)
-    services.adjust_fiche(fiche_id=fiche.pk, actor=overrider, delta=timedelta(hours=1), reason="audit", day=week[1])
+    fiches.adjust_fiche(fiche_id=fiche.pk, actor=overrider, delta=timedelta(hours=1), reason="audit", day=week[1])
     event = FicheEvent.objects.filter(fiche=fiche).last()
     assert event.reason == "audit (locked period overridden)" and event.actor == overrider
     assert assert_exact(fiche.pk)
@@ -319,7 +317,7 @@ def test_stop_at_adjust_and_edits_into_a_locked_week_are_refused_or_overridden(p
 
 def test_the_api_answers_409_locked(projet, user, locker):
     fiche = backdated_running_fiche(projet, user, hours=24 * 5)
-    services.lock_days(until=reports.db_now().date() - timedelta(days=2), actor=locker)
+    fiches.lock_days(until=reports.db_now().date() - timedelta(days=2), actor=locker)
     client = Client()
     client.force_login(user)
     at = (fiche.en_calcul_depuis + timedelta(hours=1)).isoformat()
@@ -330,7 +328,7 @@ def test_the_api_answers_409_locked(projet, user, locker):
 def test_the_auto_stop_never_reaches_into_locked_days(projet, user, locker):
     fiche = backdated_running_fiche(projet, user, hours=24 * 5)
     end_of_lock = reports.db_now().date() - timedelta(days=2)
-    services.lock_days(until=end_of_lock, actor=locker)
+    fiches.lock_days(until=end_of_lock, actor=locker)
     locked_before = reports.report(first=end_of_lock - timedelta(days=5), last=end_of_lock)
     assert tick(max_running=timedelta(hours=2)).auto_stopped == 1
     stopped = assert_exact(fiche.pk)
@@ -342,9 +340,9 @@ def test_the_auto_stop_never_reaches_into_locked_days(projet, user, locker):
 def test_a_locked_days_reports_never_change_whatever_runs_afterwards(projet, locker, settings):
     settings.FICHE_MAX_RUNNING_PER_OWNER = 0
     owners = [person(f"storm{i}", zone) for i, zone in enumerate(["Europe/Paris", "Asia/Kolkata", "Pacific/Chatham"])]
-    fiches = [backdated_running_fiche(projet, owner, hours=24 * 4 + i) for i, owner in enumerate(owners)]
+    mine = [backdated_running_fiche(projet, owner, hours=24 * 4 + i) for i, owner in enumerate(owners)]
     end_of_lock = reports.db_now().date() - timedelta(days=2)
-    services.lock_days(until=end_of_lock, actor=locker)
+    fiches.lock_days(until=end_of_lock, actor=locker)
     window = {"first": end_of_lock - timedelta(days=6), "last": end_of_lock}
     locked = reports.report(**window)
     rng = random.Random(5)
@@ -357,15 +355,15 @@ def test_a_locked_days_reports_never_change_whatever_runs_afterwards(projet, loc
                 tick(max_running=timedelta(hours=rng.choice([1, 50])))
             elif action == "stop_at" and fiche.is_running:
                 span = reports.db_now() - fiche.en_calcul_depuis
-                services.pause_fiche(fiche_id=fiche.pk, actor=owner, at=fiche.en_calcul_depuis + span * rng.random())
+                fiches.pause_fiche(fiche_id=fiche.pk, actor=owner, at=fiche.en_calcul_depuis + span * rng.random())
             elif action == "adjust":
                 day = end_of_lock + timedelta(days=rng.choice([-3, -1, 1]))
-                services.adjust_fiche(fiche_id=fiche.pk, actor=locker, delta=timedelta(minutes=5), reason="x", day=day)
+                fiches.adjust_fiche(fiche_id=fiche.pk, actor=locker, delta=timedelta(minutes=5), reason="x", day=day)
             elif action in ("pause", "start", "finish"):
-                getattr(services, f"{action}_fiche")(fiche_id=fiche.pk, actor=owner)
+                getattr(fiches, f"{action}_fiche")(fiche_id=fiche.pk, actor=owner)
         except TransitionRefused as refused:
             assert refused.code in ("locked", "wrong_state", "invalid")
         assert reports.report(**window)["rows"] == locked["rows"]
-    for fiche in fiches:
+    for fiche in mine:
         assert_exact(fiche.pk)
     assert Profile.objects.count() == 3

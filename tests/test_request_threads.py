@@ -10,8 +10,8 @@ from django.core.handlers.asgi import ASGIHandler
 from django.core.signals import request_started
 from django.db import connections
 
-from timesheet import tokens
-from timesheet.request_threads import RequestThreads
+from timesheet.domain import tokens
+from timesheet.web.request_threads import RequestThreads
 
 TIMEOUT = 60
 

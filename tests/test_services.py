@@ -10,10 +10,10 @@ from django.db import IntegrityError, OperationalError, connection, connections,
 from django.db.models.functions import Now
 from django.test.utils import CaptureQueriesContext
 
-from timesheet import services
+from timesheet.domain import fiches
+from timesheet.domain.fiches import TransitionRefused
 from timesheet.models import Etat, FicheEvent, FicheTemps, Projet
-from timesheet.services import TransitionRefused
-from timesheet.ticker import tick
+from timesheet.workers.ticker import tick
 
 from .conftest import assert_exact, assert_within_real_time, postgresql_only
 
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.django_db
 
 
 def new_fiche(projet, user, *, start=False):
-    return services.create_fiche(projet_id=projet.pk, owner_id=user.pk, actor=user, libelle="Travail", start=start)
+    return fiches.create_fiche(projet_id=projet.pk, owner_id=user.pk, actor=user, libelle="Travail", start=start)
 
 
 def snapshot(fiche_id):
@@ -55,14 +55,14 @@ def selects_from(queries, table):
 def test_a_start_reads_its_projects_state_with_its_locked_fiche(projet, user):
     fiche = new_fiche(projet, user)
     with CaptureQueriesContext(connection) as queries:
-        services.start_fiche(fiche_id=fiche.pk, actor=user)
+        fiches.start_fiche(fiche_id=fiche.pk, actor=user)
     assert selects_from(queries, "timesheet_projet") == []
 
 
 def test_a_pause_reads_the_fiche_it_stopped_once(projet, user):
     fiche = new_fiche(projet, user, start=True)
     with CaptureQueriesContext(connection) as queries:
-        services.pause_fiche(fiche_id=fiche.pk, actor=user)
+        fiches.pause_fiche(fiche_id=fiche.pk, actor=user)
     # The locked read before the stop, and the one after it that answers and gives the settled time.
     assert len(selects_from(queries, "timesheet_fichetemps")) == 2
 
@@ -70,11 +70,11 @@ def test_a_pause_reads_the_fiche_it_stopped_once(projet, user):
 def test_pause_charges_the_real_running_time(projet, user):
     fiche = new_fiche(projet, user)
     t0 = time.monotonic()
-    services.start_fiche(fiche_id=fiche.pk, actor=user)
+    fiches.start_fiche(fiche_id=fiche.pk, actor=user)
     t1 = time.monotonic()
     time.sleep(0.3)
     t2 = time.monotonic()
-    paused = services.pause_fiche(fiche_id=fiche.pk, actor=user)
+    paused = fiches.pause_fiche(fiche_id=fiche.pk, actor=user)
     t3 = time.monotonic()
     assert paused.etat == Etat.EN_PAUSE
     assert paused.compte_jusqua is None and paused.en_calcul_depuis is None
@@ -85,14 +85,14 @@ def test_pause_charges_the_real_running_time(projet, user):
 def test_pause_settles_time_up_to_now_after_ticks(projet, user):
     fiche = new_fiche(projet, user)
     t0 = time.monotonic()
-    services.start_fiche(fiche_id=fiche.pk, actor=user)
+    fiches.start_fiche(fiche_id=fiche.pk, actor=user)
     t1 = time.monotonic()
     for _ in range(3):
         time.sleep(0.05)
         tick()
     time.sleep(0.07)  # the part after the last tick must not be lost
     t2 = time.monotonic()
-    paused = services.pause_fiche(fiche_id=fiche.pk, actor=user)
+    paused = fiches.pause_fiche(fiche_id=fiche.pk, actor=user)
     t3 = time.monotonic()
     assert_within_real_time(paused.temps_impute, t2 - t1, t3 - t0)
     assert_exact(fiche.pk)
@@ -101,7 +101,7 @@ def test_pause_settles_time_up_to_now_after_ticks(projet, user):
 def test_paused_fiche_time_is_frozen(projet, user):
     fiche = new_fiche(projet, user, start=True)
     time.sleep(0.02)
-    paused = services.pause_fiche(fiche_id=fiche.pk, actor=user)
+    paused = fiches.pause_fiche(fiche_id=fiche.pk, actor=user)
     time.sleep(0.05)
     tick()
     tick()
@@ -114,16 +114,16 @@ def test_resume_adds_a_second_stretch(projet, user):
     t1 = time.monotonic()
     time.sleep(0.02)
     t2 = time.monotonic()
-    services.pause_fiche(fiche_id=fiche.pk, actor=user)
+    fiches.pause_fiche(fiche_id=fiche.pk, actor=user)
     t3 = time.monotonic()
     time.sleep(0.05)  # paused: not charged
     t4 = time.monotonic()
-    services.start_fiche(fiche_id=fiche.pk, actor=user)
+    fiches.start_fiche(fiche_id=fiche.pk, actor=user)
     t5 = time.monotonic()
     time.sleep(0.02)
     tick()
     t6 = time.monotonic()
-    finished = services.finish_fiche(fiche_id=fiche.pk, actor=user)
+    finished = fiches.finish_fiche(fiche_id=fiche.pk, actor=user)
     t7 = time.monotonic()
     assert finished.etat == Etat.TERMINEE
     # Both stretches, and not the pause between them.
@@ -134,8 +134,8 @@ def test_resume_adds_a_second_stretch(projet, user):
 def test_finish_a_paused_fiche_keeps_its_time(projet, user):
     fiche = new_fiche(projet, user, start=True)
     time.sleep(0.01)
-    paused = services.pause_fiche(fiche_id=fiche.pk, actor=user)
-    finished = services.finish_fiche(fiche_id=fiche.pk, actor=user)
+    paused = fiches.pause_fiche(fiche_id=fiche.pk, actor=user)
+    finished = fiches.finish_fiche(fiche_id=fiche.pk, actor=user)
     assert finished.etat == Etat.TERMINEE
     assert finished.temps_impute == paused.temps_impute
     assert finished.events.last().delta == timedelta(0)
@@ -155,13 +155,13 @@ def test_finish_a_paused_fiche_keeps_its_time(projet, user):
 def test_impossible_transition_is_refused_and_changes_nothing(projet, user, setup, action, etat):
     fiche = new_fiche(projet, user)
     for step in setup:
-        getattr(services, f"{step}_fiche")(fiche_id=fiche.pk, actor=user)
+        getattr(fiches, f"{step}_fiche")(fiche_id=fiche.pk, actor=user)
     if etat is None:  # starting a paused fiche is allowed: the control case
-        getattr(services, f"{action}_fiche")(fiche_id=fiche.pk, actor=user)
+        getattr(fiches, f"{action}_fiche")(fiche_id=fiche.pk, actor=user)
         return
     before = snapshot(fiche.pk)
     with pytest.raises(TransitionRefused) as refused:
-        getattr(services, f"{action}_fiche")(fiche_id=fiche.pk, actor=user)
+        getattr(fiches, f"{action}_fiche")(fiche_id=fiche.pk, actor=user)
     assert refused.value.code == "wrong_state"
     assert refused.value.message.endswith(f"it is {etat.label}.")
     assert str(refused.value) == f"Cannot {action} fiche {fiche.pk}: it is {etat.label}."
@@ -171,7 +171,7 @@ def test_impossible_transition_is_refused_and_changes_nothing(projet, user, setu
 @pytest.mark.parametrize("action", ["start", "pause", "finish"])
 def test_unknown_fiche_is_refused_as_not_found(user, action):
     with pytest.raises(TransitionRefused, match="Fiche 999 does not exist") as refused:
-        getattr(services, f"{action}_fiche")(fiche_id=999, actor=user)
+        getattr(fiches, f"{action}_fiche")(fiche_id=999, actor=user)
     assert refused.value.code == "not_found"
 
 
@@ -180,72 +180,72 @@ def test_someone_elses_fiche_looks_like_an_unknown_one(projet, user, other_user)
     before = snapshot(fiche.pk)
     for action in ("start", "pause", "finish"):
         with pytest.raises(TransitionRefused) as refused:
-            getattr(services, f"{action}_fiche")(fiche_id=fiche.pk, actor=other_user)
+            getattr(fiches, f"{action}_fiche")(fiche_id=fiche.pk, actor=other_user)
         assert refused.value.code == "not_found"
     assert snapshot(fiche.pk) == before
 
 
 def test_staff_may_act_on_anyones_fiche_and_is_the_recorded_actor(projet, user, staff):
     fiche = new_fiche(projet, user, start=True)
-    services.pause_fiche(fiche_id=fiche.pk, actor=staff)
+    fiches.pause_fiche(fiche_id=fiche.pk, actor=staff)
     assert fiche.events.last().actor == staff
 
 
 def test_double_pause_charges_once(projet, user):
     fiche = new_fiche(projet, user, start=True)
     time.sleep(0.01)
-    first = services.pause_fiche(fiche_id=fiche.pk, actor=user)
+    first = fiches.pause_fiche(fiche_id=fiche.pk, actor=user)
     with pytest.raises(TransitionRefused):
-        services.pause_fiche(fiche_id=fiche.pk, actor=user)
+        fiches.pause_fiche(fiche_id=fiche.pk, actor=user)
     assert FicheTemps.objects.get(pk=fiche.pk).temps_impute == first.temps_impute
     assert fiche.events.filter(kind="paused").count() == 1
 
 
 def test_create_refuses_unknown_and_inactive_projects(user):
     with pytest.raises(TransitionRefused, match="Project 404 does not exist") as refused:
-        services.create_fiche(projet_id=404, owner_id=user.pk, actor=user)
+        fiches.create_fiche(projet_id=404, owner_id=user.pk, actor=user)
     assert refused.value.code == "not_found"
     closed = Projet.objects.create(designation="Fermé", actif=False)
     with pytest.raises(TransitionRefused, match="is not active") as refused:
-        services.create_fiche(projet_id=closed.pk, owner_id=user.pk, actor=user)
+        fiches.create_fiche(projet_id=closed.pk, owner_id=user.pk, actor=user)
     assert refused.value.code == "invalid"
     assert not FicheTemps.objects.exists()
 
 
 def test_create_for_someone_else_needs_staff(projet, user, other_user, staff):
     with pytest.raises(TransitionRefused) as refused:
-        services.create_fiche(projet_id=projet.pk, owner_id=other_user.pk, actor=user)
+        fiches.create_fiche(projet_id=projet.pk, owner_id=other_user.pk, actor=user)
     assert refused.value.code == "forbidden"
-    fiche = services.create_fiche(projet_id=projet.pk, owner_id=other_user.pk, actor=staff)
+    fiche = fiches.create_fiche(projet_id=projet.pk, owner_id=other_user.pk, actor=staff)
     assert fiche.owner == other_user
     assert fiche.events.get().actor == staff
 
 
 def test_create_refuses_an_overlong_label(projet, user):
     with pytest.raises(TransitionRefused, match="too long"):
-        services.create_fiche(projet_id=projet.pk, owner_id=user.pk, actor=user, libelle="x" * 201)
+        fiches.create_fiche(projet_id=projet.pk, owner_id=user.pk, actor=user, libelle="x" * 201)
 
 
 def test_adjust_adds_a_correction_with_its_reason(projet, user, staff):
     fiche = new_fiche(projet, user)
-    adjusted = services.adjust_fiche(fiche_id=fiche.pk, actor=staff, delta=timedelta(minutes=30), reason=" oubli ")
+    adjusted = fiches.adjust_fiche(fiche_id=fiche.pk, actor=staff, delta=timedelta(minutes=30), reason=" oubli ")
     assert adjusted.temps_impute == timedelta(minutes=30)
     event = adjusted.events.last()
     assert (event.kind, event.actor, event.delta, event.reason) == ("adjusted", staff, timedelta(minutes=30), "oubli")
-    removed = services.adjust_fiche(fiche_id=fiche.pk, actor=staff, delta=-timedelta(minutes=10), reason="trop")
+    removed = fiches.adjust_fiche(fiche_id=fiche.pk, actor=staff, delta=-timedelta(minutes=10), reason="trop")
     assert removed.temps_impute == timedelta(minutes=20)
     assert_exact(fiche.pk)
 
 
 def test_adjust_never_goes_below_zero(projet, user, staff):
     fiche = new_fiche(projet, user)
-    services.adjust_fiche(fiche_id=fiche.pk, actor=staff, delta=timedelta(minutes=5), reason="x")
+    fiches.adjust_fiche(fiche_id=fiche.pk, actor=staff, delta=timedelta(minutes=5), reason="x")
     before = snapshot(fiche.pk)
     with pytest.raises(TransitionRefused, match="cannot go below zero") as refused:
-        services.adjust_fiche(fiche_id=fiche.pk, actor=staff, delta=-timedelta(minutes=6), reason="x")
+        fiches.adjust_fiche(fiche_id=fiche.pk, actor=staff, delta=-timedelta(minutes=6), reason="x")
     assert refused.value.code == "negative_time"
     assert snapshot(fiche.pk) == before
-    exactly = services.adjust_fiche(fiche_id=fiche.pk, actor=staff, delta=-timedelta(minutes=5), reason="x")
+    exactly = fiches.adjust_fiche(fiche_id=fiche.pk, actor=staff, delta=-timedelta(minutes=5), reason="x")
     assert exactly.temps_impute == timedelta(0)
 
 
@@ -255,7 +255,7 @@ def test_adjust_a_running_fiche_settles_it_and_keeps_it_running(projet, user, st
     t1 = time.monotonic()
     time.sleep(0.05)
     t2 = time.monotonic()
-    adjusted = services.adjust_fiche(fiche_id=fiche.pk, actor=staff, delta=timedelta(milliseconds=20), reason="x")
+    adjusted = fiches.adjust_fiche(fiche_id=fiche.pk, actor=staff, delta=timedelta(milliseconds=20), reason="x")
     t3 = time.monotonic()
     assert adjusted.etat == Etat.EN_CALCUL
     assert adjusted.compte_jusqua == adjusted.updated_at
@@ -263,9 +263,9 @@ def test_adjust_a_running_fiche_settles_it_and_keeps_it_running(projet, user, st
     assert_within_real_time(adjusted.temps_impute - timedelta(milliseconds=20), t2 - t1, t3 - t0)
     # Never more than the time before the running stretch: a stop at its start would go below zero.
     with pytest.raises(TransitionRefused) as refused:
-        services.adjust_fiche(fiche_id=fiche.pk, actor=staff, delta=-timedelta(milliseconds=30), reason="x")
+        fiches.adjust_fiche(fiche_id=fiche.pk, actor=staff, delta=-timedelta(milliseconds=30), reason="x")
     assert refused.value.code == "negative_time"
-    services.pause_fiche(fiche_id=fiche.pk, actor=user, at=fiche.en_calcul_depuis)
+    fiches.pause_fiche(fiche_id=fiche.pk, actor=user, at=fiche.en_calcul_depuis)
     assert FicheTemps.objects.get(pk=fiche.pk).temps_impute == timedelta(milliseconds=20)
     assert_exact(fiche.pk)
 
@@ -282,7 +282,7 @@ def test_adjust_a_running_fiche_settles_it_and_keeps_it_running(projet, user, st
 def test_adjust_refuses_bad_arguments(projet, user, staff, delta, reason, code):
     fiche = new_fiche(projet, user)
     with pytest.raises(TransitionRefused) as refused:
-        services.adjust_fiche(fiche_id=fiche.pk, actor=staff, delta=delta, reason=reason)
+        fiches.adjust_fiche(fiche_id=fiche.pk, actor=staff, delta=delta, reason=reason)
     assert refused.value.code == code
     assert FicheTemps.objects.get(pk=fiche.pk).temps_impute == timedelta(0)
 
@@ -290,17 +290,17 @@ def test_adjust_refuses_bad_arguments(projet, user, staff, delta, reason, code):
 def test_adjust_is_for_staff_only(projet, user):
     fiche = new_fiche(projet, user)
     with pytest.raises(TransitionRefused) as refused:
-        services.adjust_fiche(fiche_id=fiche.pk, actor=user, delta=timedelta(hours=8), reason="moi")
+        fiches.adjust_fiche(fiche_id=fiche.pk, actor=user, delta=timedelta(hours=8), reason="moi")
     assert refused.value.code == "forbidden"
 
 
 def test_async_twins_run_the_same_transitions(projet, user):
-    fiche = async_to_sync(services.acreate_fiche)(projet_id=projet.pk, owner_id=user.pk, actor=user, start=True)
+    fiche = async_to_sync(fiches.acreate_fiche)(projet_id=projet.pk, owner_id=user.pk, actor=user, start=True)
     assert fiche.etat == Etat.EN_CALCUL
-    paused = async_to_sync(services.apause_fiche)(fiche_id=fiche.pk, actor=user)
+    paused = async_to_sync(fiches.apause_fiche)(fiche_id=fiche.pk, actor=user)
     assert paused.etat == Etat.EN_PAUSE
     with pytest.raises(TransitionRefused):
-        async_to_sync(services.apause_fiche)(fiche_id=fiche.pk, actor=user)
+        async_to_sync(fiches.apause_fiche)(fiche_id=fiche.pk, actor=user)
 
 
 def test_database_refuses_a_running_fiche_without_a_mark(projet, user):
@@ -324,7 +324,7 @@ def test_database_refuses_negative_time(projet, user):
 def test_update_changes_label_project_and_owner_and_audits_each(projet, user, other_user, staff):
     fiche = new_fiche(projet, user)
     autre = Projet.objects.create(designation="Autre")
-    updated = services.update_fiche(
+    updated = fiches.update_fiche(
         fiche_id=fiche.pk, actor=staff, libelle="Nouveau", projet_id=autre.pk, owner=other_user
     )
     assert (updated.libelle, updated.projet, updated.owner) == ("Nouveau", autre, other_user)
@@ -342,13 +342,13 @@ def test_update_changes_label_project_and_owner_and_audits_each(projet, user, ot
 
 def test_update_without_a_change_writes_no_event(projet, user):
     fiche = new_fiche(projet, user)
-    services.update_fiche(fiche_id=fiche.pk, actor=user, libelle="Travail", projet_id=projet.pk, owner=user)
+    fiches.update_fiche(fiche_id=fiche.pk, actor=user, libelle="Travail", projet_id=projet.pk, owner=user)
     assert list(FicheEvent.objects.filter(fiche_id=fiche.pk).values_list("kind", flat=True)) == ["created"]
 
 
 def test_update_of_a_running_fiche_keeps_its_time_running(projet, user):
-    fiche = services.create_fiche(projet_id=projet.pk, owner_id=user.pk, actor=user, start=True)
-    updated = services.update_fiche(fiche_id=fiche.pk, actor=user, libelle="Renommée")
+    fiche = fiches.create_fiche(projet_id=projet.pk, owner_id=user.pk, actor=user, start=True)
+    updated = fiches.update_fiche(fiche_id=fiche.pk, actor=user, libelle="Renommée")
     assert updated.etat == Etat.EN_CALCUL
     assert updated.compte_jusqua == fiche.compte_jusqua
     assert updated.en_calcul_depuis == fiche.en_calcul_depuis
@@ -371,7 +371,7 @@ def test_update_refuses_and_changes_nothing(projet, user, other_user, change, co
     change = {name: values.get(value, value) if isinstance(value, str) else value for name, value in change.items()}
     before = snapshot(fiche.pk)
     with pytest.raises(TransitionRefused) as refused:
-        services.update_fiche(fiche_id=fiche.pk, actor=user, **change)
+        fiches.update_fiche(fiche_id=fiche.pk, actor=user, **change)
     assert refused.value.code == code
     assert snapshot(fiche.pk) == before
     assert FicheEvent.objects.filter(fiche_id=fiche.pk).count() == 1
@@ -380,14 +380,14 @@ def test_update_refuses_and_changes_nothing(projet, user, other_user, change, co
 def test_update_keeps_a_project_deactivated_since(projet, user):
     fiche = new_fiche(projet, user)
     Projet.objects.filter(pk=projet.pk).update(actif=False)
-    updated = services.update_fiche(fiche_id=fiche.pk, actor=user, libelle="Encore", projet_id=projet.pk)
+    updated = fiches.update_fiche(fiche_id=fiche.pk, actor=user, libelle="Encore", projet_id=projet.pk)
     assert (updated.libelle, updated.projet_id) == ("Encore", projet.pk)
 
 
 def test_update_of_someone_elses_fiche_is_not_found(projet, user, other_user):
     fiche = new_fiche(projet, user)
     with pytest.raises(TransitionRefused) as refused:
-        services.update_fiche(fiche_id=fiche.pk, actor=other_user, libelle="À moi")
+        fiches.update_fiche(fiche_id=fiche.pk, actor=other_user, libelle="À moi")
     assert refused.value.code == "not_found"
 
 
@@ -402,7 +402,7 @@ def held_by_a_transition(fiche, user, then=None, **annotations):
     def hold_the_fiche():
         try:
             with transaction.atomic():
-                services._locked(fiche.pk, user, **annotations)
+                fiches._locked(fiche.pk, user, **annotations)
                 if then is not None:
                     then()
                 locked.set()
@@ -427,8 +427,8 @@ def test_someone_elses_fiche_is_refused_without_waiting_for_its_lock(projet, use
     with held_by_a_transition(fiche, user), transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute("SET LOCAL lock_timeout = '2s'")  # a wait for the row would fail, not hang
-        with pytest.raises(services.TransitionRefused, match="does not exist"):
-            services.pause_fiche(fiche_id=fiche.pk, actor=other_user)
+        with pytest.raises(fiches.TransitionRefused, match="does not exist"):
+            fiches.pause_fiche(fiche_id=fiche.pk, actor=other_user)
 
 
 def waiting_for_a_lock():
@@ -449,7 +449,7 @@ def test_a_start_that_waited_for_its_fiche_finds_it_moved_to_another_project(pro
 
     def start():
         try:
-            started["fiche"] = services.start_fiche(fiche_id=fiche.pk, actor=staff)
+            started["fiche"] = fiches.start_fiche(fiche_id=fiche.pk, actor=staff)
         except TransitionRefused as refused:
             started["refused"] = refused
         finally:
@@ -474,7 +474,7 @@ def test_a_transition_locks_its_fiche_but_not_its_project(projet, user):
     postgresql_only("row locks")
     fiche = new_fiche(projet, user, start=True)
     # As a start does: the project's state read with the fiche.
-    held = held_by_a_transition(fiche, user, projet_actif=services._projet_actif())
+    held = held_by_a_transition(fiche, user, projet_actif=fiches._projet_actif())
     with held, transaction.atomic(), connection.cursor() as cursor:
         # Another fiche of the project may change meanwhile: the project's row is free.
         cursor.execute("SELECT id FROM timesheet_projet WHERE id = %s FOR UPDATE NOWAIT", [projet.pk])

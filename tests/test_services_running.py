@@ -11,11 +11,11 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from timesheet import services
-from timesheet.dbtime import db_now
+from timesheet.core.dbtime import db_now
+from timesheet.domain import fiches
+from timesheet.domain.fiches import TransitionRefused
 from timesheet.models import Etat, FicheEvent, FicheTemps, Projet, Stretch
-from timesheet.services import TransitionRefused
-from timesheet.ticker import tick
+from timesheet.workers.ticker import tick
 
 from .conftest import assert_exact
 
@@ -28,41 +28,41 @@ def one_at_a_time(settings):
 
 
 def paused(projet, user, libelle="Travail"):
-    return services.create_fiche(projet_id=projet.pk, actor=user, libelle=libelle)
+    return fiches.create_fiche(projet_id=projet.pk, actor=user, libelle=libelle)
 
 
 def test_a_second_start_is_refused_naming_the_running_fiche(one_at_a_time, projet, user):
-    first = services.create_fiche(projet_id=projet.pk, actor=user, start=True)
+    first = fiches.create_fiche(projet_id=projet.pk, actor=user, start=True)
     second = paused(projet, user)
     with pytest.raises(TransitionRefused) as refused:
-        services.start_fiche(fiche_id=second.pk, actor=user)
+        fiches.start_fiche(fiche_id=second.pk, actor=user)
     assert (refused.value.code, refused.value.running_fiche_id) == ("limit_reached", first.pk)
     assert FicheTemps.objects.get(pk=second.pk).etat == Etat.EN_PAUSE
     with pytest.raises(TransitionRefused):
-        services.create_fiche(projet_id=projet.pk, actor=user, start=True)
+        fiches.create_fiche(projet_id=projet.pk, actor=user, start=True)
     assert FicheTemps.objects.count() == 2  # the refused creation left nothing behind
 
 
 def test_the_limit_is_per_owner(one_at_a_time, projet, user, other_user):
-    services.create_fiche(projet_id=projet.pk, actor=user, start=True)
-    theirs = services.create_fiche(projet_id=projet.pk, actor=other_user, start=True)
+    fiches.create_fiche(projet_id=projet.pk, actor=user, start=True)
+    theirs = fiches.create_fiche(projet_id=projet.pk, actor=other_user, start=True)
     assert theirs.etat == Etat.EN_CALCUL
 
 
 def test_a_limit_of_two_allows_two(settings, projet, user):
     settings.FICHE_MAX_RUNNING_PER_OWNER = 2
-    fiches = [services.create_fiche(projet_id=projet.pk, actor=user, start=True) for _ in range(2)]
-    assert sorted(f.run_slot for f in fiches) == [0, 1]
+    mine = [fiches.create_fiche(projet_id=projet.pk, actor=user, start=True) for _ in range(2)]
+    assert sorted(f.run_slot for f in mine) == [0, 1]
     with pytest.raises(TransitionRefused):
-        services.create_fiche(projet_id=projet.pk, actor=user, start=True)
-    services.pause_fiche(fiche_id=fiches[0].pk, actor=user)
-    assert services.create_fiche(projet_id=projet.pk, actor=user, start=True).run_slot == fiches[0].run_slot
+        fiches.create_fiche(projet_id=projet.pk, actor=user, start=True)
+    fiches.pause_fiche(fiche_id=mine[0].pk, actor=user)
+    assert fiches.create_fiche(projet_id=projet.pk, actor=user, start=True).run_slot == mine[0].run_slot
 
 
 def test_the_database_refuses_a_second_running_fiche_of_one_owner(one_at_a_time, projet, user):
     from django.db import IntegrityError, transaction
 
-    services.create_fiche(projet_id=projet.pk, actor=user, start=True)
+    fiches.create_fiche(projet_id=projet.pk, actor=user, start=True)
     second = paused(projet, user)
     with pytest.raises(IntegrityError), transaction.atomic():
         FicheTemps.objects.filter(pk=second.pk).update(
@@ -72,37 +72,37 @@ def test_the_database_refuses_a_second_running_fiche_of_one_owner(one_at_a_time,
 
 @pytest.mark.django_db(transaction=True)
 def test_two_concurrent_starts_of_one_owner_leave_exactly_one_running(one_at_a_time, projet, user):
-    fiches = [paused(projet, user, f"f{i}") for i in range(2)]
+    mine = [paused(projet, user, f"f{i}") for i in range(2)]
     barrier = threading.Barrier(2)
     outcomes = []
 
     def start(fiche):
         try:
             barrier.wait(timeout=30)
-            services.start_fiche(fiche_id=fiche.pk, actor=user)
+            fiches.start_fiche(fiche_id=fiche.pk, actor=user)
             outcomes.append("started")
         except TransitionRefused as refused:
             outcomes.append(refused.code)
         finally:
             connections.close_all()
 
-    threads = [threading.Thread(target=start, args=(fiche,)) for fiche in fiches]
+    threads = [threading.Thread(target=start, args=(fiche,)) for fiche in mine]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(60)
     assert sorted(outcomes) == ["limit_reached", "started"]
     assert FicheTemps.objects.running().filter(owner=user).count() == 1
-    for fiche in fiches:
+    for fiche in mine:
         assert_exact(fiche.pk)
 
 
 def test_switch_pauses_and_starts_at_one_instant(one_at_a_time, projet, user):
-    source = services.create_fiche(projet_id=projet.pk, actor=user, start=True)
+    source = fiches.create_fiche(projet_id=projet.pk, actor=user, start=True)
     target = paused(projet, user)
     time.sleep(0.01)
     tick()
-    now_paused, now_running = services.switch_fiche(from_id=source.pk, to_id=target.pk, actor=user)
+    now_paused, now_running = fiches.switch_fiche(from_id=source.pk, to_id=target.pk, actor=user)
     assert (now_paused.etat, now_running.etat) == (Etat.EN_PAUSE, Etat.EN_CALCUL)
     stop = FicheEvent.objects.filter(fiche_id=source.pk, kind="paused").get()
     start = FicheEvent.objects.filter(fiche_id=target.pk, kind="started").get()
@@ -123,32 +123,32 @@ def test_switch_pauses_and_starts_at_one_instant(one_at_a_time, projet, user):
     ],
 )
 def test_switch_refusals_change_nothing(projet, user, other_user, staff, setup, code):
-    source = services.create_fiche(projet_id=projet.pk, actor=user, start=True)
+    source = fiches.create_fiche(projet_id=projet.pk, actor=user, start=True)
     target_projet = Projet.objects.create(designation="Fermé") if setup == "target_project_closed" else projet
     target = paused(target_projet, other_user if setup == "other_owner" else user)
     if setup == "source_paused":
-        services.pause_fiche(fiche_id=source.pk, actor=user)
+        fiches.pause_fiche(fiche_id=source.pk, actor=user)
     if setup == "target_running":
-        services.start_fiche(fiche_id=target.pk, actor=staff)
+        fiches.start_fiche(fiche_id=target.pk, actor=staff)
     if setup == "target_project_closed":
         Projet.objects.filter(pk=target_projet.pk).update(actif=False)
     before = list(FicheTemps.objects.order_by("pk").values())
     with pytest.raises(TransitionRefused) as refused:
-        services.switch_fiche(from_id=source.pk, to_id=source.pk if setup == "same" else target.pk, actor=staff)
+        fiches.switch_fiche(from_id=source.pk, to_id=source.pk if setup == "same" else target.pk, actor=staff)
     assert refused.value.code == code
     assert list(FicheTemps.objects.order_by("pk").values()) == before
 
 
 def test_switching_from_a_fiche_on_a_closed_project_to_one_on_an_active_project_is_allowed(projet, user):
-    source = services.create_fiche(projet_id=projet.pk, actor=user, start=True)
+    source = fiches.create_fiche(projet_id=projet.pk, actor=user, start=True)
     Projet.objects.filter(pk=projet.pk).update(actif=False)  # closed since the fiche started
     target = paused(Projet.objects.create(designation="Ouvert"), user)
-    now_paused, now_running = services.switch_fiche(from_id=source.pk, to_id=target.pk, actor=user)
+    now_paused, now_running = fiches.switch_fiche(from_id=source.pk, to_id=target.pk, actor=user)
     assert (now_paused.etat, now_running.etat) == (Etat.EN_PAUSE, Etat.EN_CALCUL)
 
 
 def test_stop_at_an_earlier_instant_removes_the_time_after_it_exactly(projet, user):
-    fiche = services.create_fiche(projet_id=projet.pk, actor=user, start=True)
+    fiche = fiches.create_fiche(projet_id=projet.pk, actor=user, start=True)
     started = fiche.en_calcul_depuis
     # An hour and a half ago, two hours settled by ticks since (as if the fiche was forgotten).
     FicheTemps.objects.filter(pk=fiche.pk).update(
@@ -157,7 +157,7 @@ def test_stop_at_an_earlier_instant_removes_the_time_after_it_exactly(projet, us
     FicheEvent.objects.filter(fiche_id=fiche.pk, kind="started").update(at=started - timedelta(hours=2))
     Stretch.objects.filter(fiche_id=fiche.pk).update(started_at=started - timedelta(hours=2))
     at = started - timedelta(hours=1, minutes=20)
-    stopped = services.pause_fiche(fiche_id=fiche.pk, actor=user, at=at)
+    stopped = fiches.pause_fiche(fiche_id=fiche.pk, actor=user, at=at)
     assert stopped.temps_impute == timedelta(minutes=40)
     event = FicheEvent.objects.filter(fiche_id=fiche.pk).last()
     assert (event.kind, event.at, event.delta) == ("paused", at, timedelta(minutes=40))
@@ -170,17 +170,17 @@ def test_stop_at_an_earlier_instant_removes_the_time_after_it_exactly(projet, us
     "offset, text", [(timedelta(minutes=5), "in the future"), (-timedelta(hours=1), "has run only")]
 )
 def test_stop_at_outside_the_current_stretch_is_refused(projet, user, offset, text):
-    fiche = services.create_fiche(projet_id=projet.pk, actor=user, start=True)
+    fiche = fiches.create_fiche(projet_id=projet.pk, actor=user, start=True)
     before = FicheTemps.objects.filter(pk=fiche.pk).values().get()
     at = (db_now() if offset > timedelta(0) else fiche.en_calcul_depuis) + offset
     with pytest.raises(TransitionRefused, match=text) as refused:
-        services.finish_fiche(fiche_id=fiche.pk, actor=user, at=at)
+        fiches.finish_fiche(fiche_id=fiche.pk, actor=user, at=at)
     assert refused.value.code == "invalid"
     assert FicheTemps.objects.filter(pk=fiche.pk).values().get() == before
 
 
 def test_auto_stop_past_a_later_mark_keeps_exactly_the_maximum(projet, user):
-    fiche = services.create_fiche(projet_id=projet.pk, actor=user, start=True)
+    fiche = fiches.create_fiche(projet_id=projet.pk, actor=user, start=True)
     started = fiche.en_calcul_depuis - timedelta(hours=5)
     # Ticks settled four hours before the auto-stop was configured at two.
     FicheTemps.objects.filter(pk=fiche.pk).update(
@@ -208,24 +208,24 @@ OPERATIONS = st.lists(
 def test_at_every_instant_the_limit_holds_and_time_equals_the_stretches(settings, projet, operations, limit):
     settings.FICHE_MAX_RUNNING_PER_OWNER = limit
     owner = get_user_model().objects.create_user(f"prop-{FicheTemps.objects.count()}-{time.monotonic_ns()}")
-    fiches = [paused(projet, owner) for _ in range(4)]
+    mine = [paused(projet, owner) for _ in range(4)]
     for operation, index, fraction in operations:
-        fiche = FicheTemps.objects.get(pk=fiches[index].pk)
+        fiche = FicheTemps.objects.get(pk=mine[index].pk)
         try:
             if operation == "start":
-                services.start_fiche(fiche_id=fiche.pk, actor=owner)
+                fiches.start_fiche(fiche_id=fiche.pk, actor=owner)
             elif operation in ("pause", "finish"):
-                getattr(services, f"{operation}_fiche")(fiche_id=fiche.pk, actor=owner)
+                getattr(fiches, f"{operation}_fiche")(fiche_id=fiche.pk, actor=owner)
             elif operation == "switch":
-                target = fiches[(index + 1) % 4]
-                services.switch_fiche(from_id=fiche.pk, to_id=target.pk, actor=owner)
+                target = mine[(index + 1) % 4]
+                fiches.switch_fiche(from_id=fiche.pk, to_id=target.pk, actor=owner)
             elif operation == "stop_at" and fiche.is_running:
                 at = fiche.en_calcul_depuis + (db_now() - fiche.en_calcul_depuis) * fraction
-                services.pause_fiche(fiche_id=fiche.pk, actor=owner, at=at)
+                fiches.pause_fiche(fiche_id=fiche.pk, actor=owner, at=at)
             elif operation == "tick":
                 tick()
         except TransitionRefused as refused:
             assert refused.code in ("wrong_state", "limit_reached")
         assert FicheTemps.objects.running().filter(owner=owner).count() <= limit
-        for each in fiches:
+        for each in mine:
             assert_exact(each.pk)

@@ -6,7 +6,7 @@ import psycopg
 import pytest
 
 from timesheet.models import Etat, FicheTemps
-from timesheet.ticker import SHARD_LOCK_NAMESPACE, tick
+from timesheet.workers.ticker import SHARD_LOCK_NAMESPACE, tick
 
 from .conftest import RealClock, postgresql_only
 

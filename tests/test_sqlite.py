@@ -9,8 +9,8 @@ import pytest
 from django.db import OperationalError
 from django.db.utils import ConnectionHandler
 
-from timesheet.sqlite import base
-from timesheet.sqlite.gate import FairLock, gate_for
+from timesheet.core.sqlite import base
+from timesheet.core.sqlite.gate import FairLock, gate_for
 
 WAIT = 60  # seconds: a generous ceiling for what happens at once on an idle machine
 
@@ -110,7 +110,7 @@ def sqlite(tmp_path, django_db_blocker):
         handler = ConnectionHandler(
             {
                 "default": {
-                    "ENGINE": "timesheet.sqlite",
+                    "ENGINE": "timesheet.core.sqlite",
                     "NAME": str(tmp_path / "db.sqlite3"),
                     "OPTIONS": {
                         "timeout": timeout,

@@ -6,8 +6,9 @@ import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from django.test import AsyncClient
 
-from timesheet import services, stream
-from timesheet.stream import hub
+from timesheet.domain import fiches
+from timesheet.web import stream
+from timesheet.web.stream import hub
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -34,7 +35,7 @@ async def open_stream(user):
 
 
 def start(projet, owner):
-    return services.create_fiche(projet_id=projet.pk, owner_id=owner.pk, actor=owner, libelle="Travail", start=True)
+    return fiches.create_fiche(projet_id=projet.pk, owner_id=owner.pk, actor=owner, libelle="Travail", start=True)
 
 
 def test_a_snapshot_then_an_event_for_a_pause_made_elsewhere(projet, user, other_user):
@@ -44,8 +45,8 @@ def test_a_snapshot_then_an_event_for_a_pause_made_elsewhere(projet, user, other
     async def scenario():
         chunks = await open_stream(user)
         snapshot = parse(await anext(chunks))
-        await sync_to_async(services.pause_fiche)(fiche_id=theirs.pk, actor=other_user)  # not alice's business
-        await sync_to_async(services.pause_fiche)(fiche_id=mine.pk, actor=user)
+        await sync_to_async(fiches.pause_fiche)(fiche_id=theirs.pk, actor=other_user)  # not alice's business
+        await sync_to_async(fiches.pause_fiche)(fiche_id=mine.pk, actor=user)
         event = parse(await asyncio.wait_for(anext(chunks), 5))
         await chunks.aclose()
         return snapshot, event
@@ -65,7 +66,7 @@ def test_staff_streams_see_everyones_events(projet, user, staff):
     async def scenario():
         chunks = await open_stream(staff)
         snapshot = parse(await anext(chunks))
-        await sync_to_async(services.finish_fiche)(fiche_id=fiche.pk, actor=user)
+        await sync_to_async(fiches.finish_fiche)(fiche_id=fiche.pk, actor=user)
         event = parse(await asyncio.wait_for(anext(chunks), 5))
         await chunks.aclose()
         return snapshot, event

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from timesheet.systemd import Notifier, watchdog_seconds
+from timesheet.workers.systemd import Notifier, watchdog_seconds
 
 from .test_command import TICK_STARTED, database_write_lock, start_fiches, wait_for_a_blocked_tick
 

@@ -9,15 +9,16 @@ from django.db.models.functions import Now
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from timesheet import conf, services
+from timesheet.core import conf
+from timesheet.domain import fiches
 from timesheet.models import Etat, FicheEvent, FicheTemps, Stretch, TickerHeartbeat
-from timesheet.ticker import TickReport, record_failure, record_stop, record_tick, register_heartbeat, tick
+from timesheet.workers.ticker import TickReport, record_failure, record_stop, record_tick, register_heartbeat, tick
 
 from .conftest import assert_exact, assert_within_real_time, postgresql_only
 
 
 def start(projet, user):
-    return services.create_fiche(projet_id=projet.pk, owner_id=user.pk, actor=user, start=True)
+    return fiches.create_fiche(projet_id=projet.pk, owner_id=user.pk, actor=user, start=True)
 
 
 def db_now():
@@ -53,8 +54,8 @@ def test_tick_settles_running_fiches_up_to_now(projet, user):
 
 @pytest.mark.django_db
 def test_tick_leaves_paused_and_finished_fiches_alone(projet, user):
-    paused = services.create_fiche(projet_id=projet.pk, owner_id=user.pk, actor=user)
-    finished = services.finish_fiche(fiche_id=start(projet, user).pk, actor=user)
+    paused = fiches.create_fiche(projet_id=projet.pk, owner_id=user.pk, actor=user)
+    finished = fiches.finish_fiche(fiche_id=start(projet, user).pk, actor=user)
     before = list(FicheTemps.objects.order_by("pk").values())
     assert tick().settled == 0
     assert list(FicheTemps.objects.order_by("pk").values()) == before
@@ -66,7 +67,7 @@ def test_ten_thousand_ticks_add_exactly_the_elapsed_time(projet, user):
     fiche = start(projet, user)
     for _ in range(10_000):
         tick()
-    paused = services.pause_fiche(fiche_id=fiche.pk, actor=user)
+    paused = fiches.pause_fiche(fiche_id=fiche.pk, actor=user)
     # Exact to the microsecond: no rounding error accumulates over the ticks.
     assert paused.temps_impute == paused.updated_at - fiche.en_calcul_depuis
     assert_exact(fiche.pk)
@@ -95,7 +96,7 @@ def test_a_clock_behind_the_mark_adds_nothing_and_never_moves_the_mark_back(proj
     ticked = FicheTemps.objects.get(pk=fiche.pk)
     assert ticked.temps_impute == timedelta(0)
     assert ticked.compte_jusqua == future
-    paused = services.pause_fiche(fiche_id=fiche.pk, actor=user)
+    paused = fiches.pause_fiche(fiche_id=fiche.pk, actor=user)
     assert paused.temps_impute == timedelta(0)
 
 
@@ -103,7 +104,7 @@ def test_a_clock_behind_the_mark_adds_nothing_and_never_moves_the_mark_back(proj
 def test_batches_settle_every_running_fiche_exactly_once(projet, user):
     running = [start(projet, user) for _ in range(25)]
     for fiche in running[::3]:  # paused rows interleaved with running ones
-        services.pause_fiche(fiche_id=fiche.pk, actor=user)
+        fiches.pause_fiche(fiche_id=fiche.pk, actor=user)
     report = tick(batch_size=4)
     assert report.settled == 16
     assert report.batches == 5  # four full batches and the empty tail's check
@@ -178,14 +179,14 @@ def test_auto_stop_spares_fiches_under_the_maximum_and_restart_clears_the_flag(p
     report = tick(max_running=timedelta(hours=8))
     assert (report.auto_stopped, report.settled) == (1, 1)
     assert FicheTemps.objects.get(pk=young.pk).etat == Etat.EN_CALCUL
-    restarted = services.start_fiche(fiche_id=old.pk, actor=user)
+    restarted = fiches.start_fiche(fiche_id=old.pk, actor=user)
     assert restarted.auto_stopped is False
 
 
 @pytest.mark.django_db
 def test_auto_stop_works_in_batches(projet, user):
-    fiches = [start(projet, user) for _ in range(7)]
-    for fiche in fiches:
+    mine = [start(projet, user) for _ in range(7)]
+    for fiche in mine:
         shift_marks_back(fiche.pk, timedelta(hours=1))
     assert tick(max_running=timedelta(minutes=30), batch_size=3).auto_stopped == 7
     assert not FicheTemps.objects.filter(etat=Etat.EN_CALCUL).exists()
@@ -194,7 +195,7 @@ def test_auto_stop_works_in_batches(projet, user):
 
 @pytest.mark.django_db(transaction=True)
 def test_two_tickers_racing_count_each_instant_once(projet, user):
-    fiches = [start(projet, user) for _ in range(20)]
+    mine = [start(projet, user) for _ in range(20)]
     stop = threading.Event()
     errors = []
 
@@ -211,16 +212,16 @@ def test_two_tickers_racing_count_each_instant_once(projet, user):
     for thread in threads:
         thread.start()
     time.sleep(0.5)
-    for fiche in fiches[::2]:  # pauses racing the ticks
-        services.pause_fiche(fiche_id=fiche.pk, actor=user)
+    for fiche in mine[::2]:  # pauses racing the ticks
+        fiches.pause_fiche(fiche_id=fiche.pk, actor=user)
     time.sleep(0.2)
     stop.set()
     for thread in threads:
         thread.join()
     assert not errors
-    for fiche in fiches[1::2]:
-        services.pause_fiche(fiche_id=fiche.pk, actor=user)
-    for fiche in fiches:
+    for fiche in mine[1::2]:
+        fiches.pause_fiche(fiche_id=fiche.pk, actor=user)
+    for fiche in mine:
         paused = assert_exact(fiche.pk)
         assert paused.temps_impute == paused.events.last().at - fiche.en_calcul_depuis
 
@@ -266,7 +267,7 @@ def test_auto_stop_leaves_a_fiche_another_transaction_holds_to_the_next_tick(pro
         other.execute("SELECT id FROM timesheet_fichetemps WHERE id = %s FOR UPDATE", [held.pk])
         cursor.execute("SET lock_timeout = '10s'")  # waiting would fail the test, not hang it
         try:
-            assert services.stop_overdue(max_running=timedelta(hours=2), batch_size=10) == 1
+            assert fiches.stop_overdue(max_running=timedelta(hours=2), batch_size=10) == 1
         finally:
             cursor.execute("RESET lock_timeout")
     assert FicheTemps.objects.get(pk=held.pk).etat == Etat.EN_CALCUL

@@ -9,7 +9,7 @@ from asgiref.sync import async_to_sync
 from django.core.cache import cache
 from django.test import AsyncClient, Client
 
-from timesheet import services, tokens
+from timesheet.domain import fiches, tokens
 from timesheet.models import ApiToken, Etat, FicheTemps
 
 pytestmark = pytest.mark.django_db
@@ -26,7 +26,7 @@ def bearer(raw):
 
 
 def start(projet, user):
-    return services.create_fiche(projet_id=projet.pk, actor=user, start=True)
+    return fiches.create_fiche(projet_id=projet.pk, actor=user, start=True)
 
 
 def test_a_token_is_shown_once_and_stored_hashed(alice, user):

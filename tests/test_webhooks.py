@@ -11,7 +11,7 @@ import pytest
 from django.db import connections
 from django.utils import timezone
 
-from timesheet import services, webhooks
+from timesheet.domain import fiches, webhooks
 from timesheet.models import FicheEvent, WebhookDelivery, WebhookSubscription
 
 from .conftest import WorkerProcess
@@ -88,9 +88,9 @@ def subscribe(url, **kwargs):
 
 def toggle(projet, user, times):
     """Create a running fiche and pause/start it ``times`` times; return the ids of its events."""
-    fiche = services.create_fiche(projet_id=projet.pk, actor=user, start=True)
+    fiche = fiches.create_fiche(projet_id=projet.pk, actor=user, start=True)
     for i in range(times):
-        (services.pause_fiche if i % 2 == 0 else services.start_fiche)(fiche_id=fiche.pk, actor=user)
+        (fiches.pause_fiche if i % 2 == 0 else fiches.start_fiche)(fiche_id=fiche.pk, actor=user)
     return list(FicheEvent.objects.filter(fiche=fiche).values_list("id", flat=True))
 
 

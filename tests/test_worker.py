@@ -7,9 +7,9 @@ import time
 import pytest
 import sniffio
 
-from timesheet import ticker
 from timesheet.models import TickerHeartbeat
-from timesheet.worker import MAX_BACKOFF_SECONDS, Worker, WorkerFailed, backoff_delay, next_deadline
+from timesheet.workers import ticker
+from timesheet.workers.loop import MAX_BACKOFF_SECONDS, Worker, WorkerFailed, backoff_delay, next_deadline
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -8,4 +8,5 @@ class TimesheetConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from . import checks  # noqa: F401  (registers the system checks)
+        from timesheet.core import checks  # noqa: F401  (registers the system checks)
+        from timesheet.web import admin  # noqa: F401  (registers the admin's pages: not at Django's timesheet.admin)

@@ -8,7 +8,7 @@ from django.db.models import Exists, OuterRef, Q
 from django.db.models.functions import Now
 from django.utils.translation import gettext_lazy as _
 
-from .dbtime import settled
+from timesheet.core.dbtime import settled
 
 
 class Rounding(models.TextChoices):

@@ -4,11 +4,11 @@ import logging
 import prometheus_client
 from django.core.management.base import BaseCommand, CommandError
 
-from timesheet import conf
-from timesheet.systemd import watchdog_seconds
-from timesheet.worker import Worker, WorkerFailed, install_signal_handlers
+from timesheet.core import conf
+from timesheet.workers.loop import Worker, WorkerFailed, install_signal_handlers
+from timesheet.workers.systemd import watchdog_seconds
 
-logger = logging.getLogger("timesheet.worker")
+logger = logging.getLogger("timesheet.workers.loop")
 
 VERBOSITY_LEVELS = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG, 3: logging.DEBUG}
 

@@ -1,13 +1,13 @@
 import asyncio
 import logging
 
-from timesheet import conf
-from timesheet.webhook_worker import DeliveryWorker
-from timesheet.worker import install_signal_handlers
+from timesheet.core import conf
+from timesheet.workers.delivery import DeliveryWorker
+from timesheet.workers.loop import install_signal_handlers
 
 from .run_fiches_ticker import WorkerCommand, positive_float
 
-logger = logging.getLogger("timesheet.webhook_worker")
+logger = logging.getLogger("timesheet.workers.delivery")
 
 
 class Command(WorkerCommand):

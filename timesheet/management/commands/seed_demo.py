@@ -4,8 +4,8 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from timesheet.domain.fiches import create_fiche
 from timesheet.models import FicheTemps, Projet
-from timesheet.services import create_fiche
 
 PROJETS = ["Refonte du site", "Application mobile", "Support client"]
 FICHES = [

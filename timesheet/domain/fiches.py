@@ -22,9 +22,10 @@ from django.db.models.functions import Now
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext, pgettext_lazy
 
-from . import conf, reports
-from .dbtime import DurationSum, Elapsed, db_now, later_of, settled
-from .models import (
+from timesheet.core import conf
+from timesheet.core.dbtime import DurationSum, Elapsed, db_now, later_of, settled
+from timesheet.domain import reports
+from timesheet.models import (
     Etat,
     FicheEvent,
     FicheTemps,

@@ -16,10 +16,10 @@ from django.views.csrf import csrf_failure as default_csrf_failure
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
-from . import tokens
-from .health import ticker_status
-from .models import sees_everyones_fiches
-from .stream import Credential, EventStream, StreamRefused, on_own_thread
+from timesheet.domain import tokens
+from timesheet.domain.health import ticker_status
+from timesheet.models import sees_everyones_fiches
+from timesheet.web.stream import Credential, EventStream, StreamRefused, on_own_thread
 
 HEALTH_TIMEOUT_SECONDS = 2.0
 # One thread for health checks, its connection given back after each: probes piling up

@@ -17,9 +17,10 @@ from django.db import connection
 from django.db.models import F, Max, Min, Q
 from django.db.models.functions import Now
 
-from . import conf, services
-from .dbtime import Elapsed
-from .models import FicheTemps, TickerHeartbeat
+from timesheet.core import conf
+from timesheet.core.dbtime import Elapsed
+from timesheet.domain import fiches
+from timesheet.models import FicheTemps, TickerHeartbeat
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ def tick(
     batch_size = batch_size or conf.batch_size()
     shards = shards or conf.shards()
     started = time.perf_counter()
-    auto_stopped = services.stop_overdue(max_running=max_running, batch_size=batch_size) if max_running else 0
+    auto_stopped = fiches.stop_overdue(max_running=max_running, batch_size=batch_size) if max_running else 0
     if connection.vendor == "postgresql":
         # Even unsharded (one shard): two tickers' UPDATEs over the same rows
         # could lock them in different orders (each in its plan's order) and
@@ -128,7 +129,7 @@ def settle_running(
             batch = batch.filter(pk__lte=boundary[0])
         # One statement in autocommit is its own transaction, and a cheaper one
         # on SQLite than the same statement inside BEGIN ... COMMIT.
-        rows += services.settle(batch)
+        rows += fiches.settle(batch)
         batches += 1
         if not boundary:
             return rows, batches

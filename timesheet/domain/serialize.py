@@ -5,7 +5,7 @@ from datetime import timedelta
 from django.contrib.auth import get_user_model
 from django.db.models import F, QuerySet
 
-from .models import FicheTemps
+from timesheet.models import FicheTemps
 
 # What a fiche's JSON is made of: the columns of ``fiche_rows`` and the attributes ``fiche_json`` reads.
 FIELDS = (

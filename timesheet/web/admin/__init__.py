@@ -18,9 +18,9 @@ from django.utils.html import format_html
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
-from . import exports, services, tokens, webhooks
-from .health import is_fresh, ticker_status
-from .models import (
+from timesheet.domain import exports, fiches, tokens, webhooks
+from timesheet.domain.health import is_fresh, ticker_status
+from timesheet.models import (
     ApiToken,
     FicheEvent,
     FicheTemps,
@@ -32,7 +32,7 @@ from .models import (
     WebhookSubscription,
     sees_everyones_fiches,
 )
-from .templatetags.timesheet_time import hms
+from timesheet.templatetags.timesheet_time import hms
 
 
 def live_span(seconds: float, rate: int, text: str):
@@ -179,7 +179,7 @@ class FicheTempsAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         if not change:
-            created = services.create_fiche(
+            created = fiches.create_fiche(
                 projet_id=obj.projet_id, owner_id=obj.owner.pk, actor=request.user, libelle=obj.libelle
             )
             obj.pk = created.pk
@@ -187,14 +187,14 @@ class FicheTempsAdmin(admin.ModelAdmin):
         # Through the service, which audits the change; a save() would also write back a stale temps_impute.
         edited = {name: form.cleaned_data[name] for name in form.changed_data}
         try:
-            services.update_fiche(
+            fiches.update_fiche(
                 fiche_id=obj.pk,
                 actor=request.user,
                 libelle=edited.get("libelle"),
                 projet_id=edited["projet"].pk if "projet" in edited else None,
                 owner=edited.get("owner"),
             )
-        except services.TransitionRefused as refused:
+        except fiches.TransitionRefused as refused:
             self.message_user(request, refused.message, messages.ERROR)
 
     @admin.display(description=_("label"), ordering="libelle")
@@ -221,7 +221,7 @@ class FicheTempsAdmin(admin.ModelAdmin):
             try:
                 service(fiche_id=fiche_id, actor=request.user)
                 done += 1
-            except services.TransitionRefused as refused:
+            except fiches.TransitionRefused as refused:
                 refusals.append(refused.message)
         if done:
             self.message_user(request, done_message(done))
@@ -233,7 +233,7 @@ class FicheTempsAdmin(admin.ModelAdmin):
         self._transition(
             request,
             queryset,
-            services.start_fiche,
+            fiches.start_fiche,
             lambda n: ngettext("%(count)d fiche started.", "%(count)d fiches started.", n) % {"count": n},
         )
 
@@ -242,7 +242,7 @@ class FicheTempsAdmin(admin.ModelAdmin):
         self._transition(
             request,
             queryset,
-            services.pause_fiche,
+            fiches.pause_fiche,
             lambda n: ngettext("%(count)d fiche paused.", "%(count)d fiches paused.", n) % {"count": n},
         )
 
@@ -251,7 +251,7 @@ class FicheTempsAdmin(admin.ModelAdmin):
         self._transition(
             request,
             queryset,
-            services.finish_fiche,
+            fiches.finish_fiche,
             lambda n: ngettext("%(count)d fiche finished.", "%(count)d fiches finished.", n) % {"count": n},
         )
 
@@ -294,14 +294,14 @@ class FicheTempsAdmin(admin.ModelAdmin):
         """Time per period, owner and project, with a bar per period, and its exports."""
         if not self.has_view_or_change_permission(request):
             raise PermissionDenied
-        from .api import ReportFilters, report_for
+        from timesheet.web.api import ReportFilters, report_for
 
         today = timezone.localdate()
         data = {"from": (today - timedelta(days=6)).isoformat(), "to": today.isoformat(), **request.GET.dict()}
         error, report, bars = "", None, []
         try:
             report = report_for(request.user, ReportFilters(**data))
-        except (ValueError, services.TransitionRefused) as exc:  # pydantic's ValidationError is a ValueError
+        except (ValueError, fiches.TransitionRefused) as exc:  # pydantic's ValidationError is a ValueError
             error = getattr(exc, "message", None) or gettext("Check the dates (YYYY-MM-DD) and the grouping.")
         if report:
             per_period = {}
@@ -379,14 +379,14 @@ class FicheTempsAdmin(admin.ModelAdmin):
         form = AdjustForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             try:
-                services.adjust_fiche(
+                fiches.adjust_fiche(
                     fiche_id=fiche.pk,
                     actor=request.user,
                     delta=form.cleaned_data["delta"],
                     reason=form.cleaned_data["reason"],
                     day=form.cleaned_data["day"],
                 )
-            except services.TransitionRefused as refused:
+            except fiches.TransitionRefused as refused:
                 form.add_error(None, refused.message)
             else:
                 self.message_user(request, gettext("The fiche's time was adjusted."))
@@ -595,7 +595,7 @@ class LockedPeriodAdmin(admin.ModelAdmin):
         return False  # a lock is made (or removed by whoever may delete it), never moved
 
     def save_model(self, request, obj, form, change):
-        locked = services.lock_days(until=obj.until, owner_id=obj.owner_id, actor=request.user, reason=obj.reason)
+        locked = fiches.lock_days(until=obj.until, owner_id=obj.owner_id, actor=request.user, reason=obj.reason)
         obj.pk = locked.pk
 
     def get_form(self, request, obj=None, **kwargs):
@@ -609,8 +609,8 @@ class LockedPeriodAdmin(admin.ModelAdmin):
                 if until is not None:
                     owner = cleaned.get("owner")
                     try:  # the service's own rule, shown on the form
-                        services.check_lockable(until=until, owner_id=owner.pk if owner else None, actor=actor)
-                    except services.TransitionRefused as refused:
+                        fiches.check_lockable(until=until, owner_id=owner.pk if owner else None, actor=actor)
+                    except fiches.TransitionRefused as refused:
                         raise forms.ValidationError(refused.message) from None
                 return cleaned
 
@@ -624,8 +624,8 @@ class ProfileAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         try:
-            services.set_time_zone(user=obj.user, name=obj.time_zone, actor=request.user)
-        except services.TransitionRefused as refused:
+            fiches.set_time_zone(user=obj.user, name=obj.time_zone, actor=request.user)
+        except fiches.TransitionRefused as refused:
             self.message_user(request, refused.message, messages.ERROR)
 
     def get_form(self, request, obj=None, **kwargs):

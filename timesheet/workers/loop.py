@@ -21,8 +21,9 @@ import sniffio
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections, connections, reset_queries
 
-from . import metrics, ticker
-from .systemd import Notifier
+from timesheet.web import metrics
+from timesheet.workers import ticker
+from timesheet.workers.systemd import Notifier
 
 logger = logging.getLogger(__name__)
 

@@ -21,8 +21,10 @@ from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 
-from . import conf, reports, services, tokens, views
-from .models import ApiToken, Etat, FicheTemps, Projet
+from timesheet.core import conf
+from timesheet.domain import fiches, reports, tokens
+from timesheet.models import ApiToken, Etat, FicheTemps, Projet
+from timesheet.web import views
 
 RECENT_FINISHED = 10
 
@@ -105,7 +107,7 @@ def _stop_instant(request, user):
         return None
     parsed = parse_datetime(raw)
     if parsed is None:
-        raise services.TransitionRefused(_("“%(value)s” is not a date and time.") % {"value": raw}, code="invalid")
+        raise fiches.TransitionRefused(_("“%(value)s” is not a date and time.") % {"value": raw}, code="invalid")
     return parsed if parsed.tzinfo else timezone.make_aware(parsed, user_zone(user))
 
 
@@ -116,16 +118,16 @@ async def transition(request, user, fiche_id, action):
         return HttpResponseNotAllowed(["POST"])
     try:
         if action == "start":
-            await services.astart_fiche(fiche_id=fiche_id, actor=user)
+            await fiches.astart_fiche(fiche_id=fiche_id, actor=user)
             return _answer(request, success=_("Started."))
         if action == "switch":
-            await services.aswitch_fiche(from_id=int(request.POST.get("from", 0) or 0), to_id=fiche_id, actor=user)
+            await fiches.aswitch_fiche(from_id=int(request.POST.get("from", 0) or 0), to_id=fiche_id, actor=user)
             return _answer(request, success=_("Switched."))
         at = await sync_to_async(_stop_instant)(request, user)
-        service = services.apause_fiche if action == "pause" else services.afinish_fiche
+        service = fiches.apause_fiche if action == "pause" else fiches.afinish_fiche
         await service(fiche_id=fiche_id, actor=user, at=at)
         return _answer(request, success=_("Paused.") if action == "pause" else _("Finished."))
-    except (services.TransitionRefused, ValueError) as refused:
+    except (fiches.TransitionRefused, ValueError) as refused:
         return _answer(request, error=getattr(refused, "message", str(refused)))
 
 
@@ -140,12 +142,12 @@ async def create(request, user):
         return _answer(request, error=_("Choose a project."))
     fields = {"projet_id": projet_id, "actor": user, "libelle": request.POST.get("libelle", "").strip()}
     try:
-        await services.acreate_fiche(**fields, start=request.POST.get("start") == "on")
-    except services.TransitionRefused as refused:
+        await fiches.acreate_fiche(**fields, start=request.POST.get("start") == "on")
+    except fiches.TransitionRefused as refused:
         if refused.code != "limit_reached":
             return _answer(request, error=refused.message)
         # Another fiche runs: keep what was typed as a paused fiche, one click from a switch.
-        await services.acreate_fiche(**fields)
+        await fiches.acreate_fiche(**fields)
         messages.warning(request, _("Fiche created but not started: another one is running. Switch to it below."))
         return redirect("home")
     return _answer(request, success=_("Fiche created."))
@@ -166,7 +168,7 @@ async def create_token(request, user):
         )
     except (ValueError, OverflowError):
         messages.error(request, _("The validity is a number of days."))
-    except services.TransitionRefused as refused:
+    except fiches.TransitionRefused as refused:
         messages.error(request, refused.message)
     else:
         messages.warning(request, _("Your new token, shown this once (copy it now): %(token)s") % {"token": raw})
@@ -179,7 +181,7 @@ async def revoke_token(request, user, token_id):
         return HttpResponseNotAllowed(["POST"])
     try:
         await sync_to_async(tokens.revoke_token)(token_id=token_id, actor=user)
-    except services.TransitionRefused as refused:
+    except fiches.TransitionRefused as refused:
         messages.error(request, refused.message)
     else:
         messages.success(request, _("Token revoked."))
@@ -192,8 +194,8 @@ async def set_time_zone(request, user):
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
     try:
-        await sync_to_async(services.set_time_zone)(user=user, name=request.POST.get("time_zone", "").strip())
-    except services.TransitionRefused as refused:
+        await sync_to_async(fiches.set_time_zone)(user=user, name=request.POST.get("time_zone", "").strip())
+    except fiches.TransitionRefused as refused:
         messages.error(request, refused.message)
     else:
         messages.success(request, _("Time zone saved."))
@@ -202,7 +204,7 @@ async def set_time_zone(request, user):
 
 def _report_arguments(request, user):
     """The export's range and grouping from the query (this ISO week by default), for the user's own time."""
-    from .api import ReportFilters, report_arguments
+    from timesheet.web.api import ReportFilters, report_arguments
 
     today = reports.db_now().astimezone(user_zone(user)).date()
     monday = today - timedelta(days=today.weekday())
@@ -216,11 +218,11 @@ async def export(request, user, kind):
     from django.http import HttpResponse
     from pydantic import ValidationError
 
-    from . import exports
+    from timesheet.domain import exports
 
     try:
         arguments = await sync_to_async(_report_arguments)(request, user)
-    except (ValidationError, ValueError, services.TransitionRefused) as exc:
+    except (ValidationError, ValueError, fiches.TransitionRefused) as exc:
         return JsonResponse({"error": getattr(exc, "message", str(exc))}, status=400)
     # The report and the file are made off the event loop.
     render = exports.as_csv if kind == "csv" else exports.as_xlsx

@@ -19,7 +19,7 @@ from django.utils.decorators import sync_and_async_middleware
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import REGISTRY, GaugeMetricFamily
 
-from .health import freshness
+from timesheet.domain.health import freshness
 
 # The ticker ----------------------------------------------------------------
 
@@ -67,7 +67,8 @@ class ScrapeTimeCollector:
     """Figures read from the database when /metrics is scraped: freshness as the web side sees it, webhook lag."""
 
     def collect(self):
-        from . import stream, webhooks
+        from timesheet.domain import webhooks
+        from timesheet.web import stream
 
         running, age = freshness()
         yield GaugeMetricFamily(

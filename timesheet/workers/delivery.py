@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections, connections
 
-from . import webhooks
-from .systemd import Notifier
+from timesheet.domain import webhooks
+from timesheet.workers.systemd import Notifier
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 from django.urls import path, re_path, register_converter
 
-from . import api, views
+from timesheet.web import api, views
 
 
 class IdConverter:

@@ -5,7 +5,7 @@ from numbers import Real
 
 from django.core.checks import Error, register
 
-from . import conf
+from timesheet.core import conf
 
 
 def _is_positive_number(value):

@@ -16,8 +16,8 @@ from django.db.models import Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from .models import ApiToken
-from .services import TransitionRefused
+from timesheet.domain.fiches import TransitionRefused
+from timesheet.models import ApiToken
 
 PREFIX = "fdt"
 MAX_LIFETIME = timedelta(days=366)

@@ -25,10 +25,11 @@ from django.db import close_old_connections
 from django.db.models.functions import Now
 from django.utils.crypto import constant_time_compare
 
-from . import conf, tokens
-from .dbtime import db_now
-from .models import SEEING_EVERYONES, Etat, FicheEvent, FicheTemps, users_holding
-from .serialize import fiche_json, seconds
+from timesheet.core import conf
+from timesheet.core.dbtime import db_now
+from timesheet.domain import tokens
+from timesheet.domain.serialize import fiche_json, seconds
+from timesheet.models import SEEING_EVERYONES, Etat, FicheEvent, FicheTemps, users_holding
 
 logger = logging.getLogger(__name__)
 

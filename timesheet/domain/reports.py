@@ -22,9 +22,9 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 from django.db.models import Q
 
-from . import conf
-from .dbtime import db_now
-from .models import FicheEvent, LockedPeriod, Profile, Projet, Rounding
+from timesheet.core import conf
+from timesheet.core.dbtime import db_now
+from timesheet.models import FicheEvent, LockedPeriod, Profile, Projet, Rounding
 
 DIMENSIONS = ("owner", "projet")
 MAX_DAYS = 366

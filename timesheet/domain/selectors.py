@@ -6,10 +6,10 @@ from datetime import datetime
 from asgiref.sync import sync_to_async
 from django.db.models import QuerySet
 
-from .dbtime import db_now
-from .models import Etat, FicheTemps, sees_everyones_fiches
-from .serialize import fiche_rows
-from .services import TransitionRefused
+from timesheet.core.dbtime import db_now
+from timesheet.domain.fiches import TransitionRefused
+from timesheet.domain.serialize import fiche_rows
+from timesheet.models import Etat, FicheTemps, sees_everyones_fiches
 
 
 def fiche_list(*, user, etat: str | None = None, projet_id: int | None = None, owner_id: int | None = None):

@@ -30,9 +30,11 @@ from ninja.security import APIKeyCookie, HttpBearer
 from ninja.throttling import SimpleRateThrottle
 from pydantic import BeforeValidator, ConfigDict
 
-from . import conf, reports, selectors, services, tokens, views
-from .models import ApiToken, Etat, sees_everyones_fiches
-from .serialize import fiche_json, iso, row_json
+from timesheet.core import conf
+from timesheet.domain import fiches, reports, selectors, tokens
+from timesheet.domain.serialize import fiche_json, iso, row_json
+from timesheet.models import ApiToken, Etat, sees_everyones_fiches
+from timesheet.web import views
 
 logger = logging.getLogger(__name__)
 
@@ -243,7 +245,7 @@ def on_http_error(request, exc):
     return error(request, exc.status_code, message)
 
 
-@api.exception_handler(services.TransitionRefused)
+@api.exception_handler(fiches.TransitionRefused)
 def on_refusal(request, exc):
     body = {"error": exc.message}
     if exc.running_fiche_id is not None:
@@ -412,7 +414,7 @@ async def list_fiches(request, filters: Query[FicheFilters]):
     "/fiches/", response={201: FicheOut, **TRANSITION_ERRORS}, summary="Create a fiche, paused or started at once"
 )
 async def create_fiche(request, payload: FicheIn):
-    fiche = await services.acreate_fiche(
+    fiche = await fiches.acreate_fiche(
         projet_id=payload.projet,
         owner_id=payload.owner,
         actor=request.auth,
@@ -429,7 +431,7 @@ async def fiche_detail(request, fiche_id: int):
 
 @api.post("/fiches/{id:fiche_id}/start", response={200: FicheOut, **TRANSITION_ERRORS}, summary="Start a paused fiche")
 async def start_fiche(request, fiche_id: int, payload: NoBody | None = None):
-    return rendered(request, fiche_json(await services.astart_fiche(fiche_id=fiche_id, actor=request.auth)))
+    return rendered(request, fiche_json(await fiches.astart_fiche(fiche_id=fiche_id, actor=request.auth)))
 
 
 @api.post(
@@ -439,7 +441,7 @@ async def start_fiche(request, fiche_id: int, payload: NoBody | None = None):
 )
 async def pause_fiche(request, fiche_id: int, payload: StopIn | None = None):
     at = payload.at if payload else None
-    return rendered(request, fiche_json(await services.apause_fiche(fiche_id=fiche_id, actor=request.auth, at=at)))
+    return rendered(request, fiche_json(await fiches.apause_fiche(fiche_id=fiche_id, actor=request.auth, at=at)))
 
 
 @api.post(
@@ -449,7 +451,7 @@ async def pause_fiche(request, fiche_id: int, payload: StopIn | None = None):
 )
 async def finish_fiche(request, fiche_id: int, payload: StopIn | None = None):
     at = payload.at if payload else None
-    return rendered(request, fiche_json(await services.afinish_fiche(fiche_id=fiche_id, actor=request.auth, at=at)))
+    return rendered(request, fiche_json(await fiches.afinish_fiche(fiche_id=fiche_id, actor=request.auth, at=at)))
 
 
 @api.post(
@@ -458,7 +460,7 @@ async def finish_fiche(request, fiche_id: int, payload: StopIn | None = None):
     summary="Pause this running fiche and start another at the same instant",
 )
 async def switch_fiche(request, fiche_id: int, payload: SwitchIn):
-    paused, started = await services.aswitch_fiche(from_id=fiche_id, to_id=payload.to, actor=request.auth)
+    paused, started = await fiches.aswitch_fiche(from_id=fiche_id, to_id=payload.to, actor=request.auth)
     return rendered(request, {"paused": fiche_json(paused), "started": fiche_json(started)})
 
 
@@ -510,20 +512,20 @@ class ReportOut(Schema):
 def report_arguments(user, filters) -> dict:
     """The report's arguments from validated filters: the rows the user may see, in a bounded range."""
     if not (date(2, 1, 1) <= filters.from_ and filters.to <= date(9998, 12, 31)):
-        raise services.TransitionRefused("Reports cover the years 2 to 9998.", code="invalid")
+        raise fiches.TransitionRefused("Reports cover the years 2 to 9998.", code="invalid")
     if filters.to < filters.from_:
-        raise services.TransitionRefused("'to' must not be before 'from'.", code="invalid")
+        raise fiches.TransitionRefused("'to' must not be before 'from'.", code="invalid")
     if (filters.to - filters.from_).days >= reports.MAX_DAYS:
-        raise services.TransitionRefused(f"A report covers at most {reports.MAX_DAYS} days.", code="invalid")
+        raise fiches.TransitionRefused(f"A report covers at most {reports.MAX_DAYS} days.", code="invalid")
     by = tuple(part.strip() for part in filters.by.split(",") if part.strip())
     unknown = set(by) - set(reports.DIMENSIONS)
     if unknown:
-        raise services.TransitionRefused(
+        raise fiches.TransitionRefused(
             f"'by' takes owner and projet, not {', '.join(sorted(unknown))}.", code="invalid"
         )
     if not sees_everyones_fiches(user):
         if filters.owner not in (None, user.pk):
-            raise services.TransitionRefused("Only staff may see other people's time.", code="forbidden")
+            raise fiches.TransitionRefused("Only staff may see other people's time.", code="forbidden")
         owner_ids = [user.pk]
     else:
         owner_ids = None if filters.owner is None else [filters.owner]

@@ -3,8 +3,8 @@
 from django.db import DatabaseError
 from django.db.models import Count, Min
 
-from .dbtime import db_now
-from .models import FicheTemps, TickerHeartbeat
+from timesheet.core.dbtime import db_now
+from timesheet.models import FicheTemps, TickerHeartbeat
 
 STALE_AFTER_INTERVALS = 3
 

@@ -29,10 +29,10 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.db.models.functions import Now
 
-from . import conf
-from .dbtime import db_now
-from .models import FicheEvent, WebhookDelivery, WebhookSubscription
-from .serialize import iso, seconds
+from timesheet.core import conf
+from timesheet.core.dbtime import db_now
+from timesheet.domain.serialize import iso, seconds
+from timesheet.models import FicheEvent, WebhookDelivery, WebhookSubscription
 
 logger = logging.getLogger(__name__)
 
