@@ -105,7 +105,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "timesheet.web.views.JsonApiMiddleware",
+    "timesheet.web.middleware.JsonApiMiddleware",
     "axes.middleware.AxesMiddleware",
 ]
 
@@ -121,7 +121,7 @@ AXES_FAILURE_LIMIT = env_number("AXES_FAILURE_LIMIT", 10)
 AXES_COOLOFF_TIME = float(env("AXES_COOLOFF_MINUTES", "15")) / 60  # hours
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
-AXES_LOCKOUT_CALLABLE = "timesheet.web.views.locked_out"
+AXES_LOCKOUT_CALLABLE = "timesheet.web.http.locked_out"
 AXES_VERBOSE = False
 
 ROOT_URLCONF = "settings.urls"

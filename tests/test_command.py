@@ -169,22 +169,24 @@ def test_two_workers_at_once_double_nothing(spawn_worker, projet, user):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--interval", "abc"], "--interval must be a number of seconds, got 'abc'."),
-        (["--interval", "0"], "--interval must be a positive number of seconds, got '0'."),
-        (["--interval", "-2"], "--interval must be a positive number of seconds, got '-2'."),
-        (["--interval", "nan"], "--interval must be a positive number of seconds, got 'nan'."),
-        (["--max-ticks", "0"], "--max-ticks must be at least 1, got '0'."),
-        (["--max-ticks", "1.5"], "--max-ticks must be a whole number, got '1.5'."),
-        (["--batch-size", "none"], "--batch-size must be a whole number, got 'none'."),
+        (["--interval", "abc"], "argument --interval: must be a number of seconds, got 'abc'"),
+        (["--interval", "0"], "argument --interval: must be a positive number of seconds, got '0'"),
+        (["--interval", "-2"], "argument --interval: must be a positive number of seconds, got '-2'"),
+        (["--interval", "nan"], "argument --interval: must be a positive number of seconds, got 'nan'"),
+        (["--interval", "inf"], "argument --interval: must be a positive number of seconds, got 'inf'"),
+        (["--max-ticks", "0"], "argument --max-ticks: must be at least 1, got '0'"),
+        (["--max-ticks", "1.5"], "argument --max-ticks: must be a whole number, got '1.5'"),
+        (["--batch-size", "none"], "argument --batch-size: must be a whole number, got 'none'"),
+        (["--metrics-port", "70000"], "argument --metrics-port: must be from 1 to 65535, got '70000'"),
     ],
 )
-def test_bad_options_are_command_errors(args, message):
+def test_bad_options_are_refused_by_argparse_before_anything_runs(args, message):
     with pytest.raises(CommandError) as error:
         call_command("run_fiches_ticker", *args)
-    assert str(error.value) == message
+    assert str(error.value) == f"Error: {message}"
 
 
-def test_a_bad_option_exits_one_with_a_clear_message(worker_env):
+def test_a_bad_option_exits_two_with_the_usage_and_a_clear_message(worker_env):
     result = subprocess.run(
         [sys.executable, "manage.py", "run_fiches_ticker", "--interval", "soon"],
         cwd=ROOT,
@@ -193,8 +195,9 @@ def test_a_bad_option_exits_one_with_a_clear_message(worker_env):
         text=True,
         timeout=60,
     )
-    assert result.returncode == 1
-    assert "CommandError: --interval must be a number of seconds, got 'soon'." in result.stderr
+    assert result.returncode == 2  # argparse's status for a bad command line
+    assert "error: argument --interval: must be a number of seconds, got 'soon'" in result.stderr
+    assert "usage: manage.py run_fiches_ticker" in result.stderr
 
 
 def test_a_bad_setting_fails_at_start_naming_it(worker_env):

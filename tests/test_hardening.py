@@ -10,7 +10,8 @@ from asgiref.sync import async_to_sync, sync_to_async
 from django.contrib.sessions.models import Session
 from django.test import AsyncClient, Client
 
-from timesheet.domain import fiches, health
+from timesheet.domain import fiches, health, profiles
+from timesheet.domain.errors import Refused
 from timesheet.web import views
 from timesheet.web.asgi_limits import BodyLimit
 from timesheet.web.stream import hub
@@ -345,7 +346,7 @@ def test_starting_a_fiche_on_a_project_deactivated_since_is_refused(projet, user
 
     fiche = fiches.create_fiche(projet_id=projet.pk, actor=user)
     Projet.objects.filter(pk=projet.pk).update(actif=False)
-    with pytest.raises(fiches.TransitionRefused, match="not active"):
+    with pytest.raises(Refused, match="not active"):
         fiches.start_fiche(fiche_id=fiche.pk, actor=user)
 
 
@@ -396,7 +397,7 @@ def test_giving_a_running_fiche_to_someone_already_running_one_is_refused(projet
     boss = get_user_model().objects.create_user("boss", is_staff=True)
     boss.user_permissions.set(Permission.objects.filter(codename__in=["view_fichetemps", "change_fichetemps"]))
     boss = get_user_model().objects.get(pk=boss.pk)
-    with pytest.raises(fiches.TransitionRefused) as refused:
+    with pytest.raises(Refused) as refused:
         fiches.update_fiche(fiche_id=mine.pk, actor=boss, owner=other_user)
     assert refused.value.code == "limit_reached"
 
@@ -406,10 +407,10 @@ def test_a_time_zone_change_is_refused_once_days_are_locked(user):
 
     from timesheet.models import LockedPeriod
 
-    fiches.set_time_zone(user=user, name="Europe/Paris")
+    profiles.set_time_zone(user=user, name="Europe/Paris")
     LockedPeriod.objects.create(until=date(2026, 1, 31))
-    with pytest.raises(fiches.TransitionRefused) as refused:
-        fiches.set_time_zone(user=user, name="Pacific/Kiritimati")
+    with pytest.raises(Refused) as refused:
+        profiles.set_time_zone(user=user, name="Pacific/Kiritimati")
     assert refused.value.code == "locked"
 
 

@@ -12,7 +12,8 @@ from django.test import Client
 from prometheus_client import REGISTRY
 
 from timesheet.domain import fiches
-from timesheet.workers.loop import Worker
+from timesheet.workers.loop import Loop
+from timesheet.workers.ticker import TickerUnit
 
 from .conftest import ROOT
 
@@ -32,7 +33,7 @@ def test_ticks_are_counted_and_freshness_is_measured(projet, user):
     start(projet, user, 2)
     before = {name: sample(name) for name in ("fiches_ticks_total", "fiches_rows_settled_total")}
     before_count = sample("fiches_tick_duration_seconds_count")
-    asyncio.run(Worker(interval=0.01, max_ticks=3).run())
+    asyncio.run(Loop(TickerUnit(interval=0.01), interval=0.01, max_runs=3).run())
     assert sample("fiches_ticks_total") - before["fiches_ticks_total"] == 3
     assert sample("fiches_rows_settled_total") - before["fiches_rows_settled_total"] == 6
     assert sample("fiches_tick_duration_seconds_count") - before_count == 3

@@ -16,9 +16,10 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from openpyxl import load_workbook
 
-from timesheet.domain import exports, fiches, reports
-from timesheet.domain.fiches import TransitionRefused
-from timesheet.domain.reports import Rule
+from timesheet.core.dbtime import db_now
+from timesheet.domain import days, exports, fiches, locks, profiles, reports
+from timesheet.domain.errors import Refused
+from timesheet.domain.rounding import Rule
 from timesheet.models import FicheEvent, FicheTemps, LockedPeriod, Profile, Projet, Rounding, Stretch
 from timesheet.workers.ticker import tick
 
@@ -39,7 +40,7 @@ def ledger_fiche(projet, owner, stretches):
 
 def person(name, zone):
     user = get_user_model().objects.create_user(name)
-    fiches.set_time_zone(user=user, name=zone)
+    profiles.set_time_zone(user=user, name=zone)
     return user
 
 
@@ -49,16 +50,16 @@ def per_day(report):
 
 def reference_split(stretches, zone):
     """Each stretch split at local midnights by walking day by day: {local date: seconds}."""
-    days = {}
+    split = {}
     for start, end in stretches:
         cursor = start
         while cursor < end:
             local_day = cursor.astimezone(zone).date()
-            midnight = reports.local_midnight(local_day + timedelta(days=1), zone)
+            midnight = days.local_midnight(local_day + timedelta(days=1), zone)
             piece_end = min(end, midnight)
-            days[local_day] = days.get(local_day, 0) + (piece_end - cursor) / timedelta(microseconds=1)
+            split[local_day] = split.get(local_day, 0) + (piece_end - cursor) / timedelta(microseconds=1)
             cursor = piece_end
-    return {day: us / 1_000_000 for day, us in days.items()}
+    return {day: us / 1_000_000 for day, us in split.items()}
 
 
 def test_a_stretch_from_22h_to_2h_counts_two_hours_on_each_day(projet):
@@ -75,8 +76,8 @@ def test_a_day_through_a_dst_change_has_its_real_length(projet, day, hours):
     owner = person("omar", "Europe/Paris")
     paris = zoneinfo.ZoneInfo("Europe/Paris")
     whole = (
-        reports.local_midnight(day, paris) - timedelta(hours=3),
-        reports.local_midnight(day, paris) + timedelta(hours=30),
+        days.local_midnight(day, paris) - timedelta(hours=3),
+        days.local_midnight(day, paris) + timedelta(hours=30),
     )
     ledger_fiche(projet, owner, [whole])
     rows = per_day(reports.report(first=day, last=day))
@@ -127,7 +128,7 @@ def test_days_are_exact_and_add_up_to_the_fiche_time(projet, zone, spans):
 
 def test_a_running_stretch_counts_up_to_the_databases_now_and_adjustments_count_on_their_day(projet, user, staff):
     fiche = fiches.create_fiche(projet_id=projet.pk, actor=user, start=True)
-    today = reports.db_now().astimezone(zoneinfo.ZoneInfo("UTC")).date()
+    today = db_now().astimezone(zoneinfo.ZoneInfo("UTC")).date()
     fiches.adjust_fiche(fiche_id=fiche.pk, actor=staff, delta=timedelta(hours=1), reason="oubli", day=today)
     report = reports.report(first=today, last=today, owner_ids=[user.pk])
     assert report["rows"][0]["seconds"] >= 3600
@@ -192,7 +193,7 @@ def test_weeks_and_months_and_dimensions_roll_the_days_up(projet):
 def test_the_api_report_shows_people_only_their_own_rows(projet, user, other_user, staff):
     for owner in (user, other_user):
         fiches.create_fiche(projet_id=projet.pk, actor=owner, start=True)
-    today = reports.db_now().date().isoformat()
+    today = db_now().date().isoformat()
     client = signed_in(user)
     body = client.get(f"/api/reports/?from={today}&to={today}").json()
     assert {row["owner"]["id"] for row in body["rows"]} == {user.pk}
@@ -257,16 +258,16 @@ def locker(db):
 
 
 def test_only_past_days_can_be_locked(locker):
-    today = reports.db_now().date()
-    with pytest.raises(TransitionRefused, match="not over yet"):
-        fiches.lock_days(until=today, actor=locker)
-    fiches.lock_days(until=today - timedelta(days=2), actor=locker)
+    today = db_now().date()
+    with pytest.raises(Refused, match="not over yet"):
+        locks.lock_days(until=today, actor=locker)
+    locks.lock_days(until=today - timedelta(days=2), actor=locker)
     assert LockedPeriod.objects.get().created_by == locker
 
 
 def test_a_lock_needs_the_permission(staff):
-    with pytest.raises(TransitionRefused) as refused:
-        fiches.lock_days(until=date(2020, 1, 1), actor=staff)
+    with pytest.raises(Refused) as refused:
+        locks.lock_days(until=date(2020, 1, 1), actor=staff)
     assert refused.value.code == "forbidden"
 
 
@@ -281,9 +282,9 @@ def backdated_running_fiche(projet, owner, hours):
 
 def test_stop_at_adjust_and_edits_into_a_locked_week_are_refused_or_overridden(projet, user, locker, staff):
     fiche = backdated_running_fiche(projet, user, hours=24 * 9)
-    today = reports.db_now().date()
+    today = db_now().date()
     week = (today - timedelta(days=9), today - timedelta(days=2))
-    fiches.lock_days(until=week[1], actor=locker)
+    locks.lock_days(until=week[1], actor=locker)
     before = reports.report(first=week[0], last=week[1])
     inside = fiche.en_calcul_depuis + timedelta(hours=30)
     for attempt in (
@@ -294,7 +295,7 @@ def test_stop_at_adjust_and_edits_into_a_locked_week_are_refused_or_overridden(p
             fiche_id=fiche.pk, actor=staff, projet_id=Projet.objects.create(designation="B").pk
         ),
     ):
-        with pytest.raises(TransitionRefused) as refused:
+        with pytest.raises(Refused) as refused:
             attempt()
         assert refused.value.code == "locked"
     tick()
@@ -317,7 +318,7 @@ def test_stop_at_adjust_and_edits_into_a_locked_week_are_refused_or_overridden(p
 
 def test_the_api_answers_409_locked(projet, user, locker):
     fiche = backdated_running_fiche(projet, user, hours=24 * 5)
-    fiches.lock_days(until=reports.db_now().date() - timedelta(days=2), actor=locker)
+    locks.lock_days(until=db_now().date() - timedelta(days=2), actor=locker)
     client = Client()
     client.force_login(user)
     at = (fiche.en_calcul_depuis + timedelta(hours=1)).isoformat()
@@ -327,8 +328,8 @@ def test_the_api_answers_409_locked(projet, user, locker):
 
 def test_the_auto_stop_never_reaches_into_locked_days(projet, user, locker):
     fiche = backdated_running_fiche(projet, user, hours=24 * 5)
-    end_of_lock = reports.db_now().date() - timedelta(days=2)
-    fiches.lock_days(until=end_of_lock, actor=locker)
+    end_of_lock = db_now().date() - timedelta(days=2)
+    locks.lock_days(until=end_of_lock, actor=locker)
     locked_before = reports.report(first=end_of_lock - timedelta(days=5), last=end_of_lock)
     assert tick(max_running=timedelta(hours=2)).auto_stopped == 1
     stopped = assert_exact(fiche.pk)
@@ -341,27 +342,27 @@ def test_a_locked_days_reports_never_change_whatever_runs_afterwards(projet, loc
     settings.FICHE_MAX_RUNNING_PER_OWNER = 0
     owners = [person(f"storm{i}", zone) for i, zone in enumerate(["Europe/Paris", "Asia/Kolkata", "Pacific/Chatham"])]
     mine = [backdated_running_fiche(projet, owner, hours=24 * 4 + i) for i, owner in enumerate(owners)]
-    end_of_lock = reports.db_now().date() - timedelta(days=2)
-    fiches.lock_days(until=end_of_lock, actor=locker)
+    end_of_lock = db_now().date() - timedelta(days=2)
+    locks.lock_days(until=end_of_lock, actor=locker)
     window = {"first": end_of_lock - timedelta(days=6), "last": end_of_lock}
     locked = reports.report(**window)
     rng = random.Random(5)
     for _ in range(60):
-        fiche = FicheTemps.objects.get(pk=rng.choice(fiches).pk)
+        fiche = FicheTemps.objects.get(pk=rng.choice(mine).pk)
         owner = fiche.owner
         action = rng.choice(["pause", "start", "finish", "stop_at", "tick", "adjust"])
         try:
             if action == "tick":
                 tick(max_running=timedelta(hours=rng.choice([1, 50])))
             elif action == "stop_at" and fiche.is_running:
-                span = reports.db_now() - fiche.en_calcul_depuis
+                span = db_now() - fiche.en_calcul_depuis
                 fiches.pause_fiche(fiche_id=fiche.pk, actor=owner, at=fiche.en_calcul_depuis + span * rng.random())
             elif action == "adjust":
                 day = end_of_lock + timedelta(days=rng.choice([-3, -1, 1]))
                 fiches.adjust_fiche(fiche_id=fiche.pk, actor=locker, delta=timedelta(minutes=5), reason="x", day=day)
             elif action in ("pause", "start", "finish"):
                 getattr(fiches, f"{action}_fiche")(fiche_id=fiche.pk, actor=owner)
-        except TransitionRefused as refused:
+        except Refused as refused:
             assert refused.code in ("locked", "wrong_state", "invalid")
         assert reports.report(**window)["rows"] == locked["rows"]
     for fiche in mine:

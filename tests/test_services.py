@@ -11,7 +11,7 @@ from django.db.models.functions import Now
 from django.test.utils import CaptureQueriesContext
 
 from timesheet.domain import fiches
-from timesheet.domain.fiches import TransitionRefused
+from timesheet.domain.errors import Refused
 from timesheet.models import Etat, FicheEvent, FicheTemps, Projet
 from timesheet.workers.ticker import tick
 
@@ -160,7 +160,7 @@ def test_impossible_transition_is_refused_and_changes_nothing(projet, user, setu
         getattr(fiches, f"{action}_fiche")(fiche_id=fiche.pk, actor=user)
         return
     before = snapshot(fiche.pk)
-    with pytest.raises(TransitionRefused) as refused:
+    with pytest.raises(Refused) as refused:
         getattr(fiches, f"{action}_fiche")(fiche_id=fiche.pk, actor=user)
     assert refused.value.code == "wrong_state"
     assert refused.value.message.endswith(f"it is {etat.label}.")
@@ -170,7 +170,7 @@ def test_impossible_transition_is_refused_and_changes_nothing(projet, user, setu
 
 @pytest.mark.parametrize("action", ["start", "pause", "finish"])
 def test_unknown_fiche_is_refused_as_not_found(user, action):
-    with pytest.raises(TransitionRefused, match="Fiche 999 does not exist") as refused:
+    with pytest.raises(Refused, match="Fiche 999 does not exist") as refused:
         getattr(fiches, f"{action}_fiche")(fiche_id=999, actor=user)
     assert refused.value.code == "not_found"
 
@@ -179,7 +179,7 @@ def test_someone_elses_fiche_looks_like_an_unknown_one(projet, user, other_user)
     fiche = new_fiche(projet, user, start=True)
     before = snapshot(fiche.pk)
     for action in ("start", "pause", "finish"):
-        with pytest.raises(TransitionRefused) as refused:
+        with pytest.raises(Refused) as refused:
             getattr(fiches, f"{action}_fiche")(fiche_id=fiche.pk, actor=other_user)
         assert refused.value.code == "not_found"
     assert snapshot(fiche.pk) == before
@@ -195,25 +195,25 @@ def test_double_pause_charges_once(projet, user):
     fiche = new_fiche(projet, user, start=True)
     time.sleep(0.01)
     first = fiches.pause_fiche(fiche_id=fiche.pk, actor=user)
-    with pytest.raises(TransitionRefused):
+    with pytest.raises(Refused):
         fiches.pause_fiche(fiche_id=fiche.pk, actor=user)
     assert FicheTemps.objects.get(pk=fiche.pk).temps_impute == first.temps_impute
     assert fiche.events.filter(kind="paused").count() == 1
 
 
 def test_create_refuses_unknown_and_inactive_projects(user):
-    with pytest.raises(TransitionRefused, match="Project 404 does not exist") as refused:
+    with pytest.raises(Refused, match="Project 404 does not exist") as refused:
         fiches.create_fiche(projet_id=404, owner_id=user.pk, actor=user)
     assert refused.value.code == "not_found"
     closed = Projet.objects.create(designation="Fermé", actif=False)
-    with pytest.raises(TransitionRefused, match="is not active") as refused:
+    with pytest.raises(Refused, match="is not active") as refused:
         fiches.create_fiche(projet_id=closed.pk, owner_id=user.pk, actor=user)
     assert refused.value.code == "invalid"
     assert not FicheTemps.objects.exists()
 
 
 def test_create_for_someone_else_needs_staff(projet, user, other_user, staff):
-    with pytest.raises(TransitionRefused) as refused:
+    with pytest.raises(Refused) as refused:
         fiches.create_fiche(projet_id=projet.pk, owner_id=other_user.pk, actor=user)
     assert refused.value.code == "forbidden"
     fiche = fiches.create_fiche(projet_id=projet.pk, owner_id=other_user.pk, actor=staff)
@@ -222,7 +222,7 @@ def test_create_for_someone_else_needs_staff(projet, user, other_user, staff):
 
 
 def test_create_refuses_an_overlong_label(projet, user):
-    with pytest.raises(TransitionRefused, match="too long"):
+    with pytest.raises(Refused, match="too long"):
         fiches.create_fiche(projet_id=projet.pk, owner_id=user.pk, actor=user, libelle="x" * 201)
 
 
@@ -241,7 +241,7 @@ def test_adjust_never_goes_below_zero(projet, user, staff):
     fiche = new_fiche(projet, user)
     fiches.adjust_fiche(fiche_id=fiche.pk, actor=staff, delta=timedelta(minutes=5), reason="x")
     before = snapshot(fiche.pk)
-    with pytest.raises(TransitionRefused, match="cannot go below zero") as refused:
+    with pytest.raises(Refused, match="cannot go below zero") as refused:
         fiches.adjust_fiche(fiche_id=fiche.pk, actor=staff, delta=-timedelta(minutes=6), reason="x")
     assert refused.value.code == "negative_time"
     assert snapshot(fiche.pk) == before
@@ -262,7 +262,7 @@ def test_adjust_a_running_fiche_settles_it_and_keeps_it_running(projet, user, st
     # Settled up to the adjustment, plus its 20 ms.
     assert_within_real_time(adjusted.temps_impute - timedelta(milliseconds=20), t2 - t1, t3 - t0)
     # Never more than the time before the running stretch: a stop at its start would go below zero.
-    with pytest.raises(TransitionRefused) as refused:
+    with pytest.raises(Refused) as refused:
         fiches.adjust_fiche(fiche_id=fiche.pk, actor=staff, delta=-timedelta(milliseconds=30), reason="x")
     assert refused.value.code == "negative_time"
     fiches.pause_fiche(fiche_id=fiche.pk, actor=user, at=fiche.en_calcul_depuis)
@@ -281,7 +281,7 @@ def test_adjust_a_running_fiche_settles_it_and_keeps_it_running(projet, user, st
 )
 def test_adjust_refuses_bad_arguments(projet, user, staff, delta, reason, code):
     fiche = new_fiche(projet, user)
-    with pytest.raises(TransitionRefused) as refused:
+    with pytest.raises(Refused) as refused:
         fiches.adjust_fiche(fiche_id=fiche.pk, actor=staff, delta=delta, reason=reason)
     assert refused.value.code == code
     assert FicheTemps.objects.get(pk=fiche.pk).temps_impute == timedelta(0)
@@ -289,7 +289,7 @@ def test_adjust_refuses_bad_arguments(projet, user, staff, delta, reason, code):
 
 def test_adjust_is_for_staff_only(projet, user):
     fiche = new_fiche(projet, user)
-    with pytest.raises(TransitionRefused) as refused:
+    with pytest.raises(Refused) as refused:
         fiches.adjust_fiche(fiche_id=fiche.pk, actor=user, delta=timedelta(hours=8), reason="moi")
     assert refused.value.code == "forbidden"
 
@@ -299,7 +299,7 @@ def test_async_twins_run_the_same_transitions(projet, user):
     assert fiche.etat == Etat.EN_CALCUL
     paused = async_to_sync(fiches.apause_fiche)(fiche_id=fiche.pk, actor=user)
     assert paused.etat == Etat.EN_PAUSE
-    with pytest.raises(TransitionRefused):
+    with pytest.raises(Refused):
         async_to_sync(fiches.apause_fiche)(fiche_id=fiche.pk, actor=user)
 
 
@@ -370,7 +370,7 @@ def test_update_refuses_and_changes_nothing(projet, user, other_user, change, co
     values = {"other": other_user, "inactive": inactive.pk}
     change = {name: values.get(value, value) if isinstance(value, str) else value for name, value in change.items()}
     before = snapshot(fiche.pk)
-    with pytest.raises(TransitionRefused) as refused:
+    with pytest.raises(Refused) as refused:
         fiches.update_fiche(fiche_id=fiche.pk, actor=user, **change)
     assert refused.value.code == code
     assert snapshot(fiche.pk) == before
@@ -386,7 +386,7 @@ def test_update_keeps_a_project_deactivated_since(projet, user):
 
 def test_update_of_someone_elses_fiche_is_not_found(projet, user, other_user):
     fiche = new_fiche(projet, user)
-    with pytest.raises(TransitionRefused) as refused:
+    with pytest.raises(Refused) as refused:
         fiches.update_fiche(fiche_id=fiche.pk, actor=other_user, libelle="À moi")
     assert refused.value.code == "not_found"
 
@@ -427,7 +427,7 @@ def test_someone_elses_fiche_is_refused_without_waiting_for_its_lock(projet, use
     with held_by_a_transition(fiche, user), transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute("SET LOCAL lock_timeout = '2s'")  # a wait for the row would fail, not hang
-        with pytest.raises(fiches.TransitionRefused, match="does not exist"):
+        with pytest.raises(Refused, match="does not exist"):
             fiches.pause_fiche(fiche_id=fiche.pk, actor=other_user)
 
 
@@ -450,7 +450,7 @@ def test_a_start_that_waited_for_its_fiche_finds_it_moved_to_another_project(pro
     def start():
         try:
             started["fiche"] = fiches.start_fiche(fiche_id=fiche.pk, actor=staff)
-        except TransitionRefused as refused:
+        except Refused as refused:
             started["refused"] = refused
         finally:
             connections.close_all()

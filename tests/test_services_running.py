@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from timesheet.core.dbtime import db_now
 from timesheet.domain import fiches
-from timesheet.domain.fiches import TransitionRefused
+from timesheet.domain.errors import Refused
 from timesheet.models import Etat, FicheEvent, FicheTemps, Projet, Stretch
 from timesheet.workers.ticker import tick
 
@@ -34,11 +34,11 @@ def paused(projet, user, libelle="Travail"):
 def test_a_second_start_is_refused_naming_the_running_fiche(one_at_a_time, projet, user):
     first = fiches.create_fiche(projet_id=projet.pk, actor=user, start=True)
     second = paused(projet, user)
-    with pytest.raises(TransitionRefused) as refused:
+    with pytest.raises(Refused) as refused:
         fiches.start_fiche(fiche_id=second.pk, actor=user)
     assert (refused.value.code, refused.value.running_fiche_id) == ("limit_reached", first.pk)
     assert FicheTemps.objects.get(pk=second.pk).etat == Etat.EN_PAUSE
-    with pytest.raises(TransitionRefused):
+    with pytest.raises(Refused):
         fiches.create_fiche(projet_id=projet.pk, actor=user, start=True)
     assert FicheTemps.objects.count() == 2  # the refused creation left nothing behind
 
@@ -53,7 +53,7 @@ def test_a_limit_of_two_allows_two(settings, projet, user):
     settings.FICHE_MAX_RUNNING_PER_OWNER = 2
     mine = [fiches.create_fiche(projet_id=projet.pk, actor=user, start=True) for _ in range(2)]
     assert sorted(f.run_slot for f in mine) == [0, 1]
-    with pytest.raises(TransitionRefused):
+    with pytest.raises(Refused):
         fiches.create_fiche(projet_id=projet.pk, actor=user, start=True)
     fiches.pause_fiche(fiche_id=mine[0].pk, actor=user)
     assert fiches.create_fiche(projet_id=projet.pk, actor=user, start=True).run_slot == mine[0].run_slot
@@ -81,7 +81,7 @@ def test_two_concurrent_starts_of_one_owner_leave_exactly_one_running(one_at_a_t
             barrier.wait(timeout=30)
             fiches.start_fiche(fiche_id=fiche.pk, actor=user)
             outcomes.append("started")
-        except TransitionRefused as refused:
+        except Refused as refused:
             outcomes.append(refused.code)
         finally:
             connections.close_all()
@@ -133,7 +133,7 @@ def test_switch_refusals_change_nothing(projet, user, other_user, staff, setup, 
     if setup == "target_project_closed":
         Projet.objects.filter(pk=target_projet.pk).update(actif=False)
     before = list(FicheTemps.objects.order_by("pk").values())
-    with pytest.raises(TransitionRefused) as refused:
+    with pytest.raises(Refused) as refused:
         fiches.switch_fiche(from_id=source.pk, to_id=source.pk if setup == "same" else target.pk, actor=staff)
     assert refused.value.code == code
     assert list(FicheTemps.objects.order_by("pk").values()) == before
@@ -173,7 +173,7 @@ def test_stop_at_outside_the_current_stretch_is_refused(projet, user, offset, te
     fiche = fiches.create_fiche(projet_id=projet.pk, actor=user, start=True)
     before = FicheTemps.objects.filter(pk=fiche.pk).values().get()
     at = (db_now() if offset > timedelta(0) else fiche.en_calcul_depuis) + offset
-    with pytest.raises(TransitionRefused, match=text) as refused:
+    with pytest.raises(Refused, match=text) as refused:
         fiches.finish_fiche(fiche_id=fiche.pk, actor=user, at=at)
     assert refused.value.code == "invalid"
     assert FicheTemps.objects.filter(pk=fiche.pk).values().get() == before
@@ -224,7 +224,7 @@ def test_at_every_instant_the_limit_holds_and_time_equals_the_stretches(settings
                 fiches.pause_fiche(fiche_id=fiche.pk, actor=owner, at=at)
             elif operation == "tick":
                 tick()
-        except TransitionRefused as refused:
+        except Refused as refused:
             assert refused.code in ("wrong_state", "limit_reached")
         assert FicheTemps.objects.running().filter(owner=owner).count() <= limit
         for each in mine:

@@ -5,8 +5,9 @@ from datetime import timedelta
 import psycopg
 import pytest
 
+from timesheet.domain.ticking import SHARD_LOCK_NAMESPACE
 from timesheet.models import Etat, FicheTemps
-from timesheet.workers.ticker import SHARD_LOCK_NAMESPACE, tick
+from timesheet.workers.ticker import tick
 
 from .conftest import RealClock, postgresql_only
 

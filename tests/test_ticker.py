@@ -10,7 +10,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from timesheet.core import conf
-from timesheet.domain import fiches
+from timesheet.domain import fiches, ticking
 from timesheet.models import Etat, FicheEvent, FicheTemps, Stretch, TickerHeartbeat
 from timesheet.workers.ticker import TickReport, record_failure, record_stop, record_tick, register_heartbeat, tick
 
@@ -267,7 +267,7 @@ def test_auto_stop_leaves_a_fiche_another_transaction_holds_to_the_next_tick(pro
         other.execute("SELECT id FROM timesheet_fichetemps WHERE id = %s FOR UPDATE", [held.pk])
         cursor.execute("SET lock_timeout = '10s'")  # waiting would fail the test, not hang it
         try:
-            assert fiches.stop_overdue(max_running=timedelta(hours=2), batch_size=10) == 1
+            assert ticking.stop_overdue(max_running=timedelta(hours=2), batch_size=10) == 1
         finally:
             cursor.execute("RESET lock_timeout")
     assert FicheTemps.objects.get(pk=held.pk).etat == Etat.EN_CALCUL

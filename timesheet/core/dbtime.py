@@ -16,6 +16,18 @@ from django.db.models.functions import Greatest, Now
 from django.utils.dateparse import parse_datetime
 
 
+def sqlite_exact_microseconds(later: str, earlier: str) -> str:
+    """
+    SQLite's SQL for the exact microseconds from ``earlier`` to ``later``,
+    two SQL expressions in Julian days (``julianday(...)``) of instants on
+    whole milliseconds, as SQLite's clock and every instant it stores are.
+    julianday() is a double of days; its error (~40 us at today's dates) is
+    far below half a millisecond, so rounding to whole milliseconds recovers
+    the exact difference.
+    """
+    return f"CAST(ROUND(({later} - {earlier}) * 86400000.0) AS INTEGER) * 1000"
+
+
 class _DurationExpression(Expression):
     output_field = DurationField()
 
@@ -57,10 +69,7 @@ class Elapsed(_DurationExpression):
         (since, until, offset), params = self._compile_all(compiler)
         if isinstance(self.expressions[1], Now):
             until = "'now'"  # julianday('now') skips formatting and parsing the instant on every row
-        # julianday() is a double of days; its error (~40 us at today's dates)
-        # is far below half a millisecond, so rounding to whole milliseconds
-        # recovers the exact difference of two millisecond instants.
-        elapsed = f"CAST(ROUND((julianday({until}) - julianday({since})) * 86400000.0) AS INTEGER) * 1000 + {offset}"
+        elapsed = f"{sqlite_exact_microseconds(f'julianday({until})', f'julianday({since})')} + {offset}"
         return (f"MAX(0, {elapsed})" if self.clamp else f"({elapsed})"), params
 
     def as_postgresql(self, compiler, connection, **extra_context):

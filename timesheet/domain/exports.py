@@ -8,6 +8,7 @@ from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
 # A cell starting with one of these is a formula to a spreadsheet (=HYPERLINK(...), @SUM(...)).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+XLSX_CONTENT_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 HEADER = ["period", "owner", "projet", "hours", "rounded_hours", "seconds", "rounded_seconds"]
 
 

@@ -1,90 +1,41 @@
 """
-Every change to a fiche, shared by the worker, the admin and the API.
+Every change to a fiche: create, start, pause, finish, switch, adjust, edit,
+and the stops the ticker makes. Shared by the admin, the API, the people's
+page and the workers.
 
 Each transition runs in one short transaction that reads the fiche under a row
 lock, checks the rule, writes the change on the database's clock and the audit
 event: a double click, two tabs, the admin racing the API or a tick racing a
-pause all end in one correct state, and a refused change raises
-TransitionRefused and changes nothing. Each function has an ``a``-prefixed
-async twin for async views.
+pause all end in one correct state, and a refused change raises ``Refused``
+and changes nothing. Each function has an ``a``-prefixed async twin for async
+views.
 """
 
-import functools
-import zoneinfo
-from collections import defaultdict
 from datetime import date, datetime, timedelta
+from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Case, DateTimeField, F, OuterRef, QuerySet, Subquery, Value, When
+from django.db.models import Case, DateTimeField, Expression, OuterRef, Subquery, Value, When
 from django.db.models.functions import Now
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext, pgettext_lazy
 
-from timesheet.core import conf
-from timesheet.core.dbtime import DurationSum, Elapsed, db_now, later_of, settled
-from timesheet.domain import reports
-from timesheet.models import (
-    Etat,
-    FicheEvent,
-    FicheTemps,
-    LockedPeriod,
-    Profile,
-    Projet,
-    Stretch,
-    acts_on_everyones_fiches,
-)
+from timesheet.core import conf, limits
+from timesheet.core.dbtime import DurationSum, db_now, later_of, settled
+from timesheet.domain import days, locks
+from timesheet.domain.errors import Code, Refused
+from timesheet.domain.twins import async_twin
+from timesheet.models import Etat, FicheEvent, FicheTemps, Projet, Stretch, acts_on_everyones_fiches
 
-__all__ = [
-    "TransitionRefused",
-    "aadjust_fiche",
-    "acreate_fiche",
-    "adjust_fiche",
-    "afinish_fiche",
-    "apause_fiche",
-    "astart_fiche",
-    "aswitch_fiche",
-    "aupdate_fiche",
-    "check_lockable",
-    "create_fiche",
-    "finish_fiche",
-    "lock_days",
-    "pause_fiche",
-    "set_time_zone",
-    "settle",
-    "start_fiche",
-    "stop_overdue",
-    "switch_fiche",
-    "update_fiche",
-]
-
-
-class TransitionRefused(Exception):
-    """
-    A change (or a read) that the rules refuse; nothing was changed.
-
-    ``code`` says why: ``not_found`` (no such fiche or project, or one the
-    actor may not see), ``forbidden`` (visible but not the actor's to make),
-    ``wrong_state`` (e.g. pausing a paused fiche), ``locked`` (it would
-    change a locked day), ``limit_reached`` (the
-    owner already runs as many fiches as allowed; ``running_fiche_id`` names
-    one), ``negative_time`` (an adjustment below zero) or ``invalid`` (bad
-    arguments).
-    """
-
-    def __init__(self, message, *, code, running_fiche_id=None):
-        super().__init__(message)
-        self.message = message
-        self.code = code
-        self.running_fiche_id = running_fiche_id
-
+# A fiche's values a transition reads under its lock.
+Row = dict[str, Any]
 
 # What a transition reads before it writes: enough to compute a stopped stretch's length.
-_BEFORE = ("id", "owner_id", "projet_id", "libelle", "etat", "temps_impute", "compte_jusqua", "en_calcul_depuis")
+STOP_COLUMNS = ("id", "owner_id", "projet_id", "libelle", "etat", "temps_impute", "compte_jusqua", "en_calcul_depuis")
 
 
-def _locked(fiche_id, actor, **annotations) -> dict:
+def _locked(fiche_id: int, actor: Any, **annotations: Any) -> Row:
     """
     Return the fiche's current values (with ``annotations``), if the actor
     may see it, locked until the transaction ends.
@@ -98,14 +49,12 @@ def _locked(fiche_id, actor, **annotations) -> dict:
     try:
         # Among one's own first: no one else's row locked, no permission read (on SQLite, under the write lock).
         # Of the fiche's row only, whatever ``annotations`` read: never a project's.
-        fiches = FicheTemps.objects.select_for_update(of=("self",)).values(*_BEFORE, **annotations)
-        row = fiches.get_visible_to(actor, pk=fiche_id)
+        rows = FicheTemps.objects.select_for_update(of=("self",)).values(*STOP_COLUMNS, **annotations)
+        row: Row = rows.get_visible_to(actor, pk=fiche_id)
     except FicheTemps.DoesNotExist:
-        raise TransitionRefused(_("Fiche %(id)s does not exist.") % {"id": fiche_id}, code="not_found") from None
+        raise Refused(_("Fiche %(id)s does not exist.") % {"id": fiche_id}, code=Code.NOT_FOUND) from None
     if row["owner_id"] != actor.pk and not acts_on_everyones_fiches(actor):
-        raise TransitionRefused(
-            _("Changing someone else's fiche needs the permission to change fiches."), code="forbidden"
-        )
+        raise Refused(_("Changing someone else's fiche needs the permission to change fiches."), code=Code.FORBIDDEN)
     return row
 
 
@@ -118,16 +67,16 @@ ACTIONS = {
 }
 
 
-def _require_state(row, action, *allowed):
+def _require_state(row: Row, action: str, *allowed: str) -> None:
     if row["etat"] not in allowed:
-        raise TransitionRefused(
+        raise Refused(
             _("Cannot %(action)s fiche %(id)s: it is %(state)s.")
             % {"action": ACTIONS.get(action, action), "id": row["id"], "state": Etat(row["etat"]).label},
-            code="wrong_state",
+            code=Code.WRONG_STATE,
         )
 
 
-def _reload(fiche_id) -> FicheTemps:
+def _reload(fiche_id: int) -> FicheTemps:
     return FicheTemps.objects.with_live_time().select_related("projet", "owner").get(pk=fiche_id)
 
 
@@ -135,7 +84,7 @@ def _reload(fiche_id) -> FicheTemps:
 EVENT_ORDER_LOCK = 0x5E771F
 
 
-def _events_in_commit_order():
+def _events_in_commit_order() -> None:
     """
     On PostgreSQL, hold (until commit) the lock that makes event ids grow in
     commit order: readers that follow the log by id (webhooks, streams) never
@@ -146,24 +95,28 @@ def _events_in_commit_order():
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [EVENT_ORDER_LOCK])
 
 
-def _log(fiche, kind, actor, **fields):
+def _log(fiche: FicheTemps, kind: str, actor: Any, **fields: Any) -> None:
     _events_in_commit_order()
     FicheEvent.objects.create(
         fiche=fiche, kind=kind, actor=actor, at=fiche.updated_at, temps_impute=fiche.temps_impute, **fields
     )
 
 
-def _clean_libelle(libelle) -> str:
+def clean_libelle(libelle: object) -> str:
+    """``libelle`` if it may label a fiche; refused as invalid otherwise."""
     if not isinstance(libelle, str):
-        raise TransitionRefused(_("The label must be text."), code="invalid")
-    if len(libelle) > FicheTemps._meta.get_field("libelle").max_length:
-        raise TransitionRefused(_("The label is too long (200 characters at most)."), code="invalid")
+        raise Refused(_("The label must be text."), code=Code.INVALID)
+    if len(libelle) > limits.LABEL_MAX_LENGTH:
+        raise Refused(
+            _("The label is too long (%(limit)s characters at most).") % {"limit": limits.LABEL_MAX_LENGTH},
+            code=Code.INVALID,
+        )
     if "\x00" in libelle:
-        raise TransitionRefused(_("The label cannot contain NUL characters."), code="invalid")
+        raise Refused(_("The label cannot contain NUL characters."), code=Code.INVALID)
     return libelle
 
 
-def _projet_actif():
+def _projet_actif() -> Subquery:
     """
     The fiche's project's ``actif``, for ``_locked``: a subquery, not a join,
     so that on PostgreSQL a fiche moved to another project while the read
@@ -173,35 +126,44 @@ def _projet_actif():
     return Subquery(Projet.objects.filter(pk=OuterRef("projet_id")).order_by().values("actif"))
 
 
-def _require_active_projet(projet_id, actif: bool | None = None):
-    """
-    Raise TransitionRefused unless the project exists and is active; pass
-    ``actif`` if it was read already.
-    """
+def _require_active_projet(projet_id: int, actif: bool | None = None) -> None:
+    """Refuse unless the project exists and is active; pass ``actif`` if it was read already."""
     if actif is None:
         actif = Projet.objects.filter(pk=projet_id).values_list("actif", flat=True).first()
         if actif is None:
-            raise TransitionRefused(_("Project %(id)s does not exist.") % {"id": projet_id}, code="not_found")
+            raise Refused(_("Project %(id)s does not exist.") % {"id": projet_id}, code=Code.NOT_FOUND)
     if not actif:
-        raise TransitionRefused(_("Project %(id)s is not active.") % {"id": projet_id}, code="invalid")
+        raise Refused(_("Project %(id)s is not active.") % {"id": projet_id}, code=Code.INVALID)
 
 
-def stretch_length(before: dict, temps_after: timedelta) -> timedelta:
+def stretch_length(before: Row, temps_after: timedelta) -> timedelta:
     """
     The length of a running stretch that just ended, from the fiche's values
     ``before`` its stop: what earlier settles accounted (start to mark) plus
     what the stop itself settled.
     """
-    return (before["compte_jusqua"] - before["en_calcul_depuis"]) + (temps_after - before["temps_impute"])
+    length: timedelta = (before["compte_jusqua"] - before["en_calcul_depuis"]) + (temps_after - before["temps_impute"])
+    return length
 
 
-def _stop(rows, *, etat, kind, actor, at=None, offset=timedelta(0), reason="", auto_stopped=False) -> int:
+def stop_rows(
+    rows: list[Row],
+    *,
+    etat: str,
+    kind: str,
+    actor: Any,
+    at: Expression | None = None,
+    offset: timedelta = timedelta(0),
+    reason: str = "",
+    auto_stopped: bool = False,
+) -> int:
     """
     Stop the running fiches whose values before are ``rows`` (locked by the
-    caller) at the instant ``at`` + ``offset`` (an expression over the row;
-    the database's now by default, never before the mark), settling their
-    time up to exactly that instant: time settled past it is taken back. Close
-    each one's stretch there and write one event for it; return how many.
+    caller, read with ``STOP_COLUMNS``) at the instant ``at`` + ``offset``
+    (an expression over the row; the database's now by default, never before
+    the mark), settling their time up to exactly that instant: time settled
+    past it is taken back. Close each one's stretch there and write one event
+    for it; return how many.
     """
     ids = [row["id"] for row in rows]
     _settle_stopped(ids, etat=etat, at=at, offset=offset, auto_stopped=auto_stopped)
@@ -210,15 +172,24 @@ def _stop(rows, *, etat, kind, actor, at=None, offset=timedelta(0), reason="", a
     return len(rows)
 
 
-def _stop_one(row, *, etat, kind, actor, at=None, reason="") -> FicheTemps:
-    """Stop one running fiche as ``_stop`` does; return it read again, which reads its settled time too."""
+def _stop_one(
+    row: Row, *, etat: str, kind: str, actor: Any, at: Expression | None = None, reason: str = ""
+) -> FicheTemps:
+    """Stop one running fiche as ``stop_rows`` does; return it read again, which reads its settled time too."""
     _settle_stopped([row["id"]], etat=etat, at=at)
     fiche = _reload(row["id"])
     _record_stops([row], {fiche.pk: fiche.temps_impute}, kind=kind, actor=actor, reason=reason)
     return fiche
 
 
-def _settle_stopped(ids, *, etat, at=None, offset=timedelta(0), auto_stopped=False):
+def _settle_stopped(
+    ids: list[int],
+    *,
+    etat: str,
+    at: Expression | None = None,
+    offset: timedelta = timedelta(0),
+    auto_stopped: bool = False,
+) -> None:
     """Settle the running fiches ``ids`` up to ``at`` + ``offset`` and leave them in ``etat``, not running."""
     until = later_of("compte_jusqua") if at is None else at
     FicheTemps.objects.filter(pk__in=ids).update(
@@ -232,7 +203,7 @@ def _settle_stopped(ids, *, etat, at=None, offset=timedelta(0), auto_stopped=Fal
     )
 
 
-def _record_stops(rows, after, *, kind, actor, reason):
+def _record_stops(rows: list[Row], after: dict[int, timedelta], *, kind: str, actor: Any, reason: str) -> None:
     """Close the stretches of the stopped ``rows`` and write their events; ``after`` maps ids to settled times."""
     events, ends = [], {}
     for row in rows:
@@ -261,7 +232,7 @@ def _record_stops(rows, after, *, kind, actor, reason):
     FicheEvent.objects.bulk_create(events)
 
 
-def _slot_for(owner_id) -> int | None:
+def _slot_for(owner_id: int) -> int | None:
     """
     A free running slot of the owner (None when FICHE_MAX_RUNNING_PER_OWNER
     is 0: no limit); refused as ``limit_reached`` when every one is taken.
@@ -275,19 +246,19 @@ def _slot_for(owner_id) -> int | None:
         if slot not in taken:
             return slot
     running = min(taken.values())
-    raise TransitionRefused(
+    raise Refused(
         ngettext(
             "Fiche %(id)s is already running: pause it, or switch from it (at most %(limit)s running fiche).",
             "Fiche %(id)s is already running: pause it, or switch from it (at most %(limit)s running fiches).",
             limit,
         )
         % {"id": running, "limit": limit},
-        code="limit_reached",
+        code=Code.LIMIT_REACHED,
         running_fiche_id=running,
     )
 
 
-def _start(fiche_id, owner_id, actor, *, at=None) -> FicheTemps:
+def _start(fiche_id: int, owner_id: int, actor: Any, *, at: Expression | None = None) -> FicheTemps:
     """
     Start a paused fiche (locked by the caller) at ``at`` (the database's now
     by default) in a free slot of its owner; open its stretch and write the
@@ -307,7 +278,7 @@ def _start(fiche_id, owner_id, actor, *, at=None) -> FicheTemps:
     except IntegrityError:
         # Another transaction took the last slot between our read and our write.
         _slot_for(owner_id)  # names the fiche that runs now
-        raise TransitionRefused(_("Another fiche of this owner has just started."), code="limit_reached") from None
+        raise Refused(_("Another fiche of this owner has just started."), code=Code.LIMIT_REACHED) from None
     fiche = _reload(fiche_id)
     Stretch.objects.create(fiche_id=fiche_id, started_at=fiche.en_calcul_depuis)
     _events_in_commit_order()
@@ -321,129 +292,53 @@ def _start(fiche_id, owner_id, actor, *, at=None) -> FicheTemps:
     return fiche
 
 
-OVERRIDDEN = " (locked period overridden)"
-
-
-def _unlocked(owner_id, earliest: datetime, actor) -> str:
-    """
-    Refuse, as ``locked``, a change reaching back to ``earliest`` into the
-    owner's locked days, unless the actor may override locks: then return
-    the note that audits it ("" when nothing locked is touched).
-    """
-    end = reports.lock_end(owner_id)
-    if end is None or earliest >= end:
-        return ""
-    if actor is not None and actor.has_perm("timesheet.override_lock"):
-        return OVERRIDDEN
-    raise TransitionRefused(
-        _("The owner's time is locked up to %(end)s: this would change a locked day.") % {"end": end.isoformat()},
-        code="locked",
-    )
-
-
-def _unlocked_history(row, actor) -> str:
-    """As ``_unlocked``, for a change to a fiche's whole history (its project or owner)."""
-    first = (
-        Stretch.objects.filter(fiche_id=row["id"]).order_by("started_at").values_list("started_at", flat=True).first()
-    )
-    adjusted = (
-        FicheEvent.objects.filter(fiche_id=row["id"], kind=FicheEvent.Kind.ADJUSTED)
-        .order_by("applies_to")
-        .values_list("applies_to", flat=True)
-        .first()
-    )
-    instants = [first] if first else []
-    if adjusted:
-        instants.append(reports.local_midnight(adjusted, reports.owner_zone(row["owner_id"])))
-    return _unlocked(row["owner_id"], min(instants), actor) if instants else ""
-
-
-def lock_days(*, until: date, actor, owner_id: int | None = None, reason: str = "") -> LockedPeriod:
-    """
-    Lock every day up to ``until`` for one owner or, with no owner, for
-    everyone: from then on no transition, stop, adjustment or edit may change
-    those days' time, except by those allowed to override. Only days that
-    are over in every time zone concerned may be locked.
-    """
-    check_lockable(until=until, owner_id=owner_id, actor=actor)
-    return LockedPeriod.objects.create(until=until, owner_id=owner_id, created_by=actor, reason=reason[:200])
-
-
-def check_lockable(*, until: date, owner_id: int | None, actor) -> None:
-    """Refuse a lock the actor may not make, or of a day not over yet in every time zone concerned."""
-    if not date(2, 1, 1) <= until <= date(9998, 12, 31):
-        raise TransitionRefused(
-            _("%(day)s is not over yet everywhere: only past days can be locked.") % {"day": until}, code="invalid"
-        )
-    if not actor.has_perm("timesheet.add_lockedperiod"):
-        raise TransitionRefused(_("Locking periods needs the permission to add locked periods."), code="forbidden")
-    zones = (
-        {reports.owner_zone(owner_id)}
-        if owner_id is not None
-        else {reports.zone_of(name) for name in reports.zone_names()}
-    )
-    now = db_now()
-    if any(reports.local_midnight(until + timedelta(days=1), zone) > now for zone in zones):
-        raise TransitionRefused(
-            _("%(day)s is not over yet everywhere: only past days can be locked.") % {"day": until}, code="invalid"
-        )
-
-
-def set_time_zone(*, user, name: str, actor=None) -> Profile:
-    """
-    Count the user's days in the IANA time zone ``name``; return their
-    profile. With locked days, only those who may override locks change it:
-    it would move every locked day's bounds.
-    """
-    actor = actor or user
-    if name not in zoneinfo.available_timezones():
-        raise TransitionRefused(
-            _("“%(name)s” is not a time zone (an IANA name such as Europe/Paris).") % {"name": name}, code="invalid"
-        )
-    current = Profile.objects.filter(user=user).values_list("time_zone", flat=True).first()
-    if current != name and reports.lock_end(user.pk) is not None and not actor.has_perm("timesheet.override_lock"):
-        raise TransitionRefused(
-            _("Some of these days are locked: changing the time zone would change them."), code="locked"
-        )
-    profile, _created = Profile.objects.update_or_create(user=user, defaults={"time_zone": name})
-    return profile
-
-
-def _stop_instant(row, at) -> datetime:
+def _stop_instant(row: Row, at: datetime) -> datetime:
     """Check that ``at`` lies in the fiche's current stretch and is not in the future; return it."""
     if at.tzinfo is None:
-        raise TransitionRefused(_("The stop instant needs a time zone (an offset such as +01:00)."), code="invalid")
+        raise Refused(_("The stop instant needs a time zone (an offset such as +01:00)."), code=Code.INVALID)
     if connection.vendor == "sqlite":  # its clock has whole milliseconds: so does every instant it stores
         at = at.replace(microsecond=at.microsecond // 1000 * 1000)
     now = db_now()
     if at > now:
-        raise TransitionRefused(
+        raise Refused(
             _("Cannot stop fiche %(id)s in the future (%(at)s).") % {"id": row["id"], "at": at.isoformat()},
-            code="invalid",
+            code=Code.INVALID,
         )
     if at < row["en_calcul_depuis"]:
-        raise TransitionRefused(
+        raise Refused(
             _("Cannot stop fiche %(id)s at %(at)s: it has run only since %(since)s.")
             % {"id": row["id"], "at": at.isoformat(), "since": row["en_calcul_depuis"].isoformat()},
-            code="invalid",
+            code=Code.INVALID,
         )
     return at
 
 
+def _check_owner(*, actor: Any, owner_id: int) -> None:
+    """Refuse a new fiche for ``owner_id`` unless it is the actor's own, or staff's for an active user."""
+    if owner_id != actor.pk:
+        if not actor.has_perm("timesheet.add_fichetemps"):
+            raise Refused(_("Only staff may create a fiche for someone else."), code=Code.FORBIDDEN)
+        if not get_user_model().objects.filter(pk=owner_id, is_active=True).exists():
+            raise Refused(_("User %(id)s does not exist or is not active.") % {"id": owner_id}, code=Code.INVALID)
+
+
+def check_new_fiche(*, actor: Any, owner_id: int, projet_id: int) -> None:
+    """Refuse what ``create_fiche`` would refuse of its owner and project, without creating anything."""
+    _check_owner(actor=actor, owner_id=owner_id)
+    _require_active_projet(projet_id)
+
+
 def create_fiche(
-    *, projet_id: int, actor, owner_id: int | None = None, libelle: str = "", start: bool = False
+    *, projet_id: int, actor: Any, owner_id: int | None = None, libelle: str = "", start: bool = False
 ) -> FicheTemps:
     """
     Create a fiche on an active project for the user ``owner_id`` (by default
     the actor; someone else only by staff), paused or already running; return it.
     """
     owner_id = actor.pk if owner_id is None else owner_id
-    if owner_id != actor.pk:
-        if not actor.has_perm("timesheet.add_fichetemps"):
-            raise TransitionRefused(_("Only staff may create a fiche for someone else."), code="forbidden")
-        if not get_user_model().objects.filter(pk=owner_id, is_active=True).exists():
-            raise TransitionRefused(_("User %(id)s does not exist.") % {"id": owner_id}, code="invalid")
-    libelle = _clean_libelle(libelle)
+    assert owner_id is not None
+    _check_owner(actor=actor, owner_id=owner_id)
+    libelle = clean_libelle(libelle)
     with transaction.atomic():
         _require_active_projet(projet_id)
         fiche = FicheTemps.objects.create(projet_id=projet_id, owner_id=owner_id, libelle=libelle)
@@ -451,7 +346,7 @@ def create_fiche(
         return _start(fiche.pk, owner_id, actor) if start else _reload(fiche.pk)
 
 
-def start_fiche(*, fiche_id: int, actor) -> FicheTemps:
+def start_fiche(*, fiche_id: int, actor: Any) -> FicheTemps:
     """Start (or resume) a paused fiche at the database's now, if its owner may run one more; return it."""
     with transaction.atomic():
         row = _locked(fiche_id, actor, projet_actif=_projet_actif())
@@ -460,7 +355,7 @@ def start_fiche(*, fiche_id: int, actor) -> FicheTemps:
         return _start(fiche_id, row["owner_id"], actor)
 
 
-def _stop_now_or_at(row, *, etat, kind, actor, at) -> FicheTemps:
+def _stop_now_or_at(row: Row, *, etat: str, kind: str, actor: Any, at: datetime | None) -> FicheTemps:
     """
     Stop a running fiche (locked) now, or at ``at``: checked against its
     stretch and the locked days, audited; return it.
@@ -468,7 +363,7 @@ def _stop_now_or_at(row, *, etat, kind, actor, at) -> FicheTemps:
     if at is None:
         return _stop_one(row, etat=etat, kind=kind, actor=actor)
     instant = _stop_instant(row, at)
-    note = _unlocked(row["owner_id"], instant, actor)
+    note = locks.guard(row["owner_id"], instant, actor)
     return _stop_one(
         row,
         etat=etat,
@@ -479,7 +374,7 @@ def _stop_now_or_at(row, *, etat, kind, actor, at) -> FicheTemps:
     )
 
 
-def pause_fiche(*, fiche_id: int, actor, at: datetime | None = None) -> FicheTemps:
+def pause_fiche(*, fiche_id: int, actor: Any, at: datetime | None = None) -> FicheTemps:
     """
     Pause a running fiche, settling its time up to the database's now, or up
     to ``at``, an earlier instant of its current stretch ("I stopped at
@@ -491,7 +386,7 @@ def pause_fiche(*, fiche_id: int, actor, at: datetime | None = None) -> FicheTem
         return _stop_now_or_at(row, etat=Etat.EN_PAUSE, kind=FicheEvent.Kind.PAUSED, actor=actor, at=at)
 
 
-def finish_fiche(*, fiche_id: int, actor, at: datetime | None = None) -> FicheTemps:
+def finish_fiche(*, fiche_id: int, actor: Any, at: datetime | None = None) -> FicheTemps:
     """Finish a running or paused fiche, settling a running one up to now (or to ``at``, as a pause); return it."""
     with transaction.atomic():
         row = _locked(fiche_id, actor)
@@ -499,8 +394,8 @@ def finish_fiche(*, fiche_id: int, actor, at: datetime | None = None) -> FicheTe
         if row["etat"] == Etat.EN_CALCUL:
             return _stop_now_or_at(row, etat=Etat.TERMINEE, kind=FicheEvent.Kind.FINISHED, actor=actor, at=at)
         if at is not None:
-            raise TransitionRefused(
-                _("Fiche %(id)s is paused: there is no running time to stop at.") % {"id": fiche_id}, code="invalid"
+            raise Refused(
+                _("Fiche %(id)s is paused: there is no running time to stop at.") % {"id": fiche_id}, code=Code.INVALID
             )
         FicheTemps.objects.filter(pk=fiche_id).update(etat=Etat.TERMINEE, updated_at=Now())
         fiche = _reload(fiche_id)
@@ -508,14 +403,14 @@ def finish_fiche(*, fiche_id: int, actor, at: datetime | None = None) -> FicheTe
     return fiche
 
 
-def switch_fiche(*, from_id: int, to_id: int, actor) -> tuple[FicheTemps, FicheTemps]:
+def switch_fiche(*, from_id: int, to_id: int, actor: Any) -> tuple[FicheTemps, FicheTemps]:
     """
     Pause the running fiche ``from_id`` and start the paused fiche ``to_id``
     of the same owner at one database instant, in one transaction: no gap,
     no overlap, both audited; return both.
     """
     if from_id == to_id:
-        raise TransitionRefused(_("Switching needs two different fiches."), code="invalid")
+        raise Refused(_("Switching needs two different fiches."), code=Code.INVALID)
     with transaction.atomic():
         # Locked in id order, so that two switches of the same pair cannot deadlock.
         rows = {fiche_id: _locked(fiche_id, actor) for fiche_id in sorted((from_id, to_id))}
@@ -523,7 +418,7 @@ def switch_fiche(*, from_id: int, to_id: int, actor) -> tuple[FicheTemps, FicheT
         _require_state(source, "switch from", Etat.EN_CALCUL)
         _require_state(target, "switch to", Etat.EN_PAUSE)
         if source["owner_id"] != target["owner_id"]:
-            raise TransitionRefused(_("Both fiches of a switch must have the same owner."), code="invalid")
+            raise Refused(_("Both fiches of a switch must have the same owner."), code=Code.INVALID)
         _require_active_projet(target["projet_id"])
         # One instant, read once: never before the running fiche's mark.
         instant = Value(max(db_now(), source["compte_jusqua"]), output_field=DateTimeField())
@@ -531,33 +426,38 @@ def switch_fiche(*, from_id: int, to_id: int, actor) -> tuple[FicheTemps, FicheT
         return paused, _start(to_id, target["owner_id"], actor, at=instant)
 
 
-def adjust_fiche(*, fiche_id: int, actor, delta: timedelta, reason: str, day: date | None = None) -> FicheTemps:
+def _below_zero(delta: timedelta, fiche_id: int) -> Refused:
+    return Refused(
+        _("Cannot remove %(delta)s from fiche %(id)s: its time cannot go below zero.")
+        % {"delta": -delta, "id": fiche_id},
+        code=Code.NEGATIVE_TIME,
+    )
+
+
+def adjust_fiche(*, fiche_id: int, actor: Any, delta: timedelta, reason: str, day: date | None = None) -> FicheTemps:
     """
     Add ``delta`` (negative to remove time) to a fiche's time, with a reason,
     counted on ``day`` (the owner's local date; today by default); staff
     only, never below zero, never on a locked day. A running fiche is settled
-    up to now first.
+    up to now first. Return the fiche.
     """
     if not isinstance(delta, timedelta) or not delta:
-        raise TransitionRefused(_("The adjustment must be a non-zero duration."), code="invalid")
+        raise Refused(_("The adjustment must be a non-zero duration."), code=Code.INVALID)
     if not isinstance(reason, str) or not reason.strip():
-        raise TransitionRefused(_("An adjustment needs a reason."), code="invalid")
+        raise Refused(_("An adjustment needs a reason."), code=Code.INVALID)
     if not actor.has_perm("timesheet.adjust_fichetemps"):
-        raise TransitionRefused(_("Only staff may adjust a fiche's time."), code="forbidden")
+        raise Refused(_("Only staff may adjust a fiche's time."), code=Code.FORBIDDEN)
     with transaction.atomic():
         row = _locked(fiche_id, actor)
-        zone = reports.owner_zone(row["owner_id"])
-        day = day or db_now().astimezone(zone).date()
-        note = _unlocked(row["owner_id"], reports.local_midnight(day, zone), actor)
+        day = day or days.today_for(row["owner_id"])
+        note = locks.guard_day(row["owner_id"], day, actor)
+        new_temps: Expression
+        changes: dict[str, Expression]
         if row["etat"] == Etat.EN_CALCUL:
             # Counted without the running stretch: a later stop at its start would take all of it back.
             before_stretch = row["temps_impute"] - (row["compte_jusqua"] - row["en_calcul_depuis"])
             if before_stretch + delta < timedelta(0):
-                raise TransitionRefused(
-                    _("Cannot remove %(delta)s from fiche %(id)s: its time cannot go below zero.")
-                    % {"delta": -delta, "id": fiche_id},
-                    code="negative_time",
-                )
+                raise _below_zero(delta, fiche_id)
             new_temps = DurationSum(settled(), delta)
             changes = {"temps_impute": new_temps, "compte_jusqua": later_of("compte_jusqua")}
         else:
@@ -571,17 +471,15 @@ def adjust_fiche(*, fiche_id: int, actor, delta: timedelta, reason: str, day: da
             .update(updated_at=Now(), **changes)
         )
         if not applied:
-            raise TransitionRefused(
-                _("Cannot remove %(delta)s from fiche %(id)s: its time cannot go below zero.")
-                % {"delta": -delta, "id": fiche_id},
-                code="negative_time",
-            )
+            raise _below_zero(delta, fiche_id)
         fiche = _reload(fiche_id)
         _log(fiche, FicheEvent.Kind.ADJUSTED, actor, delta=delta, reason=reason.strip() + note, applies_to=day)
     return fiche
 
 
-def update_fiche(*, fiche_id: int, actor, libelle: str | None = None, projet_id: int | None = None, owner=None):
+def update_fiche(
+    *, fiche_id: int, actor: Any, libelle: str | None = None, projet_id: int | None = None, owner: Any = None
+) -> FicheTemps:
     """
     Change a fiche's label, project or owner (None leaves one as it is) and
     audit what changed; return the fiche. A new project must be active; the
@@ -590,23 +488,23 @@ def update_fiche(*, fiche_id: int, actor, libelle: str | None = None, projet_id:
     """
     with transaction.atomic():
         row = _locked(fiche_id, actor)
-        changes = {}
-        if libelle is not None and _clean_libelle(libelle) != row["libelle"]:
+        changes: dict[str, list[Any]] = {}
+        if libelle is not None and clean_libelle(libelle) != row["libelle"]:
             changes["libelle"] = [row["libelle"], libelle]
         if projet_id is not None and projet_id != row["projet_id"]:
             _require_active_projet(projet_id)
             changes["projet"] = [row["projet_id"], projet_id]
         if owner is not None and owner.pk != row["owner_id"]:
             if not acts_on_everyones_fiches(actor):
-                raise TransitionRefused(_("Only staff may give a fiche to someone else."), code="forbidden")
+                raise Refused(_("Only staff may give a fiche to someone else."), code=Code.FORBIDDEN)
             changes["owner"] = [row["owner_id"], owner.pk]
         if not changes:
             return _reload(fiche_id)
         note = ""
         if "projet" in changes or "owner" in changes:  # the reports by project and owner would change
-            note = _unlocked_history(row, actor) + (
-                _unlocked_history({**row, "owner_id": owner.pk}, actor) if owner else ""
-            )
+            note = locks.guard_history(fiche_id, row["owner_id"], actor)
+            if "owner" in changes:
+                note += locks.guard_history(fiche_id, owner.pk, actor)
         fields = {"libelle": "libelle", "projet": "projet_id", "owner": "owner_id"}
         extra = {}
         if "owner" in changes and row["etat"] == Etat.EN_CALCUL:
@@ -620,12 +518,12 @@ def update_fiche(*, fiche_id: int, actor, libelle: str | None = None, projet_id:
             FicheEvent.Kind.UPDATED,
             actor,
             changes=changes,
-            reason=_describe(changes) + (OVERRIDDEN if note else ""),
+            reason=_describe(changes) + (locks.OVERRIDDEN if note else ""),
         )
     return fiche
 
 
-def _describe(changes) -> str:
+def _describe(changes: dict[str, list[Any]]) -> str:
     """The changes of an update in words: ``label 'a' → 'b'; owner alice → bob``."""
     names = {
         "projet": lambda pk: str(Projet.objects.filter(pk=pk).first() or pk),
@@ -636,73 +534,10 @@ def _describe(changes) -> str:
     return "; ".join(f"{labels[name]} {names[name](old)} → {names[name](new)}" for name, (old, new) in changes.items())
 
 
-def settle(fiches: QuerySet) -> int:
-    """
-    Bring the stored time of the running fiches among ``fiches`` up to the
-    database's now, in one UPDATE; return how many were settled. A mark never
-    moves back, so two tickers settling the same fiche count each instant once.
-    """
-    return fiches.running().update(temps_impute=settled(), compte_jusqua=later_of("compte_jusqua"))
-
-
-def stop_overdue(*, max_running: timedelta, batch_size: int) -> int:
-    """
-    Pause every fiche that has run longer than ``max_running`` at exactly its
-    start + ``max_running`` (the same stop as a pause at an earlier instant),
-    flagged and audited, in transactions of at most ``batch_size`` fiches;
-    return how many were stopped.
-    """
-    overdue = FicheTemps.objects.running().alias(ran=Elapsed("en_calcul_depuis")).filter(ran__gte=max_running)
-    stopped = 0
-    reason = f"Ran longer than the {max_running} allowed."
-    while True:
-        with transaction.atomic():
-            # Rows another transaction holds are left to the next tick (still
-            # stopped at exactly start + maximum): waiting for them while holding
-            # these could deadlock with another ticker's UPDATE.
-            rows = list(overdue.select_for_update(skip_locked=True).order_by("pk").values(*_BEFORE)[:batch_size])
-            if not rows:
-                return stopped
-            # A stop instant inside the owner's locked days would change them: such a
-            # fiche stops where its locked days end instead, and the event says so.
-            ends = {owner_id: reports.lock_end(owner_id) for owner_id in {row["owner_id"] for row in rows}}
-            clamped = defaultdict(list)
-            exact = []
-            for row in rows:
-                end = ends[row["owner_id"]]
-                if end is not None and row["en_calcul_depuis"] + max_running < end:
-                    clamped[end].append(row)
-                else:
-                    exact.append(row)
-            common = {"etat": Etat.EN_PAUSE, "kind": FicheEvent.Kind.AUTO_STOPPED, "actor": None, "auto_stopped": True}
-            if exact:
-                # Exactly at start + maximum: what ticks settled past it is taken back.
-                stopped += _stop(exact, at=F("en_calcul_depuis"), offset=max_running, reason=reason, **common)
-            for end, group in clamped.items():
-                stopped += _stop(
-                    group,
-                    at=Value(end, output_field=DateTimeField()),
-                    reason=f"{reason} Stopped where its locked days end.",
-                    **common,
-                )
-
-
-def _async_twin(function):
-    """Return an async function that runs ``function`` in Django's sync thread."""
-
-    @functools.wraps(function)
-    async def twin(**kwargs):
-        return await sync_to_async(function)(**kwargs)
-
-    twin.__name__ = twin.__qualname__ = f"a{function.__name__}"
-    twin.__doc__ = f"Async twin of :func:`{function.__name__}`."
-    return twin
-
-
-acreate_fiche = _async_twin(create_fiche)
-astart_fiche = _async_twin(start_fiche)
-aswitch_fiche = _async_twin(switch_fiche)
-apause_fiche = _async_twin(pause_fiche)
-afinish_fiche = _async_twin(finish_fiche)
-aadjust_fiche = _async_twin(adjust_fiche)
-aupdate_fiche = _async_twin(update_fiche)
+acreate_fiche = async_twin(create_fiche)
+astart_fiche = async_twin(start_fiche)
+aswitch_fiche = async_twin(switch_fiche)
+apause_fiche = async_twin(pause_fiche)
+afinish_fiche = async_twin(finish_fiche)
+aadjust_fiche = async_twin(adjust_fiche)
+aupdate_fiche = async_twin(update_fiche)

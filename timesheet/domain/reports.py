@@ -12,114 +12,131 @@ microseconds. Rounding applies here, at report time only: the ledger is
 never rounded.
 """
 
-import zoneinfo
 from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection
-from django.db.models import Q
+from django.utils.dateparse import parse_date
+from django.utils.translation import gettext as _
 
-from timesheet.core import conf
-from timesheet.core.dbtime import db_now
-from timesheet.models import FicheEvent, LockedPeriod, Profile, Projet, Rounding
+from timesheet.core import conf, limits
+from timesheet.core.dbtime import db_now, sqlite_exact_microseconds
+from timesheet.domain import days, rounding, selectors
+from timesheet.domain.errors import Code, Refused
+from timesheet.models import FicheEvent, Projet
 
 DIMENSIONS = ("owner", "projet")
-MAX_DAYS = 366
-MICROSECONDS = 1_000_000
-
-
-def local_midnight(day: date, zone) -> datetime:
-    """The instant ``day`` starts in ``zone`` (a day may be 23 or 25 hours long)."""
-    return datetime(day.year, day.month, day.day, tzinfo=zone)
-
-
-def zone_of(name: str | None):
-    return zoneinfo.ZoneInfo(name or settings.TIME_ZONE)
-
-
-def owner_zone(user_id) -> zoneinfo.ZoneInfo:
-    """The time zone of the owner's days: their profile's, or the site's."""
-    return zone_of(Profile.objects.filter(user_id=user_id).values_list("time_zone", flat=True).first())
+GROUPS = ("day", "week", "month")
+MICROSECONDS = rounding.MICROSECONDS
+# A report's rows: (day, owner id, project id) -> [microseconds, rounded microseconds].
+Days = dict[tuple[date, int, int], list[int]]
 
 
 def period_of(day: date, group: str) -> str:
+    """The label of the period of ``group`` (day, week, month) that holds ``day``."""
     if group == "day":
         return day.isoformat()
     if group == "week":
-        year, week, _ = day.isocalendar()
+        year, week, _weekday = day.isocalendar()
         return f"{year}-W{week:02d}"
     return f"{day.year}-{day.month:02d}"
 
 
-# Rounding ---------------------------------------------------------------------
+# What is asked ------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Rule:
-    mode: str
-    step_minutes: int
+class ReportRequest:
+    """A report's validated arguments: the rows ``owner_ids`` (None: everyone's) over a bounded range."""
 
-    def apply(self, microseconds: int) -> int:
-        step = self.step_minutes * 60 * MICROSECONDS
-        if self.mode == Rounding.NONE or not step:
-            return microseconds
-        sign, value = (-1, -microseconds) if microseconds < 0 else (1, microseconds)
-        if self.mode == Rounding.UP:
-            rounded = -(-value // step) * step
-        elif self.mode == Rounding.DOWN:
-            rounded = value // step * step
-        else:
-            rounded = (value + step // 2) // step * step
-        return sign * rounded
-
-    def describe(self) -> dict:
-        return {"mode": self.mode, "step_minutes": self.step_minutes}
+    first: date
+    last: date
+    group: str = "day"
+    by: tuple[str, ...] = DIMENSIONS
+    owner_ids: tuple[int, ...] | None = None
 
 
-def default_rule() -> Rule:
-    return Rule(conf.get("REPORT_ROUNDING"), int(conf.get("REPORT_ROUNDING_STEP_MINUTES")))
+def report_request(
+    *,
+    user: Any,
+    first: date,
+    last: date,
+    group: str = "day",
+    by: str | Sequence[str] = DIMENSIONS,
+    owner_id: int | None = None,
+) -> ReportRequest:
+    """
+    The report ``user`` asks for, checked: a range of at most REPORT_MAX_DAYS
+    days within the years 2 to 9998, a known grouping and dimensions, and only
+    the rows ``user`` may see (``owner_id``: one owner's, which needs the
+    permission to see everyone's unless it is the user's own).
+    """
+    if not (limits.FIRST_DAY <= first and last <= limits.LAST_DAY):
+        raise Refused(_("Reports cover the years 2 to 9998."), code=Code.INVALID)
+    if last < first:
+        raise Refused(_("'to' must not be before 'from'."), code=Code.INVALID)
+    if (last - first).days >= limits.REPORT_MAX_DAYS:
+        raise Refused(_("A report covers at most %(days)s days.") % {"days": limits.REPORT_MAX_DAYS}, code=Code.INVALID)
+    if group not in GROUPS:
+        raise Refused(_("'group' takes day, week or month, not %(group)s.") % {"group": group}, code=Code.INVALID)
+    parts = by.split(",") if isinstance(by, str) else by
+    dimensions = tuple(part.strip() for part in parts if part.strip())
+    unknown = set(dimensions) - set(DIMENSIONS)
+    if unknown:
+        raise Refused(
+            _("'by' takes owner and projet, not %(unknown)s.") % {"unknown": ", ".join(sorted(unknown))},
+            code=Code.INVALID,
+        )
+    owner_ids = selectors.owners_seen_by(user, owner_id)
+    return ReportRequest(first, last, group, dimensions, None if owner_ids is None else tuple(owner_ids))
 
 
-def project_rules() -> dict[int, Rule]:
-    """The projects whose rounding differs from the default."""
-    default = default_rule()
-    rules = {}
-    for pk, mode, step in Projet.objects.exclude(rounding="", rounding_step_minutes=None).values_list(
-        "pk", "rounding", "rounding_step_minutes"
-    ):
-        rules[pk] = Rule(mode or default.mode, step if step is not None else default.step_minutes)
-    return rules
+def _query_day(query: Mapping[str, str], name: str, default: date) -> date:
+    raw = query.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        parsed = parse_date(raw)
+    except ValueError:
+        parsed = None
+    if parsed is None:
+        raise Refused(_("'%(name)s' must be a date (YYYY-MM-DD).") % {"name": name}, code=Code.INVALID)
+    return parsed
+
+
+def request_from_query(*, user: Any, query: Mapping[str, str], first: date, last: date) -> ReportRequest:
+    """
+    ``report_request`` from a page's query string (``from``, ``to``, ``group``,
+    ``by``, ``owner``: the API's names), ``first`` and ``last`` by default;
+    an empty field is a field not given.
+    """
+    raw_owner = query.get("owner", "").strip()
+    if raw_owner and not (raw_owner.isdigit() and len(raw_owner) <= 18):
+        raise Refused(_("'owner' must be a person's id."), code=Code.INVALID)
+    return report_request(
+        user=user,
+        first=_query_day(query, "from", first),
+        last=_query_day(query, "to", last),
+        group=query.get("group", "").strip() or "day",
+        by=query["by"] if "by" in query else DIMENSIONS,
+        owner_id=int(raw_owner) if raw_owner else None,
+    )
 
 
 # The split ----------------------------------------------------------------------
 
 
-def zone_names(owner_ids=None) -> set[str]:
-    """The time zones the owners' days are counted in (everyone's: None), the site's among them."""
-    profiles = Profile.objects.all() if owner_ids is None else Profile.objects.filter(user_id__in=owner_ids)
-    return {*profiles.values_list("time_zone", flat=True).distinct(), settings.TIME_ZONE}
-
-
-def day_bounds(zone_name: str, first: date, last: date):
-    """(day, start, end) in UTC for every local day from ``first`` to ``last`` in the zone."""
-    zone = zone_of(zone_name)
-    day = first
-    while day <= last:
-        following = day + timedelta(days=1)
-        yield day, local_midnight(day, zone).astimezone(UTC), local_midnight(following, zone).astimezone(UTC)
-        day = following
-
-
-def _piece_sql(vendor) -> str:
+def _piece_sql(vendor: str) -> str:
     """Exact microseconds of a stretch (``st``, open ones ended at now) inside a period (``p``)."""
     if vendor == "sqlite":
         # Instants are whole milliseconds: julianday's error (~40 us) rounds away.
-        return (
-            "CAST(ROUND((MIN(julianday(st.ended_at), julianday(p.p_end))"
-            " - MAX(julianday(st.started_at), julianday(p.p_start))) * 86400000.0) AS INTEGER) * 1000"
+        return sqlite_exact_microseconds(
+            "MIN(julianday(st.ended_at), julianday(p.p_end))", "MAX(julianday(st.started_at), julianday(p.p_start))"
         )
     return (
         "CAST(EXTRACT(EPOCH FROM (LEAST(st.ended_at, p.p_end) - GREATEST(st.started_at, p.p_start)))"
@@ -127,29 +144,13 @@ def _piece_sql(vendor) -> str:
     )
 
 
-def _rounding_sql(rules: dict[int, Rule], default: Rule, params: list) -> str:
-    """SQL rounding each piece (``us``) by its project's rule: rounding per stretch."""
-
-    def expression(rule):
-        step = rule.step_minutes * 60 * MICROSECONDS
-        if rule.mode == Rounding.NONE or not step:
-            return "us"
-        if rule.mode == Rounding.UP:
-            return f"((us + {step - 1}) / {step}) * {step}"
-        if rule.mode == Rounding.DOWN:
-            return f"(us / {step}) * {step}"
-        return f"((us + {step // 2}) / {step}) * {step}"
-
-    if not rules:
-        return expression(default)
-    cases = []
-    for projet_id, rule in rules.items():
-        cases.append(f"WHEN %s THEN {expression(rule)}")
-        params.append(projet_id)
-    return f"(CASE projet_id {' '.join(cases)} ELSE {expression(default)} END)"
-
-
-def split_by_day(*, first: date, last: date, owner_ids=None, rules=None):
+def split_by_day(
+    *,
+    first: date,
+    last: date,
+    owner_ids: Iterable[int] | None = None,
+    rules: tuple[dict[int, rounding.Rule], rounding.Rule] | None = None,
+) -> tuple[Days, datetime]:
     """
     Return ``({(day, owner_id, projet_id): (microseconds, rounded)}, now)``:
     the stretches split at the owners' local midnights from ``first`` to
@@ -160,8 +161,8 @@ def split_by_day(*, first: date, last: date, owner_ids=None, rules=None):
     vendor = connection.vendor
     now = db_now()
     adapt = connection.ops.adapt_datetimefield_value if vendor == "sqlite" else (lambda value: value)
-    names = zone_names(owner_ids)
-    periods = [(name, *bounds) for name in sorted(names) for bounds in day_bounds(name, first, last)]
+    names = days.zone_names(owner_ids)
+    periods = [(name, *bounds) for name in sorted(names) for bounds in days.day_bounds(name, first, last)]
     typed = (
         "(%s, %s, %s, %s)"
         if vendor == "sqlite"
@@ -170,7 +171,8 @@ def split_by_day(*, first: date, last: date, owner_ids=None, rules=None):
     params: list = []
     for name, day, start, end in periods:
         params += [name, day.isoformat(), adapt(start), adapt(end)]
-    rounding = _rounding_sql(*rules, params) if rules else "us"  # its parameters follow the periods', as in the text
+    # Its parameters follow the periods', as in the text.
+    rounded_us = rounding.rules_sql(*rules, "us", params) if rules else "us"
     owners = ""
     piece = _piece_sql(vendor)
     params += [adapt(now), settings.TIME_ZONE]
@@ -182,7 +184,7 @@ def split_by_day(*, first: date, last: date, owner_ids=None, rules=None):
     # owners' zones) planned apart from the few periods they are then matched to.
     fence = "OFFSET 0" if vendor == "postgresql" else ""
     # Without per-stretch rounding the rounded sum is the sum: not computed twice.
-    rounded = "" if rounding == "us" else f", CAST(SUM({rounding}) AS BIGINT)"
+    rounded = "" if rounded_us == "us" else f", CAST(SUM({rounded_us}) AS BIGINT)"
     sql = f"""
         WITH periods(zone, day, p_start, p_end) AS (VALUES {", ".join([typed] * len(periods))})
         SELECT day, owner_id, projet_id, CAST(SUM(us) AS BIGINT){rounded}
@@ -202,17 +204,19 @@ def split_by_day(*, first: date, last: date, owner_ids=None, rules=None):
         GROUP BY day, owner_id, projet_id
     """
     result = {}
-    days = {}  # SQLite answers text: each day is parsed once
+    parsed: dict[str, date] = {}  # SQLite answers text: each day is parsed once
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         for day, owner_id, projet_id, microseconds, *rounded in cursor.fetchall():
             if not isinstance(day, date):
-                day = days.get(day) or days.setdefault(day, date.fromisoformat(day))
+                day = parsed.get(day) or parsed.setdefault(day, date.fromisoformat(day))
             result[(day, owner_id, projet_id)] = [microseconds, rounded[0] if rounded else microseconds]
     return result, now
 
 
-def adjustments_by_day(*, first: date, last: date, owner_ids=None):
+def adjustments_by_day(
+    *, first: date, last: date, owner_ids: Iterable[int] | None = None
+) -> dict[tuple[date, int, int], int]:
     """{(day, owner_id, projet_id): microseconds} of the adjustments dated in the range."""
     events = FicheEvent.objects.filter(kind=FicheEvent.Kind.ADJUSTED, applies_to__gte=first, applies_to__lte=last)
     if owner_ids is not None:
@@ -225,25 +229,32 @@ def adjustments_by_day(*, first: date, last: date, owner_ids=None):
     return result
 
 
-def report(*, first: date, last: date, group: str = "day", by=("owner", "projet"), owner_ids=None) -> dict:
+def report(
+    *,
+    first: date,
+    last: date,
+    group: str = "day",
+    by: Sequence[str] = DIMENSIONS,
+    owner_ids: Iterable[int] | None = None,
+) -> dict[str, Any]:
     """
     The report: rows of (period, owner, projet per ``by``) with seconds and
     rounded seconds, the totals, and the rounding rule that was applied.
     ``owner_ids`` narrows to those owners (None: everyone).
     """
-    default, rules = default_rule(), project_rules()
+    default, rules = rounding.default_rule(), rounding.project_rules()
     scope = conf.get("REPORT_ROUNDING_SCOPE")
-    days, now = split_by_day(
+    by_day, now = split_by_day(
         first=first, last=last, owner_ids=owner_ids, rules=(rules, default) if scope == "stretch" else None
     )
     for key, microseconds in adjustments_by_day(first=first, last=last, owner_ids=owner_ids).items():
-        day = days.setdefault(key, [0, 0])
+        day = by_day.setdefault(key, [0, 0])
         day[0] += microseconds
         day[1] += microseconds
     by_owner, by_projet = "owner" in by, "projet" in by
     labels = {}
     rows = {}
-    for (day, owner_id, projet_id), (microseconds, rounded) in days.items():
+    for (day, owner_id, projet_id), (microseconds, rounded) in by_day.items():
         if scope == "group":  # per day and project, before any sum over days or projects
             rounded = rules.get(projet_id, default).apply(microseconds)
         period = labels.get(day) or labels.setdefault(day, period_of(day, group))
@@ -255,9 +266,10 @@ def report(*, first: date, last: date, group: str = "day", by=("owner", "projet"
             row[0] += microseconds
             row[1] += rounded
     # One shared dict per owner and per project, rather than one per row.
+    username = get_user_model().USERNAME_FIELD
     owners = {
         pk: {"id": pk, "username": name}
-        for pk, name in get_user_model().objects.filter(pk__in={o for _, o, _ in rows}).values_list("pk", "username")
+        for pk, name in get_user_model().objects.filter(pk__in={o for _, o, _ in rows}).values_list("pk", username)
     }
     projets = {
         pk: {"id": pk, "designation": name}
@@ -299,16 +311,23 @@ def report(*, first: date, last: date, group: str = "day", by=("owner", "projet"
     }
 
 
-def own_week(*, user, zone=None) -> dict:
+def report_for(request: ReportRequest) -> dict[str, Any]:
+    """The report ``request`` asks for (see ``report``)."""
+    return report(
+        first=request.first, last=request.last, group=request.group, by=request.by, owner_ids=request.owner_ids
+    )
+
+
+def own_week(*, user: Any, zone: Any = None) -> dict[str, Any]:
     """
     The user's ISO week in their zone as a report by day and project, with
     their time today and this week so far, up to the database's now.
     """
-    zone = zone or owner_zone(user.pk)
-    today = db_now().astimezone(zone).date()
-    monday = today - timedelta(days=today.weekday())
-    week = report(first=monday, last=monday + timedelta(days=6), group="day", by=("projet",), owner_ids=[user.pk])
-    seconds = {}
+    zone = zone or days.owner_zone(user.pk)
+    today = days.today(zone)
+    monday, sunday = days.week_of(today)
+    week = report(first=monday, last=sunday, group="day", by=("projet",), owner_ids=[user.pk])
+    seconds: dict[str, float] = {}
     for row in week["rows"]:
         seconds[row["period"]] = seconds.get(row["period"], 0) + row["seconds"]
     return {
@@ -318,17 +337,3 @@ def own_week(*, user, zone=None) -> dict:
         "today": today,
         "monday": monday,
     }
-
-
-# Locked periods ----------------------------------------------------------------------
-
-
-def lock_end(owner_id) -> datetime | None:
-    """The instant before which the owner's time is locked (the end of their last locked day), or None."""
-    until = (
-        LockedPeriod.objects.filter(Q(owner__isnull=True) | Q(owner_id=owner_id))
-        .order_by("-until")
-        .values_list("until", flat=True)
-        .first()
-    )
-    return None if until is None else local_midnight(until + timedelta(days=1), owner_zone(owner_id))

@@ -15,13 +15,15 @@ from asgiref.sync import sync_to_async
 from django.db.models import Q
 from django.db.models.functions import Now
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
-from timesheet.domain.fiches import TransitionRefused
+from timesheet.core import limits
+from timesheet.domain.errors import Code, Refused
 from timesheet.models import ApiToken
 
 PREFIX = "fdt"
-MAX_LIFETIME = timedelta(days=366)
-DEFAULT_LIFETIME = timedelta(days=90)
+MAX_LIFETIME = limits.TOKEN_MAX_LIFETIME
+DEFAULT_LIFETIME = limits.TOKEN_DEFAULT_LIFETIME
 # last_used_at is written at most this often per token, not on every request.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
@@ -33,12 +35,17 @@ def _hash(raw: str) -> str:
 def create_token(*, user, name: str, scope: str = ApiToken.Scope.READ, lifetime: timedelta = DEFAULT_LIFETIME):
     """Make a token for ``user``; return ``(token, raw)``, where ``raw`` is the only copy of the secret."""
     name = (name or "").strip()
-    if not name or len(name) > 100 or "\x00" in name:
-        raise TransitionRefused("A token needs a name of 1 to 100 characters.", code="invalid")
+    if not name or len(name) > limits.TOKEN_NAME_MAX_LENGTH or "\x00" in name:
+        raise Refused(
+            _("A token needs a name of 1 to %(limit)s characters.") % {"limit": limits.TOKEN_NAME_MAX_LENGTH},
+            code=Code.INVALID,
+        )
     if scope not in ApiToken.Scope.values:
-        raise TransitionRefused(f"The scope must be one of {', '.join(ApiToken.Scope.values)}.", code="invalid")
+        raise Refused(
+            _("The scope must be one of %(scopes)s.") % {"scopes": ", ".join(ApiToken.Scope.values)}, code=Code.INVALID
+        )
     if not timedelta(0) < lifetime <= MAX_LIFETIME:
-        raise TransitionRefused(f"A token lives from 1 to {MAX_LIFETIME.days} days.", code="invalid")
+        raise Refused(_("A token lives from 1 to %(days)s days.") % {"days": MAX_LIFETIME.days}, code=Code.INVALID)
     prefix = secrets.token_hex(6)
     raw = f"{PREFIX}_{prefix}_{secrets.token_urlsafe(24)}"
     token = ApiToken.objects.create(
@@ -53,7 +60,7 @@ def revoke_token(*, token_id: int, actor) -> ApiToken:
         ApiToken.objects.all() if actor.has_perm("timesheet.delete_apitoken") else ApiToken.objects.filter(user=actor)
     )
     if not tokens.filter(pk=token_id).exists():
-        raise TransitionRefused(f"Token {token_id} does not exist.", code="not_found")
+        raise Refused(_("Token %(id)s does not exist.") % {"id": token_id}, code=Code.NOT_FOUND)
     tokens.filter(pk=token_id, revoked_at__isnull=True).update(revoked_at=Now())
     return ApiToken.objects.get(pk=token_id)
 

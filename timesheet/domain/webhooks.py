@@ -22,17 +22,21 @@ import secrets
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from django.db import transaction
 from django.db.models import F, Q
 from django.db.models.functions import Now
+from django.utils.translation import gettext as _
 
 from timesheet.core import conf
 from timesheet.core.dbtime import db_now
+from timesheet.domain.errors import Code, Refused
 from timesheet.domain.serialize import iso, seconds
-from timesheet.models import FicheEvent, WebhookDelivery, WebhookSubscription
+from timesheet.models import FicheEvent, WebhookDelivery, WebhookSubscription, sees_everyones_fiches
 
 logger = logging.getLogger(__name__)
 
@@ -224,9 +228,52 @@ def deliver_due(*, limit: int = 100) -> DeliveryReport:
     return DeliveryReport(**counts)
 
 
-def create_subscription(*, name: str, url: str, secret: str, kinds=(), owner_id=None) -> WebhookSubscription:
-    """A subscription that starts with the events after now: history is not replayed."""
+# What a person edits on a subscription; the rest (cursor, attempts, lease, ...) is the delivery's.
+EDITABLE = ("name", "url", "secret", "kinds", "owner_id", "active")
+
+
+def check_may_subscribe(*, actor: Any, owner_id: int | None) -> None:
+    """A subscription sends its fiches' events out: refused unless ``actor`` may see them all."""
+    if owner_id != actor.pk and not sees_everyones_fiches(actor):
+        raise Refused(
+            _("Subscribing to other people's events needs the permission to view fiches."), code=Code.FORBIDDEN
+        )
+
+
+def create_subscription(
+    *, name: str, url: str, secret: str, kinds: Iterable[str] = (), owner_id: int | None = None, actor: Any = None
+) -> WebhookSubscription:
+    """A subscription that starts with the events after now (history is not replayed); return it."""
+    if actor is not None:
+        check_may_subscribe(actor=actor, owner_id=owner_id)
     latest = FicheEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
     return WebhookSubscription.objects.create(
         name=name, url=url, secret=secret, kinds=list(kinds), owner_id=owner_id, cursor=latest
+    )
+
+
+def update_subscription(*, subscription_id: int, actor: Any, **changes: Any) -> int:
+    """
+    Change what a person edits on a subscription (``EDITABLE``) in one UPDATE
+    of those columns alone: the delivery's progress (cursor, attempts,
+    lease), written meanwhile by a worker, is never overwritten. Return how
+    many were changed (0: it no longer exists).
+    """
+    unknown = set(changes) - set(EDITABLE)
+    if unknown:
+        raise Refused(
+            _("These fields are not edited here: %(fields)s.") % {"fields": ", ".join(sorted(unknown))},
+            code=Code.INVALID,
+        )
+    if "owner_id" in changes:
+        check_may_subscribe(actor=actor, owner_id=changes["owner_id"])
+    if "kinds" in changes:
+        changes["kinds"] = list(changes["kinds"])
+    return WebhookSubscription.objects.filter(pk=subscription_id).update(**changes)
+
+
+def enable_subscriptions(subscription_ids: Iterable[int]) -> int:
+    """Enable the subscriptions again, from where delivery stopped, due now; return how many."""
+    return WebhookSubscription.objects.filter(pk__in=list(subscription_ids)).update(
+        active=True, attempts=0, failing_since=None, disabled_reason="", next_attempt_at=Now()
     )

@@ -7,12 +7,11 @@ page's script, answers a JSON message or error); the page re-renders its list
 when the stream says something changed.
 """
 
-import zoneinfo
 from datetime import timedelta
 
 from asgiref.sync import sync_to_async
 from django.contrib import messages
-from django.http import HttpResponseNotAllowed, JsonResponse
+from django.http import HttpResponse, HttpResponseNotAllowed, JsonResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -22,9 +21,10 @@ from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 
 from timesheet.core import conf
-from timesheet.domain import fiches, reports, tokens
+from timesheet.domain import days, exports, fiches, reports, tokens
+from timesheet.domain.errors import Code, Refused
 from timesheet.models import ApiToken, Etat, FicheTemps, Projet
-from timesheet.web import views
+from timesheet.web.http import refusal, session_user
 
 RECENT_FINISHED = 10
 
@@ -33,7 +33,7 @@ def signed_in(view):
     """An async view for signed-in users; anyone else goes to the sign-in page."""
 
     async def wrapper(request, *args, **kwargs):
-        user = await views.session_user(request)
+        user = await session_user(request)
         if not user.is_authenticated:
             return redirect(f"{reverse('login')}?next={request.path}")
         return await view(request, user, *args, **kwargs)
@@ -45,7 +45,7 @@ def signed_in(view):
 
 def user_zone(user):
     """The time zone the user's days are counted in."""
-    return reports.owner_zone(user.pk)
+    return days.owner_zone(user.pk)
 
 
 def _page_data(user):
@@ -75,10 +75,10 @@ def _page_data(user):
         # Today and this week grow at one second a second per running fiche.
         "totals": {"day": week["day"], "week": week["week"], "running": len(running)},
         "week": week["report"],
-        "zones": sorted(zoneinfo.available_timezones()),
+        "zones": days.all_time_zones(),
         "tokens": list(ApiToken.objects.filter(user=user, revoked_at__isnull=True).order_by("-created_at")),
         "zone": zone,
-        "now_local": reports.db_now().astimezone(zone).replace(microsecond=0, tzinfo=None),
+        "now_local": days.local_now(zone).replace(microsecond=0, tzinfo=None),
     }
 
 
@@ -89,15 +89,26 @@ async def home(request, user):
     return TemplateResponse(request, "timesheet/people/home.html", context)
 
 
-def _answer(request, *, error=None, success=None):
-    """For the page's script: 204 or a JSON error; for a plain form: a message and a redirect home."""
+def _answer(request, *, refused: Refused | None = None, success: str = ""):
+    """
+    For the page's script: the message as JSON, or the refusal as its JSON
+    error with its code's status; for a plain form: a message and a redirect home.
+    """
     if request.headers.get("X-Requested-With") == "fetch":
-        return JsonResponse({"error": error}, status=409) if error else JsonResponse({"message": success or ""})
-    if error:
-        messages.error(request, error)
+        return refusal(refused) if refused else JsonResponse({"message": success})
+    if refused:
+        messages.error(request, refused.message)
     elif success:
         messages.success(request, success)
     return redirect("home")
+
+
+def _form_id(request, name: str, message: str = "") -> int:
+    """The form's field ``name`` as an id; refused as invalid when it is not one."""
+    raw = request.POST.get(name, "").strip()
+    if not (raw.isdigit() and len(raw) <= 18):
+        raise Refused(message or _("“%(value)s” is not an id.") % {"value": raw}, code=Code.INVALID)
+    return int(raw)
 
 
 def _stop_instant(request, user):
@@ -105,9 +116,12 @@ def _stop_instant(request, user):
     raw = request.POST.get("at", "").strip()
     if not raw:
         return None
-    parsed = parse_datetime(raw)
+    try:
+        parsed = parse_datetime(raw)
+    except ValueError:  # well formed, but no such date (2026-02-30)
+        parsed = None
     if parsed is None:
-        raise fiches.TransitionRefused(_("“%(value)s” is not a date and time.") % {"value": raw}, code="invalid")
+        raise Refused(_("“%(value)s” is not a date and time.") % {"value": raw}, code=Code.INVALID)
     return parsed if parsed.tzinfo else timezone.make_aware(parsed, user_zone(user))
 
 
@@ -121,14 +135,14 @@ async def transition(request, user, fiche_id, action):
             await fiches.astart_fiche(fiche_id=fiche_id, actor=user)
             return _answer(request, success=_("Started."))
         if action == "switch":
-            await fiches.aswitch_fiche(from_id=int(request.POST.get("from", 0) or 0), to_id=fiche_id, actor=user)
+            await fiches.aswitch_fiche(from_id=_form_id(request, "from"), to_id=fiche_id, actor=user)
             return _answer(request, success=_("Switched."))
         at = await sync_to_async(_stop_instant)(request, user)
         service = fiches.apause_fiche if action == "pause" else fiches.afinish_fiche
         await service(fiche_id=fiche_id, actor=user, at=at)
         return _answer(request, success=_("Paused.") if action == "pause" else _("Finished."))
-    except (fiches.TransitionRefused, ValueError) as refused:
-        return _answer(request, error=getattr(refused, "message", str(refused)))
+    except Refused as refused:
+        return _answer(request, refused=refused)
 
 
 @signed_in
@@ -137,15 +151,12 @@ async def create(request, user):
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
     try:
-        projet_id = int(request.POST.get("projet", ""))
-    except ValueError:
-        return _answer(request, error=_("Choose a project."))
-    fields = {"projet_id": projet_id, "actor": user, "libelle": request.POST.get("libelle", "").strip()}
-    try:
+        projet_id = _form_id(request, "projet", _("Choose a project."))
+        fields = {"projet_id": projet_id, "actor": user, "libelle": request.POST.get("libelle", "").strip()}
         await fiches.acreate_fiche(**fields, start=request.POST.get("start") == "on")
-    except fiches.TransitionRefused as refused:
-        if refused.code != "limit_reached":
-            return _answer(request, error=refused.message)
+    except Refused as refused:
+        if refused.code != Code.LIMIT_REACHED:
+            return _answer(request, refused=refused)
         # Another fiche runs: keep what was typed as a paused fiche, one click from a switch.
         await fiches.acreate_fiche(**fields)
         messages.warning(request, _("Fiche created but not started: another one is running. Switch to it below."))
@@ -168,7 +179,7 @@ async def create_token(request, user):
         )
     except (ValueError, OverflowError):
         messages.error(request, _("The validity is a number of days."))
-    except fiches.TransitionRefused as refused:
+    except Refused as refused:
         messages.error(request, refused.message)
     else:
         messages.warning(request, _("Your new token, shown this once (copy it now): %(token)s") % {"token": raw})
@@ -181,7 +192,7 @@ async def revoke_token(request, user, token_id):
         return HttpResponseNotAllowed(["POST"])
     try:
         await sync_to_async(tokens.revoke_token)(token_id=token_id, actor=user)
-    except fiches.TransitionRefused as refused:
+    except Refused as refused:
         messages.error(request, refused.message)
     else:
         messages.success(request, _("Token revoked."))
@@ -195,44 +206,30 @@ async def set_time_zone(request, user):
         return HttpResponseNotAllowed(["POST"])
     try:
         await sync_to_async(fiches.set_time_zone)(user=user, name=request.POST.get("time_zone", "").strip())
-    except fiches.TransitionRefused as refused:
+    except Refused as refused:
         messages.error(request, refused.message)
     else:
         messages.success(request, _("Time zone saved."))
     return redirect("home")
 
 
-def _report_arguments(request, user):
-    """The export's range and grouping from the query (this ISO week by default), for the user's own time."""
-    from timesheet.web.api import ReportFilters, report_arguments
-
-    today = reports.db_now().astimezone(user_zone(user)).date()
-    monday = today - timedelta(days=today.weekday())
-    data = {"from": monday.isoformat(), "to": (monday + timedelta(days=6)).isoformat(), **request.GET.dict()}
-    return report_arguments(user, ReportFilters(**data))
+def _report_request(request, user) -> reports.ReportRequest:
+    """The export's range and grouping from the query (this week by default), for the user's own time."""
+    monday, sunday = days.week_of(days.today_for(user.pk))
+    return reports.request_from_query(user=user, query=request.GET, first=monday, last=sunday)
 
 
 @signed_in
 async def export(request, user, kind):
     """The report as CSV or XLSX: the user's own rows (staff: anyone's, with ?owner=)."""
-    from django.http import HttpResponse
-    from pydantic import ValidationError
-
-    from timesheet.domain import exports
-
     try:
-        arguments = await sync_to_async(_report_arguments)(request, user)
-    except (ValidationError, ValueError, fiches.TransitionRefused) as exc:
-        return JsonResponse({"error": getattr(exc, "message", str(exc))}, status=400)
+        asked = await sync_to_async(_report_request)(request, user)
+    except Refused as refused:
+        return refusal(refused)
     # The report and the file are made off the event loop.
     render = exports.as_csv if kind == "csv" else exports.as_xlsx
-    content = await sync_to_async(lambda: render(reports.report(**arguments)))()
-    stamp = f"{arguments['first']}_{arguments['last']}"
-    if kind == "csv":
-        response = HttpResponse(content, content_type="text/csv; charset=utf-8")
-    else:
-        response = HttpResponse(
-            content, content_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-        )
-    response["Content-Disposition"] = f'attachment; filename="time-{stamp}.{kind}"'
+    content = await sync_to_async(lambda: render(reports.report_for(asked)))()
+    content_type = "text/csv; charset=utf-8" if kind == "csv" else exports.XLSX_CONTENT_TYPE
+    response = HttpResponse(content, content_type=content_type)
+    response["Content-Disposition"] = f'attachment; filename="time-{asked.first}_{asked.last}.{kind}"'
     return response

@@ -1,13 +1,25 @@
 """
-The ticker's asyncio loop, run by ``manage.py run_fiches_ticker``.
+The one asyncio loop of every long-running worker (the ticker, the webhook
+delivery, and whatever worker comes next).
 
-Ticks are scheduled on the monotonic clock (deadline += interval, so no drift
-accumulates); a tick that outlasts its interval makes the loop skip the missed
-deadlines, never queue them; only one tick runs at a time. Each tick runs in
-Django's sync thread through ``sync_to_async``, between two
-``close_old_connections`` calls, so a database restart is survived. Errors are
-logged and retried with back-off; after ``max_failure_seconds`` of unbroken
-failure the loop gives up so that its supervisor restarts the process.
+A worker is a ``Unit``: a plain synchronous ``run()`` that does one pass and
+returns a small report, with hooks for failures, overruns and the end. The
+loop runs it in Django's sync thread through ``sync_to_async``, between two
+``close_old_connections`` calls (so a database restart is survived), never
+two passes at once, and owns everything else:
+
+- the schedule, on the monotonic clock: a fixed rate (deadline += interval,
+  so no drift accumulates; a pass that outlasts its interval skips the
+  missed deadlines, never queues them, and says so), or, for a unit that
+  polls, an interval after an idle pass and at once while work remains;
+- back-off on failure (doubling from the interval, capped), and giving up
+  after ``max_failure_seconds`` of unbroken failure so that the supervisor
+  restarts the process;
+- signals: SIGTERM or SIGINT stops after the pass in flight; a second one
+  exits at once; a pass that does not end within ``stop_grace`` seconds of
+  the stop (a database that does not answer) is abandoned;
+- the systemd notify protocol: READY=1 after the first good pass (the
+  database answered), WATCHDOG=1 after each, STATUS=, STOPPING=1.
 """
 
 import asyncio
@@ -15,28 +27,58 @@ import logging
 import os
 import signal
 from dataclasses import dataclass, field
-from datetime import timedelta
+from typing import Generic, Protocol, TypeVar
 
 import sniffio
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections, connections, reset_queries
 
-from timesheet.web import metrics
-from timesheet.workers import ticker
 from timesheet.workers.systemd import Notifier
 
 logger = logging.getLogger(__name__)
 
 MAX_BACKOFF_SECONDS = 60.0
 
+R = TypeVar("R")
+
 
 class WorkerFailed(Exception):
-    """The ticks kept failing for longer than allowed."""
+    """The passes kept failing for longer than allowed."""
+
+
+class Unit(Protocol[R]):
+    """One worker's work, run by ``Loop`` in Django's sync thread."""
+
+    # What one pass is called in the logs ("Tick", "Pass").
+    noun: str
+    # A fixed rate (the ticker: every interval, overruns reported), or a poll
+    # (delivery: an interval after an idle pass, at once while work remains).
+    fixed_rate: bool
+
+    def run(self) -> R:
+        """Do one pass; return its report. An exception is a failed pass."""
+        ...
+
+    def more(self, report: R) -> bool:
+        """Whether work remains now, after a pass that returned ``report`` (polling units only)."""
+        ...
+
+    def failed(self, error: Exception) -> None:
+        """Record a failed pass (in the sync thread; an error here is logged, never raised)."""
+        ...
+
+    def overran(self, missed: int) -> None:
+        """Record ``missed`` deadlines skipped because a pass outlasted its interval."""
+        ...
+
+    def stopped(self) -> None:
+        """Record the end of the loop (in the sync thread; an error here is logged, never raised)."""
+        ...
 
 
 def next_deadline(deadline: float, now: float, interval: float) -> tuple[float, int]:
     """
-    After a good tick due at ``deadline`` that ended at ``now``: the next
+    After a good pass due at ``deadline`` that ended at ``now``: the next
     deadline on the fixed schedule that is still ahead, and how many
     deadlines were missed (skipped, never queued) on the way.
     """
@@ -48,61 +90,51 @@ def next_deadline(deadline: float, now: float, interval: float) -> tuple[float, 
 
 
 def backoff_delay(interval: float, failures: int) -> float:
-    """The wait before retrying after ``failures`` failed ticks in a row: doubling, capped."""
+    """The wait before retrying after ``failures`` failed passes in a row: doubling, capped."""
     return min(interval * 2 ** (failures - 1), max(interval, MAX_BACKOFF_SECONDS))
 
 
 @dataclass
-class Worker:
+class Loop(Generic[R]):
+    unit: Unit[R]
     interval: float
-    max_ticks: int | None = None
-    batch_size: int | None = None
-    max_running: timedelta | None = None
+    max_runs: int | None = None  # good passes, then stop
     max_failure_seconds: float = 300.0
     stop_grace: float = 1.5
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     notifier: Notifier = field(default_factory=Notifier)
-    ticks: int = 0  # good ones
+    runs: int = 0  # good passes
     attempts: int = 0
-    heartbeat_id: int | None = None
     ready: bool = False
 
-    def stop(self):
-        """Ask the loop to stop after the tick in flight."""
+    def stop(self) -> None:
+        """Ask the loop to stop after the pass in flight."""
         self.stopping.set()
 
     async def run(self) -> None:
-        """Tick until stopped or ``max_ticks`` is reached; raise WorkerFailed after too long a failure."""
+        """Run passes until stopped or ``max_runs`` is reached; raise WorkerFailed after too long a failure."""
         library = sniffio.current_async_library()
         if library != "asyncio":
-            raise RuntimeError(f"The fiches ticker runs on asyncio, not on {library}.")
+            raise RuntimeError(f"The workers run on asyncio, not on {library}.")
         loop = asyncio.get_running_loop()
         deadline = loop.time()
-        failing_since = None
+        failing_since: float | None = None
         failures = 0
         try:
             while not self.stopping.is_set():
-                ok = await self._tick_or_abandon()
-                if self.max_ticks is not None and self.ticks >= self.max_ticks:
+                report = await self._pass_or_abandon()
+                if self.max_runs is not None and self.runs >= self.max_runs:
                     break
                 now = loop.time()
-                if ok:
+                if report is not None:
                     failing_since, failures = None, 0
-                    deadline, missed = next_deadline(deadline, now, self.interval)
-                    if missed:
-                        metrics.TICK_OVERRUNS.inc(missed)
-                        logger.warning(
-                            "Tick outlasted its %.3g s interval; skipping %d missed tick(s). "
-                            "No time is lost: the next tick settles it all.",
-                            self.interval,
-                            missed,
-                        )
+                    deadline = self._next(deadline, now, report)
                 else:
                     failures += 1
                     failing_since = failing_since if failing_since is not None else now
                     if now - failing_since >= self.max_failure_seconds:
                         raise WorkerFailed(
-                            f"Ticks have failed for {now - failing_since:.0f} s "
+                            f"{self.unit.noun}s have failed for {now - failing_since:.0f} s "
                             f"(limit {self.max_failure_seconds:g} s); exiting for the supervisor to restart."
                         )
                     delay = backoff_delay(self.interval, failures)
@@ -110,115 +142,120 @@ class Worker:
                     deadline = now + delay
                 await self._sleep_until(deadline)
         finally:
-            self.notifier.send(stopping=1, status=f"Stopping after {self.ticks} tick(s).")
+            noun = self.unit.noun.lower()
+            self.notifier.send(stopping=1, status=f"Stopping after {self.runs} {noun}(s).")
             await sync_to_async(self._close)()
             self.notifier.close()
 
-    async def _sleep_until(self, deadline):
+    def _next(self, deadline: float, now: float, report: R) -> float:
+        """The deadline of the pass after a good one due at ``deadline`` that ended at ``now``."""
+        if not self.unit.fixed_rate:
+            return now if self.unit.more(report) else now + self.interval
+        deadline, missed = next_deadline(deadline, now, self.interval)
+        if missed:
+            self.unit.overran(missed)
+            noun = self.unit.noun.lower()
+            logger.warning(
+                "%s outlasted its %.3g s interval; skipping %d missed %s(s).",
+                self.unit.noun,
+                self.interval,
+                missed,
+                noun,
+            )
+        return deadline
+
+    async def _sleep_until(self, deadline: float) -> None:
         timeout = deadline - asyncio.get_running_loop().time()
         if timeout > 0:
             try:
-                await asyncio.wait_for(self.stopping.wait(), timeout)
+                # Not asyncio.wait_for, which on Python 3.11 can drop a cancellation.
+                async with asyncio.timeout(timeout):
+                    await self.stopping.wait()
             except TimeoutError:
                 pass
 
-    async def _tick_or_abandon(self) -> bool:
+    async def _pass_or_abandon(self) -> R | None:
         """
-        Run one tick; if a stop is asked meanwhile and the tick does not end
+        Run one pass; if a stop is asked meanwhile and the pass does not end
         within ``stop_grace`` seconds (a database that does not answer), exit
-        the process at once: the database rolls back what the tick had begun,
-        and the next ticker settles that time.
+        the process at once: the database rolls back what the pass had begun,
+        and the next worker does it again.
         """
-        tick = asyncio.ensure_future(self._tick())
+        work = asyncio.ensure_future(self._pass())
         stop = asyncio.ensure_future(self.stopping.wait())
         try:
-            await asyncio.wait({tick, stop}, return_when=asyncio.FIRST_COMPLETED)
-            if not tick.done():
-                done, _pending = await asyncio.wait({tick}, timeout=self.stop_grace)
+            await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
+            if not work.done():
+                done, _pending = await asyncio.wait({work}, timeout=self.stop_grace)
                 if not done:
                     logger.warning(
-                        "The tick in flight did not end within %g s of the stop: abandoning it.", self.stop_grace
+                        "The %s in flight did not end within %g s of the stop: abandoning it.",
+                        self.unit.noun.lower(),
+                        self.stop_grace,
                     )
-                    self.notifier.send(stopping=1, status="Abandoned a tick waiting for the database.")
+                    self.notifier.send(stopping=1, status="Abandoned a pass waiting for the database.")
                     os._exit(0)
-            return tick.result()
+            return work.result()
         finally:
             stop.cancel()
 
-    async def _tick(self) -> bool:
-        """Run one tick in the sync thread; return whether it succeeded."""
+    async def _pass(self) -> R | None:
+        """Run one pass in the sync thread; return its report, or None if it failed."""
         self.attempts += 1
-        logger.debug("Tick attempt %d started.", self.attempts)
+        noun = self.unit.noun
+        logger.debug("%s attempt %d started.", noun, self.attempts)
         try:
-            report = await sync_to_async(self._tick_in_thread)()
+            report = await sync_to_async(self._pass_in_thread)()
         except Exception as exc:
-            metrics.TICK_FAILURES.inc()
-            logger.exception("Tick attempt %d failed.", self.attempts)
+            logger.exception("%s attempt %d failed.", noun, self.attempts)
             # No WATCHDOG=1: a database that stays wedged gets the process restarted.
-            self.notifier.send(status=f"Tick attempt {self.attempts} failed: {type(exc).__name__}: {exc}"[:500])
-            return False
-        self.ticks += 1
-        logger.info("Tick %d: %s.", self.ticks, report)
-        # The database answered: the first good tick makes the service ready.
-        status = f"Tick {self.ticks}: {report}."
+            self.notifier.send(status=f"{noun} attempt {self.attempts} failed: {type(exc).__name__}: {exc}"[:500])
+            return None
+        self.runs += 1
+        logger.info("%s %d: %s.", noun, self.runs, report)
+        status = f"{noun} {self.runs}: {report}."
         if self.ready:
             self.notifier.send(watchdog=1, status=status)
         else:
+            # The database answered: the first good pass makes the service ready.
             self.ready = True
             self.notifier.send(ready=1, watchdog=1, status=status)
-        return True
+        return report
 
-    def _tick_in_thread(self) -> ticker.TickReport:
+    def _pass_in_thread(self) -> R:
         reset_queries()  # with DEBUG on, the query log would otherwise grow to its cap
         close_old_connections()
         try:
-            if self.heartbeat_id is None:
-                self.heartbeat_id = ticker.register_heartbeat(interval=self.interval)
             try:
-                # With shards, a fiche another ticker settled within half an
-                # interval is fresh enough: the tickers share the work.
-                report = ticker.tick(
-                    batch_size=self.batch_size,
-                    max_running=self.max_running,
-                    fresh_for=timedelta(seconds=self.interval / 2),
-                )
+                return self.unit.run()
             except Exception as exc:
-                self._record_failure(exc)
+                try:
+                    self.unit.failed(exc)
+                except Exception:
+                    logger.debug("Could not record the failure.", exc_info=True)
                 raise
-            ticker.record_tick(heartbeat_id=self.heartbeat_id, report=report)
-            metrics.record_tick(report)
-            return report
         finally:
             close_old_connections()
 
-    def _record_failure(self, exc):
-        if self.heartbeat_id is None:
-            return
+    def _close(self) -> None:
         try:
-            ticker.record_failure(heartbeat_id=self.heartbeat_id, error=f"{type(exc).__name__}: {exc}")
+            self.unit.stopped()
         except Exception:
-            logger.debug("Could not record the failure in the heartbeat.", exc_info=True)
-
-    def _close(self):
-        try:
-            if self.heartbeat_id is not None:
-                ticker.record_stop(heartbeat_id=self.heartbeat_id)
-        except Exception:
-            logger.warning("Could not mark the heartbeat as stopped.", exc_info=True)
+            logger.warning("Could not record the stop.", exc_info=True)
         finally:
             connections.close_all()
 
 
-def install_signal_handlers(worker) -> None:
-    """SIGTERM/SIGINT stop ``worker`` (its ``stop()``) after the work in flight; a second one exits at once."""
-    loop = asyncio.get_running_loop()
+def install_signal_handlers(loop: Loop[object]) -> None:
+    """SIGTERM/SIGINT stop ``loop`` after the pass in flight; a second one exits at once."""
+    events = asyncio.get_running_loop()
 
-    def handle(signum):
-        if worker.stopping.is_set():
+    def handle(signum: int) -> None:
+        if loop.stopping.is_set():
             logger.warning("Second %s: exiting now.", signal.Signals(signum).name)
             os._exit(128 + signum)
         logger.info("%s received: stopping after the work in flight.", signal.Signals(signum).name)
-        worker.stop()
+        loop.stop()
 
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, handle, signum)
+        events.add_signal_handler(signum, handle, signum)

@@ -9,13 +9,21 @@ import sniffio
 
 from timesheet.models import TickerHeartbeat
 from timesheet.workers import ticker
-from timesheet.workers.loop import MAX_BACKOFF_SECONDS, Worker, WorkerFailed, backoff_delay, next_deadline
+from timesheet.workers.loop import MAX_BACKOFF_SECONDS, Loop, WorkerFailed, backoff_delay, next_deadline
+from timesheet.workers.ticker import TickerUnit
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def run(worker):
     asyncio.run(worker.run())
+
+
+def Worker(*, interval, max_ticks=None, max_failure_seconds=300.0):
+    """The ticker's loop, as ``run_fiches_ticker`` makes it."""
+    return Loop(
+        TickerUnit(interval=interval), interval=interval, max_runs=max_ticks, max_failure_seconds=max_failure_seconds
+    )
 
 
 class FakeTick:
@@ -55,7 +63,7 @@ def test_worker_runs_max_ticks_and_keeps_a_heartbeat(projet):
     worker = Worker(interval=0.02, max_ticks=3)
     run(worker)
     heartbeat = TickerHeartbeat.objects.get()
-    assert worker.ticks == 3
+    assert worker.runs == 3
     assert heartbeat.ticks == 3
     assert heartbeat.last_tick_at is not None
     assert heartbeat.stopped_at is not None
@@ -127,7 +135,7 @@ def test_the_worker_recovers_and_max_ticks_counts_good_ticks_only(fake_tick):
     fake_tick.behaviour = fail_twice
     worker = Worker(interval=0.01, max_ticks=3, max_failure_seconds=60)
     run(worker)
-    assert (worker.ticks, worker.attempts) == (3, 5)
+    assert (worker.runs, worker.attempts) == (3, 5)
     heartbeat = TickerHeartbeat.objects.get()
     assert (heartbeat.ticks, heartbeat.failures) == (3, 2)
 
@@ -149,5 +157,5 @@ def test_stop_ends_the_loop_without_waiting_for_the_next_tick(fake_tick):
 
 def test_the_worker_refuses_another_async_library(monkeypatch):
     monkeypatch.setattr(sniffio.thread_local, "name", "trio")
-    with pytest.raises(RuntimeError, match="runs on asyncio, not on trio"):
+    with pytest.raises(RuntimeError, match="run on asyncio, not on trio"):
         run(Worker(interval=1))

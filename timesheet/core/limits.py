@@ -1,0 +1,22 @@
+"""
+The bounds every front end and rule shares, named once: a form, a schema and
+a service that check the same input read the same constant.
+"""
+
+from datetime import date, timedelta
+
+# A fiche's label (the model's max_length).
+LABEL_MAX_LENGTH = 200
+# An API token's name (the model's max_length).
+TOKEN_NAME_MAX_LENGTH = 100
+TOKEN_MAX_LIFETIME = timedelta(days=366)
+TOKEN_DEFAULT_LIFETIME = timedelta(days=90)
+# The days a report, a lock or an adjustment may name: every one of them has
+# a whole local day on each side in any time zone, so no instant overflows.
+FIRST_DAY = date(2, 1, 1)
+LAST_DAY = date(9998, 12, 31)
+# The longest report, in days.
+REPORT_MAX_DAYS = 366
+# Free text kept with a lock and with an adjustment.
+LOCK_REASON_MAX_LENGTH = 200
+ADJUSTMENT_REASON_MAX_LENGTH = 1000

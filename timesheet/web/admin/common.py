@@ -1,0 +1,25 @@
+"""What the admin's pages share: the live time's markup and the read-only admin of records the product writes."""
+
+from django.contrib import admin
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+
+
+def live_span(seconds: float, rate: int, text: str) -> SafeString:
+    """A duration the page's script keeps counting (``rate`` 1) or leaves as it is (0)."""
+    return format_html(
+        '<span class="live-time" data-live-seconds="{}" data-live-rate="{}">{}</span>', seconds, rate, text
+    )
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Records written by the product alone: staff look, never edit."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

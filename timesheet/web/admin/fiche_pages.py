@@ -1,0 +1,142 @@
+"""
+The fiche admin's own pages: the time report, the CSV export of the list,
+and a fiche's adjustment. Each takes the fiche admin, for its permissions,
+its list's filters and the admin site's context.
+"""
+
+import csv
+from datetime import timedelta
+
+from django.contrib.admin import ModelAdmin
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.translation import gettext
+
+from timesheet.domain import days, exports, fiches, reports
+from timesheet.domain.errors import Refused
+from timesheet.templatetags.timesheet_time import hms
+from timesheet.web.admin.forms import AdjustForm
+
+USERNAME = get_user_model().USERNAME_FIELD
+
+
+def report_view(model_admin: ModelAdmin, request: HttpRequest) -> HttpResponse:
+    """Time per period, owner and project, with a bar per period, and its exports."""
+    if not model_admin.has_view_or_change_permission(request):
+        raise PermissionDenied
+    # The last seven days of the staff member's own zone, on the database's clock.
+    today = days.today_for(request.user.pk)
+    first = today - timedelta(days=6)
+    data = {"from": first.isoformat(), "to": today.isoformat(), **request.GET.dict()}
+    error, report, bars = "", None, []
+    try:
+        report = reports.report_for(
+            reports.request_from_query(user=request.user, query=request.GET, first=first, last=today)
+        )
+    except Refused as refused:
+        error = refused.message
+    if report:
+        per_period = {}
+        for row in report["rows"]:
+            per_period[row["period"]] = per_period.get(row["period"], 0) + row["seconds"]
+        longest = max(per_period.values(), default=0) or 1
+        bars = [
+            {"period": period, "seconds": seconds, "percent": round(100 * seconds / longest, 1)}
+            for period, seconds in sorted(per_period.items())
+        ]
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "opts": model_admin.opts,
+        "title": gettext("Time report"),
+        "report": report,
+        "bars": bars,
+        "error": error,
+        "query": data,
+        "owners": get_user_model().objects.filter(fiches__isnull=False).distinct().order_by(USERNAME),
+        "querystring": request.GET.urlencode(),
+    }
+    return TemplateResponse(request, "admin/timesheet/fichetemps/report.html", context)
+
+
+def export_view(model_admin: ModelAdmin, request: HttpRequest) -> HttpResponse:
+    """The fiches the list shows with its current filters and search, as CSV."""
+    if not model_admin.has_view_or_change_permission(request):
+        raise PermissionDenied
+    try:
+        shown = model_admin.get_changelist_instance(request).get_queryset(request)
+    except (IncorrectLookupParameters, ValidationError, ValueError):
+        return HttpResponseBadRequest(gettext("These filters are not valid."), content_type="text/plain")
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+    response["Content-Disposition"] = f'attachment; filename="fiches-{stamp}.csv"'
+    writer = csv.writer(response)
+    writer.writerow(
+        [
+            "id",
+            "projet",
+            "owner",
+            "libelle",
+            "etat",
+            "temps_impute_seconds",
+            "temps_live_seconds",
+            "temps_live",
+            "en_calcul_depuis",
+            "auto_stopped",
+            "created_at",
+        ]
+    )
+    for fiche in shown.iterator(chunk_size=2000):
+        writer.writerow(
+            [
+                fiche.pk,
+                exports.safe(fiche.projet.designation),
+                exports.safe(fiche.owner.get_username()),
+                exports.safe(fiche.libelle),
+                fiche.etat,
+                f"{fiche.temps_impute.total_seconds():.3f}",
+                f"{fiche.temps_live.total_seconds():.3f}",
+                hms(fiche.temps_live),
+                fiche.en_calcul_depuis.isoformat() if fiche.en_calcul_depuis else "",
+                fiche.auto_stopped,
+                fiche.created_at.isoformat(),
+            ]
+        )
+    return response
+
+
+def adjust_view(model_admin: ModelAdmin, request: HttpRequest, object_id: str) -> HttpResponse:
+    if not str(object_id).isdigit():
+        raise Http404(gettext("No such fiche."))
+    fiche = get_object_or_404(model_admin.get_queryset(request), pk=object_id)
+    if not model_admin.has_change_permission(request, fiche):
+        raise PermissionDenied
+    form = AdjustForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            fiches.adjust_fiche(
+                fiche_id=fiche.pk,
+                actor=request.user,
+                delta=form.cleaned_data["delta"],
+                reason=form.cleaned_data["reason"],
+                day=form.cleaned_data["day"],
+            )
+        except Refused as refused:
+            form.add_error(None, refused.message)
+        else:
+            model_admin.message_user(request, gettext("The fiche's time was adjusted."))
+            return redirect(reverse("admin:timesheet_fichetemps_change", args=[fiche.pk]))
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "opts": model_admin.opts,
+        "fiche": fiche,
+        "form": form,
+        "stored": hms(fiche.temps_live),
+        "title": gettext("Adjust the time of %(fiche)s") % {"fiche": fiche},
+    }
+    return TemplateResponse(request, "admin/timesheet/fichetemps/adjust.html", context)

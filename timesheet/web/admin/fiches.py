@@ -1,0 +1,259 @@
+"""The admin of projects and fiches: lists with live time and totals, actions and edits through the services."""
+
+from datetime import timedelta
+from functools import partial
+
+from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.db.models import Count, OuterRef, Subquery, Sum
+from django.db.models.functions import Coalesce
+from django.urls import path
+from django.utils.html import format_html
+from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext_lazy as _
+
+from timesheet.domain import fiches
+from timesheet.domain.errors import Refused
+from timesheet.domain.health import ticker_status
+from timesheet.models import FicheEvent, FicheTemps, Projet
+from timesheet.templatetags.timesheet_time import hms
+from timesheet.web.admin import fiche_pages as pages
+from timesheet.web.admin.common import live_span
+from timesheet.web.admin.forms import FicheTempsForm
+
+USERNAME = get_user_model().USERNAME_FIELD
+
+
+@admin.register(Projet)
+class ProjetAdmin(admin.ModelAdmin):
+    list_display = ["designation", "actif", "total_time", "fiches_running", "created_at"]
+    list_filter = ["actif"]
+    search_fields = ["designation"]
+    readonly_fields = ["created_at", "updated_at"]
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                total=Sum("fiches__temps_impute"),
+                running=Coalesce(
+                    Subquery(
+                        FicheTemps.objects.running()
+                        .filter(projet=OuterRef("pk"))
+                        .order_by()
+                        .values("projet")
+                        .annotate(count=Count("pk"))
+                        .values("count")
+                    ),
+                    0,
+                ),
+            )
+        )
+
+    @admin.display(description=_("total time charged"), ordering="total")
+    def total_time(self, projet):
+        return hms(projet.total)
+
+    @admin.display(description=_("running fiches"), ordering="running")
+    def fiches_running(self, projet):
+        return projet.running
+
+
+class FicheEventInline(admin.TabularInline):
+    model = FicheEvent
+    fields = ["at", "kind", "actor", "delta_hms", "temps_hms", "reason"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = False
+    verbose_name_plural = _("history")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description=_("delta"))
+    def delta_hms(self, event):
+        sign = "-" if event.delta < timedelta(0) else ""
+        return sign + hms(abs(event.delta))
+
+    @admin.display(description=_("time charged after"))
+    def temps_hms(self, event):
+        return hms(event.temps_impute)
+
+
+@admin.register(FicheTemps)
+class FicheTempsAdmin(admin.ModelAdmin):
+    form = FicheTempsForm
+    list_display = [
+        "libelle_or_id",
+        "projet",
+        "owner",
+        "etat_badge",
+        "stored_time",
+        "live_time",
+        "en_calcul_depuis",
+        "auto_stopped",
+    ]
+    list_display_links = ["libelle_or_id"]
+    list_filter = ["etat", "projet", ("owner", admin.RelatedOnlyFieldListFilter), "auto_stopped"]
+    list_select_related = ["projet", "owner"]
+    search_fields = ["libelle", "projet__designation", f"owner__{USERNAME}"]
+    date_hierarchy = "created_at"
+    actions = ["start", "pause", "finish"]
+    readonly_fields = [
+        "etat_badge",
+        "stored_time",
+        "live_time",
+        "en_calcul_depuis",
+        "compte_jusqua",
+        "auto_stopped",
+        "created_at",
+        "updated_at",
+    ]
+    inlines = [FicheEventInline]
+
+    class Media:
+        css = {"all": ["timesheet/admin.css"]}
+        js = ["timesheet/live_time.js"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).with_live_time()
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["projet", "owner", "libelle"]
+        return ["projet", "owner", "libelle", *self.readonly_fields]
+
+    def get_changeform_initial_data(self, request):
+        return {"owner": request.user.pk, **super().get_changeform_initial_data(request)}
+
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)
+        form.actor = request.user
+        return form
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            # The form checked the service's rules (an inactive owner is refused there, with its message).
+            created = fiches.create_fiche(
+                projet_id=obj.projet_id, owner_id=obj.owner.pk, actor=request.user, libelle=obj.libelle
+            )
+            obj.pk = created.pk
+            return
+        # Through the service, which audits the change; a save() would also write back a stale temps_impute.
+        edited = {name: form.cleaned_data[name] for name in form.changed_data}
+        try:
+            fiches.update_fiche(
+                fiche_id=obj.pk,
+                actor=request.user,
+                libelle=edited.get("libelle"),
+                projet_id=edited["projet"].pk if "projet" in edited else None,
+                owner=edited.get("owner"),
+            )
+        except Refused as refused:
+            self.message_user(request, refused.message, messages.ERROR)
+
+    @admin.display(description=_("label"), ordering="libelle")
+    def libelle_or_id(self, fiche):
+        return fiche.libelle or f"#{fiche.pk}"
+
+    @admin.display(description=_("state"), ordering="etat")
+    def etat_badge(self, fiche):
+        return format_html('<span class="etat etat-{}">{}</span>', fiche.etat, fiche.get_etat_display())
+
+    @admin.display(description=_("time charged"), ordering="temps_impute")
+    def stored_time(self, fiche):
+        return hms(fiche.temps_impute)
+
+    @admin.display(description=_("live time"), ordering="temps_live")
+    def live_time(self, fiche):
+        live = getattr(fiche, "temps_live", fiche.temps_impute)
+        return live_span(live.total_seconds(), int(fiche.is_running), hms(live))
+
+    def _transition(self, request, queryset, service, done_message):
+        """Apply ``service`` to each selected fiche; report how many it changed and every refusal."""
+        done, refusals = 0, []
+        for fiche_id in queryset.values_list("pk", flat=True):
+            try:
+                service(fiche_id=fiche_id, actor=request.user)
+                done += 1
+            except Refused as refused:
+                refusals.append(refused.message)
+        if done:
+            self.message_user(request, done_message(done))
+        for message in refusals:
+            self.message_user(request, message, messages.WARNING)
+
+    @admin.action(description=_("Start the selected fiches"), permissions=["change"])
+    def start(self, request, queryset):
+        self._transition(
+            request,
+            queryset,
+            fiches.start_fiche,
+            lambda n: ngettext("%(count)d fiche started.", "%(count)d fiches started.", n) % {"count": n},
+        )
+
+    @admin.action(description=_("Pause the selected fiches"), permissions=["change"])
+    def pause(self, request, queryset):
+        self._transition(
+            request,
+            queryset,
+            fiches.pause_fiche,
+            lambda n: ngettext("%(count)d fiche paused.", "%(count)d fiches paused.", n) % {"count": n},
+        )
+
+    @admin.action(description=_("Finish the selected fiches"), permissions=["change"])
+    def finish(self, request, queryset):
+        self._transition(
+            request,
+            queryset,
+            fiches.finish_fiche,
+            lambda n: ngettext("%(count)d fiche finished.", "%(count)d fiches finished.", n) % {"count": n},
+        )
+
+    def changelist_view(self, request, extra_context=None):
+        response = super().changelist_view(request, extra_context)
+        changelist = getattr(response, "context_data", {}).get("cl")
+        if changelist is not None:
+            shown = changelist.queryset.order_by()
+            totals = {
+                **shown.aggregate(live=Sum("temps_live"), count=Count("pk")),
+                "running": shown.running().count(),
+            }
+            live = totals["live"] or timedelta(0)
+            response.context_data["totals"] = {
+                "count": totals["count"],
+                "running": totals["running"],
+                "seconds": live.total_seconds(),
+                "display": hms(live),
+            }
+            if not ticker_status()["healthy"]:
+                response.context_data["ticker_warning"] = gettext(
+                    "No ticker is alive: running fiches' stored time is not being refreshed "
+                    "(their live time stays exact). Start it with: python manage.py run_fiches_ticker"
+                )
+        return response
+
+    def get_urls(self):
+        return [
+            path(
+                "export/",
+                self.admin_site.admin_view(partial(pages.export_view, self)),
+                name="timesheet_fichetemps_export",
+            ),
+            path(
+                "report/",
+                self.admin_site.admin_view(partial(pages.report_view, self)),
+                name="timesheet_fichetemps_report",
+            ),
+            path(
+                "<path:object_id>/adjust/",
+                self.admin_site.admin_view(partial(pages.adjust_view, self)),
+                name="timesheet_fichetemps_adjust",
+            ),
+            *super().get_urls(),
+        ]

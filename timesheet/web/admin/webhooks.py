@@ -1,0 +1,79 @@
+"""Webhook subscriptions in the admin: edits and actions through the webhooks service, the delivery log beside."""
+
+from django import forms
+from django.contrib import admin
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+
+from timesheet.domain import webhooks
+from timesheet.domain.errors import Refused
+from timesheet.models import WebhookDelivery, WebhookSubscription
+
+
+class WebhookDeliveryInline(admin.TabularInline):
+    model = WebhookDelivery
+    fields = ["at", "event", "attempt", "ok", "status_code", "duration", "error"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    max_num = 0
+    verbose_name_plural = _("latest deliveries")
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).order_by("-id")
+
+
+@admin.register(WebhookSubscription)
+class WebhookSubscriptionAdmin(admin.ModelAdmin):
+    list_display = ["name", "url", "owner", "active", "cursor", "attempts", "failing_since", "next_attempt_at"]
+    list_filter = ["active"]
+    search_fields = ["name", "url"]
+    readonly_fields = ["cursor", "attempts", "failing_since", "next_attempt_at", "disabled_reason", "created_at"]
+    inlines = [WebhookDeliveryInline]
+    actions = ["enable"]
+
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)
+        actor = request.user
+
+        class SubscriptionForm(form):
+            def clean(self):
+                cleaned = super().clean()
+                owner = cleaned.get("owner")
+                try:  # the service's own rule, shown on the form
+                    webhooks.check_may_subscribe(actor=actor, owner_id=owner.pk if owner else None)
+                except Refused as refused:
+                    raise forms.ValidationError(refused.message) from None
+                return cleaned
+
+        return SubscriptionForm
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            created = webhooks.create_subscription(
+                name=obj.name,
+                url=obj.url,
+                secret=obj.secret,
+                kinds=obj.kinds,
+                owner_id=obj.owner_id,
+                actor=request.user,
+            )
+            obj.pk = created.pk
+            return
+        # Only what the form changed, never the delivery's progress (a save() would write back
+        # the cursor, attempts and lease as this request read them, undoing a worker's progress).
+        fields = {"owner": "owner_id"}
+        changes = {fields.get(name, name): getattr(obj, fields.get(name, name)) for name in form.changed_data}
+        if changes:
+            webhooks.update_subscription(subscription_id=obj.pk, actor=request.user, **changes)
+
+    def save_related(self, request, form, formsets, change):
+        pass  # its deliveries are read-only
+
+    @admin.action(description=_("Enable again, from where delivery stopped"), permissions=["change"])
+    def enable(self, request, queryset):
+        count = webhooks.enable_subscriptions(queryset.values_list("pk", flat=True))
+        self.message_user(
+            request,
+            ngettext("%(count)d subscription enabled.", "%(count)d subscriptions enabled.", count) % {"count": count},
+        )
