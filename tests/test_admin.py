@@ -1,6 +1,5 @@
 import csv
 import io
-import time
 from datetime import timedelta
 
 import pytest
@@ -8,6 +7,8 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from django.utils import timezone
 
+from tests.factories import running_fiche
+from tests.support import elapse
 from timesheet.domain import fiches
 from timesheet.models import Etat, FicheEvent, FicheTemps, LockedPeriod, Projet
 from timesheet.workers.ticker import TickReport, record_tick, register_heartbeat, tick
@@ -17,23 +18,19 @@ pytestmark = pytest.mark.django_db
 LIST = "/admin/timesheet/fichetemps/"
 
 
-def start(projet, owner, libelle="Travail"):
-    return fiches.create_fiche(projet_id=projet.pk, owner_id=owner.pk, actor=owner, libelle=libelle, start=True)
-
-
 def messages_of(response):
     return [str(message) for message in response.context["messages"]]
 
 
-def test_list_shows_live_time_totals_and_a_banner_without_ticker(admin_client, projet, user):
-    fiche = start(projet, user)
+def test_list_shows_live_time_totals_and_a_banner_without_ticker(superuser_client, projet, user):
+    fiche = running_fiche(projet, user)
     fiches.adjust_fiche(
         fiche_id=fiche.pk,
         actor=get_user_model().objects.get(username="root"),
         delta=timedelta(hours=1, minutes=2, seconds=3),
         reason="x",
     )
-    response = admin_client.get(LIST)
+    response = superuser_client.get(LIST)
     content = response.content.decode()
     assert response.status_code == 200
     assert "1:02:03" in content
@@ -45,17 +42,17 @@ def test_list_shows_live_time_totals_and_a_banner_without_ticker(admin_client, p
     assert "etat-en_calcul" in content
 
 
-def test_no_banner_while_a_ticker_is_alive(admin_client):
+def test_no_banner_while_a_ticker_is_alive(superuser_client):
     record_tick(heartbeat_id=register_heartbeat(interval=5), report=TickReport(0, 0, 1, 0.0))
-    assert "No ticker is alive" not in admin_client.get(LIST).content.decode()
+    assert "No ticker is alive" not in superuser_client.get(LIST).content.decode()
 
 
-def test_totals_follow_the_filters(admin_client, projet, user, staff):
-    running = start(projet, user)
-    paused = start(projet, user)
+def test_totals_follow_the_filters(superuser_client, projet, user, staff):
+    running = running_fiche(projet, user)
+    paused = running_fiche(projet, user)
     fiches.pause_fiche(fiche_id=paused.pk, actor=user)
     fiches.adjust_fiche(fiche_id=paused.pk, actor=staff, delta=timedelta(minutes=10), reason="x")
-    response = admin_client.get(LIST + "?etat__exact=en_pause")
+    response = superuser_client.get(LIST + "?etat__exact=en_pause")
     assert response.context["totals"]["count"] == 1
     assert response.context["totals"]["running"] == 0
     assert timedelta(minutes=10) <= timedelta(seconds=response.context["totals"]["seconds"]) < timedelta(minutes=11)
@@ -63,11 +60,11 @@ def test_totals_follow_the_filters(admin_client, projet, user, staff):
 
 
 @pytest.mark.parametrize("action, etat", [("pause", Etat.EN_PAUSE), ("finish", Etat.TERMINEE)])
-def test_actions_go_through_the_services_and_report_refusals(admin_client, projet, user, action, etat):
-    first = start(projet, user)
-    second = start(projet, user)
+def test_actions_go_through_the_services_and_report_refusals(superuser_client, projet, user, action, etat):
+    first = running_fiche(projet, user)
+    second = running_fiche(projet, user)
     fiches.finish_fiche(fiche_id=second.pk, actor=user)
-    response = admin_client.post(LIST, {"action": action, "_selected_action": [first.pk, second.pk]}, follow=True)
+    response = superuser_client.post(LIST, {"action": action, "_selected_action": [first.pk, second.pk]}, follow=True)
     assert FicheTemps.objects.get(pk=first.pk).etat == etat
     assert FicheEvent.objects.filter(fiche_id=first.pk, kind={"pause": "paused", "finish": "finished"}[action]).exists()
     shown = messages_of(response)
@@ -75,22 +72,22 @@ def test_actions_go_through_the_services_and_report_refusals(admin_client, proje
     assert f"Cannot {action} fiche {second.pk}: it is finished." in shown
 
 
-def test_start_action(admin_client, projet, user):
+def test_start_action(superuser_client, projet, user):
     fiche = fiches.create_fiche(projet_id=projet.pk, owner_id=user.pk, actor=user)
-    admin_client.post(LIST, {"action": "start", "_selected_action": [fiche.pk]})
+    superuser_client.post(LIST, {"action": "start", "_selected_action": [fiche.pk]})
     assert FicheTemps.objects.get(pk=fiche.pk).etat == Etat.EN_CALCUL
 
 
-def test_adjust_form_adds_an_audited_correction(admin_client, admin_user, projet, user):
+def test_adjust_form_adds_an_audited_correction(superuser_client, superuser, projet, user):
     fiche = fiches.create_fiche(projet_id=projet.pk, owner_id=user.pk, actor=user)
     url = f"{LIST}{fiche.pk}/adjust/"
-    assert admin_client.get(url).status_code == 200
-    response = admin_client.post(url, {"delta": "0:30:00", "reason": "Réunion oubliée"})
+    assert superuser_client.get(url).status_code == 200
+    response = superuser_client.post(url, {"delta": "0:30:00", "reason": "Réunion oubliée"})
     assert response.status_code == 302
     assert FicheTemps.objects.get(pk=fiche.pk).temps_impute == timedelta(minutes=30)
     event = FicheEvent.objects.filter(fiche=fiche, kind="adjusted").get()
-    assert (event.actor, event.delta, event.reason) == (admin_user, timedelta(minutes=30), "Réunion oubliée")
-    response = admin_client.post(url, {"delta": "-0:10:00", "reason": "Trop"})
+    assert (event.actor, event.delta, event.reason) == (superuser, timedelta(minutes=30), "Réunion oubliée")
+    response = superuser_client.post(url, {"delta": "-0:10:00", "reason": "Trop"})
     assert FicheTemps.objects.get(pk=fiche.pk).temps_impute == timedelta(minutes=20)
 
 
@@ -103,27 +100,27 @@ def test_adjust_form_adds_an_audited_correction(admin_client, admin_user, projet
         ({"delta": "0:10:00", "reason": ""}, "This field is required."),
     ],
 )
-def test_adjust_form_refuses_bad_input_and_changes_nothing(admin_client, projet, user, data, message):
+def test_adjust_form_refuses_bad_input_and_changes_nothing(superuser_client, projet, user, data, message):
     fiche = fiches.create_fiche(projet_id=projet.pk, owner_id=user.pk, actor=user)
-    response = admin_client.post(f"{LIST}{fiche.pk}/adjust/", data)
+    response = superuser_client.post(f"{LIST}{fiche.pk}/adjust/", data)
     assert response.status_code == 200
     assert message in response.content.decode()
     assert FicheTemps.objects.get(pk=fiche.pk).temps_impute == timedelta(0)
     assert not FicheEvent.objects.filter(kind="adjusted").exists()
 
 
-def test_adjust_of_an_unknown_fiche_is_404(admin_client):
-    assert admin_client.get(f"{LIST}4242/adjust/").status_code == 404
+def test_adjust_of_an_unknown_fiche_is_404(superuser_client):
+    assert superuser_client.get(f"{LIST}4242/adjust/").status_code == 404
 
 
-def test_editing_a_label_never_writes_back_a_stale_time(admin_client, projet, user):
-    fiche = start(projet, user)
+def test_editing_a_label_never_writes_back_a_stale_time(superuser_client, projet, user):
+    fiche = running_fiche(projet, user)
     change_url = f"{LIST}{fiche.pk}/change/"
-    assert admin_client.get(change_url).status_code == 200
-    time.sleep(0.02)
+    assert superuser_client.get(change_url).status_code == 200
+    elapse(0.02)
     tick()  # the worker moves the time while the form is open
     ticked = FicheTemps.objects.get(pk=fiche.pk)
-    response = admin_client.post(
+    response = superuser_client.post(
         change_url, {"projet": projet.pk, "owner": user.pk, "libelle": "Renommée", **inline_management()}
     )
     assert response.status_code == 302, response.context["adminform"].errors if response.context else ""
@@ -146,19 +143,19 @@ def inline_management():
     }
 
 
-def test_adding_a_fiche_in_the_admin_goes_through_the_service(admin_client, admin_user, projet, user):
-    response = admin_client.post(
+def test_adding_a_fiche_in_the_admin_goes_through_the_service(superuser_client, superuser, projet, user):
+    response = superuser_client.post(
         f"{LIST}add/", {"projet": projet.pk, "owner": user.pk, "libelle": "Nouvelle", **inline_management()}
     )
     assert response.status_code == 302
     fiche = FicheTemps.objects.get(libelle="Nouvelle")
     assert fiche.etat == Etat.EN_PAUSE
-    assert fiche.events.get().actor == admin_user
+    assert fiche.events.get().actor == superuser
 
 
-def test_the_time_cannot_be_edited_directly(admin_client, projet, user):
-    fiche = start(projet, user)
-    admin_client.post(
+def test_the_time_cannot_be_edited_directly(superuser_client, projet, user):
+    fiche = running_fiche(projet, user)
+    superuser_client.post(
         f"{LIST}{fiche.pk}/change/",
         {
             "projet": projet.pk,
@@ -174,11 +171,11 @@ def test_the_time_cannot_be_edited_directly(admin_client, projet, user):
     assert fiche.etat == Etat.EN_CALCUL
 
 
-def test_csv_export_follows_the_filters(admin_client, projet, user):
-    running = start(projet, user, "En cours")
-    paused = start(projet, user, "En pause")
+def test_csv_export_follows_the_filters(superuser_client, projet, user):
+    running = running_fiche(projet, user, "En cours")
+    paused = running_fiche(projet, user, "En pause")
     fiches.pause_fiche(fiche_id=paused.pk, actor=user)
-    response = admin_client.get(f"{LIST}export/?etat__exact=en_calcul")
+    response = superuser_client.get(f"{LIST}export/?etat__exact=en_calcul")
     assert response["Content-Type"] == "text/csv; charset=utf-8"
     rows = list(csv.DictReader(io.StringIO(response.content.decode())))
     assert [row["id"] for row in rows] == [str(running.pk)]
@@ -192,36 +189,36 @@ def test_csv_export_needs_admin_access(projet, user):
     assert "/admin/login/" in response["Location"]
 
 
-def test_projects_show_their_total_time(admin_client, projet, user, staff):
+def test_projects_show_their_total_time(superuser_client, projet, user, staff):
     fiche = fiches.create_fiche(projet_id=projet.pk, owner_id=user.pk, actor=user)
     fiches.adjust_fiche(fiche_id=fiche.pk, actor=staff, delta=timedelta(hours=2), reason="x")
-    response = admin_client.get("/admin/timesheet/projet/")
+    response = superuser_client.get("/admin/timesheet/projet/")
     assert "2:00:00" in response.content.decode()
 
 
-def test_heartbeats_and_events_are_read_only(admin_client):
+def test_heartbeats_and_events_are_read_only(superuser_client):
     alive = register_heartbeat(interval=5)
     record_tick(heartbeat_id=alive, report=TickReport(0, 0, 1, 0.0))
     register_heartbeat(interval=5)  # never ticked
-    content = admin_client.get("/admin/timesheet/tickerheartbeat/").content.decode()
+    content = superuser_client.get("/admin/timesheet/tickerheartbeat/").content.decode()
     assert 'class="heartbeat-alive">alive<' in content
     assert 'class="heartbeat-stale">silent<' in content
-    assert admin_client.get("/admin/timesheet/tickerheartbeat/add/").status_code == 403
-    assert admin_client.get("/admin/timesheet/ficheevent/add/").status_code == 403
+    assert superuser_client.get("/admin/timesheet/tickerheartbeat/add/").status_code == 403
+    assert superuser_client.get("/admin/timesheet/ficheevent/add/").status_code == 403
 
 
-def test_inactive_projects_cannot_be_chosen_for_a_new_fiche(admin_client, user):
+def test_inactive_projects_cannot_be_chosen_for_a_new_fiche(superuser_client, user):
     closed = Projet.objects.create(designation="Fermé", actif=False)
-    response = admin_client.post(
+    response = superuser_client.post(
         f"{LIST}add/", {"projet": closed.pk, "owner": user.pk, "libelle": "x", **inline_management()}
     )
     assert response.status_code == 200
     assert not FicheTemps.objects.exists()
 
 
-def test_an_owner_change_is_audited_with_the_acting_user(admin_client, admin_user, projet, user, other_user):
-    fiche = start(projet, user)
-    response = admin_client.post(
+def test_an_owner_change_is_audited_with_the_acting_user(superuser_client, superuser, projet, user, other_user):
+    fiche = running_fiche(projet, user)
+    response = superuser_client.post(
         f"{LIST}{fiche.pk}/change/",
         {"projet": projet.pk, "owner": other_user.pk, "libelle": "Travail", **inline_management()},
     )
@@ -229,21 +226,21 @@ def test_an_owner_change_is_audited_with_the_acting_user(admin_client, admin_use
     event = FicheEvent.objects.filter(fiche=fiche).last()
     assert (event.kind, event.actor, event.changes) == (
         FicheEvent.Kind.UPDATED,
-        admin_user,
+        superuser,
         {"owner": [user.pk, other_user.pk]},
     )
     assert event.reason == "owner alice → bob"
     saved = FicheTemps.objects.get(pk=fiche.pk)
     assert saved.owner == other_user
     assert saved.updated_at == event.at
-    history = admin_client.get(f"{LIST}{fiche.pk}/change/").content.decode()
+    history = superuser_client.get(f"{LIST}{fiche.pk}/change/").content.decode()
     assert "owner alice → bob" in history
 
 
-def test_a_fiche_on_a_project_deactivated_since_can_still_be_edited(admin_client, projet, user):
-    fiche = start(projet, user)
+def test_a_fiche_on_a_project_deactivated_since_can_still_be_edited(superuser_client, projet, user):
+    fiche = running_fiche(projet, user)
     Projet.objects.filter(pk=projet.pk).update(actif=False)
-    response = admin_client.post(
+    response = superuser_client.post(
         f"{LIST}{fiche.pk}/change/",
         {"projet": projet.pk, "owner": user.pk, "libelle": "Renommée", **inline_management()},
     )
@@ -251,10 +248,10 @@ def test_a_fiche_on_a_project_deactivated_since_can_still_be_edited(admin_client
     assert FicheTemps.objects.get(pk=fiche.pk).libelle == "Renommée"
 
 
-def test_a_fiche_cannot_be_moved_to_an_inactive_project(admin_client, projet, user):
-    fiche = start(projet, user)
+def test_a_fiche_cannot_be_moved_to_an_inactive_project(superuser_client, projet, user):
+    fiche = running_fiche(projet, user)
     closed = Projet.objects.create(designation="Fermé", actif=False)
-    response = admin_client.post(
+    response = superuser_client.post(
         f"{LIST}{fiche.pk}/change/", {"projet": closed.pk, "owner": user.pk, "libelle": "x", **inline_management()}
     )
     assert response.status_code == 200
@@ -262,10 +259,10 @@ def test_a_fiche_cannot_be_moved_to_an_inactive_project(admin_client, projet, us
     assert FicheTemps.objects.get(pk=fiche.pk).projet == projet
 
 
-def test_the_admin_speaks_french_when_language_code_says_so(admin_client, projet, user, settings):
+def test_the_admin_speaks_french_when_language_code_says_so(superuser_client, projet, user, settings):
     settings.LANGUAGE_CODE = "fr"
-    start(projet, user)
-    content = admin_client.get(LIST, HTTP_ACCEPT_LANGUAGE="fr").content.decode()
+    running_fiche(projet, user)
+    content = superuser_client.get(LIST, HTTP_ACCEPT_LANGUAGE="fr").content.decode()
     for text in (
         "en calcul",
         "Exporter en CSV",
@@ -277,23 +274,23 @@ def test_the_admin_speaks_french_when_language_code_says_so(admin_client, projet
         assert text in content, text
 
 
-def test_the_report_page_shows_rows_bars_and_exports(admin_client, projet, user):
-    start(projet, user)
+def test_the_report_page_shows_rows_bars_and_exports(superuser_client, projet, user):
+    running_fiche(projet, user)
     today = timezone.localdate().isoformat()
-    response = admin_client.get(f"{LIST}report/?from={today}&to={today}&group=day&by=owner,projet")
+    response = superuser_client.get(f"{LIST}report/?from={today}&to={today}&group=day&by=owner,projet")
     page = response.content.decode()
     assert response.status_code == 200
     assert "report-bar-fill" in page and "alice" in page and projet.designation in page
     assert "/reports/export.xlsx?" in page
-    bad = admin_client.get(f"{LIST}report/?from=soon&to={today}").content.decode()
+    bad = superuser_client.get(f"{LIST}report/?from=soon&to={today}").content.decode()
     assert "errornote" in bad
 
 
-def test_a_lock_of_a_day_not_over_is_refused_on_the_form(admin_client):
+def test_a_lock_of_a_day_not_over_is_refused_on_the_form(superuser_client):
     today = timezone.localdate().isoformat()
-    response = admin_client.post("/admin/timesheet/lockedperiod/add/", {"until": today, "reason": "x"})
+    response = superuser_client.post("/admin/timesheet/lockedperiod/add/", {"until": today, "reason": "x"})
     assert response.status_code == 200
     assert "not over yet" in response.content.decode()
     yesterday = (timezone.localdate() - timedelta(days=2)).isoformat()
-    assert admin_client.post("/admin/timesheet/lockedperiod/add/", {"until": yesterday}).status_code == 302
+    assert superuser_client.post("/admin/timesheet/lockedperiod/add/", {"until": yesterday}).status_code == 302
     assert LockedPeriod.objects.get().created_by.username == "root"

@@ -1,20 +1,14 @@
 import json
-import time
 from datetime import datetime, timedelta
 
 import pytest
 from django.test import Client
 
-from timesheet.domain import fiches
+from tests.factories import make_fiche, running_fiche
+from tests.support import SESSION_ENDINGS, elapse, signed_in
 from timesheet.models import Etat, FicheEvent, FicheTemps, Projet
 
-from .conftest import SESSION_ENDINGS, signed_in
-
 pytestmark = pytest.mark.django_db
-
-
-def new_fiche(projet, owner, start=True):
-    return fiches.create_fiche(projet_id=projet.pk, owner_id=owner.pk, actor=owner, libelle="Travail", start=start)
 
 
 def post(client, url, body=None, **kwargs):
@@ -45,9 +39,9 @@ def test_anonymous_requests_get_401_json_not_a_redirect(method, url):
 
 
 def test_list_shows_only_ones_own_fiches_with_live_time(alice, projet, user, other_user):
-    mine = new_fiche(projet, user)
-    new_fiche(projet, other_user)
-    time.sleep(0.02)
+    mine = running_fiche(projet, user)
+    running_fiche(projet, other_user)
+    elapse(0.02)
     body = alice.get("/api/fiches/").json()
     assert body["count"] == 1
     [fiche] = body["results"]
@@ -60,8 +54,8 @@ def test_list_shows_only_ones_own_fiches_with_live_time(alice, projet, user, oth
 
 
 def test_staff_see_everyones_fiches_and_filter_by_owner(staff, projet, user, other_user):
-    new_fiche(projet, user)
-    theirs = new_fiche(projet, other_user)
+    running_fiche(projet, user)
+    theirs = running_fiche(projet, other_user)
     client = signed_in(staff)
     assert client.get("/api/fiches/").json()["count"] == 2
     body = client.get(f"/api/fiches/?owner={other_user.pk}").json()
@@ -85,9 +79,9 @@ def test_a_fiche_reads_alike_when_made_listed_and_shown(alice, projet, start):
 
 def test_filters_by_state_and_project(alice, projet, user):
     other_projet = Projet.objects.create(designation="Autre")
-    running = new_fiche(projet, user)
-    paused = new_fiche(projet, user, start=False)
-    elsewhere = new_fiche(other_projet, user)
+    running = running_fiche(projet, user)
+    paused = make_fiche(projet, user)
+    elsewhere = running_fiche(other_projet, user)
     assert [f["id"] for f in alice.get("/api/fiches/?etat=en_pause").json()["results"]] == [paused.pk]
     ids = {f["id"] for f in alice.get(f"/api/fiches/?projet={projet.pk}&etat=en_calcul").json()["results"]}
     assert ids == {running.pk}
@@ -96,7 +90,7 @@ def test_filters_by_state_and_project(alice, projet, user):
 
 def test_pagination(alice, projet, user):
     for _ in range(5):
-        new_fiche(projet, user, start=False)
+        make_fiche(projet, user)
     first = alice.get("/api/fiches/?page_size=2").json()
     assert (first["count"], first["pages"], len(first["results"]), first["previous"]) == (5, 3, 2, None)
     third = alice.get(first["next"].replace("page=2", "page=3")).json()
@@ -176,8 +170,8 @@ def test_create_for_someone_else_needs_staff(alice, staff, projet, other_user):
 
 
 def test_detail(alice, projet, user, other_user):
-    mine = new_fiche(projet, user)
-    theirs = new_fiche(projet, other_user)
+    mine = running_fiche(projet, user)
+    theirs = running_fiche(projet, other_user)
     assert alice.get(f"/api/fiches/{mine.pk}/").json()["id"] == mine.pk
     assert_error(alice.get(f"/api/fiches/{theirs.pk}/"), 404, f"Fiche {theirs.pk} does not exist.")
     assert_error(alice.get("/api/fiches/424242/"), 404, "does not exist")
@@ -186,8 +180,8 @@ def test_detail(alice, projet, user, other_user):
 
 
 def test_pause_start_finish(alice, projet, user):
-    fiche = new_fiche(projet, user)
-    time.sleep(0.01)
+    fiche = running_fiche(projet, user)
+    elapse(0.01)
     paused = post(alice, f"/api/fiches/{fiche.pk}/pause").json()
     assert paused["etat"] == "en_pause"
     assert paused["temps_impute"] == paused["temps_live"] >= 0.01
@@ -196,21 +190,21 @@ def test_pause_start_finish(alice, projet, user):
 
 
 def test_refused_transitions_are_409_and_change_nothing(alice, projet, user):
-    fiche = new_fiche(projet, user, start=False)
+    fiche = make_fiche(projet, user)
     before = FicheTemps.objects.filter(pk=fiche.pk).values().get()
     assert_error(post(alice, f"/api/fiches/{fiche.pk}/pause"), 409, f"Cannot pause fiche {fiche.pk}: it is paused.")
     assert FicheTemps.objects.filter(pk=fiche.pk).values().get() == before
 
 
 def test_someone_elses_fiche_cannot_be_moved(alice, projet, other_user):
-    theirs = new_fiche(projet, other_user)
+    theirs = running_fiche(projet, other_user)
     for action in ("pause", "finish", "start"):
         assert_error(post(alice, f"/api/fiches/{theirs.pk}/{action}"), 404, "does not exist")
     assert FicheTemps.objects.get(pk=theirs.pk).etat == Etat.EN_CALCUL
 
 
 def test_transitions_take_no_body_fields(alice, projet, user):
-    fiche = new_fiche(projet, user)
+    fiche = running_fiche(projet, user)
     assert_error(
         post(alice, f"/api/fiches/{fiche.pk}/pause", {"temps_impute": 0}), 400, "Unknown field: 'temps_impute'."
     )
@@ -241,7 +235,7 @@ def test_unknown_endpoint_is_404_json(alice):
 
 
 def test_unsafe_methods_need_the_csrf_token(user, projet):
-    fiche = new_fiche(projet, user)
+    fiche = running_fiche(projet, user)
     client = signed_in(user, enforce_csrf_checks=True)
     assert_error(post(client, f"/api/fiches/{fiche.pk}/pause"), 403, "CSRF verification failed")
     assert FicheTemps.objects.get(pk=fiche.pk).etat == Etat.EN_CALCUL
@@ -288,7 +282,7 @@ def test_the_stream_under_wsgi_answers_a_clear_error_instead_of_hanging(alice):
     ],
 )
 def test_no_malformed_input_is_a_500(alice, projet, user, method, url, body):
-    new_fiche(projet, user)
+    running_fiche(projet, user)
     if body is None:
         response = getattr(alice, method)(url)
     else:
@@ -338,8 +332,8 @@ def test_a_body_that_is_not_json_is_415(alice, projet, content_type, body):
 
 def test_a_start_refused_by_the_limit_is_409_with_the_running_fiche(alice, projet, user, settings):
     settings.FICHE_MAX_RUNNING_PER_OWNER = 1
-    running = new_fiche(projet, user)
-    other = new_fiche(projet, user, start=False)
+    running = running_fiche(projet, user)
+    other = make_fiche(projet, user)
     response = post(alice, f"/api/fiches/{other.pk}/start")
     assert_error(response, 409, f"Fiche {running.pk} is already running")
     assert response.json()["running_fiche_id"] == running.pk
@@ -347,8 +341,8 @@ def test_a_start_refused_by_the_limit_is_409_with_the_running_fiche(alice, proje
 
 def test_switch_through_the_api(alice, projet, user, settings):
     settings.FICHE_MAX_RUNNING_PER_OWNER = 1
-    running = new_fiche(projet, user)
-    other = new_fiche(projet, user, start=False)
+    running = running_fiche(projet, user)
+    other = make_fiche(projet, user)
     body = post(alice, f"/api/fiches/{running.pk}/switch", {"to": other.pk}).json()
     assert (body["paused"]["etat"], body["started"]["etat"]) == ("en_pause", "en_calcul")
     started_at = datetime.fromisoformat(body["started"]["en_calcul_depuis"])
@@ -358,8 +352,8 @@ def test_switch_through_the_api(alice, projet, user, settings):
 
 
 def test_pause_at_an_earlier_instant_through_the_api(alice, projet, user):
-    fiche = new_fiche(projet, user)
-    time.sleep(0.05)
+    fiche = running_fiche(projet, user)
+    elapse(0.05)
     at = FicheTemps.objects.get(pk=fiche.pk).en_calcul_depuis + timedelta(milliseconds=20)
     body = post(alice, f"/api/fiches/{fiche.pk}/pause", {"at": at.isoformat()}).json()
     assert body["temps_impute"] == 0.02

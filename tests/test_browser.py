@@ -3,15 +3,13 @@
 import os
 import re
 import shutil
-import time
 
 import pytest
 from django.contrib.auth import get_user_model
 
+from tests.support import require, wait_until
 from timesheet.domain import fiches
 from timesheet.models import Etat, FicheTemps
-
-from .conftest import require
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
@@ -41,13 +39,6 @@ def page(monkeypatch, tmp_path):
         page.set_default_timeout(60_000)  # a busy machine is slow, not wrong
         yield page
         browser.close()
-
-
-def wait_until(condition, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "not true in time"
-        time.sleep(0.1)
 
 
 def seconds(text):

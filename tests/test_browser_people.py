@@ -13,10 +13,9 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 
+from tests.support import ROOT, require, wait_until
 from timesheet.domain import fiches
 from timesheet.models import Etat, FicheEvent, FicheTemps, Stretch
-
-from .conftest import ROOT, require
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 playwright = pytest.importorskip("playwright.sync_api")
@@ -76,13 +75,6 @@ def browser(monkeypatch):
         browser = driver.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
         yield browser
         browser.close()
-
-
-def wait_until(condition, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "not true in time"
-        time.sleep(0.1)
 
 
 def shift_back(fiche_id, by):

@@ -12,10 +12,10 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 
+from tests.factories import running_fiche
+from tests.support import ROOT, assert_exact, assert_within_real_time, elapse
 from timesheet.domain import fiches
 from timesheet.models import Etat, FicheTemps, TickerHeartbeat
-
-from .conftest import ROOT, assert_exact, assert_within_real_time
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -25,7 +25,7 @@ def start_fiches(projet, user, count):
     started = []
     for _ in range(count):
         before = time.monotonic()
-        fiche = fiches.create_fiche(projet_id=projet.pk, owner_id=user.pk, actor=user, start=True)
+        fiche = running_fiche(projet, user)
         started.append((fiche, before, time.monotonic()))
     return started
 
@@ -103,8 +103,8 @@ def test_sigterm_lets_the_tick_in_flight_finish(spawn_worker, worker_env, projet
         wait_for_a_blocked_tick(worker)
         worker.process.send_signal(signal.SIGTERM)
         worker.wait_for("SIGTERM received")
-        time.sleep(0.3)
-        assert worker.process.poll() is None  # still waiting for the lock, to finish its tick
+        with pytest.raises(subprocess.TimeoutExpired):  # still waiting for the lock, to finish its tick
+            worker.process.wait(timeout=0.3)
     assert worker.wait(timeout=60) == 0
     assert "Tick 2:" in worker.output()
     pause_all_and_check(started, user)
@@ -144,7 +144,7 @@ def test_sigkill_then_restart_loses_and_doubles_nothing(spawn_worker, projet, us
     first.wait_for("Tick", count=5)
     first.process.kill()
     first.wait()
-    time.sleep(0.3)  # the worker is down: the gap must still be charged
+    elapse(0.3)  # the worker is down: the gap must still be charged
     second = spawn_worker("--interval", "0.05")
     second.wait_for("Tick", count=3)
     second.process.send_signal(signal.SIGTERM)

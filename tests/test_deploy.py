@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from .conftest import ROOT
+from tests.support import ROOT
 
 
 def test_check_deploy_passes_in_production_mode(production_env):

@@ -10,7 +10,7 @@ import time
 import pytest
 from django.db import connections
 
-from .conftest import RealClock, postgresql_only, require
+from tests.support import RealClock, postgresql_only, require
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 

@@ -10,13 +10,12 @@ from asgiref.sync import async_to_sync, sync_to_async
 from django.contrib.sessions.models import Session
 from django.test import AsyncClient, Client
 
+from tests.support import SESSION_ENDINGS, signed_in, wait_until
 from timesheet.domain import fiches, health, profiles
 from timesheet.domain.errors import Refused
 from timesheet.web import views
 from timesheet.web.asgi_limits import BodyLimit
 from timesheet.web.stream import hub
-
-from .conftest import SESSION_ENDINGS, signed_in
 
 pytestmark = pytest.mark.django_db
 
@@ -169,14 +168,18 @@ def test_a_stream_opened_while_a_poll_runs_is_not_taken_for_revoked(
     from timesheet.web import stream
 
     real_poll = stream.poll
-    polling = threading.Event()
+    polling, release = threading.Event(), threading.Event()
+    polls = []  # one entry per poll that ended
 
-    def slow_poll(last_id, credentials):
+    def held_poll(last_id, credentials):
         polling.set()
-        time.sleep(0.5)  # long enough for a stream to open meanwhile
-        return real_poll(last_id, credentials)
+        release.wait(30)  # held until a stream has opened meanwhile
+        try:
+            return real_poll(last_id, credentials)
+        finally:
+            polls.append(len(credentials))
 
-    monkeypatch.setattr(stream, "poll", slow_poll)
+    monkeypatch.setattr(stream, "poll", held_poll)
 
     async def scenario():
         first, second = AsyncClient(), AsyncClient()
@@ -187,8 +190,10 @@ def test_a_stream_opened_while_a_poll_runs_is_not_taken_for_revoked(
         polling.clear()
         await asyncio.to_thread(polling.wait, 30)
         chunks = await open_stream(second)  # opened while a poll runs
+        release.set()
         await anext(chunks)
-        await asyncio.sleep(0.7)  # polls come and go
+        ended = len(polls)
+        await asyncio.to_thread(wait_until, lambda: len(polls) >= ended + 2)  # polls come and go
         await sync_to_async(fiches.create_fiche)(projet_id=projet.pk, actor=user, start=True)
         chunk = await asyncio.wait_for(anext(chunks), 30)  # still open: the event arrives
         await chunks.aclose()
@@ -262,15 +267,15 @@ def test_an_event_carries_the_state_it_produced(quick_streams, user, projet):
 # The admin ------------------------------------------------------------------------
 
 
-def test_bad_ids_and_filters_in_the_admin_are_404_and_400(admin_client):
-    assert admin_client.get("/admin/timesheet/fichetemps/abc/adjust/").status_code == 404
-    assert admin_client.get("/admin/timesheet/fichetemps/export/?created_at__year=abc").status_code == 400
-    assert admin_client.get("/admin/timesheet/fichetemps/export/?nonexistent=1").status_code == 400
+def test_bad_ids_and_filters_in_the_admin_are_404_and_400(superuser_client):
+    assert superuser_client.get("/admin/timesheet/fichetemps/abc/adjust/").status_code == 404
+    assert superuser_client.get("/admin/timesheet/fichetemps/export/?created_at__year=abc").status_code == 400
+    assert superuser_client.get("/admin/timesheet/fichetemps/export/?nonexistent=1").status_code == 400
 
 
-def test_the_admin_csv_neutralises_formulas(admin_client, projet, user):
+def test_the_admin_csv_neutralises_formulas(superuser_client, projet, user):
     fiches.create_fiche(projet_id=projet.pk, actor=user, libelle='=HYPERLINK("http://x")')
-    text = admin_client.get("/admin/timesheet/fichetemps/export/").content.decode()
+    text = superuser_client.get("/admin/timesheet/fichetemps/export/").content.decode()
     assert "'=HYPERLINK" in text
 
 
@@ -296,14 +301,14 @@ def test_repeated_failed_api_sign_ins_are_429_even_with_the_right_password(three
     assert api_login(client, "x").status_code == 429  # the right one too, until the cool-off
 
 
-def test_the_lockout_holds_on_the_admin_and_the_page_and_staff_can_clear_it(three_tries, user, admin_client):
+def test_the_lockout_holds_on_the_admin_and_the_page_and_staff_can_clear_it(three_tries, user, superuser_client):
     from axes.models import AccessAttempt
 
     for _ in range(3):
         Client().post("/accounts/login/", {"username": "alice", "password": "wrong"})
     assert Client().post("/accounts/login/", {"username": "alice", "password": "x"}).status_code == 429
     assert Client().post("/admin/login/", {"username": "alice", "password": "x"}).status_code == 429
-    assert "alice" in admin_client.get("/admin/axes/accessattempt/").content.decode()
+    assert "alice" in superuser_client.get("/admin/axes/accessattempt/").content.decode()
     AccessAttempt.objects.all().delete()  # what the admin's delete action does
     assert api_login(Client(), "x").status_code == 200
 
@@ -354,7 +359,7 @@ def test_health_is_exempt_from_the_https_redirect_that_everything_else_gets(sett
     import subprocess
     import sys
 
-    from .conftest import ROOT
+    from tests.support import ROOT
 
     # The production settings' own exemption, read from a production process.
     env = production_env

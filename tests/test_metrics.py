@@ -11,11 +11,10 @@ import pytest
 from django.test import Client
 from prometheus_client import REGISTRY
 
-from timesheet.domain import fiches
+from tests.factories import running_fiche
+from tests.support import ROOT
 from timesheet.workers.loop import Loop
 from timesheet.workers.ticker import TickerUnit
-
-from .conftest import ROOT
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -26,7 +25,7 @@ def sample(name, **labels):
 
 def start(projet, user, count):
     for _ in range(count):
-        fiches.create_fiche(projet_id=projet.pk, actor=user, start=True)
+        running_fiche(projet, user)
 
 
 def test_ticks_are_counted_and_freshness_is_measured(projet, user):

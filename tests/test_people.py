@@ -3,10 +3,9 @@
 import pytest
 from django.test import Client
 
+from tests.support import SESSION_ENDINGS
 from timesheet.domain import fiches
 from timesheet.models import ApiToken, Etat, FicheTemps, Projet
-
-from .conftest import SESSION_ENDINGS
 
 pytestmark = pytest.mark.django_db
 

@@ -16,14 +16,13 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from openpyxl import load_workbook
 
+from tests.support import assert_exact, signed_in
 from timesheet.core.dbtime import db_now
 from timesheet.domain import days, exports, fiches, locks, profiles, reports
 from timesheet.domain.errors import Refused
 from timesheet.domain.rounding import Rule
 from timesheet.models import FicheEvent, FicheTemps, LockedPeriod, Profile, Projet, Rounding, Stretch
 from timesheet.workers.ticker import tick
-
-from .conftest import assert_exact, signed_in
 
 pytestmark = pytest.mark.django_db
 

@@ -10,18 +10,14 @@ from django.db import IntegrityError, OperationalError, connection, connections,
 from django.db.models.functions import Now
 from django.test.utils import CaptureQueriesContext
 
+from tests.factories import make_fiche
+from tests.support import assert_exact, assert_within_real_time, elapse, postgresql_only
 from timesheet.domain import fiches
 from timesheet.domain.errors import Refused
 from timesheet.models import Etat, FicheEvent, FicheTemps, Projet
 from timesheet.workers.ticker import tick
 
-from .conftest import assert_exact, assert_within_real_time, postgresql_only
-
 pytestmark = pytest.mark.django_db
-
-
-def new_fiche(projet, user, *, start=False):
-    return fiches.create_fiche(projet_id=projet.pk, owner_id=user.pk, actor=user, libelle="Travail", start=start)
 
 
 def snapshot(fiche_id):
@@ -32,7 +28,7 @@ def snapshot(fiche_id):
 
 
 def test_create_fiche_is_paused_with_no_time(projet, user):
-    fiche = new_fiche(projet, user)
+    fiche = make_fiche(projet, user)
     assert fiche.etat == Etat.EN_PAUSE
     assert fiche.temps_impute == timedelta(0)
     assert fiche.compte_jusqua is None
@@ -40,7 +36,7 @@ def test_create_fiche_is_paused_with_no_time(projet, user):
 
 
 def test_create_fiche_started_marks_it_running_on_the_db_clock(projet, user):
-    fiche = new_fiche(projet, user, start=True)
+    fiche = make_fiche(projet, user, start=True)
     assert fiche.etat == Etat.EN_CALCUL
     assert fiche.compte_jusqua == fiche.en_calcul_depuis == fiche.updated_at
     assert [e.kind for e in fiche.events.all()] == ["created", "started"]
@@ -53,14 +49,14 @@ def selects_from(queries, table):
 
 
 def test_a_start_reads_its_projects_state_with_its_locked_fiche(projet, user):
-    fiche = new_fiche(projet, user)
+    fiche = make_fiche(projet, user)
     with CaptureQueriesContext(connection) as queries:
         fiches.start_fiche(fiche_id=fiche.pk, actor=user)
     assert selects_from(queries, "timesheet_projet") == []
 
 
 def test_a_pause_reads_the_fiche_it_stopped_once(projet, user):
-    fiche = new_fiche(projet, user, start=True)
+    fiche = make_fiche(projet, user, start=True)
     with CaptureQueriesContext(connection) as queries:
         fiches.pause_fiche(fiche_id=fiche.pk, actor=user)
     # The locked read before the stop, and the one after it that answers and gives the settled time.
@@ -68,11 +64,11 @@ def test_a_pause_reads_the_fiche_it_stopped_once(projet, user):
 
 
 def test_pause_charges_the_real_running_time(projet, user):
-    fiche = new_fiche(projet, user)
+    fiche = make_fiche(projet, user)
     t0 = time.monotonic()
     fiches.start_fiche(fiche_id=fiche.pk, actor=user)
     t1 = time.monotonic()
-    time.sleep(0.3)
+    elapse(0.3)
     t2 = time.monotonic()
     paused = fiches.pause_fiche(fiche_id=fiche.pk, actor=user)
     t3 = time.monotonic()
@@ -83,14 +79,14 @@ def test_pause_charges_the_real_running_time(projet, user):
 
 
 def test_pause_settles_time_up_to_now_after_ticks(projet, user):
-    fiche = new_fiche(projet, user)
+    fiche = make_fiche(projet, user)
     t0 = time.monotonic()
     fiches.start_fiche(fiche_id=fiche.pk, actor=user)
     t1 = time.monotonic()
     for _ in range(3):
-        time.sleep(0.05)
+        elapse(0.05)
         tick()
-    time.sleep(0.07)  # the part after the last tick must not be lost
+    elapse(0.07)  # the part after the last tick must not be lost
     t2 = time.monotonic()
     paused = fiches.pause_fiche(fiche_id=fiche.pk, actor=user)
     t3 = time.monotonic()
@@ -99,10 +95,10 @@ def test_pause_settles_time_up_to_now_after_ticks(projet, user):
 
 
 def test_paused_fiche_time_is_frozen(projet, user):
-    fiche = new_fiche(projet, user, start=True)
-    time.sleep(0.02)
+    fiche = make_fiche(projet, user, start=True)
+    elapse(0.02)
     paused = fiches.pause_fiche(fiche_id=fiche.pk, actor=user)
-    time.sleep(0.05)
+    elapse(0.05)
     tick()
     tick()
     assert FicheTemps.objects.get(pk=fiche.pk).temps_impute == paused.temps_impute
@@ -110,17 +106,17 @@ def test_paused_fiche_time_is_frozen(projet, user):
 
 def test_resume_adds_a_second_stretch(projet, user):
     t0 = time.monotonic()
-    fiche = new_fiche(projet, user, start=True)
+    fiche = make_fiche(projet, user, start=True)
     t1 = time.monotonic()
-    time.sleep(0.02)
+    elapse(0.02)
     t2 = time.monotonic()
     fiches.pause_fiche(fiche_id=fiche.pk, actor=user)
     t3 = time.monotonic()
-    time.sleep(0.05)  # paused: not charged
+    elapse(0.05)  # paused: not charged
     t4 = time.monotonic()
     fiches.start_fiche(fiche_id=fiche.pk, actor=user)
     t5 = time.monotonic()
-    time.sleep(0.02)
+    elapse(0.02)
     tick()
     t6 = time.monotonic()
     finished = fiches.finish_fiche(fiche_id=fiche.pk, actor=user)
@@ -132,8 +128,8 @@ def test_resume_adds_a_second_stretch(projet, user):
 
 
 def test_finish_a_paused_fiche_keeps_its_time(projet, user):
-    fiche = new_fiche(projet, user, start=True)
-    time.sleep(0.01)
+    fiche = make_fiche(projet, user, start=True)
+    elapse(0.01)
     paused = fiches.pause_fiche(fiche_id=fiche.pk, actor=user)
     finished = fiches.finish_fiche(fiche_id=fiche.pk, actor=user)
     assert finished.etat == Etat.TERMINEE
@@ -153,7 +149,7 @@ def test_finish_a_paused_fiche_keeps_its_time(projet, user):
     ],
 )
 def test_impossible_transition_is_refused_and_changes_nothing(projet, user, setup, action, etat):
-    fiche = new_fiche(projet, user)
+    fiche = make_fiche(projet, user)
     for step in setup:
         getattr(fiches, f"{step}_fiche")(fiche_id=fiche.pk, actor=user)
     if etat is None:  # starting a paused fiche is allowed: the control case
@@ -176,7 +172,7 @@ def test_unknown_fiche_is_refused_as_not_found(user, action):
 
 
 def test_someone_elses_fiche_looks_like_an_unknown_one(projet, user, other_user):
-    fiche = new_fiche(projet, user, start=True)
+    fiche = make_fiche(projet, user, start=True)
     before = snapshot(fiche.pk)
     for action in ("start", "pause", "finish"):
         with pytest.raises(Refused) as refused:
@@ -186,14 +182,14 @@ def test_someone_elses_fiche_looks_like_an_unknown_one(projet, user, other_user)
 
 
 def test_staff_may_act_on_anyones_fiche_and_is_the_recorded_actor(projet, user, staff):
-    fiche = new_fiche(projet, user, start=True)
+    fiche = make_fiche(projet, user, start=True)
     fiches.pause_fiche(fiche_id=fiche.pk, actor=staff)
     assert fiche.events.last().actor == staff
 
 
 def test_double_pause_charges_once(projet, user):
-    fiche = new_fiche(projet, user, start=True)
-    time.sleep(0.01)
+    fiche = make_fiche(projet, user, start=True)
+    elapse(0.01)
     first = fiches.pause_fiche(fiche_id=fiche.pk, actor=user)
     with pytest.raises(Refused):
         fiches.pause_fiche(fiche_id=fiche.pk, actor=user)
@@ -227,7 +223,7 @@ def test_create_refuses_an_overlong_label(projet, user):
 
 
 def test_adjust_adds_a_correction_with_its_reason(projet, user, staff):
-    fiche = new_fiche(projet, user)
+    fiche = make_fiche(projet, user)
     adjusted = fiches.adjust_fiche(fiche_id=fiche.pk, actor=staff, delta=timedelta(minutes=30), reason=" oubli ")
     assert adjusted.temps_impute == timedelta(minutes=30)
     event = adjusted.events.last()
@@ -238,7 +234,7 @@ def test_adjust_adds_a_correction_with_its_reason(projet, user, staff):
 
 
 def test_adjust_never_goes_below_zero(projet, user, staff):
-    fiche = new_fiche(projet, user)
+    fiche = make_fiche(projet, user)
     fiches.adjust_fiche(fiche_id=fiche.pk, actor=staff, delta=timedelta(minutes=5), reason="x")
     before = snapshot(fiche.pk)
     with pytest.raises(Refused, match="cannot go below zero") as refused:
@@ -251,9 +247,9 @@ def test_adjust_never_goes_below_zero(projet, user, staff):
 
 def test_adjust_a_running_fiche_settles_it_and_keeps_it_running(projet, user, staff):
     t0 = time.monotonic()
-    fiche = new_fiche(projet, user, start=True)
+    fiche = make_fiche(projet, user, start=True)
     t1 = time.monotonic()
-    time.sleep(0.05)
+    elapse(0.05)
     t2 = time.monotonic()
     adjusted = fiches.adjust_fiche(fiche_id=fiche.pk, actor=staff, delta=timedelta(milliseconds=20), reason="x")
     t3 = time.monotonic()
@@ -280,7 +276,7 @@ def test_adjust_a_running_fiche_settles_it_and_keeps_it_running(projet, user, st
     ],
 )
 def test_adjust_refuses_bad_arguments(projet, user, staff, delta, reason, code):
-    fiche = new_fiche(projet, user)
+    fiche = make_fiche(projet, user)
     with pytest.raises(Refused) as refused:
         fiches.adjust_fiche(fiche_id=fiche.pk, actor=staff, delta=delta, reason=reason)
     assert refused.value.code == code
@@ -288,7 +284,7 @@ def test_adjust_refuses_bad_arguments(projet, user, staff, delta, reason, code):
 
 
 def test_adjust_is_for_staff_only(projet, user):
-    fiche = new_fiche(projet, user)
+    fiche = make_fiche(projet, user)
     with pytest.raises(Refused) as refused:
         fiches.adjust_fiche(fiche_id=fiche.pk, actor=user, delta=timedelta(hours=8), reason="moi")
     assert refused.value.code == "forbidden"
@@ -304,25 +300,25 @@ def test_async_twins_run_the_same_transitions(projet, user):
 
 
 def test_database_refuses_a_running_fiche_without_a_mark(projet, user):
-    fiche = new_fiche(projet, user)
+    fiche = make_fiche(projet, user)
     with pytest.raises(IntegrityError), transaction.atomic():
         FicheTemps.objects.filter(pk=fiche.pk).update(etat=Etat.EN_CALCUL)
 
 
 def test_database_refuses_a_mark_on_a_paused_fiche(projet, user):
-    fiche = new_fiche(projet, user)
+    fiche = make_fiche(projet, user)
     with pytest.raises(IntegrityError), transaction.atomic():
         FicheTemps.objects.filter(pk=fiche.pk).update(compte_jusqua=Now(), en_calcul_depuis=Now())
 
 
 def test_database_refuses_negative_time(projet, user):
-    fiche = new_fiche(projet, user)
+    fiche = make_fiche(projet, user)
     with pytest.raises(IntegrityError), transaction.atomic():
         FicheTemps.objects.filter(pk=fiche.pk).update(temps_impute=-timedelta(seconds=1))
 
 
 def test_update_changes_label_project_and_owner_and_audits_each(projet, user, other_user, staff):
-    fiche = new_fiche(projet, user)
+    fiche = make_fiche(projet, user)
     autre = Projet.objects.create(designation="Autre")
     updated = fiches.update_fiche(
         fiche_id=fiche.pk, actor=staff, libelle="Nouveau", projet_id=autre.pk, owner=other_user
@@ -341,7 +337,7 @@ def test_update_changes_label_project_and_owner_and_audits_each(projet, user, ot
 
 
 def test_update_without_a_change_writes_no_event(projet, user):
-    fiche = new_fiche(projet, user)
+    fiche = make_fiche(projet, user)
     fiches.update_fiche(fiche_id=fiche.pk, actor=user, libelle="Travail", projet_id=projet.pk, owner=user)
     assert list(FicheEvent.objects.filter(fiche_id=fiche.pk).values_list("kind", flat=True)) == ["created"]
 
@@ -365,7 +361,7 @@ def test_update_of_a_running_fiche_keeps_its_time_running(projet, user):
     ],
 )
 def test_update_refuses_and_changes_nothing(projet, user, other_user, change, code):
-    fiche = new_fiche(projet, user)
+    fiche = make_fiche(projet, user)
     inactive = Projet.objects.create(designation="Fermé", actif=False)
     values = {"other": other_user, "inactive": inactive.pk}
     change = {name: values.get(value, value) if isinstance(value, str) else value for name, value in change.items()}
@@ -378,14 +374,14 @@ def test_update_refuses_and_changes_nothing(projet, user, other_user, change, co
 
 
 def test_update_keeps_a_project_deactivated_since(projet, user):
-    fiche = new_fiche(projet, user)
+    fiche = make_fiche(projet, user)
     Projet.objects.filter(pk=projet.pk).update(actif=False)
     updated = fiches.update_fiche(fiche_id=fiche.pk, actor=user, libelle="Encore", projet_id=projet.pk)
     assert (updated.libelle, updated.projet_id) == ("Encore", projet.pk)
 
 
 def test_update_of_someone_elses_fiche_is_not_found(projet, user, other_user):
-    fiche = new_fiche(projet, user)
+    fiche = make_fiche(projet, user)
     with pytest.raises(Refused) as refused:
         fiches.update_fiche(fiche_id=fiche.pk, actor=other_user, libelle="À moi")
     assert refused.value.code == "not_found"
@@ -423,7 +419,7 @@ def held_by_a_transition(fiche, user, then=None, **annotations):
 @pytest.mark.django_db(transaction=True)
 def test_someone_elses_fiche_is_refused_without_waiting_for_its_lock(projet, user, other_user):
     postgresql_only("row locks")
-    fiche = new_fiche(projet, user, start=True)
+    fiche = make_fiche(projet, user, start=True)
     with held_by_a_transition(fiche, user), transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute("SET LOCAL lock_timeout = '2s'")  # a wait for the row would fail, not hang
@@ -443,7 +439,7 @@ def waiting_for_a_lock():
 @pytest.mark.django_db(transaction=True)
 def test_a_start_that_waited_for_its_fiche_finds_it_moved_to_another_project(projet, user, staff):
     postgresql_only("row locks")
-    fiche = new_fiche(projet, user)
+    fiche = make_fiche(projet, user)
     other = Projet.objects.create(designation="Autre")
     started = {}
 
@@ -472,7 +468,7 @@ def test_a_start_that_waited_for_its_fiche_finds_it_moved_to_another_project(pro
 @pytest.mark.django_db(transaction=True)
 def test_a_transition_locks_its_fiche_but_not_its_project(projet, user):
     postgresql_only("row locks")
-    fiche = new_fiche(projet, user, start=True)
+    fiche = make_fiche(projet, user, start=True)
     # As a start does: the project's state read with the fiche.
     held = held_by_a_transition(fiche, user, projet_actif=fiches._projet_actif())
     with held, transaction.atomic(), connection.cursor() as cursor:

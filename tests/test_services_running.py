@@ -11,13 +11,13 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from tests.factories import make_fiche
+from tests.support import assert_exact, elapse
 from timesheet.core.dbtime import db_now
 from timesheet.domain import fiches
 from timesheet.domain.errors import Refused
 from timesheet.models import Etat, FicheEvent, FicheTemps, Projet, Stretch
 from timesheet.workers.ticker import tick
-
-from .conftest import assert_exact
 
 pytestmark = pytest.mark.django_db
 
@@ -27,13 +27,9 @@ def one_at_a_time(settings):
     settings.FICHE_MAX_RUNNING_PER_OWNER = 1
 
 
-def paused(projet, user, libelle="Travail"):
-    return fiches.create_fiche(projet_id=projet.pk, actor=user, libelle=libelle)
-
-
 def test_a_second_start_is_refused_naming_the_running_fiche(one_at_a_time, projet, user):
     first = fiches.create_fiche(projet_id=projet.pk, actor=user, start=True)
-    second = paused(projet, user)
+    second = make_fiche(projet, user)
     with pytest.raises(Refused) as refused:
         fiches.start_fiche(fiche_id=second.pk, actor=user)
     assert (refused.value.code, refused.value.running_fiche_id) == ("limit_reached", first.pk)
@@ -63,7 +59,7 @@ def test_the_database_refuses_a_second_running_fiche_of_one_owner(one_at_a_time,
     from django.db import IntegrityError, transaction
 
     fiches.create_fiche(projet_id=projet.pk, actor=user, start=True)
-    second = paused(projet, user)
+    second = make_fiche(projet, user)
     with pytest.raises(IntegrityError), transaction.atomic():
         FicheTemps.objects.filter(pk=second.pk).update(
             etat=Etat.EN_CALCUL, compte_jusqua=db_now(), en_calcul_depuis=db_now(), run_slot=0
@@ -72,7 +68,7 @@ def test_the_database_refuses_a_second_running_fiche_of_one_owner(one_at_a_time,
 
 @pytest.mark.django_db(transaction=True)
 def test_two_concurrent_starts_of_one_owner_leave_exactly_one_running(one_at_a_time, projet, user):
-    mine = [paused(projet, user, f"f{i}") for i in range(2)]
+    mine = [make_fiche(projet, user, f"f{i}") for i in range(2)]
     barrier = threading.Barrier(2)
     outcomes = []
 
@@ -99,8 +95,8 @@ def test_two_concurrent_starts_of_one_owner_leave_exactly_one_running(one_at_a_t
 
 def test_switch_pauses_and_starts_at_one_instant(one_at_a_time, projet, user):
     source = fiches.create_fiche(projet_id=projet.pk, actor=user, start=True)
-    target = paused(projet, user)
-    time.sleep(0.01)
+    target = make_fiche(projet, user)
+    elapse(0.01)
     tick()
     now_paused, now_running = fiches.switch_fiche(from_id=source.pk, to_id=target.pk, actor=user)
     assert (now_paused.etat, now_running.etat) == (Etat.EN_PAUSE, Etat.EN_CALCUL)
@@ -125,7 +121,7 @@ def test_switch_pauses_and_starts_at_one_instant(one_at_a_time, projet, user):
 def test_switch_refusals_change_nothing(projet, user, other_user, staff, setup, code):
     source = fiches.create_fiche(projet_id=projet.pk, actor=user, start=True)
     target_projet = Projet.objects.create(designation="Fermé") if setup == "target_project_closed" else projet
-    target = paused(target_projet, other_user if setup == "other_owner" else user)
+    target = make_fiche(target_projet, other_user if setup == "other_owner" else user)
     if setup == "source_paused":
         fiches.pause_fiche(fiche_id=source.pk, actor=user)
     if setup == "target_running":
@@ -142,7 +138,7 @@ def test_switch_refusals_change_nothing(projet, user, other_user, staff, setup, 
 def test_switching_from_a_fiche_on_a_closed_project_to_one_on_an_active_project_is_allowed(projet, user):
     source = fiches.create_fiche(projet_id=projet.pk, actor=user, start=True)
     Projet.objects.filter(pk=projet.pk).update(actif=False)  # closed since the fiche started
-    target = paused(Projet.objects.create(designation="Ouvert"), user)
+    target = make_fiche(Projet.objects.create(designation="Ouvert"), user)
     now_paused, now_running = fiches.switch_fiche(from_id=source.pk, to_id=target.pk, actor=user)
     assert (now_paused.etat, now_running.etat) == (Etat.EN_PAUSE, Etat.EN_CALCUL)
 
@@ -208,7 +204,7 @@ OPERATIONS = st.lists(
 def test_at_every_instant_the_limit_holds_and_time_equals_the_stretches(settings, projet, operations, limit):
     settings.FICHE_MAX_RUNNING_PER_OWNER = limit
     owner = get_user_model().objects.create_user(f"prop-{FicheTemps.objects.count()}-{time.monotonic_ns()}")
-    mine = [paused(projet, owner) for _ in range(4)]
+    mine = [make_fiche(projet, owner) for _ in range(4)]
     for operation, index, fraction in operations:
         fiche = FicheTemps.objects.get(pk=mine[index].pk)
         try:

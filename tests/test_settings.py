@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from .conftest import ROOT
+from tests.support import ROOT
 
 PRINT = "import django; django.setup(); from django.conf import settings as s; print({!r}.format(s=s))"
 

@@ -2,14 +2,12 @@
 
 from datetime import timedelta
 
-import psycopg
 import pytest
 
+from tests.support import RealClock, postgresql_only, postgresql_session
 from timesheet.domain.ticking import SHARD_LOCK_NAMESPACE
 from timesheet.models import Etat, FicheTemps
 from timesheet.workers.ticker import tick
-
-from .conftest import RealClock, postgresql_only
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -27,7 +25,7 @@ def test_shards_settle_every_running_fiche_once(projet, user):
 def test_a_shard_held_by_another_ticker_is_left_to_it(projet, user, worker_env):
     postgresql_only("advisory locks")
     fiche_ids = [RealClock(user).create_running(projet) for _ in range(8)]
-    with psycopg.connect(worker_env["DATABASE_URL"]) as other:
+    with postgresql_session(worker_env["DATABASE_URL"]) as other:
         other.execute("SELECT pg_advisory_lock(%s, %s)", [SHARD_LOCK_NAMESPACE, 1])
         report = tick(shards=2)
     second_half = sorted(fiche_ids)[4:]  # shard 1 of 2: the upper half of the ids
@@ -51,7 +49,7 @@ def test_tickers_sharing_shards_leave_fresh_fiches_alone(projet, user):
 def test_an_unsharded_ticker_leaves_the_fiches_to_the_ticker_settling_them(projet, user, worker_env):
     postgresql_only("advisory locks")
     fiche_ids = [RealClock(user).create_running(projet) for _ in range(3)]
-    with psycopg.connect(worker_env["DATABASE_URL"]) as other:
+    with postgresql_session(worker_env["DATABASE_URL"]) as other:
         # Two UPDATEs of the same rows at once could lock them in different orders and deadlock.
         other.execute("SELECT pg_advisory_lock(%s, %s)", [SHARD_LOCK_NAMESPACE, 0])
         assert tick(shards=1).settled == 0

@@ -3,23 +3,14 @@
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 from django.db import OperationalError
 from django.db.utils import ConnectionHandler
 
+from tests.support import WAIT, wait_until
 from timesheet.core.sqlite import base
 from timesheet.core.sqlite.gate import FairLock, gate_for
-
-WAIT = 60  # seconds: a generous ceiling for what happens at once on an idle machine
-
-
-def wait_until(condition, timeout=WAIT):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.005)
 
 
 class OtherProcess:

@@ -6,6 +6,7 @@ import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from django.test import AsyncClient
 
+from tests.factories import running_fiche
 from timesheet.domain import fiches
 from timesheet.web import stream
 from timesheet.web.stream import hub
@@ -34,13 +35,9 @@ async def open_stream(user):
     return aiter(response.streaming_content)
 
 
-def start(projet, owner):
-    return fiches.create_fiche(projet_id=projet.pk, owner_id=owner.pk, actor=owner, libelle="Travail", start=True)
-
-
 def test_a_snapshot_then_an_event_for_a_pause_made_elsewhere(projet, user, other_user):
-    mine = start(projet, user)
-    theirs = start(projet, other_user)
+    mine = running_fiche(projet, user)
+    theirs = running_fiche(projet, other_user)
 
     async def scenario():
         chunks = await open_stream(user)
@@ -61,7 +58,7 @@ def test_a_snapshot_then_an_event_for_a_pause_made_elsewhere(projet, user, other
 
 
 def test_staff_streams_see_everyones_events(projet, user, staff):
-    fiche = start(projet, user)
+    fiche = running_fiche(projet, user)
 
     async def scenario():
         chunks = await open_stream(staff)

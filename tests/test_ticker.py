@@ -2,23 +2,18 @@ import threading
 import time
 from datetime import timedelta
 
-import psycopg
 import pytest
 from django.db import connection, connections
 from django.db.models.functions import Now
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from tests.factories import running_fiche
+from tests.support import assert_exact, assert_within_real_time, elapse, postgresql_only, postgresql_session
 from timesheet.core import conf
 from timesheet.domain import fiches, ticking
 from timesheet.models import Etat, FicheEvent, FicheTemps, Stretch, TickerHeartbeat
 from timesheet.workers.ticker import TickReport, record_failure, record_stop, record_tick, register_heartbeat, tick
-
-from .conftest import assert_exact, assert_within_real_time, postgresql_only
-
-
-def start(projet, user):
-    return fiches.create_fiche(projet_id=projet.pk, owner_id=user.pk, actor=user, start=True)
 
 
 def db_now():
@@ -38,9 +33,9 @@ def shift_marks_back(fiche_id, by):
 @pytest.mark.django_db
 def test_tick_settles_running_fiches_up_to_now(projet, user):
     t0 = time.monotonic()
-    fiche = start(projet, user)
+    fiche = running_fiche(projet, user)
     t1 = time.monotonic()
-    time.sleep(0.2)
+    elapse(0.2)
     t2 = time.monotonic()
     report = tick()
     t3 = time.monotonic()
@@ -55,7 +50,7 @@ def test_tick_settles_running_fiches_up_to_now(projet, user):
 @pytest.mark.django_db
 def test_tick_leaves_paused_and_finished_fiches_alone(projet, user):
     paused = fiches.create_fiche(projet_id=projet.pk, owner_id=user.pk, actor=user)
-    finished = fiches.finish_fiche(fiche_id=start(projet, user).pk, actor=user)
+    finished = fiches.finish_fiche(fiche_id=running_fiche(projet, user).pk, actor=user)
     before = list(FicheTemps.objects.order_by("pk").values())
     assert tick().settled == 0
     assert list(FicheTemps.objects.order_by("pk").values()) == before
@@ -64,7 +59,7 @@ def test_tick_leaves_paused_and_finished_fiches_alone(projet, user):
 
 @pytest.mark.django_db
 def test_ten_thousand_ticks_add_exactly_the_elapsed_time(projet, user):
-    fiche = start(projet, user)
+    fiche = running_fiche(projet, user)
     for _ in range(10_000):
         tick()
     paused = fiches.pause_fiche(fiche_id=fiche.pk, actor=user)
@@ -77,10 +72,10 @@ def test_ten_thousand_ticks_add_exactly_the_elapsed_time(projet, user):
 def test_a_late_tick_catches_up_on_everything_missed(projet, user):
     """The worker down for a while: the first tick after it settles the whole gap."""
     t0 = time.monotonic()
-    fiche = start(projet, user)
+    fiche = running_fiche(projet, user)
     t1 = time.monotonic()
     tick()
-    time.sleep(0.5)  # no tick: the worker is down
+    elapse(0.5)  # no tick: the worker is down
     t2 = time.monotonic()
     tick()
     t3 = time.monotonic()
@@ -89,7 +84,7 @@ def test_a_late_tick_catches_up_on_everything_missed(projet, user):
 
 @pytest.mark.django_db
 def test_a_clock_behind_the_mark_adds_nothing_and_never_moves_the_mark_back(projet, user):
-    fiche = start(projet, user)
+    fiche = running_fiche(projet, user)
     future = db_now() + timedelta(hours=1)
     FicheTemps.objects.filter(pk=fiche.pk).update(compte_jusqua=future)
     tick()
@@ -102,7 +97,7 @@ def test_a_clock_behind_the_mark_adds_nothing_and_never_moves_the_mark_back(proj
 
 @pytest.mark.django_db
 def test_batches_settle_every_running_fiche_exactly_once(projet, user):
-    running = [start(projet, user) for _ in range(25)]
+    running = [running_fiche(projet, user) for _ in range(25)]
     for fiche in running[::3]:  # paused rows interleaved with running ones
         fiches.pause_fiche(fiche_id=fiche.pk, actor=user)
     report = tick(batch_size=4)
@@ -120,7 +115,7 @@ def test_tick_is_a_bounded_number_of_statements_whatever_the_number_of_fiches(pr
     def statements(count):
         FicheTemps.objects.all().delete()
         for _ in range(count):
-            start(projet, user)
+            running_fiche(projet, user)
         with CaptureQueriesContext(connection) as queries:
             tick(batch_size=1000)
         return [q["sql"].split()[0] for q in queries.captured_queries]
@@ -132,14 +127,14 @@ def test_tick_is_a_bounded_number_of_statements_whatever_the_number_of_fiches(pr
 
 @pytest.mark.django_db
 def test_tick_loads_no_fiche_into_python(projet, user, monkeypatch):
-    start(projet, user)
+    running_fiche(projet, user)
     monkeypatch.setattr(FicheTemps, "__init__", lambda *a, **k: pytest.fail("a fiche was loaded"))
     assert tick().settled == 1
 
 
 @pytest.mark.django_db
 def test_auto_stop_pauses_at_exactly_start_plus_maximum(projet, user):
-    fiche = start(projet, user)
+    fiche = running_fiche(projet, user)
     shift_marks_back(fiche.pk, timedelta(hours=3))
     started_at = FicheTemps.objects.get(pk=fiche.pk).en_calcul_depuis
     report = tick(max_running=timedelta(hours=2))
@@ -159,7 +154,7 @@ def test_auto_stop_pauses_at_exactly_start_plus_maximum(projet, user):
 
 @pytest.mark.django_db
 def test_auto_stop_counts_time_already_settled_once(projet, user):
-    fiche = start(projet, user)
+    fiche = running_fiche(projet, user)
     shift_marks_back(fiche.pk, timedelta(hours=3))
     # A tick an hour after the start, before auto-stop was configured.
     FicheTemps.objects.filter(pk=fiche.pk).update(
@@ -173,8 +168,8 @@ def test_auto_stop_counts_time_already_settled_once(projet, user):
 
 @pytest.mark.django_db
 def test_auto_stop_spares_fiches_under_the_maximum_and_restart_clears_the_flag(projet, user):
-    young = start(projet, user)
-    old = start(projet, user)
+    young = running_fiche(projet, user)
+    old = running_fiche(projet, user)
     shift_marks_back(old.pk, timedelta(hours=9))
     report = tick(max_running=timedelta(hours=8))
     assert (report.auto_stopped, report.settled) == (1, 1)
@@ -185,7 +180,7 @@ def test_auto_stop_spares_fiches_under_the_maximum_and_restart_clears_the_flag(p
 
 @pytest.mark.django_db
 def test_auto_stop_works_in_batches(projet, user):
-    mine = [start(projet, user) for _ in range(7)]
+    mine = [running_fiche(projet, user) for _ in range(7)]
     for fiche in mine:
         shift_marks_back(fiche.pk, timedelta(hours=1))
     assert tick(max_running=timedelta(minutes=30), batch_size=3).auto_stopped == 7
@@ -195,7 +190,7 @@ def test_auto_stop_works_in_batches(projet, user):
 
 @pytest.mark.django_db(transaction=True)
 def test_two_tickers_racing_count_each_instant_once(projet, user):
-    mine = [start(projet, user) for _ in range(20)]
+    mine = [running_fiche(projet, user) for _ in range(20)]
     stop = threading.Event()
     errors = []
 
@@ -211,10 +206,10 @@ def test_two_tickers_racing_count_each_instant_once(projet, user):
     threads = [threading.Thread(target=ticker) for _ in range(2)]
     for thread in threads:
         thread.start()
-    time.sleep(0.5)
+    elapse(0.5)
     for fiche in mine[::2]:  # pauses racing the ticks
         fiches.pause_fiche(fiche_id=fiche.pk, actor=user)
-    time.sleep(0.2)
+    elapse(0.2)
     stop.set()
     for thread in threads:
         thread.join()
@@ -260,10 +255,10 @@ def test_batch_size_defaults_to_what_suits_the_database(settings):
 @pytest.mark.django_db(transaction=True)
 def test_auto_stop_leaves_a_fiche_another_transaction_holds_to_the_next_tick(projet, user, worker_env):
     postgresql_only("row locks that others can hold")
-    held, free = start(projet, user), start(projet, user)
+    held, free = running_fiche(projet, user), running_fiche(projet, user)
     for fiche in (held, free):
         shift_marks_back(fiche.pk, timedelta(hours=3))
-    with psycopg.connect(worker_env["DATABASE_URL"]) as other, connection.cursor() as cursor:
+    with postgresql_session(worker_env["DATABASE_URL"]) as other, connection.cursor() as cursor:
         other.execute("SELECT id FROM timesheet_fichetemps WHERE id = %s FOR UPDATE", [held.pk])
         cursor.execute("SET lock_timeout = '10s'")  # waiting would fail the test, not hang it
         try:

@@ -9,7 +9,8 @@ from asgiref.sync import async_to_sync
 from django.core.cache import cache
 from django.test import AsyncClient, Client
 
-from timesheet.domain import fiches, tokens
+from tests.factories import running_fiche
+from timesheet.domain import tokens
 from timesheet.models import ApiToken, Etat, FicheTemps
 
 pytestmark = pytest.mark.django_db
@@ -23,10 +24,6 @@ def make_token(client, **body):
 
 def bearer(raw):
     return {"HTTP_AUTHORIZATION": f"Bearer {raw}"}
-
-
-def start(projet, user):
-    return fiches.create_fiche(projet_id=projet.pk, actor=user, start=True)
 
 
 def test_a_token_is_shown_once_and_stored_hashed(alice, user):
@@ -43,7 +40,7 @@ def test_a_token_is_shown_once_and_stored_hashed(alice, user):
 
 def test_a_token_signs_in_without_session_or_csrf(alice, projet, user):
     raw = make_token(alice, scope="write")["token"]
-    fiche = start(projet, user)
+    fiche = running_fiche(projet, user)
     client = Client(enforce_csrf_checks=True)
     assert client.get("/api/fiches/", **bearer(raw)).json()["count"] == 1
     response = client.post(f"/api/fiches/{fiche.pk}/pause", content_type="application/json", **bearer(raw))
@@ -59,7 +56,7 @@ def test_a_token_of_staff_by_group_reads_everyones_fiches_and_time(projet, user,
     reviewers.permissions.set(Permission.objects.filter(codename="view_fichetemps"))
     other_user.groups.add(reviewers)
     _token, raw = tokens.create_token(user=other_user, name="review")
-    fiche = start(projet, user)
+    fiche = running_fiche(projet, user)
     client = Client()
     assert client.get("/api/fiches/", **bearer(raw)).json()["count"] == 1
     assert client.get(f"/api/fiches/{fiche.pk}/", **bearer(raw)).json()["owner"]["id"] == user.pk
@@ -72,7 +69,7 @@ def test_a_token_of_staff_by_group_reads_everyones_fiches_and_time(projet, user,
 
 def test_a_token_reads_someone_elses_fiche_as_not_found(projet, user, other_user):
     _token, raw = tokens.create_token(user=other_user, name="script")
-    fiche = start(projet, user)
+    fiche = running_fiche(projet, user)
     response = Client().get(f"/api/fiches/{fiche.pk}/", **bearer(raw))
     assert response.status_code == 404
     assert response.json() == {"error": f"Fiche {fiche.pk} does not exist."}
@@ -83,7 +80,7 @@ def test_ones_own_fiche_is_read_and_moved_without_reading_permissions(projet, us
     from django.test.utils import CaptureQueriesContext
 
     _token, raw = tokens.create_token(user=user, name="script", scope=ApiToken.Scope.WRITE)
-    fiche = start(projet, user)
+    fiche = running_fiche(projet, user)
     client = Client()
     client.get(f"/api/fiches/{fiche.pk}/", **bearer(raw))  # notes the token's use: a write once a minute
     with CaptureQueriesContext(connection) as queries:
@@ -112,7 +109,7 @@ def test_a_tokens_use_is_noted_at_most_once_a_minute(user):
 
 def test_a_read_token_cannot_change_anything(alice, projet, user):
     raw = make_token(alice)["token"]
-    fiche = start(projet, user)
+    fiche = running_fiche(projet, user)
     response = Client().post(f"/api/fiches/{fiche.pk}/pause", content_type="application/json", **bearer(raw))
     assert response.status_code == 403
     assert "read-only" in response.json()["error"]
@@ -203,7 +200,7 @@ def test_an_open_stream_ends_when_its_token_is_revoked(user, projet, settings):
         chunks = aiter(response.streaming_content)
         await anext(chunks)  # the snapshot
         await asyncio.to_thread(tokens.revoke_token, token_id=token.pk, actor=user)
-        await asyncio.to_thread(start, projet, user)  # an event it must not deliver
+        await asyncio.to_thread(running_fiche, projet, user)  # an event it must not deliver
         return [chunk async for chunk in chunks]  # ends by itself
 
     assert async_to_sync(scenario)() == []

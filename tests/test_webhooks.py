@@ -11,10 +11,9 @@ import pytest
 from django.db import connections
 from django.utils import timezone
 
+from tests.fixtures.processes import WorkerProcess
 from timesheet.domain import fiches, webhooks
 from timesheet.models import FicheEvent, WebhookDelivery, WebhookSubscription
-
-from .conftest import WorkerProcess
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
