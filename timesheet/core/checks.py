@@ -8,11 +8,11 @@ from django.core.checks import Error, register
 from timesheet.core import conf
 
 
-def _is_positive_number(value):
-    return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+def _is_positive_number(value: object) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value) and float(value) > 0
 
 
-def _is_positive_int(value):
+def _is_positive_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 

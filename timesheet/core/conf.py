@@ -1,6 +1,7 @@
 """The timesheet app's settings, with their defaults. timesheet.checks validates them."""
 
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import connection
@@ -32,7 +33,7 @@ DEFAULTS = {
 }
 
 
-def get(name):
+def get(name: str) -> Any:
     return getattr(settings, name, DEFAULTS[name])
 
 

@@ -8,11 +8,15 @@ they are exact: integer microseconds on SQLite (whose clock has millisecond
 resolution, so every mark is a whole millisecond), intervals on PostgreSQL.
 """
 
-from datetime import UTC, timedelta
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, NoReturn
 
 from django.db import NotSupportedError, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import DurationField, Expression, F, Value
 from django.db.models.functions import Greatest, Now
+from django.db.models.sql.compiler import SQLCompiler
 from django.utils.dateparse import parse_datetime
 
 
@@ -28,28 +32,42 @@ def sqlite_exact_microseconds(later: str, earlier: str) -> str:
     return f"CAST(ROUND(({later} - {earlier}) * 86400000.0) AS INTEGER) * 1000"
 
 
+# What an expression's argument may be: a field's name, a duration, or an expression.
+Operand = str | timedelta | F | Expression
+SQL = tuple[str, list[Any]]
+
+
 class _DurationExpression(Expression):
     output_field = DurationField()
 
-    def __init__(self, *expressions):
+    def __init__(self, *expressions: Operand) -> None:
         super().__init__()
-        self.expressions = [_expr(expression) for expression in expressions]
+        self.expressions: list[Any] = [_expr(expression) for expression in expressions]
 
-    def get_source_expressions(self):
+    def get_source_expressions(self) -> list[Any]:
         return self.expressions
 
-    def set_source_expressions(self, expressions):
-        self.expressions = expressions
+    def set_source_expressions(self, expressions: Sequence[Any]) -> None:
+        self.expressions = list(expressions)
 
-    def _compile_all(self, compiler):
-        parts, params = [], []
+    def _compile_each(self, compiler: SQLCompiler) -> list[tuple[str, list[Any]]]:
+        """Each source expression's SQL and its own parameters."""
+        compiled = []
+        for expression in self.expressions:
+            sql, params = compiler.compile(expression)
+            compiled.append((sql, list(params)))
+        return compiled
+
+    def _compile_all(self, compiler: SQLCompiler) -> tuple[list[str], list[Any]]:
+        parts: list[str] = []
+        params: list[Any] = []
         for expression in self.expressions:
             sql, expression_params = compiler.compile(expression)
             parts.append(sql)
             params.extend(expression_params)
         return parts, params
 
-    def as_sql(self, compiler, connection, **extra_context):
+    def as_sql(self, compiler: SQLCompiler, connection: BaseDatabaseWrapper, **extra_context: Any) -> NoReturn:
         raise NotSupportedError(f"Time accounting supports SQLite and PostgreSQL, not {connection.vendor}.")
 
 
@@ -61,44 +79,56 @@ class Elapsed(_DurationExpression):
     stop at an instant before the mark takes the time after it back).
     """
 
-    def __init__(self, since, until=None, offset=timedelta(0), clamp=True):
+    def __init__(
+        self, since: Operand, until: Operand | None = None, offset: Operand = timedelta(0), clamp: bool = True
+    ) -> None:
         super().__init__(since, Now() if until is None else until, offset)
         self.clamp = clamp
 
-    def as_sqlite(self, compiler, connection, **extra_context):
-        (since, until, offset), params = self._compile_all(compiler)
+    def as_sqlite(self, compiler: SQLCompiler, connection: BaseDatabaseWrapper, **extra_context: Any) -> SQL:
+        (since, since_params), (until, until_params), (offset, offset_params) = self._compile_each(compiler)
         if isinstance(self.expressions[1], Now):
             until = "'now'"  # julianday('now') skips formatting and parsing the instant on every row
         elapsed = f"{sqlite_exact_microseconds(f'julianday({until})', f'julianday({since})')} + {offset}"
+        # The parameters in the order their placeholders come in the text: until's first.
+        params = [*until_params, *since_params, *offset_params]
         return (f"MAX(0, {elapsed})" if self.clamp else f"({elapsed})"), params
 
-    def as_postgresql(self, compiler, connection, **extra_context):
-        (since, until, offset), params = self._compile_all(compiler)
+    def as_postgresql(self, compiler: SQLCompiler, connection: BaseDatabaseWrapper, **extra_context: Any) -> SQL:
+        (since, since_params), (until, until_params), (offset, offset_params) = self._compile_each(compiler)
         elapsed = f"{until} - {since} + {offset}::interval"
+        params = [*until_params, *since_params, *offset_params]
         return (f"GREATEST({elapsed}, INTERVAL '0')" if self.clamp else f"({elapsed})"), params
 
 
 class DurationSum(_DurationExpression):
     """The sum of durations, in plain SQL on both backends."""
 
-    def as_sqlite(self, compiler, connection, **extra_context):
+    def as_sqlite(self, compiler: SQLCompiler, connection: BaseDatabaseWrapper, **extra_context: Any) -> SQL:
         parts, params = self._compile_all(compiler)
         return f"({' + '.join(parts)})", params
 
     as_postgresql = as_sqlite
 
 
-def settled(temps="temps_impute", since="compte_jusqua", **elapsed):
-    """``temps`` plus the time elapsed since the mark: the stored value of a settled fiche."""
-    return DurationSum(temps, Elapsed(since, **elapsed))
+def settled(
+    temps: Operand = "temps_impute",
+    since: Operand = "compte_jusqua",
+    *,
+    until: Operand | None = None,
+    offset: Operand = timedelta(0),
+    clamp: bool = True,
+) -> DurationSum:
+    """``temps`` plus the time elapsed since the mark (see ``Elapsed``): the stored value of a settled fiche."""
+    return DurationSum(temps, Elapsed(since, until, offset, clamp))
 
 
-def later_of(mark, until=None):
+def later_of(mark: Operand, until: Operand | None = None) -> Greatest:
     """The later of ``mark`` and ``until`` (the database's now): a mark never moves back."""
-    return Greatest(_expr(mark), Now() if until is None else until)
+    return Greatest(_expr(mark), Now() if until is None else _expr(until))
 
 
-def _expr(value):
+def _expr(value: Operand) -> F | Expression:
     if isinstance(value, str):
         return F(value)
     if isinstance(value, timedelta):
@@ -112,12 +142,17 @@ _NOW_SQL = {
 }
 
 
-def db_now(using="default"):
+def db_now(using: str = "default") -> datetime:
     """Return the database's current time, as an aware UTC datetime."""
     connection = connections[using]
     with connection.cursor() as cursor:
         cursor.execute(_NOW_SQL[connection.vendor])
-        value = cursor.fetchone()[0]
+        row = cursor.fetchone()
+    assert row is not None
+    value = row[0]
     if isinstance(value, str):  # SQLite's UTC text
-        value = parse_datetime(value).replace(tzinfo=UTC)
+        parsed = parse_datetime(value)
+        assert parsed is not None
+        value = parsed.replace(tzinfo=UTC)
+    assert isinstance(value, datetime)
     return value.astimezone(UTC)

@@ -2,6 +2,8 @@
 
 import csv
 import io
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from openpyxl import Workbook
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
@@ -12,20 +14,21 @@ XLSX_CONTENT_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml
 HEADER = ["period", "owner", "projet", "hours", "rounded_hours", "seconds", "rounded_seconds"]
 
 
-def safe(value):
+def safe(value: str) -> str:
     """Text that a spreadsheet shows as text: a leading formula character is escaped with a quote."""
     if isinstance(value, str) and value.startswith(FORMULA_STARTS):
         return "'" + value
     return value
 
 
-def report_rows(report: dict):
+def report_rows(report: dict[str, Any], text: Callable[[str], str] = safe) -> Iterator[list[Any]]:
+    """The header, a row per report row and the totals; names pass through ``text`` (``safe`` by default)."""
     yield HEADER
     for row in report["rows"]:
         yield [
             row["period"],
-            safe(row.get("owner", {}).get("username", "")),
-            safe(row.get("projet", {}).get("designation", "")),
+            text(row.get("owner", {}).get("username", "")),
+            text(row.get("projet", {}).get("designation", "")),
             round(row["seconds"] / 3600, 4),
             round(row["rounded_seconds"] / 3600, 4),
             row["seconds"],
@@ -43,18 +46,26 @@ def report_rows(report: dict):
     ]
 
 
-def as_csv(report: dict) -> bytes:
+def spreadsheet_text(value: str) -> str:
+    """
+    Text for a spreadsheet's cell: control characters (not allowed there)
+    dropped first, then a leading formula character escaped, so that no
+    control character can hide a formula from ``safe``.
+    """
+    return safe(ILLEGAL_CHARACTERS_RE.sub("", value))
+
+
+def as_csv(report: dict[str, Any]) -> bytes:
     buffer = io.StringIO()
     csv.writer(buffer).writerows(report_rows(report))
     return buffer.getvalue().encode()
 
 
-def as_xlsx(report: dict) -> bytes:
+def as_xlsx(report: dict[str, Any]) -> bytes:
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet("report")
-    for row in report_rows(report):
-        # Control characters are not allowed in a spreadsheet's cells: dropped there.
-        sheet.append([ILLEGAL_CHARACTERS_RE.sub("", cell) if isinstance(cell, str) else cell for cell in row])
+    for row in report_rows(report, text=spreadsheet_text):
+        sheet.append(row)
     rule = report["rounding"]
     sheet.append([])
     sheet.append(["rounding", rule["mode"], f"{rule['step_minutes']} min", rule["scope"]])

@@ -20,7 +20,7 @@ IDLE_CONNECTIONS = 8
 
 _idle: dict[str, deque] = {}
 _idle_lock = threading.Lock()
-_inherited = []  # a parent's connections after a fork: kept, never used or closed here
+_inherited: list[object] = []  # a parent's connections after a fork: kept, never used or closed here
 
 
 def _idle_for(database):
@@ -94,21 +94,21 @@ class DatabaseWrapper(base.DatabaseWrapper):
         # and kept to the COMMIT or ROLLBACK.
         self._take_gate()
         try:
-            super()._start_transaction_under_autocommit()
+            super()._start_transaction_under_autocommit()  # type: ignore[misc]  # Django's, not in its stubs
         except BaseException:
             self._let_go_of_gate()
             raise
 
     def _commit(self):
         try:
-            return super()._commit()
+            return super()._commit()  # type: ignore[misc]  # Django's, not in its stubs
         finally:
             if not self._in_transaction():
                 self._let_go_of_gate()
 
     def _rollback(self):
         try:
-            return super()._rollback()
+            return super()._rollback()  # type: ignore[misc]  # Django's, not in its stubs
         finally:
             if not self._in_transaction():
                 self._let_go_of_gate()

@@ -23,7 +23,7 @@ class FairLock:
     def __init__(self):
         self._mutex = threading.Lock()
         self._held = False
-        self._waiters = deque()  # a lock per waiting thread, released to hand it the turn
+        self._waiters: deque[threading.Lock] = deque()  # a lock per waiting thread, released to hand it the turn
 
     def acquire(self, timeout: float) -> bool:
         with self._mutex:
@@ -74,7 +74,7 @@ class WriterGate:
     def __init__(self, lock_path: str | None):
         self.lock_path = lock_path  # None: an in-memory database, which only this process sees
         self._turns = FairLock()
-        self._fd = None
+        self._fd: int | None = None
 
     def acquire(self, timeout: float) -> bool:
         """Take the gate within ``timeout`` seconds; return whether it was taken."""
@@ -86,7 +86,7 @@ class WriterGate:
         try:
             if self._fd is None:  # kept for the process's life; read-only is enough for flock
                 self._fd = os.open(self.lock_path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o666)
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(self._held_fd(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             return True
         except BlockingIOError:
             pass
@@ -131,7 +131,7 @@ class WriterGate:
 
     def _wait_for_file(self, wait: _FileWait) -> None:
         try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            fcntl.flock(self._held_fd(), fcntl.LOCK_EX)
             outcome = "granted"
         except OSError:
             outcome = "failed"
@@ -142,15 +142,20 @@ class WriterGate:
         if abandoned:
             try:
                 if outcome == "granted":
-                    fcntl.flock(self._fd, fcntl.LOCK_UN)
+                    fcntl.flock(self._held_fd(), fcntl.LOCK_UN)
             finally:
                 self._turns.release()
         wait.done.set()
 
+    def _held_fd(self) -> int:
+        """The lock file's descriptor, opened by the first acquire() that reached the file."""
+        assert self._fd is not None
+        return self._fd
+
     def release(self) -> None:
         try:
             if self.lock_path is not None:
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
+                fcntl.flock(self._held_fd(), fcntl.LOCK_UN)
         finally:
             self._turns.release()
 
