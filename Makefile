@@ -18,9 +18,12 @@ run: install
 test: install
 	$(BIN)/pytest
 
+# Style, types (strict where the rules live), the layers' import contracts, and migrations up to date.
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/python manage.py makemigrations --check --dry-run
 
 # The supported versions (tox.ini); PostgreSQL environments need TEST_POSTGRES_URL.

@@ -1,5 +1,6 @@
 import functools
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import Permission
@@ -8,6 +9,7 @@ from django.db.models import Exists, OuterRef, Q
 from django.db.models.functions import Now
 from django.utils.translation import gettext_lazy as _
 
+from timesheet.core import limits
 from timesheet.core.dbtime import settled
 
 
@@ -111,24 +113,24 @@ def acts_on_everyones_fiches(user) -> bool:
     return _holds(user, ACTING_ON_EVERYONES)
 
 
-class FicheTempsQuerySet(models.QuerySet):
+class FicheTempsQuerySet(models.QuerySet["FicheTemps"]):
     """The query rules every reader of fiches shares: the API, the stream, the admin, the ticker and reports."""
 
-    def running(self):
+    def running(self) -> "FicheTempsQuerySet":
         """The fiches that are accruing time."""
         return self.filter(etat=Etat.EN_CALCUL)
 
-    def owned_by(self, user):
+    def owned_by(self, user: Any) -> "FicheTempsQuerySet":
         """``user``'s own fiches, if they may see any: the part of ``visible_to`` that reads no permissions."""
         if not user.is_authenticated or not user.is_active:
             return self.none()
         return self.filter(owner=user)
 
-    def visible_to(self, user):
+    def visible_to(self, user: Any) -> "FicheTempsQuerySet":
         """The fiches ``user`` may see: everyone's with the admin's permission to view fiches, else their own."""
         return self if sees_everyones_fiches(user) else self.owned_by(user)
 
-    def get_visible_to(self, user, **lookups):
+    def get_visible_to(self, user: Any, **lookups: Any) -> Any:
         """
         The fiche matching ``lookups`` that ``user`` may see (else DoesNotExist),
         looked for among their own first, as most requests are: that reads none
@@ -136,10 +138,10 @@ class FicheTempsQuerySet(models.QuerySet):
         """
         try:
             return self.owned_by(user).get(**lookups)
-        except self.model.DoesNotExist:
+        except FicheTemps.DoesNotExist:
             return self.visible_to(user).get(**lookups)
 
-    def with_live_time(self):
+    def with_live_time(self) -> "FicheTempsQuerySet":
         """
         Annotate ``temps_live`` (the stored time plus the running part not yet
         settled) and ``db_now`` (the instant it was computed for), both from the
@@ -162,7 +164,7 @@ class FicheTemps(models.Model):
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="fiches", verbose_name=_("owner")
     )
-    libelle = models.CharField(_("label"), max_length=200, blank=True)
+    libelle = models.CharField(_("label"), max_length=limits.LABEL_MAX_LENGTH, blank=True)
     etat = models.CharField(_("state"), max_length=10, choices=Etat.choices, default=Etat.EN_PAUSE)
     temps_impute = models.DurationField(_("time charged"), default=timedelta(0))
     # The hot columns: rewritten by every tick, so deliberately not indexed
@@ -407,7 +409,7 @@ class ApiToken(models.Model):
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens", verbose_name=_("user")
     )
-    name = models.CharField(_("name"), max_length=100)
+    name = models.CharField(_("name"), max_length=limits.TOKEN_NAME_MAX_LENGTH)
     prefix = models.CharField(_("prefix"), max_length=16, unique=True, editable=False)
     key_hash = models.CharField(_("key hash"), max_length=64, editable=False)
     scope = models.CharField(_("scope"), max_length=10, choices=Scope.choices, default=Scope.READ)

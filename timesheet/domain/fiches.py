@@ -16,7 +16,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Case, DateTimeField, Expression, OuterRef, Subquery, Value, When
+from django.db.models import Case, DateTimeField, Expression, F, OuterRef, Subquery, Value, When
 from django.db.models.functions import Now
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext, pgettext_lazy
@@ -77,7 +77,8 @@ def _require_state(row: Row, action: str, *allowed: str) -> None:
 
 
 def _reload(fiche_id: int) -> FicheTemps:
-    return FicheTemps.objects.with_live_time().select_related("projet", "owner").get(pk=fiche_id)
+    fiche: FicheTemps = FicheTemps.objects.with_live_time().select_related("projet", "owner").get(pk=fiche_id)
+    return fiche
 
 
 # The first key of the advisory lock that orders events: ours, among any others.
@@ -152,7 +153,7 @@ def stop_rows(
     etat: str,
     kind: str,
     actor: Any,
-    at: Expression | None = None,
+    at: Expression | F | None = None,
     offset: timedelta = timedelta(0),
     reason: str = "",
     auto_stopped: bool = False,
@@ -173,7 +174,7 @@ def stop_rows(
 
 
 def _stop_one(
-    row: Row, *, etat: str, kind: str, actor: Any, at: Expression | None = None, reason: str = ""
+    row: Row, *, etat: str, kind: str, actor: Any, at: Expression | F | None = None, reason: str = ""
 ) -> FicheTemps:
     """Stop one running fiche as ``stop_rows`` does; return it read again, which reads its settled time too."""
     _settle_stopped([row["id"]], etat=etat, at=at)
@@ -186,7 +187,7 @@ def _settle_stopped(
     ids: list[int],
     *,
     etat: str,
-    at: Expression | None = None,
+    at: Expression | F | None = None,
     offset: timedelta = timedelta(0),
     auto_stopped: bool = False,
 ) -> None:
@@ -258,7 +259,7 @@ def _slot_for(owner_id: int) -> int | None:
     )
 
 
-def _start(fiche_id: int, owner_id: int, actor: Any, *, at: Expression | None = None) -> FicheTemps:
+def _start(fiche_id: int, owner_id: int, actor: Any, *, at: Expression | F | None = None) -> FicheTemps:
     """
     Start a paused fiche (locked by the caller) at ``at`` (the database's now
     by default) in a free slot of its owner; open its stretch and write the
@@ -280,6 +281,7 @@ def _start(fiche_id: int, owner_id: int, actor: Any, *, at: Expression | None = 
         _slot_for(owner_id)  # names the fiche that runs now
         raise Refused(_("Another fiche of this owner has just started."), code=Code.LIMIT_REACHED) from None
     fiche = _reload(fiche_id)
+    assert fiche.en_calcul_depuis is not None  # running, so marked (the database's constraint)
     Stretch.objects.create(fiche_id=fiche_id, started_at=fiche.en_calcul_depuis)
     _events_in_commit_order()
     FicheEvent.objects.create(

@@ -1,5 +1,7 @@
 """Is the product healthy: the database answers and a ticker ticked recently."""
 
+from datetime import datetime, timedelta
+
 from django.db import DatabaseError
 from django.db.models import Count, Min
 
@@ -35,21 +37,23 @@ def ticker_status() -> dict:
     """
     try:
         now = db_now()
-        heartbeats = list(
-            TickerHeartbeat.objects.filter(stopped_at__isnull=True, last_tick_at__isnull=False).values(
+        heartbeats: list[tuple[datetime, timedelta]] = [
+            (last_tick_at, interval)
+            for last_tick_at, interval in TickerHeartbeat.objects.filter(stopped_at__isnull=True).values_list(
                 "last_tick_at", "interval"
             )
-        )
+            if last_tick_at is not None
+        ]
         _running, stored_age = freshness(now)
     except DatabaseError as exc:
         return {"healthy": False, "database": "unreachable", "reason": f"The database is unreachable: {exc}"}
-    fresh = [hb for hb in heartbeats if is_fresh(hb["last_tick_at"], hb["interval"], now)]
+    fresh = [(at, interval) for at, interval in heartbeats if is_fresh(at, interval, now)]
     if not heartbeats:
         return {"healthy": False, "database": "ok", "ticker": None, "reason": "No ticker is running."}
-    newest = max(fresh or heartbeats, key=lambda hb: hb["last_tick_at"])
+    newest_at, newest_interval = max(fresh or heartbeats)
     ticker = {
-        "last_tick_age_seconds": round((now - newest["last_tick_at"]).total_seconds(), 3),
-        "interval_seconds": newest["interval"].total_seconds(),
+        "last_tick_age_seconds": round((now - newest_at).total_seconds(), 3),
+        "interval_seconds": newest_interval.total_seconds(),
         "alive": len(fresh),
         "stored_time_age_seconds": None if stored_age is None else round(stored_age, 3),
     }

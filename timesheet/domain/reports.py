@@ -168,7 +168,7 @@ def split_by_day(
         if vendor == "sqlite"
         else ("(%s, CAST(%s AS date), CAST(%s AS timestamptz), CAST(%s AS timestamptz))")
     )
-    params: list = []
+    params: list[Any] = []
     for name, day, start, end in periods:
         params += [name, day.isoformat(), adapt(start), adapt(end)]
     # Its parameters follow the periods', as in the text.
@@ -178,8 +178,9 @@ def split_by_day(
     params += [adapt(now), settings.TIME_ZONE]
     params += [adapt(max(end for *_, end in periods)), adapt(min(start for *_, start, _ in periods))]
     if owner_ids is not None:
-        owners = f"AND f.owner_id IN ({', '.join(['%s'] * len(owner_ids)) or 'NULL'})"
-        params += list(owner_ids)
+        owner_list = list(owner_ids)
+        owners = f"AND f.owner_id IN ({', '.join(['%s'] * len(owner_list)) or 'NULL'})"
+        params += owner_list
     # PostgreSQL: OFFSET 0 keeps the stretches (a parallel scan joined to their
     # owners' zones) planned apart from the few periods they are then matched to.
     fence = "OFFSET 0" if vendor == "postgresql" else ""
@@ -221,10 +222,11 @@ def adjustments_by_day(
     events = FicheEvent.objects.filter(kind=FicheEvent.Kind.ADJUSTED, applies_to__gte=first, applies_to__lte=last)
     if owner_ids is not None:
         events = events.filter(fiche__owner_id__in=owner_ids)
-    result = defaultdict(int)
+    result: dict[tuple[date, int, int], int] = defaultdict(int)
     for day, owner_id, projet_id, delta in events.values_list(
         "applies_to", "fiche__owner_id", "fiche__projet_id", "delta"
     ):
+        assert day is not None  # filtered on its range
         result[(day, owner_id, projet_id)] += delta // timedelta(microseconds=1)
     return result
 
@@ -243,28 +245,28 @@ def report(
     ``owner_ids`` narrows to those owners (None: everyone).
     """
     default, rules = rounding.default_rule(), rounding.project_rules()
-    scope = conf.get("REPORT_ROUNDING_SCOPE")
+    scope = str(conf.get("REPORT_ROUNDING_SCOPE"))
     by_day, now = split_by_day(
         first=first, last=last, owner_ids=owner_ids, rules=(rules, default) if scope == "stretch" else None
     )
-    for key, microseconds in adjustments_by_day(first=first, last=last, owner_ids=owner_ids).items():
-        day = by_day.setdefault(key, [0, 0])
-        day[0] += microseconds
-        day[1] += microseconds
+    for cell, microseconds in adjustments_by_day(first=first, last=last, owner_ids=owner_ids).items():
+        day_sums = by_day.setdefault(cell, [0, 0])
+        day_sums[0] += microseconds
+        day_sums[1] += microseconds
     by_owner, by_projet = "owner" in by, "projet" in by
-    labels = {}
-    rows = {}
+    labels: dict[date, str] = {}
+    rows: dict[tuple[str, int | None, int | None], list[int]] = {}
     for (day, owner_id, projet_id), (microseconds, rounded) in by_day.items():
         if scope == "group":  # per day and project, before any sum over days or projects
             rounded = rules.get(projet_id, default).apply(microseconds)
         period = labels.get(day) or labels.setdefault(day, period_of(day, group))
         key = (period, owner_id if by_owner else None, projet_id if by_projet else None)
-        row = rows.get(key)
-        if row is None:
+        sums = rows.get(key)
+        if sums is None:
             rows[key] = [microseconds, rounded]
         else:
-            row[0] += microseconds
-            row[1] += rounded
+            sums[0] += microseconds
+            sums[1] += rounded
     # One shared dict per owner and per project, rather than one per row.
     username = get_user_model().USERNAME_FIELD
     owners = {
@@ -275,22 +277,26 @@ def report(
         pk: {"id": pk, "designation": name}
         for pk, name in Projet.objects.filter(pk__in={p for _, _, p in rows}).values_list("pk", "designation")
     }
-    nobody = {"id": None, "username": ""}
-    nothing = {"id": None, "designation": ""}
-    out = []
-    for (period, owner_id, projet_id), (microseconds, rounded) in sorted(
+    nobody: dict[str, Any] = {"id": None, "username": ""}
+    nothing: dict[str, Any] = {"id": None, "designation": ""}
+    out: list[dict[str, Any]] = []
+    for (period, owner_key, projet_key), (microseconds, rounded) in sorted(
         rows.items(),
         key=lambda item: (
             item[0][0],
-            owners.get(item[0][1], nobody)["username"],
-            projets.get(item[0][2], nothing)["designation"],
+            owners.get(item[0][1] or 0, nobody)["username"],
+            projets.get(item[0][2] or 0, nothing)["designation"],
         ),
     ):
-        row = {"period": period, "seconds": microseconds / MICROSECONDS, "rounded_seconds": rounded / MICROSECONDS}
+        row: dict[str, Any] = {
+            "period": period,
+            "seconds": microseconds / MICROSECONDS,
+            "rounded_seconds": rounded / MICROSECONDS,
+        }
         if by_owner:
-            row["owner"] = owners.get(owner_id, nobody)
+            row["owner"] = owners.get(owner_key, nobody) if owner_key is not None else nobody
         if by_projet:
-            row["projet"] = projets.get(projet_id, nothing)
+            row["projet"] = projets.get(projet_key, nothing) if projet_key is not None else nothing
         out.append(row)
     return {
         "rows": out,

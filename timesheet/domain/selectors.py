@@ -69,7 +69,7 @@ class Page:
         return self.number > 1
 
 
-def page(queryset: QuerySet[Any], *, number: int, size: int, rows: Callable[[QuerySet[Any]], QuerySet[Any]]) -> Page:
+def page(queryset: QuerySet[Any], *, number: int, size: int, rows: Callable[[Any], QuerySet[Any]]) -> Page:
     """
     Page ``number`` (from 1) of ``queryset`` in pages of ``size``, its items
     read through ``rows(queryset)`` (the count stays free of the joins

@@ -11,22 +11,23 @@ sees the moved mark.
 import os
 from collections import defaultdict
 from datetime import datetime, timedelta
+from functools import partial
 
 from django.db import connection, transaction
-from django.db.models import DateTimeField, F, Max, Min, QuerySet, Value
+from django.db.models import DateTimeField, F, Max, Min, Value
 
 from timesheet.core.dbtime import Elapsed, later_of, settled
 from timesheet.domain import fiches, locks
-from timesheet.models import Etat, FicheEvent, FicheTemps
+from timesheet.models import Etat, FicheEvent, FicheTemps, FicheTempsQuerySet
 
 
-def settle(running: "QuerySet[FicheTemps]") -> int:
+def settle(queryset: FicheTempsQuerySet) -> int:
     """
-    Bring the stored time of the running fiches among ``running`` up to the
+    Bring the stored time of the running fiches in ``queryset`` up to the
     database's now, in one UPDATE; return how many were settled. A mark never
     moves back, so two tickers settling the same fiche count each instant once.
     """
-    return running.running().update(temps_impute=settled(), compte_jusqua=later_of("compte_jusqua"))
+    return queryset.running().update(temps_impute=settled(), compte_jusqua=later_of("compte_jusqua"))
 
 
 def settle_running(
@@ -131,16 +132,12 @@ def stop_overdue(*, max_running: timedelta, batch_size: int) -> int:
                     clamped[end].append(row)
                 else:
                     exact.append(row)
-            common = {"etat": Etat.EN_PAUSE, "kind": FicheEvent.Kind.AUTO_STOPPED, "actor": None, "auto_stopped": True}
+            auto_stop = partial(
+                fiches.stop_rows, etat=Etat.EN_PAUSE, kind=FicheEvent.Kind.AUTO_STOPPED, actor=None, auto_stopped=True
+            )
             if exact:
                 # Exactly at start + maximum: what ticks settled past it is taken back.
-                stopped += fiches.stop_rows(
-                    exact, at=F("en_calcul_depuis"), offset=max_running, reason=reason, **common
-                )
+                stopped += auto_stop(exact, at=F("en_calcul_depuis"), offset=max_running, reason=reason)
             for end, group in clamped.items():
-                stopped += fiches.stop_rows(
-                    group,
-                    at=Value(end, output_field=DateTimeField()),
-                    reason=f"{reason} Stopped where its locked days end.",
-                    **common,
-                )
+                at = Value(end, output_field=DateTimeField())
+                stopped += auto_stop(group, at=at, reason=f"{reason} Stopped where its locked days end.")

@@ -8,10 +8,11 @@ it, webhook lag, open streams). The workers' own are in
 
 import hmac
 import time
+from typing import Any
 
 from asgiref.sync import iscoroutinefunction, sync_to_async
 from django.conf import settings
-from django.http import HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.utils.decorators import sync_and_async_middleware
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from prometheus_client.core import REGISTRY, GaugeMetricFamily
@@ -65,22 +66,23 @@ def _observe(request, response, started):
 
 
 @sync_and_async_middleware
-def request_metrics(get_response):
+def request_metrics(get_response: Any) -> Any:
+    """Count every request and time it to its response's headers, in sync and async stacks alike."""
     if iscoroutinefunction(get_response):
 
-        async def middleware(request):
+        async def async_middleware(request: HttpRequest) -> Any:
             started = time.perf_counter()
             response = await get_response(request)
             _observe(request, response, started)
             return response
 
-    else:
+        return async_middleware
 
-        def middleware(request):
-            started = time.perf_counter()
-            response = get_response(request)
-            _observe(request, response, started)
-            return response
+    def middleware(request: HttpRequest) -> Any:
+        started = time.perf_counter()
+        response = get_response(request)
+        _observe(request, response, started)
+        return response
 
     return middleware
 

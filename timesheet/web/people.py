@@ -21,7 +21,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 
 from timesheet.core import conf
-from timesheet.domain import days, exports, fiches, reports, tokens
+from timesheet.domain import days, exports, fiches, profiles, reports, tokens
 from timesheet.domain.errors import Code, Refused
 from timesheet.models import ApiToken, Etat, FicheTemps, Projet
 from timesheet.web.http import refusal, session_user
@@ -205,7 +205,7 @@ async def set_time_zone(request, user):
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
     try:
-        await sync_to_async(fiches.set_time_zone)(user=user, name=request.POST.get("time_zone", "").strip())
+        await sync_to_async(profiles.set_time_zone)(user=user, name=request.POST.get("time_zone", "").strip())
     except Refused as refused:
         messages.error(request, refused.message)
     else:

@@ -17,6 +17,7 @@ import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
@@ -41,7 +42,7 @@ POLL_BATCH = 1000
 class Credential:
     """Who opened a stream: a signed-in user (and their session), or a user through one of their API tokens."""
 
-    user: object
+    user: Any
     token_id: int | None = None
     session_key: str | None = None
     auth_hash: str | None = None  # the session's: a password change makes it stale
@@ -189,7 +190,7 @@ def events_after(last_id):
 
 def running_snapshot(user):
     """The running fiches ``user`` may see, with their live time, and the database's now."""
-    fiches = list(
+    fiches: list[Any] = list(
         FicheTemps.objects.running().visible_to(user).with_live_time().select_related("projet", "owner").order_by("id")
     )
     return fiches, fiches[0].db_now if fiches else db_now()

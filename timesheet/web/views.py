@@ -2,6 +2,7 @@
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.contrib.auth import HASH_SESSION_KEY
@@ -30,7 +31,8 @@ def _credential_of(request) -> Credential | None:
         token = tokens.authenticate(header[7:].strip())
         if token is None:
             return None
-        user, held_by = token.user, {"token_id": token.pk}
+        user = token.user
+        held_by: dict[str, Any] = {"token_id": token.pk}
     elif request.user.is_authenticated:
         user = request.user
         held_by = {"session_key": request.session.session_key, "auth_hash": request.session.get(HASH_SESSION_KEY)}
@@ -88,7 +90,7 @@ async def healthz(request):
     healthy = status.pop("healthy")
     response = JsonResponse({"status": "ok" if healthy else "unavailable", **status}, status=200 if healthy else 503)
     # A 503 here is the answer to a probe, not a server error: not logged on every probe.
-    response._has_been_logged = True
+    response._has_been_logged = True  # type: ignore[attr-defined]  # Django's own flag: not logged as an error
     return response
 
 

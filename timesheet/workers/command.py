@@ -54,7 +54,7 @@ class WorkerCommand(BaseCommand):
 
     # The checks run in start(), without those that query the database: a worker started
     # while the database is locked or down waits for it, working with back-off, rather than exit.
-    requires_system_checks: list[str] = []  # type: ignore[assignment]
+    requires_system_checks: list[str] = []
     logger_name = "timesheet.workers"
 
     def start(self, verbosity: int) -> None:

@@ -91,7 +91,7 @@ def next_deadline(deadline: float, now: float, interval: float) -> tuple[float, 
 
 def backoff_delay(interval: float, failures: int) -> float:
     """The wait before retrying after ``failures`` failed passes in a row: doubling, capped."""
-    return min(interval * 2 ** (failures - 1), max(interval, MAX_BACKOFF_SECONDS))
+    return float(min(interval * 2 ** (failures - 1), max(interval, MAX_BACKOFF_SECONDS)))
 
 
 @dataclass

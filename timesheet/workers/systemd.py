@@ -18,15 +18,15 @@ class Notifier:
         if address and address.startswith("@"):
             address = "\0" + address[1:]  # an abstract socket
         self.address = address or None
-        self.socket = None
+        self.socket: socket.socket | None = None
 
     @property
     def enabled(self) -> bool:
         return self.address is not None
 
-    def send(self, **fields) -> None:
+    def send(self, **fields: object) -> None:
         """Send ``NAME=value`` lines (``ready=1`` becomes ``READY=1``); a failure is logged, never raised."""
-        if not self.enabled:
+        if self.address is None:
             return
         message = "\n".join(f"{name.upper()}={value}" for name, value in fields.items())
         try:

@@ -1,6 +1,10 @@
 """What the admin's pages share: the live time's markup and the read-only admin of records the product writes."""
 
+from typing import Any
+
+from django import forms
 from django.contrib import admin
+from django.http import HttpRequest
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
@@ -23,3 +27,19 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class ActorForm(forms.ModelForm):
+    """A form that knows who fills it in, so that its clean() can ask the services' rules."""
+
+    actor: Any = None
+
+
+class ActorFormAdmin(admin.ModelAdmin):
+    """A ModelAdmin whose ``ActorForm`` is made for the request's user (a class per request, never shared)."""
+
+    def get_form(
+        self, request: HttpRequest, obj: Any | None = None, change: bool = False, **kwargs: Any
+    ) -> type[forms.ModelForm]:
+        form = super().get_form(request, obj, change=change, **kwargs)
+        return type(form.__name__, (form,), {"actor": request.user})

@@ -31,7 +31,7 @@ def report_view(model_admin: ModelAdmin, request: HttpRequest) -> HttpResponse:
     if not model_admin.has_view_or_change_permission(request):
         raise PermissionDenied
     # The last seven days of the staff member's own zone, on the database's clock.
-    today = days.today_for(request.user.pk)
+    today = days.today_for(int(request.user.pk or 0))
     first = today - timedelta(days=6)
     data = {"from": first.isoformat(), "to": today.isoformat(), **request.GET.dict()}
     error, report, bars = "", None, []
@@ -42,7 +42,7 @@ def report_view(model_admin: ModelAdmin, request: HttpRequest) -> HttpResponse:
     except Refused as refused:
         error = refused.message
     if report:
-        per_period = {}
+        per_period: dict[str, float] = {}
         for row in report["rows"]:
             per_period[row["period"]] = per_period.get(row["period"], 0) + row["seconds"]
         longest = max(per_period.values(), default=0) or 1

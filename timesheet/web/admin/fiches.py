@@ -2,6 +2,7 @@
 
 from datetime import timedelta
 from functools import partial
+from typing import cast
 
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
@@ -15,10 +16,10 @@ from django.utils.translation import gettext_lazy as _
 from timesheet.domain import fiches
 from timesheet.domain.errors import Refused
 from timesheet.domain.health import ticker_status
-from timesheet.models import FicheEvent, FicheTemps, Projet
+from timesheet.models import FicheEvent, FicheTemps, FicheTempsQuerySet, Projet
 from timesheet.templatetags.timesheet_time import hms
 from timesheet.web.admin import fiche_pages as pages
-from timesheet.web.admin.common import live_span
+from timesheet.web.admin.common import ActorFormAdmin, live_span
 from timesheet.web.admin.forms import FicheTempsForm
 
 USERNAME = get_user_model().USERNAME_FIELD
@@ -62,8 +63,8 @@ class ProjetAdmin(admin.ModelAdmin):
 
 class FicheEventInline(admin.TabularInline):
     model = FicheEvent
-    fields = ["at", "kind", "actor", "delta_hms", "temps_hms", "reason"]
-    readonly_fields = fields
+    readonly_fields = ("at", "kind", "actor", "delta_hms", "temps_hms", "reason")
+    fields = readonly_fields
     extra = 0
     can_delete = False
     show_change_link = False
@@ -86,7 +87,7 @@ class FicheEventInline(admin.TabularInline):
 
 
 @admin.register(FicheTemps)
-class FicheTempsAdmin(admin.ModelAdmin):
+class FicheTempsAdmin(ActorFormAdmin):
     form = FicheTempsForm
     list_display = [
         "libelle_or_id",
@@ -121,7 +122,7 @@ class FicheTempsAdmin(admin.ModelAdmin):
         js = ["timesheet/live_time.js"]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).with_live_time()
+        return cast(FicheTempsQuerySet, super().get_queryset(request)).with_live_time()
 
     def get_fields(self, request, obj=None):
         if obj is None:
@@ -130,11 +131,6 @@ class FicheTempsAdmin(admin.ModelAdmin):
 
     def get_changeform_initial_data(self, request):
         return {"owner": request.user.pk, **super().get_changeform_initial_data(request)}
-
-    def get_form(self, request, obj=None, **kwargs):
-        form = super().get_form(request, obj, **kwargs)
-        form.actor = request.user
-        return form
 
     def save_model(self, request, obj, form, change):
         if not change:
@@ -217,7 +213,8 @@ class FicheTempsAdmin(admin.ModelAdmin):
 
     def changelist_view(self, request, extra_context=None):
         response = super().changelist_view(request, extra_context)
-        changelist = getattr(response, "context_data", {}).get("cl")
+        context = getattr(response, "context_data", None) or {}
+        changelist = context.get("cl")
         if changelist is not None:
             shown = changelist.queryset.order_by()
             totals = {
@@ -225,14 +222,14 @@ class FicheTempsAdmin(admin.ModelAdmin):
                 "running": shown.running().count(),
             }
             live = totals["live"] or timedelta(0)
-            response.context_data["totals"] = {
+            context["totals"] = {
                 "count": totals["count"],
                 "running": totals["running"],
                 "seconds": live.total_seconds(),
                 "display": hms(live),
             }
             if not ticker_status()["healthy"]:
-                response.context_data["ticker_warning"] = gettext(
+                context["ticker_warning"] = gettext(
                     "No ticker is alive: running fiches' stored time is not being refreshed "
                     "(their live time stays exact). Start it with: python manage.py run_fiches_ticker"
                 )

@@ -1,5 +1,7 @@
 """The fiche admin's forms: a fiche's fields, and an adjustment of its time."""
 
+from typing import cast
+
 from django import forms
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
@@ -8,6 +10,7 @@ from timesheet.core import limits
 from timesheet.domain import fiches
 from timesheet.domain.errors import Refused
 from timesheet.models import FicheTemps, Projet
+from timesheet.web.admin.common import ActorForm
 
 
 class AdjustForm(forms.Form):
@@ -31,21 +34,22 @@ class AdjustForm(forms.Form):
         return delta
 
 
-class FicheTempsForm(forms.ModelForm):
+class FicheTempsForm(ActorForm):
     class Meta:
         model = FicheTemps
         fields = ["projet", "owner", "libelle"]
-
-    actor = None  # who fills it in: set by the admin's get_form
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if "projet" in self.fields:
             # A new project must be active; the fiche's own stays valid if it was deactivated since.
-            self.fields["projet"].queryset = Projet.objects.filter(Q(actif=True) | Q(pk=self.instance.projet_id))
+            cast(forms.ModelChoiceField, self.fields["projet"]).queryset = Projet.objects.filter(
+                Q(actif=True) | Q(pk=self.instance.projet_id)
+            )
 
     def clean(self):
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         owner, projet = cleaned.get("owner"), cleaned.get("projet")
         if self.instance.pk is None and owner is not None and projet is not None and self.actor is not None:
             try:  # the service's own rules for a new fiche, shown on the form

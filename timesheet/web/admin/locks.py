@@ -7,12 +7,44 @@ from django.contrib.auth import get_user_model
 from timesheet.domain import locks, profiles
 from timesheet.domain.errors import Refused
 from timesheet.models import LockedPeriod, Profile
+from timesheet.web.admin.common import ActorForm, ActorFormAdmin
 
 USERNAME = get_user_model().USERNAME_FIELD
 
 
+class LockForm(ActorForm):
+    class Meta:
+        model = LockedPeriod
+        fields = ["until", "owner", "reason"]
+
+    def clean(self):
+        super().clean()
+        cleaned = self.cleaned_data
+        until = cleaned.get("until")
+        if until is not None:
+            owner = cleaned.get("owner")
+            try:  # the service's own rule, shown on the form
+                locks.check_lockable(until=until, owner_id=owner.pk if owner else None, actor=self.actor)
+            except Refused as refused:
+                raise forms.ValidationError(refused.message) from None
+        return cleaned
+
+
+class ZoneForm(forms.ModelForm):
+    class Meta:
+        model = Profile
+        fields = ["user", "time_zone"]
+
+    def clean_time_zone(self):
+        try:  # the service's own rule, shown on the form
+            return profiles.check_time_zone(self.cleaned_data["time_zone"])
+        except Refused as refused:
+            raise forms.ValidationError(refused.message) from None
+
+
 @admin.register(LockedPeriod)
-class LockedPeriodAdmin(admin.ModelAdmin):
+class LockedPeriodAdmin(ActorFormAdmin):
+    form = LockForm
     list_display = ["until", "owner", "reason", "created_by", "created_at"]
     list_filter = [("owner", admin.RelatedOnlyFieldListFilter)]
     fields = ["until", "owner", "reason"]
@@ -24,27 +56,10 @@ class LockedPeriodAdmin(admin.ModelAdmin):
         locked = locks.lock_days(until=obj.until, owner_id=obj.owner_id, actor=request.user, reason=obj.reason)
         obj.pk = locked.pk
 
-    def get_form(self, request, obj=None, **kwargs):
-        form = super().get_form(request, obj, **kwargs)
-        actor = request.user
-
-        class LockForm(form):
-            def clean(self):
-                cleaned = super().clean()
-                until = cleaned.get("until")
-                if until is not None:
-                    owner = cleaned.get("owner")
-                    try:  # the service's own rule, shown on the form
-                        locks.check_lockable(until=until, owner_id=owner.pk if owner else None, actor=actor)
-                    except Refused as refused:
-                        raise forms.ValidationError(refused.message) from None
-                return cleaned
-
-        return LockForm
-
 
 @admin.register(Profile)
 class ProfileAdmin(admin.ModelAdmin):
+    form = ZoneForm
     list_display = ["user", "time_zone"]
     search_fields = [f"user__{USERNAME}", "time_zone"]
 
@@ -53,15 +68,3 @@ class ProfileAdmin(admin.ModelAdmin):
             profiles.set_time_zone(user=obj.user, name=obj.time_zone, actor=request.user)
         except Refused as refused:
             self.message_user(request, refused.message, messages.ERROR)
-
-    def get_form(self, request, obj=None, **kwargs):
-        form = super().get_form(request, obj, **kwargs)
-
-        class ZoneForm(form):
-            def clean_time_zone(self):
-                try:  # the service's own rule, shown on the form
-                    return profiles.check_time_zone(self.cleaned_data["time_zone"])
-                except Refused as refused:
-                    raise forms.ValidationError(refused.message) from None
-
-        return ZoneForm

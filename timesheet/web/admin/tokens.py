@@ -13,11 +13,12 @@ from django.utils.translation import gettext_lazy as _
 from timesheet.core import limits
 from timesheet.domain import tokens
 from timesheet.models import ApiToken
+from timesheet.web.admin.common import ActorForm, ActorFormAdmin
 
 USERNAME = get_user_model().USERNAME_FIELD
 
 
-class ApiTokenForm(forms.ModelForm):
+class ApiTokenForm(ActorForm):
     lifetime_days = forms.IntegerField(
         label=_("Valid for (days)"),
         min_value=1,
@@ -38,7 +39,7 @@ class ApiTokenForm(forms.ModelForm):
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):
+class ApiTokenAdmin(ActorFormAdmin):
     form = ApiTokenForm
     list_display = ["name", "user", "prefix", "scope", "created_at", "expires_at", "last_used_at", "status"]
     list_filter = ["scope", ("user", admin.RelatedOnlyFieldListFilter)]
@@ -48,11 +49,6 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False  # a token is made or revoked, never edited
-
-    def get_form(self, request, obj=None, **kwargs):
-        form = super().get_form(request, obj, **kwargs)
-        form.actor = request.user
-        return form
 
     def get_changeform_initial_data(self, request):
         return {"user": request.user.pk, **super().get_changeform_initial_data(request)}

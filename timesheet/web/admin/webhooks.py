@@ -8,12 +8,13 @@ from django.utils.translation import ngettext
 from timesheet.domain import webhooks
 from timesheet.domain.errors import Refused
 from timesheet.models import WebhookDelivery, WebhookSubscription
+from timesheet.web.admin.common import ActorForm, ActorFormAdmin
 
 
 class WebhookDeliveryInline(admin.TabularInline):
     model = WebhookDelivery
-    fields = ["at", "event", "attempt", "ok", "status_code", "duration", "error"]
-    readonly_fields = fields
+    readonly_fields = ("at", "event", "attempt", "ok", "status_code", "duration", "error")
+    fields = readonly_fields
     extra = 0
     can_delete = False
     max_num = 0
@@ -23,30 +24,31 @@ class WebhookDeliveryInline(admin.TabularInline):
         return super().get_queryset(request).order_by("-id")
 
 
+class SubscriptionForm(ActorForm):
+    class Meta:
+        model = WebhookSubscription
+        fields = ["name", "url", "secret", "kinds", "owner", "active"]
+
+    def clean(self):
+        super().clean()
+        cleaned = self.cleaned_data
+        owner = cleaned.get("owner")
+        try:  # the service's own rule, shown on the form
+            webhooks.check_may_subscribe(actor=self.actor, owner_id=owner.pk if owner else None)
+        except Refused as refused:
+            raise forms.ValidationError(refused.message) from None
+        return cleaned
+
+
 @admin.register(WebhookSubscription)
-class WebhookSubscriptionAdmin(admin.ModelAdmin):
+class WebhookSubscriptionAdmin(ActorFormAdmin):
+    form = SubscriptionForm
     list_display = ["name", "url", "owner", "active", "cursor", "attempts", "failing_since", "next_attempt_at"]
     list_filter = ["active"]
     search_fields = ["name", "url"]
     readonly_fields = ["cursor", "attempts", "failing_since", "next_attempt_at", "disabled_reason", "created_at"]
     inlines = [WebhookDeliveryInline]
     actions = ["enable"]
-
-    def get_form(self, request, obj=None, **kwargs):
-        form = super().get_form(request, obj, **kwargs)
-        actor = request.user
-
-        class SubscriptionForm(form):
-            def clean(self):
-                cleaned = super().clean()
-                owner = cleaned.get("owner")
-                try:  # the service's own rule, shown on the form
-                    webhooks.check_may_subscribe(actor=actor, owner_id=owner.pk if owner else None)
-                except Refused as refused:
-                    raise forms.ValidationError(refused.message) from None
-                return cleaned
-
-        return SubscriptionForm
 
     def save_model(self, request, obj, form, change):
         if not change:
