@@ -7,10 +7,11 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from django.utils import timezone
 
-from tests.factories import running_fiche
+from tests.factories import person, running_fiche
 from tests.support import elapse
-from timesheet.domain import fiches
-from timesheet.models import Etat, FicheEvent, FicheTemps, LockedPeriod, Projet
+from timesheet.domain import fiches, webhooks
+from timesheet.models import Etat, FicheEvent, FicheTemps, LockedPeriod, Projet, WebhookSubscription
+from timesheet.web.admin.webhooks import WebhookSubscriptionAdmin
 from timesheet.workers.ticker import TickReport, record_tick, register_heartbeat, tick
 
 pytestmark = pytest.mark.django_db
@@ -294,3 +295,69 @@ def test_a_lock_of_a_day_not_over_is_refused_on_the_form(superuser_client):
     yesterday = (timezone.localdate() - timedelta(days=2)).isoformat()
     assert superuser_client.post("/admin/timesheet/lockedperiod/add/", {"until": yesterday}).status_code == 302
     assert LockedPeriod.objects.get().created_by.username == "root"
+
+
+def test_adding_a_fiche_for_an_inactive_owner_is_a_form_error_not_a_server_error(superuser_client, projet):
+    gone = person("gone", is_active=False)
+    response = superuser_client.post(
+        f"{LIST}add/", {"projet": projet.pk, "owner": gone.pk, "libelle": "Nouvelle", **inline_management()}
+    )
+    assert response.status_code == 200  # the form again, with the service's refusal on it
+    assert f"User {gone.pk} does not exist or is not active." in response.content.decode()
+    assert not FicheTemps.objects.exists()
+
+
+def subscription_form(subscription, **changes):
+    return {
+        "name": subscription.name,
+        "url": subscription.url,
+        "secret": subscription.secret,
+        "kinds": "[]",
+        "owner": "",
+        "active": "on",
+        "deliveries-TOTAL_FORMS": "0",
+        "deliveries-INITIAL_FORMS": "0",
+        "deliveries-MIN_NUM_FORMS": "0",
+        "deliveries-MAX_NUM_FORMS": "0",
+        **changes,
+    }
+
+
+def test_editing_a_subscription_keeps_the_delivery_progress_made_meanwhile(superuser_client, monkeypatch):
+    subscription = webhooks.create_subscription(name="old", url="https://example.org/hook", secret="s")
+    edit = WebhookSubscriptionAdmin.save_form
+
+    def a_worker_delivers_while_the_form_is_saved(self, request, form, change):
+        # Between the admin's read of the row and its save: a worker moves the cursor and holds the lease.
+        WebhookSubscription.objects.filter(pk=subscription.pk).update(cursor=41, attempts=3, lease_owner="worker")
+        return edit(self, request, form, change)
+
+    monkeypatch.setattr(WebhookSubscriptionAdmin, "save_form", a_worker_delivers_while_the_form_is_saved)
+    response = superuser_client.post(
+        f"/admin/timesheet/webhooksubscription/{subscription.pk}/change/", subscription_form(subscription, name="new")
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    saved = WebhookSubscription.objects.get(pk=subscription.pk)
+    assert saved.name == "new"
+    assert (saved.cursor, saved.attempts, saved.lease_owner) == (41, 3, "worker")
+
+
+def test_enabling_subscriptions_again_is_the_services_and_keeps_their_cursor(superuser_client):
+    subscription = webhooks.create_subscription(name="hook", url="https://example.org/hook", secret="s")
+    WebhookSubscription.objects.filter(pk=subscription.pk).update(
+        active=False, attempts=9, cursor=7, disabled_reason="failing", failing_since=timezone.now()
+    )
+    response = superuser_client.post(
+        "/admin/timesheet/webhooksubscription/",
+        {"action": "enable", "_selected_action": [subscription.pk]},
+        follow=True,
+    )
+    assert "1 subscription enabled." in messages_of(response)
+    saved = WebhookSubscription.objects.get(pk=subscription.pk)
+    assert (saved.active, saved.attempts, saved.cursor, saved.disabled_reason, saved.failing_since) == (
+        True,
+        0,
+        7,
+        "",
+        None,
+    )

@@ -3,9 +3,10 @@
 import pytest
 from django.test import Client
 
+from tests.factories import make_fiche, running_fiche
 from tests.support import SESSION_ENDINGS
 from timesheet.domain import fiches
-from timesheet.models import ApiToken, Etat, FicheTemps, Projet
+from timesheet.models import ApiToken, Etat, FicheTemps, Profile, Projet
 
 pytestmark = pytest.mark.django_db
 
@@ -135,3 +136,53 @@ def test_refusals_speak_the_users_language(alice, user, projet):
     page = alice.post(f"/fiches/{other.pk}/start", follow=True, HTTP_ACCEPT_LANGUAGE="fr").content.decode()
     assert f"La fiche n°{running.pk} est déjà en calcul" in page
     assert f"· #{running.pk}" in page  # the number the message names is on the card
+
+
+@pytest.mark.parametrize(
+    "case, status, code_text",
+    [
+        ("not_found", 404, "does not exist"),
+        ("wrong_state", 409, "it is finished"),
+        ("limit_reached", 409, "already running"),
+        ("invalid", 400, "is not a date and time"),
+    ],
+)
+def test_the_pages_script_gets_each_refusal_with_its_codes_status(
+    alice, user, other_user, projet, case, status, code_text
+):
+    mine = make_fiche(projet, user)
+    url = f"/fiches/{mine.pk}/start"
+    data = {}
+    if case == "not_found":
+        url = f"/fiches/{make_fiche(projet, other_user).pk}/start"
+    elif case == "wrong_state":
+        fiches.finish_fiche(fiche_id=mine.pk, actor=user)
+    elif case == "limit_reached":
+        running_fiche(projet, user)
+    else:
+        fiches.start_fiche(fiche_id=mine.pk, actor=user)
+        url, data = f"/fiches/{mine.pk}/pause", {"at": "yesterday at noon"}
+    response = alice.post(url, data, HTTP_X_REQUESTED_WITH="fetch")
+    assert response.status_code == status
+    assert code_text in response.json()["error"]
+
+
+def test_an_export_refused_answers_its_codes_status(alice, other_user):
+    assert alice.get("/reports/export.csv?from=2026-13-01").status_code == 400
+    assert alice.get(f"/reports/export.csv?owner={other_user.pk}").status_code == 403
+
+
+def test_the_refusals_of_reads_and_tokens_speak_the_users_language(alice, user):
+    response = alice.post("/tokens/new", {"name": "", "days": "30"}, follow=True, HTTP_ACCEPT_LANGUAGE="fr")
+    assert "Un jeton a besoin d’un nom de 1 à 100 caractères." in response.content.decode()  # noqa: RUF001
+    page = alice.get("/api/fiches/?page=9", HTTP_ACCEPT_LANGUAGE="fr")
+    assert page.status_code == 404 and page.json() == {"error": "La page 9 n’existe pas ; il y en a 1."}  # noqa: RUF001
+
+
+def test_a_person_sets_their_time_zone_from_the_page(alice, user):
+    response = alice.post("/time-zone", {"time_zone": "America/Montreal"}, follow=True)
+    assert "Time zone saved." in response.content.decode()
+    assert Profile.objects.get(user=user).time_zone == "America/Montreal"
+    refused = alice.post("/time-zone", {"time_zone": "Mars/Olympus"}, follow=True)
+    assert "is not a time zone" in refused.content.decode()
+    assert Profile.objects.get(user=user).time_zone == "America/Montreal"

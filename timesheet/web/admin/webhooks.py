@@ -25,6 +25,8 @@ class WebhookDeliveryInline(admin.TabularInline):
 
 
 class SubscriptionForm(ActorForm):
+    url = forms.URLField(label=_("URL"), max_length=500, assume_scheme="https")
+
     class Meta:
         model = WebhookSubscription
         fields = ["name", "url", "secret", "kinds", "owner", "active"]
@@ -68,9 +70,6 @@ class WebhookSubscriptionAdmin(ActorFormAdmin):
         changes = {fields.get(name, name): getattr(obj, fields.get(name, name)) for name in form.changed_data}
         if changes:
             webhooks.update_subscription(subscription_id=obj.pk, actor=request.user, **changes)
-
-    def save_related(self, request, form, formsets, change):
-        pass  # its deliveries are read-only
 
     @admin.action(description=_("Enable again, from where delivery stopped"), permissions=["change"])
     def enable(self, request, queryset):
