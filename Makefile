@@ -3,14 +3,26 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: install run test lint test-matrix bench clean
+.PHONY: install run test lint lock test-matrix bench clean
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: setup.cfg pyproject.toml
+EXTRAS = test,postgres,server,lint
+
+# Installed through constraints.txt: the versions CI tested are the versions deployed.
+$(VENV)/.installed: setup.cfg pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,postgres,server]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[$(EXTRAS)]'
 	touch $@
+
+# constraints.txt anew: the newest versions setup.cfg allows, resolved in a throw-away environment.
+lock:
+	rm -rf .venv-lock
+	$(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/pip install --quiet --disable-pip-version-check -e '.[$(EXTRAS)]'
+	{ sed -n '1,2p' constraints.txt; .venv-lock/bin/pip freeze --exclude-editable; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+	rm -rf .venv-lock
 
 run: install
 	PYTHON=$(BIN)/python scripts/run-dev
@@ -36,4 +48,4 @@ bench: install
 	$(BIN)/python bench/tick.py
 
 clean:
-	rm -rf $(VENV) var *.egg-info
+	rm -rf $(VENV) .venv-lock var *.egg-info
