@@ -1,4 +1,4 @@
-"""The timesheet app's settings, with their defaults. timesheet.checks validates them."""
+"""The timesheet app's settings, with their defaults. timesheet.core.checks validates them."""
 
 from datetime import timedelta
 from typing import Any
