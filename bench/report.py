@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """
-Time a month's report by owner, project and day (timesheet.reports.report)
+Time a month's report by owner, project and day (timesheet.domain.reports.report)
 against a hand-written SQL query of the same split (the floor), in one run,
 and the report's peak Python memory at two sizes of the ledger.
 

@@ -359,3 +359,15 @@ def test_pause_at_an_earlier_instant_through_the_api(alice, projet, user):
     assert body["temps_impute"] == 0.02
     assert_error(post(alice, f"/api/fiches/{fiche.pk}/finish", {"at": "2026-01-01T00:00:00"}), 400, "Fiche")
     assert_error(post(alice, f"/api/fiches/{fiche.pk}/pause", {"at": "yesterday"}), 400, "'at'")
+
+
+def test_the_operation_ids_clients_generate_code_from_do_not_move_with_the_code(client):
+    schema = client.get("/api/openapi.json").json()
+    ids = {operation["operationId"] for path in schema["paths"].values() for operation in path.values()}
+    assert {
+        "timesheet_api_list_fiches",
+        "timesheet_api_create_fiche",
+        "timesheet_api_report",
+        "timesheet_api_csrf",
+    } <= ids
+    assert all(operation_id.startswith("timesheet_api_") for operation_id in ids)

@@ -5,7 +5,6 @@ from typing import Annotated
 from urllib.parse import urlencode
 
 from ninja import Field, Query, Router, Schema
-from pydantic import ConfigDict  # noqa: F401  (Strict's config, for schemas declared here)
 
 from timesheet.core import limits
 from timesheet.domain import fiches, selectors
