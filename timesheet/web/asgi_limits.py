@@ -7,9 +7,11 @@ limit.
 
 import json
 
+from timesheet.domain.errors import error_body
+
 
 def _answer(status, message):
-    body = json.dumps({"error": message}).encode()
+    body = json.dumps(error_body(message)).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     return status, headers, body
 
