@@ -5,7 +5,7 @@ in this process (no network), the floor's among them, then each part of the
 work the API adds, timed alone, warm, in one thread.
 
 Whole requests go, in turns, through the project's application, whose
-requests reuse threads (``timesheet.request_threads``), and through Django's
+requests reuse threads (``timesheet.web.request_threads``), and through Django's
 handler alone, which starts a thread for each: what keeping them saves, one
 request at a time and four at once.
 
@@ -156,7 +156,7 @@ def parts(raw_token, fiche_id, repeats):
     from timesheet.domain import fiches, selectors, tokens
     from timesheet.domain.serialize import fiche_rows, row_json
     from timesheet.models import sees_everyones_fiches
-    from timesheet.web import api
+    from timesheet.web.api.common import rendered
 
     user = tokens.authenticate(raw_token).user
     User = get_user_model()
@@ -178,7 +178,7 @@ def parts(raw_token, fiche_id, repeats):
             cursor.fetchall()
 
     def rendered_page():
-        return api.rendered(request, {"count": page.count, "results": [row_json(row) for row in page.items]})
+        return rendered(request, {"count": page.count, "results": [row_json(row) for row in page.items]})
 
     def start_then_pause():
         fiches.start_fiche(fiche_id=fiche_id, actor=user)

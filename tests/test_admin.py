@@ -303,7 +303,7 @@ def test_adding_a_fiche_for_an_inactive_owner_is_a_form_error_not_a_server_error
         f"{LIST}add/", {"projet": projet.pk, "owner": gone.pk, "libelle": "Nouvelle", **inline_management()}
     )
     assert response.status_code == 200  # the form again, with the service's refusal on it
-    assert f"User {gone.pk} does not exist or is not active." in response.content.decode()
+    assert f"User {gone.pk} does not exist." in response.content.decode()
     assert not FicheTemps.objects.exists()
 
 
@@ -361,3 +361,9 @@ def test_enabling_subscriptions_again_is_the_services_and_keeps_their_cursor(sup
         "",
         None,
     )
+
+
+def test_the_report_refuses_an_owner_that_is_not_an_id_on_the_page(superuser_client):
+    response = superuser_client.get(f"{LIST}report/", {"owner": "²"})
+    assert response.status_code == 200
+    assert "&#x27;owner&#x27; must be a person&#x27;s id." in response.content.decode()

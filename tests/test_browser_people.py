@@ -5,7 +5,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from datetime import timedelta
 
@@ -54,14 +53,16 @@ def server(worker_env, tmp_path):
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
+
+    def answers():
+        assert process.poll() is None, (tmp_path / "uvicorn.log").read_text()
         try:
             urllib.request.urlopen(f"{url}/accounts/login/", timeout=5)
-            break
         except OSError:
-            assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "uvicorn.log").read_text()
-            time.sleep(0.1)
+            return False
+        return True
+
+    wait_until(answers, every=0.1, message="uvicorn did not answer in time")
     yield url
     process.terminate()
     process.wait(30)

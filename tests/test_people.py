@@ -186,3 +186,14 @@ def test_a_person_sets_their_time_zone_from_the_page(alice, user):
     refused = alice.post("/time-zone", {"time_zone": "Mars/Olympus"}, follow=True)
     assert "is not a time zone" in refused.content.decode()
     assert Profile.objects.get(user=user).time_zone == "America/Montreal"
+
+
+@pytest.mark.parametrize("value", ["²", "-1", "1e3", "1" * 19])
+def test_ids_that_are_not_ascii_digits_are_refused_in_the_products_words(alice, user, projet, value):
+    created = alice.post("/fiches/new", {"projet": value}, HTTP_X_REQUESTED_WITH="fetch")
+    assert (created.status_code, created.json()) == (400, {"error": "Choose a project."})
+    running = running_fiche(projet, user)
+    switched = alice.post(f"/fiches/{running.pk}/switch", {"from": value}, HTTP_X_REQUESTED_WITH="fetch")
+    assert switched.status_code == 400 and "is not an id" in switched.json()["error"]
+    exported = alice.get("/reports/export.csv", {"owner": value})
+    assert (exported.status_code, exported.json()) == (400, {"error": "'owner' must be a person's id."})

@@ -11,7 +11,7 @@ from django.db.models.functions import Now
 from django.test.utils import CaptureQueriesContext
 
 from tests.factories import make_fiche
-from tests.support import assert_exact, assert_within_real_time, elapse, postgresql_only
+from tests.support import assert_exact, assert_within_real_time, elapse, postgresql_only, wait_until
 from timesheet.domain import fiches
 from timesheet.domain.errors import Refused
 from timesheet.models import Etat, FicheEvent, FicheTemps, Projet
@@ -455,10 +455,7 @@ def test_a_start_that_waited_for_its_fiche_finds_it_moved_to_another_project(pro
     with held_by_a_transition(fiche, user, then=lambda: FicheTemps.objects.filter(pk=fiche.pk).update(projet=other)):
         Projet.objects.filter(pk=projet.pk).update(actif=False)  # the project it leaves: no longer its own
         starter.start()
-        deadline = time.monotonic() + 60
-        while not (waiting := waiting_for_a_lock()) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert waiting
+        wait_until(waiting_for_a_lock, every=0.01)
     starter.join(60)
     # Read with the row it locked: the project it moved to, and that project's state.
     assert "refused" not in started

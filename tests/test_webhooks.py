@@ -2,6 +2,8 @@
 
 import json
 import signal
+import subprocess
+import sys
 import threading
 import time
 from datetime import timedelta
@@ -12,6 +14,7 @@ from django.db import connections
 from django.utils import timezone
 
 from tests.fixtures.processes import WorkerProcess
+from tests.support import ROOT, wait_until
 from timesheet.domain import fiches, webhooks
 from timesheet.models import FicheEvent, WebhookDelivery, WebhookSubscription
 
@@ -27,6 +30,8 @@ class Receiver:
         self.received = []
         self.statuses = list(statuses)
         self.hang_on = hang_on  # an event id whose request is never answered
+        self.hold_on = None  # an event id whose answer waits for ``release``
+        self.release = threading.Event()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -37,6 +42,8 @@ class Receiver:
                 if event["id"] == receiver.hang_on:
                     time.sleep(30)
                     return
+                if event["id"] == receiver.hold_on:
+                    receiver.release.wait(60)
                 status = receiver.statuses.pop(0) if receiver.statuses else 200
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
@@ -176,12 +183,13 @@ def test_a_subscription_failing_for_too_long_is_disabled(receiver, projet, user,
     hook = receiver(statuses=[500] * 100)
     subscription = subscribe(hook.url)
     toggle(projet, user, 0)
-    deadline = time.monotonic() + 60
-    while WebhookSubscription.objects.get(pk=subscription.pk).active:
-        assert time.monotonic() < deadline
+
+    def disabled_after_one_more_attempt():
         make_due(subscription)
         webhooks.deliver_due()
-        time.sleep(0.1)
+        return not WebhookSubscription.objects.get(pk=subscription.pk).active
+
+    wait_until(disabled_after_one_more_attempt, every=0.1)
     disabled = WebhookSubscription.objects.get(pk=subscription.pk)
     assert "failing since" in disabled.disabled_reason
     assert disabled.cursor == subscription.cursor  # nothing counted as delivered
@@ -221,17 +229,12 @@ def test_order_is_kept_across_a_sigkill_of_the_delivery_worker(receiver, projet,
     expected = toggle(projet, user, 5)
     hook.hang_on = expected[2]
     first = spawn_run_webhooks()
-    deadline = time.monotonic() + 60
-    while expected[2] not in hook.ids():  # the worker is now waiting for the receiver's answer
-        assert time.monotonic() < deadline, first.output()
-        time.sleep(0.05)
+    wait_until(lambda: expected[2] in hook.ids(), message=first.output())  # waiting for the receiver's answer
     first.process.kill()
     first.wait()
     hook.hang_on = None
     second = spawn_run_webhooks()
-    while hook.ids()[-1:] != expected[-1:]:
-        assert time.monotonic() < deadline + 60, second.output()
-        time.sleep(0.05)
+    wait_until(lambda: hook.ids()[-1:] == expected[-1:], message=second.output())
     second.process.send_signal(signal.SIGTERM)
     assert second.wait(timeout=60) == 0
     # The cut-short delivery came again once its lease ran out; nothing was skipped or reordered.
@@ -246,9 +249,14 @@ def spawn_run_webhooks(worker_env, tmp_path):
     processes = []
     env = {**worker_env, "WEBHOOK_LEASE_SECONDS": "3", "WEBHOOK_TIMEOUT_SECONDS": "1"}
 
-    def spawn():
+    def spawn(*args, **overrides):
         process = WorkerProcess(
-            env, "--poll", "0.05", log_path=tmp_path / f"webhooks-{len(processes)}.log", command="run_webhooks"
+            {**env, **overrides},
+            "--poll",
+            "0.05",
+            *args,
+            log_path=tmp_path / f"webhooks-{len(processes)}.log",
+            command="run_webhooks",
         )
         processes.append(process)
         return process
@@ -256,3 +264,37 @@ def spawn_run_webhooks(worker_env, tmp_path):
     yield spawn
     for process in processes:
         process.kill()
+
+
+@pytest.mark.slow
+def test_sigterm_lets_the_delivery_in_flight_end_and_leaves_the_rest_to_the_next_worker(
+    receiver, projet, user, spawn_run_webhooks
+):
+    hook = receiver()
+    subscription = subscribe(hook.url)
+    expected = toggle(projet, user, 3)
+    hook.hold_on = expected[0]
+    worker = spawn_run_webhooks(WEBHOOK_TIMEOUT_SECONDS="30", WEBHOOK_LEASE_SECONDS="60")
+    wait_until(lambda: expected[0] in hook.ids(), message=worker.output())  # the POST is in flight
+    worker.process.send_signal(signal.SIGTERM)
+    worker.wait_for("SIGTERM received")
+    hook.release.set()  # the receiver answers only now, after the stop was asked
+    assert worker.wait(timeout=60) == 0
+    assert hook.ids() == [expected[0]]  # the pass ended after the delivery in flight
+    saved = WebhookSubscription.objects.get(pk=subscription.pk)
+    assert (saved.cursor, saved.lease_owner) == (expected[0], "")
+    assert WebhookDelivery.objects.get(event_id=expected[0]).ok
+    assert "Webhook delivery stopped after 1 pass." in worker.output()
+
+
+def test_a_failed_pass_of_run_webhooks_once_exits_one(worker_env, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "manage.py", "run_webhooks", "--once"],
+        cwd=ROOT,
+        env={**worker_env, "DATABASE_URL": f"sqlite:///{tmp_path}/missing/db.sqlite3"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "The delivery pass failed; see the error above." in result.stderr

@@ -348,7 +348,7 @@ class LockedPeriod(models.Model):
         help_text=_("Empty for everyone's."),
     )
     until = models.DateField(_("locked up to and including"))
-    reason = models.CharField(_("reason"), max_length=200, blank=True)
+    reason = models.CharField(_("reason"), max_length=limits.LOCK_REASON_MAX_LENGTH, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+", verbose_name=_("locked by")
     )
@@ -443,7 +443,7 @@ class WebhookSubscription(models.Model):
     """
 
     name = models.CharField(_("name"), max_length=100)
-    url = models.URLField(_("URL"), max_length=500)
+    url = models.URLField(_("URL"), max_length=limits.WEBHOOK_URL_MAX_LENGTH)
     secret = models.CharField(_("secret"), max_length=200, help_text=_("Signs each delivery (HMAC-SHA256)."))
     kinds = models.JSONField(_("event kinds"), default=list, blank=True, help_text=_("Empty for every kind of event."))
     owner = models.ForeignKey(

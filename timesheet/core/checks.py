@@ -20,7 +20,12 @@ def _is_rate(value):
     if not isinstance(value, str) or value.count("/") != 1:
         return False
     count, period = value.split("/")
-    return count.isdigit() and int(count) > 0 and period in {"s", "sec", "m", "min", "h", "hour", "d", "day"}
+    return (
+        count.isascii()
+        and count.isdigit()
+        and int(count) > 0
+        and period in {"s", "sec", "m", "min", "h", "hour", "d", "day"}
+    )
 
 
 RULES = [

@@ -5,6 +5,8 @@ a service that check the same input read the same constant.
 
 from datetime import date, timedelta
 
+# A database id as a path, a form or a query string gives it: 1 to 18 ASCII digits (it fits 64 bits).
+ID_MAX_DIGITS = 18
 # A fiche's label (the model's max_length).
 LABEL_MAX_LENGTH = 200
 # An API token's name (the model's max_length).
@@ -19,4 +21,13 @@ LAST_DAY = date(9998, 12, 31)
 REPORT_MAX_DAYS = 366
 # Free text kept with a lock and with an adjustment.
 LOCK_REASON_MAX_LENGTH = 200
+WEBHOOK_URL_MAX_LENGTH = 500
 ADJUSTMENT_REASON_MAX_LENGTH = 1000
+
+
+def parse_id(text: str) -> int | None:
+    """``text`` as a database id, or None: 1 to ``ID_MAX_DIGITS`` ASCII digits (not "²", not "-1", not "1e3")."""
+    text = text.strip()
+    if text.isascii() and text.isdigit() and len(text) <= ID_MAX_DIGITS:
+        return int(text)
+    return None

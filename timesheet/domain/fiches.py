@@ -321,7 +321,7 @@ def _check_owner(*, actor: Any, owner_id: int) -> None:
         if not actor.has_perm("timesheet.add_fichetemps"):
             raise Refused(_("Only staff may create a fiche for someone else."), code=Code.FORBIDDEN)
         if not get_user_model().objects.filter(pk=owner_id, is_active=True).exists():
-            raise Refused(_("User %(id)s does not exist or is not active.") % {"id": owner_id}, code=Code.INVALID)
+            raise Refused(_("User %(id)s does not exist.") % {"id": owner_id}, code=Code.INVALID)
 
 
 def check_new_fiche(*, actor: Any, owner_id: int, projet_id: int) -> None:

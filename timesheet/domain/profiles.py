@@ -6,6 +6,7 @@ from django.utils.translation import gettext as _
 
 from timesheet.domain import days, locks
 from timesheet.domain.errors import Code, Refused
+from timesheet.domain.twins import async_twin
 from timesheet.models import Profile
 
 
@@ -32,3 +33,6 @@ def set_time_zone(*, user: Any, name: str, actor: Any = None) -> Profile:
         raise Refused(_("Some of these days are locked: changing the time zone would change them."), code=Code.LOCKED)
     profile, _created = Profile.objects.update_or_create(user=user, defaults={"time_zone": name})
     return profile
+
+
+aset_time_zone = async_twin(set_time_zone)

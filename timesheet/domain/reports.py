@@ -77,7 +77,11 @@ def report_request(
     permission to see everyone's unless it is the user's own).
     """
     if not (limits.FIRST_DAY <= first and last <= limits.LAST_DAY):
-        raise Refused(_("Reports cover the years 2 to 9998."), code=Code.INVALID)
+        raise Refused(
+            _("Reports cover the years %(first)s to %(last)s.")
+            % {"first": limits.FIRST_DAY.year, "last": limits.LAST_DAY.year},
+            code=Code.INVALID,
+        )
     if last < first:
         raise Refused(_("'to' must not be before 'from'."), code=Code.INVALID)
     if (last - first).days >= limits.REPORT_MAX_DAYS:
@@ -92,7 +96,7 @@ def report_request(
             _("'by' takes owner and projet, not %(unknown)s.") % {"unknown": ", ".join(sorted(unknown))},
             code=Code.INVALID,
         )
-    owner_ids = selectors.owners_seen_by(user, owner_id)
+    owner_ids = selectors.owners_seen_by(user, owner_id, _("Only staff may see other people's time."))
     return ReportRequest(first, last, group, dimensions, None if owner_ids is None else tuple(owner_ids))
 
 
@@ -116,7 +120,8 @@ def request_from_query(*, user: Any, query: Mapping[str, str], first: date, last
     an empty field is a field not given.
     """
     raw_owner = query.get("owner", "").strip()
-    if raw_owner and not (raw_owner.isdigit() and len(raw_owner) <= 18):
+    owner_id = limits.parse_id(raw_owner) if raw_owner else None
+    if raw_owner and owner_id is None:
         raise Refused(_("'owner' must be a person's id."), code=Code.INVALID)
     return report_request(
         user=user,
@@ -124,7 +129,7 @@ def request_from_query(*, user: Any, query: Mapping[str, str], first: date, last
         last=_query_day(query, "to", last),
         group=query.get("group", "").strip() or "day",
         by=query["by"] if "by" in query else DIMENSIONS,
-        owner_id=int(raw_owner) if raw_owner else None,
+        owner_id=owner_id,
     )
 
 

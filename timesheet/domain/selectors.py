@@ -19,16 +19,17 @@ from timesheet.domain.serialize import fiche_rows
 from timesheet.models import Etat, FicheTemps, sees_everyones_fiches
 
 
-def owners_seen_by(user: Any, owner_id: int | None) -> list[int] | None:
+def owners_seen_by(user: Any, owner_id: int | None, refusal: str = "") -> list[int] | None:
     """
-    The owners whose fiches and time ``user`` reads when asking for
+    The owners whose fiches or time ``user`` reads when asking for
     ``owner_id``'s (None: all they may see): None for everyone's, else a list
-    of ids. Only those who see everyone's may name someone else.
+    of ids. Only those who see everyone's may name someone else; anyone else
+    is refused as forbidden, with ``refusal`` (about fiches by default).
     """
     if sees_everyones_fiches(user):
         return None if owner_id is None else [owner_id]
     if owner_id not in (None, user.pk):
-        raise Refused(_("Only staff may see other people's fiches and time."), code=Code.FORBIDDEN)
+        raise Refused(refusal or _("Only staff may see other people's fiches."), code=Code.FORBIDDEN)
     return [user.pk]
 
 

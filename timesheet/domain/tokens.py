@@ -19,11 +19,10 @@ from django.utils.translation import gettext as _
 
 from timesheet.core import limits
 from timesheet.domain.errors import Code, Refused
+from timesheet.domain.twins import async_twin
 from timesheet.models import ApiToken
 
 PREFIX = "fdt"
-MAX_LIFETIME = limits.TOKEN_MAX_LIFETIME
-DEFAULT_LIFETIME = limits.TOKEN_DEFAULT_LIFETIME
 # last_used_at is written at most this often per token, not on every request.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
@@ -32,7 +31,9 @@ def _hash(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
-def create_token(*, user, name: str, scope: str = ApiToken.Scope.READ, lifetime: timedelta = DEFAULT_LIFETIME):
+def create_token(
+    *, user, name: str, scope: str = ApiToken.Scope.READ, lifetime: timedelta = limits.TOKEN_DEFAULT_LIFETIME
+):
     """Make a token for ``user``; return ``(token, raw)``, where ``raw`` is the only copy of the secret."""
     name = (name or "").strip()
     if not name or len(name) > limits.TOKEN_NAME_MAX_LENGTH or "\x00" in name:
@@ -44,8 +45,10 @@ def create_token(*, user, name: str, scope: str = ApiToken.Scope.READ, lifetime:
         raise Refused(
             _("The scope must be one of %(scopes)s.") % {"scopes": ", ".join(ApiToken.Scope.values)}, code=Code.INVALID
         )
-    if not timedelta(0) < lifetime <= MAX_LIFETIME:
-        raise Refused(_("A token lives from 1 to %(days)s days.") % {"days": MAX_LIFETIME.days}, code=Code.INVALID)
+    if not timedelta(0) < lifetime <= limits.TOKEN_MAX_LIFETIME:
+        raise Refused(
+            _("A token lives from 1 to %(days)s days.") % {"days": limits.TOKEN_MAX_LIFETIME.days}, code=Code.INVALID
+        )
     prefix = secrets.token_hex(6)
     raw = f"{PREFIX}_{prefix}_{secrets.token_urlsafe(24)}"
     token = ApiToken.objects.create(
@@ -95,3 +98,5 @@ def still_usable(token_ids) -> set[int]:
 
 
 aauthenticate = sync_to_async(authenticate)
+acreate_token = async_twin(create_token)
+arevoke_token = async_twin(revoke_token)

@@ -22,7 +22,7 @@ import secrets
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -204,16 +204,16 @@ def _attempt(subscription: WebhookSubscription, event: FicheEvent) -> str:
         return "failed"
 
 
-def deliver_due(*, limit: int = 100) -> DeliveryReport:
+def deliver_due(*, limit: int = 100, stop: Callable[[], bool] = lambda: False) -> DeliveryReport:
     """
     One pass: for each due subscription, lease it and deliver its next
-    pending event, until none is due or ``limit`` attempts were made (a pass
-    stays short, so the worker's watchdog pings keep coming); return what
-    was done.
+    pending event, until none is due, ``limit`` attempts were made (a pass
+    stays short, so the worker's watchdog pings keep coming) or ``stop()``
+    says so between two attempts; return what was done.
     """
     counts = {"delivered": 0, "failed": 0, "disabled": 0}
     visited: set[int] = set()
-    while sum(counts.values()) < limit and (subscription := _claim(visited)) is not None:
+    while sum(counts.values()) < limit and not stop() and (subscription := _claim(visited)) is not None:
         try:
             event = pending_events(subscription).select_related("fiche__projet", "fiche__owner", "actor").first()
             if event is None:

@@ -20,7 +20,7 @@ from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 
-from timesheet.core import conf
+from timesheet.core import conf, limits
 from timesheet.domain import days, exports, fiches, profiles, reports, tokens
 from timesheet.domain.errors import Code, Refused
 from timesheet.models import ApiToken, Etat, FicheTemps, Projet
@@ -43,11 +43,6 @@ def signed_in(view):
     return never_cache(wrapper)
 
 
-def user_zone(user):
-    """The time zone the user's days are counted in."""
-    return days.owner_zone(user.pk)
-
-
 def _page_data(user):
     fiches = list(
         FicheTemps.objects.filter(owner=user)
@@ -62,7 +57,7 @@ def _page_data(user):
         .select_related("projet")
         .order_by("-updated_at", "-id")[:RECENT_FINISHED]
     )
-    zone = user_zone(user)
+    zone = days.owner_zone(user.pk)
     week = reports.own_week(user=user, zone=zone)
     running = [fiche for fiche in fiches if fiche.is_running]
     limit = conf.max_running_per_owner()
@@ -79,6 +74,12 @@ def _page_data(user):
         "tokens": list(ApiToken.objects.filter(user=user, revoked_at__isnull=True).order_by("-created_at")),
         "zone": zone,
         "now_local": days.local_now(zone).replace(microsecond=0, tzinfo=None),
+        "limits": {
+            "label": limits.LABEL_MAX_LENGTH,
+            "token_name": limits.TOKEN_NAME_MAX_LENGTH,
+            "token_days": limits.TOKEN_MAX_LIFETIME.days,
+            "token_default_days": limits.TOKEN_DEFAULT_LIFETIME.days,
+        },
     }
 
 
@@ -105,10 +106,11 @@ def _answer(request, *, refused: Refused | None = None, success: str = ""):
 
 def _form_id(request, name: str, message: str = "") -> int:
     """The form's field ``name`` as an id; refused as invalid when it is not one."""
-    raw = request.POST.get(name, "").strip()
-    if not (raw.isdigit() and len(raw) <= 18):
-        raise Refused(message or _("“%(value)s” is not an id.") % {"value": raw}, code=Code.INVALID)
-    return int(raw)
+    raw = request.POST.get(name, "")
+    parsed = limits.parse_id(raw)
+    if parsed is None:
+        raise Refused(message or _("“%(value)s” is not an id.") % {"value": raw.strip()}, code=Code.INVALID)
+    return parsed
 
 
 def _stop_instant(request, user):
@@ -122,7 +124,7 @@ def _stop_instant(request, user):
         parsed = None
     if parsed is None:
         raise Refused(_("“%(value)s” is not a date and time.") % {"value": raw}, code=Code.INVALID)
-    return parsed if parsed.tzinfo else timezone.make_aware(parsed, user_zone(user))
+    return parsed if parsed.tzinfo else timezone.make_aware(parsed, days.owner_zone(user.pk))
 
 
 @signed_in
@@ -170,12 +172,12 @@ async def create_token(request, user):
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
     try:
-        days = int(request.POST.get("days", "90"))
-        _token, raw = await sync_to_async(tokens.create_token)(
+        lifetime_days = int(request.POST.get("days", limits.TOKEN_DEFAULT_LIFETIME.days))
+        _token, raw = await tokens.acreate_token(
             user=user,
             name=request.POST.get("name", ""),
             scope=request.POST.get("scope", "read"),
-            lifetime=timedelta(days=days),
+            lifetime=timedelta(days=lifetime_days),
         )
     except (ValueError, OverflowError):
         messages.error(request, _("The validity is a number of days."))
@@ -191,7 +193,7 @@ async def revoke_token(request, user, token_id):
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
     try:
-        await sync_to_async(tokens.revoke_token)(token_id=token_id, actor=user)
+        await tokens.arevoke_token(token_id=token_id, actor=user)
     except Refused as refused:
         messages.error(request, refused.message)
     else:
@@ -205,7 +207,7 @@ async def set_time_zone(request, user):
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
     try:
-        await sync_to_async(profiles.set_time_zone)(user=user, name=request.POST.get("time_zone", "").strip())
+        await profiles.aset_time_zone(user=user, name=request.POST.get("time_zone", "").strip())
     except Refused as refused:
         messages.error(request, refused.message)
     else:

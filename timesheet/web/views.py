@@ -1,7 +1,6 @@
 """The views outside the API's schema: the live stream, the health check, and CSRF failures."""
 
 import asyncio
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -17,12 +16,9 @@ from timesheet.domain import tokens
 from timesheet.domain.health import ticker_status
 from timesheet.models import sees_everyones_fiches
 from timesheet.web.http import error
-from timesheet.web.stream import Credential, EventStream, StreamRefused, on_own_thread
+from timesheet.web.stream import Credential, EventStream, StreamRefused
 
 HEALTH_TIMEOUT_SECONDS = 2.0
-# One thread for health checks, its connection given back after each: probes piling up
-# behind a database that does not answer never take more than one pooled connection.
-_on_health_thread = on_own_thread(ThreadPoolExecutor(max_workers=1, thread_name_prefix="health"))
 
 
 def _credential_of(request) -> Credential | None:

@@ -62,15 +62,19 @@ class WorkerCommand(BaseCommand):
         self.check(databases=[])
         logging.getLogger("timesheet").setLevel(VERBOSITY_LEVELS.get(verbosity, logging.DEBUG))
 
-    def run_loop(self, loop: Loop[Any], *, started: str, failed: str | None = None) -> None:
-        """Run ``loop`` until a signal stops it, logging ``started`` first; a loop that gives up is a CommandError."""
+    def run_loop(self, loop: Loop[Any], *, name: str, started: str, failed: str | None = None) -> None:
+        """
+        Run ``loop`` until a signal stops it, logging ``name`` and ``started``
+        first and how many passes at the end; a loop that gives up is a
+        CommandError (``failed`` says why, if given).
+        """
         logger = logging.getLogger(self.logger_name)
 
         async def main() -> None:
             install_signal_handlers(loop)
-            logger.info("%s", started)
+            logger.info("%s started: %s", name, started)
             await loop.run()
-            logger.info("Stopped after %d %s(s).", loop.runs, loop.unit.noun.lower())
+            logger.info("%s stopped after %s.", name, loop.counted(loop.runs))
 
         try:
             asyncio.run(main())

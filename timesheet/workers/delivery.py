@@ -3,12 +3,15 @@ Webhook delivery as a worker loop's unit, run by ``manage.py run_webhooks``.
 
 Each pass (``webhooks.deliver_due``) runs in Django's sync thread; when a
 pass finds nothing to send, the loop waits ``WEBHOOK_POLL_SECONDS`` (or until
-stopped); while events remain, it passes again at once. A delivery cut short
-by a stop is sent again by whichever worker next holds the subscription's
-lease.
+stopped); while events remain, it passes again at once. A stop ends the pass
+after the delivery in flight: the attempts after it are left to the next
+worker. A delivery cut short all the same (SIGKILL, or a receiver slower
+than the stop's grace) is sent again by whichever worker next holds the
+subscription's lease.
 """
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 
 from timesheet.domain import webhooks
 
@@ -16,13 +19,21 @@ from timesheet.domain import webhooks
 @dataclass
 class DeliveryUnit:
     noun: str = "Pass"
+    plural: str = "passes"
     fixed_rate: bool = False
+    stopping: threading.Event = field(default_factory=threading.Event)
 
     def run(self) -> webhooks.DeliveryReport:
-        return webhooks.deliver_due()
+        return webhooks.deliver_due(stop=self.stopping.is_set)
 
     def more(self, report: webhooks.DeliveryReport) -> bool:
         return report.delivered > 0
+
+    def eventful(self, report: webhooks.DeliveryReport) -> bool:
+        return bool(report.delivered or report.failed or report.disabled)
+
+    def interrupt(self) -> None:
+        self.stopping.set()
 
     def failed(self, error: Exception) -> None:
         pass  # logged by the loop; each attempt is in the delivery log

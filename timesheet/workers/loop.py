@@ -49,8 +49,9 @@ class WorkerFailed(Exception):
 class Unit(Protocol[R]):
     """One worker's work, run by ``Loop`` in Django's sync thread."""
 
-    # What one pass is called in the logs ("Tick", "Pass").
+    # What one pass is called in the logs: "Tick" and "ticks", "Pass" and "passes".
     noun: str
+    plural: str
     # A fixed rate (the ticker: every interval, overruns reported), or a poll
     # (delivery: an interval after an idle pass, at once while work remains).
     fixed_rate: bool
@@ -63,12 +64,20 @@ class Unit(Protocol[R]):
         """Whether work remains now, after a pass that returned ``report`` (polling units only)."""
         ...
 
+    def eventful(self, report: R) -> bool:
+        """Whether a pass that returned ``report`` is worth an INFO line (an idle poll is logged at DEBUG)."""
+        ...
+
+    def interrupt(self) -> None:
+        """A stop was asked (called from the loop's thread): end the pass in flight at its next safe point."""
+        ...
+
     def failed(self, error: Exception) -> None:
         """Record a failed pass (in the sync thread; an error here is logged, never raised)."""
         ...
 
     def overran(self, missed: int) -> None:
-        """Record ``missed`` deadlines skipped because a pass outlasted its interval."""
+        """Record ``missed`` deadlines skipped because a pass outlasted its interval; log what it means."""
         ...
 
     def stopped(self) -> None:
@@ -110,6 +119,7 @@ class Loop(Generic[R]):
     def stop(self) -> None:
         """Ask the loop to stop after the pass in flight."""
         self.stopping.set()
+        self.unit.interrupt()
 
     async def run(self) -> None:
         """Run passes until stopped or ``max_runs`` is reached; raise WorkerFailed after too long a failure."""
@@ -122,11 +132,11 @@ class Loop(Generic[R]):
         failures = 0
         try:
             while not self.stopping.is_set():
-                report = await self._pass_or_abandon()
+                ok, report = await self._pass_or_abandon()
                 if self.max_runs is not None and self.runs >= self.max_runs:
                     break
                 now = loop.time()
-                if report is not None:
+                if ok:
                     failing_since, failures = None, 0
                     deadline = self._next(deadline, now, report)
                 else:
@@ -134,7 +144,7 @@ class Loop(Generic[R]):
                     failing_since = failing_since if failing_since is not None else now
                     if now - failing_since >= self.max_failure_seconds:
                         raise WorkerFailed(
-                            f"{self.unit.noun}s have failed for {now - failing_since:.0f} s "
+                            f"{self.unit.plural.capitalize()} have failed for {now - failing_since:.0f} s "
                             f"(limit {self.max_failure_seconds:g} s); exiting for the supervisor to restart."
                         )
                     delay = backoff_delay(self.interval, failures)
@@ -142,26 +152,29 @@ class Loop(Generic[R]):
                     deadline = now + delay
                 await self._sleep_until(deadline)
         finally:
-            noun = self.unit.noun.lower()
-            self.notifier.send(stopping=1, status=f"Stopping after {self.runs} {noun}(s).")
+            self.notifier.send(stopping=1, status=f"Stopping after {self.counted(self.runs)}.")
             await sync_to_async(self._close)()
             self.notifier.close()
 
-    def _next(self, deadline: float, now: float, report: R) -> float:
+    def counted(self, number: int) -> str:
+        """``number`` passes, in words: "1 tick", "3 ticks"."""
+        return f"{number} {self.unit.noun.lower() if number == 1 else self.unit.plural}"
+
+    def _next(self, deadline: float, now: float, report: R | None) -> float:
         """The deadline of the pass after a good one due at ``deadline`` that ended at ``now``."""
         if not self.unit.fixed_rate:
+            assert report is not None
             return now if self.unit.more(report) else now + self.interval
         deadline, missed = next_deadline(deadline, now, self.interval)
         if missed:
-            self.unit.overran(missed)
-            noun = self.unit.noun.lower()
             logger.warning(
-                "%s outlasted its %.3g s interval; skipping %d missed %s(s).",
+                "%s outlasted its %.3g s interval; skipping %d missed %s.",
                 self.unit.noun,
                 self.interval,
                 missed,
-                noun,
+                self.unit.plural,
             )
+            self.unit.overran(missed)
         return deadline
 
     async def _sleep_until(self, deadline: float) -> None:
@@ -174,7 +187,7 @@ class Loop(Generic[R]):
             except TimeoutError:
                 pass
 
-    async def _pass_or_abandon(self) -> R | None:
+    async def _pass_or_abandon(self) -> tuple[bool, R | None]:
         """
         Run one pass; if a stop is asked meanwhile and the pass does not end
         within ``stop_grace`` seconds (a database that does not answer), exit
@@ -199,8 +212,8 @@ class Loop(Generic[R]):
         finally:
             stop.cancel()
 
-    async def _pass(self) -> R | None:
-        """Run one pass in the sync thread; return its report, or None if it failed."""
+    async def _pass(self) -> tuple[bool, R | None]:
+        """Run one pass in the sync thread; return whether it succeeded, and its report."""
         self.attempts += 1
         noun = self.unit.noun
         logger.debug("%s attempt %d started.", noun, self.attempts)
@@ -210,9 +223,10 @@ class Loop(Generic[R]):
             logger.exception("%s attempt %d failed.", noun, self.attempts)
             # No WATCHDOG=1: a database that stays wedged gets the process restarted.
             self.notifier.send(status=f"{noun} attempt {self.attempts} failed: {type(exc).__name__}: {exc}"[:500])
-            return None
+            return False, None
         self.runs += 1
-        logger.info("%s %d: %s.", noun, self.runs, report)
+        level = logging.INFO if self.unit.eventful(report) else logging.DEBUG
+        logger.log(level, "%s %d: %s.", noun, self.runs, report)
         status = f"{noun} {self.runs}: {report}."
         if self.ready:
             self.notifier.send(watchdog=1, status=status)
@@ -220,7 +234,7 @@ class Loop(Generic[R]):
             # The database answered: the first good pass makes the service ready.
             self.ready = True
             self.notifier.send(ready=1, watchdog=1, status=status)
-        return report
+        return True, report
 
     def _pass_in_thread(self) -> R:
         reset_queries()  # with DEBUG on, the query log would otherwise grow to its cap

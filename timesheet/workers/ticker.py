@@ -9,6 +9,7 @@ is exact however late, missed or doubled the ticks are: two tickers racing
 settle the same interval once, because the second sees the moved mark.
 """
 
+import logging
 import os
 import socket
 import time
@@ -23,6 +24,8 @@ from timesheet.core import conf
 from timesheet.domain import ticking
 from timesheet.models import TickerHeartbeat
 from timesheet.workers import metrics
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,7 @@ class TickerUnit:
     max_running: timedelta | None = None
     heartbeat_id: int | None = None
     noun: str = "Tick"
+    plural: str = "ticks"
     fixed_rate: bool = True
 
     def run(self) -> TickReport:
@@ -128,14 +132,20 @@ class TickerUnit:
     def more(self, report: TickReport) -> bool:
         return False
 
+    def eventful(self, report: TickReport) -> bool:
+        return True  # every tick is worth its line: it says how fresh stored time is
+
+    def interrupt(self) -> None:
+        pass  # a tick is short: the loop waits for it, within its grace
+
     def failed(self, error: Exception) -> None:
         metrics.TICK_FAILURES.inc()
         if self.heartbeat_id is not None:
             record_failure(heartbeat_id=self.heartbeat_id, error=f"{type(error).__name__}: {error}")
 
     def overran(self, missed: int) -> None:
-        # No time is lost: the next tick settles it all.
         metrics.TICK_OVERRUNS.inc(missed)
+        logger.warning("No time is lost: the next tick settles it all.")
 
     def stopped(self) -> None:
         if self.heartbeat_id is not None:

@@ -82,6 +82,7 @@ class Command(WorkerCommand):
         auto_stop = f", auto-stop after {unit.max_running}" if unit.max_running else ""
         self.run_loop(
             loop,
-            started=f"Fiches ticker started: every {interval:g} s, batches of {unit.batch_size}{auto_stop}.",
+            name="Fiches ticker",
+            started=f"every {interval:g} s, batches of {unit.batch_size}{auto_stop}.",
             failed="The tick failed; see the error above." if once else None,
         )

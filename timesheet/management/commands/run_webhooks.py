@@ -29,10 +29,12 @@ class Command(WorkerCommand):
             interval=poll,
             max_runs=1 if once else None,
             max_failure_seconds=0 if once else conf.max_failure_seconds(),
-            stop_grace=float(conf.get("TICKER_STOP_GRACE_SECONDS")),
+            # A stop lets the POST in flight end (WEBHOOK_TIMEOUT_SECONDS at most) before it abandons it.
+            stop_grace=float(conf.get("WEBHOOK_TIMEOUT_SECONDS")) + float(conf.get("TICKER_STOP_GRACE_SECONDS")),
         )
         self.run_loop(
             loop,
-            started=f"Webhook delivery started: looking every {poll:g} s.",
+            name="Webhook delivery",
+            started=f"looking every {poll:g} s.",
             failed="The delivery pass failed; see the error above." if once else None,
         )

@@ -4,9 +4,13 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
+from django.contrib.auth import get_user_model
 from django.http import HttpRequest
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
+
+# The user model's name field (username by default), for the admins' searches and orderings.
+USERNAME = get_user_model().USERNAME_FIELD
 
 
 def live_span(seconds: float, rate: int, text: str) -> SafeString:

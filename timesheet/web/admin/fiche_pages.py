@@ -18,12 +18,12 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext
 
+from timesheet.core import limits
 from timesheet.domain import days, exports, fiches, reports
 from timesheet.domain.errors import Refused
 from timesheet.templatetags.timesheet_time import hms
+from timesheet.web.admin.common import USERNAME
 from timesheet.web.admin.forms import AdjustForm
-
-USERNAME = get_user_model().USERNAME_FIELD
 
 
 def report_view(model_admin: ModelAdmin, request: HttpRequest) -> HttpResponse:
@@ -111,9 +111,10 @@ def export_view(model_admin: ModelAdmin, request: HttpRequest) -> HttpResponse:
 
 
 def adjust_view(model_admin: ModelAdmin, request: HttpRequest, object_id: str) -> HttpResponse:
-    if not str(object_id).isdigit():
+    fiche_id = limits.parse_id(str(object_id))
+    if fiche_id is None:
         raise Http404(gettext("No such fiche."))
-    fiche = get_object_or_404(model_admin.get_queryset(request), pk=object_id)
+    fiche = get_object_or_404(model_admin.get_queryset(request), pk=fiche_id)
     if not model_admin.has_change_permission(request, fiche):
         raise PermissionDenied
     form = AdjustForm(request.POST or None)

@@ -5,7 +5,6 @@ from functools import partial
 from typing import cast
 
 from django.contrib import admin, messages
-from django.contrib.auth import get_user_model
 from django.db.models import Count, OuterRef, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.urls import path
@@ -19,10 +18,8 @@ from timesheet.domain.health import ticker_status
 from timesheet.models import FicheEvent, FicheTemps, FicheTempsQuerySet, Projet
 from timesheet.templatetags.timesheet_time import hms
 from timesheet.web.admin import fiche_pages as pages
-from timesheet.web.admin.common import ActorFormAdmin, live_span
+from timesheet.web.admin.common import USERNAME, ActorFormAdmin, live_span
 from timesheet.web.admin.forms import FicheTempsForm
-
-USERNAME = get_user_model().USERNAME_FIELD
 
 
 @admin.register(Projet)

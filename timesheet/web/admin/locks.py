@@ -2,14 +2,11 @@
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.auth import get_user_model
 
 from timesheet.domain import locks, profiles
 from timesheet.domain.errors import Refused
 from timesheet.models import LockedPeriod, Profile
-from timesheet.web.admin.common import ActorForm, ActorFormAdmin
-
-USERNAME = get_user_model().USERNAME_FIELD
+from timesheet.web.admin.common import USERNAME, ActorForm, ActorFormAdmin
 
 
 class LockForm(ActorForm):

@@ -4,7 +4,6 @@ from datetime import timedelta
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.auth import get_user_model
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext
@@ -13,9 +12,7 @@ from django.utils.translation import gettext_lazy as _
 from timesheet.core import limits
 from timesheet.domain import tokens
 from timesheet.models import ApiToken
-from timesheet.web.admin.common import ActorForm, ActorFormAdmin
-
-USERNAME = get_user_model().USERNAME_FIELD
+from timesheet.web.admin.common import USERNAME, ActorForm, ActorFormAdmin
 
 
 class ApiTokenForm(ActorForm):

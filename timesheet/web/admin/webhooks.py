@@ -5,6 +5,7 @@ from django.contrib import admin
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from timesheet.core import limits
 from timesheet.domain import webhooks
 from timesheet.domain.errors import Refused
 from timesheet.models import WebhookDelivery, WebhookSubscription
@@ -25,7 +26,7 @@ class WebhookDeliveryInline(admin.TabularInline):
 
 
 class SubscriptionForm(ActorForm):
-    url = forms.URLField(label=_("URL"), max_length=500, assume_scheme="https")
+    url = forms.URLField(label=_("URL"), max_length=limits.WEBHOOK_URL_MAX_LENGTH, assume_scheme="https")
 
     class Meta:
         model = WebhookSubscription

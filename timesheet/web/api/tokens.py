@@ -3,7 +3,6 @@
 from datetime import datetime, timedelta
 from typing import Annotated
 
-from asgiref.sync import sync_to_async
 from ninja import Field, Router, Schema, Status
 from pydantic import BeforeValidator
 
@@ -20,7 +19,7 @@ class TokenIn(Strict):
     scope: Annotated[ApiToken.Scope, Field(strict=False)] = ApiToken.Scope.READ
     expires_in_days: Annotated[
         int, Field(ge=1, le=limits.TOKEN_MAX_LIFETIME.days), BeforeValidator(integral_float_to_int)
-    ] = 90
+    ] = limits.TOKEN_DEFAULT_LIFETIME.days
 
 
 class TokenOut(Schema):
@@ -45,7 +44,7 @@ async def list_tokens(request):
 
 @router.post("/tokens/", response={201: NewToken, **ERRORS}, summary="Make an API token (shown once)")
 async def create_token(request, payload: TokenIn):
-    token, raw = await sync_to_async(tokens.create_token)(
+    token, raw = await tokens.acreate_token(
         user=request.auth, name=payload.name, scope=payload.scope, lifetime=timedelta(days=payload.expires_in_days)
     )
     return Status(201, {**TokenOut.from_orm(token).model_dump(), "token": raw})
@@ -53,5 +52,5 @@ async def create_token(request, payload: TokenIn):
 
 @router.delete("/tokens/{id:token_id}/", response={204: None, **ERRORS}, summary="Revoke a token now")
 async def revoke_token(request, token_id: int):
-    await sync_to_async(tokens.revoke_token)(token_id=token_id, actor=request.auth)
+    await tokens.arevoke_token(token_id=token_id, actor=request.auth)
     return Status(204, None)
