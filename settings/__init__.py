@@ -276,6 +276,18 @@ WEBHOOK_TIMEOUT_SECONDS = env_number("WEBHOOK_TIMEOUT_SECONDS", 10)
 WEBHOOK_LEASE_SECONDS = env_number("WEBHOOK_LEASE_SECONDS", 60)
 WEBHOOK_MAX_BACKOFF_SECONDS = env_number("WEBHOOK_MAX_BACKOFF_SECONDS", 3600)
 WEBHOOK_DISABLE_AFTER_HOURS = env_number("WEBHOOK_DISABLE_AFTER_HOURS", 24)
+# Subscriptions delivered at once by one worker: a slow receiver delays only itself.
+WEBHOOK_CONCURRENCY = env_number("WEBHOOK_CONCURRENCY", 4)
+# Webhook destinations: https only unless http is allowed; loopback, private, link-local and
+# unique-local addresses refused unless inside one of these networks (CIDR, comma-separated).
+WEBHOOK_ALLOW_HTTP = env_bool("WEBHOOK_ALLOW_HTTP", False)
+WEBHOOK_ALLOWED_NETWORKS = env_list("WEBHOOK_ALLOWED_NETWORKS")
+# One adjustment's largest size, and the most time one fiche may hold.
+ADJUSTMENT_MAX_HOURS = env_number("ADJUSTMENT_MAX_HOURS", 24 * 31)
+FICHE_MAX_TOTAL_HOURS = env_number("FICHE_MAX_TOTAL_HOURS", 24 * 366 * 10)
+# Exports: the most rows one may hold, and how many run at once in one web process (429 past it).
+EXPORT_MAX_ROWS = env_number("EXPORT_MAX_ROWS", 500_000)
+EXPORT_MAX_CONCURRENT = env_number("EXPORT_MAX_CONCURRENT", 2)
 # The port on which the ticker serves its Prometheus metrics (127.0.0.1); unset for none.
 METRICS_PORT = env_number("METRICS_PORT", None)
 # /metrics on the web side answers loopback clients, or anyone sending "Authorization: Bearer $METRICS_TOKEN".

@@ -1,5 +1,6 @@
 """System checks for every setting the timesheet app reads, so bad values fail at start."""
 
+import ipaddress
 import math
 from numbers import Real
 
@@ -14,6 +15,17 @@ def _is_positive_number(value: object) -> bool:
 
 def _is_positive_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _are_networks(value: object) -> bool:
+    if not isinstance(value, list | tuple):
+        return False
+    try:
+        for network in value:
+            ipaddress.ip_network(network)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _is_rate(value):
@@ -77,6 +89,23 @@ RULES = [
     ("WEBHOOK_LEASE_SECONDS", _is_positive_number, "a positive number of seconds", "timesheet.E011"),
     ("WEBHOOK_MAX_BACKOFF_SECONDS", _is_positive_number, "a positive number of seconds", "timesheet.E012"),
     ("WEBHOOK_DISABLE_AFTER_HOURS", _is_positive_number, "a positive number of hours", "timesheet.E013"),
+    ("WEBHOOK_CONCURRENCY", lambda v: _is_positive_int(v) and v <= 64, "a whole number from 1 to 64", "timesheet.E025"),
+    ("WEBHOOK_ALLOW_HTTP", lambda v: isinstance(v, bool), "True or False", "timesheet.E026"),
+    ("WEBHOOK_ALLOWED_NETWORKS", _are_networks, "a list of networks in CIDR form (10.0.0.0/8, ::1/128)", "timesheet.E027"),
+    (
+        "ADJUSTMENT_MAX_HOURS",
+        lambda v: _is_positive_number(v) and v <= 24 * 366 * 100,
+        "a positive number of hours, at most a century's",
+        "timesheet.E028",
+    ),
+    (
+        "FICHE_MAX_TOTAL_HOURS",
+        lambda v: _is_positive_number(v) and v <= 24 * 366 * 1000,
+        "a positive number of hours, at most a millennium's",
+        "timesheet.E029",
+    ),
+    ("EXPORT_MAX_ROWS", _is_positive_int, "a positive whole number of rows", "timesheet.E030"),
+    ("EXPORT_MAX_CONCURRENT", _is_positive_int, "a positive whole number of exports", "timesheet.E031"),
     (
         "METRICS_PORT",
         lambda value: value is None or (_is_positive_int(value) and value < 65536),
