@@ -91,7 +91,12 @@ RULES = [
     ("WEBHOOK_DISABLE_AFTER_HOURS", _is_positive_number, "a positive number of hours", "timesheet.E013"),
     ("WEBHOOK_CONCURRENCY", lambda v: _is_positive_int(v) and v <= 64, "a whole number from 1 to 64", "timesheet.E025"),
     ("WEBHOOK_ALLOW_HTTP", lambda v: isinstance(v, bool), "True or False", "timesheet.E026"),
-    ("WEBHOOK_ALLOWED_NETWORKS", _are_networks, "a list of networks in CIDR form (10.0.0.0/8, ::1/128)", "timesheet.E027"),
+    (
+        "WEBHOOK_ALLOWED_NETWORKS",
+        _are_networks,
+        "a list of networks in CIDR form (10.0.0.0/8, ::1/128)",
+        "timesheet.E027",
+    ),
     (
         "ADJUSTMENT_MAX_HOURS",
         lambda v: _is_positive_number(v) and v <= 24 * 366 * 100,

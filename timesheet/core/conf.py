@@ -6,7 +6,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connection
 
-DEFAULTS = {
+DEFAULTS: dict[str, Any] = {
     "INCREMENT_TIME_SECONDS": 5,
     "TICKER_BATCH_SIZE": None,
     "TICKER_SHARDS": 1,
