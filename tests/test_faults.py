@@ -9,6 +9,7 @@ import time
 
 import pytest
 from django.db import connections
+from django.test import Client
 
 from tests.support import RealClock, postgresql_only, require
 
@@ -69,10 +70,14 @@ def test_a_database_restart_in_the_middle_of_a_run_is_survived(spawn_worker, pro
         clock.create_running(projet)
     worker = spawn_worker("--interval", "0.1")
     worker.wait_for("Tick", count=3)
+    assert Client().get("/healthz").status_code == 200  # the health check's thread holds a connection now
     subprocess.run(restart, shell=True, check=True, timeout=60)
     ticks_before = worker.output().count("Tick")
     # The worker reconnects by itself: good ticks follow the failed ones.
     worker.wait_for("Tick", count=ticks_before + 10, timeout=30)
+    # And the health check at its first probe: its dropped connection is replaced, not kept.
+    probe = Client().get("/healthz")
+    assert probe.status_code == 200, probe.json()
     assert worker.process.poll() is None
     worker.process.send_signal(signal.SIGTERM)
     assert worker.wait() == 0

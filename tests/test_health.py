@@ -1,12 +1,14 @@
 from datetime import timedelta
 
 import pytest
-from django.db import OperationalError
+from django.db import OperationalError, connection
 from django.test import Client
 from django.utils import timezone
 
+from timesheet.core.dbtime import db_now
 from timesheet.domain import health
 from timesheet.models import TickerHeartbeat
+from timesheet.web import views
 from timesheet.workers.ticker import TickReport, record_stop, record_tick, register_heartbeat
 
 # The health view reads on a thread of its own: the tests' data must be committed.
@@ -68,3 +70,12 @@ def test_an_unreachable_database_is_503(monkeypatch):
 def test_health_needs_no_authentication_and_shows_no_fiche_data(projet, user):
     _status, body = healthz()
     assert set(body) == {"status", "database", "ticker", "reason"}
+
+
+def test_a_connection_the_database_dropped_is_replaced_within_one_check():
+    TickerHeartbeat.objects.create(host="h", pid=1, interval=timedelta(seconds=5), last_tick_at=db_now())
+    assert views.current_status()["database"] == "ok"  # this thread's connection is open, and kept
+    connection.ensure_connection()
+    connection.connection.close()  # the database drops it, as a restart does
+    status = views.current_status()
+    assert (status["database"], status["healthy"]) == ("ok", True)

@@ -6,7 +6,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.contrib.auth import HASH_SESSION_KEY
 from django.core.handlers.asgi import ASGIRequest
-from django.db import connections
+from django.db import close_old_connections, connections
 from django.http import JsonResponse, StreamingHttpResponse
 from django.views.csrf import csrf_failure as default_csrf_failure
 from django.views.decorators.cache import never_cache
@@ -68,6 +68,24 @@ async def stream(request):
     return response
 
 
+def current_status() -> dict[str, Any]:
+    """
+    ``ticker_status()`` as the database is now, on a connection of this
+    thread's that is never a dead one: a connection the database dropped (a
+    restart) fails the check once, is closed, and the check is made again on
+    a new one, so that a probe recovers as soon as the database does.
+    """
+    close_old_connections()
+    try:
+        status = ticker_status()
+        if status["database"] == "unreachable":
+            connections.close_all()  # this thread's: the next query opens a new one
+            status = ticker_status()
+        return status
+    finally:
+        close_old_connections()
+
+
 @never_cache
 @require_safe
 async def healthz(request):
@@ -76,7 +94,7 @@ async def healthz(request):
     # Not asyncio.wait_for, which on Python 3.11 can drop a cancellation (see stream.py).
     try:
         async with asyncio.timeout(HEALTH_TIMEOUT_SECONDS):
-            status = await sync_to_async(ticker_status, thread_sensitive=False)()
+            status = await sync_to_async(current_status, thread_sensitive=False)()
     except TimeoutError:
         status = {
             "healthy": False,

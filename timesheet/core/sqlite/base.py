@@ -5,6 +5,7 @@ lock, and connections are reused instead of opened for every request.
 """
 
 import os
+import sqlite3
 import threading
 from collections import deque
 
@@ -153,6 +154,12 @@ class DatabaseWrapper(base.DatabaseWrapper):
             and not self.errors_occurred
             and len(idle) < IDLE_CONNECTIONS
         )
+        try:
+            connection.total_changes  # noqa: B018  (fails on a connection closed underneath Django)
+        except sqlite3.ProgrammingError:
+            # Closed already (the file went away, or someone closed it): nothing to roll back or keep.
+            self._let_go_of_gate()
+            return
         try:
             if reusable and connection.in_transaction:
                 with self.wrap_database_errors:
