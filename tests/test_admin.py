@@ -367,3 +367,16 @@ def test_the_report_refuses_an_owner_that_is_not_an_id_on_the_page(superuser_cli
     response = superuser_client.get(f"{LIST}report/", {"owner": "²"})
     assert response.status_code == 200
     assert "&#x27;owner&#x27; must be a person&#x27;s id." in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    "delta",
+    ["10000000000000", "999999999 00:00:00", "P999999999D", "P9999999999D", "-999999999 00:00:00", "745:00:00"],
+)
+def test_an_adjustment_too_large_is_a_form_error_not_a_server_error(superuser_client, projet, user, delta):
+    fiche = running_fiche(projet, user)
+    response = superuser_client.post(f"{LIST}{fiche.pk}/adjust/", {"delta": delta, "reason": "typo"})
+    content = response.content.decode()
+    assert response.status_code == 200
+    assert "An adjustment is at most 744 hours either way." in content or 'class="errorlist' in content
+    assert not FicheEvent.objects.filter(kind=FicheEvent.Kind.ADJUSTED).exists()

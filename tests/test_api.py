@@ -371,3 +371,13 @@ def test_the_operation_ids_clients_generate_code_from_do_not_move_with_the_code(
         "timesheet_api_csrf",
     } <= ids
     assert all(operation_id.startswith("timesheet_api_") for operation_id in ids)
+
+
+@pytest.mark.parametrize("at", ["2026-01-01T10:00:00+99:00", "2026-02-30T10:00:00+01:00", "0001-01-01T00:30:00+01:00"])
+def test_a_stop_instant_out_of_range_is_refused_in_the_products_words(alice, projet, user, at):
+    fiche = running_fiche(projet, user)
+    response = post(alice, f"/api/fiches/{fiche.pk}/pause", {"at": at})
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert "offset must be a timedelta" not in error and "out of range" not in error
+    assert FicheTemps.objects.get(pk=fiche.pk).etat == Etat.EN_CALCUL

@@ -1,11 +1,16 @@
+from datetime import timedelta
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.contrib.contenttypes.models import ContentType
+from django.db import IntegrityError, connection, transaction
 
+from timesheet.core import limits
 from timesheet.models import (
     ACTING_ON_EVERYONES,
     SEEING_EVERYONES,
+    FicheTemps,
     acts_on_everyones_fiches,
     sees_everyones_fiches,
     users_holding,
@@ -97,3 +102,13 @@ def test_a_permission_granted_since_applies_to_the_user_read_again(people):
     assert not sees_everyones_fiches(user)
     user.user_permissions.add(permission("view_fichetemps"))
     assert sees_everyones_fiches(get_user_model().objects.get(pk=user.pk))
+
+
+def test_the_database_refuses_a_time_beyond_what_a_fiche_may_hold(projet, user):
+    fiche = FicheTemps.objects.create(projet=projet, owner=user)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        FicheTemps.objects.filter(pk=fiche.pk).update(temps_impute=limits.STORED_TIME_MAX + timedelta(microseconds=1))
+    if connection.vendor == "sqlite":  # a sum past 64 bits would be a float there: refused too
+        with pytest.raises(IntegrityError), transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("UPDATE timesheet_fichetemps SET temps_impute = 9.3e18 WHERE id = %s", [fiche.pk])
+    assert FicheTemps.objects.get(pk=fiche.pk).temps_impute == timedelta(0)

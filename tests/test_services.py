@@ -2,7 +2,7 @@ import re
 import threading
 import time
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -12,8 +12,8 @@ from django.test.utils import CaptureQueriesContext
 
 from tests.factories import make_fiche
 from tests.support import assert_exact, assert_within_real_time, elapse, postgresql_only, wait_until
-from timesheet.domain import fiches
-from timesheet.domain.errors import Refused
+from timesheet.domain import days, fiches
+from timesheet.domain.errors import Code, Refused
 from timesheet.models import Etat, FicheEvent, FicheTemps, Projet
 from timesheet.workers.ticker import tick
 
@@ -473,3 +473,41 @@ def test_a_transition_locks_its_fiche_but_not_its_project(projet, user):
         cursor.execute("SELECT id FROM timesheet_projet WHERE id = %s FOR UPDATE NOWAIT", [projet.pk])
         with pytest.raises(OperationalError, match="could not obtain lock"), transaction.atomic():
             cursor.execute("SELECT id FROM timesheet_fichetemps WHERE id = %s FOR UPDATE NOWAIT", [fiche.pk])
+
+
+@pytest.mark.parametrize(
+    "delta, day, text",
+    [
+        (timedelta(hours=745), None, "An adjustment is at most 744 hours either way."),
+        (-timedelta(hours=745), None, "An adjustment is at most 744 hours either way."),
+        (timedelta(days=10**8), None, "An adjustment is at most 744 hours either way."),
+        (timedelta(hours=1), date(1, 1, 1), "The day of an adjustment must be a date"),
+        (timedelta(hours=1), date(9999, 12, 31), "The day of an adjustment must be a date"),
+        (timedelta(hours=1), "2026-01-01", "The day of an adjustment must be a date"),
+    ],
+)
+def test_an_adjustment_out_of_bounds_is_refused_and_changes_nothing(projet, user, staff, delta, day, text):
+    fiche = make_fiche(projet, user)
+    with pytest.raises(Refused, match=re.escape(text)) as refused:
+        fiches.adjust_fiche(fiche_id=fiche.pk, actor=staff, delta=delta, reason="x", day=day)
+    assert refused.value.code == Code.INVALID
+    assert FicheTemps.objects.get(pk=fiche.pk).temps_impute == timedelta(0)
+    assert not FicheEvent.objects.filter(kind=FicheEvent.Kind.ADJUSTED).exists()
+
+
+def test_an_adjustment_on_a_day_still_to_come_for_the_owner_is_refused(projet, user, staff):
+    fiche = make_fiche(projet, user)
+    tomorrow = days.today_for(user.pk) + timedelta(days=1)
+    with pytest.raises(Refused, match="has not come yet") as refused:
+        fiches.adjust_fiche(fiche_id=fiche.pk, actor=staff, delta=timedelta(hours=1), reason="x", day=tomorrow)
+    assert refused.value.code == Code.INVALID
+
+
+def test_adjustments_never_take_a_fiche_past_the_most_it_may_hold(projet, user, staff, settings):
+    settings.FICHE_MAX_TOTAL_HOURS = 10
+    fiche = make_fiche(projet, user)
+    fiches.adjust_fiche(fiche_id=fiche.pk, actor=staff, delta=timedelta(hours=10), reason="x")
+    with pytest.raises(Refused, match="more than the 10 hours one fiche may hold") as refused:
+        fiches.adjust_fiche(fiche_id=fiche.pk, actor=staff, delta=timedelta(microseconds=1000), reason="x")
+    assert refused.value.code == Code.INVALID
+    assert FicheTemps.objects.get(pk=fiche.pk).temps_impute == timedelta(hours=10)

@@ -210,6 +210,12 @@ class FicheTemps(models.Model):
                 violation_error_message=_("The time charged cannot be negative."),
             ),
             models.CheckConstraint(
+                # On SQLite a sum past 64 bits silently becomes a float: refused here instead, far below that.
+                condition=Q(temps_impute__lte=limits.STORED_TIME_MAX),
+                name="fiche_temps_impute_bounded",
+                violation_error_message=_("The time charged is beyond what a fiche may hold."),
+            ),
+            models.CheckConstraint(
                 condition=Q(etat__in=Etat.values),
                 name="fiche_etat_valid",
             ),

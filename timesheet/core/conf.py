@@ -92,3 +92,13 @@ def stream_poll_seconds() -> float:
 def stream_keepalive_seconds() -> float:
     """Silence after which an open stream gets a keep-alive comment."""
     return float(get("STREAM_KEEPALIVE_SECONDS"))
+
+
+def adjustment_max() -> timedelta:
+    """The largest adjustment either way (``ADJUSTMENT_MAX_HOURS``)."""
+    return timedelta(hours=get("ADJUSTMENT_MAX_HOURS"))
+
+
+def fiche_max_total() -> timedelta:
+    """The most time one fiche may hold after an adjustment (``FICHE_MAX_TOTAL_HOURS``)."""
+    return timedelta(hours=get("FICHE_MAX_TOTAL_HOURS"))

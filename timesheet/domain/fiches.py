@@ -439,19 +439,35 @@ def _below_zero(delta: timedelta, fiche_id: int) -> Refused:
 def adjust_fiche(*, fiche_id: int, actor: Any, delta: timedelta, reason: str, day: date | None = None) -> FicheTemps:
     """
     Add ``delta`` (negative to remove time) to a fiche's time, with a reason,
-    counted on ``day`` (the owner's local date; today by default); staff
-    only, never below zero, never on a locked day. A running fiche is settled
-    up to now first. Return the fiche.
+    counted on ``day`` (the owner's local date, never in the future; today by
+    default); staff only, at most ``ADJUSTMENT_MAX_HOURS`` either way, never
+    below zero nor above ``FICHE_MAX_TOTAL_HOURS``, never on a locked day. A
+    running fiche is settled up to now first. Return the fiche.
     """
     if not isinstance(delta, timedelta) or not delta:
         raise Refused(_("The adjustment must be a non-zero duration."), code=Code.INVALID)
+    largest = conf.adjustment_max()
+    if abs(delta) > largest:
+        raise Refused(
+            _("An adjustment is at most %(hours)s hours either way.") % {"hours": f"{largest / timedelta(hours=1):g}"},
+            code=Code.INVALID,
+        )
+    if day is not None and not (isinstance(day, date) and limits.FIRST_DAY <= day <= limits.LAST_DAY):
+        raise Refused(_("The day of an adjustment must be a date (YYYY-MM-DD)."), code=Code.INVALID)
     if not isinstance(reason, str) or not reason.strip():
         raise Refused(_("An adjustment needs a reason."), code=Code.INVALID)
     if not actor.has_perm("timesheet.adjust_fichetemps"):
         raise Refused(_("Only staff may adjust a fiche's time."), code=Code.FORBIDDEN)
     with transaction.atomic():
         row = _locked(fiche_id, actor)
-        day = day or days.today_for(row["owner_id"])
+        today = days.today_for(row["owner_id"])
+        day = day or today
+        if day > today:
+            raise Refused(
+                _("%(day)s has not come yet for the owner: an adjustment counts on a day that has begun.")
+                % {"day": day.isoformat()},
+                code=Code.INVALID,
+            )
         note = locks.guard_day(row["owner_id"], day, actor)
         new_temps: Expression
         changes: dict[str, Expression]
@@ -465,15 +481,22 @@ def adjust_fiche(*, fiche_id: int, actor: Any, delta: timedelta, reason: str, da
         else:
             new_temps = DurationSum("temps_impute", delta)
             changes = {"temps_impute": new_temps}
-        # The new time is known only on the database's clock: the UPDATE itself refuses a negative one.
+        # The new time is known only on the database's clock: the UPDATE itself refuses one out of bounds.
         applied = (
             FicheTemps.objects.filter(pk=fiche_id)
             .alias(new_temps=new_temps)
-            .filter(new_temps__gte=timedelta(0))
+            .filter(new_temps__gte=timedelta(0), new_temps__lte=conf.fiche_max_total())
             .update(updated_at=Now(), **changes)
         )
         if not applied:
-            raise _below_zero(delta, fiche_id)
+            if delta < timedelta(0):
+                raise _below_zero(delta, fiche_id)
+            total = conf.fiche_max_total() / timedelta(hours=1)
+            raise Refused(
+                _("Fiche %(id)s would hold more than the %(hours)s hours one fiche may hold.")
+                % {"id": fiche_id, "hours": f"{total:g}"},
+                code=Code.INVALID,
+            )
         fiche = _reload(fiche_id)
         _log(fiche, FicheEvent.Kind.ADJUSTED, actor, delta=delta, reason=reason.strip() + note, applies_to=day)
     return fiche
