@@ -1,9 +1,11 @@
 """Webhook delivery as a unit of the worker loop: at once while events remain, after its interval when idle."""
 
 import asyncio
+import threading
 
 import pytest
 
+from tests.support import wait_until
 from timesheet.domain import webhooks
 from timesheet.workers.delivery import DeliveryUnit
 from timesheet.workers.loop import Loop
@@ -40,3 +42,35 @@ def test_a_stop_ends_the_pass_before_its_next_attempt(monkeypatch):
     unit.interrupt()
     assert unit.run() == report()
     assert claimed == []  # no subscription was even leased
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_stop_ends_a_concurrent_pass_once_the_deliveries_in_flight_end(settings, projet, user):
+    from tests.test_webhooks import Receiver, subscribe, toggle
+
+    settings.WEBHOOK_ALLOW_HTTP = True
+    settings.WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+    settings.WEBHOOK_TIMEOUT_SECONDS = 60
+    settings.WEBHOOK_LEASE_SECONDS = 120
+    settings.WEBHOOK_CONCURRENCY = 2
+    receivers = [Receiver(), Receiver()]
+    try:
+        for receiver in receivers:
+            subscribe(receiver.url)
+        first, *_rest = toggle(projet, user, 2)
+        for receiver in receivers:
+            receiver.hold_on = first
+        unit = DeliveryUnit()
+        reports = []
+        worker = threading.Thread(target=lambda: reports.append(unit.run()))
+        worker.start()
+        wait_until(lambda: all(receiver.ids() == [first] for receiver in receivers))  # both in flight at once
+        unit.interrupt()
+        for receiver in receivers:
+            receiver.release.set()
+        worker.join(60)
+        assert reports == [report(delivered=2)]  # both ended and were recorded; nothing after them
+        assert [receiver.ids() for receiver in receivers] == [[first], [first]]
+    finally:
+        for receiver in receivers:
+            receiver.close()

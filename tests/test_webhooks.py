@@ -1,13 +1,21 @@
-"""Webhooks against a real HTTP receiver on 127.0.0.1: signed, ordered, retried, at least once."""
+"""
+Webhooks against a real HTTP receiver on 127.0.0.1 (allowed here through
+WEBHOOK_ALLOW_HTTP and WEBHOOK_ALLOWED_NETWORKS): signed, ordered, retried,
+at least once, each attempt within its deadline, a slow receiver delaying
+only itself, destinations checked again after resolution.
+"""
 
 import json
+import select
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from unittest import mock
 
 import pytest
 from django.db import connections
@@ -86,6 +94,9 @@ def receiver():
 def quick_webhooks(settings):
     settings.WEBHOOK_TIMEOUT_SECONDS = 2
     settings.WEBHOOK_LEASE_SECONDS = 5
+    # The receivers listen on loopback, over plain HTTP.
+    settings.WEBHOOK_ALLOW_HTTP = True
+    settings.WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.0/8"]
 
 
 def subscribe(url, **kwargs):
@@ -157,7 +168,7 @@ def test_a_receiver_down_for_a_while_gets_every_event_it_missed_in_order(receive
         make_due(subscription)
     expected += toggle(projet, user, 2)  # more happen while it is down
     errors = list(WebhookDelivery.objects.values_list("error", flat=True))
-    assert len(errors) == 3 and all("Connection refused" in error for error in errors)
+    assert errors == ["connection failed"] * 3
     back = Receiver()
     try:
         WebhookSubscription.objects.filter(pk=subscription.pk).update(url=back.url)
@@ -247,7 +258,13 @@ def test_order_is_kept_across_a_sigkill_of_the_delivery_worker(receiver, projet,
 @pytest.fixture
 def spawn_run_webhooks(worker_env, tmp_path):
     processes = []
-    env = {**worker_env, "WEBHOOK_LEASE_SECONDS": "3", "WEBHOOK_TIMEOUT_SECONDS": "1"}
+    env = {
+        **worker_env,
+        "WEBHOOK_LEASE_SECONDS": "3",
+        "WEBHOOK_TIMEOUT_SECONDS": "1",
+        "WEBHOOK_ALLOW_HTTP": "1",
+        "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",
+    }
 
     def spawn(*args, **overrides):
         process = WorkerProcess(
@@ -298,3 +315,213 @@ def test_a_failed_pass_of_run_webhooks_once_exits_one(worker_env, tmp_path):
     )
     assert result.returncode == 1
     assert "The delivery pass failed; see the error above." in result.stderr
+
+
+class SlowReceiver:
+    """
+    A raw TCP receiver on 127.0.0.1 that reads each request and then, as
+    ``mode`` says, drips an answer that never ends, one byte every ``every``
+    seconds ("drip"), says nothing ("silent"), or resets the connection
+    ("reset"), until the client goes away or ``release`` is set. It notes how
+    many requests it has at once at most.
+    """
+
+    def __init__(self, mode, every=1.0):
+        self.mode, self.every = mode, every
+        self.release = threading.Event()
+        self.lock = threading.Lock()
+        self.requests = 0
+        self.open = 0
+        self.most_at_once = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.listener.getsockname()[1]}/hook"
+
+    def serve(self):
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
+
+    def handle(self, conn):
+        with self.lock:
+            self.requests += 1
+            self.open += 1
+            self.most_at_once = max(self.most_at_once, self.open)
+        try:
+            conn.recv(65536)  # the request (small: it comes in one piece on loopback)
+            if self.mode == "reset":
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                return
+            answer = b"HTTP/1.1 200 OK\r\nX-Drip: " + b"a" * 100_000
+            for byte in answer:
+                if self.release.is_set():
+                    return
+                readable, _, _ = select.select([conn], [], [], self.every)
+                if readable and not conn.recv(1):
+                    return  # the client went away
+                if self.mode == "drip":
+                    conn.sendall(bytes([byte]))
+        except OSError:
+            pass
+        finally:
+            with self.lock:
+                self.open -= 1
+            conn.close()
+
+    def close(self):
+        self.release.set()
+        self.listener.close()
+
+
+@pytest.fixture
+def slow_receiver():
+    made = []
+
+    def make(mode, every=1.0):
+        made.append(SlowReceiver(mode, every))
+        return made[-1]
+
+    yield make
+    for receiver in made:
+        receiver.close()
+
+
+@pytest.mark.parametrize("every", [0.3, 0.02], ids=["in-its-status-line", "in-its-headers"])
+def test_a_dripping_receiver_is_cut_off_at_the_attempts_deadline(slow_receiver, projet, user, settings, every):
+    settings.WEBHOOK_TIMEOUT_SECONDS = 1
+    drip = slow_receiver("drip", every=every)  # never ends: each byte well within the timeout of one read
+    subscription = subscribe(drip.url)
+    toggle(projet, user, 0)
+    report = webhooks.deliver_due()
+    assert (report.delivered, report.failed) == (0, 1)
+    delivery = WebhookDelivery.objects.get(subscription=subscription)
+    assert (delivery.ok, delivery.status_code, delivery.error) == (False, None, "timed out")
+    assert WebhookSubscription.objects.get(pk=subscription.pk).cursor == subscription.cursor
+
+
+def test_a_dripping_and_a_silent_receiver_do_not_delay_a_healthy_one(receiver, slow_receiver, projet, user, settings):
+    # A deadline far longer than the wait below: the healthy receiver must not wait for the others' attempts.
+    settings.WEBHOOK_TIMEOUT_SECONDS = 120
+    settings.WEBHOOK_LEASE_SECONDS = 180
+    settings.WEBHOOK_CONCURRENCY = 3
+    drip, silent, healthy = slow_receiver("drip"), slow_receiver("silent"), receiver()
+    for hook in (drip, silent, healthy):
+        subscribe(hook.url)
+    expected = toggle(projet, user, 3)
+    reports = []
+    worker = threading.Thread(target=lambda: reports.append(webhooks.deliver_due()))
+    worker.start()
+    try:
+        wait_until(lambda: drip.requests and silent.requests, timeout=60)
+        wait_until(lambda: healthy.ids() == expected, timeout=60, message=f"received {healthy.ids()}")
+        assert drip.open == 1 and silent.open == 1  # still waiting on them
+    finally:
+        drip.release.set()
+        silent.release.set()
+        worker.join(120)
+    assert not worker.is_alive()
+    (report,) = reports
+    assert (report.delivered, report.failed) == (len(expected), 2)
+
+
+def test_two_workers_and_an_expiring_lease_never_send_an_event_twice_at_once(slow_receiver, projet, user, settings):
+    # As the issue saw it: a receiver slower than the lease; the attempt must end before the lease does.
+    settings.WEBHOOK_TIMEOUT_SECONDS = 1
+    settings.WEBHOOK_LEASE_SECONDS = 1.6
+    drip = slow_receiver("drip", every=0.05)
+    subscription = subscribe(drip.url)
+    toggle(projet, user, 0)
+    done, errors = threading.Event(), []
+
+    def work():
+        try:
+            while not done.is_set():
+                make_due(subscription)
+                webhooks.deliver_due()
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    workers = [threading.Thread(target=work) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    try:
+        wait_until(lambda: drip.requests >= 4, timeout=120)
+    finally:
+        done.set()
+        for worker in workers:
+            worker.join(120)
+    assert not errors
+    assert drip.most_at_once == 1
+    # Every attempt recorded was made under a lease still held; none delivered.
+    assert set(WebhookDelivery.objects.values_list("error", flat=True)) == {"timed out"}
+
+
+def test_an_attempt_whose_lease_was_lost_records_nothing(receiver, projet, user):
+    hook = receiver()
+    subscription = subscribe(hook.url)
+    expected = toggle(projet, user, 0)
+    claimed = webhooks._claim(set())
+    WebhookSubscription.objects.filter(pk=subscription.pk).update(lease_owner="another worker")
+    event = webhooks.pending_events(claimed).first()
+    assert webhooks._attempt(claimed, event) == "lost"
+    assert hook.ids() == expected[:1]  # sent, but neither recorded nor counted
+    assert not WebhookDelivery.objects.exists()
+    assert WebhookSubscription.objects.get(pk=subscription.pk).cursor == subscription.cursor
+
+
+def fake_resolver(address):
+    """A getaddrinfo that resolves every name to ``address`` (and any address to itself)."""
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        if host.replace(".", "").isdigit() or ":" in host:
+            return real(host, port, *args, **kwargs)
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (address, port))]
+
+    return mock.patch("socket.getaddrinfo", getaddrinfo)
+
+
+def test_a_name_that_resolves_to_a_private_address_is_refused_at_delivery(receiver, projet, user, settings):
+    settings.WEBHOOK_ALLOWED_NETWORKS = []
+    hook = receiver()
+    port = hook.server.server_address[1]
+    subscription = subscribe(f"http://hooks.example.com:{port}/hook")  # a name: allowed when saved
+    toggle(projet, user, 0)
+    with fake_resolver("127.0.0.1"):  # ... then rebound to loopback
+        report = webhooks.deliver_due()
+    assert (report.delivered, report.failed) == (0, 1)
+    assert hook.ids() == []
+    assert WebhookDelivery.objects.get(subscription=subscription).error == "destination not allowed"
+
+
+def test_a_delivery_connects_to_the_checked_address_with_the_names_host_header(receiver, projet, user):
+    hook = receiver()
+    port = hook.server.server_address[1]
+    subscribe(f"http://hooks.example.com:{port}/hook?from=fiches")
+    expected = toggle(projet, user, 0)
+    with fake_resolver("127.0.0.1"):  # inside WEBHOOK_ALLOWED_NETWORKS here
+        assert webhooks.deliver_due().delivered == len(expected)
+    assert hook.ids() == expected
+    assert {headers["Host"] for headers, _, _ in hook.received} == {f"hooks.example.com:{port}"}
+
+
+def test_the_delivery_log_does_not_tell_a_refused_connection_from_a_reset_one(slow_receiver, receiver, projet, user):
+    closed = receiver()
+    refusing_url = closed.url
+    closed.close()  # nothing listens: connections are refused
+    resetting = slow_receiver("reset")
+    subscribe(refusing_url)
+    subscribe(resetting.url)
+    toggle(projet, user, 0)
+    assert webhooks.deliver_due().failed == 2
+    errors = list(WebhookDelivery.objects.values_list("error", flat=True))
+    assert errors == ["connection failed", "connection failed"]

@@ -1,13 +1,16 @@
 """
 Webhook delivery as a worker loop's unit, run by ``manage.py run_webhooks``.
 
-Each pass (``webhooks.deliver_due``) runs in Django's sync thread; when a
-pass finds nothing to send, the loop waits ``WEBHOOK_POLL_SECONDS`` (or until
-stopped); while events remain, it passes again at once. A stop ends the pass
-after the delivery in flight: the attempts after it are left to the next
-worker. A delivery cut short all the same (SIGKILL, or a receiver slower
-than the stop's grace) is sent again by whichever worker next holds the
-subscription's lease.
+Each pass (``webhooks.deliver_due``) is started from Django's sync thread and
+delivers up to ``WEBHOOK_CONCURRENCY`` subscriptions at once, in threads of
+its own that close their database connections when the pass ends; each
+attempt ends within ``WEBHOOK_TIMEOUT_SECONDS``, so a slow receiver delays
+only its own subscription. When a pass finds nothing to send, the loop waits
+``WEBHOOK_POLL_SECONDS`` (or until stopped); while events remain, it passes
+again at once. A stop ends the pass once the deliveries in flight end (each
+within its deadline): the attempts after them are left to the next worker.
+A delivery cut short all the same (SIGKILL) is sent again by whichever
+worker next holds the subscription's lease.
 """
 
 import threading

@@ -40,6 +40,12 @@ class SubscriptionForm(ActorForm):
             webhooks.check_may_subscribe(actor=self.actor, owner_id=owner.pk if owner else None)
         except Refused as refused:
             raise forms.ValidationError(refused.message) from None
+        url = cleaned.get("url")
+        if url and "url" in self.changed_data:
+            try:  # where webhooks may be sent: the service's rule again
+                webhooks.check_destination(url=url)
+            except Refused as refused:
+                self.add_error("url", refused.message)
         return cleaned
 
 
