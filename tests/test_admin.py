@@ -178,7 +178,7 @@ def test_csv_export_follows_the_filters(superuser_client, projet, user):
     fiches.pause_fiche(fiche_id=paused.pk, actor=user)
     response = superuser_client.get(f"{LIST}export/?etat__exact=en_calcul")
     assert response["Content-Type"] == "text/csv; charset=utf-8"
-    rows = list(csv.DictReader(io.StringIO(response.content.decode())))
+    rows = list(csv.DictReader(io.StringIO(b"".join(response).decode())))
     assert [row["id"] for row in rows] == [str(running.pk)]
     assert rows[0]["libelle"] == "En cours"
     assert float(rows[0]["temps_live_seconds"]) >= 0

@@ -275,7 +275,7 @@ def test_bad_ids_and_filters_in_the_admin_are_404_and_400(superuser_client):
 
 def test_the_admin_csv_neutralises_formulas(superuser_client, projet, user):
     fiches.create_fiche(projet_id=projet.pk, actor=user, libelle='=HYPERLINK("http://x")')
-    text = superuser_client.get("/admin/timesheet/fichetemps/export/").content.decode()
+    text = b"".join(superuser_client.get("/admin/timesheet/fichetemps/export/")).decode()
     assert "'=HYPERLINK" in text
 
 

@@ -1,17 +1,43 @@
-"""Reports as CSV and XLSX: the same rows as the API, with spreadsheet formulas neutralised."""
+"""
+Reports as CSV and XLSX: the same rows as the API, with spreadsheet formulas
+neutralised, written row by row.
+
+An export streams: its rows come from ``reports.report_rows`` (read from the
+report's query in chunks), a CSV goes out in chunks of rows as they are
+written, and an XLSX (a zip, whole before it can be sent) is written row by
+row to an anonymous temporary file, then sent in chunks; the file is gone
+once closed. So an export holds a bounded amount of memory, whatever its size.
+
+Caps: past ``EXPORT_MAX_ROWS`` rows an export stops with a marked last row
+(``truncated`` and a message, in place of the totals); ``slots`` counts the
+exports running at once in this process, at most ``EXPORT_MAX_CONCURRENT``.
+"""
 
 import csv
 import io
-from collections.abc import Callable, Iterator
-from typing import Any
+import tempfile
+import threading
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from itertools import chain
+from typing import IO, Any
 
+from asgiref.sync import sync_to_async
+from django.utils.translation import gettext as _
 from openpyxl import Workbook
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
+from timesheet.core import conf
 
 # A cell starting with one of these is a formula to a spreadsheet (=HYPERLINK(...), @SUM(...)).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 XLSX_CONTENT_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+CSV_CONTENT_TYPE = "text/csv; charset=utf-8"
 HEADER = ["period", "owner", "projet", "hours", "rounded_hours", "seconds", "rounded_seconds"]
+TRUNCATED = "truncated"  # the first cell of the last row of an export stopped at EXPORT_MAX_ROWS
+CHUNK_ROWS = 1000  # CSV rows sent in one chunk
+FILE_CHUNK_BYTES = 64 * 1024  # XLSX bytes sent in one chunk
+RETRY_AFTER_SECONDS = 30  # what a refused export is told to wait
 
 
 def safe(value: str) -> str:
@@ -19,31 +45,6 @@ def safe(value: str) -> str:
     if isinstance(value, str) and value.startswith(FORMULA_STARTS):
         return "'" + value
     return value
-
-
-def report_rows(report: dict[str, Any], text: Callable[[str], str] = safe) -> Iterator[list[Any]]:
-    """The header, a row per report row and the totals; names pass through ``text`` (``safe`` by default)."""
-    yield HEADER
-    for row in report["rows"]:
-        yield [
-            row["period"],
-            text(row.get("owner", {}).get("username", "")),
-            text(row.get("projet", {}).get("designation", "")),
-            round(row["seconds"] / 3600, 4),
-            round(row["rounded_seconds"] / 3600, 4),
-            row["seconds"],
-            row["rounded_seconds"],
-        ]
-    totals = report["totals"]
-    yield [
-        "total",
-        "",
-        "",
-        round(totals["seconds"] / 3600, 4),
-        round(totals["rounded_seconds"] / 3600, 4),
-        totals["seconds"],
-        totals["rounded_seconds"],
-    ]
 
 
 def spreadsheet_text(value: str) -> str:
@@ -55,20 +56,203 @@ def spreadsheet_text(value: str) -> str:
     return safe(ILLEGAL_CHARACTERS_RE.sub("", value))
 
 
-def as_csv(report: dict[str, Any]) -> bytes:
+def _hours(seconds: float) -> float:
+    return round(seconds / 3600, 4)
+
+
+def table(
+    rows: Iterable[dict[str, Any]], text: Callable[[str], str] = safe, max_rows: int | None = None
+) -> Iterator[list[Any]]:
+    """
+    The header, a line per report row and the totals, from ``rows`` as
+    ``reports.report_rows`` gives them (its rows, then ``{"totals": ...}``);
+    names pass through ``text``. Past ``max_rows`` rows: a marked last line
+    (``truncated`` and why) in place of the rest and of the totals.
+    """
+    yield HEADER
+    written = 0
+    for row in rows:
+        if "totals" in row:
+            totals = row["totals"]
+            seconds, rounded = totals["seconds"], totals["rounded_seconds"]
+            yield ["total", "", "", _hours(seconds), _hours(rounded), seconds, rounded]
+            return
+        if max_rows is not None and written >= max_rows:
+            yield truncated_line(max_rows)
+            return
+        written += 1
+        yield [
+            row["period"],
+            text(row.get("owner", {}).get("username", "")),
+            text(row.get("projet", {}).get("designation", "")),
+            _hours(row["seconds"]),
+            _hours(row["rounded_seconds"]),
+            row["seconds"],
+            row["rounded_seconds"],
+        ]
+
+
+def truncated_line(max_rows: int) -> list[Any]:
+    """The last line of an export stopped at ``max_rows`` rows: no totals, and why."""
+    message = _(
+        "The export stops here: it holds at most %(rows)s rows. Export a shorter range, or group by week or month."
+    ) % {"rows": max_rows}
+    return [TRUNCATED, message, "", "", "", "", ""]
+
+
+def _with_totals(report: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    return chain(report["rows"], [{"totals": report["totals"]}])
+
+
+def report_rows(report: dict[str, Any], text: Callable[[str], str] = safe) -> Iterator[list[Any]]:
+    """The header, a row per report row and the totals; names pass through ``text`` (``safe`` by default)."""
+    return table(_with_totals(report), text)
+
+
+def _close(rows: Iterable[Any]) -> None:
+    close = getattr(rows, "close", None)
+    if close is not None:
+        close()
+
+
+def csv_chunks(
+    rows: Iterable[dict[str, Any]], *, max_rows: int | None = None, chunk_rows: int = CHUNK_ROWS
+) -> Iterator[bytes]:
+    """The CSV of ``rows`` (see ``table``) in UTF-8 chunks of ``chunk_rows`` lines; ``rows`` is closed at the end."""
     buffer = io.StringIO()
-    csv.writer(buffer).writerows(report_rows(report))
-    return buffer.getvalue().encode()
+    writer = csv.writer(buffer)
+    try:
+        for number, line in enumerate(table(rows, max_rows=max_rows), 1):
+            writer.writerow(line)
+            if number % chunk_rows == 0:
+                yield buffer.getvalue().encode()
+                buffer.seek(0)
+                buffer.truncate()
+        if buffer.tell():
+            yield buffer.getvalue().encode()
+    finally:
+        _close(rows)
+
+
+def as_csv(report: dict[str, Any]) -> bytes:
+    return b"".join(csv_chunks(_with_totals(report)))
+
+
+def write_xlsx(
+    rows: Iterable[dict[str, Any]], rounding: Mapping[str, Any], target: IO[bytes], *, max_rows: int | None = None
+) -> None:
+    """
+    The spreadsheet of ``rows`` (see ``table``) and the ``rounding`` applied,
+    written to ``target`` row by row (openpyxl's write-only mode keeps rows
+    in a temporary file, not in memory); ``rows`` is closed at the end.
+    """
+    try:
+        workbook = Workbook(write_only=True)
+        sheet = workbook.create_sheet("report")
+        for line in table(rows, text=spreadsheet_text, max_rows=max_rows):
+            sheet.append(line)
+        sheet.append([])
+        sheet.append(["rounding", rounding["mode"], f"{rounding['step_minutes']} min", rounding["scope"]])
+        workbook.save(target)
+    finally:
+        _close(rows)
 
 
 def as_xlsx(report: dict[str, Any]) -> bytes:
-    workbook = Workbook(write_only=True)
-    sheet = workbook.create_sheet("report")
-    for row in report_rows(report, text=spreadsheet_text):
-        sheet.append(row)
-    rule = report["rounding"]
-    sheet.append([])
-    sheet.append(["rounding", rule["mode"], f"{rule['step_minutes']} min", rule["scope"]])
     buffer = io.BytesIO()
-    workbook.save(buffer)
+    write_xlsx(_with_totals(report), report["rounding"], buffer)
     return buffer.getvalue()
+
+
+def xlsx_chunks(
+    rows: Iterable[dict[str, Any]],
+    rounding: Callable[[], Mapping[str, Any]],
+    *,
+    max_rows: int | None = None,
+    chunk_bytes: int = FILE_CHUNK_BYTES,
+) -> Iterator[bytes]:
+    """
+    The spreadsheet of ``rows`` in chunks of ``chunk_bytes``: written whole
+    to an anonymous temporary file first (a zip is complete before it can be
+    read), then read back; the file is gone when this ends or is closed.
+    ``rounding`` gives the rule applied, read when the file is written.
+    """
+    with tempfile.TemporaryFile(prefix="timesheet-export-", suffix=".xlsx") as file:
+        write_xlsx(rows, rounding(), file, max_rows=max_rows)
+        file.seek(0)
+        while chunk := file.read(chunk_bytes):
+            yield chunk
+
+
+class Slots:
+    """The exports running at once in this process: at most ``EXPORT_MAX_CONCURRENT``."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # taken on the event loop, given back from any thread
+        self.running = 0
+
+    def take(self) -> Callable[[], None] | None:
+        """One slot, as the function that gives it back (once, however often called); None when all are taken."""
+        with self._lock:
+            if self.running >= int(conf.get("EXPORT_MAX_CONCURRENT")):
+                return None
+            self.running += 1
+        given_back = threading.Event()
+
+        def give_back() -> None:
+            with self._lock:
+                if not given_back.is_set():
+                    given_back.set()
+                    self.running -= 1
+
+        return give_back
+
+    def refusal_message(self) -> str:
+        return _("Too many exports are running: try again in %(seconds)s seconds.") % {"seconds": RETRY_AFTER_SECONDS}
+
+
+slots = Slots()
+
+
+def _run_all(cleanups: list[Callable[[], object]]) -> None:
+    for cleanup in cleanups:
+        cleanup()
+
+
+class Streamed:
+    """
+    What a streaming response consumes, asynchronously: ``chunks``, a
+    synchronous iterator (a report's rows, a file), advanced one chunk at a
+    time off the event loop on the request's own thread (``sync_to_async``,
+    thread-sensitive: the cursor a chunk reads from stays on the thread that
+    opened it, and the loop serves other requests meanwhile). ``chunks`` is
+    closed on that thread when the stream ends, early or not; ``close()``
+    (which Django calls when the response ends, even one never iterated) runs
+    ``cleanups`` once, as does this object's collection if nobody called it.
+    """
+
+    def __init__(self, chunks: Iterator[bytes], *cleanups: Callable[[], object]) -> None:
+        self._chunks = chunks
+        self._finalizer = weakref.finalize(self, _run_all, list(cleanups))
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._stream()
+
+    def _next(self) -> bytes | None:
+        return next(self._chunks, None)
+
+    def _close_chunks(self) -> None:
+        _close(self._chunks)
+
+    async def _stream(self) -> AsyncIterator[bytes]:
+        step = sync_to_async(self._next, thread_sensitive=True)
+        try:
+            while (chunk := await step()) is not None:
+                yield chunk
+        finally:
+            # After any step still running on the thread (a client gone mid-chunk).
+            await sync_to_async(self._close_chunks, thread_sensitive=True)()
+            self.close()
+
+    def close(self) -> None:
+        self._finalizer()

@@ -12,10 +12,13 @@ microseconds. Rounding applies here, at report time only: the ledger is
 never rounded.
 """
 
+import heapq
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
 from django.conf import settings
@@ -35,6 +38,10 @@ GROUPS = ("day", "week", "month")
 MICROSECONDS = rounding.MICROSECONDS
 # A report's rows: (day, owner id, project id) -> [microseconds, rounded microseconds].
 Days = dict[tuple[date, int, int], list[int]]
+# A piece of a day's time as the streamed report reads it: (day, owner id, project id, microseconds, rounded).
+Piece = tuple[date, int, int, int, int]
+# Rows read from the database at a time by the streamed report.
+CHUNK_ROWS = 2000
 
 
 def period_of(day: date, group: str) -> str:
@@ -149,22 +156,17 @@ def _piece_sql(vendor: str) -> str:
     )
 
 
-def split_by_day(
+def _split_sql(
     *,
     first: date,
     last: date,
-    owner_ids: Iterable[int] | None = None,
-    rules: tuple[dict[int, rounding.Rule], rounding.Rule] | None = None,
-) -> tuple[Days, datetime]:
-    """
-    Return ``({(day, owner_id, projet_id): (microseconds, rounded)}, now)``:
-    the stretches split at the owners' local midnights from ``first`` to
-    ``last``, each piece rounded by ``rules`` (``(per project, default)``,
-    for rounding per stretch) or not, and the database's now that open
-    stretches were counted up to.
-    """
+    owner_ids: list[int] | None,
+    rules: tuple[dict[int, rounding.Rule], rounding.Rule] | None,
+    now: datetime,
+    ordered: bool = False,
+) -> tuple[str, list[Any]]:
+    """The split's query and its parameters (see ``split_by_day``); ``ordered``: by day."""
     vendor = connection.vendor
-    now = db_now()
     adapt = connection.ops.adapt_datetimefield_value if vendor == "sqlite" else (lambda value: value)
     names = days.zone_names(owner_ids)
     periods = [(name, *bounds) for name in sorted(names) for bounds in days.day_bounds(name, first, last)]
@@ -183,14 +185,15 @@ def split_by_day(
     params += [adapt(now), settings.TIME_ZONE]
     params += [adapt(max(end for *_, end in periods)), adapt(min(start for *_, start, _ in periods))]
     if owner_ids is not None:
-        owner_list = list(owner_ids)
-        owners = f"AND f.owner_id IN ({', '.join(['%s'] * len(owner_list)) or 'NULL'})"
-        params += owner_list
+        owners = f"AND f.owner_id IN ({', '.join(['%s'] * len(owner_ids)) or 'NULL'})"
+        params += owner_ids
     # PostgreSQL: OFFSET 0 keeps the stretches (a parallel scan joined to their
     # owners' zones) planned apart from the few periods they are then matched to.
     fence = "OFFSET 0" if vendor == "postgresql" else ""
     # Without per-stretch rounding the rounded sum is the sum: not computed twice.
     rounded = "" if rounded_us == "us" else f", CAST(SUM({rounded_us}) AS BIGINT)"
+    # Days are dates on PostgreSQL and ISO text (YYYY-MM-DD, four-digit years) on SQLite: both sort as days do.
+    order = "ORDER BY day" if ordered else ""
     sql = f"""
         WITH periods(zone, day, p_start, p_end) AS (VALUES {", ".join([typed] * len(periods))})
         SELECT day, owner_id, projet_id, CAST(SUM(us) AS BIGINT){rounded}
@@ -208,32 +211,282 @@ def split_by_day(
             JOIN periods p ON p.zone = st.zone AND st.started_at < p.p_end AND st.ended_at > p.p_start
         ) pieces
         GROUP BY day, owner_id, projet_id
+        {order}
     """
+    return sql, params
+
+
+def _day_parser() -> Callable[[Any], date]:
+    """A function from the day a query answers (a date, or ISO text on SQLite) to a date, each text parsed once."""
+    parsed: dict[str, date] = {}
+
+    def parse(day: Any) -> date:
+        if isinstance(day, date):
+            return day
+        return parsed.get(day) or parsed.setdefault(day, date.fromisoformat(day))
+
+    return parse
+
+
+def split_by_day(
+    *,
+    first: date,
+    last: date,
+    owner_ids: Iterable[int] | None = None,
+    rules: tuple[dict[int, rounding.Rule], rounding.Rule] | None = None,
+    now: datetime | None = None,
+) -> tuple[Days, datetime]:
+    """
+    Return ``({(day, owner_id, projet_id): (microseconds, rounded)}, now)``:
+    the stretches split at the owners' local midnights from ``first`` to
+    ``last``, each piece rounded by ``rules`` (``(per project, default)``,
+    for rounding per stretch) or not, and the database's now that open
+    stretches were counted up to (``now``, or the database's now when None).
+    """
+    now = now or db_now()
+    sql, params = _split_sql(
+        first=first, last=last, owner_ids=None if owner_ids is None else list(owner_ids), rules=rules, now=now
+    )
     result = {}
-    parsed: dict[str, date] = {}  # SQLite answers text: each day is parsed once
+    parse = _day_parser()
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         for day, owner_id, projet_id, microseconds, *rounded in cursor.fetchall():
-            if not isinstance(day, date):
-                day = parsed.get(day) or parsed.setdefault(day, date.fromisoformat(day))
-            result[(day, owner_id, projet_id)] = [microseconds, rounded[0] if rounded else microseconds]
+            result[(parse(day), owner_id, projet_id)] = [microseconds, rounded[0] if rounded else microseconds]
     return result, now
+
+
+def _split_pieces(
+    *,
+    first: date,
+    last: date,
+    owner_ids: list[int] | None,
+    rules: tuple[dict[int, rounding.Rule], rounding.Rule] | None,
+    now: datetime,
+    chunk_rows: int,
+) -> Generator[Piece]:
+    """``split_by_day``'s cells one by one, by day, read ``chunk_rows`` at a time (PostgreSQL: a server-side cursor)."""
+    sql, params = _split_sql(first=first, last=last, owner_ids=owner_ids, rules=rules, now=now, ordered=True)
+    parse = _day_parser()
+    with connection.chunked_cursor() as cursor:
+        cursor.execute(sql, params)
+        while chunk := cursor.fetchmany(chunk_rows):
+            for day, owner_id, projet_id, microseconds, *rounded in chunk:
+                yield parse(day), owner_id, projet_id, microseconds, rounded[0] if rounded else microseconds
+
+
+def _adjustments(*, first: date, last: date, owner_ids: Iterable[int] | None) -> Any:
+    """The values (day, owner id, project id, delta) of the adjustments dated in the range."""
+    events = FicheEvent.objects.filter(kind=FicheEvent.Kind.ADJUSTED, applies_to__gte=first, applies_to__lte=last)
+    if owner_ids is not None:
+        events = events.filter(fiche__owner_id__in=owner_ids)
+    return events.values_list("applies_to", "fiche__owner_id", "fiche__projet_id", "delta")
 
 
 def adjustments_by_day(
     *, first: date, last: date, owner_ids: Iterable[int] | None = None
 ) -> dict[tuple[date, int, int], int]:
     """{(day, owner_id, projet_id): microseconds} of the adjustments dated in the range."""
-    events = FicheEvent.objects.filter(kind=FicheEvent.Kind.ADJUSTED, applies_to__gte=first, applies_to__lte=last)
-    if owner_ids is not None:
-        events = events.filter(fiche__owner_id__in=owner_ids)
     result: dict[tuple[date, int, int], int] = defaultdict(int)
-    for day, owner_id, projet_id, delta in events.values_list(
-        "applies_to", "fiche__owner_id", "fiche__projet_id", "delta"
-    ):
+    for day, owner_id, projet_id, delta in _adjustments(first=first, last=last, owner_ids=owner_ids):
         assert day is not None  # filtered on its range
         result[(day, owner_id, projet_id)] += delta // timedelta(microseconds=1)
     return result
+
+
+def _adjustment_pieces(*, first: date, last: date, owner_ids: list[int] | None, chunk_rows: int) -> Generator[Piece]:
+    """The adjustments dated in the range one by one, by day, as pieces counted as they are (never rounded)."""
+    values = _adjustments(first=first, last=last, owner_ids=owner_ids).order_by("applies_to")
+    for day, owner_id, projet_id, delta in values.iterator(chunk_size=chunk_rows):
+        microseconds = delta // timedelta(microseconds=1)
+        yield day, owner_id, projet_id, microseconds, microseconds
+
+
+def _days(
+    *,
+    first: date,
+    last: date,
+    owner_ids: list[int] | None,
+    rules: tuple[dict[int, rounding.Rule], rounding.Rule] | None,
+    now: datetime,
+    chunk_rows: int,
+) -> Iterator[tuple[date, dict[tuple[int, int], list[int]]]]:
+    """Each day of the range that holds time, in order, with its {(owner id, project id): [microseconds, rounded]}."""
+    split = _split_pieces(first=first, last=last, owner_ids=owner_ids, rules=rules, now=now, chunk_rows=chunk_rows)
+    adjusted = _adjustment_pieces(first=first, last=last, owner_ids=owner_ids, chunk_rows=chunk_rows)
+    try:
+        for day, pieces in groupby(heapq.merge(split, adjusted, key=itemgetter(0)), key=itemgetter(0)):
+            cells: dict[tuple[int, int], list[int]] = {}
+            for _day, owner_id, projet_id, microseconds, rounded in pieces:
+                sums = cells.get((owner_id, projet_id))
+                if sums is None:
+                    cells[(owner_id, projet_id)] = [microseconds, rounded]
+                else:
+                    sums[0] += microseconds
+                    sums[1] += rounded
+            yield day, cells
+    finally:  # stopped early: the cursors are closed now, on this thread
+        split.close()
+        adjusted.close()
+
+
+def _segments(first: date, last: date, group: str) -> list[tuple[date, date]]:
+    """
+    The range cut where a period's label sorts before the one of the day
+    before (a year's digits grow: 999-12 then 1000-01), the parts in the
+    order of their labels: read part by part, periods come in the report's order.
+    """
+    parts: list[tuple[date, date]] = []
+    start, previous = first, period_of(first, group)
+    day = first
+    while day < last:
+        day += timedelta(days=1)
+        label = period_of(day, group)
+        if label < previous:
+            parts.append((start, day - timedelta(days=1)))
+            start = day
+        previous = label
+    parts.append((start, last))
+    return sorted(parts, key=lambda part: period_of(part[0], group))
+
+
+def rounding_of(rules: dict[int, rounding.Rule] | None = None, default: rounding.Rule | None = None) -> dict[str, Any]:
+    """A report's ``rounding``: the site's rule, its scope, and each project's own rule (read when not given)."""
+    default = default or rounding.default_rule()
+    rules = rounding.project_rules() if rules is None else rules
+    return {
+        **default.describe(),
+        "scope": str(conf.get("REPORT_ROUNDING_SCOPE")),
+        "projects": {str(pk): rule.describe() for pk, rule in rules.items()},
+    }
+
+
+class _Names:
+    """The owners' and projects' names the streamed rows show, read for each period's new ids only."""
+
+    def __init__(self) -> None:
+        self.owners: dict[int, dict[str, Any]] = {}
+        self.projets: dict[int, dict[str, Any]] = {}
+
+    def read(self, keys: Iterable[tuple[int | None, int | None]]) -> None:
+        owner_ids = {o for o, _ in keys if o is not None and o not in self.owners}
+        projet_ids = {p for _, p in keys if p is not None and p not in self.projets}
+        if owner_ids:
+            username = get_user_model().USERNAME_FIELD
+            for pk, name in get_user_model().objects.filter(pk__in=owner_ids).values_list("pk", username):
+                self.owners[pk] = {"id": pk, "username": name}
+        if projet_ids:
+            for pk, name in Projet.objects.filter(pk__in=projet_ids).values_list("pk", "designation"):
+                self.projets[pk] = {"id": pk, "designation": name}
+
+
+NOBODY: dict[str, Any] = {"id": None, "username": ""}
+NOTHING: dict[str, Any] = {"id": None, "designation": ""}
+
+
+def _period_rows(
+    period: str,
+    sums: dict[tuple[int | None, int | None], list[int]],
+    names: _Names,
+    by_owner: bool,
+    by_projet: bool,
+) -> Iterator[dict[str, Any]]:
+    """One period's rows, by owner's and project's names."""
+    names.read(sums)
+    owners, projets = names.owners, names.projets
+
+    def order(item: tuple[tuple[int | None, int | None], list[int]]) -> tuple[str, str, int, int]:
+        (owner_key, projet_key), _sums = item
+        owner, projet = owners.get(owner_key or 0, NOBODY), projets.get(projet_key or 0, NOTHING)
+        return owner["username"], projet["designation"], owner_key or 0, projet_key or 0
+
+    for (owner_key, projet_key), (microseconds, rounded) in sorted(sums.items(), key=order):
+        row: dict[str, Any] = {
+            "period": period,
+            "seconds": microseconds / MICROSECONDS,
+            "rounded_seconds": rounded / MICROSECONDS,
+        }
+        if by_owner:
+            row["owner"] = owners.get(owner_key, NOBODY) if owner_key is not None else NOBODY
+        if by_projet:
+            row["projet"] = projets.get(projet_key, NOTHING) if projet_key is not None else NOTHING
+        yield row
+
+
+def _rows(
+    *,
+    first: date,
+    last: date,
+    group: str,
+    by: Sequence[str],
+    owner_ids: list[int] | None,
+    now: datetime,
+    rules: dict[int, rounding.Rule],
+    default: rounding.Rule,
+    chunk_rows: int,
+) -> Iterator[dict[str, Any]]:
+    """
+    The report's rows in its order, then ``{"totals": ...}``: read from the
+    query by day, a period at a time, so that what is held is one period's
+    rows and one chunk of the query's, whatever the range.
+    """
+    scope = str(conf.get("REPORT_ROUNDING_SCOPE"))
+    by_owner, by_projet = "owner" in by, "projet" in by
+    names = _Names()
+    total, total_rounded = 0, 0
+    for part_first, part_last in _segments(first, last, group):
+        period = ""
+        sums: dict[tuple[int | None, int | None], list[int]] = {}
+        for day, cells in _days(
+            first=part_first,
+            last=part_last,
+            owner_ids=owner_ids,
+            rules=(rules, default) if scope == "stretch" else None,
+            now=now,
+            chunk_rows=chunk_rows,
+        ):
+            label = period_of(day, group)
+            if label != period:
+                yield from _period_rows(period, sums, names, by_owner, by_projet)
+                period, sums = label, {}
+            for (owner_id, projet_id), (microseconds, rounded) in cells.items():
+                if scope == "group":  # per day and project, before any sum over days or projects
+                    rounded = rules.get(projet_id, default).apply(microseconds)
+                total += microseconds
+                total_rounded += rounded
+                key = (owner_id if by_owner else None, projet_id if by_projet else None)
+                period_sums = sums.get(key)
+                if period_sums is None:
+                    sums[key] = [microseconds, rounded]
+                else:
+                    period_sums[0] += microseconds
+                    period_sums[1] += rounded
+        yield from _period_rows(period, sums, names, by_owner, by_projet)
+    yield {"totals": {"seconds": total / MICROSECONDS, "rounded_seconds": total_rounded / MICROSECONDS}}
+
+
+def report_rows(request: ReportRequest, *, chunk_rows: int = CHUNK_ROWS) -> Generator[dict[str, Any]]:
+    """
+    The rows of ``report_for(request)`` one by one, in its order, then one
+    ``{"totals": {"seconds": ..., "rounded_seconds": ...}}``: in bounded
+    memory (a period's rows, ``chunk_rows`` of the query's, the names shown),
+    for exports. Consume it on one thread (it holds a cursor) and close it
+    when stopping early.
+    """
+    owner_ids = None if request.owner_ids is None else list(request.owner_ids)
+    now = db_now()
+    default, rules = rounding.default_rule(), rounding.project_rules()
+    yield from _rows(
+        first=request.first,
+        last=request.last,
+        group=request.group,
+        by=request.by,
+        owner_ids=owner_ids,
+        now=now,
+        rules=rules,
+        default=default,
+        chunk_rows=chunk_rows,
+    )
 
 
 def report(
@@ -247,73 +500,32 @@ def report(
     """
     The report: rows of (period, owner, projet per ``by``) with seconds and
     rounded seconds, the totals, and the rounding rule that was applied.
-    ``owner_ids`` narrows to those owners (None: everyone).
+    ``owner_ids`` narrows to those owners (None: everyone). The rows are
+    those ``report_rows`` streams.
     """
     default, rules = rounding.default_rule(), rounding.project_rules()
-    scope = str(conf.get("REPORT_ROUNDING_SCOPE"))
-    by_day, now = split_by_day(
-        first=first, last=last, owner_ids=owner_ids, rules=(rules, default) if scope == "stretch" else None
-    )
-    for cell, microseconds in adjustments_by_day(first=first, last=last, owner_ids=owner_ids).items():
-        day_sums = by_day.setdefault(cell, [0, 0])
-        day_sums[0] += microseconds
-        day_sums[1] += microseconds
-    by_owner, by_projet = "owner" in by, "projet" in by
-    labels: dict[date, str] = {}
-    rows: dict[tuple[str, int | None, int | None], list[int]] = {}
-    for (day, owner_id, projet_id), (microseconds, rounded) in by_day.items():
-        if scope == "group":  # per day and project, before any sum over days or projects
-            rounded = rules.get(projet_id, default).apply(microseconds)
-        period = labels.get(day) or labels.setdefault(day, period_of(day, group))
-        key = (period, owner_id if by_owner else None, projet_id if by_projet else None)
-        sums = rows.get(key)
-        if sums is None:
-            rows[key] = [microseconds, rounded]
-        else:
-            sums[0] += microseconds
-            sums[1] += rounded
-    # One shared dict per owner and per project, rather than one per row.
-    username = get_user_model().USERNAME_FIELD
-    owners = {
-        pk: {"id": pk, "username": name}
-        for pk, name in get_user_model().objects.filter(pk__in={o for _, o, _ in rows}).values_list("pk", username)
-    }
-    projets = {
-        pk: {"id": pk, "designation": name}
-        for pk, name in Projet.objects.filter(pk__in={p for _, _, p in rows}).values_list("pk", "designation")
-    }
-    nobody: dict[str, Any] = {"id": None, "username": ""}
-    nothing: dict[str, Any] = {"id": None, "designation": ""}
+    now = db_now()
     out: list[dict[str, Any]] = []
-    for (period, owner_key, projet_key), (microseconds, rounded) in sorted(
-        rows.items(),
-        key=lambda item: (
-            item[0][0],
-            owners.get(item[0][1] or 0, nobody)["username"],
-            projets.get(item[0][2] or 0, nothing)["designation"],
-        ),
+    totals: dict[str, Any] = {}
+    for row in _rows(
+        first=first,
+        last=last,
+        group=group,
+        by=by,
+        owner_ids=None if owner_ids is None else list(owner_ids),
+        now=now,
+        rules=rules,
+        default=default,
+        chunk_rows=CHUNK_ROWS,
     ):
-        row: dict[str, Any] = {
-            "period": period,
-            "seconds": microseconds / MICROSECONDS,
-            "rounded_seconds": rounded / MICROSECONDS,
-        }
-        if by_owner:
-            row["owner"] = owners.get(owner_key, nobody) if owner_key is not None else nobody
-        if by_projet:
-            row["projet"] = projets.get(projet_key, nothing) if projet_key is not None else nothing
-        out.append(row)
+        if "totals" in row:
+            totals = row["totals"]
+        else:
+            out.append(row)
     return {
         "rows": out,
-        "totals": {
-            "seconds": sum(r[0] for r in rows.values()) / MICROSECONDS,
-            "rounded_seconds": sum(r[1] for r in rows.values()) / MICROSECONDS,
-        },
-        "rounding": {
-            **default.describe(),
-            "scope": scope,
-            "projects": {str(pk): rule.describe() for pk, rule in rules.items()},
-        },
+        "totals": totals,
+        "rounding": rounding_of(rules, default),
         "from": first.isoformat(),
         "to": last.isoformat(),
         "group": group,

@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from asgiref.sync import sync_to_async
 from django.contrib import messages
-from django.http import HttpResponse, HttpResponseNotAllowed, JsonResponse
+from django.http import HttpResponseNotAllowed, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -24,7 +24,7 @@ from timesheet.core import conf, limits
 from timesheet.domain import days, exports, fiches, profiles, reports, tokens
 from timesheet.domain.errors import Code, Refused
 from timesheet.models import ApiToken, Etat, FicheTemps, Projet
-from timesheet.web.http import refusal, session_user
+from timesheet.web.http import error, refusal, session_user
 
 RECENT_FINISHED = 10
 
@@ -221,17 +221,34 @@ def _report_request(request, user) -> reports.ReportRequest:
     return reports.request_from_query(user=user, query=request.GET, first=monday, last=sunday)
 
 
+def _export_body(asked: reports.ReportRequest, kind: str, give_back) -> exports.Streamed:
+    """
+    The export's chunks, made on the request's thread as the response is
+    sent: the report's rows streamed from its query, as CSV chunks or an XLSX
+    written to a temporary file; the slot given back when it ends.
+    """
+    max_rows = int(conf.get("EXPORT_MAX_ROWS"))
+    rows = reports.report_rows(asked)
+    if kind == "csv":
+        return exports.Streamed(exports.csv_chunks(rows, max_rows=max_rows), give_back)
+    return exports.Streamed(exports.xlsx_chunks(rows, reports.rounding_of, max_rows=max_rows), give_back)
+
+
 @signed_in
 async def export(request, user, kind):
-    """The report as CSV or XLSX: the user's own rows (staff: anyone's, with ?owner=)."""
+    """
+    The report as CSV or XLSX: the user's own rows (staff: anyone's, with
+    ?owner=), streamed. Past EXPORT_MAX_ROWS rows it ends with a marked
+    ``truncated`` row; past EXPORT_MAX_CONCURRENT exports at once, a 429.
+    """
     try:
         asked = await sync_to_async(_report_request)(request, user)
     except Refused as refused:
         return refusal(refused)
-    # The report and the file are made off the event loop.
-    render = exports.as_csv if kind == "csv" else exports.as_xlsx
-    content = await sync_to_async(lambda: render(reports.report_for(asked)))()
-    content_type = "text/csv; charset=utf-8" if kind == "csv" else exports.XLSX_CONTENT_TYPE
-    response = HttpResponse(content, content_type=content_type)
+    give_back = exports.slots.take()
+    if give_back is None:
+        return error(429, exports.slots.refusal_message(), Retry_After=str(exports.RETRY_AFTER_SECONDS))
+    content_type = exports.CSV_CONTENT_TYPE if kind == "csv" else exports.XLSX_CONTENT_TYPE
+    response = StreamingHttpResponse(_export_body(asked, kind, give_back), content_type=content_type)
     response["Content-Disposition"] = f'attachment; filename="time-{asked.first}_{asked.last}.{kind}"'
     return response
