@@ -3,14 +3,14 @@ import time
 from datetime import timedelta
 
 import pytest
-from django.db import connection, connections
+from django.db import IntegrityError, connection, connections
 from django.db.models.functions import Now
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from tests.factories import running_fiche
 from tests.support import assert_exact, assert_within_real_time, elapse, postgresql_only, postgresql_session
-from timesheet.core import conf
+from timesheet.core import conf, limits
 from timesheet.domain import fiches, ticking
 from timesheet.models import Etat, FicheEvent, FicheTemps, Stretch, TickerHeartbeat
 from timesheet.workers.ticker import TickReport, record_failure, record_stop, record_tick, register_heartbeat, tick
@@ -270,3 +270,13 @@ def test_auto_stop_leaves_a_fiche_another_transaction_holds_to_the_next_tick(pro
     for fiche in (held, free):
         stopped = assert_exact(fiche.pk)
         assert stopped.temps_impute == timedelta(hours=2)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_tick_never_stores_a_time_past_what_a_fiche_may_hold(projet, user):
+    fiche = running_fiche(projet, user)
+    FicheTemps.objects.filter(pk=fiche.pk).update(temps_impute=limits.STORED_TIME_MAX)
+    elapse(0.01)
+    with pytest.raises(IntegrityError):  # the loop logs it and counts it in fiches_tick_failures
+        tick()
+    assert FicheTemps.objects.get(pk=fiche.pk).temps_impute == limits.STORED_TIME_MAX  # not a float, not past it

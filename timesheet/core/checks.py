@@ -105,8 +105,9 @@ RULES = [
     ),
     (
         "FICHE_MAX_TOTAL_HOURS",
-        lambda v: _is_positive_number(v) and v <= 24 * 366 * 1000,
-        "a positive number of hours, at most a millennium's",
+        # A century at most: the database refuses a millennium (STORED_TIME_MAX), far out of running time's reach.
+        lambda v: _is_positive_number(v) and v <= 24 * 366 * 100,
+        "a positive number of hours, at most a century's",
         "timesheet.E029",
     ),
     ("EXPORT_MAX_ROWS", _is_positive_int, "a positive whole number of rows", "timesheet.E030"),

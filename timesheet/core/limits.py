@@ -22,7 +22,7 @@ REPORT_MAX_DAYS = 366
 # Free text kept with a lock and with an adjustment.
 # The most time the database accepts in one fiche (a constraint): far below what its column can hold
 # exactly, so that no sum ever overflows into a float. Adjustments are bounded far below it
-# (FICHE_MAX_TOTAL_HOURS, at most a millennium's); running time would need centuries to reach it.
+# (FICHE_MAX_TOTAL_HOURS, at most a century's); running time would need centuries to reach it.
 STORED_TIME_MAX = timedelta(days=366 * 1000)
 LOCK_REASON_MAX_LENGTH = 200
 WEBHOOK_URL_MAX_LENGTH = 500
