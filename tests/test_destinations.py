@@ -140,3 +140,9 @@ def test_resolution_that_outlasts_the_deadline_times_out(monkeypatch):
             destinations.resolve("hooks.example.com", 443, timeout=0.2)
     finally:
         never.set()
+
+
+def test_the_add_form_shows_only_what_a_person_sets(superuser_client):
+    page = superuser_client.get("/admin/timesheet/webhooksubscription/add/").content.decode()
+    assert 'name="url"' in page
+    assert "DatabaseDefault" not in page and "Last event delivered" not in page

@@ -56,6 +56,14 @@ class WebhookSubscriptionAdmin(ActorFormAdmin):
     list_filter = ["active"]
     search_fields = ["name", "url"]
     readonly_fields = ["cursor", "attempts", "failing_since", "next_attempt_at", "disabled_reason", "created_at"]
+
+    def get_fields(self, request, obj=None):
+        # A new subscription has no delivery state yet: only what a person sets.
+        editable = ["name", "url", "secret", "kinds", "owner", "active"]
+        return editable if obj is None else [*editable, *self.readonly_fields]
+
+    def get_inlines(self, request, obj):
+        return self.inlines if obj is not None else []  # no deliveries before it exists
     inlines = [WebhookDeliveryInline]
     actions = ["enable"]
 
