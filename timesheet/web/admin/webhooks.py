@@ -64,6 +64,7 @@ class WebhookSubscriptionAdmin(ActorFormAdmin):
 
     def get_inlines(self, request, obj):
         return self.inlines if obj is not None else []  # no deliveries before it exists
+
     inlines = [WebhookDeliveryInline]
     actions = ["enable"]
 
