@@ -59,6 +59,20 @@ SESSION_ENDINGS = {"password changed": _change_password, "deactivated": _deactiv
 STAFF_PERMISSIONS = ["view_fichetemps", "change_fichetemps", "add_fichetemps", "adjust_fichetemps"]
 
 
+def subscription_form(**fields):
+    """The admin's webhook subscription form, filled in (``fields`` override), with its empty delivery log."""
+    return {
+        "name": "hook",
+        "url": "https://example.org/hook",
+        "secret": "s",
+        "kinds": "[]",
+        "owner": "",
+        "active": "on",
+        **{f"deliveries-{name}": "0" for name in ("TOTAL_FORMS", "INITIAL_FORMS", "MIN_NUM_FORMS", "MAX_NUM_FORMS")},
+        **fields,
+    }
+
+
 def elapse(seconds: float) -> None:
     """Let at least ``seconds`` pass on the database's clock (the one time is charged on): a wait, not a sleep."""
     from timesheet.core.dbtime import db_now

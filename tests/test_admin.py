@@ -8,7 +8,7 @@ from django.test import Client
 from django.utils import timezone
 
 from tests.factories import person, running_fiche
-from tests.support import elapse
+from tests.support import elapse, subscription_form
 from timesheet.domain import fiches, webhooks
 from timesheet.models import Etat, FicheEvent, FicheTemps, LockedPeriod, Projet, WebhookSubscription
 from timesheet.web.admin.webhooks import WebhookSubscriptionAdmin
@@ -307,22 +307,6 @@ def test_adding_a_fiche_for_an_inactive_owner_is_a_form_error_not_a_server_error
     assert not FicheTemps.objects.exists()
 
 
-def subscription_form(subscription, **changes):
-    return {
-        "name": subscription.name,
-        "url": subscription.url,
-        "secret": subscription.secret,
-        "kinds": "[]",
-        "owner": "",
-        "active": "on",
-        "deliveries-TOTAL_FORMS": "0",
-        "deliveries-INITIAL_FORMS": "0",
-        "deliveries-MIN_NUM_FORMS": "0",
-        "deliveries-MAX_NUM_FORMS": "0",
-        **changes,
-    }
-
-
 def test_editing_a_subscription_keeps_the_delivery_progress_made_meanwhile(superuser_client, monkeypatch):
     subscription = webhooks.create_subscription(name="old", url="https://example.org/hook", secret="s")
     edit = WebhookSubscriptionAdmin.save_form
@@ -334,7 +318,8 @@ def test_editing_a_subscription_keeps_the_delivery_progress_made_meanwhile(super
 
     monkeypatch.setattr(WebhookSubscriptionAdmin, "save_form", a_worker_delivers_while_the_form_is_saved)
     response = superuser_client.post(
-        f"/admin/timesheet/webhooksubscription/{subscription.pk}/change/", subscription_form(subscription, name="new")
+        f"/admin/timesheet/webhooksubscription/{subscription.pk}/change/",
+        subscription_form(name="new", url=subscription.url, secret=subscription.secret),
     )
     assert response.status_code == 302, response.content.decode()[:2000]
     saved = WebhookSubscription.objects.get(pk=subscription.pk)

@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from tests.support import signed_in
+from tests.support import signed_in, subscription_form
 from timesheet.domain import destinations, webhooks
 from timesheet.domain.errors import Code, Refused
 from timesheet.models import WebhookSubscription
@@ -87,25 +87,10 @@ def test_a_url_edited_to_a_private_address_is_refused_and_left_unchanged(user):
     webhooks.update_subscription(subscription_id=subscription.pk, actor=user, name="renamed")  # the URL unchecked
 
 
-def admin_form(url):
-    return {
-        "name": "hook",
-        "url": url,
-        "secret": "s",
-        "kinds": "[]",
-        "owner": "",
-        "active": "on",
-        "deliveries-TOTAL_FORMS": "0",
-        "deliveries-INITIAL_FORMS": "0",
-        "deliveries-MIN_NUM_FORMS": "0",
-        "deliveries-MAX_NUM_FORMS": "0",
-    }
-
-
 @pytest.mark.django_db
 @pytest.mark.parametrize("url", ["http://169.254.169.254/", "http://[::1]:8080/hook", "ftp://example.org/hook"])
 def test_the_admin_form_shows_the_services_refusal_of_a_destination(superuser, url):
-    response = signed_in(superuser).post("/admin/timesheet/webhooksubscription/add/", admin_form(url))
+    response = signed_in(superuser).post("/admin/timesheet/webhooksubscription/add/", subscription_form(url=url))
     assert response.status_code == 200  # the form again
     assert response.context["adminform"].form.errors["url"]
     assert not WebhookSubscription.objects.exists()
@@ -113,9 +98,7 @@ def test_the_admin_form_shows_the_services_refusal_of_a_destination(superuser, u
 
 @pytest.mark.django_db
 def test_the_admin_form_saves_a_public_destination(superuser):
-    response = signed_in(superuser).post(
-        "/admin/timesheet/webhooksubscription/add/", admin_form("https://example.org/hook")
-    )
+    response = signed_in(superuser).post("/admin/timesheet/webhooksubscription/add/", subscription_form())
     assert response.status_code == 302
     assert WebhookSubscription.objects.get().url == "https://example.org/hook"
 

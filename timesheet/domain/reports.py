@@ -13,7 +13,6 @@ never rounded.
 """
 
 import heapq
-from collections import defaultdict
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -36,8 +35,6 @@ from timesheet.models import FicheEvent, Projet
 DIMENSIONS = ("owner", "projet")
 GROUPS = ("day", "week", "month")
 MICROSECONDS = rounding.MICROSECONDS
-# A report's rows: (day, owner id, project id) -> [microseconds, rounded microseconds].
-Days = dict[tuple[date, int, int], list[int]]
 # A piece of a day's time as the streamed report reads it: (day, owner id, project id, microseconds, rounded).
 Piece = tuple[date, int, int, int, int]
 # Rows read from the database at a time by the streamed report.
@@ -163,9 +160,14 @@ def _split_sql(
     owner_ids: list[int] | None,
     rules: tuple[dict[int, rounding.Rule], rounding.Rule] | None,
     now: datetime,
-    ordered: bool = False,
 ) -> tuple[str, list[Any]]:
-    """The split's query and its parameters (see ``split_by_day``); ``ordered``: by day."""
+    """
+    The split's query and its parameters: the stretches split at the owners'
+    local midnights from ``first`` to ``last``, summed per day, owner and
+    project, each piece rounded by ``rules`` (``(per project, default)``, for
+    rounding per stretch) or not, open stretches counted up to ``now``, in
+    the order of the days.
+    """
     vendor = connection.vendor
     adapt = connection.ops.adapt_datetimefield_value if vendor == "sqlite" else (lambda value: value)
     names = days.zone_names(owner_ids)
@@ -193,7 +195,7 @@ def _split_sql(
     # Without per-stretch rounding the rounded sum is the sum: not computed twice.
     rounded = "" if rounded_us == "us" else f", CAST(SUM({rounded_us}) AS BIGINT)"
     # Days are dates on PostgreSQL and ISO text (YYYY-MM-DD, four-digit years) on SQLite: both sort as days do.
-    order = "ORDER BY day" if ordered else ""
+    order = "ORDER BY day"
     sql = f"""
         WITH periods(zone, day, p_start, p_end) AS (VALUES {", ".join([typed] * len(periods))})
         SELECT day, owner_id, projet_id, CAST(SUM(us) AS BIGINT){rounded}
@@ -228,34 +230,6 @@ def _day_parser() -> Callable[[Any], date]:
     return parse
 
 
-def split_by_day(
-    *,
-    first: date,
-    last: date,
-    owner_ids: Iterable[int] | None = None,
-    rules: tuple[dict[int, rounding.Rule], rounding.Rule] | None = None,
-    now: datetime | None = None,
-) -> tuple[Days, datetime]:
-    """
-    Return ``({(day, owner_id, projet_id): (microseconds, rounded)}, now)``:
-    the stretches split at the owners' local midnights from ``first`` to
-    ``last``, each piece rounded by ``rules`` (``(per project, default)``,
-    for rounding per stretch) or not, and the database's now that open
-    stretches were counted up to (``now``, or the database's now when None).
-    """
-    now = now or db_now()
-    sql, params = _split_sql(
-        first=first, last=last, owner_ids=None if owner_ids is None else list(owner_ids), rules=rules, now=now
-    )
-    result = {}
-    parse = _day_parser()
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        for day, owner_id, projet_id, microseconds, *rounded in cursor.fetchall():
-            result[(parse(day), owner_id, projet_id)] = [microseconds, rounded[0] if rounded else microseconds]
-    return result, now
-
-
 def _split_pieces(
     *,
     first: date,
@@ -265,8 +239,8 @@ def _split_pieces(
     now: datetime,
     chunk_rows: int,
 ) -> Generator[Piece]:
-    """``split_by_day``'s cells one by one, by day, read ``chunk_rows`` at a time (PostgreSQL: a server-side cursor)."""
-    sql, params = _split_sql(first=first, last=last, owner_ids=owner_ids, rules=rules, now=now, ordered=True)
+    """The split's cells one by one, by day, read ``chunk_rows`` at a time (PostgreSQL: a server-side cursor)."""
+    sql, params = _split_sql(first=first, last=last, owner_ids=owner_ids, rules=rules, now=now)
     parse = _day_parser()
     with connection.chunked_cursor() as cursor:
         cursor.execute(sql, params)
@@ -281,17 +255,6 @@ def _adjustments(*, first: date, last: date, owner_ids: Iterable[int] | None) ->
     if owner_ids is not None:
         events = events.filter(fiche__owner_id__in=owner_ids)
     return events.values_list("applies_to", "fiche__owner_id", "fiche__projet_id", "delta")
-
-
-def adjustments_by_day(
-    *, first: date, last: date, owner_ids: Iterable[int] | None = None
-) -> dict[tuple[date, int, int], int]:
-    """{(day, owner_id, projet_id): microseconds} of the adjustments dated in the range."""
-    result: dict[tuple[date, int, int], int] = defaultdict(int)
-    for day, owner_id, projet_id, delta in _adjustments(first=first, last=last, owner_ids=owner_ids):
-        assert day is not None  # filtered on its range
-        result[(day, owner_id, projet_id)] += delta // timedelta(microseconds=1)
-    return result
 
 
 def _adjustment_pieces(*, first: date, last: date, owner_ids: list[int] | None, chunk_rows: int) -> Generator[Piece]:
