@@ -91,6 +91,7 @@ INSTALLED_APPS = [
     "servestatic",  # its system checks
     "ninja",  # the API docs' own static files, not a CDN's
     "axes",  # sign-in throttling
+    "django_htmx",  # htmx's script among the static files
     "timesheet",
 ]
 
@@ -104,6 +105,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "timesheet.web.middleware.JsonApiMiddleware",
     "axes.middleware.AxesMiddleware",
