@@ -99,8 +99,9 @@ def populate(stretches, per_person):
                 "FROM auth_user u CROSS JOIN timesheet_projet p WHERE u.username LIKE 'bench-%%'"
             )
             cursor.execute(
-                "INSERT INTO timesheet_stretch (fiche_id, started_at, ended_at) "
-                "SELECT f.id, start, start + (10 + (i * 37) %% 120) * interval '1 minute' "
+                # Spread at random, a person's stretches may overlap: not exclusive.
+                "INSERT INTO timesheet_stretch (fiche_id, owner_id, exclusive, started_at, ended_at) "
+                "SELECT f.id, f.owner_id, FALSE, start, start + (10 + (i * 37) %% 120) * interval '1 minute' "
                 "FROM timesheet_fichetemps f CROSS JOIN generate_series(1, %s) i "
                 "CROSS JOIN LATERAL (SELECT timestamptz '2026-03-01 00:00+00' + ((f.id * 7919 + i * 104729) %% (30 * 1440)) * interval '1 minute' AS start) s",
                 [per_person // 2],
@@ -120,10 +121,10 @@ def populate(stretches, per_person):
             )
             cursor.execute(
                 "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < %s) "
-                "INSERT INTO timesheet_stretch (fiche_id, started_at, ended_at) "
-                "SELECT id, strftime('%%Y-%%m-%%d %%H:%%M:%%f', '2026-03-01', '+' || m || ' minutes'), "
+                "INSERT INTO timesheet_stretch (fiche_id, owner_id, exclusive, started_at, ended_at) "
+                "SELECT id, owner_id, 0, strftime('%%Y-%%m-%%d %%H:%%M:%%f', '2026-03-01', '+' || m || ' minutes'), "
                 "strftime('%%Y-%%m-%%d %%H:%%M:%%f', '2026-03-01', '+' || (m + 10 + (i * 37) %% 120) || ' minutes') "
-                "FROM (SELECT f.id AS id, n.i AS i, (f.id * 7919 + n.i * 104729) %% (30 * 1440) AS m "
+                "FROM (SELECT f.id AS id, f.owner_id AS owner_id, n.i AS i, (f.id * 7919 + n.i * 104729) %% (30 * 1440) AS m "
                 "      FROM timesheet_fichetemps f CROSS JOIN n)",
                 [per_person // 2],
             )

@@ -44,7 +44,11 @@ def ledger(owner, projets, first, days, minutes=30):
     Stretch.objects.bulk_create(
         (
             Stretch(
-                fiche=fiche, started_at=start + timedelta(days=d), ended_at=start + timedelta(days=d, minutes=minutes)
+                fiche=fiche,
+                owner=owner,
+                started_at=start + timedelta(days=d),
+                ended_at=start + timedelta(days=d, minutes=minutes),
+                exclusive=False,  # each project's fiche runs at the same hours
             )
             for fiche in fiches_made
             for d in range(days)
@@ -162,6 +166,8 @@ def varied(staff):
         Stretch.objects.bulk_create(
             Stretch(
                 fiche=fiche,
+                owner=owner,
+                exclusive=False,
                 started_at=start + timedelta(days=d, hours=i),
                 ended_at=start + timedelta(days=d, hours=i + 5),
             )

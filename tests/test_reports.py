@@ -33,7 +33,9 @@ def ledger_fiche(projet, owner, stretches):
     """A paused fiche whose ledger is ``stretches`` ((start, end) instants) and whose time is their sum."""
     total = sum((end - start for start, end in stretches), timedelta(0))
     fiche = FicheTemps.objects.create(projet=projet, owner=owner, temps_impute=total)
-    Stretch.objects.bulk_create(Stretch(fiche=fiche, started_at=start, ended_at=end) for start, end in stretches)
+    Stretch.objects.bulk_create(
+        Stretch(fiche=fiche, owner=owner, started_at=start, ended_at=end, exclusive=False) for start, end in stretches
+    )
     return fiche
 
 

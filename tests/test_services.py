@@ -398,7 +398,7 @@ def held_by_a_transition(fiche, user, then=None, **annotations):
     def hold_the_fiche():
         try:
             with transaction.atomic():
-                fiches._locked(fiche.pk, user, **annotations)
+                fiches.locked(fiche.pk, user, **annotations)
                 if then is not None:
                     then()
                 locked.set()

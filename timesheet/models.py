@@ -244,8 +244,10 @@ class FicheEvent(models.Model):
     The audit trail: one row per transition or adjustment.
 
     ``delta`` is the time the event accounts for: a stopped stretch's length
-    for pause, finish and auto-stop, the correction for an adjustment, zero
-    otherwise. The sum of the deltas is the fiche's settled time.
+    for pause, finish and auto-stop, the correction for an adjustment, the
+    change of time for an entry's edit, zero otherwise. The sum of the deltas
+    is the fiche's settled time. For an entry's edit, ``changes`` holds the
+    entry's start and end before and after.
     """
 
     class Kind(models.TextChoices):
@@ -256,6 +258,10 @@ class FicheEvent(models.Model):
         AUTO_STOPPED = "auto_stopped", _("auto-stopped")
         ADJUSTED = "adjusted", _("adjusted")
         UPDATED = "updated", _("updated")
+        ENTRY_ADDED = "entry_added", _("entry added")
+        ENTRY_CHANGED = "entry_changed", _("entry changed")
+        ENTRY_SPLIT = "entry_split", _("entry split")
+        ENTRY_DELETED = "entry_deleted", _("entry deleted")
 
     fiche = models.ForeignKey(FicheTemps, on_delete=models.CASCADE, related_name="events", verbose_name=_("fiche"))
     kind = models.CharField(_("kind"), max_length=20, choices=Kind.choices)
@@ -282,7 +288,10 @@ class FicheEvent(models.Model):
         _("applies to"), null=True, blank=True, help_text=_("For an adjustment: the owner's local day it counts on.")
     )
     changes = models.JSONField(
-        _("changes"), default=dict, blank=True, help_text=_("For an update: each changed field's old and new value.")
+        _("changes"),
+        default=dict,
+        blank=True,
+        help_text=_("For an update or an entry's edit: each changed field's old and new value."),
     )
 
     class Meta:
@@ -294,23 +303,57 @@ class FicheEvent(models.Model):
         return f"{self.get_kind_display()} {self.fiche_id} @ {self.at:%Y-%m-%d %H:%M:%S}"
 
 
+class StretchQuerySet(models.QuerySet["Stretch"]):
+    """The ledger's reads that entries share: the page, the API and the rules that refuse overlaps."""
+
+    def overlapping(self, start: Any, end: Any) -> "StretchQuerySet":
+        """
+        The stretches with time in [``start``, ``end``) (``end`` None: up to
+        any time), an open one counted as running on forever.
+        """
+        ends_after = Q(ended_at__isnull=True) | Q(ended_at__gt=start)
+        return self.filter(ends_after) if end is None else self.filter(ends_after, started_at__lt=end)
+
+
 class Stretch(models.Model):
     """
     The ledger: one row per running stretch of a fiche, from its start to its
     stop on the database's clock (open while the fiche runs). A fiche's time
     is the sum of its stretches and its adjustments; reports split stretches
-    at days' boundaries.
+    at days' boundaries. People see and edit their stretches as their time
+    entries (``timesheet.domain.entries``).
     """
 
     fiche = models.ForeignKey(FicheTemps, on_delete=models.CASCADE, related_name="stretches", verbose_name=_("fiche"))
+    # The fiche's owner, kept here so that the database can compare one
+    # person's stretches with each other (on PostgreSQL, an exclusion
+    # constraint over their time ranges refuses an overlap).
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name=_("owner")
+    )
     started_at = models.DateTimeField(_("started"))
     ended_at = models.DateTimeField(_("ended"), null=True, blank=True)
+    # Whether it may not overlap its owner's other exclusive stretches: true
+    # when it was written while each person ran one fiche at a time (the
+    # default); with more, a person's stretches may overlap.
+    exclusive = models.BooleanField(_("exclusive"), default=True)
+
+    objects = StretchQuerySet.as_manager()
 
     class Meta:
         ordering = ["started_at", "id"]
         verbose_name = _("stretch")
         verbose_name_plural = _("stretches")
-        indexes = [models.Index(fields=["started_at"], name="stretch_started_idx")]
+        indexes = [
+            models.Index(fields=["started_at"], name="stretch_started_idx"),
+            # A person's entries in a range, and the overlap check.
+            models.Index(fields=["owner", "started_at"], name="stretch_owner_started_idx"),
+        ]
+        # On PostgreSQL, migration 0011 adds the exclusion constraint
+        # ``stretch_no_overlap`` (btree_gist): no two exclusive stretches of an
+        # owner share an instant. It is not declared here because SQLite has
+        # no such constraint: there the rules check it inside the same
+        # serialised (IMMEDIATE) transaction as the write.
         constraints = [
             models.CheckConstraint(
                 condition=Q(ended_at__isnull=True) | Q(ended_at__gte=models.F("started_at")),

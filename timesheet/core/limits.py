@@ -19,11 +19,13 @@ FIRST_DAY = date(2, 1, 1)
 LAST_DAY = date(9998, 12, 31)
 # The longest report, in days.
 REPORT_MAX_DAYS = 366
-# Free text kept with a lock and with an adjustment.
+# The longest time entry a person types in or edits (a running fiche may run longer).
+ENTRY_MAX_LENGTH = timedelta(days=31)
 # The most time the database accepts in one fiche (a constraint): far below what its column can hold
 # exactly, so that no sum ever overflows into a float. Adjustments are bounded far below it
 # (FICHE_MAX_TOTAL_HOURS, at most a century's); running time would need centuries to reach it.
 STORED_TIME_MAX = timedelta(days=366 * 1000)
+# Free text kept with a lock and with an adjustment.
 LOCK_REASON_MAX_LENGTH = 200
 WEBHOOK_URL_MAX_LENGTH = 500
 ADJUSTMENT_REASON_MAX_LENGTH = 1000

@@ -18,6 +18,7 @@ class Code(StrEnum):
     LIMIT_REACHED = "limit_reached"  # the owner already runs as many fiches as allowed
     LOCKED = "locked"  # it would change a locked day
     NEGATIVE_TIME = "negative_time"  # an adjustment below zero
+    OVERLAP = "overlap"  # a person's time entries would overlap
     INVALID = "invalid"  # bad arguments
 
 
@@ -28,6 +29,7 @@ STATUS: dict[Code, int] = {
     Code.LIMIT_REACHED: 409,
     Code.LOCKED: 409,
     Code.NEGATIVE_TIME: 409,
+    Code.OVERLAP: 409,
     Code.INVALID: 400,
 }
 

@@ -23,7 +23,7 @@ from django.utils.translation import ngettext, pgettext_lazy
 
 from timesheet.core import conf, limits
 from timesheet.core.dbtime import DurationSum, db_now, later_of, settled
-from timesheet.domain import days, locks
+from timesheet.domain import days, ledger, locks
 from timesheet.domain.errors import Code, Refused
 from timesheet.domain.twins import async_twin
 from timesheet.models import Etat, FicheEvent, FicheTemps, Projet, Stretch, acts_on_everyones_fiches
@@ -35,7 +35,7 @@ Row = dict[str, Any]
 STOP_COLUMNS = ("id", "owner_id", "projet_id", "libelle", "etat", "temps_impute", "compte_jusqua", "en_calcul_depuis")
 
 
-def _locked(fiche_id: int, actor: Any, **annotations: Any) -> Row:
+def locked(fiche_id: int, actor: Any, **annotations: Any) -> Row:
     """
     Return the fiche's current values (with ``annotations``), if the actor
     may see it, locked until the transaction ends.
@@ -76,7 +76,7 @@ def _require_state(row: Row, action: str, *allowed: str) -> None:
         )
 
 
-def _reload(fiche_id: int) -> FicheTemps:
+def reload(fiche_id: int) -> FicheTemps:
     fiche: FicheTemps = FicheTemps.objects.with_live_time().select_related("projet", "owner").get(pk=fiche_id)
     return fiche
 
@@ -96,7 +96,7 @@ def _events_in_commit_order() -> None:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [EVENT_ORDER_LOCK])
 
 
-def _log(fiche: FicheTemps, kind: str, actor: Any, **fields: Any) -> None:
+def log_event(fiche: FicheTemps, kind: str, actor: Any, **fields: Any) -> None:
     _events_in_commit_order()
     FicheEvent.objects.create(
         fiche=fiche, kind=kind, actor=actor, at=fiche.updated_at, temps_impute=fiche.temps_impute, **fields
@@ -119,7 +119,7 @@ def clean_libelle(libelle: object) -> str:
 
 def _projet_actif() -> Subquery:
     """
-    The fiche's project's ``actif``, for ``_locked``: a subquery, not a join,
+    The fiche's project's ``actif``, for ``locked``: a subquery, not a join,
     so that on PostgreSQL a fiche moved to another project while the read
     waited for its lock is still found, with that project's state as the
     read began.
@@ -127,7 +127,7 @@ def _projet_actif() -> Subquery:
     return Subquery(Projet.objects.filter(pk=OuterRef("projet_id")).order_by().values("actif"))
 
 
-def _require_active_projet(projet_id: int, actif: bool | None = None) -> None:
+def require_active_projet(projet_id: int, actif: bool | None = None) -> None:
     """Refuse unless the project exists and is active; pass ``actif`` if it was read already."""
     if actif is None:
         actif = Projet.objects.filter(pk=projet_id).values_list("actif", flat=True).first()
@@ -178,7 +178,7 @@ def _stop_one(
 ) -> FicheTemps:
     """Stop one running fiche as ``stop_rows`` does; return it read again, which reads its settled time too."""
     _settle_stopped([row["id"]], etat=etat, at=at)
-    fiche = _reload(row["id"])
+    fiche = reload(row["id"])
     _record_stops([row], {fiche.pk: fiche.temps_impute}, kind=kind, actor=actor, reason=reason)
     return fiche
 
@@ -259,11 +259,14 @@ def _slot_for(owner_id: int) -> int | None:
     )
 
 
-def _start(fiche_id: int, owner_id: int, actor: Any, *, at: Expression | F | None = None) -> FicheTemps:
+def _start(
+    fiche_id: int, owner_id: int, actor: Any, *, at: Expression | F | None = None, reason: str = ""
+) -> FicheTemps:
     """
     Start a paused fiche (locked by the caller) at ``at`` (the database's now
     by default) in a free slot of its owner; open its stretch and write the
-    event; return it. The database's unique slot refuses a racing start.
+    event; return it. The database's unique slot refuses a racing start, and
+    on PostgreSQL its exclusion constraint a start inside the owner's time.
     """
     at = Now() if at is None else at
     try:
@@ -280,36 +283,57 @@ def _start(fiche_id: int, owner_id: int, actor: Any, *, at: Expression | F | Non
         # Another transaction took the last slot between our read and our write.
         _slot_for(owner_id)  # names the fiche that runs now
         raise Refused(_("Another fiche of this owner has just started."), code=Code.LIMIT_REACHED) from None
-    fiche = _reload(fiche_id)
-    assert fiche.en_calcul_depuis is not None  # running, so marked (the database's constraint)
-    Stretch.objects.create(fiche_id=fiche_id, started_at=fiche.en_calcul_depuis)
+    fiche = reload(fiche_id)
+    since = fiche.en_calcul_depuis
+    assert since is not None  # running, so marked (the database's constraint)
+    with ledger.refusing_overlaps(owner_id, since, None):
+        Stretch.objects.create(fiche_id=fiche_id, owner_id=owner_id, started_at=since, exclusive=ledger.exclusive())
     _events_in_commit_order()
     FicheEvent.objects.create(
         fiche_id=fiche_id,
         kind=FicheEvent.Kind.STARTED,
         actor=actor,
-        at=fiche.en_calcul_depuis,
+        at=since,
         temps_impute=fiche.temps_impute,
+        reason=reason,
     )
     return fiche
 
 
+def _as_of(owner_id: int, at: datetime, actor: Any) -> tuple[Value, str]:
+    """
+    The instant ``at`` for a start "as of" an earlier time, checked: past,
+    after the owner's other time and outside their locked days (unless the
+    actor overrides locks); return it as a value and the reason to audit.
+    """
+    at = ledger.instant(at, what=_("the start"))
+    ledger.require_past(at, owner_id=owner_id, what=_("the start"))
+    note = locks.guard(owner_id, at, actor)
+    ledger.require_no_overlap(owner_id, at, None)
+    reason = f"Started as of {at.isoformat()}.{note}"
+    return Value(at, output_field=DateTimeField()), reason
+
+
 def _stop_instant(row: Row, at: datetime) -> datetime:
     """Check that ``at`` lies in the fiche's current stretch and is not in the future; return it."""
-    if at.tzinfo is None:
+    if isinstance(at, datetime) and at.tzinfo is None:
         raise Refused(_("The stop instant needs a time zone (an offset such as +01:00)."), code=Code.INVALID)
-    if connection.vendor == "sqlite":  # its clock has whole milliseconds: so does every instant it stores
-        at = at.replace(microsecond=at.microsecond // 1000 * 1000)
-    now = db_now()
-    if at > now:
+    at = ledger.instant(at, what=_("the stop instant"))
+    zone = days.owner_zone(row["owner_id"])
+    if at > db_now():
         raise Refused(
-            _("Cannot stop fiche %(id)s in the future (%(at)s).") % {"id": row["id"], "at": at.isoformat()},
+            _("Cannot stop fiche %(id)s in the future (%(at)s).")
+            % {"id": row["id"], "at": ledger.local_text(at, zone)},
             code=Code.INVALID,
         )
     if at < row["en_calcul_depuis"]:
         raise Refused(
             _("Cannot stop fiche %(id)s at %(at)s: it has run only since %(since)s.")
-            % {"id": row["id"], "at": at.isoformat(), "since": row["en_calcul_depuis"].isoformat()},
+            % {
+                "id": row["id"],
+                "at": ledger.local_text(at, zone),
+                "since": ledger.local_text(row["en_calcul_depuis"], zone),
+            },
             code=Code.INVALID,
         )
     return at
@@ -327,34 +351,54 @@ def _check_owner(*, actor: Any, owner_id: int) -> None:
 def check_new_fiche(*, actor: Any, owner_id: int, projet_id: int) -> None:
     """Refuse what ``create_fiche`` would refuse of its owner and project, without creating anything."""
     _check_owner(actor=actor, owner_id=owner_id)
-    _require_active_projet(projet_id)
+    require_active_projet(projet_id)
 
 
 def create_fiche(
-    *, projet_id: int, actor: Any, owner_id: int | None = None, libelle: str = "", start: bool = False
+    *,
+    projet_id: int,
+    actor: Any,
+    owner_id: int | None = None,
+    libelle: str = "",
+    start: bool = False,
+    at: datetime | None = None,
 ) -> FicheTemps:
     """
     Create a fiche on an active project for the user ``owner_id`` (by default
-    the actor; someone else only by staff), paused or already running; return it.
+    the actor; someone else only by staff), paused or already running (since
+    the database's now, or as of ``at``, an earlier instant after the owner's
+    other time); return it.
     """
     owner_id = actor.pk if owner_id is None else owner_id
     assert owner_id is not None
     _check_owner(actor=actor, owner_id=owner_id)
     libelle = clean_libelle(libelle)
     with transaction.atomic():
-        _require_active_projet(projet_id)
+        require_active_projet(projet_id)
         fiche = FicheTemps.objects.create(projet_id=projet_id, owner_id=owner_id, libelle=libelle)
-        _log(_reload(fiche.pk), FicheEvent.Kind.CREATED, actor)
-        return _start(fiche.pk, owner_id, actor) if start else _reload(fiche.pk)
+        log_event(reload(fiche.pk), FicheEvent.Kind.CREATED, actor)
+        if not start:
+            return reload(fiche.pk)
+        if at is None:
+            return _start(fiche.pk, owner_id, actor)
+        since, reason = _as_of(owner_id, at, actor)
+        return _start(fiche.pk, owner_id, actor, at=since, reason=reason)
 
 
-def start_fiche(*, fiche_id: int, actor: Any) -> FicheTemps:
-    """Start (or resume) a paused fiche at the database's now, if its owner may run one more; return it."""
+def start_fiche(*, fiche_id: int, actor: Any, at: datetime | None = None) -> FicheTemps:
+    """
+    Start (or resume) a paused fiche at the database's now, or as of ``at``
+    (an earlier instant after the owner's other time: "I began at 9:00"), if
+    its owner may run one more; return it.
+    """
     with transaction.atomic():
-        row = _locked(fiche_id, actor, projet_actif=_projet_actif())
+        row = locked(fiche_id, actor, projet_actif=_projet_actif())
         _require_state(row, "start", Etat.EN_PAUSE)
-        _require_active_projet(row["projet_id"], row["projet_actif"])
-        return _start(fiche_id, row["owner_id"], actor)
+        require_active_projet(row["projet_id"], row["projet_actif"])
+        if at is None:
+            return _start(fiche_id, row["owner_id"], actor)
+        since, reason = _as_of(row["owner_id"], at, actor)
+        return _start(fiche_id, row["owner_id"], actor, at=since, reason=reason)
 
 
 def _stop_now_or_at(row: Row, *, etat: str, kind: str, actor: Any, at: datetime | None) -> FicheTemps:
@@ -383,7 +427,7 @@ def pause_fiche(*, fiche_id: int, actor: Any, at: datetime | None = None) -> Fic
     17:40": the time after it is taken back); return it.
     """
     with transaction.atomic():
-        row = _locked(fiche_id, actor)
+        row = locked(fiche_id, actor)
         _require_state(row, "pause", Etat.EN_CALCUL)
         return _stop_now_or_at(row, etat=Etat.EN_PAUSE, kind=FicheEvent.Kind.PAUSED, actor=actor, at=at)
 
@@ -391,7 +435,7 @@ def pause_fiche(*, fiche_id: int, actor: Any, at: datetime | None = None) -> Fic
 def finish_fiche(*, fiche_id: int, actor: Any, at: datetime | None = None) -> FicheTemps:
     """Finish a running or paused fiche, settling a running one up to now (or to ``at``, as a pause); return it."""
     with transaction.atomic():
-        row = _locked(fiche_id, actor)
+        row = locked(fiche_id, actor)
         _require_state(row, "finish", Etat.EN_CALCUL, Etat.EN_PAUSE)
         if row["etat"] == Etat.EN_CALCUL:
             return _stop_now_or_at(row, etat=Etat.TERMINEE, kind=FicheEvent.Kind.FINISHED, actor=actor, at=at)
@@ -400,8 +444,8 @@ def finish_fiche(*, fiche_id: int, actor: Any, at: datetime | None = None) -> Fi
                 _("Fiche %(id)s is paused: there is no running time to stop at.") % {"id": fiche_id}, code=Code.INVALID
             )
         FicheTemps.objects.filter(pk=fiche_id).update(etat=Etat.TERMINEE, updated_at=Now())
-        fiche = _reload(fiche_id)
-        _log(fiche, FicheEvent.Kind.FINISHED, actor)
+        fiche = reload(fiche_id)
+        log_event(fiche, FicheEvent.Kind.FINISHED, actor)
     return fiche
 
 
@@ -415,13 +459,13 @@ def switch_fiche(*, from_id: int, to_id: int, actor: Any) -> tuple[FicheTemps, F
         raise Refused(_("Switching needs two different fiches."), code=Code.INVALID)
     with transaction.atomic():
         # Locked in id order, so that two switches of the same pair cannot deadlock.
-        rows = {fiche_id: _locked(fiche_id, actor) for fiche_id in sorted((from_id, to_id))}
+        rows = {fiche_id: locked(fiche_id, actor) for fiche_id in sorted((from_id, to_id))}
         source, target = rows[from_id], rows[to_id]
         _require_state(source, "switch from", Etat.EN_CALCUL)
         _require_state(target, "switch to", Etat.EN_PAUSE)
         if source["owner_id"] != target["owner_id"]:
             raise Refused(_("Both fiches of a switch must have the same owner."), code=Code.INVALID)
-        _require_active_projet(target["projet_id"])
+        require_active_projet(target["projet_id"])
         # One instant, read once: never before the running fiche's mark.
         instant = Value(max(db_now(), source["compte_jusqua"]), output_field=DateTimeField())
         paused = _stop_one(source, etat=Etat.EN_PAUSE, kind=FicheEvent.Kind.PAUSED, actor=actor, at=instant)
@@ -459,7 +503,7 @@ def adjust_fiche(*, fiche_id: int, actor: Any, delta: timedelta, reason: str, da
     if not actor.has_perm("timesheet.adjust_fichetemps"):
         raise Refused(_("Only staff may adjust a fiche's time."), code=Code.FORBIDDEN)
     with transaction.atomic():
-        row = _locked(fiche_id, actor)
+        row = locked(fiche_id, actor)
         today = days.today_for(row["owner_id"])
         day = day or today
         if day > today:
@@ -497,8 +541,8 @@ def adjust_fiche(*, fiche_id: int, actor: Any, delta: timedelta, reason: str, da
                 % {"id": fiche_id, "hours": f"{total:g}"},
                 code=Code.INVALID,
             )
-        fiche = _reload(fiche_id)
-        _log(fiche, FicheEvent.Kind.ADJUSTED, actor, delta=delta, reason=reason.strip() + note, applies_to=day)
+        fiche = reload(fiche_id)
+        log_event(fiche, FicheEvent.Kind.ADJUSTED, actor, delta=delta, reason=reason.strip() + note, applies_to=day)
     return fiche
 
 
@@ -512,19 +556,19 @@ def update_fiche(
     change the owner.
     """
     with transaction.atomic():
-        row = _locked(fiche_id, actor)
+        row = locked(fiche_id, actor)
         changes: dict[str, list[Any]] = {}
         if libelle is not None and clean_libelle(libelle) != row["libelle"]:
             changes["libelle"] = [row["libelle"], libelle]
         if projet_id is not None and projet_id != row["projet_id"]:
-            _require_active_projet(projet_id)
+            require_active_projet(projet_id)
             changes["projet"] = [row["projet_id"], projet_id]
         if owner is not None and owner.pk != row["owner_id"]:
             if not acts_on_everyones_fiches(actor):
                 raise Refused(_("Only staff may give a fiche to someone else."), code=Code.FORBIDDEN)
             changes["owner"] = [row["owner_id"], owner.pk]
         if not changes:
-            return _reload(fiche_id)
+            return reload(fiche_id)
         note = ""
         if "projet" in changes or "owner" in changes:  # the reports by project and owner would change
             note = locks.guard_history(fiche_id, row["owner_id"], actor)
@@ -537,8 +581,10 @@ def update_fiche(
         FicheTemps.objects.filter(pk=fiche_id).update(
             updated_at=Now(), **extra, **{fields[name]: new for name, (_old, new) in changes.items()}
         )
-        fiche = _reload(fiche_id)
-        _log(
+        if "owner" in changes:
+            _give_stretches(fiche_id, owner.pk)
+        fiche = reload(fiche_id)
+        log_event(
             fiche,
             FicheEvent.Kind.UPDATED,
             actor,
@@ -546,6 +592,22 @@ def update_fiche(
             reason=_describe(changes) + (locks.OVERRIDDEN if note else ""),
         )
     return fiche
+
+
+def _give_stretches(fiche_id: int, owner_id: int) -> None:
+    """Move the fiche's stretches to ``owner_id``'s time, refused as ``overlap`` where it already has time."""
+    stretches = list(
+        Stretch.objects.filter(fiche_id=fiche_id, exclusive=True).values_list("pk", "started_at", "ended_at")
+    )
+    ids = [pk for pk, _start, _end in stretches]
+    for _pk, start, end in stretches:
+        ledger.require_no_overlap(owner_id, start, end, ignoring=ids)
+    first = min((start for _pk, start, _end in stretches), default=None)
+    if first is None:
+        Stretch.objects.filter(fiche_id=fiche_id).update(owner_id=owner_id)
+        return
+    with ledger.refusing_overlaps(owner_id, first, None, ignoring=ids):
+        Stretch.objects.filter(fiche_id=fiche_id).update(owner_id=owner_id)
 
 
 def _describe(changes: dict[str, list[Any]]) -> str:
