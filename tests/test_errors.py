@@ -18,6 +18,7 @@ def test_every_code_has_an_http_status():
         (Code.LIMIT_REACHED, 409),
         (Code.LOCKED, 409),
         (Code.NEGATIVE_TIME, 409),
+        (Code.OVERLAP, 409),
         (Code.INVALID, 400),
     ],
 )
@@ -33,6 +34,7 @@ def test_codes_are_the_strings_the_api_shows():
         "limit_reached",
         "locked",
         "negative_time",
+        "overlap",
         "invalid",
     ]
 
@@ -55,13 +57,13 @@ def test_a_refusal_keeps_its_message_as_text_and_as_the_exceptions():
     assert refused.running_fiche_id is None
 
 
-def test_the_body_of_a_refusal_is_its_message_alone():
-    assert Refused("Déjà en pause.", code=Code.WRONG_STATE).body() == {"error": "Déjà en pause."}
+def test_the_body_of_a_refusal_is_its_message_and_code():
+    assert Refused("Déjà en pause.", code=Code.WRONG_STATE).body() == {"error": "Déjà en pause.", "code": "wrong_state"}
 
 
 def test_the_body_of_a_limit_names_the_fiche_that_runs():
     refused = Refused("Une fiche tourne déjà.", code=Code.LIMIT_REACHED, running_fiche_id=42)
-    assert refused.body() == {"error": "Une fiche tourne déjà.", "running_fiche_id": 42}
+    assert refused.body() == {"error": "Une fiche tourne déjà.", "code": "limit_reached", "running_fiche_id": 42}
     assert refused.status == 409
 
 

@@ -72,7 +72,7 @@ def test_a_token_reads_someone_elses_fiche_as_not_found(projet, user, other_user
     fiche = running_fiche(projet, user)
     response = Client().get(f"/api/fiches/{fiche.pk}/", **bearer(raw))
     assert response.status_code == 404
-    assert response.json() == {"error": f"Fiche {fiche.pk} does not exist."}
+    assert response.json() == {"error": f"Fiche {fiche.pk} does not exist.", "code": "not_found"}
 
 
 def test_ones_own_fiche_is_read_and_moved_without_reading_permissions(projet, user):
@@ -147,9 +147,23 @@ def test_a_malformed_or_unknown_token_is_401(header):
     assert "error" in response.json()
 
 
-def test_a_token_cannot_manage_tokens(alice):
+def test_a_token_cannot_manage_tokens_and_is_told_to_sign_in(alice):
     raw = make_token(alice, scope="write")["token"]
-    assert Client().get("/api/tokens/", **bearer(raw)).status_code == 401
+
+    response = Client().get("/api/tokens/", **bearer(raw))
+
+    assert response.status_code == 401
+    assert "needs a session" in response.json()["error"]
+
+
+@pytest.mark.parametrize("scheme", ["Token", "token", "Basic"])
+def test_a_token_sent_with_another_scheme_is_told_to_use_bearer(alice, scheme):
+    raw = make_token(alice)["token"]
+
+    response = Client().get("/api/fiches/", HTTP_AUTHORIZATION=f"{scheme} {raw}")
+
+    assert response.status_code == 401
+    assert "Authorization: Bearer <token>" in response.json()["error"] and scheme in response.json()["error"]
 
 
 def test_one_cannot_revoke_someone_elses_token(alice, other_user):

@@ -20,6 +20,14 @@ class Rounding(models.TextChoices):
     NEAREST = "nearest", _("nearest")
 
 
+class ProjetQuerySet(models.QuerySet["Projet"]):
+    def usable_by(self, user: Any) -> "ProjetQuerySet":
+        """The projects ``user`` may charge time to: the active ones."""
+        if not user.is_authenticated or not user.is_active:
+            return self.none()
+        return self.filter(actif=True)
+
+
 class Projet(models.Model):
     designation = models.CharField(_("designation"), max_length=200, unique=True)
     actif = models.BooleanField(_("active"), default=True)
@@ -38,6 +46,8 @@ class Projet(models.Model):
     )
     created_at = models.DateTimeField(_("created"), db_default=Now(), editable=False)
     updated_at = models.DateTimeField(_("updated"), db_default=Now(), editable=False)
+
+    objects = ProjetQuerySet.as_manager()
 
     class Meta:
         ordering = ["designation"]

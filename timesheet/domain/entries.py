@@ -262,6 +262,8 @@ def add_entry(
         now = db_now()
         if start is None and end is None:
             start, end = _placed(owner, day, duration, now)
+        elif start is None or end is None:
+            raise Refused(_("Give a start and an end, or a day and a duration."), code=Code.INVALID)
         elif day is not None or duration is not None:
             raise Refused(_("Give a start and an end, or a day and a duration, not both."), code=Code.INVALID)
         start = ledger.instant(start, what=_("the start"))

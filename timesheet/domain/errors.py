@@ -58,4 +58,4 @@ class Refused(Exception):
 
     def body(self) -> dict[str, Any]:
         """The JSON body that answers this refusal."""
-        return error_body(self.message, running_fiche_id=self.running_fiche_id)
+        return error_body(self.message, code=self.code.value, running_fiche_id=self.running_fiche_id)

@@ -373,6 +373,8 @@ def create_fiche(
     assert owner_id is not None
     _check_owner(actor=actor, owner_id=owner_id)
     libelle = clean_libelle(libelle)
+    if at is not None and not start:
+        raise Refused(_("A start instant needs the fiche to start."), code=Code.INVALID)
     with transaction.atomic():
         require_active_projet(projet_id)
         fiche = FicheTemps.objects.create(projet_id=projet_id, owner_id=owner_id, libelle=libelle)

@@ -55,7 +55,9 @@ def instant(value: object, *, what: str) -> datetime:
             code=Code.INVALID,
         )
     if not limits.FIRST_DAY < value.date() < limits.LAST_DAY:
-        raise Refused(_("%(what)s is out of range.") % {"what": what.capitalize()}, code=Code.INVALID)
+        raise Refused(
+            _("%(what)s must lie between the years 2 and 9998.") % {"what": what.capitalize()}, code=Code.INVALID
+        )
     if connection.vendor == "sqlite":
         value = value.replace(microsecond=value.microsecond // 1000 * 1000)
     return value

@@ -19,7 +19,7 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.operation import Operation
 
 from timesheet.domain.errors import Refused, error_body
-from timesheet.web.api import fiches, reports, sessions, tokens
+from timesheet.web.api import entries, fiches, projets, reports, sessions, tokens
 from timesheet.web.api.common import (
     BODY_NOT_AN_OBJECT,
     BearerToken,
@@ -58,6 +58,8 @@ api = Api(
     renderer=renderer,
 )
 api.add_router("", fiches.router)
+api.add_router("", entries.router)
+api.add_router("", projets.router)
 api.add_router("", reports.router)
 api.add_router("", sessions.router)
 api.add_router("", tokens.router)
@@ -72,9 +74,20 @@ def on_validation_error(request, exc):
     return error(request, 400, describe(exc.errors))
 
 
+def authentication_hint(request: HttpRequest) -> str:
+    """What to do when no credential was accepted, from what was sent."""
+    scheme, _, credentials = request.headers.get("Authorization", "").strip().partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        # Bearer tokens are tried first everywhere they are accepted: here, they are not.
+        return "This endpoint needs a session: sign in (POST /api/login); a token cannot list, make or revoke tokens."
+    if scheme:
+        return f"Unsupported authorization scheme “{scheme[:20]}”: send the token as “Authorization: Bearer <token>”."
+    return "Authentication required: sign in or send a token (Authorization: Bearer <token>)."
+
+
 @api.exception_handler(AuthenticationError)
 def on_authentication_error(request, exc):
-    message = str(exc) if str(exc) != "Unauthorized" else "Authentication required: sign in or send a token."
+    message = str(exc) if str(exc) != "Unauthorized" else authentication_hint(request)
     return error(request, 401, message)
 
 

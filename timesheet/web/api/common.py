@@ -21,6 +21,7 @@ from pydantic import BeforeValidator, ConfigDict
 
 from timesheet.core import conf
 from timesheet.domain import tokens
+from timesheet.domain.errors import Code
 from timesheet.models import ApiToken
 from timesheet.web.http import session_user
 
@@ -140,6 +141,7 @@ def _require_shallow_unicode(data):
 
 class Error(Schema):
     error: str
+    code: str | None = Field(None, description="Why a rule refused: " + ", ".join(code.value for code in Code) + ".")
     running_fiche_id: int | None = Field(None, description="With a 409 'limit_reached': the fiche that runs.")
 
 

@@ -53,11 +53,16 @@ class FicheIn(Strict):
     projet: Id = Field(description="An active project's id.")
     libelle: str = Field("", max_length=limits.LABEL_MAX_LENGTH)
     start: bool = False
+    started_at: Annotated[datetime | None, Field(strict=False)] = Field(
+        None, description="With start: running as of this earlier instant (ISO 8601 with an offset), not now."
+    )
     owner: Id | None = Field(None, description="Staff only: whose fiche it is (default: yours).")
 
 
-class NoBody(Strict):
-    pass
+class StartIn(Strict):
+    at: Annotated[datetime | None, Field(strict=False)] = Field(
+        None, description="Running as of this earlier instant, after your other time (ISO 8601 with an offset)."
+    )
 
 
 class StopIn(Strict):
@@ -113,6 +118,7 @@ async def create_fiche(request, payload: FicheIn):
         actor=request.auth,
         libelle=payload.libelle,
         start=payload.start,
+        at=payload.started_at,
     )
     return rendered(request, fiche_json(fiche), status=201)
 
@@ -123,10 +129,13 @@ async def fiche_detail(request, fiche_id: int):
 
 
 @router.post(
-    "/fiches/{id:fiche_id}/start", response={200: FicheOut, **TRANSITION_ERRORS}, summary="Start a paused fiche"
+    "/fiches/{id:fiche_id}/start",
+    response={200: FicheOut, **TRANSITION_ERRORS},
+    summary="Start a paused fiche, now or as of an earlier instant",
 )
-async def start_fiche(request, fiche_id: int, payload: NoBody | None = None):
-    return rendered(request, fiche_json(await fiches.astart_fiche(fiche_id=fiche_id, actor=request.auth)))
+async def start_fiche(request, fiche_id: int, payload: StartIn | None = None):
+    at = payload.at if payload else None
+    return rendered(request, fiche_json(await fiches.astart_fiche(fiche_id=fiche_id, actor=request.auth, at=at)))
 
 
 @router.post(
