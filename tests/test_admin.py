@@ -70,7 +70,7 @@ def test_actions_go_through_the_services_and_report_refusals(superuser_client, p
     assert FicheEvent.objects.filter(fiche_id=first.pk, kind={"pause": "paused", "finish": "finished"}[action]).exists()
     shown = messages_of(response)
     assert f"1 fiche {'paused' if action == 'pause' else 'finished'}." in shown
-    assert f"Cannot {action} fiche {second.pk}: it is finished." in shown
+    assert f"#{second.pk} Travail: Cannot {action}: it is finished." in shown
 
 
 def test_start_action(superuser_client, projet, user):

@@ -2,6 +2,7 @@
 
 import csv
 import io
+from datetime import timedelta
 
 import pytest
 from openpyxl import load_workbook
@@ -80,8 +81,8 @@ def test_the_spreadsheet_holds_the_rows_the_totals_and_the_rounding():
     sheet = sheet_of(exports.as_xlsx(data))
     assert list(sheet.iter_rows(values_only=True)) == [
         tuple(exports.HEADER),
-        ("2026-01-05", "'-carol", "Refonte", 1.5, 1.75, 5400, 6300),
-        ("total", None, None, 1.5, 1.75, 5400, 6300),
+        ("2026-01-05", "'-carol", "Refonte", timedelta(hours=1.5), timedelta(hours=1.75), 5400, 6300),
+        ("total", None, None, timedelta(hours=1.5), timedelta(hours=1.75), 5400, 6300),
         (None,) * 7,
         ("rounding", "up", "15 min", "group", None, None, None),
     ]
@@ -99,3 +100,35 @@ def test_a_formula_behind_a_control_character_stays_text_in_the_spreadsheet(name
     data = report(("2026-01-05", name, "p", {"seconds": 0, "rounded_seconds": 0}))
     cell = sheet_of(exports.as_xlsx(data))["B2"]
     assert (cell.data_type, cell.value) == ("s", "'" + name.lstrip("\x00\x07\x1b"))
+
+
+# Headers, the rounding line and durations -------------------------------------------------------
+
+
+def test_the_english_headers_name_the_project_column_project():
+    assert exports.HEADER == ["period", "owner", "project", "hours", "rounded_hours", "seconds", "rounded_seconds"]
+    data = report(("2026-01-05", "alice", "Refonte", {"seconds": 60, "rounded_seconds": 60}))
+    assert next(csv.reader(io.StringIO(exports.as_csv(data).decode())))[2] == "project"
+    assert next(sheet_of(exports.as_xlsx(data)).iter_rows(values_only=True))[2] == "project"
+
+
+def test_the_spreadsheet_prints_no_step_when_nothing_is_rounded():
+    data = report(
+        ("2026-01-05", "a", "p", {"seconds": 60, "rounded_seconds": 60}),
+        rounding={"mode": "none", "step_minutes": 15, "scope": "group"},
+    )
+    last = list(sheet_of(exports.as_xlsx(data)).iter_rows(values_only=True))[-1]
+    assert last == ("rounding", "none", None, None, None, None, None)
+
+
+def test_the_spreadsheets_durations_have_a_duration_format_and_seconds_stay_numbers():
+    data = report(("2026-01-05", "a", "p", {"seconds": 5400.25, "rounded_seconds": 6300}))
+    sheet = sheet_of(exports.as_xlsx(data))
+    for line in (2, 3):  # the row, the totals
+        hours, rounded, seconds, rounded_seconds = (sheet.cell(line, column) for column in (4, 5, 6, 7))
+        assert hours.number_format == rounded.number_format == exports.DURATION_FORMAT == "[h]:mm:ss"
+        assert hours.is_date and rounded.is_date  # what a spreadsheet shows as a duration
+        assert hours.value == pytest.approx(timedelta(seconds=5400.25), abs=timedelta(milliseconds=1))
+        assert rounded.value == timedelta(seconds=6300)
+        assert (seconds.value, rounded_seconds.value) == (5400.25, 6300)
+        assert seconds.number_format == rounded_seconds.number_format == "General"

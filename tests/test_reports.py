@@ -237,7 +237,7 @@ def test_exports_carry_the_same_rows_with_formulas_neutralised(projet, user):
     assert rows[1][:4] == ["2026-01-05", "'@sum", '\'=HYPERLINK("http://x")', "1.5"]
     sheet = load_workbook(io.BytesIO(exports.as_xlsx(report))).active
     values = list(sheet.iter_rows(values_only=True))
-    assert values[1][:4] == ("2026-01-05", "'@sum", '\'=HYPERLINK("http://x")', 1.5)
+    assert values[1][:4] == ("2026-01-05", "'@sum", '\'=HYPERLINK("http://x")', timedelta(minutes=90))
     client = Client()
     client.force_login(owner)
     response = client.get("/reports/export.csv?from=2026-01-05&to=2026-01-05")
@@ -369,3 +369,36 @@ def test_a_locked_days_reports_never_change_whatever_runs_afterwards(projet, loc
     for fiche in mine:
         assert_exact(fiche.pk)
     assert Profile.objects.count() == 3
+
+
+# What a page asks for ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("owner", ["", " ", None])
+def test_an_empty_owner_in_a_query_is_everyones_one_may_see(staff, user, owner):
+    from django.http import QueryDict
+
+    query = QueryDict("from=2026-01-05&to=2026-01-11&group=day&by=owner%2Cprojet", mutable=True)
+    if owner is not None:
+        query["owner"] = owner  # what the admin's report form sends with "everyone" chosen
+    first, last = date(2026, 1, 1), date(2026, 1, 2)
+    asked = reports.request_from_query(user=staff, query=query, first=first, last=last)
+    assert asked == reports.ReportRequest(date(2026, 1, 5), date(2026, 1, 11), "day", ("owner", "projet"), None)
+    own = reports.request_from_query(user=user, query=query, first=first, last=last)
+    assert own.owner_ids == (user.pk,)
+
+
+@pytest.mark.parametrize("name", ["from", "to", "group", "by", "owner"])
+def test_every_field_left_empty_by_a_page_means_its_default(staff, name):
+    query = {"from": "2026-01-05", "to": "2026-01-11", "group": "week", "by": "projet", "owner": str(staff.pk)}
+    query[name] = ""
+    asked = reports.request_from_query(user=staff, query=query, first=date(2026, 1, 1), last=date(2026, 1, 31))
+    defaults = {
+        "from": ("first", date(2026, 1, 1)),
+        "to": ("last", date(2026, 1, 31)),
+        "group": ("group", "day"),
+        "by": ("by", ()),  # an empty 'by' is a grouping by period only, as the report form's choice says
+        "owner": ("owner_ids", None),
+    }
+    attribute, expected = defaults[name]
+    assert getattr(asked, attribute) == expected

@@ -19,21 +19,28 @@ import tempfile
 import threading
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from datetime import timedelta
 from itertools import chain
 from typing import IO, Any
 
 from asgiref.sync import sync_to_async
 from django.utils.translation import gettext as _
 from openpyxl import Workbook
+from openpyxl.cell import WriteOnlyCell
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
 from timesheet.core import conf
+from timesheet.models import Rounding
 
 # A cell starting with one of these is a formula to a spreadsheet (=HYPERLINK(...), @SUM(...)).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 XLSX_CONTENT_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 CSV_CONTENT_TYPE = "text/csv; charset=utf-8"
-HEADER = ["period", "owner", "projet", "hours", "rounded_hours", "seconds", "rounded_seconds"]
+HEADER = ["period", "owner", "project", "hours", "rounded_hours", "seconds", "rounded_seconds"]
+# The spreadsheet's hours columns hold durations (a fraction of a day) shown as such; the seconds stay plain numbers.
+DURATION_FORMAT = "[h]:mm:ss"
+HOURS_COLUMNS = (3, 4)  # in a line of ``table``: hours, rounded hours
+SECONDS_COLUMNS = (5, 6)  # seconds, rounded seconds
 TRUNCATED = "truncated"  # the first cell of the last row of an export stopped at EXPORT_MAX_ROWS
 CHUNK_ROWS = 1000  # CSV rows sent in one chunk
 FILE_CHUNK_BYTES = 64 * 1024  # XLSX bytes sent in one chunk
@@ -150,12 +157,35 @@ def write_xlsx(
         workbook = Workbook(write_only=True)
         sheet = workbook.create_sheet("report")
         for line in table(rows, text=spreadsheet_text, max_rows=max_rows):
-            sheet.append(line)
+            sheet.append(_with_durations(sheet, line))
         sheet.append([])
-        sheet.append(["rounding", rounding["mode"], f"{rounding['step_minutes']} min", rounding["scope"]])
+        sheet.append(rounding_line(rounding))
         workbook.save(target)
     finally:
         _close(rows)
+
+
+def _with_durations(sheet: Any, line: list[Any]) -> list[Any]:
+    """
+    A line of ``table`` for the spreadsheet: on a row or the totals, the
+    hours columns become durations made from the exact seconds, formatted
+    ``DURATION_FORMAT``; the header and a truncated line are left as they are.
+    """
+    if line[0] == TRUNCATED or not all(isinstance(line[column], int | float) for column in SECONDS_COLUMNS):
+        return line
+    line = list(line)
+    for hours, seconds in zip(HOURS_COLUMNS, SECONDS_COLUMNS, strict=True):
+        cell = WriteOnlyCell(sheet, value=timedelta(seconds=line[seconds]))
+        cell.number_format = DURATION_FORMAT
+        line[hours] = cell
+    return line
+
+
+def rounding_line(rounding: Mapping[str, Any]) -> list[Any]:
+    """The spreadsheet's last line: the rounding applied, its step and scope only when it rounds."""
+    if rounding["mode"] == Rounding.NONE:
+        return ["rounding", str(Rounding.NONE)]
+    return ["rounding", rounding["mode"], f"{rounding['step_minutes']} min", rounding["scope"]]
 
 
 def as_xlsx(report: dict[str, Any]) -> bytes:

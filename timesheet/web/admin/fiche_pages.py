@@ -17,14 +17,30 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from timesheet.core import limits
 from timesheet.domain import days, exports, fiches, reports
 from timesheet.domain.errors import Refused
+from timesheet.models import Rounding
 from timesheet.templatetags.timesheet_time import hms
 from timesheet.web.admin.common import USERNAME
 from timesheet.web.admin.forms import AdjustForm
 from timesheet.web.http import error
+
+# What a report's rounding applies to (REPORT_ROUNDING_SCOPE), in words.
+ROUNDING_SCOPES = {"stretch": _("per stretch of running time"), "group": _("per day and project")}
+
+
+def rounding_in_words(rounding: dict) -> dict:
+    """A report's ``rounding`` as its page says it: the mode's and the scope's labels; no step when off."""
+    mode = rounding["mode"]
+    return {
+        "off": mode == Rounding.NONE,
+        "mode": Rounding(mode).label if mode in Rounding.values else mode,
+        "step": rounding["step_minutes"],
+        "scope": ROUNDING_SCOPES.get(rounding["scope"], rounding["scope"]),
+    }
 
 
 def report_view(model_admin: ModelAdmin, request: HttpRequest) -> HttpResponse:
@@ -56,6 +72,7 @@ def report_view(model_admin: ModelAdmin, request: HttpRequest) -> HttpResponse:
         "opts": model_admin.opts,
         "title": gettext("Time report"),
         "report": report,
+        "rounding": rounding_in_words(report["rounding"]) if report else None,
         "bars": bars,
         "error": error,
         "query": data,
@@ -145,7 +162,7 @@ def adjust_view(model_admin: ModelAdmin, request: HttpRequest, object_id: str) -
     fiche = get_object_or_404(model_admin.get_queryset(request), pk=fiche_id)
     if not model_admin.has_change_permission(request, fiche):
         raise PermissionDenied
-    form = AdjustForm(request.POST or None)
+    form = AdjustForm(request.POST or None, owner_id=fiche.owner_id)
     if request.method == "POST" and form.is_valid():
         try:
             fiches.adjust_fiche(

@@ -8,17 +8,18 @@ from django.contrib import admin, messages
 from django.db.models import Count, OuterRef, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.urls import path
-from django.utils.html import format_html
+from django.utils.html import conditional_escape, format_html
+from django.utils.safestring import mark_safe
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from timesheet.domain import fiches
-from timesheet.domain.errors import Refused
+from timesheet.domain.errors import Code, Refused
 from timesheet.domain.health import ticker_status
-from timesheet.models import FicheEvent, FicheTemps, FicheTempsQuerySet, Projet
-from timesheet.templatetags.timesheet_time import hms
+from timesheet.models import Etat, FicheEvent, FicheTemps, FicheTempsQuerySet, Projet
+from timesheet.templatetags.timesheet_time import hms, hms_ms
 from timesheet.web.admin import fiche_pages as pages
-from timesheet.web.admin.common import USERNAME, ActorFormAdmin, live_span
+from timesheet.web.admin.common import USERNAME, ActorFormAdmin, label_of, list_instant, live_span
 from timesheet.web.admin.forms import FicheTempsForm
 
 
@@ -75,27 +76,62 @@ class FicheEventInline(admin.TabularInline):
 
     @admin.display(description=_("delta"))
     def delta_hms(self, event):
-        sign = "-" if event.delta < timedelta(0) else ""
-        return sign + hms(abs(event.delta))
+        return hms_ms(event.delta)
 
     @admin.display(description=_("time charged after"))
     def temps_hms(self, event):
-        return hms(event.temps_impute)
+        return hms_ms(event.temps_impute)
+
+
+# At most this many fiches are named in one message; the rest are counted.
+NAMED_AT_MOST = 10
+
+
+def fiche_name(fiche_id: int, libelle: str) -> str:
+    """A fiche as a message names it: #12 Écriture (#12 without a label)."""
+    return f"#{fiche_id} {libelle}" if libelle else f"#{fiche_id}"
+
+
+def listed(names: list[str]) -> str:
+    """``names`` joined, the first NAMED_AT_MOST of them, then how many more."""
+    shown = ", ".join(names[:NAMED_AT_MOST])
+    rest = len(names) - NAMED_AT_MOST
+    if rest <= 0:
+        return shown
+    return ngettext("%(names)s and %(count)d more", "%(names)s and %(count)d more", rest) % {
+        "names": shown,
+        "count": rest,
+    }
+
+
+def refusal_groups(refusals: list[tuple[int, str, Refused]]) -> dict[str, list[str]]:
+    """
+    The refusals of an action, by reason: {reason: the fiches' names}. A
+    fiche in the wrong state is refused with its own id; fiches found in the
+    same state share one reason, their state.
+    """
+    wrong = [fiche_id for fiche_id, _libelle, refusal in refusals if refusal.code == Code.WRONG_STATE]
+    states = dict(FicheTemps.objects.filter(pk__in=wrong).values_list("pk", "etat")) if wrong else {}
+    keyed: dict[tuple[str, str], list[str]] = {}
+    for fiche_id, libelle, refusal in refusals:
+        state = states.get(fiche_id) if refusal.code == Code.WRONG_STATE else None
+        key = ("state", state) if state in Etat.values else ("message", refusal.message)
+        keyed.setdefault(key, []).append(fiche_name(fiche_id, libelle))
+    groups = {}
+    for (kind, value), names in keyed.items():
+        if kind == "state":
+            value = ngettext("it is %(state)s.", "they are %(state)s.", len(names)) % {"state": Etat(value).label}
+        groups[value] = names
+    return groups
 
 
 @admin.register(FicheTemps)
 class FicheTempsAdmin(ActorFormAdmin):
     form = FicheTempsForm
-    list_display = [
-        "libelle_or_id",
-        "projet",
-        "owner",
-        "etat_badge",
-        "stored_time",
-        "live_time",
-        "en_calcul_depuis",
-        "auto_stopped",
-    ]
+    # Few columns, so that the list fits a laptop's screen beside the sidebars: since when a
+    # fiche runs and whether it was auto-stopped are said under its state; the stored time
+    # (the ticker's last settle) is on the fiche's own page, the live time here.
+    list_display = ["libelle_or_id", "projet", "owner", "state", "time_charged"]
     list_display_links = ["libelle_or_id"]
     list_filter = ["etat", "projet", ("owner", admin.RelatedOnlyFieldListFilter), "auto_stopped"]
     list_select_related = ["projet", "owner"]
@@ -167,25 +203,56 @@ class FicheTempsAdmin(ActorFormAdmin):
         live = getattr(fiche, "temps_live", fiche.temps_impute)
         return live_span(live.total_seconds(), int(fiche.is_running), hms(live))
 
-    def _transition(self, request, queryset, service, done_message):
-        """Apply ``service`` to each selected fiche; report how many it changed and every refusal."""
+    @admin.display(description=_("time charged"), ordering="temps_live")
+    def time_charged(self, fiche):
+        """The list's one time column: the live time, which keeps counting while the fiche runs."""
+        return self.live_time(fiche)
+
+    @admin.display(description=_("state"), ordering="etat")
+    def state(self, fiche):
+        """The state's badge, and under it since when the fiche runs, or that the ticker stopped it."""
+        badge = self.etat_badge(fiche)
+        if fiche.en_calcul_depuis:
+            return format_html(
+                '{}<span class="list-note">{}</span>',
+                badge,
+                mark_safe(  # the translated text escaped, the instant's markup kept
+                    conditional_escape(gettext("since %(instant)s"))
+                    % {"instant": list_instant(fiche, "en_calcul_depuis")}
+                ),
+            )
+        if fiche.auto_stopped:
+            return format_html('{}<span class="list-note">{}</span>', badge, label_of(FicheTemps, "auto_stopped"))
+        return badge
+
+    def _transition(self, request, queryset, action, service, done_message):
+        """
+        Apply ``service`` to each selected fiche; say once how many it changed,
+        and each reason for a refusal once, with the fiches it applies to.
+        """
         done, refusals = 0, []
-        for fiche_id in queryset.values_list("pk", flat=True):
+        for fiche_id, libelle in queryset.order_by("pk").values_list("pk", "libelle"):
             try:
                 service(fiche_id=fiche_id, actor=request.user)
                 done += 1
-            except Refused as refused:
-                refusals.append(refused.message)
+            except Refused as refusal:
+                refusals.append((fiche_id, libelle, refusal))
         if done:
-            self.message_user(request, done_message(done))
-        for message in refusals:
-            self.message_user(request, message, messages.WARNING)
+            self.message_user(request, done_message(done), messages.SUCCESS)
+        for reason, names in refusal_groups(refusals).items():
+            self.message_user(
+                request,
+                gettext("%(fiches)s: Cannot %(action)s: %(reason)s")
+                % {"fiches": listed(names), "action": fiches.ACTIONS[action], "reason": reason},
+                messages.WARNING,
+            )
 
     @admin.action(description=_("Start the selected fiches"), permissions=["change"])
     def start(self, request, queryset):
         self._transition(
             request,
             queryset,
+            "start",
             fiches.start_fiche,
             lambda n: ngettext("%(count)d fiche started.", "%(count)d fiches started.", n) % {"count": n},
         )
@@ -195,6 +262,7 @@ class FicheTempsAdmin(ActorFormAdmin):
         self._transition(
             request,
             queryset,
+            "pause",
             fiches.pause_fiche,
             lambda n: ngettext("%(count)d fiche paused.", "%(count)d fiches paused.", n) % {"count": n},
         )
@@ -204,6 +272,7 @@ class FicheTempsAdmin(ActorFormAdmin):
         self._transition(
             request,
             queryset,
+            "finish",
             fiches.finish_fiche,
             lambda n: ngettext("%(count)d fiche finished.", "%(count)d fiches finished.", n) % {"count": n},
         )

@@ -12,7 +12,7 @@ from django.utils.translation import gettext_lazy as _
 from timesheet.core import limits
 from timesheet.domain import tokens
 from timesheet.models import ApiToken
-from timesheet.web.admin.common import USERNAME, ActorForm, ActorFormAdmin
+from timesheet.web.admin.common import USERNAME, ActorForm, ActorFormAdmin, label_of, list_instant
 
 
 class ApiTokenForm(ActorForm):
@@ -38,7 +38,8 @@ class ApiTokenForm(ActorForm):
 @admin.register(ApiToken)
 class ApiTokenAdmin(ActorFormAdmin):
     form = ApiTokenForm
-    list_display = ["name", "user", "prefix", "scope", "created_at", "expires_at", "last_used_at", "status"]
+    # Compact: the status says until when a token is valid (or since when it is not); instants as YYYY-MM-DD HH:MM.
+    list_display = ["name", "user", "prefix", "scope", "status", "last_used"]
     list_filter = ["scope", ("user", admin.RelatedOnlyFieldListFilter)]
     list_select_related = ["user"]
     search_fields = ["name", "prefix", f"user__{USERNAME}"]
@@ -69,11 +70,24 @@ class ApiTokenAdmin(ActorFormAdmin):
             messages.WARNING,
         )
 
-    @admin.display(description=_("status"))
+    class Media:
+        css = {"all": ["timesheet/admin.css"]}
+
+    @admin.display(description=_("status"), ordering="expires_at")
     def status(self, token):
+        """Valid or expired, with the expiry under it; revoked, with when."""
         if token.revoked_at:
-            return gettext("revoked")
-        return gettext("expired") if token.expires_at <= timezone.now() else gettext("valid")
+            state, field = gettext("revoked"), "revoked_at"
+        else:
+            state = gettext("expired") if token.expires_at <= timezone.now() else gettext("valid")
+            field = "expires_at"
+        return format_html(
+            '{}<span class="list-note">{} {}</span>', state, label_of(ApiToken, field), list_instant(token, field)
+        )
+
+    @admin.display(description=label_of(ApiToken, "last_used_at"), ordering="last_used_at")
+    def last_used(self, token):
+        return list_instant(token, "last_used_at")
 
     @admin.action(description=_("Revoke the selected tokens"), permissions=["delete"])
     def revoke(self, request, queryset):

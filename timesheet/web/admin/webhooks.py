@@ -1,20 +1,25 @@
 """Webhook subscriptions in the admin: edits and actions through the webhooks service, the delivery log beside."""
 
+import json
+from typing import Any
+
 from django import forms
 from django.contrib import admin
+from django.utils.text import capfirst
+from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
-from django.utils.translation import ngettext
 
 from timesheet.core import limits
 from timesheet.domain import webhooks
 from timesheet.domain.errors import Refused
-from timesheet.models import WebhookDelivery, WebhookSubscription
-from timesheet.web.admin.common import ActorForm, ActorFormAdmin
+from timesheet.models import FicheEvent, WebhookDelivery, WebhookSubscription
+from timesheet.templatetags.timesheet_time import hms_ms
+from timesheet.web.admin.common import ActorForm, ActorFormAdmin, label_of, shown_instant
 
 
 class WebhookDeliveryInline(admin.TabularInline):
     model = WebhookDelivery
-    readonly_fields = ("at", "event", "attempt", "ok", "status_code", "duration", "error")
+    readonly_fields = ("delivered_at", "event", "attempt", "ok", "status_code", "took", "error")
     fields = readonly_fields
     extra = 0
     can_delete = False
@@ -24,9 +29,51 @@ class WebhookDeliveryInline(admin.TabularInline):
     def get_queryset(self, request):
         return super().get_queryset(request).order_by("-id")
 
+    def has_add_permission(self, request, obj=None):
+        return False  # the delivery worker writes the log; no empty row to fill in
+
+    @admin.display(description=label_of(WebhookDelivery, "at"), ordering="at")
+    def delivered_at(self, delivery):
+        return shown_instant(delivery, "at") or self.get_empty_value_display()
+
+    @admin.display(description=label_of(WebhookDelivery, "duration"))
+    def took(self, delivery):
+        return hms_ms(delivery.duration) or self.get_empty_value_display()
+
+
+def every_kind() -> list[tuple[str, Any]]:
+    """The kinds of fiche events there are, read when a form is made: the model's list is the only one."""
+    return list(FicheEvent.Kind.choices)
+
+
+class KindsField(forms.MultipleChoiceField):
+    """
+    Event kinds as checkboxes, stored as a list of kind names (none: every
+    kind). One value holding a JSON list (what the field took as raw JSON
+    before) is read as that list.
+    """
+
+    widget = forms.CheckboxSelectMultiple
+
+    def to_python(self, value: Any) -> list[str]:
+        if isinstance(value, list | tuple) and len(value) == 1 and str(value[0]).lstrip().startswith("["):
+            try:
+                listed = json.loads(value[0])
+            except ValueError:
+                listed = None
+            if isinstance(listed, list) and all(isinstance(kind, str) for kind in listed):
+                value = listed
+        return super().to_python(value)
+
 
 class SubscriptionForm(ActorForm):
     url = forms.URLField(label=_("URL"), max_length=limits.WEBHOOK_URL_MAX_LENGTH, assume_scheme="https")
+    kinds = KindsField(
+        label=capfirst(label_of(WebhookSubscription, "kinds")),
+        choices=every_kind,
+        required=False,
+        help_text=_("The kinds of fiche events sent; none checked: every kind."),
+    )
 
     class Meta:
         model = WebhookSubscription
@@ -52,10 +99,15 @@ class SubscriptionForm(ActorForm):
 @admin.register(WebhookSubscription)
 class WebhookSubscriptionAdmin(ActorFormAdmin):
     form = SubscriptionForm
-    list_display = ["name", "url", "owner", "active", "cursor", "attempts", "failing_since", "next_attempt_at"]
+    list_display = ["name", "url", "owner", "active", "cursor", "attempts", "failing", "next_attempt"]
     list_filter = ["active"]
     search_fields = ["name", "url"]
-    readonly_fields = ["cursor", "attempts", "failing_since", "next_attempt_at", "disabled_reason", "created_at"]
+    readonly_fields = ["cursor", "attempts", "failing", "next_attempt", "disabled_reason", "created"]
+    inlines = [WebhookDeliveryInline]
+    actions = ["enable"]
+
+    class Media:
+        css = {"all": ["timesheet/admin.css"]}
 
     def get_fields(self, request, obj=None):
         # A new subscription has no delivery state yet: only what a person sets.
@@ -65,8 +117,19 @@ class WebhookSubscriptionAdmin(ActorFormAdmin):
     def get_inlines(self, request, obj):
         return self.inlines if obj is not None else []  # no deliveries before it exists
 
-    inlines = [WebhookDeliveryInline]
-    actions = ["enable"]
+    def add_view(self, request, form_url="", extra_context=None):
+        # Django's "Add %s" reads badly in French ("Ajout de abonnement webhook"): a title of its own.
+        return super().add_view(
+            request, form_url, {"title": gettext("Add a webhook subscription"), **(extra_context or {})}
+        )
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        title = (
+            gettext("Change a webhook subscription")
+            if self.has_change_permission(request)
+            else gettext("View a webhook subscription")
+        )
+        return super().change_view(request, object_id, form_url, {"title": title, **(extra_context or {})})
 
     def save_model(self, request, obj, form, change):
         if not change:
@@ -86,6 +149,18 @@ class WebhookSubscriptionAdmin(ActorFormAdmin):
         changes = {fields.get(name, name): getattr(obj, fields.get(name, name)) for name in form.changed_data}
         if changes:
             webhooks.update_subscription(subscription_id=obj.pk, actor=request.user, **changes)
+
+    @admin.display(description=label_of(WebhookSubscription, "failing_since"), ordering="failing_since")
+    def failing(self, subscription):
+        return shown_instant(subscription, "failing_since") or self.get_empty_value_display()
+
+    @admin.display(description=label_of(WebhookSubscription, "next_attempt_at"), ordering="next_attempt_at")
+    def next_attempt(self, subscription):
+        return shown_instant(subscription, "next_attempt_at") or self.get_empty_value_display()
+
+    @admin.display(description=label_of(WebhookSubscription, "created_at"), ordering="created_at")
+    def created(self, subscription):
+        return shown_instant(subscription, "created_at") or self.get_empty_value_display()
 
     @admin.action(description=_("Enable again, from where delivery stopped"), permissions=["change"])
     def enable(self, request, queryset):
