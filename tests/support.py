@@ -65,7 +65,7 @@ def subscription_form(**fields):
         "name": "hook",
         "url": "https://example.org/hook",
         "secret": "s",
-        "kinds": "[]",
+        "kinds": [],
         "owner": "",
         "active": "on",
         **{f"deliveries-{name}": "0" for name in ("TOTAL_FORMS", "INITIAL_FORMS", "MIN_NUM_FORMS", "MAX_NUM_FORMS")},

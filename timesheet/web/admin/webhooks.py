@@ -1,6 +1,5 @@
 """Webhook subscriptions in the admin: edits and actions through the webhooks service, the delivery log beside."""
 
-import json
 from typing import Any
 
 from django import forms
@@ -47,23 +46,9 @@ def every_kind() -> list[tuple[str, Any]]:
 
 
 class KindsField(forms.MultipleChoiceField):
-    """
-    Event kinds as checkboxes, stored as a list of kind names (none: every
-    kind). One value holding a JSON list (what the field took as raw JSON
-    before) is read as that list.
-    """
+    """Event kinds as checkboxes, stored as a list of kind names (none: every kind)."""
 
     widget = forms.CheckboxSelectMultiple
-
-    def to_python(self, value: Any) -> list[str]:
-        if isinstance(value, list | tuple) and len(value) == 1 and str(value[0]).lstrip().startswith("["):
-            try:
-                listed = json.loads(value[0])
-            except ValueError:
-                listed = None
-            if isinstance(listed, list) and all(isinstance(kind, str) for kind in listed):
-                value = listed
-        return super().to_python(value)
 
 
 class SubscriptionForm(ActorForm):
