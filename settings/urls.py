@@ -11,6 +11,12 @@ urlpatterns = [
         path(f"fiches/<int:fiche_id>/{action}", people.transition, {"action": action}, name=f"fiche_{action}")
         for action in ("start", "pause", "finish", "switch")
     ),
+    path("fiches/<int:fiche_id>/continue", people.continue_fiche, name="fiche_continue"),
+    path("entries/new", people.add_entry, name="entry_add"),
+    path("entries/<int:entry_id>/edit", people.change_entry, name="entry_change"),
+    path("entries/<int:entry_id>/split", people.split_entry, name="entry_split"),
+    path("entries/<int:entry_id>/delete", people.delete_entry, name="entry_delete"),
+    path("settings", people.settings_page, name="settings"),
     path("tokens/new", people.create_token, name="token_create"),
     path("time-zone", people.set_time_zone, name="time_zone"),
     path("reports/export.csv", people.export, {"kind": "csv"}, name="export_csv"),

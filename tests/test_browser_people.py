@@ -1,19 +1,21 @@
 """The people's page in a real browser (Debian's chromium) against a real uvicorn: two tabs stay in step."""
 
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
 import urllib.request
-from datetime import timedelta
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 
 from tests.support import ROOT, require, wait_until
-from timesheet.domain import fiches
+from timesheet.domain import days, fiches, profiles
 from timesheet.models import Etat, FicheEvent, FicheTemps, Stretch
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -128,8 +130,17 @@ def test_a_person_starts_switches_and_stops_earlier_across_two_tabs(server, brow
     started = FicheEvent.objects.get(fiche=integration, kind="started")
     assert paused.at == started.at
 
+    # Opened after the switch, "I stopped earlier…" holds a time of the new stretch, never one before it.
+    card = first.locator(f'[data-fiche-id="{integration.pk}"]')
+    card.get_by_text("I stopped earlier").click()
+    field = card.get_by_label("Stopped at")
+    bounds = field.evaluate("input => [input.min, input.value, input.max]")
+    assert bounds[0] and bounds[0] <= bounds[1] <= bounds[2], bounds
+    card.get_by_text("I stopped earlier").click()  # closed again
+
     # "I stopped earlier": as if it had been started ten minutes ago, stopped five minutes in.
     shift_back(integration.pk, timedelta(minutes=10))
+    first.reload()  # the shift went behind the page's back: no event says so
     began = FicheTemps.objects.get(pk=integration.pk).en_calcul_depuis
     at = (began + timedelta(minutes=6)).replace(second=0, microsecond=0)
     card = first.locator(f'[data-fiche-id="{integration.pk}"]')
@@ -149,3 +160,132 @@ def test_a_person_starts_switches_and_stops_earlier_across_two_tabs(server, brow
     if os.environ.get("FICHES_SCREENSHOTS"):
         for name in ("people-1366.png", "people-375.png"):
             shutil.copy(tmp_path / name, os.path.join(os.environ["FICHES_SCREENSHOTS"], name))
+
+
+def make_person(name):
+    """A person who signs in with "browser-pass", hashed the way the server's own settings check it."""
+    password = PBKDF2PasswordHasher().encode("browser-pass", PBKDF2PasswordHasher().salt())
+    return get_user_model().objects.create(username=name, password=password)
+
+
+def test_a_forgotten_entry_added_yesterday_shows_in_a_second_tab_with_its_days_exact_total(
+    server, browser, projet, tmp_path
+):
+    dana = make_person("dana")
+    profiles.set_time_zone(user=dana, name="Europe/Paris")
+    context = browser.new_context(viewport={"width": 1366, "height": 900})
+    context.set_default_timeout(60_000)
+    first = context.new_page()
+    sign_in(first, server)
+    second = context.new_page()
+    second.goto(f"{server}/")
+
+    yesterday = days.today_for(dana.pk) - timedelta(days=1)
+    if yesterday < days.week_of(days.today_for(dana.pk))[0]:  # today is a Monday: yesterday is last week's
+        for page in (first, second):
+            page.locator("#week-title").wait_for()
+            page.keyboard.press("ArrowLeft")
+            page.wait_for_url(f"**/?week={days.week_of(yesterday)[0].isoformat()}")
+    day = first.locator(f"#day-{yesterday.isoformat()}")
+    day.get_by_role("link", name="Add an entry on").click()
+    form = first.locator("#add-entry")
+    assert form.get_by_label("Day").input_value() == yesterday.isoformat()
+    form.get_by_label("Label").fill("Oubli d'hier")
+    form.get_by_label("Project").select_option(str(projet.pk))
+    form.get_by_label("Start time").fill("14:05")
+    form.get_by_label("End time").fill("15:35")
+    form.get_by_role("button", name="Add", exact=True).click()
+    first.get_by_text("Entry added.").wait_for()
+
+    # In the database: 14:05 to 15:35, Paris time, yesterday.
+    zone = ZoneInfo("Europe/Paris")
+    stretch = wait_until(lambda: Stretch.objects.filter(fiche__libelle="Oubli d'hier").first())
+    assert stretch.started_at == datetime.combine(yesterday, time(14, 5), tzinfo=zone)
+    assert stretch.ended_at == datetime.combine(yesterday, time(15, 35), tzinfo=zone)
+
+    # The other tab shows it from the stream, without a reload, and the day's total is exact.
+    entry = second.locator(f"#day-{yesterday.isoformat()} .entry", has_text="Oubli d'hier")
+    entry.wait_for()
+    assert "14:05 \N{EN DASH} 15:35" in entry.inner_text()
+    total = second.locator(f"#day-{yesterday.isoformat()} .day-total .live-time")
+    assert total.inner_text() == "1:30:00"
+    assert first.locator(f"#day-{yesterday.isoformat()} .day-total .live-time").inner_text() == "1:30:00"
+
+    for scheme in ("light", "dark"):
+        for width in (1366, 375):
+            look = browser.new_context(viewport={"width": width, "height": 900}, color_scheme=scheme)
+            page = look.new_page()
+            page.set_default_timeout(60_000)
+            sign_in(page, server)
+            page.goto(f"{server}/?week={yesterday.isoformat()}")
+            page.locator(f"#day-{yesterday.isoformat()} .entry").wait_for()
+            assert page.evaluate("document.documentElement.scrollWidth") <= width  # nothing wider than the screen
+            page.screenshot(path=str(tmp_path / f"week-{width}-{scheme}.png"), full_page=True)
+            look.close()
+    if os.environ.get("FICHES_SCREENSHOTS"):
+        for path in tmp_path.glob("week-*.png"):
+            shutil.copy(path, os.path.join(os.environ["FICHES_SCREENSHOTS"], path.name))
+
+
+def test_a_new_token_is_copied_from_its_box(server, browser):
+    make_person("dana")
+    context = browser.new_context(viewport={"width": 375, "height": 812}, is_mobile=True, has_touch=True)
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server)
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    sign_in(page, server)
+    page.get_by_role("link", name="Settings").click()
+    page.get_by_label("Name").fill("script")
+    page.get_by_role("button", name="Make a token").click()
+    box = page.locator("#new-token")
+    box.wait_for()
+    raw = box.input_value()
+    assert raw.startswith("fdt_")
+    style = box.evaluate("b => [getComputedStyle(b).fontFamily, b.scrollWidth > b.clientWidth]")
+    assert "mono" in style[0].lower() and style[1]  # monospace, on one line that scrolls on a phone
+    page.get_by_role("button", name="Copy").click()
+    page.get_by_text("Copied.").wait_for()
+    assert page.evaluate("navigator.clipboard.readText()") == raw
+
+
+def test_keyboard_shortcuts_run_the_timer_and_the_week_and_the_title_ticks(server, browser, projet):
+    make_person("dana")
+    context = browser.new_context(viewport={"width": 1366, "height": 900})
+    context.set_default_timeout(60_000)
+    page = context.new_page()
+    sign_in(page, server)
+    page.keyboard.press("?")
+    help_ = page.get_by_role("dialog", name="Keyboard shortcuts")
+    help_.wait_for()
+    page.keyboard.press("Escape")
+    help_.wait_for(state="hidden")
+
+    page.keyboard.press("n")
+    label = page.get_by_role("textbox", name="What are you working on?")
+    assert page.evaluate("document.activeElement.id") == "timer-libelle"
+    label.type("Relire la spec")  # an "s" typed in a field is a letter, not the shortcut
+    assert label.input_value() == "Relire la spec"
+    page.get_by_label("Project").first.select_option(str(projet.pk))
+    page.locator("body").click(position={"x": 2, "y": 300})
+    page.keyboard.press("s")
+    page.get_by_text("Started.").wait_for()
+    assert wait_until(lambda: FicheTemps.objects.filter(libelle="Relire la spec", etat=Etat.EN_CALCUL).exists())
+    title = re.compile(r"^\d+:\d\d:\d\d · Relire la spec · Time sheets$")
+    page.wait_for_function("document.title.includes('Relire la spec')")
+    shown = page.title()
+    assert title.match(shown), shown
+    page.wait_for_function("shown => document.title !== shown", arg=shown)  # it ticks
+    assert title.match(page.title())
+
+    monday = days.week_of(days.today_for(FicheTemps.objects.get().owner_id))[0]
+    page.keyboard.press("ArrowLeft")
+    page.wait_for_url(f"**/?week={(monday - timedelta(days=7)).isoformat()}")
+    page.keyboard.press("ArrowRight")
+    page.wait_for_url(f"**/?week={monday.isoformat()}")
+    page.keyboard.press("ArrowRight")
+    page.wait_for_url(f"**/?week={(monday + timedelta(days=7)).isoformat()}")
+    page.keyboard.press("t")
+    page.wait_for_url(f"{server}/")
+    page.keyboard.press("s")
+    page.get_by_text("Paused.").wait_for()
+    assert wait_until(lambda: FicheTemps.objects.get().etat == Etat.EN_PAUSE)

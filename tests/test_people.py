@@ -1,12 +1,17 @@
 """The people's page at /: everyone's fiches, one click per transition, refusals shown, nothing lost."""
 
+from datetime import timedelta
+from html.parser import HTMLParser
+from zoneinfo import ZoneInfo
+
 import pytest
 from django.test import Client
 
 from tests.factories import make_fiche, running_fiche
 from tests.support import SESSION_ENDINGS
-from timesheet.domain import fiches
-from timesheet.models import ApiToken, Etat, FicheTemps, Profile, Projet
+from timesheet.core.dbtime import db_now
+from timesheet.domain import fiches, profiles
+from timesheet.models import ApiToken, Etat, FicheTemps, Profile, Projet, Stretch
 
 pytestmark = pytest.mark.django_db
 
@@ -120,7 +125,7 @@ def test_the_page_speaks_french(alice, user, projet):
     fiches.create_fiche(projet_id=projet.pk, actor=user, start=True)
     page = alice.get("/", HTTP_ACCEPT_LANGUAGE="fr").content.decode()
     assert 'lang="fr"' in page
-    for text in ("Mes fiches", "Aujourd\u2019hui", "Pause", "Nouvelle fiche"):
+    for text in ("Mes fiches", "Aujourd\u2019hui", "Cette semaine", "Terminer", "J\u2019ai arrêté plus tôt…"):
         assert text in page, text
 
 
@@ -176,7 +181,10 @@ def test_the_refusals_of_reads_and_tokens_speak_the_users_language(alice, user):
     response = alice.post("/tokens/new", {"name": "", "days": "30"}, follow=True, HTTP_ACCEPT_LANGUAGE="fr")
     assert "Un jeton a besoin d’un nom de 1 à 100 caractères." in response.content.decode()  # noqa: RUF001
     page = alice.get("/api/fiches/?page=9", HTTP_ACCEPT_LANGUAGE="fr")
-    assert page.status_code == 404 and page.json() == {"error": "La page 9 n’existe pas ; il y en a 1."}  # noqa: RUF001
+    assert page.status_code == 404 and page.json() == {
+        "error": "La page 9 n’existe pas ; il y en a 1.",  # noqa: RUF001
+        "code": "not_found",
+    }
 
 
 def test_a_person_sets_their_time_zone_from_the_page(alice, user):
@@ -191,9 +199,74 @@ def test_a_person_sets_their_time_zone_from_the_page(alice, user):
 @pytest.mark.parametrize("value", ["abc", "²", "-1", "1e3", "1" * 19])
 def test_ids_that_are_not_ascii_digits_are_refused_in_the_products_words(alice, user, projet, value):
     created = alice.post("/fiches/new", {"projet": value}, HTTP_X_REQUESTED_WITH="fetch")
-    assert (created.status_code, created.json()) == (400, {"error": "Choose a project."})
+    assert (created.status_code, created.json()["error"]) == (400, "Choose a project.")
     running = running_fiche(projet, user)
     switched = alice.post(f"/fiches/{running.pk}/switch", {"from": value}, HTTP_X_REQUESTED_WITH="fetch")
     assert switched.status_code == 400 and "is not an id" in switched.json()["error"]
     exported = alice.get("/reports/export.csv", {"owner": value})
-    assert (exported.status_code, exported.json()) == (400, {"error": "'owner' must be a person's id."})
+    assert (exported.status_code, exported.json()["error"]) == (400, "'owner' must be a person's id.")
+
+
+# Defects: times in the person's zone, "I stopped earlier…" bounded, a new token in a box to copy.
+
+
+class _Fields(HTMLParser):
+    """Every element's attributes by id, and the text inside each element with a class, from a page."""
+
+    def __init__(self):
+        super().__init__()
+        self.by_id = {}
+
+    def handle_starttag(self, tag, attrs):
+        attributes = dict(attrs)
+        if "id" in attributes:
+            self.by_id[attributes["id"]] = {"tag": tag, **attributes}
+
+
+def elements(page: str) -> dict:
+    parser = _Fields()
+    parser.feed(page)
+    return parser.by_id
+
+
+def started_at(fiche, instant):
+    """Pretend the running fiche's current stretch started at ``instant``."""
+    FicheTemps.objects.filter(pk=fiche.pk).update(en_calcul_depuis=instant, compte_jusqua=instant)
+    Stretch.objects.filter(fiche_id=fiche.pk, ended_at__isnull=True).update(started_at=instant)
+
+
+def test_a_running_fiches_start_is_shown_in_the_persons_zone_and_labelled_with_it(alice, user, projet, settings):
+    settings.TIME_ZONE = "UTC"
+    profiles.set_time_zone(user=user, name="Europe/Paris")
+    fiche = running_fiche(projet, user)
+    start = (db_now() - timedelta(days=1)).replace(hour=1, minute=24, second=0, microsecond=0)
+    started_at(fiche, start)
+    page = alice.get("/").content.decode()
+    local = start.astimezone(ZoneInfo("Europe/Paris")).strftime("%H:%M")
+    assert f"since {local}" in page and "Europe/Paris" in page
+    assert "since 01:24" not in page
+
+
+def test_i_stopped_earlier_is_bounded_by_the_stretch_and_its_default_is_accepted(alice, user, projet, settings):
+    settings.TIME_ZONE = "UTC"
+    profiles.set_time_zone(user=user, name="Europe/Paris")
+    fiche = running_fiche(projet, user)
+    start = (db_now() - timedelta(seconds=30)).replace(microsecond=500_000)  # half-way through a second
+    started_at(fiche, start)
+    field = elements(alice.get("/").content.decode())[f"at-{fiche.pk}"]
+    first_whole_second = (start + timedelta(seconds=0.5)).astimezone(ZoneInfo("Europe/Paris"))
+    assert field["min"] == first_whole_second.strftime("%Y-%m-%dT%H:%M:%S")
+    assert field["min"] <= field["value"] <= field["max"]
+    response = alice.post(f"/fiches/{fiche.pk}/pause", {"at": field["value"]}, follow=True)
+    assert "Paused." in response.content.decode()
+    assert FicheTemps.objects.get(pk=fiche.pk).etat == Etat.EN_PAUSE
+
+
+def test_a_new_token_is_shown_once_in_a_box_of_its_own_with_a_copy_button(alice, user):
+    response = alice.post("/tokens/new", {"name": "script", "scope": "read", "days": "30"}, follow=True)
+    assert response.redirect_chain[-1][0] == "/settings"
+    raw = elements(response.content.decode())["new-token"]
+    token = ApiToken.objects.get()
+    assert raw["tag"] == "input" and "readonly" in raw and raw["value"].startswith(f"fdt_{token.prefix}_")
+    assert 'data-copy="new-token"' in response.content.decode()
+    assert '<p class="message warning">Your new token' not in response.content.decode()

@@ -1,12 +1,19 @@
-// The people's page, enhanced: live time ticks locally; forms post in the
-// background; the list re-renders when the stream says a fiche changed
-// (here, in another tab, on another device, in the admin, or by the ticker).
-// Without this script every form still works, with a page load.
+// The people's page, enhanced. htmx does the talking (forms, week navigation,
+// the regions drawn again when the stream says something changed); this
+// script does what stays in the page: live times tick (and the running one in
+// the tab's title), "I stopped earlier…" opens at now, what is being typed
+// survives a redraw, keyboard shortcuts. Without it every form still works,
+// with a page load.
 (function () {
   "use strict";
-  const list = document.getElementById("fiches");
+  const live = document.getElementById("live");
+  if (!live) return;
   const messages = document.getElementById("messages");
-  let loadedAt = performance.now();
+
+  // Live time -------------------------------------------------------------------
+  // Each [data-live-seconds] value was true when its region was drawn: it grows
+  // by its rate (running fiches) times the seconds since that element appeared.
+  const seen = new WeakMap();
 
   function format(total) {
     const seconds = Math.max(0, Math.floor(total));
@@ -14,13 +21,48 @@
     return h + ":" + String(m).padStart(2, "0") + ":" + String(s).padStart(2, "0");
   }
 
-  function tick() {
-    const elapsed = (performance.now() - loadedAt) / 1000;
-    document.querySelectorAll("[data-live-seconds]").forEach(function (node) {
-      node.textContent = format(parseFloat(node.dataset.liveSeconds) + parseFloat(node.dataset.liveRate || "0") * elapsed);
-    });
+  function elapsed(node) {
+    const now = performance.now();
+    if (!seen.has(node)) seen.set(node, now);
+    return (now - seen.get(node)) / 1000;
   }
 
+  function tick() {
+    document.querySelectorAll("[data-now]").forEach(elapsed);  // from when it was drawn
+    document.querySelectorAll("[data-live-seconds]").forEach(function (node) {
+      const rate = parseFloat(node.dataset.liveRate || "0");
+      node.textContent = format(parseFloat(node.dataset.liveSeconds) + rate * elapsed(node));
+    });
+    const running = document.querySelector("#timer [data-title]");
+    const site = live.dataset.siteTitle;
+    if (running) {
+      const time = running.querySelector(".timer-time");
+      document.title = (time ? time.textContent + " · " : "") + running.dataset.title + " · " + site;
+    } else {
+      document.title = live.dataset.idleTitle + " · " + site;
+    }
+  }
+
+  // "I stopped earlier…": when opened, it reads now (never before the stretch's first second).
+  function localNow(input) {
+    // data-now is the database's now, local, when drawn; the page's clock adds what passed since.
+    const drawn = Date.parse(input.dataset.now + "Z");
+    return new Date(drawn + elapsed(input) * 1000).toISOString().slice(0, 19);
+  }
+
+  // Set as its summary is clicked, before the details open (their "toggle" event comes later, in a task of its own).
+  document.addEventListener("click", function (event) {
+    const summary = event.target.closest(".stop-at > summary");
+    if (!summary || summary.parentElement.open) return;
+    const input = summary.parentElement.querySelector("input[type=datetime-local]");
+    if (!input) return;
+    let now = localNow(input);
+    if (input.min && now < input.min) now = input.min;
+    input.max = now;
+    input.value = now;
+  });
+
+  // Messages --------------------------------------------------------------------
   function say(text, kind) {
     const p = document.createElement("p");
     p.className = "message " + kind;
@@ -28,55 +70,145 @@
     messages.replaceChildren(p);
   }
 
-  let refreshing = null;
-  function refresh() {
-    // One refresh at a time; a change during one triggers another after it.
-    if (refreshing) { refreshing.again = true; return refreshing.promise; }
-    refreshing = { again: false };
-    refreshing.promise = fetch(location.pathname, { credentials: "same-origin" })
-      .then(r => r.ok ? r.text() : Promise.reject(r.status))
-      .then(function (page) {
-      const fresh = new DOMParser().parseFromString(page, "text/html");
-      list.innerHTML = fresh.getElementById("fiches").innerHTML;
-      document.querySelector(".totals").innerHTML = fresh.querySelector(".totals").innerHTML;
-      loadedAt = performance.now();
-      tick();
-    }).catch(function () { /* the next event or a reload will catch up */ }).finally(function () {
-      const again = refreshing.again;
-      refreshing = null;
-      if (again) refresh();
-    });
-    return refreshing.promise;
-  }
+  document.body.addEventListener("htmx:sendError", function () { say(live.dataset.networkError, "error"); });
+  document.body.addEventListener("htmx:responseError", function () { say(live.dataset.networkError, "error"); });
 
-  document.addEventListener("submit", function (event) {
-    const form = event.target;
-    if (!list.contains(form)) return;  // the create and token forms load the page as usual
-    event.preventDefault();
-    const button = form.querySelector("button[type=submit]");
-    if (button) button.disabled = true;
-    fetch(form.action, {
-      method: "POST", body: new FormData(form), credentials: "same-origin",
-      headers: { "X-Requested-With": "fetch" },
-    }).then(r => r.json().then(body => ({ ok: r.ok, body })))
-      .then(function ({ ok, body }) {
-        if (ok) say(body.message || "", "success"); else say(body.error || "Refused.", "error");
-        return refresh();
-      })
-      .catch(function () { say(document.documentElement.lang === "fr" ? "Réseau indisponible : rien n'a changé." : "Network unavailable: nothing changed.", "error"); })
-      .finally(function () { if (button) button.disabled = false; });
+  // Redraws keep what is being typed ---------------------------------------------
+  // A region drawn again (after the stream's news, or an action) would drop an
+  // open edit form and what was typed in it: such forms, and open details, are
+  // kept as they are, except the form whose own answer this is.
+  let submitting = null;
+  document.body.addEventListener("htmx:beforeRequest", function (event) {
+    const form = event.detail.elt.closest && event.detail.elt.closest("form");
+    if (form) { submitting = form; delete form.dataset.dirty; }
+  });
+  document.body.addEventListener("htmx:afterRequest", function (event) {
+    const form = event.detail.elt.closest && event.detail.elt.closest("form");
+    // A refusal leaves the form as typed; a success draws it afresh.
+    if (form && !event.detail.successful) form.dataset.dirty = "1";
+    if (form === submitting) setTimeout(function () { submitting = null; });
+  });
+  live.addEventListener("input", function (event) {
+    const form = event.target.form;
+    if (form) form.dataset.dirty = "1";
   });
 
-  if (window.EventSource && list) {
-    const source = new EventSource(list.dataset.streamUrl);
-    source.addEventListener("fiche", refresh);
-    source.addEventListener("snapshot", function (event) {
-      // On (re)connection: the running set may have changed while disconnected.
-      const running = JSON.parse(event.data).fiches.map(f => String(f.id)).sort().join(" ");
-      const shown = (list.querySelector(".fiche-list").dataset.running || "").trim().split(/\s+/).filter(Boolean).sort().join(" ");
-      if (running !== shown) refresh();
-    });
+  function worthKeeping(node) {
+    if (submitting && (node === submitting || node.contains(submitting))) return false;
+    if (node.tagName === "DETAILS") return node.open;
+    return node.dataset.dirty === "1" || node.contains(document.activeElement);
   }
+
+  // Where the focus was when its region was drawn again: the same element (by
+  // id), else the same entry's summary, else the region's first control.
+  let focused = null;
+  function remember(active) {
+    const region = active && active !== document.body && active.closest("#live > [id]");
+    if (!region) return;
+    const entry = active.closest("[data-entry-id]");
+    focused = { node: active, id: active.id, entry: entry && entry.dataset.entryId, region: region.id };
+  }
+  // Before the request: its button is about to be disabled, and so to lose the focus.
+  document.body.addEventListener("htmx:beforeRequest", function () { remember(document.activeElement); });
+  document.body.addEventListener("htmx:oobBeforeSwap", function (event) {
+    const old = event.detail.target, fresh = event.detail.fragment;
+    if (old.contains(document.activeElement)) remember(document.activeElement);
+    old.querySelectorAll("details[id], form[id]").forEach(function (node) {
+      if (!worthKeeping(node)) return;
+      const twin = fresh.querySelector("#" + CSS.escape(node.id));
+      if (twin && !(twin.parentElement && twin.parentElement.closest("[hx-preserve]"))) twin.setAttribute("hx-preserve", "true");
+    });
+  });
+  document.body.addEventListener("htmx:afterSettle", function () {
+    if (focused && (document.activeElement === document.body || !document.activeElement)) {
+      const region = document.getElementById(focused.region);
+      const again = (focused.node.isConnected && !focused.node.disabled && focused.node)
+        || (focused.id && document.getElementById(focused.id))
+        || (focused.entry && document.querySelector('[data-entry-id="' + focused.entry + '"] summary'))
+        || (region && region.querySelector("button, input:not([type=hidden]), select, summary, a[href]"));
+      if (again) again.focus({ preventScroll: true });
+    }
+    focused = null;
+    tick();
+  });
+
+  // The stream ------------------------------------------------------------------
+  // Its "fiche" events draw the regions again (hx-trigger on #refresher). On
+  // each (re)connection its snapshot names the running fiches: if they are not
+  // those shown, something changed while disconnected.
+  const sources = new WeakSet();
+  document.body.addEventListener("htmx:sseOpen", function (event) {
+    const source = event.detail.source;
+    if (!source || sources.has(source)) return;
+    sources.add(source);
+    source.addEventListener("snapshot", function (message) {
+      const running = JSON.parse(message.data).fiches.map(f => String(f.id)).sort().join(" ");
+      const timer = document.getElementById("timer");
+      const shown = ((timer && timer.dataset.running) || "").trim().split(/\s+/).filter(Boolean).sort().join(" ");
+      if (running !== shown) htmx.trigger("#refresher", "refresh");
+    });
+  });
+
+  // Adding an entry on a given day ----------------------------------------------
+  document.addEventListener("click", function (event) {
+    const link = event.target.closest("[data-add-day]");
+    if (!link) return;
+    const day = document.getElementById("add-day");
+    if (!day) return;
+    event.preventDefault();
+    day.value = link.dataset.addDay;
+    day.form.dataset.dirty = "1";
+    day.form.scrollIntoView({ block: "nearest" });
+    document.getElementById("add-libelle").focus();
+  });
+
+  // Keyboard shortcuts ----------------------------------------------------------
+  const help = document.getElementById("shortcuts");
+
+  function typing(target) {
+    return target.closest("input, textarea, select, [contenteditable]:not([contenteditable=false])") !== null;
+  }
+
+  function go(key) {
+    const link = document.querySelector('#week [data-key="' + key + '"]');
+    if (link) link.click();
+  }
+
+  function startOrStop() {
+    const stop = document.querySelector("#timer form[data-stop]");
+    if (stop) { stop.requestSubmit(); return; }
+    const start = document.getElementById("timer-form");
+    if (!start) return;
+    if (start.checkValidity()) start.requestSubmit();
+    else start.reportValidity();
+  }
+
+  function newEntry() {
+    const field = document.getElementById("timer-libelle") || document.getElementById("add-libelle");
+    if (field) { field.focus(); field.scrollIntoView({ block: "nearest" }); }
+  }
+
+  document.addEventListener("click", function (event) {
+    if (event.target.closest("[data-shortcuts]") && help) help.showModal();
+  });
+
+  document.addEventListener("keydown", function (event) {
+    if (event.defaultPrevented || event.ctrlKey || event.metaKey || event.altKey) return;
+    if (help && help.open) return;  // the dialog: Escape closes it (the browser's own), nothing else acts
+    if (typing(event.target) || event.isComposing) return;
+    const actions = {
+      "?": function () { if (help) help.showModal(); },
+      s: startOrStop,
+      n: newEntry,
+      ArrowLeft: function () { go("previous"); },
+      ArrowRight: function () { go("next"); },
+      t: function () { go("this"); },
+    };
+    const action = actions[event.key];
+    if (!action) return;
+    event.preventDefault();
+    action();
+  });
 
   tick();
   setInterval(tick, 1000);
