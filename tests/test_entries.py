@@ -14,6 +14,7 @@ from timesheet.core.dbtime import db_now
 from timesheet.domain import entries, fiches, locks, profiles, reports
 from timesheet.domain.errors import Code, Refused
 from timesheet.models import Etat, FicheEvent, FicheTemps, Stretch
+from timesheet.workers.ticker import tick
 
 H = timedelta(hours=1)
 M = timedelta(minutes=1)
@@ -241,18 +242,110 @@ def test_splitting_an_entry_keeps_its_time_in_two_entries(user, projet):
     refused(Code.INVALID, entries.split_entry, entry_id=first.id, actor=user, at=yesterday_at(9))
 
 
-def test_splitting_a_running_entry_leaves_the_second_part_running(user, projet):
-    fiche = running_fiche(projet, user)
+def test_a_running_entry_is_split_once_it_ends(user, projet):
+    """Splitting the running part would restart the auto-stop's clock: refused, nothing changed."""
+    fiche = fiches.start_fiche(fiche_id=make_fiche(projet, user).pk, actor=user, at=db_now() - H)
     entry = Stretch.objects.get(fiche_id=fiche.pk)
-    entries.change_entry(entry_id=entry.pk, actor=user, start=entry.started_at - H)
-    at = entry.started_at - 30 * M
 
-    first, second = entries.split_entry(entry_id=entry.pk, actor=user, at=at)
+    refused(Code.WRONG_STATE, entries.split_entry, entry_id=entry.pk, actor=user, at=entry.started_at + 30 * M)
 
-    assert first.end == at and second.running and second.start == at
-    paused = fiches.pause_fiche(fiche_id=fiche.pk, actor=user, at=at + 10 * M)
-    assert paused.temps_impute == 40 * M
-    assert_exact(fiche.pk)
+    assert Stretch.objects.filter(fiche_id=fiche.pk).count() == 1
+    assert FicheTemps.objects.get(pk=fiche.pk).en_calcul_depuis == entry.started_at
+
+
+def test_changing_times_and_project_at_once_moves_the_new_times_exactly(user, projet):
+    entry = add(user, projet, yesterday_at(9), yesterday_at(11))
+    _first, second = entries.split_entry(entry_id=entry.id, actor=user, at=yesterday_at(10))
+
+    moved = entries.change_entry(entry_id=second.id, actor=user, end=yesterday_at(12), projet_id=project("Autre").pk)
+
+    assert moved.seconds == 2 * 3600.0
+    assert assert_exact(entry.fiche).temps_impute == H
+    assert assert_exact(moved.fiche).temps_impute == 2 * H
+
+
+def test_a_running_fiches_earlier_entry_cannot_take_back_time_a_stop_would_need(user, superuser, projet):
+    """An adjustment took an hour back: shortening the hour it came from would leave the running stretch owing time."""
+    now = db_now()
+    fiche = fiches.start_fiche(fiche_id=make_fiche(projet, user).pk, actor=user, at=now - 3 * H)
+    fiches.pause_fiche(fiche_id=fiche.pk, actor=user, at=now - 2 * H)
+    fiches.adjust_fiche(fiche_id=fiche.pk, actor=superuser, delta=-H, reason="doublon")
+    fiches.start_fiche(fiche_id=fiche.pk, actor=user, at=now - 30 * M)
+    tick()
+    closed = Stretch.objects.get(fiche_id=fiche.pk, ended_at__isnull=False)
+
+    refused(Code.NEGATIVE_TIME, entries.change_entry, entry_id=closed.pk, actor=user, end=closed.ended_at - 20 * M)
+    running = Stretch.objects.get(fiche_id=fiche.pk, ended_at__isnull=True)
+    entries.delete_entry(entry_id=running.pk, actor=user)
+    assert assert_exact(fiche.pk).temps_impute == timedelta(0)
+
+
+@pytest.mark.parametrize("back", [timedelta(days=32), timedelta(days=365 * 150)])
+def test_a_start_as_of_is_at_most_an_entrys_length_back(user, projet, back):
+    fiche = make_fiche(projet, user)
+    error = refused(Code.INVALID, fiches.start_fiche, fiche_id=fiche.pk, actor=user, at=db_now() - back)
+    assert "at most 744 hours back" in error.message
+    running = fiches.start_fiche(fiche_id=fiche.pk, actor=user)
+    entry = Stretch.objects.get(fiche_id=running.pk)
+    refused(Code.INVALID, entries.change_entry, entry_id=entry.pk, actor=user, start=db_now() - back)
+    refused(Code.INVALID, entries.change_entry, entry_id=entry.pk, actor=user, start=datetime(2, 1, 3, tzinfo=UTC))
+    assert FicheTemps.objects.get(pk=fiche.pk).en_calcul_depuis == entry.started_at
+
+
+def test_with_an_auto_stop_a_start_as_of_stays_within_it(user, projet, settings):
+    settings.FICHE_MAX_RUNNING_HOURS = 8
+    fiche = make_fiche(projet, user)
+
+    refused(Code.INVALID, fiches.start_fiche, fiche_id=fiche.pk, actor=user, at=db_now() - 9 * H)
+    assert fiches.start_fiche(fiche_id=fiche.pk, actor=user, at=db_now() - 7 * H).is_running
+
+
+def test_a_day_and_a_duration_go_after_an_entry_from_the_night_before(user, projet):
+    add(user, projet, yesterday_at(0) - 2 * H, yesterday_at(1))
+
+    entry = entries.add_entry(actor=user, projet_id=projet.pk, day=yesterday_at(0).date(), duration=H)
+
+    assert (entry.start, entry.end) == (yesterday_at(1), yesterday_at(2))
+
+
+def test_a_day_not_come_yet_is_refused_as_such(user, projet):
+    error = refused(Code.INVALID, entries.add_entry, actor=user, projet_id=projet.pk, day=date(2999, 1, 1), duration=H)
+    assert "has not come yet" in error.message
+
+
+def test_an_empty_stretch_overlaps_nothing(user, projet):
+    fiche = fiches.start_fiche(fiche_id=make_fiche(projet, user).pk, actor=user, at=yesterday_at(10))
+    fiches.pause_fiche(fiche_id=fiche.pk, actor=user, at=fiche.en_calcul_depuis)  # stopped at its very start
+
+    add(user, projet, yesterday_at(9), yesterday_at(11))
+
+
+def test_a_running_entry_is_listed_for_the_days_it_ran_only(user, projet):
+    fiche = fiches.start_fiche(fiche_id=make_fiche(projet, user).pk, actor=user, at=db_now() - H)
+    today = db_now().date()
+
+    assert [e.fiche for e in entries.entries_on(user=user, first=today, last=today)] == [fiche.pk]
+    assert entries.entries_on(user=user, first=today + timedelta(days=1), last=today + timedelta(days=5)) == []
+
+
+@pytest.mark.parametrize(
+    ("first", "last", "message"),
+    [
+        (date(1, 1, 1), date(2026, 1, 1), "between the years 2 and 9998"),
+        (date(2026, 1, 1), date(9999, 12, 31), "between the years 2 and 9998"),
+        (date(2026, 1, 2), date(2026, 1, 1), "from must not be after to"),
+    ],
+)
+def test_a_range_of_days_out_of_bounds_or_backwards_says_which(user, first, last, message):
+    assert message in refused(Code.INVALID, entries.entries_on, user=user, first=first, last=last).message
+
+
+@override_settings(FICHE_MAX_RUNNING_PER_OWNER=0)
+def test_one_fiches_own_entries_never_overlap_even_when_several_may_run(user, projet):
+    entry = add(user, projet, yesterday_at(9), yesterday_at(11))
+    _first, second = entries.split_entry(entry_id=entry.id, actor=user, at=yesterday_at(10))
+
+    refused(Code.OVERLAP, entries.change_entry, entry_id=second.id, actor=user, start=yesterday_at(9, 30))
 
 
 def test_an_entry_moved_to_another_project_takes_its_time_with_it(user, projet):

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from tests.factories import make_fiche, project, running_fiche
+from tests.support import signed_in
 from timesheet.domain import days, entries, fiches, profiles
 from timesheet.domain.errors import Refused
 from timesheet.models import ApiToken, Etat, FicheTemps, Stretch
@@ -339,3 +340,35 @@ def test_durations_are_read_as_people_type_them(text, minutes):
 def test_what_is_no_duration_is_refused(text):
     with pytest.raises(Refused):
         parse_duration(text)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"day": "2026-03-29", "start": "01:00", "duration": "3:00"},  # Paris springs forward at 02:00
+        {"day": "2026-10-25", "start": "01:00", "duration": "3:00"},  # and falls back at 03:00
+        {"day": "2026-10-25", "end": "04:00", "duration": "3:00"},
+    ],
+)
+def test_a_typed_duration_is_of_real_time_across_a_dst_change(user, projet, data, settings):
+    settings.FICHE_MAX_RUNNING_PER_OWNER = 1
+    profiles.set_time_zone(user=user, name="Europe/Paris")
+    response = signed_in(user).post("/entries/new", {"projet": projet.pk, **data}, HTTP_X_REQUESTED_WITH="fetch")
+
+    assert response.status_code == 200, response.content
+    stretch = Stretch.objects.get()
+    assert stretch.ended_at - stretch.started_at == timedelta(hours=3)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"day": "0002-01-02", "end": "00:00", "duration": "9999:00"},
+        {"day": "9998-12-30", "start": "23:00", "duration": "9999:00"},
+        {"day": "2026-01-05", "duration": "99999999999h"},
+    ],
+)
+def test_absurd_durations_are_refused_not_a_server_error(user, projet, data):
+    response = signed_in(user).post("/entries/new", {"projet": projet.pk, **data}, HTTP_X_REQUESTED_WITH="fetch")
+
+    assert response.status_code == 400 and response.json()["code"] == "invalid"

@@ -147,10 +147,13 @@ def test_a_malformed_or_unknown_token_is_401(header):
     assert "error" in response.json()
 
 
-def test_a_token_cannot_manage_tokens_and_is_told_to_sign_in(alice):
-    raw = make_token(alice, scope="write")["token"]
+@pytest.mark.parametrize("method", ["get", "post", "delete"])
+def test_a_token_cannot_manage_tokens_and_is_told_to_sign_in(alice, method):
+    made = make_token(alice, scope="write")
 
-    response = Client().get("/api/tokens/", **bearer(raw))
+    url = "/api/tokens/" if method != "delete" else f"/api/tokens/{made['id']}/"
+    body = {} if method == "get" else {"data": "{}", "content_type": "application/json"}
+    response = getattr(Client(), method)(url, **body, **bearer(made["token"]))
 
     assert response.status_code == 401
     assert "needs a session" in response.json()["error"]

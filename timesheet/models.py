@@ -321,7 +321,8 @@ class StretchQuerySet(models.QuerySet["Stretch"]):
         The stretches with time in [``start``, ``end``) (``end`` None: up to
         any time), an open one counted as running on forever.
         """
-        ends_after = Q(ended_at__isnull=True) | Q(ended_at__gt=start)
+        # An empty stretch (a stop at its very start) holds no instant: it overlaps nothing.
+        ends_after = Q(ended_at__isnull=True) | (Q(ended_at__gt=start) & ~Q(ended_at=models.F("started_at")))
         return self.filter(ends_after) if end is None else self.filter(ends_after, started_at__lt=end)
 
 

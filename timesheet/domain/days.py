@@ -17,11 +17,14 @@ from django.conf import settings
 from timesheet.core.dbtime import db_now
 from timesheet.models import Profile
 
+# Names in the zone database that are not places: the host's own zone, and a placeholder.
+NOT_ZONES = frozenset({"localtime", "Factory"})
+
 
 @functools.cache
 def _zone_names() -> frozenset[str]:
     # Read from the zone database's files: once per process.
-    return frozenset(zoneinfo.available_timezones())
+    return frozenset(zoneinfo.available_timezones()) - NOT_ZONES
 
 
 def is_time_zone(name: object) -> bool:

@@ -112,18 +112,17 @@ def entries_between(*, user: Any, start: datetime, end: datetime, owner_id: int 
     owner = owner_id if owner_id is not None else user.pk
     selectors.owners_seen_by(user, owner, _("Only staff may see other people's entries."))
     now = db_now()
-    stretches = (
-        Stretch.objects.filter(owner_id=owner)
-        .overlapping(start, end)
-        .select_related("fiche__projet")
-        .order_by("started_at", "id")
-    )
-    return [_entry(stretch, now) for stretch in stretches]
+    stretches = Stretch.objects.filter(owner_id=owner).overlapping(start, end)
+    if start >= now:  # a running entry has time up to now only
+        stretches = stretches.filter(ended_at__isnull=False)
+    return [_entry(stretch, now) for stretch in stretches.select_related("fiche__projet").order_by("started_at", "id")]
 
 
 def entries_on(*, user: Any, first: date, last: date, owner_id: int | None = None) -> list[Entry]:
     """As ``entries_between``, for the owner's local days ``first`` to ``last`` (at most REPORT_MAX_DAYS)."""
-    if not (limits.FIRST_DAY <= first <= last <= limits.LAST_DAY):
+    if not (limits.FIRST_DAY <= first <= limits.LAST_DAY and limits.FIRST_DAY <= last <= limits.LAST_DAY):
+        raise Refused(_("Dates lie between the years 2 and 9998."), code=Code.INVALID)
+    if first > last:
         raise Refused(_("Check the dates: from must not be after to."), code=Code.INVALID)
     if (last - first).days >= limits.REPORT_MAX_DAYS:
         raise Refused(
@@ -205,7 +204,22 @@ def _locked_entry(entry_id: int, actor: Any) -> tuple[fiches.Row, Stretch]:
 
 
 def _changed_time(fiche_id: int, delta: timedelta) -> None:
-    """Add ``delta`` to a fiche's stored time, within its bounds (refused as negative_time or invalid otherwise)."""
+    """
+    Add ``delta`` to a fiche's stored time (the fiche locked by the caller),
+    within its bounds: refused as negative_time when the time before its
+    running stretch, if any, would go below zero (a later stop at that
+    stretch's start takes the stretch back), as invalid above the most a
+    fiche may hold.
+    """
+    fiche = FicheTemps.objects.values("temps_impute", "compte_jusqua", "en_calcul_depuis").get(pk=fiche_id)
+    running_part = timedelta(0)
+    if fiche["compte_jusqua"] is not None and fiche["en_calcul_depuis"] is not None:
+        running_part = fiche["compte_jusqua"] - fiche["en_calcul_depuis"]
+    if fiche["temps_impute"] - running_part + delta < timedelta(0):
+        raise Refused(
+            _("Fiche %(id)s's time cannot go below zero: an adjustment took some of it back.") % {"id": fiche_id},
+            code=Code.NEGATIVE_TIME,
+        )
     new_temps = DurationSum("temps_impute", delta)
     applied = (
         FicheTemps.objects.filter(pk=fiche_id)
@@ -214,16 +228,15 @@ def _changed_time(fiche_id: int, delta: timedelta) -> None:
         .update(temps_impute=new_temps, updated_at=Now())
     )
     if not applied:
-        if delta < timedelta(0):
-            raise Refused(
-                _("Fiche %(id)s's time cannot go below zero: an adjustment took some of it back.") % {"id": fiche_id},
-                code=Code.NEGATIVE_TIME,
-            )
-        raise Refused(
-            _("Fiche %(id)s would hold more than the %(hours)s hours one fiche may hold.")
-            % {"id": fiche_id, "hours": f"{conf.fiche_max_total() / timedelta(hours=1):g}"},
-            code=Code.INVALID,
-        )
+        raise _too_much(fiche_id)
+
+
+def _too_much(fiche_id: int) -> Refused:
+    return Refused(
+        _("Fiche %(id)s would hold more than the %(hours)s hours one fiche may hold.")
+        % {"id": fiche_id, "hours": f"{conf.fiche_max_total() / timedelta(hours=1):g}"},
+        code=Code.INVALID,
+    )
 
 
 def _audit(fiche_id: int, kind: str, actor: Any, *, delta: timedelta, changes: dict[str, Any], note: str) -> None:
@@ -297,16 +310,17 @@ def _placed(owner_id: int, day: date | None, duration: timedelta | None, now: da
         )
     zone = days.owner_zone(owner_id)
     midnight, next_midnight = days.local_midnight(day, zone), days.local_midnight(day + timedelta(days=1), zone)
-    last_end = (
-        Stretch.objects.filter(owner_id=owner_id, started_at__gte=midnight, started_at__lt=next_midnight)
-        .order_by("-started_at")
+    if midnight > now:
+        raise Refused(_("%(day)s has not come yet.") % {"day": day.isoformat()}, code=Code.INVALID)
+    ends = (
+        Stretch.objects.filter(owner_id=owner_id)
+        .overlapping(midnight, next_midnight)
         .values_list("ended_at", flat=True)
-        .first()
     )
-    if last_end is None and Stretch.objects.filter(owner_id=owner_id).overlapping(midnight, next_midnight).exists():
-        last_end = now  # the day's last entry still runs: nothing fits after it
+    # The day's last end (now, if an entry still runs), else its morning.
+    last_end = max((end or now for end in ends), default=None)
     start = last_end or datetime.combine(day, DAY_STARTS_AT, tzinfo=zone)
-    end = start + duration
+    end = (start.astimezone(UTC) + duration).astimezone(zone)  # a duration is of real time, across a DST change too
     if end > min(next_midnight, now):
         raise Refused(
             _("%(duration)s does not fit on %(day)s after its last entry (from %(start)s): give a start and an end.")
@@ -335,6 +349,7 @@ def change_entry(
         row, stretch = _locked_entry(entry_id, actor)
         if start is not None or end is not None:
             _change_times(row, stretch, actor, start=start, end=end)
+            stretch.refresh_from_db(fields=["started_at", "ended_at"])
         if projet_id is not None or libelle is not None:
             _change_fiche(row, stretch, actor, projet_id=projet_id, libelle=libelle)
     return _read(entry_id)
@@ -356,7 +371,7 @@ def _change_times(
     if (new_start, new_end) == (old_start, old_end):
         return
     if new_end is None:
-        ledger.require_past(new_start, owner_id=owner, what=_("the start"), now=now)
+        ledger.require_running_start(new_start, owner_id=owner, now=now)
     else:
         ledger.require_span(new_start, new_end)
         ledger.require_past(new_end, owner_id=owner, what=_("the end"), now=now)
@@ -366,8 +381,7 @@ def _change_times(
         assert old_end is not None and new_end is not None
         touched.append(min(old_end, new_end))
     note = locks.guard(owner, min(touched), actor)
-    if stretch.exclusive:
-        ledger.require_no_overlap(owner, new_start, new_end, ignoring=[stretch.pk], now=now)
+    ledger.require_no_overlap(owner, new_start, new_end, ignoring=[stretch.pk], now=now, fiche_id=row["id"])
     with ledger.refusing_overlaps(owner, new_start, new_end, ignoring=[stretch.pk]):
         Stretch.objects.filter(pk=stretch.pk).update(started_at=new_start, ended_at=new_end)
     changes = {"start": [_iso(old_start), _iso(new_start)], "end": [_iso(old_end), _iso(new_end)]}
@@ -375,12 +389,20 @@ def _change_times(
         # The running stretch's start is the fiche's mark of it: its time
         # grows by what the start moved back (settled first, so never below zero);
         # its stop will account the whole stretch, so this event adds nothing.
-        FicheTemps.objects.filter(pk=row["id"]).update(
-            temps_impute=DurationSum(settled(), old_start - new_start),
-            compte_jusqua=later_of("compte_jusqua"),
-            en_calcul_depuis=Value(new_start, output_field=DateTimeField()),
-            updated_at=Now(),
+        new_temps = DurationSum(settled(), old_start - new_start)
+        applied = (
+            FicheTemps.objects.filter(pk=row["id"])
+            .alias(new_temps=new_temps)
+            .filter(new_temps__lte=conf.fiche_max_total())
+            .update(
+                temps_impute=new_temps,
+                compte_jusqua=later_of("compte_jusqua"),
+                en_calcul_depuis=Value(new_start, output_field=DateTimeField()),
+                updated_at=Now(),
+            )
         )
+        if not applied:
+            raise _too_much(row["id"])
         delta = timedelta(0)
     else:
         assert new_end is not None
@@ -425,13 +447,16 @@ def _change_fiche(row: fiches.Row, stretch: Stretch, actor: Any, *, projet_id: i
 
 def split_entry(*, entry_id: int, actor: Any, at: datetime) -> tuple[Entry, Entry]:
     """
-    Split an entry in two at ``at``, an instant inside it: the same fiche and
-    time, in two entries (the second still running if the first was). Return both.
+    Split a finished entry in two at ``at``, an instant inside it: the same
+    fiche and time, in two entries. Return both.
     """
     with transaction.atomic():
         row, stretch = _locked_entry(entry_id, actor)
+        if stretch.ended_at is None:
+            # Its fiche's run goes on: the auto-stop measures it from its start.
+            raise Refused(_("A running entry is split once it ends: stop its fiche first."), code=Code.WRONG_STATE)
         at = ledger.instant(at, what=_("the instant of the split"))
-        end = stretch.ended_at or db_now()
+        end = stretch.ended_at
         if not stretch.started_at < at < end:
             zone = days.owner_zone(stretch.owner_id)
             raise Refused(
@@ -447,19 +472,8 @@ def split_entry(*, entry_id: int, actor: Any, at: datetime) -> tuple[Entry, Entr
             ended_at=stretch.ended_at,
             exclusive=stretch.exclusive,
         )
-        delta = timedelta(0)
-        if stretch.ended_at is None:
-            # The running part now starts at ``at``: its stop will account only
-            # that, so the first part is accounted here.
-            FicheTemps.objects.filter(pk=row["id"]).update(
-                en_calcul_depuis=Value(at, output_field=DateTimeField()), updated_at=Now()
-            )
-            delta = at - stretch.started_at
-        changes = {
-            "start": [_iso(stretch.started_at), _iso(stretch.started_at)],
-            "end": [_iso(stretch.ended_at), _iso(at)],
-        }
-        _audit(row["id"], FicheEvent.Kind.ENTRY_SPLIT, actor, delta=delta, changes=changes, note="")
+        changes = {"start": [_iso(stretch.started_at)] * 2, "end": [_iso(stretch.ended_at), _iso(at)]}
+        _audit(row["id"], FicheEvent.Kind.ENTRY_SPLIT, actor, delta=timedelta(0), changes=changes, note="")
     return _read(entry_id), _read(second.pk)
 
 

@@ -300,16 +300,17 @@ def _start(
     return fiche
 
 
-def _as_of(owner_id: int, at: datetime, actor: Any) -> tuple[Value, str]:
+def _as_of(owner_id: int, fiche_id: int, at: datetime, actor: Any) -> tuple[Value, str]:
     """
-    The instant ``at`` for a start "as of" an earlier time, checked: past,
-    after the owner's other time and outside their locked days (unless the
-    actor overrides locks); return it as a value and the reason to audit.
+    The instant ``at`` for a start "as of" an earlier time, checked: past but
+    not too far back, after the owner's other time and outside their locked
+    days (unless the actor overrides locks); return it as a value and the
+    reason to audit.
     """
     at = ledger.instant(at, what=_("the start"))
-    ledger.require_past(at, owner_id=owner_id, what=_("the start"))
+    ledger.require_running_start(at, owner_id=owner_id, now=db_now())
     note = locks.guard(owner_id, at, actor)
-    ledger.require_no_overlap(owner_id, at, None)
+    ledger.require_no_overlap(owner_id, at, None, fiche_id=fiche_id)
     reason = f"Started as of {at.isoformat()}.{note}"
     return Value(at, output_field=DateTimeField()), reason
 
@@ -383,7 +384,7 @@ def create_fiche(
             return reload(fiche.pk)
         if at is None:
             return _start(fiche.pk, owner_id, actor)
-        since, reason = _as_of(owner_id, at, actor)
+        since, reason = _as_of(owner_id, fiche.pk, at, actor)
         return _start(fiche.pk, owner_id, actor, at=since, reason=reason)
 
 
@@ -399,7 +400,7 @@ def start_fiche(*, fiche_id: int, actor: Any, at: datetime | None = None) -> Fic
         require_active_projet(row["projet_id"], row["projet_actif"])
         if at is None:
             return _start(fiche_id, row["owner_id"], actor)
-        since, reason = _as_of(row["owner_id"], at, actor)
+        since, reason = _as_of(row["owner_id"], fiche_id, at, actor)
         return _start(fiche_id, row["owner_id"], actor, at=since, reason=reason)
 
 

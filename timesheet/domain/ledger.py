@@ -54,7 +54,7 @@ def instant(value: object, *, what: str) -> datetime:
             _("%(what)s needs a time zone (an offset such as +01:00).") % {"what": what.capitalize()},
             code=Code.INVALID,
         )
-    if not limits.FIRST_DAY < value.date() < limits.LAST_DAY:
+    if not limits.FIRST_DAY <= value.date() <= limits.LAST_DAY:
         raise Refused(
             _("%(what)s must lie between the years 2 and 9998.") % {"what": what.capitalize()}, code=Code.INVALID
         )
@@ -73,6 +73,22 @@ def require_past(moment: datetime, *, owner_id: int, what: str, now: datetime | 
         )
 
 
+def require_running_start(start: datetime, *, owner_id: int, now: datetime) -> None:
+    """
+    Refuse a running stretch's start (a start "as of", or a running entry's
+    start moved back) in the future, or further back than an entry may be
+    long (and than a fiche may run, with ``FICHE_MAX_RUNNING_HOURS``).
+    """
+    require_past(start, owner_id=owner_id, what=_("the start"), now=now)
+    longest = min(limits.ENTRY_MAX_LENGTH, conf.max_running() or limits.ENTRY_MAX_LENGTH)
+    if start < now - longest:
+        raise Refused(
+            _("A running fiche's start is at most %(hours)s hours back: add an entry for earlier time.")
+            % {"hours": f"{longest / timedelta(hours=1):g}"},
+            code=Code.INVALID,
+        )
+
+
 def require_span(start: datetime, end: datetime) -> None:
     """Refuse an entry that does not end after it starts, or is longer than ``ENTRY_MAX_LENGTH``."""
     if end <= start:
@@ -84,19 +100,28 @@ def require_span(start: datetime, end: datetime) -> None:
 
 
 def require_no_overlap(
-    owner_id: int, start: datetime, end: datetime | None, *, ignoring: Iterable[int] = (), now: datetime | None = None
+    owner_id: int,
+    start: datetime,
+    end: datetime | None,
+    *,
+    ignoring: Iterable[int] = (),
+    now: datetime | None = None,
+    fiche_id: int | None = None,
 ) -> None:
     """
     Refuse, as ``overlap``, time from ``start`` to ``end`` (None: running on)
     for ``owner_id`` that would share an instant with one of their exclusive
-    stretches other than ``ignoring``; nothing is refused when people may run
-    several fiches at once.
+    stretches other than ``ignoring``. When people may run several fiches at
+    once, only the stretches of ``fiche_id`` (the fiche the time is for) count.
     """
+    mine = Stretch.objects.filter(owner_id=owner_id, exclusive=True)
     if not exclusive():
-        return
+        # People may run several fiches at once, but one fiche's own stretches never overlap.
+        if fiche_id is None:
+            return
+        mine = Stretch.objects.filter(fiche_id=fiche_id)
     other = (
-        Stretch.objects.filter(owner_id=owner_id, exclusive=True)
-        .overlapping(start, end)
+        mine.overlapping(start, end)
         .exclude(pk__in=list(ignoring))
         .select_related("fiche__projet")
         .order_by("started_at")
@@ -138,7 +163,8 @@ def refusing_overlaps(
         with transaction.atomic():
             yield
     except IntegrityError as error:
-        if NO_OVERLAP_CONSTRAINT not in str(error):
+        diagnosis = getattr(error.__cause__, "diag", None)
+        if getattr(diagnosis, "constraint_name", None) != NO_OVERLAP_CONSTRAINT:
             raise
         require_no_overlap(owner_id, start, end, ignoring=ignoring)
         raise Refused(_("This would overlap another of your entries."), code=Code.OVERLAP) from None

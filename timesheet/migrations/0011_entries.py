@@ -32,6 +32,13 @@ def fill_owners(apps, schema_editor):
     Stretch.objects.filter(overlapped_open | overlapped).update(exclusive=False)
 
 
+def checks_now(apps, schema_editor):
+    # PostgreSQL: the foreign keys filled above are checked at commit; the
+    # table cannot be altered while those checks are pending, so run them now.
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+
+
 def add_exclusion(apps, schema_editor):
     if schema_editor.connection.vendor == "postgresql":
         schema_editor.execute("CREATE EXTENSION IF NOT EXISTS btree_gist")
@@ -66,7 +73,12 @@ class Migration(migrations.Migration):
             name="exclusive",
             field=models.BooleanField(default=True, verbose_name="exclusive"),
         ),
+        migrations.AddIndex(
+            model_name="stretch",
+            index=models.Index(fields=["owner", "started_at"], name="stretch_owner_started_idx"),
+        ),
         migrations.RunPython(fill_owners, migrations.RunPython.noop, elidable=True),
+        migrations.RunPython(checks_now, migrations.RunPython.noop, elidable=True),
         migrations.AlterField(
             model_name="stretch",
             name="owner",
@@ -76,10 +88,6 @@ class Migration(migrations.Migration):
                 to=settings.AUTH_USER_MODEL,
                 verbose_name="owner",
             ),
-        ),
-        migrations.AddIndex(
-            model_name="stretch",
-            index=models.Index(fields=["owner", "started_at"], name="stretch_owner_started_idx"),
         ),
         migrations.RunPython(add_exclusion, drop_exclusion),
         migrations.AlterField(

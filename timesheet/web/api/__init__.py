@@ -19,9 +19,10 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.operation import Operation
 
 from timesheet.domain.errors import Refused, error_body
-from timesheet.web.api import entries, fiches, projets, reports, sessions, tokens
+from timesheet.web.api import entries, fiches, notifications, projets, reports, sessions, tokens
 from timesheet.web.api.common import (
     BODY_NOT_AN_OBJECT,
+    SESSION_ONLY,
     BearerToken,
     JsonParser,
     Session,
@@ -63,6 +64,7 @@ api.add_router("", projets.router)
 api.add_router("", reports.router)
 api.add_router("", sessions.router)
 api.add_router("", tokens.router)
+api.add_router("", notifications.router)
 
 
 def error(request: HttpRequest, status: int, message: str) -> HttpResponse:
@@ -79,7 +81,7 @@ def authentication_hint(request: HttpRequest) -> str:
     scheme, _, credentials = request.headers.get("Authorization", "").strip().partition(" ")
     if scheme.lower() == "bearer" and credentials.strip():
         # Bearer tokens are tried first everywhere they are accepted: here, they are not.
-        return "This endpoint needs a session: sign in (POST /api/login); a token cannot list, make or revoke tokens."
+        return SESSION_ONLY
     if scheme:
         return f"Unsupported authorization scheme “{scheme[:20]}”: send the token as “Authorization: Bearer <token>”."
     return "Authentication required: sign in or send a token (Authorization: Bearer <token>)."

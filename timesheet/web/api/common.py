@@ -26,6 +26,7 @@ from timesheet.models import ApiToken
 from timesheet.web.http import session_user
 
 MAX_ID = 2**63 - 1
+SESSION_ONLY = "This endpoint needs a session: sign in (POST /api/login); a token cannot list, make or revoke tokens."
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
@@ -63,6 +64,9 @@ class Session(APIKeyCookie):
         try:
             return super()._get_key(request)
         except HttpError:
+            if request.headers.get("Authorization", "").lower().startswith("bearer "):
+                # A token was sent where only a session is accepted: CSRF is not its problem.
+                raise AuthenticationError(401, SESSION_ONLY) from None
             raise HttpError(403, "CSRF verification failed. Send the X-CSRFToken header (GET /api/csrf).") from None
 
     async def authenticate(self, request, key):

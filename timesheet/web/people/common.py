@@ -141,16 +141,30 @@ def parse_duration(raw: str) -> timedelta | None:
     text = raw.strip()
     if not text:
         return None
-    if clock := _CLOCK.match(text):
-        hours, minutes, seconds = (int(part or 0) for part in clock.groups())
-        return timedelta(hours=hours, minutes=minutes, seconds=seconds)
-    if _HOURS.match(text):
-        return timedelta(hours=float(text.replace(",", ".")))
-    units = _UNITS.match(text)
-    if units and any(units.groups()):
-        hours_text, minutes_text = units.groups()
-        return timedelta(hours=float((hours_text or "0").replace(",", ".")), minutes=int(minutes_text or 0))
-    raise Refused(_("“%(value)s” is not a duration (such as 1:30).") % {"value": text}, code=Code.INVALID)
+    duration = _duration(text)
+    if duration is None:
+        raise Refused(_("“%(value)s” is not a duration (such as 1:30).") % {"value": text}, code=Code.INVALID)
+    if duration > limits.ENTRY_MAX_LENGTH:
+        raise Refused(
+            _("An entry is at most %(days)s days long.") % {"days": limits.ENTRY_MAX_LENGTH.days}, code=Code.INVALID
+        )
+    return duration
+
+
+def _duration(text: str) -> timedelta | None:
+    try:
+        if clock := _CLOCK.match(text):
+            hours, minutes, seconds = (int(part or 0) for part in clock.groups())
+            return timedelta(hours=hours, minutes=minutes, seconds=seconds)
+        if _HOURS.match(text):
+            return timedelta(hours=float(text.replace(",", ".")))
+        units = _UNITS.match(text)
+        if units and any(units.groups()):
+            hours_text, minutes_text = units.groups()
+            return timedelta(hours=float((hours_text or "0").replace(",", ".")), minutes=int(minutes_text or 0))
+    except OverflowError:  # more days than a duration holds
+        return timedelta.max
+    return None
 
 
 # The week a page or a form is about ---------------------------------------------

@@ -7,7 +7,7 @@ action of the page does (htmx: the page's regions; a plain form: a redirect
 to the week with a message).
 """
 
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -56,12 +56,16 @@ def _new_entry(request: HtmxHttpRequest, user: Any) -> dict[str, Any]:
         return {**fields, "start": begins, "end": ends}
     if duration is None:
         raise Refused(_("Give a start and an end time, or a duration."), code=Code.INVALID)
-    if start is not None:
-        begins = _at(day, start, zone)
-        return {**fields, "start": begins, "end": begins + duration}
-    if end is not None:
-        ends = _at(day, end, zone)
-        return {**fields, "start": ends - duration, "end": ends}
+    # A duration is of real time: counted in UTC, so that it holds across a DST change.
+    try:
+        if start is not None:
+            begins = _at(day, start, zone).astimezone(UTC)
+            return {**fields, "start": begins, "end": begins + duration}
+        if end is not None:
+            ends = _at(day, end, zone).astimezone(UTC)
+            return {**fields, "start": ends - duration, "end": ends}
+    except OverflowError:  # before the year 1 or after 9999
+        raise Refused(_("Dates lie between the years 2 and 9998."), code=Code.INVALID) from None
     return {**fields, "day": day, "duration": duration}
 
 
