@@ -98,6 +98,22 @@ def add_running_fiches(*, projet, owners, count):
         )
 
 
+def add_open_stretches():
+    """
+    The open stretch of each running fiche, as starting one writes it (not
+    exclusive: the bench's fiches share a few owners and run at once).
+    """
+    from django.db import connection
+
+    false = "FALSE" if connection.vendor == "postgresql" else "0"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO timesheet_stretch (fiche_id, owner_id, exclusive, reminded, started_at) "
+            f"SELECT id, owner_id, {false}, {false}, en_calcul_depuis FROM timesheet_fichetemps "
+            "WHERE etat = 'en_calcul'"
+        )
+
+
 def database_label():
     from django.db import connection
 

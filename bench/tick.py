@@ -8,7 +8,10 @@ practical limit) and against the naive per-row loop it replaces, in one run.
     DATABASE_URL=postgres://... python bench/tick.py   # an empty database
 
 Prints the median time per tick, the ratios, the SQL statements per tick and
-the peak Python memory of a tick at two sizes.
+the peak Python memory of a tick at two sizes; then the tick with its
+reminders' pass against the tick without it (each running fiche with its open
+stretch, none due: the steady state), and one pass over a flood (every running
+fiche crossing its forgotten-timer threshold at once).
 """
 
 import argparse
@@ -22,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import add_running_fiches, database_label, load_average, scratch_dir
+from bench.harness import add_open_stretches, add_running_fiches, database_label, load_average, scratch_dir
 
 RAW_UPDATE = {
     "sqlite": (
@@ -156,8 +159,10 @@ def peak_memory(function):
         tracemalloc.stop()
 
 
-def measure_at(count, variants, repeats):
+def measure_at(count, variants, repeats, *, stretches=False):
     populate(count)
+    if stretches:
+        add_open_stretches()
     rows = {}
     for function in variants.values():
         function()  # warm up: caches, statements prepared
@@ -261,6 +266,47 @@ def shard_speedup(count, shards, batch_size, repeats=3):
     return statistics.median(timings[1]), statistics.median(timings[2])
 
 
+def reminding(count, batch_size, repeats):
+    """The tick with and without its reminders' pass at ``count`` running fiches, then one pass over a flood."""
+    from django.db import connection
+
+    from timesheet.core.dbtime import db_now
+    from timesheet.domain import reminders
+    from timesheet.models import Notification, Stretch
+    from timesheet.workers.ticker import tick
+
+    rows = measure_at(
+        count,
+        {
+            "tick": lambda: tick(batch_size=batch_size, remind=False),
+            "tick+remind": lambda: tick(batch_size=batch_size, remind=True),
+        },
+        repeats,
+        stretches=True,
+    )
+    for name, row in rows.items():
+        print(
+            f"{name:<14}{row['rows']:>10,}{row['median'] * 1000:>12.1f}{row['statements']:>12,}"
+            f"{row['memory'] / 2**20:>10.2f}"
+        )
+    ratio = rows["tick+remind"]["median"] / rows["tick"]["median"]
+    print(f"tick with reminders / without at {count:,}: {ratio:.2f}x (target <= 1.2x)")
+    # The flood: every running stretch crossed its threshold five hours ago, none told yet.
+    Stretch.objects.update(started_at=db_now() - timedelta(hours=5), reminded=False)
+    Notification.objects.all().delete()
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("VACUUM ANALYZE timesheet_stretch")
+    started = time.perf_counter()
+    written = reminders.forgotten_timers(now=db_now(), batch_size=batch_size)
+    seconds = time.perf_counter() - started
+    assert written == count, (written, count)
+    print(
+        f"flood: {written:,} forgotten timers told in {seconds:.2f} s ({written / seconds:,.0f} a second, "
+        f"in transactions of {batch_size:,})"
+    )
+
+
 def main():
     args = parse_args()
     setup_django()
@@ -302,6 +348,7 @@ def main():
         f"tick peak memory: {small['tick']['memory'] / 1024:.0f} KiB at {args.naive_n:,}, "
         f"{large['tick']['memory'] / 1024:.0f} KiB at {args.n:,}"
     )
+    reminding(args.n, batch_size, args.repeats)
     if connection.vendor == "postgresql":
         first, last, hot = table_growth(args.n, args.growth_ticks, project_tick, args.growth_pause)
         print(

@@ -290,6 +290,30 @@ FICHE_MAX_TOTAL_HOURS = env_number("FICHE_MAX_TOTAL_HOURS", 24 * 366 * 10)
 # Exports: the most rows one may hold, and how many run at once in one web process (429 past it).
 EXPORT_MAX_ROWS = env_number("EXPORT_MAX_ROWS", 500_000)
 EXPORT_MAX_CONCURRENT = env_number("EXPORT_MAX_CONCURRENT", 2)
+REMINDER_RUNNING_HOURS = env_number("REMINDER_RUNNING_HOURS", 4)
+# Email, for the notifications (manage.py run_notifications): an SMTP server, or, without EMAIL_HOST,
+# the console (each email printed on the worker's output, as under `make run`).
+EMAIL_HOST = env("EMAIL_HOST", "")
+if EMAIL_HOST:
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_PORT = env_number("EMAIL_PORT", 587)
+    EMAIL_HOST_USER = env("EMAIL_HOST_USER", "")
+    EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD", "")
+    EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "fiches@localhost")
+# The site's address, for the emails' absolute links (the unsubscribe link, the people's page).
+SITE_URL = env("SITE_URL", "http://127.0.0.1:8000")
+# Notification delivery: the wait after an idle pass, notifications fanned out per transaction, an
+# attempt's deadline and lease, the retries' first delay, their longest, and the attempts before giving up.
+NOTIFY_POLL_SECONDS = env_number("NOTIFY_POLL_SECONDS", 1)
+NOTIFY_BATCH_SIZE = env_number("NOTIFY_BATCH_SIZE", 500)
+NOTIFY_TIMEOUT_SECONDS = env_number("NOTIFY_TIMEOUT_SECONDS", 10)
+NOTIFY_LEASE_SECONDS = env_number("NOTIFY_LEASE_SECONDS", 60)
+NOTIFY_RETRY_SECONDS = env_number("NOTIFY_RETRY_SECONDS", 30)
+NOTIFY_MAX_BACKOFF_SECONDS = env_number("NOTIFY_MAX_BACKOFF_SECONDS", 3600)
+NOTIFY_MAX_ATTEMPTS = env_number("NOTIFY_MAX_ATTEMPTS", 10)
 # The port on which the ticker serves its Prometheus metrics (127.0.0.1); unset for none.
 METRICS_PORT = env_number("METRICS_PORT", None)
 # /metrics on the web side answers loopback clients, or anyone sending "Authorization: Bearer $METRICS_TOKEN".

@@ -1,9 +1,11 @@
 import functools
-from datetime import timedelta
+from datetime import time, timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import Permission
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Exists, OuterRef, Q
 from django.db.models.functions import Now
@@ -348,6 +350,9 @@ class Stretch(models.Model):
     # when it was written while each person ran one fiche at a time (the
     # default); with more, a person's stretches may overlap.
     exclusive = models.BooleanField(_("exclusive"), default=True)
+    # Whether the forgotten-timer reminder was written for it: once it is, the
+    # reminders' pass no longer reads it (its index holds only those not yet told).
+    reminded = models.BooleanField(_("reminded"), default=False, db_default=False)
 
     objects = StretchQuerySet.as_manager()
 
@@ -359,6 +364,10 @@ class Stretch(models.Model):
             models.Index(fields=["started_at"], name="stretch_started_idx"),
             # A person's entries in a range, and the overlap check.
             models.Index(fields=["owner", "started_at"], name="stretch_owner_started_idx"),
+            # The running stretches no reminder has been written for yet: small, read every reminders' pass.
+            models.Index(
+                fields=["started_at"], condition=Q(ended_at__isnull=True, reminded=False), name="stretch_unreminded_idx"
+            ),
         ]
         # On PostgreSQL, migration 0011 adds the exclusion constraint
         # ``stretch_no_overlap`` (btree_gist): no two exclusive stretches of an
@@ -379,20 +388,54 @@ class Stretch(models.Model):
         return f"{self.fiche_id}: {self.started_at:%Y-%m-%d %H:%M:%S} → {self.ended_at or '…'}"
 
 
+def default_end_of_day() -> time:
+    return time(19, 0)
+
+
 class Profile(models.Model):
-    """What the product knows of a person beyond Django's user: the time zone their days are counted in."""
+    """
+    What the product knows of a person beyond Django's user: the time zone
+    their days are counted in, their language, and their reminders' settings.
+    A person without a profile has the site's defaults.
+    """
 
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="timesheet_profile", verbose_name=_("user")
     )
-    time_zone = models.CharField(_("time zone"), max_length=64, help_text=_("An IANA name such as Europe/Paris."))
+    time_zone = models.CharField(
+        _("time zone"),
+        max_length=64,
+        blank=True,
+        help_text=_("An IANA name such as Europe/Paris; empty for the site's."),
+    )
+    language = models.CharField(
+        _("language"), max_length=8, blank=True, help_text=_("Of the emails sent to them; empty for the site's.")
+    )
+    reminder_running_hours = models.DecimalField(
+        _("forgotten timer after (hours)"),
+        max_digits=5,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal(0))],
+        help_text=_("Empty for the site's (REMINDER_RUNNING_HOURS); 0 for no reminder."),
+    )
+    end_of_day = models.TimeField(
+        _("end of the working day"),
+        null=True,
+        blank=True,
+        default=default_end_of_day,
+        help_text=_("Told if a fiche still runs then; empty for no reminder."),
+    )
+    # ISO weekdays, Monday 1 to Sunday 7.
+    working_days = models.CharField(_("working days"), max_length=7, default="12345")
 
     class Meta:
         verbose_name = _("profile")
         verbose_name_plural = _("profiles")
 
     def __str__(self):
-        return f"{self.user} ({self.time_zone})"
+        return f"{self.user} ({self.time_zone or settings.TIME_ZONE})"
 
 
 class LockedPeriod(models.Model):
@@ -555,3 +598,178 @@ class WebhookDelivery(models.Model):
 
     def __str__(self):
         return f"{self.subscription} #{self.event_id} ({self.attempt})"
+
+
+class NotificationKind(models.TextChoices):
+    FORGOTTEN_TIMER = "forgotten_timer", _("forgotten timer")
+    END_OF_DAY = "end_of_day", _("still running at the end of the day")
+    MISSING_TIME = "missing_time", _("days without time")
+
+
+class Channel(models.TextChoices):
+    EMAIL = "email", _("email")
+    PAGE = "page", _("the page")
+    WEBHOOK = "webhook", _("webhooks")
+
+
+class NotificationQuerySet(models.QuerySet["Notification"]):
+    def visible_to(self, user: Any) -> "NotificationQuerySet":
+        """The notifications ``user`` may see and act on: their own."""
+        if not user.is_authenticated or not user.is_active:
+            return self.none()
+        return self.filter(recipient_id=user.pk)
+
+    def unread(self) -> "NotificationQuerySet":
+        return self.filter(read_at__isnull=True)
+
+
+class Notification(models.Model):
+    """
+    The outbox: one row per occurrence of a fact someone is told about,
+    written by the same transaction as the fact (or as the pass that found
+    it). ``(kind, subject, occurrence, recipient)`` is unique, so any number
+    of writers, restarts and kills make each one once. ``occurred_at`` is the
+    exact instant of the fact (a threshold's crossing, computed), not when it
+    was noticed. The delivery worker fans it out to its channels
+    (``fanned_out``) and delivers each in ``NotificationDelivery``.
+    """
+
+    recipient = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications", verbose_name=_("recipient")
+    )
+    kind = models.CharField(_("kind"), max_length=32, choices=NotificationKind.choices)
+    # What it is about ("stretch:12", "fiche:3", "owner:5") and which occurrence ("2026-12-07", "2026-W49", "").
+    subject = models.CharField(_("subject"), max_length=64)
+    occurrence = models.CharField(_("occurrence"), max_length=32, blank=True)
+    fiche = models.ForeignKey(
+        FicheTemps, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", verbose_name=_("fiche")
+    )
+    occurred_at = models.DateTimeField(_("occurred"))
+    created_at = models.DateTimeField(_("created"), db_default=Now(), editable=False)
+    read_at = models.DateTimeField(_("read"), null=True, blank=True)
+    payload = models.JSONField(_("payload"), default=dict, blank=True)
+    fanned_out = models.BooleanField(_("handed to its channels"), default=False, db_default=False)
+
+    objects = NotificationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-occurred_at", "-id"]
+        verbose_name = _("notification")
+        verbose_name_plural = _("notifications")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "subject", "occurrence", "recipient"], name="notification_once_per_occurrence"
+            ),
+            models.CheckConstraint(condition=Q(kind__in=NotificationKind.values), name="notification_kind_valid"),
+        ]
+        indexes = [
+            models.Index(fields=["recipient", "-occurred_at", "-id"], name="notification_recipient_idx"),
+            models.Index(fields=["id"], condition=Q(fanned_out=False), name="notification_to_fan_out_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} → {self.recipient} ({self.occurred_at:%Y-%m-%d %H:%M})"
+
+
+class NotificationPreference(models.Model):
+    """A person's choice for one kind on one channel; without a row, the kind goes to every channel."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", verbose_name=_("user")
+    )
+    kind = models.CharField(_("kind"), max_length=32, choices=NotificationKind.choices)
+    channel = models.CharField(_("channel"), max_length=16, choices=Channel.choices)
+    enabled = models.BooleanField(_("enabled"), default=True)
+
+    class Meta:
+        verbose_name = _("notification preference")
+        verbose_name_plural = _("notification preferences")
+        constraints = [
+            models.UniqueConstraint(fields=["user", "kind", "channel"], name="notification_preference_unique"),
+        ]
+
+    def __str__(self):
+        return f"{self.user}: {self.kind} by {self.channel} {'on' if self.enabled else 'off'}"
+
+
+class NotificationDelivery(models.Model):
+    """
+    One notification on one channel that sends (email, webhook): its state,
+    attempts and lease. A worker holds the lease (``lease_owner`` until
+    ``leased_until``) while it sends, so any number of workers send each one
+    once; a worker killed mid-send leaves the lease to expire and another
+    sends it again (at least once, deduplicated by the receiver by its id).
+    """
+
+    class State(models.TextChoices):
+        PENDING = "pending", _("pending")
+        SENT = "sent", _("sent")
+        FAILED = "failed", _("failed: gave up")
+
+    notification = models.ForeignKey(
+        Notification, on_delete=models.CASCADE, related_name="deliveries", verbose_name=_("notification")
+    )
+    channel = models.CharField(_("channel"), max_length=16, choices=Channel.choices)
+    # For a webhook: which subscription (a notification goes to each subscription that chose its kind).
+    subscription = models.ForeignKey(
+        WebhookSubscription,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("subscription"),
+    )
+    state = models.CharField(_("state"), max_length=10, choices=State.choices, default=State.PENDING)
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    next_attempt_at = models.DateTimeField(_("next attempt"), db_default=Now())
+    leased_until = models.DateTimeField(_("leased until"), null=True, blank=True, editable=False)
+    lease_owner = models.CharField(_("leased by"), max_length=32, blank=True, editable=False)
+    sent_at = models.DateTimeField(_("sent"), null=True, blank=True)
+    last_error = models.TextField(_("last error"), blank=True)
+    created_at = models.DateTimeField(_("created"), db_default=Now(), editable=False)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name = _("notification delivery")
+        verbose_name_plural = _("notification deliveries")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["notification", "channel"],
+                condition=Q(subscription__isnull=True),
+                name="notification_delivery_once",
+            ),
+            models.UniqueConstraint(
+                fields=["notification", "subscription"],
+                condition=Q(subscription__isnull=False),
+                name="notification_delivery_once_per_subscription",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["next_attempt_at"], condition=Q(state="pending"), name="notification_due_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.notification_id} by {self.channel} ({self.state})"
+
+
+class ReminderMark(models.Model):
+    """
+    A reminders' pass done once for a group of people: "the end of 2026-12-07
+    for everyone in Europe/Paris ending at 19:00". Unique, so that the pass
+    that finds it done reads nothing else.
+    """
+
+    kind = models.CharField(_("kind"), max_length=32, choices=NotificationKind.choices)
+    key = models.CharField(_("group"), max_length=128)
+    occurrence = models.CharField(_("occurrence"), max_length=32)
+    created_at = models.DateTimeField(_("created"), db_default=Now(), editable=False)
+
+    class Meta:
+        verbose_name = _("reminders' pass")
+        verbose_name_plural = _("reminders' passes")
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "key", "occurrence"], name="reminder_mark_once"),
+        ]
+
+    def __str__(self):
+        return f"{self.kind} {self.key} {self.occurrence}"

@@ -2,8 +2,11 @@
 
 import ipaddress
 import math
+from decimal import Decimal
 from numbers import Real
+from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.core.checks import Error, register
 
 from timesheet.core import conf
@@ -113,6 +116,12 @@ RULES = [
     ("EXPORT_MAX_ROWS", _is_positive_int, "a positive whole number of rows", "timesheet.E030"),
     ("EXPORT_MAX_CONCURRENT", _is_positive_int, "a positive whole number of exports", "timesheet.E031"),
     (
+        "REMINDER_RUNNING_HOURS",
+        lambda v: isinstance(v, int | float | Decimal) and not isinstance(v, bool) and 0 <= v <= 999,
+        "a number of hours from 0 (no reminder) to 999",
+        "timesheet.E032",
+    ),
+    (
         "METRICS_PORT",
         lambda value: value is None or (_is_positive_int(value) and value < 65536),
         "a TCP port (1-65535), or unset for none",
@@ -149,4 +158,62 @@ def check_settings(app_configs=None, **kwargs):
                     id=check_id,
                 )
             )
+    return errors
+
+
+def _is_site_url(value: object) -> bool:
+    """An http(s) address with a host, and nothing after its path: absolute links are built on it."""
+    if not isinstance(value, str) or not value.isascii() or any(ch.isspace() for ch in value):
+        return False
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 (raises ValueError on a bad port)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and not (parts.query or parts.fragment)
+
+
+NOTIFY_RULES = [
+    # (setting, is valid, what it must be, check id): the notifications' delivery.
+    ("SITE_URL", _is_site_url, "the site's address, such as https://fiches.example.org", "timesheet.E060"),
+    ("NOTIFY_POLL_SECONDS", _is_positive_number, "a positive number of seconds", "timesheet.E061"),
+    ("NOTIFY_BATCH_SIZE", _is_positive_int, "a positive whole number of notifications", "timesheet.E062"),
+    ("NOTIFY_TIMEOUT_SECONDS", _is_positive_number, "a positive number of seconds", "timesheet.E063"),
+    ("NOTIFY_LEASE_SECONDS", _is_positive_number, "a positive number of seconds", "timesheet.E064"),
+    ("NOTIFY_RETRY_SECONDS", _is_positive_number, "a positive number of seconds", "timesheet.E065"),
+    ("NOTIFY_MAX_BACKOFF_SECONDS", _is_positive_number, "a positive number of seconds", "timesheet.E066"),
+    ("NOTIFY_MAX_ATTEMPTS", _is_positive_int, "a positive whole number of attempts", "timesheet.E067"),
+]
+
+
+@register()
+def check_notify_settings(app_configs=None, **kwargs):
+    """The notifications' settings, and a lease longer than an attempt's deadline (else two workers could send one)."""
+    errors = [
+        Error(
+            f"{name} must be {expected}; got {conf.get(name)!r}.",
+            hint=f"Set {name} in the environment or the settings to {expected}.",
+            id=check_id,
+        )
+        for name, is_valid, expected, check_id in NOTIFY_RULES
+        if not is_valid(conf.get(name))
+    ]
+    lease, timeout = conf.get("NOTIFY_LEASE_SECONDS"), conf.get("NOTIFY_TIMEOUT_SECONDS")
+    if _is_positive_number(lease) and _is_positive_number(timeout) and lease <= timeout:
+        errors.append(
+            Error(
+                f"NOTIFY_LEASE_SECONDS ({lease}) must be longer than NOTIFY_TIMEOUT_SECONDS ({timeout}).",
+                hint="A delivery holds its lease for as long as sending it may take.",
+                id="timesheet.E068",
+            )
+        )
+    port = getattr(settings, "EMAIL_PORT", 25)
+    if not (_is_positive_int(port) and port < 65536):
+        errors.append(
+            Error(
+                f"EMAIL_PORT must be a TCP port (1-65535); got {port!r}.",
+                hint="Set EMAIL_PORT in the environment to the SMTP server's port (587, 465 or 25).",
+                id="timesheet.E069",
+            )
+        )
     return errors

@@ -1,6 +1,7 @@
 """The timesheet app's settings, with their defaults. timesheet.core.checks validates them."""
 
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -37,6 +38,19 @@ DEFAULTS: dict[str, Any] = {
     "REPORT_ROUNDING": "none",
     "REPORT_ROUNDING_STEP_MINUTES": 15,
     "REPORT_ROUNDING_SCOPE": "group",
+    # Hours a fiche may run before its owner is told (0: never); a person may set their own.
+    "REMINDER_RUNNING_HOURS": 4,
+    # The site's address, for the absolute links of emails (unsubscribe, the people's page).
+    "SITE_URL": "http://127.0.0.1:8000",
+    # Notification delivery (run_notifications): the wait after an idle pass, the notifications fanned out
+    # in one transaction, an attempt's deadline and its lease, the back-off and when to give up.
+    "NOTIFY_POLL_SECONDS": 1,
+    "NOTIFY_BATCH_SIZE": 500,
+    "NOTIFY_TIMEOUT_SECONDS": 10,
+    "NOTIFY_LEASE_SECONDS": 60,
+    "NOTIFY_RETRY_SECONDS": 30,
+    "NOTIFY_MAX_BACKOFF_SECONDS": 3600,
+    "NOTIFY_MAX_ATTEMPTS": 10,
 }
 
 
@@ -102,3 +116,13 @@ def adjustment_max() -> timedelta:
 def fiche_max_total() -> timedelta:
     """The most time one fiche may hold after an adjustment (``FICHE_MAX_TOTAL_HOURS``)."""
     return timedelta(hours=get("FICHE_MAX_TOTAL_HOURS"))
+
+
+def reminder_running_hours() -> Decimal:
+    """Hours a fiche runs before its owner is told, for people who set none (``REMINDER_RUNNING_HOURS``; 0: never)."""
+    return Decimal(str(get("REMINDER_RUNNING_HOURS")))
+
+
+def site_url() -> str:
+    """The site's address (``SITE_URL``) without its trailing slash: absolute links start with it."""
+    return str(get("SITE_URL")).rstrip("/")

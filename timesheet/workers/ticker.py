@@ -21,7 +21,7 @@ from django.db.models import F, Q
 from django.db.models.functions import Now
 
 from timesheet.core import conf
-from timesheet.domain import ticking
+from timesheet.domain import reminders, ticking
 from timesheet.models import TickerHeartbeat
 from timesheet.workers import metrics
 
@@ -34,11 +34,12 @@ class TickReport:
     auto_stopped: int
     batches: int
     duration: float  # seconds
+    reminded: int = 0
 
     def __str__(self) -> str:
         return (
             f"settled {self.settled} running fiche(s) in {self.batches} batch(es), "
-            f"auto-stopped {self.auto_stopped}, in {self.duration * 1000:.1f} ms"
+            f"auto-stopped {self.auto_stopped}, reminded {self.reminded}, in {self.duration * 1000:.1f} ms"
         )
 
 
@@ -48,11 +49,13 @@ def tick(
     max_running: timedelta | None = None,
     shards: int | None = None,
     fresh_for: timedelta = timedelta(0),
+    remind: bool = True,
 ) -> TickReport:
     """
-    Auto-stop overdue fiches, then settle every running fiche up to now; return
-    what was done. With shards (PostgreSQL), fiches another ticker settled less
-    than ``fresh_for`` ago are left as they are.
+    Auto-stop overdue fiches, settle every running fiche up to now, then
+    write the reminders due (unless ``remind`` is false); return what was
+    done. With shards (PostgreSQL), fiches another ticker settled less than
+    ``fresh_for`` ago are left as they are.
     """
     batch_size = batch_size or conf.batch_size()
     shards = shards or conf.shards()
@@ -66,7 +69,8 @@ def tick(
         settled_rows, batches = ticking.settle_shards(batch_size=batch_size, shards=shards, fresh_for=fresh_for)
     else:
         settled_rows, batches = ticking.settle_running(batch_size=batch_size)
-    return TickReport(settled_rows, auto_stopped, batches, time.perf_counter() - started)
+    reminded = reminders.remind(batch_size=batch_size).total if remind else 0
+    return TickReport(settled_rows, auto_stopped, batches, time.perf_counter() - started, reminded)
 
 
 HEARTBEAT_RETENTION = timedelta(days=7)

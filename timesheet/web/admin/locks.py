@@ -1,9 +1,10 @@
-"""Locked periods and people's time zones in the admin, through the locks and profiles services."""
+"""Locked periods and people's profiles (time zone, language, reminders) in the admin, through the services."""
 
 from django import forms
 from django.contrib import admin, messages
+from django.db import transaction
 
-from timesheet.domain import locks, profiles
+from timesheet.domain import locks, notifications, profiles
 from timesheet.domain.errors import Refused
 from timesheet.models import LockedPeriod, Profile
 from timesheet.web.admin.common import USERNAME, ActorForm, ActorFormAdmin
@@ -30,11 +31,19 @@ class LockForm(ActorForm):
 class ZoneForm(forms.ModelForm):
     class Meta:
         model = Profile
-        fields = ["user", "time_zone"]
+        fields = ["user", "time_zone", "language", "reminder_running_hours", "end_of_day", "working_days"]
 
     def clean_time_zone(self):
+        if not self.cleaned_data["time_zone"]:
+            return ""  # the site's
         try:  # the service's own rule, shown on the form
             return profiles.check_time_zone(self.cleaned_data["time_zone"])
+        except Refused as refused:
+            raise forms.ValidationError(refused.message) from None
+
+    def clean_working_days(self):
+        try:
+            return notifications.clean_working_days(self.cleaned_data["working_days"])
         except Refused as refused:
             raise forms.ValidationError(refused.message) from None
 
@@ -57,11 +66,21 @@ class LockedPeriodAdmin(ActorFormAdmin):
 @admin.register(Profile)
 class ProfileAdmin(admin.ModelAdmin):
     form = ZoneForm
-    list_display = ["user", "time_zone"]
+    list_display = ["user", "time_zone", "language", "reminder_running_hours", "end_of_day", "working_days"]
     search_fields = [f"user__{USERNAME}", "time_zone"]
 
     def save_model(self, request, obj, form, change):
         try:
-            profiles.set_time_zone(user=obj.user, name=obj.time_zone, actor=request.user)
+            with transaction.atomic():
+                if obj.time_zone:
+                    profiles.set_time_zone(user=obj.user, name=obj.time_zone, actor=request.user)
+                notifications.set_reminders(
+                    user=obj.user,
+                    running_hours=obj.reminder_running_hours,
+                    end_of_day=obj.end_of_day,
+                    working_days=obj.working_days,
+                )
+                if obj.language:
+                    notifications.set_language(user=obj.user, language=obj.language)
         except Refused as refused:
             self.message_user(request, refused.message, messages.ERROR)
