@@ -3,6 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from timesheet.web import metrics, people, views
+from timesheet.web.notify_views import unsubscribe as notification_unsubscribe
 
 urlpatterns = [
     path("", people.home, name="home"),
@@ -22,6 +23,13 @@ urlpatterns = [
     path("reports/export.csv", people.export, {"kind": "csv"}, name="export_csv"),
     path("reports/export.xlsx", people.export, {"kind": "xlsx"}, name="export_xlsx"),
     path("tokens/<int:token_id>/revoke", people.revoke_token, name="token_revoke"),
+    path("notifications/", people.notification_list, name="notifications"),
+    path("notifications/read-all", people.read_all_notifications, name="notifications_read_all"),
+    path("notifications/<int:notification_id>/read", people.read_notification, name="notification_read"),
+    path("notifications/<int:notification_id>/stop", people.stop_at_notification, name="notification_stop"),
+    path("settings/reminders", people.set_reminders, name="reminders"),
+    path("settings/notifications", people.set_notification_preferences, name="notification_preferences"),
+    path("settings/language", people.set_language, name="language"),
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("i18n/", include("django.conf.urls.i18n")),
@@ -29,4 +37,5 @@ urlpatterns = [
     path("api/", include("timesheet.web.urls")),
     path("healthz", views.healthz, name="healthz"),
     path("metrics", metrics.metrics_view, name="metrics"),
+    path("notifications/unsubscribe/<str:token>", notification_unsubscribe, name="notification_unsubscribe"),
 ]

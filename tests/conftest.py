@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.fixtures.database",
     "tests.fixtures.people",
     "tests.fixtures.processes",
+    "tests.fixtures.smtp",
 ]

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from tests.support import subscription_form
 from timesheet.domain import webhooks
-from timesheet.models import FicheEvent, WebhookSubscription
+from timesheet.models import FicheEvent, NotificationKind, WebhookSubscription
 from timesheet.web.admin.webhooks import SubscriptionForm, WebhookSubscriptionAdmin
 
 pytestmark = pytest.mark.django_db
@@ -60,13 +60,13 @@ def test_values_not_saved_yet_read_as_nothing():
 def test_event_kinds_are_checkboxes_of_every_kind(superuser_client):
     page = superuser_client.get(f"{ADMIN}add/").content.decode()
     boxes = re.findall(r'<input type="checkbox" name="kinds" value="([^"]+)"', page)
-    assert boxes == list(FicheEvent.Kind.values)
+    assert boxes == [*FicheEvent.Kind.values, *NotificationKind.values]
     assert "Empty for every kind of event." in page or "every kind" in page
 
 
 def test_the_kinds_field_follows_the_kinds_the_model_knows(monkeypatch):
     form = SubscriptionForm()
-    assert list(form.fields["kinds"].choices) == list(FicheEvent.Kind.choices)
+    assert list(form.fields["kinds"].choices) == [*FicheEvent.Kind.choices, *NotificationKind.choices]
 
 
 def test_checked_kinds_are_stored_as_a_list_and_none_checked_is_every_kind(superuser_client):

@@ -14,9 +14,10 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 
-from tests.support import ROOT, require, wait_until
-from timesheet.domain import days, fiches, profiles
-from timesheet.models import Etat, FicheEvent, FicheTemps, Stretch
+from tests.support import ROOT, assert_exact, require, wait_until
+from timesheet.core.dbtime import db_now
+from timesheet.domain import days, fiches, notifications, profiles
+from timesheet.models import Etat, FicheEvent, FicheTemps, Notification, NotificationKind, Stretch
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 playwright = pytest.importorskip("playwright.sync_api")
@@ -211,6 +212,19 @@ def test_a_forgotten_entry_added_yesterday_shows_in_a_second_tab_with_its_days_e
     assert total.inner_text() == "1:30:00"
     assert first.locator(f"#day-{yesterday.isoformat()} .day-total .live-time").inner_text() == "1:30:00"
 
+    # An entry over it is refused, and the refusal is said beside the form, where the person is.
+    day.get_by_role("link", name="Add an entry on").click()
+    form.get_by_label("Label").fill("Par-dessus")
+    form.get_by_label("Project").select_option(str(projet.pk))
+    form.get_by_label("Start time").fill("15:00")
+    form.get_by_label("End time").fill("16:00")
+    form.get_by_role("button", name="Add", exact=True).click()
+    refusal = form.locator(".form-refusal")
+    refusal.wait_for()
+    assert "overlap" in refusal.inner_text() and "Oubli d'hier" in refusal.inner_text()
+    assert refusal.is_visible() and form.get_by_label("Label").input_value() == "Par-dessus"
+    assert not Stretch.objects.filter(fiche__libelle="Par-dessus").exists()
+
     for scheme in ("light", "dark"):
         for width in (1366, 375):
             look = browser.new_context(viewport={"width": width, "height": 900}, color_scheme=scheme)
@@ -289,3 +303,82 @@ def test_keyboard_shortcuts_run_the_timer_and_the_week_and_the_title_ticks(serve
     page.keyboard.press("s")
     page.get_by_text("Paused.").wait_for()
     assert wait_until(lambda: FicheTemps.objects.get().etat == Etat.EN_PAUSE)
+
+
+def test_a_forgotten_timer_rings_the_bell_live_and_is_stopped_at_the_time_one_really_stopped(
+    server, browser, projet, spawn_worker, tmp_path
+):
+    from decimal import Decimal
+
+    dana = make_person("dana")
+    profiles.set_time_zone(user=dana, name="Europe/Paris")
+    notifications.set_reminders(user=dana, running_hours=None, end_of_day=None, working_days="12345")
+    # Started two hours ago (to the whole second), and forgotten: the site's threshold is 4 hours.
+    since = (db_now() - timedelta(hours=2)).replace(microsecond=0)
+    fiche = fiches.create_fiche(projet_id=projet.pk, actor=dana, libelle="Maquettes", start=True, at=since)
+    spawn_worker("--interval", "0.2")  # the ticker, which writes the reminders due at each tick
+    context = browser.new_context(viewport={"width": 1366, "height": 900})
+    context.set_default_timeout(60_000)
+    page = context.new_page()
+    sign_in(page, server)
+    bell = page.locator("#bell summary")
+    assert bell.inner_text().strip() == "Notifications: none unread"
+
+    # dana would rather be told after 36 seconds: the ticker tells at once, and the bell counts up without a reload.
+    notifications.set_reminders(user=dana, running_hours=Decimal("0.01"), end_of_day=None, working_days="12345")
+    page.get_by_text("1 unread notification", exact=True).wait_for(state="attached")
+    told = Notification.objects.get(recipient=dana)
+    assert (told.kind, told.fiche_id) == (NotificationKind.FORGOTTEN_TIMER, fiche.pk)
+    assert told.occurred_at == since + timedelta(hours=0.01)  # the exact instant the threshold was crossed
+    assert page.locator("#bell .bell-count").inner_text() == "1"
+
+    # Another, written while the page is open: it counts too.
+    Notification.objects.create(
+        recipient=dana,
+        kind=NotificationKind.MISSING_TIME,
+        subject=f"owner:{dana.pk}",
+        occurrence="2026-W45",
+        occurred_at=db_now(),
+        payload={"week": "2026-W45", "first": "2026-11-02", "days": ["2026-11-02", "2026-11-05"]},
+    )
+    page.get_by_text("2 unread notifications", exact=True).wait_for(state="attached")
+
+    for scheme in ("light", "dark"):
+        for width in (1366, 375):
+            look = browser.new_context(viewport={"width": width, "height": 900}, color_scheme=scheme)
+            other = look.new_page()
+            other.set_default_timeout(60_000)
+            sign_in(other, server)
+            other.locator("#bell summary").click()
+            other.get_by_role("button", name="Stop it at the time I really stopped").wait_for()
+            assert other.evaluate("document.documentElement.scrollWidth") <= width  # nothing wider than the screen
+            panel = other.locator("#bell .bell-panel").bounding_box()
+            assert panel["x"] >= 0 and panel["x"] + panel["width"] <= width  # the panel fits the screen
+            other.screenshot(path=str(tmp_path / f"bell-{width}-{scheme}.png"))
+            look.close()
+
+    # "I really stopped at" 37 minutes and 12 seconds in: the time after it is removed, exactly.
+    bell.click()
+    stopped = since + timedelta(minutes=37, seconds=12)
+    field = page.get_by_label("I stopped at")
+    assert field.input_value() == ""  # the person says when; nothing guessed
+    field.focus()  # its end moves to now: never before when it was drawn
+    bounds = field.evaluate("input => [input.min, input.dataset.now, input.max]")
+    assert bounds[0] <= bounds[1] <= bounds[2], bounds
+    field.fill(stopped.astimezone(ZoneInfo("Europe/Paris")).strftime("%Y-%m-%dT%H:%M:%S"))
+    page.get_by_role("button", name="Stop it at the time I really stopped").click()
+    wait_until(lambda: FicheTemps.objects.get(pk=fiche.pk).etat == Etat.EN_PAUSE)
+    paused = assert_exact(fiche.pk)
+    assert paused.temps_impute == stopped - since
+    assert Stretch.objects.get(fiche=fiche).ended_at == stopped
+    page.get_by_text("1 unread notification", exact=True).wait_for(state="attached")
+    assert Notification.objects.get(pk=told.pk).read_at is not None
+    page.locator(f'[data-fiche-id="{fiche.pk}"] .etat-en_pause').wait_for()  # the page shows it paused
+
+    # Days without time: their week, one click away; then nothing unread.
+    page.get_by_role("button", name="See that week").click()
+    page.wait_for_url("**/?week=2026-11-02")
+    page.get_by_text("Notifications: none unread", exact=True).wait_for(state="attached")
+    if os.environ.get("FICHES_SCREENSHOTS"):
+        for path in tmp_path.glob("bell-*.png"):
+            shutil.copy(path, os.path.join(os.environ["FICHES_SCREENSHOTS"], path.name))

@@ -193,3 +193,99 @@ def test_a_slow_client_is_dropped_instead_of_growing_memory(user):
     # What was queued before the overflow (oldest dropped), then the stream ended: the client reconnects.
     assert delivered == [f"message {i}" for i in range(1, stream.QUEUE_SIZE)]
     assert subscribers == 0
+
+
+# Notifications: to their recipient's own streams ---------------------------------------
+
+
+def notify(owner, kind="missing_time", occurrence="2026-W45", **fields):
+    from datetime import UTC, datetime
+
+    from timesheet.models import Notification
+
+    return Notification.objects.create(
+        recipient=owner,
+        kind=kind,
+        subject=f"owner:{owner.pk}",
+        occurrence=occurrence,
+        occurred_at=datetime(2026, 11, 9, 8, tzinfo=UTC),
+        payload={"week": occurrence, "days": []},
+        **fields,
+    )
+
+
+def test_a_notification_reaches_its_recipients_streams_and_nobody_elses(user, staff):
+    notify(user, occurrence="2026-W44")  # before the stream opens: counted in its snapshot
+
+    async def scenario():
+        mine, everyones = await open_stream(user), await open_stream(staff)  # staff see everyone's fiches
+        snapshots = [parse(await anext(mine)), parse(await anext(everyones))]
+        alices = await sync_to_async(notify)(user)
+        event = parse(await asyncio.wait_for(anext(mine), 5))
+        carols = await sync_to_async(notify)(staff)
+        # Had alice's reached carol's stream, it would come first (the poller follows ids in order).
+        seen_by_staff = parse(await asyncio.wait_for(anext(everyones), 5))
+        await mine.aclose()
+        await everyones.aclose()
+        return snapshots, alices, event, carols, seen_by_staff
+
+    snapshots, alices, event, carols, seen_by_staff = async_to_sync(scenario)()
+    assert [data["notifications_unread"] for _name, data in snapshots] == [1, 0]  # each their own
+    assert event == ("notification", {"id": alices.pk, "kind": "missing_time"})
+    assert seen_by_staff == ("notification", {"id": carols.pk, "kind": "missing_time"})
+
+
+def test_a_kind_turned_off_for_the_page_is_not_announced(user):
+    from timesheet.domain import notifications
+
+    notifications.set_preferences(user=user, choices={"missing_time": {"email"}})
+
+    async def scenario():
+        chunks = await open_stream(user)
+        await anext(chunks)
+        await sync_to_async(notify)(user)  # by email only
+        told = await sync_to_async(notify)(user, kind="end_of_day", occurrence="2026-11-09")
+        event = parse(await asyncio.wait_for(anext(chunks), 5))
+        await chunks.aclose()
+        return told, event
+
+    told, event = async_to_sync(scenario)()
+    assert event == ("notification", {"id": told.pk, "kind": "end_of_day"})
+
+
+def test_a_notification_committed_after_a_later_numbered_one_is_still_announced(user):
+    # Notifications are not numbered in commit order: id n may commit after n + 1 was read.
+    from timesheet.models import Notification
+
+    async def scenario():
+        chunks = await open_stream(user)
+        await anext(chunks)
+        last = await sync_to_async(stream.latest_notification_id)()
+        later = await sync_to_async(notify)(user, occurrence="2026-W46", id=last + 3)
+        first = parse(await asyncio.wait_for(anext(chunks), 5))
+        late = await sync_to_async(notify)(user, occurrence="2026-W47", id=last + 2)
+        second = parse(await asyncio.wait_for(anext(chunks), 5))
+        gaps = hub.cursor.notification_gaps
+        after = await sync_to_async(notify)(user, occurrence="2026-W48")
+        third = parse(await asyncio.wait_for(anext(chunks), 5))
+        await chunks.aclose()
+        return later, first, late, second, gaps, last, after, third
+
+    later, first, late, second, gaps, last, after, third = async_to_sync(scenario)()
+    assert first[1]["id"] == later.pk
+    assert second[1]["id"] == late.pk  # found again among the gaps
+    assert third[1]["id"] == after.pk  # and nothing told twice
+    assert last + 2 not in gaps and last + 1 in gaps  # a gap is looked for again until it fills or expires
+    assert Notification.objects.count() == 3
+
+
+def test_gaps_are_forgotten_after_a_while_and_capped(monkeypatch):
+    monkeypatch.setattr(stream, "NOTIFICATION_GAPS_MAX", 5)
+    fresh = stream.EventHub()
+    fresh._follow_notifications([stream.Notice(100, 1, "missing_time", True)], now=0.0)
+    assert fresh.cursor.notification_id == 100
+    assert fresh.cursor.notification_gaps == frozenset(range(95, 100))  # the newest few only
+    fresh._follow_notifications([stream.Notice(97, 1, "missing_time", True)], now=1.0)
+    assert fresh.cursor.notification_id == 100 and 97 not in fresh.cursor.notification_gaps
+    fresh._follow_notifications([], now=stream.NOTIFICATION_GAP_SECONDS + 1)
+    assert fresh.cursor.notification_gaps == frozenset()

@@ -204,7 +204,7 @@ def _cut_off(connection: http.client.HTTPConnection, expired: threading.Event) -
             pass
 
 
-def _post(url: str, headers: dict[str, str], body: bytes, deadline: float) -> tuple[int | None, str]:
+def post(url: str, headers: dict[str, str], body: bytes, deadline: float) -> tuple[int | None, str]:
     """
     POST ``body`` to ``url``, all of it (resolution, connection, the answer's
     status and headers) by ``deadline`` on the monotonic clock, whatever the
@@ -263,7 +263,7 @@ def _attempt(subscription: WebhookSubscription, event: FicheEvent) -> str:
     started = time.monotonic()
     lease_ends = getattr(subscription, "leased_at", started) + float(conf.get("WEBHOOK_LEASE_SECONDS"))
     deadline = min(started + float(conf.get("WEBHOOK_TIMEOUT_SECONDS")), lease_ends - LEASE_MARGIN_SECONDS)
-    status, error = _post(subscription.url, headers, body, deadline)
+    status, error = post(subscription.url, headers, body, deadline)
     duration = timedelta(seconds=time.monotonic() - started)
     ok = status is not None and 200 <= status < 300
     with transaction.atomic():

@@ -1,10 +1,13 @@
 """
-Server-Sent Events for running fiches.
+Server-Sent Events for running fiches, and for a person's own notifications.
 
-One poller per process reads the new fiche events every
-``STREAM_POLL_SECONDS`` and fans them out to every open stream, so a thousand
-viewers cost one query per poll, not a thousand. The poller runs only while
-at least one stream is open; a stream that disconnects is released at once.
+One poller per process reads the new fiche events and the new notifications
+every ``STREAM_POLL_SECONDS`` and fans them out to every open stream, so a
+thousand viewers cost one round of queries per poll, not a thousand. A
+notification goes only to its recipient's own streams (staff who see
+everyone's fiches do not see anyone else's notifications), and only if its
+kind is one they get on the page. The poller runs only while at least one
+stream is open; a stream that disconnects is released at once.
 
 An open stream holds no database connection: the poller and the snapshots
 run on one worker thread of their own, which borrows a connection for each
@@ -16,7 +19,7 @@ import contextvars
 import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -28,14 +31,28 @@ from django.utils.crypto import constant_time_compare
 
 from timesheet.core import conf
 from timesheet.core.dbtime import db_now
-from timesheet.domain import tokens
+from timesheet.domain import notifications, tokens
 from timesheet.domain.serialize import fiche_json, seconds
-from timesheet.models import SEEING_EVERYONES, Etat, FicheEvent, FicheTemps, users_holding
+from timesheet.models import (
+    SEEING_EVERYONES,
+    Channel,
+    Etat,
+    FicheEvent,
+    FicheTemps,
+    Notification,
+    NotificationPreference,
+    users_holding,
+)
 
 logger = logging.getLogger(__name__)
 
 QUEUE_SIZE = 1000
 POLL_BATCH = 1000
+# Notifications are not numbered in commit order (fiche events are): an id
+# passed over may still commit. Such gaps are looked for again for this long,
+# and at most this many of them at once.
+NOTIFICATION_GAP_SECONDS = 60.0
+NOTIFICATION_GAPS_MAX = 1000
 
 
 @dataclass(frozen=True)
@@ -69,6 +86,10 @@ class Subscriber:
     def wants(self, owner_id):
         # Asked of every open stream for every event: the privilege was settled when the stream opened.
         return not self.ended and (owner_id == self.credential.user.pk or self.credential.sees_everyones)
+
+    def wants_notification(self, recipient_id):
+        """A notification is its recipient's alone, whatever the stream's privilege."""
+        return not self.ended and recipient_id == self.credential.user.pk
 
     def offer(self, message):
         if self.overflowed or self.ended:
@@ -118,13 +139,68 @@ def latest_event_id():
     return FicheEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
 
 
-def poll(last_id, credentials):
+def latest_notification_id():
+    return Notification.objects.order_by("-id").values_list("id", flat=True).first() or 0
+
+
+@dataclass(frozen=True)
+class Cursor:
     """
-    The events after ``last_id`` (see ``events_after``), and which of the
+    Where the poller is in what it follows: the last fiche event and the last
+    notification it read, and the notification ids it passed over that may
+    still commit (see ``NOTIFICATION_GAP_SECONDS``).
+    """
+
+    event_id: int = 0
+    notification_id: int = 0
+    notification_gaps: frozenset[int] = frozenset()
+
+
+def start_cursor() -> Cursor:
+    """The newest fiche event and notification: a stream reads what comes after them."""
+    return Cursor(event_id=latest_event_id(), notification_id=latest_notification_id())
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A notification as the stream tells it: to whom, and whether its kind is one they get on the page."""
+
+    id: int
+    recipient_id: int
+    kind: str
+    on_page: bool
+
+
+def poll(cursor, credentials):
+    """
+    The events after the ``cursor``'s (see ``events_after``), the
+    notifications after its (see ``notifications_after``), and which of the
     ``credentials`` still hold: the user active with the same staff status,
     the session not signed out or expired, the token not revoked or expired.
     """
-    return events_after(last_id), still_valid(credentials)
+    events = events_after(cursor.event_id)
+    notices = notifications_after(cursor.notification_id, cursor.notification_gaps)
+    return events, notices, still_valid(credentials)
+
+
+def notifications_after(last_id, gaps=frozenset()) -> list[Notice]:
+    """
+    The notifications after ``last_id``, and those among the ids ``gaps``
+    now committed, oldest first: who each is for, and whether its kind is
+    one its recipient gets on the page (two queries).
+    """
+    found = Notification.objects.filter(id__gt=last_id)
+    if gaps:
+        found = found | Notification.objects.filter(id__in=gaps)
+    rows = list(found.order_by("id").values_list("id", "recipient_id", "kind")[:POLL_BATCH])
+    if not rows:
+        return []
+    off = set(
+        NotificationPreference.objects.filter(
+            user_id__in={recipient for _id, recipient, _kind in rows}, channel=Channel.PAGE, enabled=False
+        ).values_list("user_id", "kind")
+    )
+    return [Notice(pk, recipient, kind, (recipient, kind) not in off) for pk, recipient, kind in rows]
 
 
 def still_valid(credentials) -> set:
@@ -189,17 +265,23 @@ def events_after(last_id):
 
 
 def running_snapshot(user):
-    """The running fiches ``user`` may see, with their live time, and the database's now."""
+    """
+    The running fiches ``user`` may see, with their live time, the
+    database's now, and how many of the user's notifications are unread (on
+    the page): what a stream tells first, and again on each reconnection.
+    """
     fiches: list[Any] = list(
         FicheTemps.objects.running().visible_to(user).with_live_time().select_related("projet", "owner").order_by("id")
     )
-    return fiches, fiches[0].db_now if fiches else db_now()
+    unread = notifications.unread_count(user=user)
+    return fiches, fiches[0].db_now if fiches else db_now(), unread
 
 
 class EventHub:
     def __init__(self):
         self.subscribers = set()
-        self.last_id = None
+        self.cursor = Cursor()
+        self.gaps_until = {}  # notification id passed over -> the loop's time it stops being looked for
         self.task = None
         self.loop = None
 
@@ -240,7 +322,8 @@ class EventHub:
     async def _poll(self):
         while True:
             try:
-                self.last_id = await on_stream_thread(latest_event_id)()
+                self.cursor = await on_stream_thread(start_cursor)()
+                self.gaps_until = {}
                 break
             except Exception:
                 logger.exception("Reading the newest fiche event failed; retrying.")
@@ -250,7 +333,7 @@ class EventHub:
             await asyncio.sleep(conf.stream_poll_seconds())
             credentials = {s.credential for s in self.subscribers}
             try:
-                events, valid = await on_stream_thread(poll)(self.last_id, credentials)
+                events, notices, valid = await on_stream_thread(poll)(self.cursor, credentials)
             except Exception:
                 logger.exception("Polling fiche events failed; retrying.")
                 continue
@@ -263,7 +346,7 @@ class EventHub:
                 if (checked and subscriber.credential not in valid) or now >= subscriber.ends_at:
                     subscriber.end()
             for event, fiche in events:
-                self.last_id = event.id
+                self.cursor = replace(self.cursor, event_id=event.id)
                 if fiche is None:
                     continue
                 message = format_event(
@@ -284,6 +367,33 @@ class EventHub:
                 for subscriber in list(self.subscribers):
                     if subscriber.wants(fiche.owner_id):
                         subscriber.offer(message)
+            self._follow_notifications(notices, now)
+            for notice in notices:
+                if not notice.on_page:  # a kind its recipient turned off for the page
+                    continue
+                message = format_event("notification", {"id": notice.id, "kind": notice.kind})
+                for subscriber in list(self.subscribers):
+                    if subscriber.wants_notification(notice.recipient_id):
+                        subscriber.offer(message)
+
+    def _follow_notifications(self, notices, now):
+        """
+        Move the cursor past ``notices``, and keep looking for the ids passed
+        over (another writer's, not yet committed) for a while.
+        """
+        last = self.cursor.notification_id
+        for notice in notices:
+            self.gaps_until.pop(notice.id, None)
+        newest = max([last, *(notice.id for notice in notices)])  # a gap filled does not move it back
+        if newest > last:
+            seen = {notice.id for notice in notices}
+            for passed in range(max(last + 1, newest - NOTIFICATION_GAPS_MAX), newest):
+                if passed not in seen:
+                    self.gaps_until[passed] = now + NOTIFICATION_GAP_SECONDS
+        self.gaps_until = {
+            gap: until for gap, until in sorted(self.gaps_until.items())[-NOTIFICATION_GAPS_MAX:] if until > now
+        }
+        self.cursor = replace(self.cursor, notification_id=newest, notification_gaps=frozenset(self.gaps_until))
 
 
 hub = EventHub()
@@ -315,15 +425,24 @@ class EventStream:
         hub.unsubscribe(self.subscriber)
 
     async def _events(self):
-        """Yield a snapshot of the running fiches the user may see, then their changes, with keep-alives."""
+        """
+        Yield a snapshot of the running fiches the user may see (and their
+        unread notifications' count), then their changes and the user's new
+        notifications, with keep-alives.
+        """
         subscriber = self.subscriber
         try:
             # The poller starts from the newest event before any snapshot is
             # read, so that nothing between the two is missed.
             await hub.ready.wait()
-            fiches, now = await on_stream_thread(running_snapshot)(subscriber.credential.user)
+            fiches, now, unread = await on_stream_thread(running_snapshot)(subscriber.credential.user)
             yield format_event(
-                "snapshot", {"fiches": [fiche_json(fiche) for fiche in fiches], "server_time": now.isoformat()}
+                "snapshot",
+                {
+                    "fiches": [fiche_json(fiche) for fiche in fiches],
+                    "server_time": now.isoformat(),
+                    "notifications_unread": unread,
+                },
             )
             keepalive = conf.stream_keepalive_seconds()
             while True:

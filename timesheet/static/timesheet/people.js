@@ -1,11 +1,86 @@
 // The people's page, enhanced. htmx does the talking (forms, week navigation,
-// the regions drawn again when the stream says something changed); this
+// the regions and the bell drawn again when the stream says something changed); this
 // script does what stays in the page: live times tick (and the running one in
 // the tab's title), "I stopped earlier…" opens at now, what is being typed
 // survives a redraw, keyboard shortcuts. Without it every form still works,
 // with a page load.
 (function () {
   "use strict";
+
+  // The bell (in the header of every page) ---------------------------------------
+  // Its panel is a plain <details>: this closes it on Escape (the focus back on
+  // the bell) and on a click outside; drawn again (the stream, an action), it
+  // stays open if it was, says the answer to one of its forms inside it too,
+  // and keeps the focus in it.
+  function bellMenu() { return document.querySelector("#bell .bell-menu"); }
+
+  document.addEventListener("keydown", function (event) {
+    const menu = bellMenu();
+    if (event.key !== "Escape" || !menu || !menu.open) return;
+    menu.open = false;
+    menu.querySelector("summary").focus();
+  });
+  document.addEventListener("click", function (event) {
+    const menu = bellMenu();
+    if (menu && menu.open && !menu.contains(event.target)) menu.open = false;
+  });
+  // Its "I stopped at" fields end at now: the database's when drawn, plus what passed since
+  // (moved as one comes to them, before anything typed is checked against it).
+  const drawnAt = new WeakMap();
+  function noteDrawn() {
+    document.querySelectorAll("#bell input[data-now], .notices input[data-now]").forEach(function (input) {
+      if (!drawnAt.has(input)) drawnAt.set(input, performance.now());
+    });
+  }
+  function moveToNow(input) {
+    noteDrawn();
+    const now = Date.parse(input.dataset.now + "Z") + (performance.now() - drawnAt.get(input));
+    const max = new Date(now).toISOString().slice(0, 19);
+    input.max = input.min && max < input.min ? input.min : max;
+  }
+  noteDrawn();
+  document.body.addEventListener("htmx:oobAfterSwap", noteDrawn);
+  document.addEventListener("focusin", function (event) {
+    if (event.target.matches && event.target.matches("input[data-now]") && event.target.closest("#bell, .notices")) {
+      moveToNow(event.target);
+    }
+  });
+
+  // What is typed in it survives a redraw, as in the page's regions (see below).
+  document.addEventListener("input", function (event) {
+    const form = event.target.form;
+    if (form && form.closest("#bell")) form.dataset.dirty = "1";
+  });
+  document.body.addEventListener("htmx:oobBeforeSwap", function (event) {
+    if (event.detail.target.id !== "bell") return;
+    const was = event.detail.target.querySelector(".bell-menu");
+    const fresh = event.detail.fragment.querySelector(".bell-menu");
+    if (was && was.open && fresh) fresh.open = true;
+  });
+  let fromBell = false;  // the request in flight was sent by one of the bell's forms
+  document.body.addEventListener("htmx:beforeRequest", function (event) {
+    fromBell = Boolean(event.detail.elt.closest && event.detail.elt.closest("#bell"));
+  });
+  // Its answer's message (swapped last, after the bell drawn again) is said in the panel too.
+  document.body.addEventListener("htmx:oobAfterSwap", function (event) {
+    if (!fromBell || event.detail.target.id !== "messages") return;
+    const status = document.querySelector("#bell .bell-status");
+    const message = event.detail.target.querySelector(".message");
+    if (!status) return;
+    status.textContent = message ? message.textContent : "";
+    status.className = message ? message.className.replace("message", "bell-status message") : "bell-status message";
+    status.hidden = !message;
+  });
+  document.body.addEventListener("htmx:afterSettle", function () {
+    if (!fromBell) return;
+    fromBell = false;
+    const menu = bellMenu();
+    if (menu && (document.activeElement === document.body || !document.activeElement)) {
+      const first = menu.open && menu.querySelector(".bell-panel button, .bell-panel input, .bell-panel a[href]");
+      (first || menu.querySelector("summary")).focus({ preventScroll: true });
+    }
+  });
+
   const live = document.getElementById("live");
   if (!live) return;
   const messages = document.getElementById("messages");
@@ -69,6 +144,26 @@
     p.textContent = text;
     messages.replaceChildren(p);
   }
+
+  // A refusal is said at the top of the page and beside the form that asked,
+  // which may be far down the page: nobody has to scroll to learn why.
+  let asking = null;
+  document.body.addEventListener("htmx:beforeRequest", function (event) {
+    asking = (event.detail.elt.closest && event.detail.elt.closest("form")) || null;
+  });
+  document.body.addEventListener("htmx:oobAfterSwap", function (event) {
+    if (event.detail.target.id !== "messages" || fromBell || !asking) return;
+    const form = asking;
+    asking = null;
+    form.querySelectorAll(".form-refusal").forEach(function (old) { old.remove(); });
+    const refusal = event.detail.target.querySelector(".message.error");
+    if (!refusal || !document.body.contains(form)) return;
+    const near = document.createElement("p");
+    near.className = "message error form-refusal";
+    near.setAttribute("role", "alert");
+    near.textContent = refusal.textContent;
+    form.appendChild(near);
+  });
 
   document.body.addEventListener("htmx:sendError", function () { say(live.dataset.networkError, "error"); });
   document.body.addEventListener("htmx:responseError", function () { say(live.dataset.networkError, "error"); });
@@ -142,10 +237,17 @@
     if (!source || sources.has(source)) return;
     sources.add(source);
     source.addEventListener("snapshot", function (message) {
-      const running = JSON.parse(message.data).fiches.map(f => String(f.id)).sort().join(" ");
+      const snapshot = JSON.parse(message.data);
+      const running = snapshot.fiches.map(f => String(f.id)).sort().join(" ");
       const timer = document.getElementById("timer");
       const shown = ((timer && timer.dataset.running) || "").trim().split(/\s+/).filter(Boolean).sort().join(" ");
       if (running !== shown) htmx.trigger("#refresher", "refresh");
+      // A notification that came while the stream was closed: the bell is drawn again.
+      const bell = document.getElementById("bell");
+      if (bell && snapshot.notifications_unread !== undefined
+          && String(snapshot.notifications_unread) !== bell.dataset.unread) {
+        htmx.trigger("#bell-refresher", "refresh");
+      }
     });
   });
 

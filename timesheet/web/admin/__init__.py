@@ -4,5 +4,6 @@ the domain's services; each module registers the admin of one area.
 """
 
 from timesheet.web.admin import fiches, locks, records, tokens, webhooks
+from timesheet.web.admin import notifications as notifications
 
 __all__ = ["fiches", "locks", "records", "tokens", "webhooks"]

@@ -11,7 +11,7 @@ from django.utils.translation import gettext_lazy as _
 from timesheet.core import limits
 from timesheet.domain import webhooks
 from timesheet.domain.errors import Refused
-from timesheet.models import FicheEvent, WebhookDelivery, WebhookSubscription
+from timesheet.models import FicheEvent, NotificationKind, WebhookDelivery, WebhookSubscription
 from timesheet.templatetags.timesheet_time import hms_ms
 from timesheet.web.admin.common import ActorForm, ActorFormAdmin, label_of, shown_instant
 
@@ -41,8 +41,11 @@ class WebhookDeliveryInline(admin.TabularInline):
 
 
 def every_kind() -> list[tuple[str, Any]]:
-    """The kinds of fiche events there are, read when a form is made: the model's list is the only one."""
-    return list(FicheEvent.Kind.choices)
+    """
+    The kinds a subscription may choose, read when a form is made: the fiche
+    events, then the notifications (sent only to subscriptions that name them).
+    """
+    return [*FicheEvent.Kind.choices, *NotificationKind.choices]
 
 
 class KindsField(forms.MultipleChoiceField):

@@ -1,10 +1,13 @@
 """
 The settings page at ``/settings``: what a person sets once, apart from
-their time: their time zone, their language, and their API tokens (a new
-one shown once, in a box of its own with a button to copy it).
+their time: their time zone, their language (the page's, and their emails'),
+their reminders (a forgotten timer, the end of their working day, their
+working days), which notifications reach them where, and their API tokens (a
+new one shown once, in a box of its own with a button to copy it).
 """
 
 from datetime import timedelta
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -13,16 +16,52 @@ from django.http.response import HttpResponseBase
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.utils import timezone
+from django.utils.dates import WEEKDAYS
 from django.utils.translation import gettext as _
+from django.views.i18n import set_language as django_set_language
 
-from timesheet.core import limits
-from timesheet.domain import days, profiles, tokens
-from timesheet.domain.errors import Refused
-from timesheet.models import ApiToken
-from timesheet.web.people.common import HtmxHttpRequest, post_only, signed_in
+from timesheet.core import conf, limits
+from timesheet.domain import days, notifications, profiles, tokens
+from timesheet.domain.errors import Code, Refused
+from timesheet.models import ApiToken, Channel, NotificationKind, Profile, default_end_of_day
+from timesheet.web.people.common import HtmxHttpRequest, form_time, post_only, signed_in
+from timesheet.web.people.page import bell_context
 
 # The tag of the message that carries a new token to the settings page, where it is shown once.
 NEW_TOKEN = "new-token"
+
+
+def hours_text(hours: Decimal | None) -> str:
+    """Hours as a person types them: ``4``, ``0.5``, ``1.25``; empty for None."""
+    return "" if hours is None else f"{hours.normalize():f}"
+
+
+def _reminders_context(user: Any) -> dict[str, Any]:
+    """The reminders' form as the person last saved it (the site's defaults without a profile)."""
+    profile = Profile.objects.filter(user=user).first()
+    end_of_day = profile.end_of_day if profile else default_end_of_day()
+    working = profile.working_days if profile else "12345"
+    return {
+        "running_hours": hours_text(profile.reminder_running_hours if profile else None),
+        "site_running_hours": hours_text(conf.reminder_running_hours()),
+        "end_of_day": end_of_day.strftime("%H:%M") if end_of_day else "",
+        # Monday first, as ISO numbers them (1 to 7).
+        "working_days": [(str(number + 1), WEEKDAYS[number], str(number + 1) in working) for number in range(7)],
+    }
+
+
+def _preferences_context(user: Any) -> list[dict[str, Any]]:
+    """Each kind of notification and the channels the person gets it on."""
+    chosen = notifications.preferences(user=user)
+    channels = [(Channel.EMAIL.value, _("Email")), (Channel.PAGE.value, _("This page"))]
+    return [
+        {
+            "kind": kind,
+            "label": label,
+            "channels": [(channel, name, channel in chosen.get(kind, set())) for channel, name in channels],
+        }
+        for kind, label in NotificationKind.choices
+    ]
 
 
 def _settings_page(request: HtmxHttpRequest, user: Any) -> TemplateResponse:
@@ -30,6 +69,9 @@ def _settings_page(request: HtmxHttpRequest, user: Any) -> TemplateResponse:
     shown = [message for message in messages.get_messages(request)]
     context = {
         "zone": zone,
+        "bell": bell_context(user),
+        "reminders": _reminders_context(user),
+        "preferences": _preferences_context(user),
         "zones": days.all_time_zones(),
         "tokens": list(ApiToken.objects.filter(user=user, revoked_at__isnull=True).order_by("-created_at")),
         # A new token comes in a message of its own: shown in its box, never as text among the others.
@@ -97,3 +139,61 @@ async def set_time_zone(request: HtmxHttpRequest, user: Any) -> HttpResponseBase
     else:
         messages.success(request, _("Time zone saved."))
     return redirect("settings")
+
+
+def _reminders_of(request: HtmxHttpRequest) -> dict[str, Any]:
+    """
+    The reminders' form as ``set_reminders`` takes it: hours before a
+    forgotten timer (decimals with a point or a comma; empty for the site's),
+    the end of the working day (empty for none), the working days checked.
+    """
+    raw = request.POST.get("running_hours", "").strip()
+    try:
+        hours = Decimal(raw.replace(",", ".")) if raw else None
+    except InvalidOperation:
+        raise Refused(_("“%(value)s” is not a number of hours.") % {"value": raw}, code=Code.INVALID) from None
+    return {
+        "running_hours": hours,
+        "end_of_day": form_time(request, "end_of_day"),
+        "working_days": "".join(sorted(set(request.POST.getlist("working_days")))),
+    }
+
+
+@signed_in
+@post_only
+async def set_reminders(request: HtmxHttpRequest, user: Any) -> HttpResponseBase:
+    """When the person is reminded: a forgotten timer, a fiche still running at the end of their working day."""
+    try:
+        fields = _reminders_of(request)
+        await notifications.aset_reminders(user=user, **fields)
+    except Refused as refused:
+        messages.error(request, refused.message)
+    else:
+        messages.success(request, _("Reminders saved."))
+    return redirect("settings")
+
+
+@signed_in
+@post_only
+async def set_notification_preferences(request: HtmxHttpRequest, user: Any) -> HttpResponseBase:
+    """Which kinds of notification reach the person by email, and on this page (the bell)."""
+    choices = {kind: set(request.POST.getlist(kind)) for kind in NotificationKind.values}
+    try:
+        await notifications.aset_preferences(user=user, choices=choices)
+    except Refused as refused:
+        messages.error(request, refused.message)
+    else:
+        messages.success(request, _("Notifications saved."))
+    return redirect("settings")
+
+
+@signed_in
+@post_only
+async def set_language(request: HtmxHttpRequest, user: Any) -> HttpResponseBase:
+    """The page's language (Django's cookie) and the person's, for the emails they are sent."""
+    try:
+        await notifications.aset_language(user=user, language=request.POST.get("language", ""))
+    except Refused as refused:
+        messages.error(request, refused.message)
+        return redirect("settings")
+    return await sync_to_async(django_set_language)(request)

@@ -22,9 +22,10 @@ from django.utils.translation import gettext as _
 from django_htmx.http import push_url
 
 from timesheet.core import conf, limits
-from timesheet.domain import days, entries
+from timesheet.core.dbtime import db_now
+from timesheet.domain import days, entries, notifications
 from timesheet.domain.errors import Refused
-from timesheet.models import Etat, FicheTemps, Projet
+from timesheet.models import Etat, FicheTemps, Notification, NotificationKind, Projet
 from timesheet.web.http import refusal
 from timesheet.web.people.common import HtmxHttpRequest, asked_day, asked_week, home_url, signed_in, week_of_request
 
@@ -89,6 +90,75 @@ def _piece(entry: entries.Entry, seconds: float, day: date, today: date, zone: Z
         split_min=split_min if splittable else None,
         split_max=split_max if splittable else None,
     )
+
+
+# The bell ------------------------------------------------------------------------
+
+BELL_SIZE = 8  # the newest notifications its panel lists
+STOPPABLE = {NotificationKind.FORGOTTEN_TIMER, NotificationKind.END_OF_DAY}
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A notification as the bell and the notifications' page show it, with what may be done about it."""
+
+    notification: Notification
+    title: str
+    # A fiche still running the stretch it is about: the bounds of its "I stopped at" field (whole seconds).
+    stop_min: datetime | None = None
+    stop_max: datetime | None = None
+    week: date | None = None  # days without time: the Monday of their week
+
+
+def still_running(notification: Notification) -> bool:
+    """Whether the fiche a reminder is about still runs the stretch it was about."""
+    fiche = notification.fiche
+    if notification.kind not in STOPPABLE or fiche is None or not fiche.is_running:
+        return False
+    since = (notification.payload or {}).get("running_since")
+    try:
+        told = datetime.fromisoformat(since) if isinstance(since, str) else None
+    except ValueError:
+        told = None
+    return told is None or told == fiche.en_calcul_depuis
+
+
+def missing_week(notification: Notification) -> date | None:
+    """The Monday of the week a days-without-time notification is about."""
+    payload = notification.payload or {}
+    if notification.kind != NotificationKind.MISSING_TIME:
+        return None
+    day = asked_day(payload.get("first") or next(iter(payload.get("days") or []), None))
+    return days.week_of(day)[0] if day else None
+
+
+def notices(found: list[Notification], now: datetime) -> list[Notice]:
+    """``found`` as the page shows them, in the active language, read at ``now`` (the database's)."""
+    shown = []
+    for notification in found:
+        stop_min = stop_max = None
+        if notification.read_at is None and still_running(notification):
+            assert notification.fiche is not None and notification.fiche.en_calcul_depuis is not None
+            stop_min = ceil_second(notification.fiche.en_calcul_depuis)
+            stop_max = max(floor_second(now), stop_min)
+        shown.append(
+            Notice(
+                notification=notification,
+                title=notifications.title(notification),
+                stop_min=stop_min,
+                stop_max=stop_max,
+                week=missing_week(notification),
+            )
+        )
+    return shown
+
+
+def bell_context(user: Any) -> dict[str, Any]:
+    """The bell in the header: how many are unread, and the newest few."""
+    return {
+        "unread": notifications.unread_count(user=user),
+        "items": notices(notifications.page(user=user, limit=BELL_SIZE), db_now()),
+    }
 
 
 def week_context(user: Any, monday: date | None, now: datetime, add_day: date | None = None) -> dict[str, Any]:
@@ -168,6 +238,7 @@ def page_context(user: Any, monday: date | None, add_day: date | None = None) ->
         "active_projets": active,
         "default_projet": latest,
         "limits": {"label": limits.LABEL_MAX_LENGTH},
+        "bell": bell_context(user),
         **week_context(user, monday, now, add_day),
     }
 
