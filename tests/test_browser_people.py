@@ -89,7 +89,10 @@ def shift_back(fiche_id, by):
         compte_jusqua=fiche.en_calcul_depuis - by,
         temps_impute=fiche.temps_impute,
     )
-    Stretch.objects.filter(fiche_id=fiche_id, ended_at__isnull=True).update(started_at=fiche.en_calcul_depuis - by)
+    # Moved back over the time before it, which the ledger would refuse: set apart from the person's other time.
+    Stretch.objects.filter(fiche_id=fiche_id, ended_at__isnull=True).update(
+        started_at=fiche.en_calcul_depuis - by, exclusive=False
+    )
     FicheEvent.objects.filter(fiche_id=fiche_id, kind="started").update(at=fiche.en_calcul_depuis - by)
 
 
