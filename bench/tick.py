@@ -6,6 +6,7 @@ practical limit) and against the naive per-row loop it replaces, in one run.
     python bench/tick.py                 # 100,000 running fiches on SQLite
     python bench/tick.py -n 10000 --naive-n 2000
     DATABASE_URL=postgres://... python bench/tick.py   # an empty database
+    DATABASE_URL=postgres://... python bench/tick.py -n 1000000 --only-reminders
 
 Prints the median time per tick, the ratios, the SQL statements per tick and
 the peak Python memory of a tick at two sizes; then the tick with its
@@ -51,6 +52,9 @@ def parse_args():
         "--naive-n", type=int, default=10_000, help="running fiches for the naive loop (default: %(default)s)"
     )
     parser.add_argument("--repeats", type=int, default=7, help="ticks timed per variant (default: %(default)s)")
+    parser.add_argument(
+        "--only-reminders", action="store_true", help="only the tick with and without its reminders, and the flood"
+    )
     parser.add_argument("--batch-size", type=int, default=None, help="tick batch size (default: TICKER_BATCH_SIZE)")
     parser.add_argument(
         "--growth-ticks",
@@ -325,6 +329,10 @@ def main():
         f"{database_label()}; batch size {batch_size}; median of {args.repeats} ticks; "
         f"load average {load_average():.2f} at the start"
     )
+    if args.only_reminders:
+        print(f"{'variant':<14}{'rows':>10}{'ms/tick':>12}{'statements':>12}{'peak MiB':>10}")
+        reminding(args.n, batch_size, args.repeats)
+        return
     large = measure_at(args.n, {"tick": project_tick, "raw UPDATE": raw_update}, args.repeats)
     naive_repeats = max(1, min(args.repeats, 3))
     small = measure_at(args.naive_n, {"tick": project_tick, "naive loop": naive_loop}, naive_repeats)
