@@ -8,6 +8,7 @@ The workers' processes are in test_notify_workers.py.
 
 import itertools
 import json
+import smtplib
 import socket
 import subprocess
 import sys
@@ -682,3 +683,27 @@ def test_email_settings_come_from_the_environment_and_default_to_the_console(tmp
         "https://fiches.example.org",
         "0.5",
     ]
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        smtplib.SMTPAuthenticationError(535, b"bad credentials"),
+        smtplib.SMTPSenderRefused(553, b"not our sender", "fiches@localhost"),
+    ],
+)
+def test_a_server_that_refuses_us_keeps_every_email_for_later(ann, smtp_server, monkeypatch, refusal):
+    for _ in range(3):
+        tell(ann)
+
+    def refuse(self, *args, **kwargs):
+        raise refusal
+
+    monkeypatch.setattr(smtplib.SMTP, "sendmail", refuse)
+    report = deliver()
+
+    assert report.gave_up == 0
+    assert set(NotificationDelivery.objects.values_list("state", flat=True)) == {State.PENDING}
+    monkeypatch.undo()
+    NotificationDelivery.objects.update(next_attempt_at=timezone.now())
+    assert deliver().sent == 3

@@ -5,6 +5,7 @@ import signal
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from datetime import time as clock
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -299,3 +300,44 @@ def test_profiles_keep_the_sites_zone_when_only_reminders_are_set(user, projet):
 
     assert Profile.objects.get(user=user).time_zone == ""
     assert str(project("Autre"))  # and a project's page still reads
+
+
+def test_a_site_that_never_reminds_still_reminds_those_who_asked(user, projet, settings):
+    settings.REMINDER_RUNNING_HOURS = 0
+    quick, never = person("quick"), person("never")
+    notifications.set_reminders(user=quick, running_hours=Decimal(1), end_of_day=None, working_days="12345")
+    for owner in (quick, never, user):
+        running_since(owner, projet, db_now() - 2 * H)
+
+    reminders.remind()
+
+    assert [n.recipient.username for n in told()] == ["quick"]
+    # The others' running stretches leave the reminders' index: later passes do not read them again.
+    assert set(Stretch.objects.filter(reminded=False).values_list("owner__username", flat=True)) == set()
+
+
+def test_ends_of_day_a_few_seconds_apart_are_each_told(projet):
+    zone = ZoneInfo("Europe/Paris")
+    early, late = person("early"), person("late")
+    for owner, end in ((early, clock(19, 0)), (late, clock(19, 0, 30))):
+        profiles.set_time_zone(user=owner, name="Europe/Paris")
+        notifications.set_reminders(user=owner, running_hours=None, end_of_day=end, working_days="12345")
+        running_since(owner, projet, datetime(2026, 11, 4, 17, tzinfo=zone))
+
+    reminders.ends_of_day(now=datetime(2026, 11, 4, 19, 0, 10, tzinfo=zone))
+    reminders.ends_of_day(now=datetime(2026, 11, 4, 19, 0, 40, tzinfo=zone))
+
+    assert sorted(n.recipient.username for n in told(NotificationKind.END_OF_DAY)) == ["early", "late"]
+
+
+def test_a_running_start_moved_later_after_its_reminder_is_told_again(user, projet, settings):
+    settings.REMINDER_RUNNING_HOURS = 1
+    fiche = running_since(user, projet, db_now() - 3 * H)
+    reminders.remind()
+    stretch = Stretch.objects.get(fiche_id=fiche.pk)
+
+    entries.change_entry(entry_id=stretch.pk, actor=user, start=db_now() - 90 * M)
+    reminders.remind()
+
+    later = Stretch.objects.get(pk=stretch.pk)
+    assert [n.occurred_at for n in told()] == [stretch.started_at + H, later.started_at + H]

@@ -383,7 +383,10 @@ def _change_times(
     note = locks.guard(owner, min(touched), actor)
     ledger.require_no_overlap(owner, new_start, new_end, ignoring=[stretch.pk], now=now, fiche_id=row["id"])
     with ledger.refusing_overlaps(owner, new_start, new_end, ignoring=[stretch.pk]):
-        Stretch.objects.filter(pk=stretch.pk).update(started_at=new_start, ended_at=new_end)
+        # A running stretch started later than it was told about is told again when it crosses anew.
+        Stretch.objects.filter(pk=stretch.pk).update(
+            started_at=new_start, ended_at=new_end, reminded=stretch.reminded and new_start <= old_start
+        )
     changes = {"start": [_iso(old_start), _iso(new_start)], "end": [_iso(old_end), _iso(new_end)]}
     if old_end is None:
         # The running stretch's start is the fiche's mark of it: its time

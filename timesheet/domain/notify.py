@@ -298,7 +298,7 @@ def deliver_due(
 def resend(*, delivery_ids: Iterable[int]) -> int:
     """Send these deliveries again now (sent or given up on alike): pending, due at once; return how many."""
     return NotificationDelivery.objects.filter(pk__in=list(delivery_ids)).update(
-        state=State.PENDING, next_attempt_at=Now()
+        state=State.PENDING, next_attempt_at=Now(), attempts=0
     )
 
 
@@ -424,9 +424,14 @@ def _send_email(*, notification: Notification, deadline: float) -> _Outcome:
         code = codes[0] if codes else 0
         logger.info("Email of notification %d refused: %s.", notification.pk, exc.recipients)
         return _Outcome(error=f"SMTP {code}", permanent=500 <= code < 600)
-    except smtplib.SMTPResponseException as exc:
+    except smtplib.SMTPDataError as exc:  # this message refused
         logger.info("Email of notification %d refused: %s %r.", notification.pk, exc.smtp_code, exc.smtp_error)
         return _Outcome(error=f"SMTP {exc.smtp_code}", permanent=500 <= exc.smtp_code < 600)
+    except smtplib.SMTPResponseException as exc:
+        # The server refused us, not this email (a wrong password, a sender it will not relay for):
+        # every email would fail alike, so none is given up on; they wait for the server to be mended.
+        logger.warning("Email of notification %d refused: %s %r.", notification.pk, exc.smtp_code, exc.smtp_error)
+        return _Outcome(error=f"SMTP {exc.smtp_code}", target_down=True)
     except (OSError, smtplib.SMTPException) as exc:  # SMTPException is an OSError; timeouts too
         said = TIMED_OUT if expired.is_set() or isinstance(exc, TimeoutError) else CONNECTION_FAILED
         logger.info("Email of notification %d: %s (%s: %s).", notification.pk, said, type(exc).__name__, exc)

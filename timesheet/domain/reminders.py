@@ -136,7 +136,8 @@ def forgotten_timers(*, now: datetime, batch_size: int = BATCH) -> int:
     due = _DUE.format(crossed=crossed)
     instant = connection.ops.adapt_datetimefield_value  # as the columns hold them (SQLite: naive UTC text)
     params: dict[str, Any] = {
-        "default": conf.reminder_running_hours(),
+        # A number, not a Decimal: SQLite would get text, which compares above every number.
+        "default": float(conf.reminder_running_hours()),
         "earliest": instant(now - timedelta(hours=float(shortest))),
         "now": instant(now),
         "kind": NotificationKind.FORGOTTEN_TIMER.value,
@@ -156,6 +157,7 @@ def forgotten_timers(*, now: datetime, batch_size: int = BATCH) -> int:
                     f"""
                     WITH due AS (
                         SELECT s.id AS stretch_id, f.id AS fiche_id, f.owner_id, {crossed} AS crossed,
+                               to_char(s.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US') AS since,
                                {_PAYLOAD[vendor]} AS payload
                         {due}
                         ORDER BY s.started_at, s.id LIMIT %(batch)s
@@ -163,7 +165,7 @@ def forgotten_timers(*, now: datetime, batch_size: int = BATCH) -> int:
                     ), told AS (
                         INSERT INTO timesheet_notification
                             (recipient_id, kind, subject, occurrence, fiche_id, occurred_at, payload, fanned_out)
-                        SELECT owner_id, %(kind)s, 'stretch:' || stretch_id, '', fiche_id, crossed, payload, false
+                        SELECT owner_id, %(kind)s, 'stretch:' || stretch_id, since, fiche_id, crossed, payload, false
                         FROM due
                         ON CONFLICT DO NOTHING
                     )
@@ -177,7 +179,8 @@ def forgotten_timers(*, now: datetime, batch_size: int = BATCH) -> int:
                     f"""
                     INSERT INTO timesheet_notification
                         (recipient_id, kind, subject, occurrence, fiche_id, occurred_at, payload, fanned_out)
-                    SELECT f.owner_id, %(kind)s, 'stretch:' || s.id, '', f.id, {crossed}, {_PAYLOAD[vendor]}, 0
+                    SELECT f.owner_id, %(kind)s, 'stretch:' || s.id, replace(s.started_at, ' ', 'T'), f.id, {crossed},
+                           {_PAYLOAD[vendor]}, 0
                     {due} AND s.id IN ({batch})
                     ON CONFLICT DO NOTHING
                     """,
@@ -187,7 +190,29 @@ def forgotten_timers(*, now: datetime, batch_size: int = BATCH) -> int:
             marked: int = cursor.rowcount
         written += marked
         if marked < batch_size:
-            return written
+            break
+    _set_apart_never(params)
+    return written
+
+
+def _set_apart_never(params: dict[str, Any]) -> None:
+    """
+    Mark told the running stretches of people who are never reminded (a
+    threshold of 0), so that they leave the index the pass reads.
+    """
+    never = """
+        SELECT s.id FROM timesheet_stretch s
+        JOIN timesheet_fichetemps f ON f.id = s.fiche_id
+        LEFT JOIN timesheet_profile p ON p.user_id = f.owner_id
+        WHERE s.ended_at IS NULL AND NOT s.reminded AND s.started_at <= %(earliest)s
+          AND COALESCE(p.reminder_running_hours, %(default)s) <= 0
+    """
+    true = "true" if connection.vendor == "postgresql" else "1"
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT 1 FROM ({never}) AS candidates LIMIT 1", params)
+        if cursor.fetchone() is None:
+            return
+        cursor.execute(f"UPDATE timesheet_stretch SET reminded = {true} WHERE id IN ({never})", params)
 
 
 # Groups of people who share a zone and a working day's settings ---------------------
@@ -208,7 +233,7 @@ class Group:
     @property
     def key(self) -> str:
         """The group's name in its end-of-day marks."""
-        end = "-" if self.end_of_day is None else self.end_of_day.strftime("%H:%M")
+        end = "-" if self.end_of_day is None else self.end_of_day.isoformat()
         return f"{self.zone_key}|{end}|{self.working_days}"
 
     @property
@@ -350,24 +375,25 @@ def _tell_missing(group: Group, first: date, occurrence: str, due_at: datetime) 
     zone = days.zone_of(group.time_zone)
     working = [first + timedelta(days=n) for n in range(7) if group.works_on(first + timedelta(days=n))]
     week_end = days.local_midnight(first + timedelta(days=7), zone)
-    people = set(
+    members = (
         get_user_model()
         .objects.filter(group.members("pk", by_end_of_day=False), is_active=True, date_joined__lt=week_end)
         .filter(Exists(FicheTemps.objects.filter(owner_id=OuterRef("pk"))))
-        .values_list("pk", flat=True)
+        .values("pk")
     )
+    people = {row["pk"] for row in members}
     if not people:
         return 0
     missing: dict[int, list[str]] = defaultdict(list)
     for day in working:
         start, end = days.local_midnight(day, zone), days.local_midnight(day + timedelta(days=1), zone)
         with_time = set(
-            Stretch.objects.filter(owner_id__in=people, started_at__lt=end)
+            Stretch.objects.filter(owner_id__in=members, started_at__lt=end)
             .filter(Q(ended_at__isnull=True) | Q(ended_at__gt=start))
             .values_list("owner_id", flat=True)
             .distinct()
         ) | set(
-            FicheEvent.objects.filter(kind=FicheEvent.Kind.ADJUSTED, applies_to=day, fiche__owner_id__in=people)
+            FicheEvent.objects.filter(kind=FicheEvent.Kind.ADJUSTED, applies_to=day, fiche__owner_id__in=members)
             .values_list("fiche__owner_id", flat=True)
             .distinct()
         )
