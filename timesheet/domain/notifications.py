@@ -5,6 +5,7 @@ reminders' settings. The reminders themselves are found by
 ``reminders.py``; the channels that send (email, webhooks) by ``notify.py``.
 """
 
+from collections.abc import Iterable
 from datetime import time
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -109,6 +110,12 @@ def channels_for(*, user_id: int, kind: str) -> set[str]:
         )
     )
     return {channel for channel in PERSONAL_CHANNELS if channel not in off}
+
+
+def turned_off(*, user_ids: Iterable[int], channel: str) -> set[tuple[int, str]]:
+    """The (person, kind) pairs among ``user_ids`` that are turned off on ``channel``: one query for many people."""
+    rows = NotificationPreference.objects.filter(user_id__in=set(user_ids), channel=channel, enabled=False)
+    return set(rows.values_list("user_id", "kind"))
 
 
 def preferences(*, user: Any) -> dict[str, set[str]]:

@@ -6,7 +6,7 @@ The outbox (``Notification``) is written with the fact it tells, not yet
 
 - ``fan_out``: each new notification becomes one ``NotificationDelivery``
   per channel that sends it: an email if its recipient wants that kind by
-  email (``notifications.channels_for``), is active and has an address; one
+  email (``notifications.turned_off``), is active and has an address; one
   per active webhook subscription that names its kind (an empty list of
   kinds means every fiche event, never a notification) and whose owner, if
   it has one, is the recipient. In short transactions of at most
@@ -61,7 +61,14 @@ from django.utils.translation import gettext as _
 from timesheet.core import conf
 from timesheet.domain import days, notifications, webhooks
 from timesheet.domain.errors import Code, Refused
-from timesheet.models import Channel, Notification, NotificationDelivery, NotificationKind, Profile, WebhookSubscription
+from timesheet.models import (
+    Channel,
+    Notification,
+    NotificationDelivery,
+    NotificationKind,
+    Profile,
+    WebhookSubscription,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -136,28 +143,26 @@ def _fan_out_batch(*, batch_size: int) -> int:
         if not batch:
             return 0
         subscriptions = list(WebhookSubscription.objects.filter(active=True).only("id", "kinds", "owner_id"))
-        wanted: dict[tuple[int, str], bool] = {}
+        # The batch's people who turned a kind's email off, read once for the whole batch.
+        emails_off = notifications.turned_off(
+            user_ids=(notification.recipient_id for notification in batch), channel=Channel.EMAIL
+        )
         deliveries: list[NotificationDelivery] = []
         for notification in batch:
-            deliveries += _deliveries_of(notification=notification, subscriptions=subscriptions, wanted=wanted)
+            deliveries += _deliveries_of(notification=notification, subscriptions=subscriptions, emails_off=emails_off)
         NotificationDelivery.objects.bulk_create(deliveries, ignore_conflicts=True)
         Notification.objects.filter(pk__in=[notification.pk for notification in batch]).update(fanned_out=True)
     return len(batch)
 
 
 def _deliveries_of(
-    *, notification: Notification, subscriptions: Iterable[WebhookSubscription], wanted: dict[tuple[int, str], bool]
+    *, notification: Notification, subscriptions: Iterable[WebhookSubscription], emails_off: set[tuple[int, str]]
 ) -> list[NotificationDelivery]:
-    """The deliveries ``notification`` gets; ``wanted`` remembers each person's choice per kind within a batch."""
+    """The deliveries ``notification`` gets; ``emails_off``: the (person, kind) pairs whose email is turned off."""
     made: list[NotificationDelivery] = []
     recipient = notification.recipient
-    if recipient.is_active and recipient.email:
-        key = (recipient.pk, notification.kind)
-        if key not in wanted:
-            channels = notifications.channels_for(user_id=recipient.pk, kind=notification.kind)
-            wanted[key] = Channel.EMAIL.value in channels
-        if wanted[key]:
-            made.append(NotificationDelivery(notification=notification, channel=Channel.EMAIL))
+    if recipient.is_active and recipient.email and (recipient.pk, notification.kind) not in emails_off:
+        made.append(NotificationDelivery(notification=notification, channel=Channel.EMAIL))
     for subscription in subscriptions:
         kinds = subscription.kinds if isinstance(subscription.kinds, list) else []
         # Named explicitly: an empty list is every fiche event, not the notifications.
