@@ -17,7 +17,7 @@ import pytest
 from django.utils import timezone
 
 from tests.factories import person
-from tests.fixtures.processes import WorkerProcess
+from tests.fixtures.processes import worker_spawner
 from tests.support import ROOT, wait_until
 from timesheet.domain import notify
 from timesheet.models import Notification, NotificationDelivery, NotificationKind
@@ -109,7 +109,6 @@ def test_while_work_remains_the_loop_passes_again_without_waiting_its_interval(m
 
 @pytest.fixture
 def spawn_run_notifications(worker_env, smtp_server, tmp_path):
-    processes = []
     env = {
         **worker_env,
         **smtp_server.env(),
@@ -119,19 +118,7 @@ def spawn_run_notifications(worker_env, smtp_server, tmp_path):
         "NOTIFY_MAX_BACKOFF_SECONDS": "1",
         "NOTIFY_MAX_ATTEMPTS": "1000",
     }
-
-    def spawn(*args, **overrides):
-        process = WorkerProcess(
-            {**env, **overrides},
-            "--poll",
-            "0.05",
-            *args,
-            log_path=tmp_path / f"notifications-{len(processes)}.log",
-            command="run_notifications",
-        )
-        processes.append(process)
-        return process
-
+    spawn, processes = worker_spawner(env, tmp_path, "run_notifications")
     yield spawn
     for process in processes:
         process.kill()

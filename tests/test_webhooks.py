@@ -21,7 +21,7 @@ import pytest
 from django.db import connections
 from django.utils import timezone
 
-from tests.fixtures.processes import WorkerProcess
+from tests.fixtures.processes import worker_spawner
 from tests.support import ROOT, wait_until
 from timesheet.domain import fiches, webhooks
 from timesheet.models import FicheEvent, WebhookDelivery, WebhookSubscription
@@ -257,7 +257,6 @@ def test_order_is_kept_across_a_sigkill_of_the_delivery_worker(receiver, projet,
 
 @pytest.fixture
 def spawn_run_webhooks(worker_env, tmp_path):
-    processes = []
     env = {
         **worker_env,
         "WEBHOOK_LEASE_SECONDS": "3",
@@ -265,19 +264,7 @@ def spawn_run_webhooks(worker_env, tmp_path):
         "WEBHOOK_ALLOW_HTTP": "1",
         "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",
     }
-
-    def spawn(*args, **overrides):
-        process = WorkerProcess(
-            {**env, **overrides},
-            "--poll",
-            "0.05",
-            *args,
-            log_path=tmp_path / f"webhooks-{len(processes)}.log",
-            command="run_webhooks",
-        )
-        processes.append(process)
-        return process
-
+    spawn, processes = worker_spawner(env, tmp_path, "run_webhooks")
     yield spawn
     for process in processes:
         process.kill()
