@@ -228,15 +228,7 @@ def _changed_time(fiche_id: int, delta: timedelta) -> None:
         .update(temps_impute=new_temps, updated_at=Now())
     )
     if not applied:
-        raise _too_much(fiche_id)
-
-
-def _too_much(fiche_id: int) -> Refused:
-    return Refused(
-        _("Fiche %(id)s would hold more than the %(hours)s hours one fiche may hold.")
-        % {"id": fiche_id, "hours": f"{conf.fiche_max_total() / timedelta(hours=1):g}"},
-        code=Code.INVALID,
-    )
+        raise fiches.too_much(fiche_id)
 
 
 def _audit(fiche_id: int, kind: str, actor: Any, *, delta: timedelta, changes: dict[str, Any], note: str) -> None:
@@ -405,7 +397,7 @@ def _change_times(
             )
         )
         if not applied:
-            raise _too_much(row["id"])
+            raise fiches.too_much(row["id"])
         delta = timedelta(0)
     else:
         assert new_end is not None

@@ -317,8 +317,6 @@ def _as_of(owner_id: int, fiche_id: int, at: datetime, actor: Any) -> tuple[Valu
 
 def _stop_instant(row: Row, at: datetime) -> datetime:
     """Check that ``at`` lies in the fiche's current stretch and is not in the future; return it."""
-    if isinstance(at, datetime) and at.tzinfo is None:
-        raise Refused(_("The stop instant needs a time zone (an offset such as +01:00)."), code=Code.INVALID)
     at = ledger.instant(at, what=_("the stop instant"))
     zone = days.owner_zone(row["owner_id"])
     if at > db_now():
@@ -483,6 +481,15 @@ def _below_zero(delta: timedelta, fiche_id: int) -> Refused:
     )
 
 
+def too_much(fiche_id: int) -> Refused:
+    """The refusal of a change that would put more time in a fiche than ``FICHE_MAX_TOTAL_HOURS``."""
+    return Refused(
+        _("Fiche %(id)s would hold more than the %(hours)s hours one fiche may hold.")
+        % {"id": fiche_id, "hours": f"{conf.fiche_max_total() / timedelta(hours=1):g}"},
+        code=Code.INVALID,
+    )
+
+
 def adjust_fiche(*, fiche_id: int, actor: Any, delta: timedelta, reason: str, day: date | None = None) -> FicheTemps:
     """
     Add ``delta`` (negative to remove time) to a fiche's time, with a reason,
@@ -538,12 +545,7 @@ def adjust_fiche(*, fiche_id: int, actor: Any, delta: timedelta, reason: str, da
         if not applied:
             if delta < timedelta(0):
                 raise _below_zero(delta, fiche_id)
-            total = conf.fiche_max_total() / timedelta(hours=1)
-            raise Refused(
-                _("Fiche %(id)s would hold more than the %(hours)s hours one fiche may hold.")
-                % {"id": fiche_id, "hours": f"{total:g}"},
-                code=Code.INVALID,
-            )
+            raise too_much(fiche_id)
         fiche = reload(fiche_id)
         log_event(fiche, FicheEvent.Kind.ADJUSTED, actor, delta=delta, reason=reason.strip() + note, applies_to=day)
     return fiche
