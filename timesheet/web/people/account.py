@@ -6,6 +6,7 @@ working days), which notifications reach them where, and their API tokens (a
 new one shown once, in a box of its own with a button to copy it).
 """
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -119,25 +120,25 @@ async def create_token(request: HtmxHttpRequest, user: Any) -> HttpResponseBase:
 @signed_in
 @post_only
 async def revoke_token(request: HtmxHttpRequest, user: Any, token_id: int) -> HttpResponseBase:
-    try:
-        await tokens.arevoke_token(token_id=token_id, actor=user)
-    except Refused as refused:
-        messages.error(request, refused.message)
-    else:
-        messages.success(request, _("Token revoked."))
-    return redirect("settings")
+    return await _saved(request, lambda: tokens.arevoke_token(token_id=token_id, actor=user), _("Token revoked."))
 
 
 @signed_in
 @post_only
 async def set_time_zone(request: HtmxHttpRequest, user: Any) -> HttpResponseBase:
     """The time zone the user's days are counted in."""
+    name = request.POST.get("time_zone", "").strip()
+    return await _saved(request, lambda: profiles.aset_time_zone(user=user, name=name), _("Time zone saved."))
+
+
+async def _saved(request: HtmxHttpRequest, save: Callable[[], Awaitable[object]], done: str) -> HttpResponseBase:
+    """Run one settings service, ``save`` (the form read inside it), then back to the settings with what happened."""
     try:
-        await profiles.aset_time_zone(user=user, name=request.POST.get("time_zone", "").strip())
+        await save()
     except Refused as refused:
         messages.error(request, refused.message)
     else:
-        messages.success(request, _("Time zone saved."))
+        messages.success(request, done)
     return redirect("settings")
 
 
@@ -163,14 +164,9 @@ def _reminders_of(request: HtmxHttpRequest) -> dict[str, Any]:
 @post_only
 async def set_reminders(request: HtmxHttpRequest, user: Any) -> HttpResponseBase:
     """When the person is reminded: a forgotten timer, a fiche still running at the end of their working day."""
-    try:
-        fields = _reminders_of(request)
-        await notifications.aset_reminders(user=user, **fields)
-    except Refused as refused:
-        messages.error(request, refused.message)
-    else:
-        messages.success(request, _("Reminders saved."))
-    return redirect("settings")
+    return await _saved(
+        request, lambda: notifications.aset_reminders(user=user, **_reminders_of(request)), _("Reminders saved.")
+    )
 
 
 @signed_in
@@ -178,13 +174,8 @@ async def set_reminders(request: HtmxHttpRequest, user: Any) -> HttpResponseBase
 async def set_notification_preferences(request: HtmxHttpRequest, user: Any) -> HttpResponseBase:
     """Which kinds of notification reach the person by email, and on this page (the bell)."""
     choices = {kind: set(request.POST.getlist(kind)) for kind in NotificationKind.values}
-    try:
-        await notifications.aset_preferences(user=user, choices=choices)
-    except Refused as refused:
-        messages.error(request, refused.message)
-    else:
-        messages.success(request, _("Notifications saved."))
-    return redirect("settings")
+    save = lambda: notifications.aset_preferences(user=user, choices=choices)  # noqa: E731
+    return await _saved(request, save, _("Notifications saved."))
 
 
 @signed_in
