@@ -291,6 +291,8 @@ FICHE_MAX_TOTAL_HOURS = env_number("FICHE_MAX_TOTAL_HOURS", 24 * 366 * 10)
 EXPORT_MAX_ROWS = env_number("EXPORT_MAX_ROWS", 500_000)
 EXPORT_MAX_CONCURRENT = env_number("EXPORT_MAX_CONCURRENT", 2)
 REMINDER_RUNNING_HOURS = env_number("REMINDER_RUNNING_HOURS", 4)
+# The one currency of rates, amounts and money budgets (ISO 4217).
+CURRENCY = env("CURRENCY", "EUR")
 # Email, for the notifications (manage.py run_notifications): an SMTP server, or, without EMAIL_HOST,
 # the console (each email printed on the worker's output, as under `make run`).
 EMAIL_HOST = env("EMAIL_HOST", "")

@@ -8,7 +8,7 @@ from django.contrib.auth.models import Permission
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Exists, OuterRef, Q
-from django.db.models.functions import Now
+from django.db.models.functions import Coalesce, Now
 from django.utils.translation import gettext_lazy as _
 
 from timesheet.core import limits
@@ -22,12 +22,83 @@ class Rounding(models.TextChoices):
     NEAREST = "nearest", _("nearest")
 
 
+class Client(models.Model):
+    """Whom projects are done for: reports, exports and budgets group their projects by it."""
+
+    name = models.CharField(_("name"), max_length=200, unique=True)
+    actif = models.BooleanField(_("active"), default=True)
+    created_at = models.DateTimeField(_("created"), db_default=Now(), editable=False)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("client")
+        verbose_name_plural = _("clients")
+
+    def __str__(self):
+        return self.name
+
+
+class Team(models.Model):
+    """
+    People who work together: a project restricted to teams is seen and
+    charged to by their members only; leads receive their projects' budget
+    alerts.
+    """
+
+    name = models.CharField(_("name"), max_length=200, unique=True)
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, through="TeamMembership", related_name="teams", verbose_name=_("members")
+    )
+    created_at = models.DateTimeField(_("created"), db_default=Now(), editable=False)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("team")
+        verbose_name_plural = _("teams")
+
+    def __str__(self):
+        return self.name
+
+
+class TeamMembership(models.Model):
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships", verbose_name=_("team"))
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="team_memberships", verbose_name=_("person")
+    )
+    lead = models.BooleanField(
+        _("lead"), default=False, help_text=_("Receives the budget alerts of the team's projects.")
+    )
+
+    class Meta:
+        ordering = ["team", "-lead", "user"]
+        verbose_name = _("team member")
+        verbose_name_plural = _("team members")
+        constraints = [models.UniqueConstraint(fields=["team", "user"], name="team_membership_once")]
+        indexes = [models.Index(fields=["user", "team"], name="team_membership_user_idx")]
+
+    def __str__(self):
+        return f"{self.user} ∈ {self.team}"
+
+
 class ProjetQuerySet(models.QuerySet["Projet"]):
-    def usable_by(self, user: Any) -> "ProjetQuerySet":
-        """The projects ``user`` may charge time to: the active ones."""
+    def open_to(self, user: Any) -> "ProjetQuerySet":
+        """
+        The projects ``user`` may see and charge time to, active or not: those
+        restricted to no team, and those of ``user``'s teams. The one rule of
+        team restrictions.
+        """
         if not user.is_authenticated or not user.is_active:
             return self.none()
-        return self.filter(actif=True)
+        restricted = Projet.teams.through.objects.filter(projet_id=OuterRef("pk"))
+        return self.filter(~Exists(restricted) | Exists(restricted.filter(team__memberships__user=user.pk)))
+
+    def usable_by(self, user: Any) -> "ProjetQuerySet":
+        """The projects ``user`` may charge time to: the active ones open to them."""
+        return self.open_to(user).filter(actif=True)
+
+    def seen_by(self, user: Any) -> "ProjetQuerySet":
+        """The projects ``user`` may see: all of them for those who see everyone's fiches, else those open to them."""
+        return self if sees_everyones_fiches(user) else self.open_to(user)
 
 
 class Projet(models.Model):
@@ -45,6 +116,17 @@ class Projet(models.Model):
         null=True,
         blank=True,
         help_text=_("Empty for the default (REPORT_ROUNDING_STEP_MINUTES)."),
+    )
+    client = models.ForeignKey(
+        Client, on_delete=models.PROTECT, null=True, blank=True, related_name="projets", verbose_name=_("client")
+    )
+    billable = models.BooleanField(_("billable"), default=True, help_text=_("Its time is priced at the hourly rates."))
+    teams = models.ManyToManyField(
+        Team,
+        blank=True,
+        related_name="projets",
+        verbose_name=_("teams"),
+        help_text=_("Only these teams' members see it and charge time to it; none for everyone."),
     )
     created_at = models.DateTimeField(_("created"), db_default=Now(), editable=False)
     updated_at = models.DateTimeField(_("updated"), db_default=Now(), editable=False)
@@ -604,6 +686,7 @@ class NotificationKind(models.TextChoices):
     FORGOTTEN_TIMER = "forgotten_timer", _("forgotten timer")
     END_OF_DAY = "end_of_day", _("still running at the end of the day")
     MISSING_TIME = "missing_time", _("days without time")
+    BUDGET_CROSSED = "budget.crossed", _("a budget's threshold crossed")
 
 
 class Channel(models.TextChoices):
@@ -773,3 +856,166 @@ class ReminderMark(models.Model):
 
     def __str__(self):
         return f"{self.kind} {self.key} {self.occurrence}"
+
+
+# The most a rate may be, in minor units an hour: a day of one person's time at it stays far within 64 bits.
+RATE_MAX_MINOR = 10_000_000
+
+
+class Rate(models.Model):
+    """
+    An hourly rate, effective from an instant on, until the next rate of the
+    same level and subject. Its level is what it names: a person on a
+    project, a project, a client, a person, or nothing (the site's default);
+    the most specific level that has begun prices an instant
+    (``timesheet.domain.rates``).
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("person"),
+    )
+    projet = models.ForeignKey(
+        Projet, on_delete=models.CASCADE, null=True, blank=True, related_name="rates", verbose_name=_("project")
+    )
+    client = models.ForeignKey(
+        Client, on_delete=models.CASCADE, null=True, blank=True, related_name="rates", verbose_name=_("client")
+    )
+    hourly_minor = models.PositiveBigIntegerField(_("hourly rate (minor units)"), validators=[MinValueValidator(0)])
+    effective_from = models.DateTimeField(_("effective from"))
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(_("created"), db_default=Now(), editable=False)
+
+    class Meta:
+        ordering = ["-effective_from", "-id"]
+        verbose_name = _("hourly rate")
+        verbose_name_plural = _("hourly rates")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(client__isnull=True) | Q(user__isnull=True, projet__isnull=True), name="rate_level_valid"
+            ),
+            models.CheckConstraint(condition=Q(hourly_minor__lte=RATE_MAX_MINOR), name="rate_bounded"),
+            models.UniqueConstraint(
+                Coalesce("user", 0),
+                Coalesce("projet", 0),
+                Coalesce("client", 0),
+                "effective_from",
+                name="rate_once_per_instant",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["projet", "user", "effective_from"], name="rate_projet_idx"),
+            models.Index(fields=["client", "effective_from"], name="rate_client_idx"),
+            models.Index(fields=["user", "effective_from"], name="rate_user_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.hourly_minor} ({self.effective_from:%Y-%m-%d %H:%M})"
+
+
+def default_thresholds() -> list[int]:
+    return [80, 100]
+
+
+class Budget(models.Model):
+    """
+    Time or money a project or a client may use, for its whole life or per
+    calendar month (in the site's zone), with thresholds that alert once
+    each per period, and optionally a stop at 100 %.
+
+    The ticker keeps its live state: the usage at ``checked_at`` and the
+    pace of its running fiches then, in micro-units (microseconds, or
+    millionths of the currency's minor unit); ``dirty_since`` is set by any
+    change to its projects' time, so that the next tick computes it again,
+    and ``next_check_at`` is when its next threshold would be crossed at
+    that pace.
+    """
+
+    class Kind(models.TextChoices):
+        TIME = "time", _("time")
+        MONEY = "money", _("money")
+
+    class Period(models.TextChoices):
+        TOTAL = "total", _("whole life")
+        MONTH = "month", _("each calendar month")
+
+    class Action(models.TextChoices):
+        ALERT = "alert", _("alert")
+        STOP = "stop", _("alert, and stop its running fiches at 100 %")
+
+    projet = models.OneToOneField(
+        Projet, on_delete=models.CASCADE, null=True, blank=True, related_name="budget", verbose_name=_("project")
+    )
+    client = models.OneToOneField(
+        Client, on_delete=models.CASCADE, null=True, blank=True, related_name="budget", verbose_name=_("client")
+    )
+    kind = models.CharField(_("kind"), max_length=5, choices=Kind.choices, default=Kind.TIME)
+    period = models.CharField(_("period"), max_length=5, choices=Period.choices, default=Period.TOTAL)
+    # Seconds for time, minor units of CURRENCY for money.
+    limit = models.PositiveBigIntegerField(_("limit"), validators=[MinValueValidator(1)])
+    thresholds = models.JSONField(_("thresholds (percent)"), default=default_thresholds)
+    action = models.CharField(_("action"), max_length=5, choices=Action.choices, default=Action.ALERT)
+    period_key = models.CharField(_("period computed"), max_length=7, blank=True, editable=False)
+    used_micro = models.BigIntegerField(_("used at the last check"), default=0, editable=False)
+    pace_micro = models.BigIntegerField(_("pace at the last check"), default=0, editable=False)
+    checked_at = models.DateTimeField(_("checked"), null=True, blank=True, editable=False)
+    dirty_since = models.DateTimeField(_("changed since"), null=True, blank=True, db_default=Now(), editable=False)
+    next_check_at = models.DateTimeField(_("next check"), null=True, blank=True, editable=False)
+    exhausted_forecast_at = models.DateTimeField(
+        _("exhausted, at this pace, at"), null=True, blank=True, editable=False
+    )
+    created_at = models.DateTimeField(_("created"), db_default=Now(), editable=False)
+
+    class Meta:
+        ordering = ["id"]
+        verbose_name = _("budget")
+        verbose_name_plural = _("budgets")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(projet__isnull=False, client__isnull=True) | Q(projet__isnull=True, client__isnull=False),
+                name="budget_of_one_subject",
+            ),
+            models.CheckConstraint(condition=Q(kind__in=["time", "money"]), name="budget_kind_valid"),
+            models.CheckConstraint(condition=Q(period__in=["total", "month"]), name="budget_period_valid"),
+            models.CheckConstraint(condition=Q(action__in=["alert", "stop"]), name="budget_action_valid"),
+            models.CheckConstraint(condition=Q(limit__gte=1), name="budget_limit_positive"),
+        ]
+        indexes = [
+            models.Index(fields=["next_check_at"], name="budget_next_check_idx"),
+            models.Index(fields=["id"], condition=Q(dirty_since__isnull=False), name="budget_dirty_idx"),
+        ]
+
+    def __str__(self):
+        return str(_("budget of %(subject)s") % {"subject": self.projet or self.client})
+
+
+class BudgetCrossing(models.Model):
+    """
+    A threshold of a budget in one period: armed (``crossed_at`` empty) or
+    crossed at that exact instant. A correction that brings the usage back
+    under it arms it again and counts the re-arming, so that the next
+    crossing is a new occurrence, notified once.
+    """
+
+    budget = models.ForeignKey(Budget, on_delete=models.CASCADE, related_name="crossings", verbose_name=_("budget"))
+    period_key = models.CharField(_("period"), max_length=7, blank=True)
+    percent = models.PositiveSmallIntegerField(_("percent"))
+    crossed_at = models.DateTimeField(_("crossed"), null=True, blank=True)
+    rearmed = models.PositiveIntegerField(_("times armed again"), default=0)
+
+    class Meta:
+        ordering = ["budget", "period_key", "percent"]
+        verbose_name = _("budget threshold")
+        verbose_name_plural = _("budget thresholds")
+        constraints = [
+            models.UniqueConstraint(fields=["budget", "period_key", "percent"], name="budget_crossing_once"),
+        ]
+
+    def __str__(self):
+        return f"{self.budget} {self.percent} % {self.period_key}"

@@ -173,6 +173,25 @@ def _is_site_url(value: object) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.hostname) and not (parts.query or parts.fragment)
 
 
+def _is_currency(value: object) -> bool:
+    """An ISO 4217 code: three capital ASCII letters."""
+    return isinstance(value, str) and len(value) == 3 and value.isascii() and value.isalpha() and value.isupper()
+
+
+@register()
+def check_currency(app_configs=None, **kwargs):
+    value = conf.get("CURRENCY")
+    if _is_currency(value):
+        return []
+    return [
+        Error(
+            f"CURRENCY must be an ISO 4217 code such as EUR; got {value!r}.",
+            hint="Set CURRENCY in the environment or the settings to three capital letters.",
+            id="timesheet.E070",
+        )
+    ]
+
+
 NOTIFY_RULES = [
     # (setting, is valid, what it must be, check id): the notifications' delivery.
     ("SITE_URL", _is_site_url, "the site's address, such as https://fiches.example.org", "timesheet.E060"),

@@ -40,6 +40,8 @@ DEFAULTS: dict[str, Any] = {
     "REPORT_ROUNDING_SCOPE": "group",
     # Hours a fiche may run before its owner is told (0: never); a person may set their own.
     "REMINDER_RUNNING_HOURS": 4,
+    # The one currency of rates, amounts and money budgets (ISO 4217).
+    "CURRENCY": "EUR",
     # The site's address, for the absolute links of emails (unsubscribe, the people's page).
     "SITE_URL": "http://127.0.0.1:8000",
     # Notification delivery (run_notifications): the wait after an idle pass, the notifications fanned out

@@ -23,7 +23,7 @@ from django.utils.translation import ngettext, pgettext_lazy
 
 from timesheet.core import conf, limits
 from timesheet.core.dbtime import DurationSum, db_now, later_of, settled
-from timesheet.domain import days, ledger, locks
+from timesheet.domain import budget_marks, days, ledger, locks
 from timesheet.domain.errors import Code, Refused
 from timesheet.domain.twins import async_twin
 from timesheet.models import Etat, FicheEvent, FicheTemps, Projet, Stretch, acts_on_everyones_fiches
@@ -97,6 +97,9 @@ def _events_in_commit_order() -> None:
 
 
 def log_event(fiche: FicheTemps, kind: str, actor: Any, **fields: Any) -> None:
+    """Write the event of a change to ``fiche``, and mark the budgets its time counts in (before and after a move)."""
+    moved = (fields.get("changes") or {}).get("projet") or []
+    budget_marks.touch([fiche.projet_id, *moved])
     _events_in_commit_order()
     FicheEvent.objects.create(
         fiche=fiche, kind=kind, actor=actor, at=fiche.updated_at, temps_impute=fiche.temps_impute, **fields
@@ -229,6 +232,7 @@ def _record_stops(rows: list[Row], after: dict[int, timedelta], *, kind: str, ac
         Stretch.objects.filter(fiche_id__in=chunk, ended_at__isnull=True).update(
             ended_at=Case(*(When(fiche_id=fiche_id, then=Value(end)) for fiche_id, end in chunk.items()))
         )
+    budget_marks.touch({row["projet_id"] for row in rows})
     _events_in_commit_order()
     FicheEvent.objects.bulk_create(events)
 
@@ -288,6 +292,7 @@ def _start(
     assert since is not None  # running, so marked (the database's constraint)
     with ledger.refusing_overlaps(owner_id, since, None):
         Stretch.objects.create(fiche_id=fiche_id, owner_id=owner_id, started_at=since, exclusive=ledger.exclusive())
+    budget_marks.touch([fiche.projet_id])
     _events_in_commit_order()
     FicheEvent.objects.create(
         fiche_id=fiche_id,
