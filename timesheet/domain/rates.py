@@ -223,9 +223,12 @@ def set_rate(
     if effective_from < db_now():
         raise Refused(_("A rate applies to time after it: it cannot begin in the past."), code=Code.INVALID)
     with transaction.atomic():
-        if Rate.objects.filter(
-            user_id=user_id, projet_id=projet_id, client_id=client_id, effective_from=effective_from
-        ).exists():
+        same_level = Rate.objects.filter(
+            user__isnull=user_id is None, projet__isnull=projet_id is None, client__isnull=client_id is None
+        )
+        subjects = {"user_id": user_id, "projet_id": projet_id, "client_id": client_id}
+        same_level = same_level.filter(**{name: pk for name, pk in subjects.items() if pk is not None})
+        if same_level.filter(effective_from=effective_from).exists():
             raise Refused(_("A rate of that level already begins at that instant."), code=Code.INVALID)
         rate = Rate.objects.create(
             user_id=user_id,

@@ -13,7 +13,7 @@ import logging
 import os
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.db import connection
@@ -21,7 +21,7 @@ from django.db.models import F, Q
 from django.db.models.functions import Now
 
 from timesheet.core import conf
-from timesheet.domain import reminders, ticking
+from timesheet.domain import budgets, reminders, ticking
 from timesheet.models import TickerHeartbeat
 from timesheet.workers import metrics
 
@@ -35,11 +35,15 @@ class TickReport:
     batches: int
     duration: float  # seconds
     reminded: int = 0
+    budget_check: budgets.CheckReport = field(default_factory=budgets.CheckReport)
 
     def __str__(self) -> str:
+        checked = self.budget_check
         return (
             f"settled {self.settled} running fiche(s) in {self.batches} batch(es), "
-            f"auto-stopped {self.auto_stopped}, reminded {self.reminded}, in {self.duration * 1000:.1f} ms"
+            f"auto-stopped {self.auto_stopped}, reminded {self.reminded}, "
+            f"budgets checked {checked.checked} (crossed {checked.crossed}, stopped {checked.stopped}), "
+            f"in {self.duration * 1000:.1f} ms"
         )
 
 
@@ -50,11 +54,13 @@ def tick(
     shards: int | None = None,
     fresh_for: timedelta = timedelta(0),
     remind: bool = True,
+    check_budgets: bool = True,
 ) -> TickReport:
     """
     Auto-stop overdue fiches, settle every running fiche up to now, then
-    write the reminders due (unless ``remind`` is false); return what was
-    done. With shards (PostgreSQL), fiches another ticker settled less than
+    write the reminders due (unless ``remind`` is false) and check the
+    budgets that changed or are due (unless ``check_budgets`` is false);
+    return what was done. With shards (PostgreSQL), fiches another ticker settled less than
     ``fresh_for`` ago are left as they are.
     """
     batch_size = batch_size or conf.batch_size()
@@ -70,7 +76,8 @@ def tick(
     else:
         settled_rows, batches = ticking.settle_running(batch_size=batch_size)
     reminded = reminders.remind(batch_size=batch_size).total if remind else 0
-    return TickReport(settled_rows, auto_stopped, batches, time.perf_counter() - started, reminded)
+    checked = budgets.check() if check_budgets else budgets.CheckReport()
+    return TickReport(settled_rows, auto_stopped, batches, time.perf_counter() - started, reminded, checked)
 
 
 HEARTBEAT_RETENTION = timedelta(days=7)

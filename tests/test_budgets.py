@@ -1,0 +1,317 @@
+"""Budgets: live usage, each threshold recorded once at the exact instant the ledger crossed it, and the stop at 100 %."""
+
+import random
+import signal
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.db import connection
+
+from tests.factories import make_fiche, person, project
+from tests.support import assert_exact, wait_until
+from timesheet.core.dbtime import db_now
+from timesheet.domain import budgets, entries, fiches, rates
+from timesheet.domain.errors import Refused
+from timesheet.models import (
+    Budget,
+    BudgetCrossing,
+    Client,
+    Etat,
+    FicheEvent,
+    FicheTemps,
+    Notification,
+    NotificationKind,
+    Rate,
+    Team,
+    TeamMembership,
+)
+from timesheet.workers.ticker import tick
+
+M = timedelta(minutes=1)
+H = timedelta(hours=1)
+
+
+def whole_ms(instant):
+    """``instant`` on a whole millisecond, as every instant is on SQLite."""
+    return instant.replace(microsecond=instant.microsecond // 1000 * 1000)
+
+
+def started_as_of(owner, projet, began):
+    """A fiche of ``owner`` started as of ``began`` (an earlier instant), through the service."""
+    fiche = make_fiche(projet, owner)
+    return fiches.start_fiche(fiche_id=fiche.pk, actor=owner, at=began)
+
+
+def crossings(budget):
+    return {c.percent: c.crossed_at for c in BudgetCrossing.objects.filter(budget=budget)}
+
+
+def alerts(**filters):
+    return list(Notification.objects.filter(kind=NotificationKind.BUDGET_CROSSED, **filters).order_by("id"))
+
+
+@pytest.fixture
+def lead(db):
+    return person("lea")
+
+
+@pytest.fixture
+def team_projet(lead):
+    team = Team.objects.create(name="Studio")
+    TeamMembership.objects.create(team=team, user=lead, lead=True)
+    projet = project("Site vitrine")
+    projet.teams.add(team)
+    return projet, team
+
+
+def members(team, *names):
+    people = [person(name) for name in names]
+    for someone in people:
+        TeamMembership.objects.create(team=team, user=someone)
+    return people
+
+
+def hour_budget(projet, **fields):
+    return budgets.save_budget(
+        projet_id=projet.pk,
+        kind=fields.pop("kind", "time"),
+        period=fields.pop("period", "total"),
+        limit=fields.pop("limit", 3600),
+        thresholds=fields.pop("thresholds", [50, 100]),
+        action=fields.pop("action", "alert"),
+    )
+
+
+def test_two_people_cross_half_at_twenty_minutes_and_all_at_thirty_five(team_projet, lead):
+    projet, team = team_projet
+    ann, bob = members(team, "ann", "bob")
+    budget = hour_budget(projet)
+    t0 = whole_ms(db_now() - 40 * M)
+    started_as_of(ann, projet, t0)
+    started_as_of(bob, projet, t0 + 10 * M)
+
+    report = tick().budget_check
+
+    assert report.crossed == 2
+    assert crossings(budget) == {50: t0 + 20 * M, 100: t0 + 35 * M}
+    told = alerts()
+    # To the team's lead (staff who manage projects would be told too; there are none here).
+    assert [(n.recipient, n.occurred_at, n.payload["percent"]) for n in told] == [
+        (lead, t0 + 20 * M, 50),
+        (lead, t0 + 35 * M, 100),
+    ]
+    assert tick().budget_check.crossed == 0  # recorded once
+
+
+def test_stop_at_100_pauses_every_running_fiche_at_the_exact_instant(team_projet):
+    projet, team = team_projet
+    ann, bob = members(team, "ann", "bob")
+    hour_budget(projet, action="stop")
+    t0 = whole_ms(db_now() - 40 * M)
+    first = started_as_of(ann, projet, t0)
+    second = started_as_of(bob, projet, t0 + 10 * M)
+
+    assert tick().budget_check.stopped == 2
+
+    first, second = FicheTemps.objects.get(pk=first.pk), FicheTemps.objects.get(pk=second.pk)
+    assert (first.etat, second.etat) == (Etat.EN_PAUSE, Etat.EN_PAUSE)
+    assert (first.temps_impute, second.temps_impute) == (35 * M, 25 * M)
+    assert first.auto_stopped and second.auto_stopped
+    for fiche in (first, second):
+        assert_exact(fiche.pk)
+        event = FicheEvent.objects.filter(fiche=fiche, kind=FicheEvent.Kind.AUTO_STOPPED).get()
+        assert event.at == t0 + 35 * M and "Budget exhausted" in event.reason
+
+
+def test_a_fiche_started_on_an_exhausted_stop_budget_is_paused_at_its_start(team_projet):
+    projet, team = team_projet
+    (ann,) = members(team, "ann")
+    hour_budget(projet, action="stop")
+    started_as_of(ann, projet, whole_ms(db_now() - 2 * H))
+    tick()
+    late = fiches.start_fiche(fiche_id=make_fiche(projet, ann, "encore").pk, actor=ann)
+
+    tick()
+
+    late = FicheTemps.objects.get(pk=late.pk)
+    assert late.etat == Etat.EN_PAUSE and late.temps_impute == timedelta(0)
+    assert_exact(late.pk)
+
+
+def test_an_adjustment_below_a_threshold_arms_it_again_and_the_next_crossing_is_told_anew(team_projet, lead, superuser):
+    projet, team = team_projet
+    (ann,) = members(team, "ann")
+    budget = hour_budget(projet, thresholds=[50])
+    fiche = started_as_of(ann, projet, whole_ms(db_now() - 40 * M))
+    tick()
+    assert list(crossings(budget)) == [50] and crossings(budget)[50] is not None
+
+    fiches.pause_fiche(fiche_id=fiche.pk, actor=ann)
+    fiches.adjust_fiche(fiche_id=fiche.pk, actor=superuser, delta=-20 * M, reason="oubli de pause")
+    tick()
+
+    crossing = BudgetCrossing.objects.get(budget=budget, percent=50)
+    assert crossing.crossed_at is None and crossing.rearmed == 1
+    fiches.adjust_fiche(fiche_id=fiche.pk, actor=superuser, delta=15 * M, reason="finalement")
+    tick()
+    crossing.refresh_from_db()
+    assert crossing.crossed_at is not None
+    assert [n.occurrence for n in alerts(recipient=lead)] == [":50:0", ":50:1"]
+
+
+def test_an_unchanged_budget_is_not_computed_again_until_its_next_threshold_is_due(team_projet):
+    projet, team = team_projet
+    (ann,) = members(team, "ann")
+    budget = hour_budget(projet, limit=10 * 3600, thresholds=[80])
+    began = whole_ms(db_now() - H)
+    started_as_of(ann, projet, began)
+
+    assert tick().budget_check.checked == 1
+    assert tick().budget_check.checked == 0
+    budget.refresh_from_db()
+    # 8 hours at one person's pace, 7 of them still to go.
+    assert budget.next_check_at == began + 8 * H
+    assert budget.exhausted_forecast_at == began + 10 * H
+    assert budget.dirty_since is None
+
+
+def test_a_change_to_a_projects_time_marks_its_budget_and_its_clients(team_projet):
+    projet, team = team_projet
+    (ann,) = members(team, "ann")
+    client = Client.objects.create(name="ACME")
+    projet.client = client
+    projet.save()
+    own = hour_budget(projet)
+    of_client = budgets.save_budget(
+        client_id=client.pk, kind="time", period="month", limit=7200, thresholds=[80], action="alert"
+    )
+    tick()
+    assert Budget.objects.filter(dirty_since__isnull=False).count() == 0
+
+    started_as_of(ann, projet, whole_ms(db_now() - M))
+
+    assert set(Budget.objects.filter(dirty_since__isnull=False).values_list("pk", flat=True)) == {own.pk, of_client.pk}
+
+
+def test_live_usage_counts_the_running_pace_since_the_last_check(team_projet):
+    projet, team = team_projet
+    (ann,) = members(team, "ann")
+    budget = hour_budget(projet, thresholds=[80, 100])
+    began = whole_ms(db_now() - 30 * M)
+    started_as_of(ann, projet, began)
+    tick()
+    budget.refresh_from_db()
+
+    shown = budgets.live(budget, now=began + 45 * M, crossings=budget.crossings.all())
+
+    assert shown["used"] == 45 * 60 and shown["left"] == 15 * 60 and shown["percent"] == 75.0
+    assert shown["exhausted_forecast_at"] == began + H
+    assert shown["thresholds"] == [{"percent": 80, "crossed_at": None}, {"percent": 100, "crossed_at": None}]
+
+
+def test_a_month_budget_counts_only_this_months_time(team_projet, settings):
+    settings.TIME_ZONE = "Europe/Paris"
+    projet, team = team_projet
+    (ann,) = members(team, "ann")
+    budget = hour_budget(projet, period="month", limit=3600 * 1000)
+    now = db_now()
+    month = budgets.period_of("month", now)
+    # An entry of the last day of last month, then one of this month.
+    entries.add_entry(
+        actor=ann, owner_id=ann.pk, projet_id=projet.pk, libelle="", start=month.start - 2 * H, end=month.start - H
+    )
+    entries.add_entry(
+        actor=ann, owner_id=ann.pk, projet_id=projet.pk, libelle="", start=month.start, end=month.start + 30 * M
+    )
+    tick()
+    budget.refresh_from_db()
+
+    assert budget.period_key == month.key
+    assert budget.used_micro == (30 * M) // timedelta(microseconds=1)
+
+
+def test_a_money_budget_prices_each_part_of_a_running_stretch_at_its_own_rate(team_projet, lead):
+    projet, team = team_projet
+    (ann,) = members(team, "ann")
+    budget = hour_budget(projet, kind="money", limit=100_000, thresholds=[50])  # 1,000.00
+    began = whole_ms(db_now() - 2 * H)
+    started_as_of(ann, projet, began)
+    # 60.00 an hour since long ago, then 90.00 an hour from a moment ago: set directly, as a past rate would be.
+    Rate.objects.create(projet=projet, hourly_minor=6000, effective_from=datetime(2020, 1, 1, tzinfo=UTC))
+    change = began + H
+    Rate.objects.create(projet=projet, hourly_minor=9000, effective_from=change)
+    now = db_now()
+    used = budgets.usage([budget], now=now)[budget.pk]
+
+    expected = 6000 * (H // timedelta(microseconds=1)) + 9000 * ((now - change) // timedelta(microseconds=1))
+    assert used.units == expected
+    assert used.pace == 9000
+
+
+def test_a_rate_cannot_begin_in_the_past(team_projet):
+    projet, _team = team_projet
+    with pytest.raises(Refused) as refused:
+        rates.set_rate(hourly_minor=5000, effective_from=db_now() - M, actor=None, projet_id=projet.pk)
+    assert refused.value.code == "invalid"
+
+
+@pytest.mark.parametrize(
+    "thresholds", ["", "abc", "0", "1001", "50,-1", "1e2", [None], ",".join(map(str, range(1, 12))), 7]
+)
+def test_thresholds_that_are_not_whole_percents_are_refused(team_projet, thresholds):
+    projet, _team = team_projet
+    with pytest.raises(Refused):
+        hour_budget(projet, thresholds=thresholds)
+    assert not Budget.objects.exists()
+
+
+def test_staff_who_manage_projects_are_told_too(team_projet, lead):
+    projet, team = team_projet
+    (ann,) = members(team, "ann")
+    manager = person("manon", is_staff=True)
+    manager.user_permissions.add(Permission.objects.get(codename="change_projet"))
+    hour_budget(projet, thresholds=[50])
+    started_as_of(ann, projet, whole_ms(db_now() - 40 * M))
+
+    tick()
+
+    assert sorted(n.recipient.username for n in alerts()) == ["lea", "manon"]
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_sigkill_storm_of_two_tickers_records_each_threshold_once(spawn_worker, lead, team_projet):
+    projet, team = team_projet
+    people = members(team, "ann", "bob", "cid")
+    budget = hour_budget(projet, limit=120, thresholds=[25, 50, 75, 100])
+    now = whole_ms(db_now())
+    for n, someone in enumerate(people):
+        started_as_of(someone, projet, now - timedelta(seconds=20 - 5 * n))
+    rng = random.Random(25)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        workers = [spawn_worker("--interval", "0.05") for _ in range(2)]
+        time.sleep(rng.uniform(0.2, 0.8))
+        for worker in workers:
+            worker.process.kill()
+            worker.wait()
+    survivors = [spawn_worker("--interval", "0.05") for _ in range(2)]
+    wait_until(lambda: all(crossings(budget).get(p) for p in (25, 50, 75, 100)), timeout=120, message="all crossed")
+    for worker in survivors:
+        worker.process.send_signal(signal.SIGTERM)
+        assert worker.wait() == 0
+
+    told = alerts()
+    assert sorted(n.payload["percent"] for n in told) == [25, 50, 75, 100]
+    # The usage at each: 20 s of one person, then two, then three: computed from the starts, not when noticed.
+    starts = [now - timedelta(seconds=20 - 5 * n) for n in range(3)]
+
+    def used_at(instant):
+        return sum((max(timedelta(0), instant - start) for start in starts), timedelta(0))
+
+    for percent, at in crossings(budget).items():
+        assert used_at(at) >= timedelta(seconds=120 * percent / 100) > used_at(at - timedelta(milliseconds=1))
+    if connection.vendor == "sqlite":
+        assert all(at.microsecond % 1000 == 0 for at in crossings(budget).values())
