@@ -8,11 +8,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.contrib.auth.models import Permission
 from django.db import connection
+from django.utils import translation
 
 from tests.factories import make_fiche, person, project
 from tests.support import assert_exact, wait_until
 from timesheet.core.dbtime import db_now
-from timesheet.domain import budgets, entries, fiches, rates
+from timesheet.domain import budgets, entries, fiches, notifications, notify, rates
 from timesheet.domain.errors import Refused
 from timesheet.models import (
     Budget,
@@ -22,10 +23,12 @@ from timesheet.models import (
     FicheEvent,
     FicheTemps,
     Notification,
+    NotificationDelivery,
     NotificationKind,
     Rate,
     Team,
     TeamMembership,
+    WebhookSubscription,
 )
 from timesheet.workers.ticker import tick
 
@@ -315,3 +318,40 @@ def test_a_sigkill_storm_of_two_tickers_records_each_threshold_once(spawn_worker
         assert used_at(at) >= timedelta(seconds=120 * percent / 100) > used_at(at - timedelta(milliseconds=1))
     if connection.vendor == "sqlite":
         assert all(at.microsecond % 1000 == 0 for at in crossings(budget).values())
+
+
+def test_a_crossing_is_emailed_to_each_recipient_and_posted_once_to_a_webhook_of_no_one(team_projet, lead, settings):
+    settings.WEBHOOK_ALLOW_HTTP = True
+    projet, team = team_projet
+    (ann,) = members(team, "ann")
+    lead.email = "lea@example.org"
+    lead.save()
+    manager = person("manon", email="manon@example.org")
+    manager.user_permissions.add(Permission.objects.get(codename="change_projet"))
+    everyone = WebhookSubscription.objects.create(
+        name="all", url="http://127.0.0.1:9/hook", secret="s", kinds=["budget.crossed"]
+    )
+    leads_own = WebhookSubscription.objects.create(
+        name="lea's", url="http://127.0.0.1:9/lea", secret="s", kinds=["budget.crossed"], owner=lead
+    )
+    hour_budget(projet, thresholds=[50], action="stop")
+    started_as_of(ann, projet, whole_ms(db_now() - 70 * M))
+    tick()
+
+    notify.fan_out(batch_size=100)
+
+    deliveries = NotificationDelivery.objects.all()
+    assert sorted(d.notification.recipient.username for d in deliveries.filter(channel="email")) == [
+        "lea",
+        "lea",
+        "manon",
+        "manon",
+    ]  # 50 % and the exhaustion that stopped the fiche
+    assert deliveries.filter(subscription=everyone).count() == 2  # once per crossing, not per recipient
+    assert deliveries.filter(subscription=leads_own).count() == 2
+    crossing = alerts(recipient=lead, payload__percent=100)[0]
+    with translation.override("en"):
+        message = notify.email_message(notification=crossing)
+    assert "The budget of “Site vitrine” (1:00) reached 100 %" in message.body
+    assert "Its running fiches were paused at that instant." in message.body
+    assert notifications.title(crossing) == "“Site vitrine” has used 100 % of its budget."

@@ -96,6 +96,11 @@ def title(notification: Notification) -> str:
             "Week %(week)s: %(count)s working days without time.",
             missing,
         ) % {"week": payload.get("week", ""), "count": missing}
+    if notification.kind == NotificationKind.BUDGET_CROSSED:
+        return _("“%(name)s” has used %(percent)s %% of its budget.") % {
+            "name": payload.get("name", ""),
+            "percent": payload.get("percent", ""),
+        }
     return str(notification.get_kind_display())
 
 

@@ -52,7 +52,7 @@ from django.core import mail, signing
 from django.core.mail import EmailMultiAlternatives
 from django.core.mail.backends.base import BaseEmailBackend
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import Min, Q
 from django.db.models.functions import Now
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
@@ -147,18 +147,49 @@ def _fan_out_batch(*, batch_size: int) -> int:
         emails_off = notifications.turned_off(
             user_ids=(notification.recipient_id for notification in batch), channel=Channel.EMAIL
         )
+        firsts = _firsts_of_shared(batch)
         deliveries: list[NotificationDelivery] = []
         for notification in batch:
-            deliveries += _deliveries_of(notification=notification, subscriptions=subscriptions, emails_off=emails_off)
+            deliveries += _deliveries_of(
+                notification=notification,
+                subscriptions=subscriptions,
+                emails_off=emails_off,
+                first_of_its_fact=notification.kind not in SHARED_KINDS or notification.pk in firsts,
+            )
         NotificationDelivery.objects.bulk_create(deliveries, ignore_conflicts=True)
         Notification.objects.filter(pk__in=[notification.pk for notification in batch]).update(fanned_out=True)
     return len(batch)
 
 
+# Kinds told to several people at once (a budget's leads and managers): a webhook that names no
+# person receives the fact once, with its first recipient's notification, not once per recipient.
+SHARED_KINDS = frozenset({NotificationKind.BUDGET_CROSSED.value})
+
+
+def _firsts_of_shared(batch: list[Notification]) -> set[int]:
+    """The ids of the first notification (the lowest) of each shared fact the batch holds."""
+    shared = [notification for notification in batch if notification.kind in SHARED_KINDS]
+    if not shared:
+        return set()
+    facts = Q()
+    for notification in shared:
+        facts |= Q(kind=notification.kind, subject=notification.subject, occurrence=notification.occurrence)
+    firsts = Notification.objects.filter(facts).values("kind", "subject", "occurrence").annotate(first=Min("id"))
+    return {row["first"] for row in firsts}
+
+
 def _deliveries_of(
-    *, notification: Notification, subscriptions: Iterable[WebhookSubscription], emails_off: set[tuple[int, str]]
+    *,
+    notification: Notification,
+    subscriptions: Iterable[WebhookSubscription],
+    emails_off: set[tuple[int, str]],
+    first_of_its_fact: bool = True,
 ) -> list[NotificationDelivery]:
-    """The deliveries ``notification`` gets; ``emails_off``: the (person, kind) pairs whose email is turned off."""
+    """
+    The deliveries ``notification`` gets; ``emails_off``: the (person, kind)
+    pairs whose email is turned off; a webhook of no one in particular gets a
+    shared fact only with its first notification (``first_of_its_fact``).
+    """
     made: list[NotificationDelivery] = []
     recipient = notification.recipient
     if recipient.is_active and recipient.email and (recipient.pk, notification.kind) not in emails_off:
@@ -166,7 +197,8 @@ def _deliveries_of(
     for subscription in subscriptions:
         kinds = subscription.kinds if isinstance(subscription.kinds, list) else []
         # Named explicitly: an empty list is every fiche event, not the notifications.
-        if notification.kind in kinds and subscription.owner_id in (None, notification.recipient_id):
+        for_everyone = subscription.owner_id is None and first_of_its_fact
+        if notification.kind in kinds and (for_everyone or subscription.owner_id == notification.recipient_id):
             made.append(
                 NotificationDelivery(notification=notification, channel=Channel.WEBHOOK, subscription=subscription)
             )
@@ -342,6 +374,17 @@ def _day(value: object) -> date | None:
         return None
 
 
+def _limit_shown(payload: dict[str, Any]) -> str:
+    """A budget's limit as an email shows it: hours and minutes, or an amount and its currency."""
+    limit = payload.get("limit")
+    if payload.get("kind") == "money":
+        return f"{limit} {payload.get('currency') or ''}".strip()
+    if isinstance(limit, int) and not isinstance(limit, bool):
+        hours, seconds = divmod(limit, 3600)
+        return f"{hours}:{seconds // 60:02d}"
+    return ""
+
+
 def _context(*, notification: Notification, unsubscribe: str) -> dict[str, Any]:
     """What the email's templates show: the payload's values parsed, and the links."""
     payload = notification.payload if isinstance(notification.payload, dict) else {}
@@ -361,6 +404,10 @@ def _context(*, notification: Notification, unsubscribe: str) -> dict[str, Any]:
         "week": str(payload.get("week") or ""),
         "days": [day for day in map(_day, missing if isinstance(missing, list) else []) if day is not None],
         "occurred_at": notification.occurred_at,
+        "budget_name": str(payload.get("name") or ""),
+        "percent": payload.get("percent"),
+        "limit": _limit_shown(payload),
+        "stops": payload.get("action") == "stop",
         "site_url": f"{conf.site_url()}/",
         "unsubscribe_url": unsubscribe,
     }
