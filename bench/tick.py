@@ -7,12 +7,16 @@ practical limit) and against the naive per-row loop it replaces, in one run.
     python bench/tick.py -n 10000 --naive-n 2000
     DATABASE_URL=postgres://... python bench/tick.py   # an empty database
     DATABASE_URL=postgres://... python bench/tick.py -n 1000000 --only-reminders
+    python bench/tick.py --only-budgets  # 1,000 projects with budgets, 100,000 running fiches
 
 Prints the median time per tick, the ratios, the SQL statements per tick and
 the peak Python memory of a tick at two sizes; then the tick with its
 reminders' pass against the tick without it (each running fiche with its open
 stretch, none due: the steady state), and one pass over a flood (every running
-fiche crossing its forgotten-timer threshold at once).
+fiche crossing its forgotten-timer threshold at once); then the tick with
+budgets on ``--projects`` projects (half time, half money, each with its
+running fiches; none due: the steady state) against the tick without them,
+and the first check of every budget at once (each computed from its ledger).
 """
 
 import argparse
@@ -55,6 +59,10 @@ def parse_args():
     parser.add_argument(
         "--only-reminders", action="store_true", help="only the tick with and without its reminders, and the flood"
     )
+    parser.add_argument(
+        "--only-budgets", action="store_true", help="only the tick with and without budgets, and their first check"
+    )
+    parser.add_argument("--projects", type=int, default=1000, help="projects with budgets (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=None, help="tick batch size (default: TICKER_BATCH_SIZE)")
     parser.add_argument(
         "--growth-ticks",
@@ -311,6 +319,88 @@ def reminding(count, batch_size, repeats):
     )
 
 
+def populate_projects(count, projects):
+    """``count`` running fiches (each with its open stretch) spread over ``projects`` projects with budgets."""
+    from datetime import UTC, datetime
+
+    from django.contrib.auth import get_user_model
+    from django.db import connection, transaction
+
+    from timesheet.models import Budget, FicheEvent, FicheTemps, Projet, Rate
+
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("TRUNCATE timesheet_fichetemps, timesheet_budget, timesheet_rate CASCADE")
+        else:
+            FicheEvent.objects.all().delete()
+            FicheTemps.objects.all().delete()
+            Budget.objects.all().delete()
+            Rate.objects.all().delete()
+        user, _ = get_user_model().objects.get_or_create(username="bench")
+        existing = set(Projet.objects.filter(designation__startswith="Budget ").values_list("designation", flat=True))
+        Projet.objects.bulk_create(
+            Projet(designation=f"Budget {i:05d}") for i in range(projects) if f"Budget {i:05d}" not in existing
+        )
+        chosen = list(Projet.objects.filter(designation__startswith="Budget ").order_by("designation")[:projects])
+        per_project = -(-count // projects)
+        for projet in chosen:
+            add_running_fiches(projet=projet, owners=[user], count=min(per_project, count))
+            count -= min(per_project, count)
+        Rate.objects.create(hourly_minor=6000, effective_from=datetime(2020, 1, 1, tzinfo=UTC))
+        # Limits far beyond what the run uses: the steady state, where nothing is due.
+        Budget.objects.bulk_create(
+            Budget(
+                projet=projet,
+                kind="money" if i % 2 else "time",
+                period="month" if i % 4 >= 2 else "total",
+                limit=10**12,
+                thresholds=[80, 100],
+            )
+            for i, projet in enumerate(chosen)
+        )
+    add_open_stretches()
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("VACUUM ANALYZE timesheet_fichetemps")
+            cursor.execute("VACUUM ANALYZE timesheet_stretch")
+            cursor.execute("VACUUM ANALYZE timesheet_budget")
+
+
+def budgeting(count, projects, batch_size, repeats):
+    """The tick with and without its budgets' check at ``count`` running fiches on ``projects`` budgets."""
+    from timesheet.domain import budgets
+    from timesheet.models import Budget
+    from timesheet.workers.ticker import tick
+
+    populate_projects(count, projects)
+    started = time.perf_counter()
+    first = budgets.check()
+    seconds = time.perf_counter() - started
+    assert first.checked == projects, (first, projects)
+    assert not Budget.objects.filter(dirty_since__isnull=False).exists()
+    print(
+        f"first check of {projects:,} budgets ({count:,} running fiches, each budget from its ledger): {seconds:.2f} s"
+    )
+    variants = {
+        "tick": lambda: tick(batch_size=batch_size, remind=False, check_budgets=False),
+        "tick+budgets": lambda: tick(batch_size=batch_size, remind=False, check_budgets=True),
+    }
+    for function in variants.values():
+        function()
+    samples = {name: [] for name in variants}
+    for _ in range(repeats):
+        for name, function in variants.items():
+            samples[name].append(timed(function, 1))
+    for name, function in variants.items():
+        print(
+            f"{name:<14}{count:>10,}{statistics.median(samples[name]) * 1000:>12.1f}{statements(function):>12,}"
+            f"{peak_memory(function) / 2**20:>10.2f}"
+        )
+    ratio = statistics.median(samples["tick+budgets"]) / statistics.median(samples["tick"])
+    print(f"tick with budgets on {projects:,} projects / without at {count:,}: {ratio:.2f}x (target <= 1.2x)")
+
+
 def main():
     args = parse_args()
     setup_django()
@@ -332,6 +422,10 @@ def main():
     if args.only_reminders:
         print(f"{'variant':<14}{'rows':>10}{'ms/tick':>12}{'statements':>12}{'peak MiB':>10}")
         reminding(args.n, batch_size, args.repeats)
+        return
+    if args.only_budgets:
+        print(f"{'variant':<14}{'rows':>10}{'ms/tick':>12}{'statements':>12}{'peak MiB':>10}")
+        budgeting(args.n, args.projects, batch_size, args.repeats)
         return
     large = measure_at(args.n, {"tick": project_tick, "raw UPDATE": raw_update}, args.repeats)
     naive_repeats = max(1, min(args.repeats, 3))
@@ -357,6 +451,7 @@ def main():
         f"{large['tick']['memory'] / 1024:.0f} KiB at {args.n:,}"
     )
     reminding(args.n, batch_size, args.repeats)
+    budgeting(args.n, args.projects, batch_size, args.repeats)
     if connection.vendor == "postgresql":
         first, last, hot = table_growth(args.n, args.growth_ticks, project_tick, args.growth_pause)
         print(

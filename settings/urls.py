@@ -4,6 +4,7 @@ from django.urls import include, path
 
 from timesheet.web import metrics, people, views
 from timesheet.web.notify_views import unsubscribe as notification_unsubscribe
+from timesheet.web.people import budgets as people_budgets
 
 urlpatterns = [
     path("", people.home, name="home"),
@@ -24,6 +25,7 @@ urlpatterns = [
     path("reports/export.xlsx", people.export, {"kind": "xlsx"}, name="export_xlsx"),
     path("tokens/<int:token_id>/revoke", people.revoke_token, name="token_revoke"),
     path("notifications/", people.notification_list, name="notifications"),
+    path("budgets", people_budgets.budget_list, name="budgets"),
     path("notifications/read-all", people.read_all_notifications, name="notifications_read_all"),
     path("notifications/<int:notification_id>/read", people.read_notification, name="notification_read"),
     path("notifications/<int:notification_id>/stop", people.stop_at_notification, name="notification_stop"),

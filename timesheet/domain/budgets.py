@@ -64,7 +64,7 @@ from timesheet.models import (
 
 MICROSECONDS = 1_000_000
 # Budgets computed in one transaction.
-BATCH = 200
+BATCH = 50
 # The permission of staff who manage projects: they receive every budget alert.
 MANAGERS = ("change_projet",)
 # The earliest instant a whole-life budget counts from: before any day a ledger may hold.
@@ -727,6 +727,7 @@ def live(budget: Budget, *, now: datetime, crossings: Iterable[BudgetCrossing] =
         used = used_micro / MICROSECONDS
     return {
         "id": budget.pk,
+        "name": subject_name(budget),
         "kind": budget.kind,
         "period": budget.period,
         "period_key": period.key,
@@ -748,15 +749,15 @@ def live(budget: Budget, *, now: datetime, crossings: Iterable[BudgetCrossing] =
 def live_for_projets(projet_ids: Iterable[int], *, now: datetime | None = None) -> dict[int, dict[str, Any]]:
     """
     The live budget that counts each project's time, by project id: its own,
-    else its client's; projects without one are absent. Two queries.
+    else its client's; projects without one are absent. Three queries.
     """
     ids = list(projet_ids)
     now = now or db_now()
     projets = dict(Projet.objects.filter(pk__in=ids).values_list("pk", "client_id"))
     budgets = list(
-        Budget.objects.filter(
-            Q(projet_id__in=ids) | Q(client_id__in={c for c in projets.values() if c})
-        ).prefetch_related("crossings")
+        Budget.objects.filter(Q(projet_id__in=ids) | Q(client_id__in={c for c in projets.values() if c}))
+        .select_related("projet", "client")
+        .prefetch_related("crossings")
     )
     own = {budget.projet_id: budget for budget in budgets if budget.projet_id}
     of_client = {budget.client_id: budget for budget in budgets if budget.client_id}
@@ -816,3 +817,24 @@ def save_budget(
             setattr(budget, name, value)
         budget.save()
         return budget
+
+
+def seen_by_member(user: Any, *, now: datetime | None = None) -> list[dict[str, Any]]:
+    """
+    The live budgets a person's page shows: those counting the active
+    projects open to them that are restricted to their teams or hold their
+    own fiches, each budget once (a client's shared by its projects), by name.
+    """
+    if not user.is_authenticated or not user.is_active:
+        return []
+    projets = (
+        Projet.objects.usable_by(user)
+        .filter(Q(teams__memberships__user=user.pk) | Q(fiches__owner=user.pk))
+        .filter(Q(budget__isnull=False) | Q(client__budget__isnull=False))
+        .values_list("pk", flat=True)
+        .distinct()
+    )
+    shown: dict[int, dict[str, Any]] = {}
+    for shown_budget in live_for_projets(list(projets), now=now).values():
+        shown[shown_budget["id"]] = shown_budget
+    return sorted(shown.values(), key=lambda item: (item["name"].casefold(), item["id"]))
