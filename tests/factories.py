@@ -1,9 +1,9 @@
-"""The one factory of the tests' people, projects and fiches; fiches are made through the services."""
+"""The one factory of the tests' people, projects, clients, teams and fiches; fiches are made through the services."""
 
 from django.contrib.auth import get_user_model
 
 from timesheet.domain import fiches
-from timesheet.models import FicheTemps, Projet
+from timesheet.models import Client, FicheTemps, Projet, Team, TeamMembership
 
 
 def person(username, **fields):
@@ -25,3 +25,19 @@ def make_fiche(projet, owner, libelle="Travail", *, start=False, actor=None) -> 
 def running_fiche(projet, owner, libelle="Travail", *, actor=None) -> FicheTemps:
     """A fiche of ``owner`` on ``projet``, started at once."""
     return make_fiche(projet, owner, libelle, start=True, actor=actor)
+
+
+def client_of(name="ACME", **fields) -> Client:
+    """A client named ``name`` (``fields``: actif)."""
+    return Client.objects.create(name=name, **fields)
+
+
+def team(name="Design", *, members=(), leads=(), projets=()) -> Team:
+    """A team named ``name`` with ``members`` and ``leads`` (people), to which ``projets`` are restricted."""
+    made = Team.objects.create(name=name)
+    for member in members:
+        TeamMembership.objects.create(team=made, user=member)
+    for lead in leads:
+        TeamMembership.objects.create(team=made, user=lead, lead=True)
+    made.projets.add(*projets)
+    return made

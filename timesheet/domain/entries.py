@@ -415,6 +415,9 @@ def _change_fiche(row: fiches.Row, stretch: Stretch, actor: Any, *, projet_id: i
     new_libelle = row["libelle"] if libelle is None else fiches.clean_libelle(libelle)
     if (new_projet, new_libelle) == (row["projet_id"], row["libelle"]):
         return
+    if new_projet == row["projet_id"]:
+        # A fiche of its own on the same project: said of that fiche's project, which its owner sees through it.
+        fiches.require_projet_of(row, actor)
     note = locks.guard(stretch.owner_id, stretch.started_at, actor)
     length = stretch.ended_at - stretch.started_at
     moved = fiches.create_fiche(projet_id=new_projet, actor=actor, owner_id=stretch.owner_id, libelle=new_libelle)
@@ -504,11 +507,13 @@ def delete_entry(*, entry_id: int, actor: Any) -> None:
 def continue_fiche(*, fiche_id: int, actor: Any) -> FicheTemps:
     """
     A new fiche on the same project with the same label as ``fiche_id``,
-    running from now; the owner's running fiche is paused at the same
-    instant when they may run no more. Return the new fiche.
+    running from now, if that project is still open to the owner and
+    active; the owner's running fiche is paused at the same instant when
+    they may run no more. Return the new fiche.
     """
     with transaction.atomic():
-        source = fiches.locked(fiche_id, actor)
+        source = fiches.locked(fiche_id, actor, **fiches.projet_state(actor))
+        fiches.require_projet_of(source, actor)
         fiche = fiches.create_fiche(
             projet_id=source["projet_id"], actor=actor, owner_id=source["owner_id"], libelle=source["libelle"]
         )

@@ -16,7 +16,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Case, DateTimeField, Expression, F, OuterRef, Subquery, Value, When
+from django.db.models import Case, DateTimeField, Exists, Expression, F, OuterRef, Subquery, Value, When
 from django.db.models.functions import Now
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext, pgettext_lazy
@@ -130,14 +130,93 @@ def _projet_actif() -> Subquery:
     return Subquery(Projet.objects.filter(pk=OuterRef("projet_id")).order_by().values("actif"))
 
 
-def require_active_projet(projet_id: int, actif: bool | None = None) -> None:
-    """Refuse unless the project exists and is active; pass ``actif`` if it was read already."""
-    if actif is None:
-        actif = Projet.objects.filter(pk=projet_id).values_list("actif", flat=True).first()
-        if actif is None:
-            raise Refused(_("Project %(id)s does not exist.") % {"id": projet_id}, code=Code.NOT_FOUND)
-    if not actif:
+def _open_to(user: Any, projet: str) -> Exists:
+    """Whether the project whose id is the outer query's ``projet`` is open to ``user``: ``Projet.objects.open_to``."""
+    return Exists(Projet.objects.open_to(user).filter(pk=OuterRef(projet)))
+
+
+def projet_state(actor: Any) -> dict[str, Subquery]:
+    """
+    The annotations of ``locked`` that a new run on the fiche's project
+    needs (``require_projet_of``): its ``actif``, and whether it is open to
+    ``actor`` (the owner, in most calls), read with the fiche in the same
+    query, as subqueries (see ``_projet_actif``).
+    """
+    return {"projet_actif": _projet_actif(), "projet_open": _open_to(actor, "projet_id")}
+
+
+def _inactive(user_id: int) -> Refused:
+    """The refusal of an inactive user as an owner: no project is open to them."""
+    return Refused(_("User %(id)s does not exist.") % {"id": user_id}, code=Code.INVALID)
+
+
+def _user(user_id: int, actor: Any) -> Any:
+    """The user ``user_id``: the actor when they are the one (no query), else read (a fiche's owner is kept)."""
+    return actor if user_id == actor.pk else get_user_model().objects.get(pk=user_id)
+
+
+def require_active_projet(projet_id: int, *, owner: Any, actor: Any = None, active: bool = True) -> None:
+    """
+    Refuse unless the project exists, is open to ``owner`` (a user: the one
+    rule of teams, ``Projet.objects.open_to``) and, if ``active``, is active;
+    one query. To an ``actor`` (the owner by default) who may not see it
+    (``Projet.objects.seen_by``), a project not open to the owner does not
+    exist, as a missing one; one who may see it is told why.
+    """
+    actor = owner if actor is None else actor
+    found = (
+        Projet.objects.filter(pk=projet_id)
+        .annotate(open=_open_to(owner, "pk"))
+        .values_list("actif", "open", "designation")
+        .first()
+    )
+    missing = Refused(_("Project %(id)s does not exist.") % {"id": projet_id}, code=Code.NOT_FOUND)
+    if found is None:
+        raise missing
+    actif, is_open, designation = found
+    if not is_open:
+        if not Projet.objects.seen_by(actor).filter(pk=projet_id).exists():
+            raise missing
+        if not owner.is_active:
+            raise _inactive(owner.pk)
+        raise Refused(
+            _("Project “%(projet)s” is open only to its teams' members, and %(owner)s is not one of them.")
+            % {"projet": designation, "owner": owner.get_username()},
+            code=Code.FORBIDDEN,
+        )
+    if active and not actif:
         raise Refused(_("Project %(id)s is not active.") % {"id": projet_id}, code=Code.INVALID)
+
+
+def require_projet_of(row: Row, actor: Any) -> None:
+    """
+    Refuse a new run on the project of the fiche ``row`` (a start, a switch
+    to it, a continuation) unless it is still open to the fiche's owner (a
+    team may have lost them since: refused as forbidden, the project being
+    theirs to see through their fiche) and active. A ``row`` read by
+    ``locked`` with ``projet_state(actor)`` costs no query when the actor
+    is the owner; else the project is read again for the owner.
+    """
+    if row["owner_id"] == actor.pk and "projet_open" in row:
+        is_open, actif = row["projet_open"], row["projet_actif"]
+    else:
+        owner = _user(row["owner_id"], actor)
+        if not owner.is_active:
+            raise _inactive(owner.pk)
+        is_open, actif = (
+            Projet.objects.filter(pk=row["projet_id"])
+            .annotate(open=_open_to(owner, "pk"))
+            .values_list("open", "actif")
+            .get()
+        )
+    if not is_open:
+        raise Refused(
+            _("The project of fiche %(id)s is open only to its teams' members, and its owner is not one of them.")
+            % {"id": row["id"]},
+            code=Code.FORBIDDEN,
+        )
+    if not actif:
+        raise Refused(_("Project %(id)s is not active.") % {"id": row["projet_id"]}, code=Code.INVALID)
 
 
 def stretch_length(before: Row, temps_after: timedelta) -> timedelta:
@@ -343,19 +422,25 @@ def _stop_instant(row: Row, at: datetime) -> datetime:
     return at
 
 
-def _check_owner(*, actor: Any, owner_id: int) -> None:
-    """Refuse a new fiche for ``owner_id`` unless it is the actor's own, or staff's for an active user."""
-    if owner_id != actor.pk:
-        if not actor.has_perm("timesheet.add_fichetemps"):
-            raise Refused(_("Only staff may create a fiche for someone else."), code=Code.FORBIDDEN)
-        if not get_user_model().objects.filter(pk=owner_id, is_active=True).exists():
-            raise Refused(_("User %(id)s does not exist.") % {"id": owner_id}, code=Code.INVALID)
+def _check_owner(*, actor: Any, owner_id: int) -> Any:
+    """
+    Refuse a new fiche for ``owner_id`` unless it is the actor's own, or
+    staff's for an active user; return the owner (the actor, or the user read).
+    """
+    if owner_id == actor.pk:
+        return actor
+    if not actor.has_perm("timesheet.add_fichetemps"):
+        raise Refused(_("Only staff may create a fiche for someone else."), code=Code.FORBIDDEN)
+    owner = get_user_model().objects.filter(pk=owner_id, is_active=True).first()
+    if owner is None:
+        raise _inactive(owner_id)
+    return owner
 
 
 def check_new_fiche(*, actor: Any, owner_id: int, projet_id: int) -> None:
     """Refuse what ``create_fiche`` would refuse of its owner and project, without creating anything."""
-    _check_owner(actor=actor, owner_id=owner_id)
-    require_active_projet(projet_id)
+    owner = _check_owner(actor=actor, owner_id=owner_id)
+    require_active_projet(projet_id, owner=owner, actor=actor)
 
 
 def create_fiche(
@@ -368,19 +453,19 @@ def create_fiche(
     at: datetime | None = None,
 ) -> FicheTemps:
     """
-    Create a fiche on an active project for the user ``owner_id`` (by default
-    the actor; someone else only by staff), paused or already running (since
+    Create a fiche on an active project open to the user ``owner_id`` (by
+    default the actor; someone else only by staff), paused or already running (since
     the database's now, or as of ``at``, an earlier instant after the owner's
     other time); return it.
     """
     owner_id = actor.pk if owner_id is None else owner_id
     assert owner_id is not None
-    _check_owner(actor=actor, owner_id=owner_id)
+    owner = _check_owner(actor=actor, owner_id=owner_id)
     libelle = clean_libelle(libelle)
     if at is not None and not start:
         raise Refused(_("A start instant needs the fiche to start."), code=Code.INVALID)
     with transaction.atomic():
-        require_active_projet(projet_id)
+        require_active_projet(projet_id, owner=owner, actor=actor)
         fiche = FicheTemps.objects.create(projet_id=projet_id, owner_id=owner_id, libelle=libelle)
         log_event(reload(fiche.pk), FicheEvent.Kind.CREATED, actor)
         if not start:
@@ -395,12 +480,13 @@ def start_fiche(*, fiche_id: int, actor: Any, at: datetime | None = None) -> Fic
     """
     Start (or resume) a paused fiche at the database's now, or as of ``at``
     (an earlier instant after the owner's other time: "I began at 9:00"), if
-    its owner may run one more; return it.
+    its owner may run one more and its project is still open to them and
+    active; return it.
     """
     with transaction.atomic():
-        row = locked(fiche_id, actor, projet_actif=_projet_actif())
+        row = locked(fiche_id, actor, **projet_state(actor))
         _require_state(row, "start", Etat.EN_PAUSE)
-        require_active_projet(row["projet_id"], row["projet_actif"])
+        require_projet_of(row, actor)
         if at is None:
             return _start(fiche_id, row["owner_id"], actor)
         since, reason = _as_of(row["owner_id"], fiche_id, at, actor)
@@ -465,13 +551,16 @@ def switch_fiche(*, from_id: int, to_id: int, actor: Any) -> tuple[FicheTemps, F
         raise Refused(_("Switching needs two different fiches."), code=Code.INVALID)
     with transaction.atomic():
         # Locked in id order, so that two switches of the same pair cannot deadlock.
-        rows = {fiche_id: locked(fiche_id, actor) for fiche_id in sorted((from_id, to_id))}
+        rows = {
+            fiche_id: locked(fiche_id, actor, **(projet_state(actor) if fiche_id == to_id else {}))
+            for fiche_id in sorted((from_id, to_id))
+        }
         source, target = rows[from_id], rows[to_id]
         _require_state(source, "switch from", Etat.EN_CALCUL)
         _require_state(target, "switch to", Etat.EN_PAUSE)
         if source["owner_id"] != target["owner_id"]:
             raise Refused(_("Both fiches of a switch must have the same owner."), code=Code.INVALID)
-        require_active_projet(target["projet_id"])
+        require_projet_of(target, actor)
         # One instant, read once: never before the running fiche's mark.
         instant = Value(max(db_now(), source["compte_jusqua"]), output_field=DateTimeField())
         paused = _stop_one(source, etat=Etat.EN_PAUSE, kind=FicheEvent.Kind.PAUSED, actor=actor, at=instant)
@@ -561,9 +650,10 @@ def update_fiche(
 ) -> FicheTemps:
     """
     Change a fiche's label, project or owner (None leaves one as it is) and
-    audit what changed; return the fiche. A new project must be active; the
-    current one stays valid even if it was deactivated since. Only staff
-    change the owner.
+    audit what changed; return the fiche. A new project must be active and
+    open to the owner; a new owner must be one the project is open to; the
+    current project stays valid for its owner even if it was deactivated
+    (or restricted to teams) since. Only staff change the owner.
     """
     with transaction.atomic():
         row = locked(fiche_id, actor)
@@ -571,12 +661,18 @@ def update_fiche(
         if libelle is not None and clean_libelle(libelle) != row["libelle"]:
             changes["libelle"] = [row["libelle"], libelle]
         if projet_id is not None and projet_id != row["projet_id"]:
-            require_active_projet(projet_id)
             changes["projet"] = [row["projet_id"], projet_id]
         if owner is not None and owner.pk != row["owner_id"]:
             if not acts_on_everyones_fiches(actor):
                 raise Refused(_("Only staff may give a fiche to someone else."), code=Code.FORBIDDEN)
             changes["owner"] = [row["owner_id"], owner.pk]
+        if "projet" in changes or "owner" in changes:
+            require_active_projet(
+                row["projet_id"] if projet_id is None else projet_id,
+                owner=owner if "owner" in changes else _user(row["owner_id"], actor),
+                actor=actor,
+                active="projet" in changes,
+            )
         if not changes:
             return reload(fiche_id)
         note = ""

@@ -1,12 +1,11 @@
-"""The admin of projects and fiches: lists with live time and totals, actions and edits through the services."""
+"""The admin of fiches: lists with live time and totals, actions and edits through the services."""
 
 from datetime import timedelta
 from functools import partial
 from typing import cast
 
 from django.contrib import admin, messages
-from django.db.models import Count, OuterRef, Subquery, Sum
-from django.db.models.functions import Coalesce
+from django.db.models import Count, Sum
 from django.urls import path
 from django.utils.html import conditional_escape, format_html
 from django.utils.safestring import mark_safe
@@ -16,47 +15,11 @@ from django.utils.translation import gettext_lazy as _
 from timesheet.domain import fiches
 from timesheet.domain.errors import Code, Refused
 from timesheet.domain.health import ticker_status
-from timesheet.models import Etat, FicheEvent, FicheTemps, FicheTempsQuerySet, Projet
+from timesheet.models import Etat, FicheEvent, FicheTemps, FicheTempsQuerySet
 from timesheet.templatetags.timesheet_time import hms, hms_ms
 from timesheet.web.admin import fiche_pages as pages
 from timesheet.web.admin.common import USERNAME, ActorFormAdmin, label_of, list_instant, live_span
 from timesheet.web.admin.forms import FicheTempsForm
-
-
-@admin.register(Projet)
-class ProjetAdmin(admin.ModelAdmin):
-    list_display = ["designation", "actif", "total_time", "fiches_running", "created_at"]
-    list_filter = ["actif"]
-    search_fields = ["designation"]
-    readonly_fields = ["created_at", "updated_at"]
-
-    def get_queryset(self, request):
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(
-                total=Sum("fiches__temps_impute"),
-                running=Coalesce(
-                    Subquery(
-                        FicheTemps.objects.running()
-                        .filter(projet=OuterRef("pk"))
-                        .order_by()
-                        .values("projet")
-                        .annotate(count=Count("pk"))
-                        .values("count")
-                    ),
-                    0,
-                ),
-            )
-        )
-
-    @admin.display(description=_("total time charged"), ordering="total")
-    def total_time(self, projet):
-        return hms(projet.total)
-
-    @admin.display(description=_("running fiches"), ordering="running")
-    def fiches_running(self, projet):
-        return projet.running
 
 
 class FicheEventInline(admin.TabularInline):

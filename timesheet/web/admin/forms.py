@@ -99,9 +99,18 @@ class FicheTempsForm(ActorForm):
         super().clean()
         cleaned = self.cleaned_data
         owner, projet = cleaned.get("owner"), cleaned.get("projet")
-        if self.instance.pk is None and owner is not None and projet is not None and self.actor is not None:
+        if owner is None or projet is None or self.actor is None:
+            return cleaned
+        if self.instance.pk is None:
             try:  # the service's own rules for a new fiche, shown on the form
                 fiches.check_new_fiche(actor=self.actor, owner_id=owner.pk, projet_id=projet.pk)
             except Refused as refused:
                 raise forms.ValidationError(refused.message) from None
+            return cleaned
+        moved = "projet" in self.changed_data
+        if moved or "owner" in self.changed_data:
+            try:  # the service's rule for a new project or owner: the project open to the owner (and active, if new)
+                fiches.require_active_projet(projet.pk, owner=owner, actor=self.actor, active=moved)
+            except Refused as refused:
+                self.add_error("projet" if moved else "owner", refused.message)
         return cleaned

@@ -25,7 +25,7 @@ from timesheet.core import conf, limits
 from timesheet.core.dbtime import db_now
 from timesheet.domain import days, entries, notifications
 from timesheet.domain.errors import Refused
-from timesheet.models import Etat, FicheTemps, Notification, NotificationKind, Projet
+from timesheet.models import Etat, FicheTemps, Notification, NotificationKind, Projet, TeamMembership
 from timesheet.web.http import refusal
 from timesheet.web.people.common import HtmxHttpRequest, asked_day, asked_week, home_url, signed_in, week_of_request
 
@@ -197,6 +197,11 @@ def week_context(user: Any, monday: date | None, now: datetime, add_day: date | 
     }
 
 
+def teams_of(user: Any) -> list[TeamMembership]:
+    """The person's teams, by name, each with whether they lead it."""
+    return list(TeamMembership.objects.filter(user_id=user.pk).select_related("team").order_by("team__name"))
+
+
 def page_context(user: Any, monday: date | None, add_day: date | None = None) -> dict[str, Any]:
     """Everything the page shows, read on the database's clock."""
     zone = days.owner_zone(user.pk)
@@ -222,7 +227,8 @@ def page_context(user: Any, monday: date | None, add_day: date | None = None) ->
         drawn_at: datetime = fiche.db_now  # type: ignore[attr-defined]  # with_live_time()'s
         cards.append(Running(fiche=fiche, stop_min=stop_min, stop_max=max(floor_second(drawn_at), stop_min)))
     limit = conf.max_running_per_owner()
-    projets = list(Projet.objects.filter(actif=True).order_by("designation"))
+    # The pickers offer what the person may charge time to: active, and open to them (their teams').
+    projets = list(Projet.objects.usable_by(user).order_by("designation"))
     active = {projet.pk for projet in projets}
     # The timer and the add form offer the project last worked on.
     recent = sorted((f for f in [*open_fiches, *finished] if f.projet_id in active), key=lambda f: f.updated_at)
@@ -239,6 +245,7 @@ def page_context(user: Any, monday: date | None, add_day: date | None = None) ->
         "default_projet": latest,
         "limits": {"label": limits.LABEL_MAX_LENGTH},
         "bell": bell_context(user),
+        "teams": teams_of(user),
         **week_context(user, monday, now, add_day),
     }
 
