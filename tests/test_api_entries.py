@@ -43,7 +43,9 @@ def add(client, projet, start, end, **fields):
 def test_a_script_lists_the_projects_it_may_use(alice, projet):
     project("Archivé", actif=False)
 
-    assert alice.get("/api/projets/").json() == [{"id": projet.pk, "designation": projet.designation}]
+    assert alice.get("/api/projets/").json() == [
+        {"id": projet.pk, "designation": projet.designation, "client": None, "billable": True, "budget": None}
+    ]
     assert Client().get("/api/projets/").status_code == 401
 
 

@@ -128,19 +128,22 @@ def test_stop_at_100_pauses_every_running_fiche_at_the_exact_instant(team_projet
         assert event.at == t0 + 35 * M and "Budget exhausted" in event.reason
 
 
-def test_a_fiche_started_on_an_exhausted_stop_budget_is_paused_at_its_start(team_projet):
+def test_a_fiche_started_after_the_budget_ran_out_but_before_the_tick_is_paused_at_its_start(team_projet):
     projet, team = team_projet
-    (ann,) = members(team, "ann")
+    ann, bob = members(team, "ann", "bob")
     hour_budget(projet, action="stop")
-    started_as_of(ann, projet, whole_ms(db_now() - 2 * H))
-    tick()
-    late = fiches.start_fiche(fiche_id=make_fiche(projet, ann, "encore").pk, actor=ann)
+    t0 = whole_ms(db_now() - 2 * H)
+    started_as_of(ann, projet, t0)
+    late = started_as_of(bob, projet, t0 + 90 * M)  # the budget ran out at t0 + 1 h, before any tick
 
     tick()
 
     late = FicheTemps.objects.get(pk=late.pk)
     assert late.etat == Etat.EN_PAUSE and late.temps_impute == timedelta(0)
     assert_exact(late.pk)
+    with pytest.raises(Refused) as refused:  # and now that it is known, no fiche of it starts
+        fiches.start_fiche(fiche_id=late.pk, actor=bob)
+    assert refused.value.code == "budget_exhausted"
 
 
 def test_an_adjustment_below_a_threshold_arms_it_again_and_the_next_crossing_is_told_anew(team_projet, lead, superuser):

@@ -43,8 +43,8 @@ def test_create_fiche_started_marks_it_running_on_the_db_clock(projet, user):
 
 
 def selects_from(queries, table):
-    """The queries among ``queries`` that read ``table`` other than in a subquery (aliased U0, U1...)."""
-    read = re.compile(rf'\bFROM "{table}"(?! "?U\d)')  # Django 6 quotes the alias
+    """The queries among ``queries`` that read ``table`` other than in a subquery (aliased U0, V0...)."""
+    read = re.compile(rf'\bFROM "{table}"(?! "?[A-Z]\d)')  # Django 6 quotes the alias
     return [q["sql"] for q in queries if read.search(q["sql"])]
 
 

@@ -319,7 +319,13 @@ def test_the_api_lists_the_projects_you_may_use_with_their_client(alice, member,
     project("Archivé", actif=False)
 
     assert alice.get("/api/projets/").json() == [
-        {"id": projet.pk, "designation": "Refonte", "client": {"id": acme.pk, "name": "ACME"}, "billable": False}
+        {
+            "id": projet.pk,
+            "designation": "Refonte",
+            "client": {"id": acme.pk, "name": "ACME"},
+            "billable": False,
+            "budget": None,
+        }
     ]
     bob = signed_in(member)
     assert [p["designation"] for p in bob.get("/api/projets/").json()] == ["Refonte", "Secret"]
@@ -328,6 +334,7 @@ def test_the_api_lists_the_projects_you_may_use_with_their_client(alice, member,
         "designation": "Secret",
         "client": None,
         "billable": True,
+        "budget": None,
     }
 
 
@@ -367,6 +374,7 @@ def test_the_projects_are_in_the_openapi_schema(client):
         "designation",
         "client",
         "billable",
+        "budget",
     }
 
 

@@ -116,6 +116,8 @@ def test_tick_is_a_bounded_number_of_statements_whatever_the_number_of_fiches(pr
         FicheTemps.objects.all().delete()
         for _ in range(count):
             running_fiche(projet, user)
+        # Once first: the reminders' once-a-day marks (Monday's digest, say) are not part of every tick.
+        tick(batch_size=1000)
         with CaptureQueriesContext(connection) as queries:
             tick(batch_size=1000)
         return [q["sql"].split()[0] for q in queries.captured_queries]

@@ -19,6 +19,7 @@ class Code(StrEnum):
     LOCKED = "locked"  # it would change a locked day
     NEGATIVE_TIME = "negative_time"  # an adjustment below zero
     OVERLAP = "overlap"  # a person's time entries would overlap
+    BUDGET_EXHAUSTED = "budget_exhausted"  # the project's budget stops its fiches at 100 % and is used up
     INVALID = "invalid"  # bad arguments
 
 
@@ -30,6 +31,7 @@ STATUS: dict[Code, int] = {
     Code.LOCKED: 409,
     Code.NEGATIVE_TIME: 409,
     Code.OVERLAP: 409,
+    Code.BUDGET_EXHAUSTED: 409,
     Code.INVALID: 400,
 }
 

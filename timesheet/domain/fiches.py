@@ -142,7 +142,11 @@ def projet_state(actor: Any) -> dict[str, Subquery]:
     ``actor`` (the owner, in most calls), read with the fiche in the same
     query, as subqueries (see ``_projet_actif``).
     """
-    return {"projet_actif": _projet_actif(), "projet_open": _open_to(actor, "projet_id")}
+    return {
+        "projet_actif": _projet_actif(),
+        "projet_open": _open_to(actor, "projet_id"),
+        "projet_used_up": budget_marks.used_up("projet_id"),
+    }
 
 
 def _inactive(user_id: int) -> Refused:
@@ -217,6 +221,10 @@ def require_projet_of(row: Row, actor: Any) -> None:
         )
     if not actif:
         raise Refused(_("Project %(id)s is not active.") % {"id": row["projet_id"]}, code=Code.INVALID)
+    if "projet_used_up" in row:
+        budget_marks.refuse_used_up(row["projet_id"], row["projet_used_up"])
+    else:
+        budget_marks.refuse_if_exhausted(row["projet_id"])
 
 
 def stretch_length(before: Row, temps_after: timedelta) -> timedelta:
@@ -466,6 +474,8 @@ def create_fiche(
         raise Refused(_("A start instant needs the fiche to start."), code=Code.INVALID)
     with transaction.atomic():
         require_active_projet(projet_id, owner=owner, actor=actor)
+        if start:
+            budget_marks.refuse_if_exhausted(projet_id)
         fiche = FicheTemps.objects.create(projet_id=projet_id, owner_id=owner_id, libelle=libelle)
         log_event(reload(fiche.pk), FicheEvent.Kind.CREATED, actor)
         if not start:

@@ -3,7 +3,7 @@ The admin, where staff inspect and act on fiches. Every change goes through
 the domain's services; each module registers the admin of one area.
 """
 
-from timesheet.web.admin import fiches, locks, projets, rates, records, tokens, webhooks
+from timesheet.web.admin import budgets, fiches, locks, projets, rates, records, tokens, webhooks
 from timesheet.web.admin import notifications as notifications
 
-__all__ = ["fiches", "locks", "projets", "rates", "records", "tokens", "webhooks"]
+__all__ = ["budgets", "fiches", "locks", "projets", "rates", "records", "tokens", "webhooks"]

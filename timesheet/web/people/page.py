@@ -27,6 +27,7 @@ from timesheet.domain import days, entries, notifications
 from timesheet.domain.errors import Refused
 from timesheet.models import Etat, FicheTemps, Notification, NotificationKind, Projet, TeamMembership
 from timesheet.web.http import refusal
+from timesheet.web.people.budgets import budgets_context
 from timesheet.web.people.common import HtmxHttpRequest, asked_day, asked_week, home_url, signed_in, week_of_request
 
 RECENT_FINISHED = 10
@@ -246,6 +247,7 @@ def page_context(user: Any, monday: date | None, add_day: date | None = None) ->
         "limits": {"label": limits.LABEL_MAX_LENGTH},
         "bell": bell_context(user),
         "teams": teams_of(user),
+        **budgets_context(user),
         **week_context(user, monday, now, add_day),
     }
 
