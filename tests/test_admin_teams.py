@@ -14,8 +14,9 @@ import pytest
 
 from tests.factories import client_of, make_fiche, person, project, team
 from timesheet.core.dbtime import db_now
-from timesheet.domain import profiles
-from timesheet.models import Etat, FicheTemps, Projet, Rate, Team, TeamMembership
+from timesheet.domain import budgets, profiles
+from timesheet.models import Budget, Etat, FicheTemps, Projet, Rate, Team, TeamMembership
+from timesheet.workers.ticker import tick
 
 pytestmark = pytest.mark.django_db
 
@@ -415,3 +416,35 @@ def test_the_fiche_admins_start_action_says_why_a_fiche_of_someone_who_left_the_
         "members, and its owner is not one of them."
     )
     assert FicheTemps.objects.get(pk=fiche.pk).etat == Etat.EN_PAUSE
+
+
+def test_a_team_that_alone_restricts_a_project_cannot_be_deleted(superuser_client, secret):
+    design = Team.objects.get(name="Design")
+
+    page = superuser_client.get(f"{ADMIN}/team/{design.pk}/delete/")
+    refused = superuser_client.post(f"{ADMIN}/team/{design.pk}/delete/", {"post": "yes"})
+
+    assert "Secret: its teams would be gone and everyone would see it" in page.content.decode()
+    assert refused.status_code == 403 or "would be gone" in refused.content.decode()
+    assert Team.objects.filter(pk=design.pk).exists() and secret.teams.exists()
+    # With another team restricting it too, the project stays restricted: the team goes.
+    other = team("Studio", projets=[secret])
+    assert superuser_client.post(f"{ADMIN}/team/{design.pk}/delete/", {"post": "yes"}).status_code == 302
+    assert list(secret.teams.all()) == [other]
+
+
+def test_moving_a_project_to_another_client_computes_every_budget_again(superuser_client, projet):
+    acme = client_of("ACME")
+    budget = budgets.save_budget(
+        client_id=acme.pk, kind="time", period="total", limit=3600, thresholds=[80], action="alert"
+    )
+    tick()
+    assert Budget.objects.get(pk=budget.pk).dirty_since is None
+
+    response = superuser_client.post(
+        f"{ADMIN}/projet/{projet.pk}/change/",
+        {"designation": projet.designation, "client": acme.pk, "billable": "on", "actif": "on", "rounding": ""},
+    )
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert Budget.objects.get(pk=budget.pk).dirty_since is not None

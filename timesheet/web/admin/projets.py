@@ -5,13 +5,14 @@ time to it (``Projet.objects.open_to``, the one rule of teams).
 """
 
 from django.contrib import admin
-from django.db.models import Count, OuterRef, Prefetch, Subquery, Sum
+from django.db.models import Count, Exists, OuterRef, Prefetch, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from timesheet.domain import budget_marks
 from timesheet.models import Client, FicheTemps, Projet, Team, TeamMembership
 from timesheet.templatetags.timesheet_time import hms
 from timesheet.web.admin.common import USERNAME
@@ -43,6 +44,12 @@ class ProjetAdmin(admin.ModelAdmin):
         "created_at",
         "updated_at",
     ]
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if change and {"client", "billable"} & set(form.changed_data):
+            # Its time now counts for another client, or is priced differently: every budget is computed again.
+            budget_marks.touch_all()
 
     def get_queryset(self, request):
         return (
@@ -111,6 +118,22 @@ class TeamAdmin(admin.ModelAdmin):
     fields = ["name", "team_projets", "created_at"]
     readonly_fields = ["team_projets", "created_at"]
     inlines = [TeamMembershipInline]
+
+    def get_deleted_objects(self, objs, request):
+        """
+        As Django's, with each project that the teams alone restrict listed as
+        protected: deleting its last team would open it to everyone, so the
+        page refuses and names it (restrict it otherwise, or delete it, first).
+        """
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        teams = [team.pk for team in objs]
+        others = Projet.teams.through.objects.filter(projet_id=OuterRef("pk")).exclude(team_id__in=teams)
+        would_open = Projet.objects.filter(teams__in=teams).exclude(Exists(others)).distinct().order_by("designation")
+        for projet in would_open:
+            protected.append(
+                gettext("%(projet)s: its teams would be gone and everyone would see it") % {"projet": projet}
+            )
+        return deleted, counts, perms_needed, protected
 
     def get_queryset(self, request):
         leads = TeamMembership.objects.filter(lead=True).select_related("user").order_by(f"user__{USERNAME}")
