@@ -15,7 +15,7 @@ import pytest
 from tests.factories import client_of, make_fiche, person, project, team
 from timesheet.core.dbtime import db_now
 from timesheet.domain import budgets, profiles
-from timesheet.models import Budget, Etat, FicheTemps, Projet, Rate, Team, TeamMembership
+from timesheet.models import BudgetMark, Etat, FicheTemps, Projet, Rate, Team, TeamMembership
 from timesheet.workers.ticker import tick
 
 pytestmark = pytest.mark.django_db
@@ -439,7 +439,7 @@ def test_moving_a_project_to_another_client_computes_every_budget_again(superuse
         client_id=acme.pk, kind="time", period="total", limit=3600, thresholds=[80], action="alert"
     )
     tick()
-    assert Budget.objects.get(pk=budget.pk).dirty_since is None
+    assert not BudgetMark.objects.filter(budget=budget).exists()
 
     response = superuser_client.post(
         f"{ADMIN}/projet/{projet.pk}/change/",
@@ -447,4 +447,4 @@ def test_moving_a_project_to_another_client_computes_every_budget_again(superuse
     )
 
     assert response.status_code == 302, response.content.decode()[:2000]
-    assert Budget.objects.get(pk=budget.pk).dirty_since is not None
+    assert BudgetMark.objects.filter(budget=budget).exists()

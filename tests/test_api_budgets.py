@@ -1,4 +1,4 @@
-"""Budgets in the API and on the people's page: live usage, thresholds, the forecast, and starts refused when used up."""
+"""Budgets in the API and on the people's page: live usage, thresholds, forecasts, starts refused when used up."""
 
 from datetime import UTC, datetime, timedelta
 
@@ -32,7 +32,7 @@ def studio(user):
 
 
 def test_a_project_carries_its_live_budget_with_thresholds_and_forecast(alice, user, studio):
-    budget = budgets.save_budget(
+    budgets.save_budget(
         projet_id=studio.pk, kind="time", period="total", limit=3600, thresholds=[50, 100], action="alert"
     )
     began = whole_ms(db_now() - 40 * M)

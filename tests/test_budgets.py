@@ -1,23 +1,25 @@
-"""Budgets: live usage, each threshold recorded once at the exact instant the ledger crossed it, and the stop at 100 %."""
+"""Budgets: live usage, each threshold recorded once at the instant the ledger crossed it, and the stop at 100 %."""
 
 import random
 import signal
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.contrib.auth.models import Permission
-from django.db import connection
+from django.db import connection, connections, transaction
 from django.utils import translation
 
 from tests.factories import make_fiche, person, project
-from tests.support import assert_exact, wait_until
+from tests.support import assert_exact, require, wait_until
 from timesheet.core.dbtime import db_now
 from timesheet.domain import budgets, entries, fiches, notifications, notify, rates
 from timesheet.domain.errors import Refused
 from timesheet.models import (
     Budget,
     BudgetCrossing,
+    BudgetMark,
     Client,
     Etat,
     FicheEvent,
@@ -180,7 +182,7 @@ def test_an_unchanged_budget_is_not_computed_again_until_its_next_threshold_is_d
     # 8 hours at one person's pace, 7 of them still to go.
     assert budget.next_check_at == began + 8 * H
     assert budget.exhausted_forecast_at == began + 10 * H
-    assert budget.dirty_since is None
+    assert not BudgetMark.objects.exists()
 
 
 def test_a_change_to_a_projects_time_marks_its_budget_and_its_clients(team_projet):
@@ -194,11 +196,11 @@ def test_a_change_to_a_projects_time_marks_its_budget_and_its_clients(team_proje
         client_id=client.pk, kind="time", period="month", limit=7200, thresholds=[80], action="alert"
     )
     tick()
-    assert Budget.objects.filter(dirty_since__isnull=False).count() == 0
+    assert not BudgetMark.objects.exists()
 
     started_as_of(ann, projet, whole_ms(db_now() - M))
 
-    assert set(Budget.objects.filter(dirty_since__isnull=False).values_list("pk", flat=True)) == {own.pk, of_client.pk}
+    assert set(BudgetMark.objects.values_list("budget_id", flat=True)) == {own.pk, of_client.pk}
 
 
 def test_live_usage_counts_the_running_pace_since_the_last_check(team_projet):
@@ -358,3 +360,277 @@ def test_a_crossing_is_emailed_to_each_recipient_and_posted_once_to_a_webhook_of
     assert "The budget of “Site vitrine” (1:00) reached 100 %" in message.body
     assert "Its running fiches were paused at that instant." in message.body
     assert notifications.title(crossing) == "“Site vitrine” has used 100 % of its budget."
+
+
+# What a review found ---------------------------------------------------------------
+
+
+def test_an_entry_in_the_year_50_does_not_break_the_tick(team_projet):
+    projet, team = team_projet
+    (ann,) = members(team, "ann")
+    budget = hour_budget(projet, thresholds=[80])
+    start = datetime(50, 6, 1, 9, tzinfo=UTC)
+    entries.add_entry(actor=ann, owner_id=ann.pk, projet_id=projet.pk, start=start, end=start + H)
+
+    assert tick().budget_check.crossed == 1
+    assert crossings(budget)[80] == start + 48 * M
+
+
+def test_a_limit_beyond_what_a_budget_may_be_is_refused_and_a_large_one_has_no_forecast(team_projet, alice, user):
+    projet, team = team_projet
+    TeamMembership.objects.create(team=team, user=user)
+    with pytest.raises(Refused):
+        hour_budget(projet, limit=10**13)
+    budget = hour_budget(projet, limit=10**12)  # 31,000 years: allowed, never forecast
+    started_as_of(user, projet, whole_ms(db_now() - M))
+
+    tick()
+
+    budget.refresh_from_db()
+    assert budget.exhausted_forecast_at is None and budget.next_check_at is None
+    assert alice.get(f"/api/projets/{projet.pk}/").json()["budget"]["exhausted_forecast_at"] is None
+
+
+@pytest.mark.parametrize("first", ["projet", "client"])
+def test_a_project_and_its_clients_stop_budgets_stop_its_fiche_at_the_earliest_exhaustion(team_projet, first):
+    projet, team = team_projet
+    (ann,) = members(team, "ann")
+    client = Client.objects.create(name="ACME")
+    projet.client = client
+    projet.save()
+    make = {
+        "projet": lambda: hour_budget(projet, thresholds=[100], action="stop"),
+        "client": lambda: budgets.save_budget(
+            client_id=client.pk, kind="time", period="total", limit=5400, thresholds=[100], action="stop"
+        ),
+    }
+    made = {first: make[first]()}
+    made.update({name: build() for name, build in make.items() if name not in made})
+    t0 = whole_ms(db_now() - 100 * M)
+    fiche = started_as_of(ann, projet, t0)
+
+    tick()
+
+    assert FicheTemps.objects.get(pk=fiche.pk).temps_impute == H  # the project's hour, whatever the order
+    assert crossings(made["projet"]) == {100: t0 + H}
+    assert crossings(made["client"]) == {100: None}  # its 90 minutes were never reached
+    sibling = project("Autre", client=client)
+    fiches.start_fiche(fiche_id=make_fiche(sibling, ann, "ailleurs").pk, actor=ann)  # the client's time is not up
+
+
+def test_a_crossing_in_the_last_moments_of_a_month_is_recorded_in_that_month(team_projet, settings, monkeypatch):
+    settings.TIME_ZONE = "Europe/Paris"
+    projet, team = team_projet
+    (ann,) = members(team, "ann")
+    budget = hour_budget(projet, period="month", thresholds=[100], action="stop")
+    month = budgets.period_of("month", db_now())
+    start = month.start - H - timedelta(seconds=1)
+    entries.add_entry(actor=ann, owner_id=ann.pk, projet_id=projet.pk, start=start, end=month.start + 20 * M)
+    monkeypatch.setattr(budgets, "db_now", lambda: month.start - timedelta(seconds=2))
+    budgets.check()
+    monkeypatch.setattr(budgets, "db_now", lambda: month.start + timedelta(seconds=3))
+
+    budgets.check()
+
+    last = budgets.period_of("month", month.start - H).key
+    crossing = BudgetCrossing.objects.get(budget=budget, period_key=last, percent=100)
+    assert crossing.crossed_at == start + H
+    assert BudgetCrossing.objects.get(budget=budget, period_key=month.key, percent=100).crossed_at is None
+
+
+def test_a_threshold_crossed_again_after_its_re_arming_is_recorded_at_the_new_crossing(team_projet, superuser):
+    projet, team = team_projet
+    (ann,) = members(team, "ann")
+    budget = hour_budget(projet, thresholds=[50])
+    fiche = started_as_of(ann, projet, whole_ms(db_now() - 40 * M))
+    tick()
+    fiches.pause_fiche(fiche_id=fiche.pk, actor=ann)
+    fiches.adjust_fiche(fiche_id=fiche.pk, actor=superuser, delta=-20 * M, reason="oubli de pause")
+    tick()
+    fiches.adjust_fiche(fiche_id=fiche.pk, actor=superuser, delta=15 * M, reason="finalement")
+    again = FicheEvent.objects.filter(fiche=fiche, kind="adjusted").latest("id").at
+
+    tick()
+
+    assert crossings(budget)[50] == again
+    assert {n.occurrence: n.occurred_at for n in alerts()}[":50:1"] == again
+
+
+def test_new_terms_find_the_crossings_again(team_projet):
+    projet, team = team_projet
+    (ann,) = members(team, "ann")
+    budget = hour_budget(projet, thresholds=[50])
+    t0 = whole_ms(db_now() - 40 * M)
+    started_as_of(ann, projet, t0)
+    tick()
+    assert crossings(budget)[50] == t0 + 30 * M
+
+    budgets.save_budget(
+        projet_id=projet.pk,
+        kind="time",
+        period="total",
+        limit=4200,
+        thresholds=[50],
+        action="alert",
+        budget_id=budget.pk,
+    )
+    tick()
+
+    assert crossings(budget)[50] == t0 + 35 * M
+
+
+def test_a_running_fiche_is_not_moved_onto_a_used_up_stop_budget(team_projet):
+    projet, team = team_projet
+    (ann,) = members(team, "ann")
+    hour_budget(projet, limit=60, thresholds=[100], action="stop")
+    now = whole_ms(db_now())
+    entries.add_entry(actor=ann, owner_id=ann.pk, projet_id=projet.pk, start=now - 3 * H, end=now - 2 * H)
+    tick()
+    elsewhere = project("Ailleurs")
+    running = fiches.create_fiche(projet_id=elsewhere.pk, actor=ann, start=True)
+
+    with pytest.raises(Refused) as refused:
+        fiches.update_fiche(fiche_id=running.pk, actor=ann, projet_id=projet.pk)
+
+    assert refused.value.code == "budget_exhausted"
+    assert FicheTemps.objects.get(pk=running.pk).projet_id == elsewhere.pk
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_change_committed_while_the_check_computes_is_computed_at_the_next_tick(team_projet, monkeypatch):
+    projet, team = team_projet
+    ann, bob = members(team, "ann", "bob")
+    budget = hour_budget(projet, thresholds=[50, 100], action="stop")
+    fiche = make_fiche(projet, ann)
+    tick()
+    make_fiche(projet, bob)  # a change: the budget is marked
+    computed, go = threading.Event(), threading.Event()
+    real_usage = budgets.usage
+
+    def slow_usage(*args, **kwargs):
+        result = real_usage(*args, **kwargs)
+        if threading.current_thread().name == "ticker":
+            computed.set()
+            go.wait(30)
+        return result
+
+    monkeypatch.setattr(budgets, "usage", slow_usage)
+
+    def ticker():
+        try:
+            budgets.check()
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=ticker, name="ticker")
+    thread.start()
+    assert computed.wait(30)
+    began = whole_ms(db_now() - 70 * M)
+    fiches.start_fiche(fiche_id=fiche.pk, actor=ann, at=began)  # neither waits for the check nor is lost
+    go.set()
+    thread.join(30)
+
+    tick()
+
+    assert crossings(budget) == {50: began + 30 * M, 100: began + H}
+    assert FicheTemps.objects.get(pk=fiche.pk).etat == Etat.EN_PAUSE
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_fiche_held_by_another_transaction_at_the_stop_is_stopped_by_the_next_check(team_projet):
+    require(connection.vendor == "postgresql", "row locks: PostgreSQL")
+    projet, team = team_projet
+    (ann,) = members(team, "ann")
+    hour_budget(projet, thresholds=[100], action="stop")
+    began = whole_ms(db_now() - 70 * M)
+    fiche = started_as_of(ann, projet, began)
+    locked, release = threading.Event(), threading.Event()
+
+    def holder():  # another ticker's settle batch, say, holding the fiche's row for a moment
+        try:
+            with transaction.atomic():
+                list(FicheTemps.objects.select_for_update().filter(pk=fiche.pk))
+                locked.set()
+                release.wait(30)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    assert locked.wait(30)
+    assert budgets.check().stopped == 0
+    release.set()
+    thread.join(30)
+
+    assert budgets.check().stopped == 1
+    assert FicheTemps.objects.get(pk=fiche.pk).temps_impute == H
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_start_racing_the_stop_at_100_does_not_deadlock(team_projet, monkeypatch):
+    projet, team = team_projet
+    ann, bob = members(team, "ann", "bob")
+    client = Client.objects.create(name="ACME")
+    projet.client = client
+    projet.save()
+    hour_budget(projet, limit=10**6, thresholds=[80])
+    budgets.save_budget(client_id=client.pk, kind="time", period="total", limit=3600, thresholds=[100], action="stop")
+    started_as_of(ann, projet, whole_ms(db_now() - 70 * M))
+    waiting = make_fiche(projet, bob)
+    computed, go = threading.Event(), threading.Event()
+    real_usage = budgets.usage
+    errors = []
+
+    def slow_usage(*args, **kwargs):
+        result = real_usage(*args, **kwargs)
+        if threading.current_thread().name == "ticker":
+            computed.set()
+            go.wait(30)
+        return result
+
+    monkeypatch.setattr(budgets, "usage", slow_usage)
+
+    def run(name, work):
+        def target():
+            try:
+                work()
+            except Exception as error:
+                errors.append((name, repr(error)))
+            finally:
+                connections.close_all()
+
+        thread = threading.Thread(target=target, name=name)
+        thread.start()
+        return thread
+
+    checker = run("ticker", budgets.check)
+    assert computed.wait(30)
+    starter = run("start", lambda: fiches.start_fiche(fiche_id=waiting.pk, actor=bob))
+    starter.join(30)
+    go.set()
+    checker.join(30)
+
+    assert not [error for error in errors if "deadlock" in error[1].lower()], errors
+
+
+@pytest.mark.parametrize("limit", ["Infinity", "300000000000", "1e999", "-3", "abc"])
+def test_the_admin_budget_form_refuses_limits_that_are_not_one(superuser_client, team_projet, limit):
+    projet, _team = team_projet
+    response = superuser_client.post(
+        "/admin/timesheet/budget/add/",
+        {
+            "projet": projet.pk,
+            "kind": "time",
+            "period": "total",
+            "action": "alert",
+            "limit_text": limit,
+            "thresholds_text": "80, 100",
+            "crossings-TOTAL_FORMS": "0",
+            "crossings-INITIAL_FORMS": "0",
+            "crossings-MIN_NUM_FORMS": "0",
+            "crossings-MAX_NUM_FORMS": "1000",
+        },
+    )
+
+    assert response.status_code == 200 and "errorlist" in response.content.decode()
+    assert not Budget.objects.exists()

@@ -931,10 +931,10 @@ class Budget(models.Model):
 
     The ticker keeps its live state: the usage at ``checked_at`` and the
     pace of its running fiches then, in micro-units (microseconds, or
-    millionths of the currency's minor unit); ``dirty_since`` is set by any
-    change to its projects' time, so that the next tick computes it again,
-    and ``next_check_at`` is when its next threshold would be crossed at
-    that pace.
+    millionths of the currency's minor unit), and ``next_check_at``, when
+    its next threshold would be crossed at that pace. A change to its
+    projects' time leaves a ``BudgetMark`` so that the next tick computes
+    it again.
     """
 
     class Kind(models.TextChoices):
@@ -965,7 +965,6 @@ class Budget(models.Model):
     used_micro = models.BigIntegerField(_("used at the last check"), default=0, editable=False)
     pace_micro = models.BigIntegerField(_("pace at the last check"), default=0, editable=False)
     checked_at = models.DateTimeField(_("checked"), null=True, blank=True, editable=False)
-    dirty_since = models.DateTimeField(_("changed since"), null=True, blank=True, db_default=Now(), editable=False)
     next_check_at = models.DateTimeField(_("next check"), null=True, blank=True, editable=False)
     exhausted_forecast_at = models.DateTimeField(
         _("exhausted, at this pace, at"), null=True, blank=True, editable=False
@@ -986,13 +985,30 @@ class Budget(models.Model):
             models.CheckConstraint(condition=Q(action__in=["alert", "stop"]), name="budget_action_valid"),
             models.CheckConstraint(condition=Q(limit__gte=1), name="budget_limit_positive"),
         ]
-        indexes = [
-            models.Index(fields=["next_check_at"], name="budget_next_check_idx"),
-            models.Index(fields=["id"], condition=Q(dirty_since__isnull=False), name="budget_dirty_idx"),
-        ]
+        indexes = [models.Index(fields=["next_check_at"], name="budget_next_check_idx")]
 
     def __str__(self):
         return str(_("budget of %(subject)s") % {"subject": self.projet or self.client})
+
+
+class BudgetMark(models.Model):
+    """
+    A change to the time a budget counts, not yet computed: written by the
+    change's own transaction, deleted by the check that computed it. Only
+    inserted and deleted, never updated: a change never waits for a check,
+    and a mark committed while a check runs outlives it.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    budget = models.ForeignKey(Budget, on_delete=models.CASCADE, related_name="marks", verbose_name=_("budget"))
+    created_at = models.DateTimeField(_("created"), db_default=Now(), editable=False)
+
+    class Meta:
+        verbose_name = _("budget mark")
+        verbose_name_plural = _("budget marks")
+
+    def __str__(self):
+        return f"{self.budget_id} #{self.pk}"
 
 
 class BudgetCrossing(models.Model):
@@ -1008,6 +1024,8 @@ class BudgetCrossing(models.Model):
     percent = models.PositiveSmallIntegerField(_("percent"))
     crossed_at = models.DateTimeField(_("crossed"), null=True, blank=True)
     rearmed = models.PositiveIntegerField(_("times armed again"), default=0)
+    # When it was last armed again: its next crossing is looked for after it.
+    armed_at = models.DateTimeField(_("armed again"), null=True, blank=True)
 
     class Meta:
         ordering = ["budget", "period_key", "percent"]

@@ -10,33 +10,36 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.db.models import Exists, F, OuterRef, Q
-from django.db.models.functions import Now
 from django.utils.translation import gettext as _
 
 from timesheet.domain.errors import Code, Refused
-from timesheet.models import Budget, BudgetCrossing, Projet
+from timesheet.models import Budget, BudgetCrossing, BudgetMark, Projet
+
+
+def _mark(budgets: Any) -> None:
+    """A mark on each budget of ``budgets`` (a queryset): one read, then one insert when there is any."""
+    ids = list(budgets.values_list("pk", flat=True))
+    if ids:
+        BudgetMark.objects.bulk_create(BudgetMark(budget_id=pk) for pk in ids)
 
 
 def touch(projet_ids: Iterable[int | None]) -> None:
-    """Mark the budgets of these projects and of their clients as changed (a budget already marked is left as it is)."""
+    """Mark the budgets of these projects and of their clients as changed."""
     ids = sorted({pk for pk in projet_ids if pk is not None})
     if not ids:
         return
     clients = Projet.objects.filter(pk__in=ids, client__isnull=False).values("client_id")
-    # Only unmarked rows are written: a busy project's budget row is not rewritten by every transition.
-    Budget.objects.filter(Q(projet_id__in=ids) | Q(client_id__in=clients), dirty_since__isnull=True).update(
-        dirty_since=Now()
-    )
+    _mark(Budget.objects.filter(Q(projet_id__in=ids) | Q(client_id__in=clients)))
 
 
 def touch_money() -> None:
     """Mark every money budget as changed: a rate was added or withdrawn."""
-    Budget.objects.filter(kind=Budget.Kind.MONEY, dirty_since__isnull=True).update(dirty_since=Now())
+    _mark(Budget.objects.filter(kind=Budget.Kind.MONEY))
 
 
 def touch_all() -> None:
     """Mark every budget as changed (a project moved to another client, its billing changed)."""
-    Budget.objects.filter(dirty_since__isnull=True).update(dirty_since=Now())
+    _mark(Budget.objects.all())
 
 
 def exhausted_stop() -> Any:

@@ -39,7 +39,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
-from django.db.models import DateTimeField, F, Q, Sum, Value
+from django.db.models import DateTimeField, Exists, F, OuterRef, Q, Sum, Value
 from django.db.models.functions import Greatest
 from django.utils.translation import gettext as _
 
@@ -50,6 +50,7 @@ from timesheet.domain.errors import Code, Refused
 from timesheet.models import (
     Budget,
     BudgetCrossing,
+    BudgetMark,
     Etat,
     FicheEvent,
     FicheTemps,
@@ -70,6 +71,10 @@ MANAGERS = ("change_projet",)
 # The earliest instant a whole-life budget counts from: before any day a ledger may hold.
 BEGINNING = datetime(limits.FIRST_DAY.year, 1, 1, tzinfo=UTC)
 EXHAUSTED = 100
+# The last instant a forecast may name: beyond it, none is given.
+LAST_INSTANT = datetime(limits.LAST_DAY.year, 12, 31, tzinfo=UTC)
+# The largest limits: a time budget of 30,000 years of hours and money in the quadrillions are not budgets.
+MAX_LIMIT = {"time": 10**12, "money": 10**15}
 
 
 def _ceil_instant(instant: datetime) -> datetime:
@@ -209,7 +214,7 @@ def _piece_us_sql() -> str:
 
 
 def _stretch_cells(
-    projet_ids: list[int], segments: list[tuple[str, datetime, datetime]], now: datetime
+    projet_ids: list[int], segments: list[tuple[str, datetime, datetime]], now: datetime, *, price: bool
 ) -> list[tuple[int, str, int, int]]:
     """
     The microseconds and their price (rate units) of the ledger's stretches
@@ -217,7 +222,7 @@ def _stretch_cells(
     segment holds a rate change): rows (project id, period key, microseconds,
     rate units), summed per project and period. The rate of each (person,
     project, segment) is read in SQL (``rates.rate_sql``); the products are
-    summed here, in integers of any size.
+    summed here, in integers of any size. Without ``price``, no rate is read.
     """
     if not projet_ids or not segments:
         return []
@@ -229,7 +234,9 @@ def _stretch_cells(
         params += [key, adapt(start), adapt(end)]
     params.append(adapt(now))
     params += projet_ids
-    rate = rates.rate_sql(user="c.owner_id", projet="c.projet_id", client="pr.client_id", at="c.g_start")
+    rate = (
+        rates.rate_sql(user="c.owner_id", projet="c.projet_id", client="pr.client_id", at="c.g_start") if price else "0"
+    )
     sql = f"""
         WITH segments(g_key, g_start, g_end) AS (VALUES {", ".join([typed] * len(segments))})
         SELECT c.projet_id, c.g_key, c.us, CASE WHEN pr.billable THEN {rate} ELSE 0 END
@@ -316,17 +323,29 @@ def _running(projet_ids: list[int], book: rates.RateBook, now: datetime) -> dict
     return out
 
 
-def usage(budgets: Sequence[Budget], *, now: datetime, book: rates.RateBook | None = None) -> dict[int, Usage]:
-    """Each budget's exact usage up to ``now`` in its units, and its running stretches with their weights."""
+def usage(
+    budgets: Sequence[Budget],
+    *,
+    now: datetime,
+    book: rates.RateBook | None = None,
+    periods: dict[int, Period] | None = None,
+) -> dict[int, Usage]:
+    """
+    Each budget's exact usage up to ``now`` in its units, in its period
+    (``periods``: by budget id; the one holding ``now`` by default), and its
+    running stretches with their weights now.
+    """
     book = book if book is not None else rates.RateBook.load()
     projects = _projects_of(budgets)
-    periods = {budget.pk: period_of(budget.period, now) for budget in budgets}
+    periods = periods or {budget.pk: period_of(budget.period, now) for budget in budgets}
     every = sorted({pk for ids in projects.values() for pk in ids})
-    # One segment list for all: each period up to now, cut at every rate change.
+    money = any(budget.kind == Budget.Kind.MONEY for budget in budgets)
+    # One segment list for all: each period up to now, cut at every rate change when money is counted.
     wanted = {(period.key, period.start) for period in periods.values()}
-    segments = list(rates.split(((key, start, now) for key, start in sorted(wanted)), book.changes(BEGINNING, now)))
+    changes = book.changes(BEGINNING, now) if money else []
+    segments = list(rates.split(((key, start, now) for key, start in sorted(wanted)), changes))
     cells: dict[tuple[int, str], tuple[int, int]] = {
-        (projet_id, key): (us, units) for projet_id, key, us, units in _stretch_cells(every, segments, now)
+        (projet_id, key): (us, units) for projet_id, key, us, units in _stretch_cells(every, segments, now, price=money)
     }
     adjusted: dict[str, dict[int, tuple[int, int]]] = {}
     for period in {period.key: period for period in periods.values()}.values():
@@ -337,15 +356,16 @@ def usage(budgets: Sequence[Budget], *, now: datetime, book: rates.RateBook | No
     running = _running(every, book, now)
     out: dict[int, Usage] = {}
     for budget in budgets:
-        money = budget.kind == Budget.Kind.MONEY
+        priced = budget.kind == Budget.Kind.MONEY
         key = periods[budget.pk].key
         result = Usage()
         for projet_id in projects[budget.pk]:
             us, units = cells.get((projet_id, key), (0, 0))
             adj_us, adj_units = adjusted[key].get(projet_id, (0, 0))
-            result.units += (units + adj_units) if money else (us + adj_us)
+            result.units += (units + adj_units) if priced else (us + adj_us)
             for part, hourly in running.get(projet_id, []):
-                result.running.append(Running(part.fiche_id, part.started_at, hourly if money else 1))
+                if not priced or hourly:  # a money budget is not used by unpriced time
+                    result.running.append(Running(part.fiche_id, part.started_at, hourly if priced else 1))
         out[budget.pk] = result
     return out
 
@@ -358,7 +378,7 @@ Steps = list[tuple[datetime, int]]
 
 
 def _ledger_window(
-    budget: Budget, projet_ids: list[int], start: datetime, now: datetime, book: rates.RateBook
+    budget: Budget, period: Period, projet_ids: list[int], start: datetime, now: datetime, book: rates.RateBook
 ) -> tuple[Ramps, Steps]:
     """
     What the ledger of ``projet_ids`` adds from ``start`` to ``now``, for the
@@ -394,7 +414,6 @@ def _ledger_window(
             if hourly:
                 ramps.append((piece_start, piece_end, hourly))
     steps: Steps = []
-    period = period_of(budget.period, now)
     bounds = month_days(period)
     events = FicheEvent.objects.filter(
         kind=FicheEvent.Kind.ADJUSTED, fiche__projet_id__in=projet_ids, at__gt=start, at__lte=now
@@ -434,24 +453,34 @@ def _added_since(ramps: Ramps, steps: Steps, since: datetime) -> int:
 
 
 def crossing_instant(
-    budget: Budget, *, projet_ids: list[int], used: int, target: Fraction, now: datetime, book: rates.RateBook
+    budget: Budget,
+    *,
+    period: Period,
+    projet_ids: list[int],
+    used: int,
+    target: Fraction,
+    now: datetime,
+    book: rates.RateBook,
+    after: datetime | None = None,
 ) -> datetime:
     """
-    The earliest instant at which the usage, as the ledger now stands,
+    The earliest instant after ``after`` (the threshold's re-arming; the
+    period's start by default) at which the usage, as the ledger now stands,
     reached ``target`` units (``used`` ≥ ``target`` at ``now``): the ledger
     is read back from now over a window that widens until the usage at its
     start is below the target, then swept forward to the exact microsecond.
     """
-    period = period_of(budget.period, now)
+    floor = max(period.start, after or period.start)
     window = timedelta(hours=1)
     while True:
-        start = max(now - window, period.start)
-        ramps, steps = _ledger_window(budget, projet_ids, start, now, book)
+        # Never before the floor, and no instant computed beyond it (a window of centuries would overflow).
+        start = floor if window >= now - floor else now - window
+        ramps, steps = _ledger_window(budget, period, projet_ids, start, now, book)
         at_start = used - _added_since(ramps, steps, start)
         if at_start < target:
             break
-        if start <= period.start:  # reached at the period's very start (adjustments made before it)
-            return _ceil_instant(period.start)
+        if start <= floor:  # already reached at the floor (a change made then, or adjustments before it)
+            return _ceil_instant(floor)
         window *= 8
     # Forward from ``start``: the usage rises along the ramps and jumps at the steps.
     points = sorted({start, now, *(at for at, _units in steps)} | {end for ramp in ramps for end in ramp[:2]})
@@ -492,96 +521,220 @@ class CheckReport:
         )
 
 
-def _due() -> Any:
-    return Budget.objects.filter(Q(dirty_since__isnull=False) | Q(next_check_at__lte=db_now()))
+def _due(now: datetime) -> Any:
+    """The budgets to compute: those with a change not yet computed, and those whose next check has come."""
+    return Budget.objects.filter(
+        Q(Exists(BudgetMark.objects.filter(budget=OuterRef("pk")))) | Q(next_check_at__lte=now)
+    )
+
+
+def _with_related(ids: list[int]) -> list[int]:
+    """``ids`` with every budget that counts one of their projects: a project's and its client's go together."""
+    budgets = Budget.objects.filter(pk__in=ids)
+    projets = Projet.objects.filter(Q(budget__in=budgets) | Q(client__budget__in=budgets))
+    related = Budget.objects.filter(Q(projet__in=projets) | Q(client__projets__in=projets))
+    return sorted({*ids, *related.values_list("pk", flat=True)})
 
 
 def check(*, batch_size: int = BATCH) -> CheckReport:
     """
-    Compute again every budget that changed or is due, in transactions of
-    at most ``batch_size`` budgets; record each crossing once, arm again what
-    a correction brought back under, stop the running fiches of exhausted
-    *stop* budgets; return what was done. A pass with nothing due writes
-    nothing.
+    Compute again every budget that changed or is due, a group of at most
+    about ``batch_size`` budgets at a time (with the budgets that share their
+    projects); record each crossing once, arm again what a correction brought
+    back under, stop the running fiches of used-up *stop* budgets; return
+    what was done. A pass with nothing due writes nothing.
     """
     report = CheckReport()
     seen: set[int] = set()
-    while True:
-        # Read outside any transaction first: nothing due, no write lock (SQLite) taken.
-        if not _due().exclude(pk__in=seen).exists():
-            return report
-        with transaction.atomic():
-            batch = list(
-                _due()
-                .exclude(pk__in=seen)
-                .select_related("projet", "client")
-                .select_for_update(skip_locked=True, of=("self",))
-                .order_by("pk")[:batch_size]
-            )
-            if not batch:
-                return report
-            seen.update(budget.pk for budget in batch)
-            report += _check_batch(batch)
-
-
-def _check_batch(batch: list[Budget]) -> CheckReport:
     now = db_now()
-    book = rates.RateBook.load()
-    usages = usage(batch, now=now, book=book)
-    projects = _projects_of(batch)
-    periods = {budget.pk: period_of(budget.period, now) for budget in batch}
-    crossings: dict[tuple[int, int], BudgetCrossing] = {
-        (crossing.budget_id, crossing.percent): crossing
-        for crossing in BudgetCrossing.objects.filter(
-            Q(*[Q(budget_id=budget.pk, period_key=periods[budget.pk].key) for budget in batch], _connector=Q.OR)
-        )
+    while True:
+        # Read outside any transaction: nothing due, no write lock (SQLite) taken.
+        ids = list(_due(now).exclude(pk__in=seen).order_by("pk").values_list("pk", flat=True)[:batch_size])
+        if not ids:
+            return report
+        group = _with_related(ids)
+        seen.update(group)
+        report += _check_group(group)
+
+
+def _read_group(ids: list[int], *, lock: bool) -> list[Budget]:
+    budgets = Budget.objects.filter(pk__in=ids).select_related("projet", "client").order_by("pk")
+    if lock:
+        # Another ticker's budgets are skipped, not waited for; only tickers lock budget rows, and
+        # without their key: a change inserting a mark (its foreign key takes KEY SHARE) never waits.
+        budgets = budgets.select_for_update(skip_locked=True, of=("self",), no_key=True)
+    return list(budgets)
+
+
+def _marks_of(budgets: Sequence[Budget]) -> list[int]:
+    return sorted(BudgetMark.objects.filter(budget__in=[budget.pk for budget in budgets]).values_list("pk", flat=True))
+
+
+def _check_group(ids: list[int]) -> CheckReport:
+    """
+    Compute the budgets ``ids`` and write what follows, from one reading of
+    the ledger. On PostgreSQL under their row locks (changes never wait for
+    them: they only insert marks). On SQLite the usage is read first, outside
+    the write lock, and written only if no change came meanwhile (no new
+    mark, no other ticker's check): else the next tick does it.
+    """
+    if connection.vendor == "postgresql":
+        with transaction.atomic():
+            budgets = _read_group(ids, lock=True)
+            if not budgets:
+                return CheckReport()
+            marks = _marks_of(budgets)
+            return _settle(budgets, marks, now=db_now(), read=None)
+    budgets = _read_group(ids, lock=False)
+    marks = _marks_of(budgets)
+    now = db_now()
+    read = _Reading.of(budgets, now=now)
+    with transaction.atomic():
+        checked = dict(Budget.objects.filter(pk__in=ids).values_list("pk", "checked_at"))
+        if _marks_of(budgets) != marks or any(checked.get(budget.pk) != budget.checked_at for budget in budgets):
+            return CheckReport()
+        return _settle(budgets, marks, now=now, read=read)
+
+
+@dataclass
+class _Reading:
+    """What a group's check read of the ledger: each budget's usage, in its current and its closing period."""
+
+    book: rates.RateBook
+    current: dict[int, Usage]
+    closing: dict[int, tuple[Period, Usage]]
+
+    @classmethod
+    def of(cls, budgets: Sequence[Budget], *, now: datetime) -> "_Reading":
+        book = rates.RateBook.load()
+        closing: dict[int, tuple[Period, Usage]] = {}
+        for budget in budgets:
+            ended = _ended_period(budget, now)
+            if ended is not None:
+                assert ended.end is not None
+                used = usage([budget], now=ended.end, book=book, periods={budget.pk: ended})[budget.pk]
+                closing[budget.pk] = (ended, used)
+        return cls(book, usage(budgets, now=now, book=book), closing)
+
+
+def _ended_period(budget: Budget, now: datetime) -> Period | None:
+    """The month a monthly budget was last computed in, when it has ended since: its crossings are closed first."""
+    if budget.period != Budget.Period.MONTH or not budget.period_key or budget.checked_at is None:
+        return None
+    last = period_of(budget.period, budget.checked_at)
+    return last if last.key == budget.period_key and last.end is not None and last.end <= now else None
+
+
+def _settle(budgets: list[Budget], marks: list[int], *, now: datetime, read: "_Reading | None") -> CheckReport:
+    read = read or _Reading.of(budgets, now=now)
+    projects = _projects_of(budgets)
+    report = CheckReport(checked=len(budgets))
+    # A month that ended since the last check is closed first: its crossings at their instants in it.
+    for budget in budgets:
+        if budget.pk in read.closing:
+            period, used = read.closing[budget.pk]
+            assert period.end is not None
+            report += _cross(budget, period, used, projects[budget.pk], now=period.end, book=read.book)
+    # The stops first, each fiche at the earliest instant a stop budget counting it ran out, then the
+    # usage read again: every crossing below is of the ledger as the stops left it.
+    stopped = _stop_used_up(budgets, read, projects, now=now)
+    current = usage(budgets, now=now, book=read.book) if stopped else read.current
+    report += CheckReport(stopped=stopped)
+    for budget in budgets:
+        period = period_of(budget.period, now)
+        report += _cross(budget, period, current[budget.pk], projects[budget.pk], now=now, book=read.book)
+        _record_state(budget, current[budget.pk], period=period, now=now, book=read.book)
+    BudgetMark.objects.filter(pk__in=marks).delete()
+    return report
+
+
+def _cross(
+    budget: Budget, period: Period, used: Usage, projet_ids: list[int], *, now: datetime, book: rates.RateBook
+) -> CheckReport:
+    """Record the thresholds ``used`` crossed in ``period`` (notified), and arm again those it is back under."""
+    crossings = {
+        crossing.percent: crossing
+        for crossing in BudgetCrossing.objects.filter(budget=budget, period_key=period.key).select_for_update()
     }
-    crossed = rearmed = stopped = 0
-    notices: list[tuple[Budget, BudgetCrossing]] = []
-    for budget in batch:
-        used = usages[budget.pk]
-        period = periods[budget.pk]
+    limit = limit_units(budget)
+    crossed = rearmed = 0
+    notices: list[BudgetCrossing] = []
+    for percent in thresholds_of(budget):
+        target = Fraction(limit * percent, 100)
+        crossing = crossings.get(percent)
+        if crossing is None:
+            crossing = BudgetCrossing.objects.create(budget=budget, period_key=period.key, percent=percent)
+        if used.units >= target and crossing.crossed_at is None:
+            crossing.crossed_at = crossing_instant(
+                budget,
+                period=period,
+                projet_ids=projet_ids,
+                used=used.units,
+                target=target,
+                now=now,
+                book=book,
+                after=crossing.armed_at,
+            )
+            crossing.save(update_fields=["crossed_at"])
+            notices.append(crossing)
+            crossed += 1
+        elif used.units < target and crossing.crossed_at is not None:
+            crossing.crossed_at = None
+            crossing.rearmed += 1
+            crossing.armed_at = now
+            crossing.save(update_fields=["crossed_at", "rearmed", "armed_at"])
+            rearmed += 1
+    _notify(budget, notices)
+    return CheckReport(crossed=crossed, rearmed=rearmed)
+
+
+def _stop_used_up(budgets: list[Budget], read: "_Reading", projects: dict[int, list[int]], *, now: datetime) -> int:
+    """
+    Pause the running fiches counted by used-up *stop* budgets, each at the
+    earliest instant one of them ran out (at its own start if later); return
+    how many.
+    """
+    until: dict[int, datetime] = {}  # fiche id: the instant it stops
+    for budget in budgets:
+        used = read.current[budget.pk]
         limit = limit_units(budget)
-        exhausted_at: datetime | None = None
-        for percent in thresholds_of(budget):
-            target = Fraction(limit * percent, 100)
-            crossing = crossings.get((budget.pk, percent))
-            if crossing is None:
-                crossing = BudgetCrossing.objects.create(budget=budget, period_key=period.key, percent=percent)
-            if used.units >= target and crossing.crossed_at is None:
-                crossing.crossed_at = crossing_instant(
-                    budget, projet_ids=projects[budget.pk], used=used.units, target=target, now=now, book=book
-                )
-                crossing.save(update_fields=["crossed_at"])
-                if percent in (budget.thresholds or []) or percent == EXHAUSTED:
-                    notices.append((budget, crossing))
-                crossed += 1
-            elif used.units < target and crossing.crossed_at is not None:
-                crossing.crossed_at = None
-                crossing.rearmed += 1
-                crossing.save(update_fields=["crossed_at", "rearmed"])
-                rearmed += 1
-            if percent == EXHAUSTED and crossing.crossed_at is not None:
-                exhausted_at = crossing.crossed_at
-        if budget.action == Budget.Action.STOP and exhausted_at is not None and used.running:
-            stopped += _stop_exhausted(projects[budget.pk], exhausted_at)
-            used = usage([budget], now=now, book=book)[budget.pk]
-        _record_state(budget, used, period=period, now=now, book=book)
-    _notify(notices)
-    return CheckReport(len(batch), crossed, rearmed, stopped)
+        if budget.action != Budget.Action.STOP or used.units < limit or not used.running:
+            continue
+        period = period_of(budget.period, now)
+        crossing = BudgetCrossing.objects.filter(budget=budget, period_key=period.key, percent=EXHAUSTED).first()
+        after = crossing.armed_at if crossing is not None else None
+        at = crossing_instant(
+            budget,
+            period=period,
+            projet_ids=projects[budget.pk],
+            used=used.units,
+            target=Fraction(limit),
+            now=now,
+            book=read.book,
+            after=after,
+        )
+        for part in used.running:
+            until[part.fiche_id] = min(at, until.get(part.fiche_id, at))
+    if not until:
+        return 0
+    return _stop_at(until)
 
 
 def _next_check(budget: Budget, used: Usage, *, period: Period, now: datetime, book: rates.RateBook) -> datetime | None:
     """When to compute the budget again if nothing changes: its next threshold at this pace, its month's end,
-    a rate change."""
+    a rate change, or now when fiches a used-up stop budget counts still run (held by another transaction)."""
+    limit = limit_units(budget)
+    if budget.action == Budget.Action.STOP and used.running and used.units >= limit:
+        return now
     candidates: list[datetime] = []
     pace = used.pace
-    limit = limit_units(budget)
     if pace:
         for percent in thresholds_of(budget):
             target = Fraction(limit * percent, 100)
             if used.units < target:
-                candidates.append(now + timedelta(microseconds=math.ceil((target - used.units) / pace)))
+                forecast = _later(now, math.ceil((target - used.units) / pace))
+                if forecast is not None:
+                    candidates.append(forecast)
                 break
     if period.end is not None:
         candidates.append(period.end)
@@ -592,32 +745,36 @@ def _next_check(budget: Budget, used: Usage, *, period: Period, now: datetime, b
     return min(candidates) if candidates else None
 
 
+def _later(now: datetime, microseconds: int | float) -> datetime | None:
+    """``now`` plus ``microseconds``, or None when that is past the last day any instant may be."""
+    if microseconds > (LAST_INSTANT - now) // timedelta(microseconds=1):
+        return None
+    return now + timedelta(microseconds=math.ceil(microseconds))
+
+
 def _record_state(budget: Budget, used: Usage, *, period: Period, now: datetime, book: rates.RateBook) -> None:
     pace = used.pace
     limit = limit_units(budget)
-    forecast = None
-    if pace and used.units < limit:
-        forecast = now + timedelta(microseconds=math.ceil((limit - used.units) / pace))
+    forecast = _later(now, (limit - used.units) / pace) if pace and used.units < limit else None
     Budget.objects.filter(pk=budget.pk).update(
         period_key=period.key,
         used_micro=to_micro(budget.kind, used.units),
         pace_micro=to_micro(budget.kind, pace * MICROSECONDS),
         checked_at=now,
-        dirty_since=None,
         next_check_at=_next_check(budget, used, period=period, now=now, book=book),
         exhausted_forecast_at=forecast,
     )
 
 
-def _stop_exhausted(projet_ids: list[int], exhausted_at: datetime) -> int:
+def _stop_at(until: dict[int, datetime]) -> int:
     """
-    Pause the running fiches of ``projet_ids`` at ``exhausted_at`` (at their
-    own start if later; where their owner's locked days end if earlier),
-    audited; fiches another transaction holds are left to the next check.
+    Pause the running fiches of ``until`` at their instants (at their own
+    start if later; where their owner's locked days end if earlier), audited;
+    fiches another transaction holds are left to the next check.
     """
     rows = list(
         FicheTemps.objects.running()
-        .filter(projet_id__in=projet_ids)
+        .filter(pk__in=list(until))
         .select_for_update(skip_locked=True, of=("self",))
         .order_by("pk")
         .values(*fiches.STOP_COLUMNS)
@@ -625,10 +782,11 @@ def _stop_exhausted(projet_ids: list[int], exhausted_at: datetime) -> int:
     if not rows:
         return 0
     reason = _("Budget exhausted.")
+    ends = {owner_id: locks.lock_end(owner_id) for owner_id in {row["owner_id"] for row in rows}}
     groups: dict[datetime, list[fiches.Row]] = defaultdict(list)
     for row in rows:
-        end = locks.lock_end(row["owner_id"])
-        groups[max(exhausted_at, end) if end is not None else exhausted_at].append(row)
+        at, end = until[row["id"]], ends[row["owner_id"]]
+        groups[max(at, end) if end is not None else at].append(row)
     stopped = 0
     for at, group in groups.items():
         stopped += fiches.stop_rows(
@@ -658,11 +816,14 @@ def subject_name(budget: Budget) -> str:
     return str(budget.projet or budget.client)
 
 
-def _notify(notices: list[tuple[Budget, BudgetCrossing]]) -> None:
-    """One notification per crossing and recipient, in the transaction that recorded the crossing."""
+def _notify(budget: Budget, notices: list[BudgetCrossing]) -> None:
+    """One notification per crossing of ``budget`` and recipient, in the transaction that recorded the crossing."""
+    if not notices:
+        return
     made: list[Notification] = []
     currency = rates.currency()
-    for budget, crossing in notices:
+    told = recipients(budget)
+    for crossing in notices:
         assert crossing.crossed_at is not None
         payload = {
             "budget": budget.pk,
@@ -680,7 +841,7 @@ def _notify(notices: list[tuple[Budget, BudgetCrossing]]) -> None:
             "action": budget.action,
             "crossed_at": crossing.crossed_at.isoformat(),
         }
-        for user_id in recipients(budget):
+        for user_id in told:
             made.append(
                 Notification(
                     recipient_id=user_id,
@@ -720,7 +881,7 @@ def live(budget: Budget, *, now: datetime, crossings: Iterable[BudgetCrossing] =
     crossed = {crossing.percent: crossing.crossed_at for crossing in crossings if crossing.period_key == period.key}
     forecast = None
     if pace_micro and used_micro < limit_micro:
-        forecast = now + timedelta(seconds=(limit_micro - used_micro) / pace_micro)
+        forecast = _later(now, (limit_micro - used_micro) * MICROSECONDS / pace_micro)
     if budget.kind == Budget.Kind.MONEY:
         used: str | float = rates.money(math.floor(Fraction(used_micro, MICROSECONDS) + Fraction(1, 2)))
     else:
@@ -791,8 +952,7 @@ def save_budget(
         raise Refused(_("A budget is of one project or one client."), code=Code.INVALID)
     if kind not in Budget.Kind.values or period not in Budget.Period.values or action not in Budget.Action.values:
         raise Refused(_("Unknown kind, period or action of a budget."), code=Code.INVALID)
-    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1 or limit > 10**15:
-        raise Refused(_("A budget's limit is a positive amount."), code=Code.INVALID)
+    check_limit(kind, limit)
     percents = clean_thresholds(thresholds)
     fields = {
         "projet_id": projet_id,
@@ -802,21 +962,45 @@ def save_budget(
         "limit": limit,
         "thresholds": percents,
         "action": action,
-        "dirty_since": db_now(),
     }
     with transaction.atomic():
+        taken = Budget.objects.filter(Q(projet_id=projet_id) if projet_id else Q(client_id=client_id))
+        if budget_id is not None:
+            taken = taken.exclude(pk=budget_id)
+        if taken.exists():
+            raise Refused(_("It already has a budget: change that one."), code=Code.INVALID)
         if budget_id is None:
-            taken = Budget.objects.filter(Q(projet_id=projet_id) if projet_id else Q(client_id=client_id))
-            if taken.exists():
-                raise Refused(_("It already has a budget: change that one."), code=Code.INVALID)
-            return Budget.objects.create(**fields)
-        budget = Budget.objects.select_for_update().filter(pk=budget_id).first()
-        if budget is None:
-            raise Refused(_("Budget %(id)s does not exist.") % {"id": budget_id}, code=Code.NOT_FOUND)
-        for name, value in fields.items():
-            setattr(budget, name, value)
-        budget.save()
+            budget = Budget.objects.create(**fields)
+        else:
+            found = Budget.objects.select_for_update().filter(pk=budget_id).first()
+            if found is None:
+                raise Refused(_("Budget %(id)s does not exist.") % {"id": budget_id}, code=Code.NOT_FOUND)
+            budget = found
+            terms = ("projet_id", "client_id", "kind", "period", "limit")
+            changed = any(getattr(budget, name) != fields[name] for name in terms)
+            for name, value in fields.items():
+                setattr(budget, name, value)
+            budget.save()
+            if changed:
+                # Its crossings are found again under the new terms: the instants may move; an
+                # occurrence already told is not told again (the outbox's unique occurrence).
+                BudgetCrossing.objects.filter(budget=budget, crossed_at__isnull=False).update(crossed_at=None)
+        BudgetMark.objects.create(budget=budget)  # computed at the next tick
         return budget
+
+
+def check_limit(kind: str, limit: object) -> None:
+    """Refuse a limit that is not a whole positive amount within what a budget may be (``MAX_LIMIT``)."""
+    most = MAX_LIMIT.get(kind, 0)
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= most:
+        raise Refused(
+            _("A budget's limit is a positive amount, at most %(most)s.") % {"most": _shown_limit(kind, most)},
+            code=Code.INVALID,
+        )
+
+
+def _shown_limit(kind: str, limit: int) -> str:
+    return f"{rates.money(limit)} {rates.currency()}" if kind == Budget.Kind.MONEY else f"{limit // 3600:,} h"
 
 
 def seen_by_member(user: Any, *, now: datetime | None = None) -> list[dict[str, Any]]:

@@ -672,6 +672,8 @@ def update_fiche(
             changes["libelle"] = [row["libelle"], libelle]
         if projet_id is not None and projet_id != row["projet_id"]:
             changes["projet"] = [row["projet_id"], projet_id]
+            if row["etat"] == Etat.EN_CALCUL:  # a running fiche runs on: not onto a used-up stop budget
+                budget_marks.refuse_if_exhausted(projet_id)
         if owner is not None and owner.pk != row["owner_id"]:
             if not acts_on_everyones_fiches(actor):
                 raise Refused(_("Only staff may give a fiche to someone else."), code=Code.FORBIDDEN)

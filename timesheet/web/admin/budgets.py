@@ -5,16 +5,16 @@ each row's usage drawn again every few seconds through htmx.
 """
 
 from datetime import timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from django import forms
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.template.loader import render_to_string
-from django.urls import path
+from django.urls import path, reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -38,10 +38,13 @@ def parse_hours(text: str) -> int:
                 raise ValueError(text)
             seconds = int(hours) * 3600 + int(minutes) * 60
         else:
-            seconds = int(Decimal(text) * 3600)
-            if Decimal(text) * 3600 != seconds:
+            amount = Decimal(text)
+            if not amount.is_finite() or amount > 10**9:
                 raise ValueError(text)
-    except (ValueError, InvalidOperation):
+            seconds = int(amount * 3600)
+            if amount * 3600 != seconds:
+                raise ValueError(text)
+    except (ValueError, ArithmeticError):
         raise Refused(_("Type hours as 40, 12.5 or 7:30."), code=budgets.Code.INVALID) from None
     if seconds < 1:
         raise Refused(_("A budget's limit is a positive amount."), code=budgets.Code.INVALID)
@@ -81,8 +84,7 @@ class BudgetForm(forms.ModelForm):
             if raw is not None:
                 kind = cleaned.get("kind")
                 cleaned["limit"] = rates.parse_money(raw, name=_("limit")) if kind == "money" else parse_hours(raw)
-                if cleaned["limit"] < 1:
-                    raise Refused(_("A budget's limit is a positive amount."), code=budgets.Code.INVALID)
+                budgets.check_limit(str(kind), cleaned["limit"])  # the service's own bound, shown on the form
         except Refused as refused:
             self.add_error("limit_text", refused.message)
         try:
@@ -178,6 +180,22 @@ class BudgetAdmin(admin.ModelAdmin):
             self.message_user(request, refused.message, level="error")
             return
         obj.pk = saved.pk
+
+    def log_addition(self, request: HttpRequest, obj: Any, message: Any) -> Any:
+        return super().log_addition(request, obj, message) if obj.pk else None
+
+    def log_change(self, request: HttpRequest, obj: Any, message: Any) -> Any:
+        return super().log_change(request, obj, message) if obj.pk else None
+
+    def response_add(self, request: HttpRequest, obj: Any, post_url_continue: str | None = None) -> HttpResponse:
+        if obj.pk is None:  # refused by the service: the refusal was said, back to the list
+            return HttpResponseRedirect(reverse("admin:timesheet_budget_changelist"))
+        return super().response_add(request, obj, post_url_continue)
+
+    def response_change(self, request: HttpRequest, obj: Any) -> HttpResponse:
+        if obj.pk is None:
+            return HttpResponseRedirect(reverse("admin:timesheet_budget_changelist"))
+        return super().response_change(request, obj)
 
 
 def live_context(budget: Budget) -> dict[str, Any]:
