@@ -24,7 +24,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils.translation import gettext as _
 
 from timesheet.core import conf
@@ -220,9 +220,10 @@ def set_rate(
     check_rate(hourly_minor)
     if client_id is not None and (user_id is not None or projet_id is not None):
         raise Refused(_("A client's rate names no person and no project."), code=Code.INVALID)
-    if effective_from < db_now():
-        raise Refused(_("A rate applies to time after it: it cannot begin in the past."), code=Code.INVALID)
     with transaction.atomic():
+        # Under the write (SQLite's lock, the row's insert): no time is priced at it before it is there.
+        if effective_from < db_now():
+            raise Refused(_("A rate applies to time after it: it cannot begin in the past."), code=Code.INVALID)
         same_level = Rate.objects.filter(
             user__isnull=user_id is None, projet__isnull=projet_id is None, client__isnull=client_id is None
         )
@@ -230,14 +231,18 @@ def set_rate(
         same_level = same_level.filter(**{name: pk for name, pk in subjects.items() if pk is not None})
         if same_level.filter(effective_from=effective_from).exists():
             raise Refused(_("A rate of that level already begins at that instant."), code=Code.INVALID)
-        rate = Rate.objects.create(
-            user_id=user_id,
-            projet_id=projet_id,
-            client_id=client_id,
-            hourly_minor=hourly_minor,
-            effective_from=effective_from,
-            created_by=actor if getattr(actor, "pk", None) else None,
-        )
+        try:
+            with transaction.atomic():  # a savepoint: a racing twin is refused as the check above refuses it
+                rate = Rate.objects.create(
+                    user_id=user_id,
+                    projet_id=projet_id,
+                    client_id=client_id,
+                    hourly_minor=hourly_minor,
+                    effective_from=effective_from,
+                    created_by=actor if getattr(actor, "pk", None) else None,
+                )
+        except IntegrityError:
+            raise Refused(_("A rate of that level already begins at that instant."), code=Code.INVALID) from None
         budget_marks.touch_money()
     return rate
 
