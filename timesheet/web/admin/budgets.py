@@ -20,7 +20,7 @@ from django.utils.translation import gettext_lazy
 
 from timesheet.core.dbtime import db_now
 from timesheet.domain import budgets, rates
-from timesheet.domain.errors import Refused
+from timesheet.domain.errors import Code, Refused
 from timesheet.models import Budget, BudgetCrossing
 from timesheet.templatetags.timesheet_time import hms
 from timesheet.web.admin.common import ReadOnlyAdmin
@@ -45,9 +45,9 @@ def parse_hours(text: str) -> int:
             if amount * 3600 != seconds:
                 raise ValueError(text)
     except (ValueError, ArithmeticError):
-        raise Refused(_("Type hours as 40, 12.5 or 7:30."), code=budgets.Code.INVALID) from None
+        raise Refused(_("Type hours as 40, 12.5 or 7:30."), code=Code.INVALID) from None
     if seconds < 1:
-        raise Refused(_("A budget's limit is a positive amount."), code=budgets.Code.INVALID)
+        raise Refused(_("A budget's limit is a positive amount."), code=Code.INVALID)
     return seconds
 
 
