@@ -1,23 +1,31 @@
 #!/usr/bin/env python
 """
 Time a month's report by owner, project and day (timesheet.domain.reports.report)
-against a hand-written SQL query of the same split (the floor), in one run,
-and the report's peak Python memory at two sizes of the ledger.
+against a hand-written SQL query of the same split (the floor), without rates
+and then with amounts (rates, one of them changing mid-month: the floor then
+splits and prices by hand too), in one run, and the report's peak Python
+memory at two sizes of the ledger.
 
     python bench/report.py                                 # SQLite: 100,000 stretches, 1,000 people
+    python bench/report.py -n 1000000                      # SQLite at 1,000,000 stretches (slow)
     DATABASE_URL=postgres://... python bench/report.py     # an empty database: 1,000,000 stretches, 10,000 people
 
-Every person works in the site's time zone (UTC) on two projects; their
-stretches are spread over the month, a few crossing midnight.
+Every person works in the site's time zone (UTC) on two projects, B being a
+client's; their stretches are spread over the month, a few crossing midnight.
+The rates: a site default, a rate for project A and one for B's client, a
+rate for one person in a hundred on A, and a new default and a new rate for
+A from CHANGE, mid-month and mid-day.
 """
 
 import argparse
+import gc
 import os
 import statistics
 import sys
 import time
 import tracemalloc
-from datetime import date
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -25,6 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.harness import scratch_dir
 
 MONTH = (date(2026, 3, 1), date(2026, 3, 31))
+RATES_FROM = datetime(2026, 1, 1, tzinfo=UTC)
+CHANGE = datetime(2026, 3, 16, 12, tzinfo=UTC)  # a new default and a new rate for A: a cut inside a day
 
 FLOOR = {
     "sqlite": """
@@ -46,6 +56,86 @@ FLOOR = {
         JOIN timesheet_stretch s ON s.started_at < d.day + interval '1 day' AND COALESCE(s.ended_at, now()) > d.day
         JOIN timesheet_fichetemps f ON f.id = s.fiche_id
         WHERE s.started_at < timestamptz '2026-04-01 00:00+00' AND (s.ended_at IS NULL OR s.ended_at > timestamptz '2026-03-01 00:00+00')
+        GROUP BY 1, 2, 3
+    """,
+}
+
+# The rate of (k.owner_id, k.projet_id, pj.client_id) at g.at, by hand: the most specific level begun by then.
+RATE_BY_HAND = """COALESCE(
+    (SELECT r.hourly_minor FROM timesheet_rate r WHERE r.user_id = k.owner_id AND r.projet_id = k.projet_id
+        AND r.client_id IS NULL AND r.effective_from <= g.at ORDER BY r.effective_from DESC LIMIT 1),
+    (SELECT r.hourly_minor FROM timesheet_rate r WHERE r.user_id IS NULL AND r.projet_id = k.projet_id
+        AND r.client_id IS NULL AND r.effective_from <= g.at ORDER BY r.effective_from DESC LIMIT 1),
+    (SELECT r.hourly_minor FROM timesheet_rate r WHERE r.user_id IS NULL AND r.projet_id IS NULL
+        AND r.client_id = pj.client_id AND r.effective_from <= g.at ORDER BY r.effective_from DESC LIMIT 1),
+    (SELECT r.hourly_minor FROM timesheet_rate r WHERE r.user_id = k.owner_id AND r.projet_id IS NULL
+        AND r.client_id IS NULL AND r.effective_from <= g.at ORDER BY r.effective_from DESC LIMIT 1),
+    (SELECT r.hourly_minor FROM timesheet_rate r WHERE r.user_id IS NULL AND r.projet_id IS NULL
+        AND r.client_id IS NULL AND r.effective_from <= g.at ORDER BY r.effective_from DESC LIMIT 1),
+    0)"""
+
+# The same split with each day also cut at CHANGE, the pieces summed per day, owner, project and
+# segment (before or after CHANGE), each (owner, project, segment) of a billable project priced once,
+# and per day, owner and project the time and its rate units (microseconds x minor units an hour).
+FLOOR_AMOUNTS = {
+    "sqlite": f"""
+        WITH RECURSIVE days(day) AS (SELECT '2026-03-01' UNION ALL SELECT date(day, '+1 day') FROM days WHERE day < '2026-03-31'),
+        bounds AS (SELECT day, day || ' 00:00:00' AS low, date(day, '+1 day') || ' 00:00:00' AS high FROM days),
+        pieces AS (
+            SELECT day, low, MIN(high, '2026-03-16 12:00:00') AS high, 0 AS seg FROM bounds WHERE low < '2026-03-16 12:00:00'
+            UNION ALL
+            SELECT day, MAX(low, '2026-03-16 12:00:00'), high, 1 FROM bounds WHERE high > '2026-03-16 12:00:00'
+        ),
+        segments(seg, at) AS (VALUES (0, '2026-03-01 00:00:00'), (1, '2026-03-16 12:00:00')),
+        cells AS (
+            SELECT b.day AS day, f.owner_id AS owner_id, f.projet_id AS projet_id, b.seg AS seg,
+                   SUM(CAST(ROUND((MIN(julianday(COALESCE(s.ended_at, 'now')), julianday(b.high))
+                       - MAX(julianday(s.started_at), julianday(b.low))) * 86400000.0) AS INTEGER) * 1000) AS us
+            FROM timesheet_stretch s JOIN timesheet_fichetemps f ON f.id = s.fiche_id
+            JOIN pieces b ON s.started_at < b.high AND COALESCE(s.ended_at, 'now') > b.low
+            WHERE s.started_at < '2026-04-01 00:00:00' AND (s.ended_at IS NULL OR s.ended_at > '2026-03-01 00:00:00')
+            GROUP BY 1, 2, 3, 4
+        ),
+        prices AS (
+            SELECT k.owner_id AS owner_id, k.projet_id AS projet_id, k.seg AS seg, {RATE_BY_HAND} AS rate
+            FROM (SELECT DISTINCT owner_id, projet_id, seg FROM cells) k
+            JOIN timesheet_projet pj ON pj.id = k.projet_id JOIN segments g ON g.seg = k.seg
+            WHERE pj.billable
+        )
+        SELECT c.day, c.owner_id, c.projet_id, SUM(c.us), SUM(c.us * pr.rate)
+        FROM cells c LEFT JOIN prices pr ON pr.owner_id = c.owner_id AND pr.projet_id = c.projet_id AND pr.seg = c.seg
+        GROUP BY 1, 2, 3
+    """,
+    "postgresql": f"""
+        WITH segments(seg, at, until) AS (VALUES
+            (0, timestamptz '2026-03-01 00:00+00', timestamptz '2026-03-16 12:00+00'),
+            (1, timestamptz '2026-03-16 12:00+00', timestamptz '2026-04-01 00:00+00')),
+        pieces AS (
+            SELECT d.day::date AS day, g.seg AS seg, GREATEST(d.day, g.at) AS low, LEAST(d.day + interval '1 day', g.until) AS high
+            FROM generate_series(timestamptz '2026-03-01 00:00+00', timestamptz '2026-03-31 00:00+00', interval '1 day') d(day)
+            JOIN segments g ON g.at < d.day + interval '1 day' AND g.until > d.day
+        ),
+        cells AS (
+            SELECT b.day AS day, s.owner_id AS owner_id, s.projet_id AS projet_id, b.seg AS seg,
+                   CAST(SUM(CAST(EXTRACT(EPOCH FROM (LEAST(s.ended_at, b.high) - GREATEST(s.started_at, b.low)))
+                       * 1000000 AS BIGINT)) AS BIGINT) AS us
+            FROM (
+                SELECT s.started_at, COALESCE(s.ended_at, now()) AS ended_at, f.owner_id, f.projet_id
+                FROM timesheet_stretch s JOIN timesheet_fichetemps f ON f.id = s.fiche_id
+                WHERE s.started_at < timestamptz '2026-04-01 00:00+00' AND (s.ended_at IS NULL OR s.ended_at > timestamptz '2026-03-01 00:00+00')
+                OFFSET 0
+            ) s
+            JOIN pieces b ON s.started_at < b.high AND s.ended_at > b.low
+            GROUP BY 1, 2, 3, 4
+        ),
+        prices AS (
+            SELECT k.owner_id AS owner_id, k.projet_id AS projet_id, k.seg AS seg, {RATE_BY_HAND} AS rate
+            FROM (SELECT DISTINCT owner_id, projet_id, seg FROM cells) k
+            JOIN timesheet_projet pj ON pj.id = k.projet_id JOIN segments g ON g.seg = k.seg
+            WHERE pj.billable
+        )
+        SELECT c.day, c.owner_id, c.projet_id, SUM(c.us), SUM(c.us * pr.rate)
+        FROM cells c LEFT JOIN prices pr ON pr.owner_id = c.owner_id AND pr.projet_id = c.projet_id AND pr.seg = c.seg
         GROUP BY 1, 2, 3
     """,
 }
@@ -80,12 +170,19 @@ def populate(stretches, per_person):
 
     people = max(1, stretches // per_person)
     with transaction.atomic(), connection.cursor() as cursor:
-        for table in ("timesheet_stretch", "timesheet_ficheevent", "timesheet_fichetemps", "timesheet_projet"):
+        for table in (
+            "timesheet_rate",
+            "timesheet_stretch",
+            "timesheet_ficheevent",
+            "timesheet_fichetemps",
+            "timesheet_projet",
+            "timesheet_client",
+        ):
             cursor.execute(f"DELETE FROM {table}")
         cursor.execute("DELETE FROM auth_user WHERE username LIKE 'bench-%%'")
         cursor.execute(
-            "INSERT INTO timesheet_projet (designation, actif, rounding, created_at, updated_at) "
-            "VALUES ('A', TRUE, '', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP), ('B', TRUE, '', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            "INSERT INTO timesheet_projet (designation, actif, rounding, billable, created_at, updated_at) "
+            "VALUES ('A', TRUE, '', TRUE, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP), ('B', TRUE, '', TRUE, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
         )
         if connection.vendor == "postgresql":
             cursor.execute(
@@ -134,11 +231,36 @@ def populate(stretches, per_person):
         return cursor.fetchone()[0], people
 
 
-def floor():
+def add_rates():
+    """The rates (see the module's docstring), written as records: the service refuses rates in the past."""
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+
+    from timesheet.models import Client, Projet, Rate
+
+    client = Client.objects.create(name="bench-client")
+    Projet.objects.filter(designation="B").update(client=client)
+    a = Projet.objects.get(designation="A")
+    some = get_user_model().objects.filter(username__startswith="bench-").order_by("pk").values_list("pk", flat=True)
+    Rate.objects.bulk_create(
+        [
+            Rate(hourly_minor=6000, effective_from=RATES_FROM),
+            Rate(projet=a, hourly_minor=9000, effective_from=RATES_FROM),
+            Rate(client=client, hourly_minor=7550, effective_from=RATES_FROM),
+            Rate(hourly_minor=6500, effective_from=CHANGE),
+            Rate(projet=a, hourly_minor=9725, effective_from=CHANGE),
+            *(Rate(user_id=pk, projet=a, hourly_minor=12_345, effective_from=RATES_FROM) for pk in list(some)[::100]),
+        ]
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+
+
+def floor(sql):
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute(FLOOR[connection.vendor])
+        cursor.execute(sql[connection.vendor])
         return cursor.fetchall()
 
 
@@ -148,13 +270,35 @@ def project_report():
     return reports.report(first=MONTH[0], last=MONTH[1], group="day", by=("owner", "projet"))
 
 
-def timed(function, repeats):
-    times = []
+def minor(amount):
+    from timesheet.domain import rates
+
+    return int(Decimal(amount).scaleb(rates.decimals()))
+
+
+def check(report, floor_rows, amounts):
+    """The same split, to the microsecond; with amounts, the same amount to the minor unit (each cell rounded once)."""
+    from timesheet.domain import rates
+
+    assert len(report["rows"]) == len(floor_rows), (len(report["rows"]), len(floor_rows))
+    assert round(report["totals"]["seconds"] * 1e6) == sum(int(row[3]) for row in floor_rows)
+    if amounts:
+        expected = sum(rates.minor_units(int(row[4] or 0)) for row in floor_rows)
+        assert minor(report["totals"]["amount"]) == expected, (report["totals"]["amount"], expected)
+        assert expected > 0
+    else:
+        assert minor(report["totals"]["amount"]) == 0
+
+
+def timed_pair(first, second, repeats):
+    """The median times of ``first`` and ``second``, run in turns (a load that drifts weighs on both alike)."""
+    times = ([], [])
     for _ in range(repeats):
-        started = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+        for function, runs in zip((first, second), times, strict=True):
+            started = time.perf_counter()
+            function()
+            runs.append(time.perf_counter() - started)
+    return statistics.median(times[0]), statistics.median(times[1])
 
 
 def peak_memory(function):
@@ -172,35 +316,53 @@ def main():
 
     size = args.n or (1_000_000 if connection.vendor == "postgresql" else 100_000)
     print(f"backend: {connection.vendor}; a month by owner, project and day; median of {args.repeats} runs")
-    print(f"{'variant':<16}{'stretches':>11}{'people':>8}{'rows':>9}{'ms/run':>10}{'peak MiB':>10}")
+    print(f"{'variant':<26}{'stretches':>11}{'people':>8}{'rows':>9}{'ms/run':>10}{'peak MiB':>10}")
     results = {}
     for count in (size // 10, size):
         stretches, people = populate(count, args.per_person)
-        report = project_report()
-        floor_rows = floor()
-        # The same split, to the microsecond: the report's rows are the floor's.
-        assert len(report["rows"]) == len(floor_rows), (len(report["rows"]), len(floor_rows))
-        assert round(report["totals"]["seconds"] * 1e6) == sum(row[3] for row in floor_rows)
-        floor_time = timed(floor, args.repeats)
-        report_time = timed(project_report, args.repeats)
-        memory = peak_memory(project_report)
-        results[stretches] = (report_time, floor_time, memory, len(floor_rows))
+        measured = {}
+        for amounts, sql in ((False, FLOOR), (True, FLOOR_AMOUNTS)):
+            if amounts:
+                add_rates()
+            report = project_report()
+            floor_rows = floor(sql)
+            check(report, floor_rows, amounts)
+            rows, floor_count = len(report["rows"]), len(floor_rows)
+            del report, floor_rows  # not held while timing: every run starts from the same heap
+            gc.collect()
+            report_time, floor_time = timed_pair(project_report, lambda sql=sql: floor(sql), args.repeats)
+            memory = peak_memory(project_report)
+            measured[amounts] = (report_time, floor_time, memory, floor_count)
+            suffix = " +amounts" if amounts else ""
+            print(
+                f"{'hand-written SQL' + suffix:<26}{stretches:>11,}{people:>8,}{floor_count:>9,}"
+                f"{floor_time * 1000:>10.1f}{'':>10}"
+            )
+            print(
+                f"{'report()' + suffix:<26}{stretches:>11,}{people:>8,}{rows:>9,}"
+                f"{report_time * 1000:>10.1f}{memory / 2**20:>10.2f}"
+            )
+        results[stretches] = measured
+    (small, s_measured), (large, l_measured) = sorted(results.items())
+    for amounts, label in (
+        (False, "report / hand-written SQL"),
+        (True, "report with amounts / hand-written SQL with amounts"),
+    ):
+        l_report, l_floor, _l_memory, _l_rows = l_measured[amounts]
+        s_report, s_floor, _s_memory, _s_rows = s_measured[amounts]
         print(
-            f"{'hand-written SQL':<16}{stretches:>11,}{people:>8,}{len(floor_rows):>9,}{floor_time * 1000:>10.1f}{'':>10}"
+            f"{label} at {large:,}: {l_report / l_floor:.2f}x (target <= 1.5x); at {small:,}: {s_report / s_floor:.2f}x"
         )
-        print(
-            f"{'report()':<16}{stretches:>11,}{people:>8,}{len(report['rows']):>9,}{report_time * 1000:>10.1f}{memory / 2**20:>10.2f}"
-        )
-    (small, (s_report, s_floor, s_memory, s_rows)), (large, (l_report, l_floor, l_memory, l_rows)) = sorted(
-        results.items()
-    )
+    l_report, _l_floor, l_memory, l_rows = l_measured[True]
+    s_report, _s_floor, s_memory, s_rows = s_measured[True]
     print(
-        f"report / hand-written SQL at {large:,}: {l_report / l_floor:.2f}x (target <= 1.5x); at {small:,}: {s_report / s_floor:.2f}x"
-    )
-    print(
-        f"report peak memory: {s_memory / 2**20:.2f} MiB for {s_rows:,} rows ({small:,} stretches), "
+        f"report peak memory (with amounts): {s_memory / 2**20:.2f} MiB for {s_rows:,} rows ({small:,} stretches), "
         f"{l_memory / 2**20:.2f} MiB for {l_rows:,} rows ({large:,} stretches): per row "
         f"{s_memory / max(s_rows, 1) / 1024:.2f} and {l_memory / max(l_rows, 1) / 1024:.2f} KiB, not per stretch"
+    )
+    print(
+        f"amounts cost the report {l_report / l_measured[False][0]:.2f}x its time without rates at {large:,}, "
+        f"{s_report / s_measured[False][0]:.2f}x at {small:,}"
     )
 
 

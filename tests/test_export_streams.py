@@ -210,7 +210,7 @@ def test_the_xlsx_export_equals_the_report(varied):
         load_workbook(io.BytesIO(exports.as_xlsx(expected))).active.iter_rows(values_only=True)
     )
     values = list(load_workbook(io.BytesIO(body)).active.iter_rows(values_only=True))
-    assert values[0] == tuple(exports.HEADER)
+    assert values[0] == tuple(exports.header())
     assert [row[0] for row in values[1:-3]] == [row["period"] for row in expected["rows"]]
     assert values[-3][0] == "total" and values[-3][5] == expected["totals"]["seconds"]
     assert all(not str(v).startswith("=") for row in values for v in row if v is not None)
@@ -308,14 +308,15 @@ def test_the_admin_fiche_export_streams_the_filtered_fiches(superuser, projet, u
 @pytest.mark.django_db(transaction=True)
 def test_healthz_answers_while_an_export_is_being_made(user, monkeypatch):
     produced, release = threading.Event(), threading.Event()
-    row = {"period": "2026-01-05", "seconds": 60.0, "rounded_seconds": 60.0}
+    times = {"seconds": 60.0, "rounded_seconds": 60.0, "billable_seconds": 60.0, "amount": "1.00"}
+    row = {"period": "2026-01-05", **times}
 
     def slow_rows(asked):
         # A chunk and a half of rows, then held (as a slow query would be) until /healthz has answered.
         yield from [row] * (exports.CHUNK_ROWS + exports.CHUNK_ROWS // 2)
         produced.set()
         assert release.wait(60)
-        yield {"totals": {"seconds": 60.0, "rounded_seconds": 60.0}}
+        yield {"totals": times}
 
     monkeypatch.setattr(reports, "report_rows", slow_rows)
 

@@ -3,6 +3,7 @@
 import csv
 import io
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from openpyxl import load_workbook
@@ -11,6 +12,11 @@ from timesheet.domain import exports
 
 
 def report(*rows, rounding=None):
+    """A report of ``rows`` (period, owner, project, times): billable and amount default to all billable, 0.00."""
+    rows = [
+        (period, owner, projet, {"billable_seconds": times["seconds"], "amount": "0.00", **times})
+        for period, owner, projet, times in rows
+    ]
     return {
         "rows": [
             {"period": period, "owner": {"username": owner}, "projet": {"designation": projet}, **times}
@@ -19,9 +25,16 @@ def report(*rows, rounding=None):
         "totals": {
             "seconds": sum(times["seconds"] for *_, times in rows),
             "rounded_seconds": sum(times["rounded_seconds"] for *_, times in rows),
+            "billable_seconds": sum(times["billable_seconds"] for *_, times in rows),
+            "amount": str(sum(Decimal(times["amount"]) for *_, times in rows) or Decimal("0.00")),
         },
         "rounding": rounding or {"mode": "up", "step_minutes": 15, "scope": "group"},
+        "currency": "EUR",
+        "by": ["owner", "projet"],
     }
+
+
+HEADER = exports.header(currency="EUR")
 
 
 def sheet_of(data):
@@ -43,9 +56,9 @@ def test_rows_are_the_header_each_row_and_the_totals():
         exports.report_rows(report(("2026-01-05", "alice", "Refonte", {"seconds": 5400, "rounded_seconds": 6300})))
     )
     assert rows == [
-        exports.HEADER,
-        ["2026-01-05", "alice", "Refonte", 1.5, 1.75, 5400, 6300],
-        ["total", "", "", 1.5, 1.75, 5400, 6300],
+        HEADER,
+        ["2026-01-05", "alice", "Refonte", 1.5, 1.75, 5400, 6300, 1.5, 5400, "0.00"],
+        ["total", "", "", 1.5, 1.75, 5400, 6300, 1.5, 5400, "0.00"],
     ]
 
 
@@ -55,19 +68,17 @@ def test_hours_are_rounded_to_four_decimals():
 
 
 def test_a_row_grouped_without_owner_or_project_leaves_them_empty():
-    data = {
-        "rows": [{"period": "2026-W02", "seconds": 3600, "rounded_seconds": 3600}],
-        "totals": {"seconds": 3600, "rounded_seconds": 3600},
-    }
-    assert list(exports.report_rows(data))[1] == ["2026-W02", "", "", 1.0, 1.0, 3600, 3600]
+    times = {"seconds": 3600, "rounded_seconds": 3600, "billable_seconds": 0, "amount": "0.00"}
+    data = {"rows": [{"period": "2026-W02", **times}], "totals": times, "by": [], "currency": "EUR"}
+    assert list(exports.report_rows(data))[1] == ["2026-W02", "", "", 1.0, 1.0, 3600, 3600, 0.0, 0, "0.00"]
 
 
 def test_the_csv_holds_the_rows_with_formulas_neutralised():
     data = report(("2026-01-05", "@bob", '=HYPERLINK("http://x")', {"seconds": 60, "rounded_seconds": 900}))
     assert list(csv.reader(io.StringIO(exports.as_csv(data).decode()))) == [
-        exports.HEADER,
-        ["2026-01-05", "'@bob", '\'=HYPERLINK("http://x")', "0.0167", "0.25", "60", "900"],
-        ["total", "", "", "0.0167", "0.25", "60", "900"],
+        HEADER,
+        ["2026-01-05", "'@bob", '\'=HYPERLINK("http://x")', "0.0167", "0.25", "60", "900", "0.0167", "60", "0.00"],
+        ["total", "", "", "0.0167", "0.25", "60", "900", "0.0167", "60", "0.00"],
     ]
 
 
@@ -79,12 +90,13 @@ def test_the_csv_is_utf8():
 def test_the_spreadsheet_holds_the_rows_the_totals_and_the_rounding():
     data = report(("2026-01-05", "-carol", "Refonte", {"seconds": 5400, "rounded_seconds": 6300}))
     sheet = sheet_of(exports.as_xlsx(data))
+    hours = timedelta(hours=1.5)
     assert list(sheet.iter_rows(values_only=True)) == [
-        tuple(exports.HEADER),
-        ("2026-01-05", "'-carol", "Refonte", timedelta(hours=1.5), timedelta(hours=1.75), 5400, 6300),
-        ("total", None, None, timedelta(hours=1.5), timedelta(hours=1.75), 5400, 6300),
-        (None,) * 7,
-        ("rounding", "up", "15 min", "group", None, None, None),
+        tuple(HEADER),
+        ("2026-01-05", "'-carol", "Refonte", hours, timedelta(hours=1.75), 5400, 6300, hours, 5400, 0),
+        ("total", None, None, hours, timedelta(hours=1.75), 5400, 6300, hours, 5400, 0),
+        (None,) * 10,
+        ("rounding", "up", "15 min", "group", *(None,) * 6),
     ]
     assert all(cell.data_type != "f" for row in sheet.iter_rows() for cell in row)
 
@@ -106,7 +118,18 @@ def test_a_formula_behind_a_control_character_stays_text_in_the_spreadsheet(name
 
 
 def test_the_english_headers_name_the_project_column_project():
-    assert exports.HEADER == ["period", "owner", "project", "hours", "rounded_hours", "seconds", "rounded_seconds"]
+    assert HEADER == [
+        "period",
+        "owner",
+        "project",
+        "hours",
+        "rounded_hours",
+        "seconds",
+        "rounded_seconds",
+        "billable_hours",
+        "billable_seconds",
+        "amount_EUR",
+    ]
     data = report(("2026-01-05", "alice", "Refonte", {"seconds": 60, "rounded_seconds": 60}))
     assert next(csv.reader(io.StringIO(exports.as_csv(data).decode())))[2] == "project"
     assert next(sheet_of(exports.as_xlsx(data)).iter_rows(values_only=True))[2] == "project"
@@ -118,7 +141,7 @@ def test_the_spreadsheet_prints_no_step_when_nothing_is_rounded():
         rounding={"mode": "none", "step_minutes": 15, "scope": "group"},
     )
     last = list(sheet_of(exports.as_xlsx(data)).iter_rows(values_only=True))[-1]
-    assert last == ("rounding", "none", None, None, None, None, None)
+    assert last == ("rounding", "none", *(None,) * 8)
 
 
 def test_the_spreadsheets_durations_have_a_duration_format_and_seconds_stay_numbers():
@@ -132,3 +155,42 @@ def test_the_spreadsheets_durations_have_a_duration_format_and_seconds_stay_numb
         assert rounded.value == timedelta(seconds=6300)
         assert (seconds.value, rounded_seconds.value) == (5400.25, 6300)
         assert seconds.number_format == rounded_seconds.number_format == "General"
+
+
+# Billable time, amounts and clients ----------------------------------------------------------------
+
+
+def test_the_amount_column_is_named_with_the_currency_and_the_client_column_comes_with_by_client(settings):
+    settings.CURRENCY = "JPY"
+    assert exports.header()[-1] == "amount_JPY"
+    assert exports.header(client=True)[:4] == ["period", "owner", "client", "project"]
+    assert exports.header(currency="EUR")[-1] == "amount_EUR"
+
+
+def by_client():
+    times = {"seconds": 5400, "rounded_seconds": 5400, "billable_seconds": 3600, "amount": "1234.50"}
+    return {
+        "rows": [{"period": "2026-01", "client": {"id": 3, "name": "=Acme"}, **times}],
+        "totals": times,
+        "rounding": {"mode": "none", "step_minutes": 15, "scope": "group"},
+        "currency": "EUR",
+        "by": ["client"],
+    }
+
+
+def test_a_report_by_client_has_its_client_column_neutralised_and_its_billable_time_and_amount():
+    lines = list(csv.reader(io.StringIO(exports.as_csv(by_client()).decode())))
+    assert lines == [
+        exports.header(client=True, currency="EUR"),
+        ["2026-01", "", "'=Acme", "", "1.5", "1.5", "5400", "5400", "1.0", "3600", "1234.50"],
+        ["total", "", "", "", "1.5", "1.5", "5400", "5400", "1.0", "3600", "1234.50"],
+    ]
+
+
+def test_the_spreadsheets_amounts_are_numbers_with_the_currencys_decimals():
+    sheet = sheet_of(exports.as_xlsx(by_client()))
+    for line in (2, 3):  # the row, the totals
+        billable, amount = sheet.cell(line, 9), sheet.cell(line, 11)
+        assert billable.value == timedelta(hours=1) and billable.number_format == exports.DURATION_FORMAT
+        assert amount.value == 1234.5 and amount.number_format == "0.00"
+        assert amount.data_type == "n"

@@ -212,7 +212,7 @@ def test_the_api_report_shows_people_only_their_own_rows(projet, user, other_use
     [
         ("from=2026-01-02&to=2026-01-01", "'to' must not be before 'from'."),
         ("from=2024-01-01&to=2026-01-01", "at most 366 days"),
-        ("from=2026-01-01&to=2026-01-02&by=color", "'by' takes owner and projet"),
+        ("from=2026-01-01&to=2026-01-02&by=color", "'by' takes owner, client and projet"),
         ("from=2026-01-01&to=2026-01-02&group=year", "'group'"),
         ("from=yesterday&to=2026-01-02", "'from'"),
         ("to=2026-01-02", "'from': Field required"),
@@ -233,7 +233,7 @@ def test_exports_carry_the_same_rows_with_formulas_neutralised(projet, user):
     ledger_fiche(Projet.objects.get(pk=projet.pk), owner, [(start, start + timedelta(minutes=90))])
     report = reports.report(first=date(2026, 1, 5), last=date(2026, 1, 5))
     rows = list(csv.reader(io.StringIO(exports.as_csv(report).decode())))
-    assert rows[0] == exports.HEADER
+    assert rows[0] == exports.header()
     assert rows[1][:4] == ["2026-01-05", "'@sum", '\'=HYPERLINK("http://x")', "1.5"]
     sheet = load_workbook(io.BytesIO(exports.as_xlsx(report))).active
     values = list(sheet.iter_rows(values_only=True))

@@ -1,6 +1,10 @@
 """
 Reports as CSV and XLSX: the same rows as the API, with spreadsheet formulas
-neutralised, written row by row.
+neutralised, written row by row. Their columns: period, owner, the client
+(when grouped by client), project, the time in hours and in seconds (exact,
+rounded, billable) and the amount of the billable time, its column named with
+the currency (``amount_EUR``): the report's decimal string in a CSV, a number
+with the currency's decimals in a spreadsheet.
 
 An export streams: its rows come from ``reports.report_rows`` (read from the
 report's query in chunks), a CSV goes out in chunks of rows as they are
@@ -20,6 +24,7 @@ import threading
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from datetime import timedelta
+from decimal import Decimal
 from itertools import chain
 from typing import IO, Any
 
@@ -30,21 +35,39 @@ from openpyxl.cell import WriteOnlyCell
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
 from timesheet.core import conf
+from timesheet.domain import rates
 from timesheet.models import Rounding
 
 # A cell starting with one of these is a formula to a spreadsheet (=HYPERLINK(...), @SUM(...)).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 XLSX_CONTENT_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 CSV_CONTENT_TYPE = "text/csv; charset=utf-8"
-HEADER = ["period", "owner", "project", "hours", "rounded_hours", "seconds", "rounded_seconds"]
+# The time columns of every export: each duration in hours, then in seconds (exact, rounded, billable).
+TIMES = ["hours", "rounded_hours", "seconds", "rounded_seconds", "billable_hours", "billable_seconds"]
 # The spreadsheet's hours columns hold durations (a fraction of a day) shown as such; the seconds stay plain numbers.
 DURATION_FORMAT = "[h]:mm:ss"
-HOURS_COLUMNS = (3, 4)  # in a line of ``table``: hours, rounded hours
-SECONDS_COLUMNS = (5, 6)  # seconds, rounded seconds
+DURATIONS = (("hours", "seconds"), ("rounded_hours", "rounded_seconds"), ("billable_hours", "billable_seconds"))
+AMOUNT = "amount_"  # the amount's column, named with the currency: amount_EUR
 TRUNCATED = "truncated"  # the first cell of the last row of an export stopped at EXPORT_MAX_ROWS
 CHUNK_ROWS = 1000  # CSV rows sent in one chunk
 FILE_CHUNK_BYTES = 64 * 1024  # XLSX bytes sent in one chunk
 RETRY_AFTER_SECONDS = 30  # what a refused export is told to wait
+
+
+def header(*, client: bool = False, currency: str | None = None) -> list[str]:
+    """
+    An export's columns: period, owner, the client when the rows are grouped
+    by client, project, the times, and the amount of the billable time in
+    ``currency`` (the site's by default), its code in the column's name.
+    """
+    return [
+        "period",
+        "owner",
+        *(["client"] if client else []),
+        "project",
+        *TIMES,
+        AMOUNT + (currency or rates.currency()),
+    ]
 
 
 def safe(value: str) -> str:
@@ -67,53 +90,66 @@ def _hours(seconds: float) -> float:
     return round(seconds / 3600, 4)
 
 
+def _figures(sums: Mapping[str, Any]) -> list[Any]:
+    """The time columns and the amount of a row or of the totals."""
+    seconds, rounded, billable = sums["seconds"], sums["rounded_seconds"], sums["billable_seconds"]
+    return [_hours(seconds), _hours(rounded), seconds, rounded, _hours(billable), billable, sums["amount"]]
+
+
 def table(
-    rows: Iterable[dict[str, Any]], text: Callable[[str], str] = safe, max_rows: int | None = None
+    rows: Iterable[dict[str, Any]],
+    text: Callable[[str], str] = safe,
+    max_rows: int | None = None,
+    *,
+    client: bool = False,
+    currency: str | None = None,
 ) -> Iterator[list[Any]]:
     """
     The header, a line per report row and the totals, from ``rows`` as
     ``reports.report_rows`` gives them (its rows, then ``{"totals": ...}``);
-    names pass through ``text``. Past ``max_rows`` rows: a marked last line
-    (``truncated`` and why) in place of the rest and of the totals.
+    names pass through ``text``; ``client``: the rows are grouped by client,
+    which has its column. Amounts are the report's decimal strings. Past
+    ``max_rows`` rows: a marked last line (``truncated`` and why) in place of
+    the rest and of the totals.
     """
-    yield HEADER
+    columns = header(client=client, currency=currency)
+    yield columns
+    blanks = [""] * (columns.index("project") - 1)
     written = 0
     for row in rows:
         if "totals" in row:
-            totals = row["totals"]
-            seconds, rounded = totals["seconds"], totals["rounded_seconds"]
-            yield ["total", "", "", _hours(seconds), _hours(rounded), seconds, rounded]
+            yield ["total", *blanks, "", *_figures(row["totals"])]
             return
         if max_rows is not None and written >= max_rows:
-            yield truncated_line(max_rows)
+            yield truncated_line(max_rows, len(columns))
             return
         written += 1
-        yield [
-            row["period"],
-            text(row.get("owner", {}).get("username", "")),
-            text(row.get("projet", {}).get("designation", "")),
-            _hours(row["seconds"]),
-            _hours(row["rounded_seconds"]),
-            row["seconds"],
-            row["rounded_seconds"],
-        ]
+        names = [text(row.get("owner", {}).get("username", ""))]
+        if client:
+            names.append(text(row.get("client", {}).get("name", "")))
+        yield [row["period"], *names, text(row.get("projet", {}).get("designation", "")), *_figures(row)]
 
 
-def truncated_line(max_rows: int) -> list[Any]:
-    """The last line of an export stopped at ``max_rows`` rows: no totals, and why."""
+def truncated_line(max_rows: int, width: int | None = None) -> list[Any]:
+    """The last line of an export stopped at ``max_rows`` rows (``width`` cells): no totals, and why."""
     message = _(
         "The export stops here: it holds at most %(rows)s rows. Export a shorter range, or group by week or month."
     ) % {"rows": max_rows}
-    return [TRUNCATED, message, "", "", "", "", ""]
+    return [TRUNCATED, message, *[""] * ((width or len(header())) - 2)]
 
 
 def _with_totals(report: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
     return chain(report["rows"], [{"totals": report["totals"]}])
 
 
+def _layout(report: Mapping[str, Any]) -> dict[str, Any]:
+    """What a whole report's export is laid out by: its client column, its currency."""
+    return {"client": "client" in report.get("by", ()), "currency": report.get("currency")}
+
+
 def report_rows(report: dict[str, Any], text: Callable[[str], str] = safe) -> Iterator[list[Any]]:
     """The header, a row per report row and the totals; names pass through ``text`` (``safe`` by default)."""
-    return table(_with_totals(report), text)
+    return table(_with_totals(report), text, **_layout(report))
 
 
 def _close(rows: Iterable[Any]) -> None:
@@ -123,13 +159,21 @@ def _close(rows: Iterable[Any]) -> None:
 
 
 def csv_chunks(
-    rows: Iterable[dict[str, Any]], *, max_rows: int | None = None, chunk_rows: int = CHUNK_ROWS
+    rows: Iterable[dict[str, Any]],
+    *,
+    max_rows: int | None = None,
+    chunk_rows: int = CHUNK_ROWS,
+    client: bool = False,
+    currency: str | None = None,
 ) -> Iterator[bytes]:
-    """The CSV of ``rows`` (see ``table``) in UTF-8 chunks of ``chunk_rows`` lines; ``rows`` is closed at the end."""
+    """
+    The CSV of ``rows`` (see ``table``, and ``client`` and ``currency``
+    there) in UTF-8 chunks of ``chunk_rows`` lines; ``rows`` is closed at the end.
+    """
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     try:
-        for number, line in enumerate(table(rows, max_rows=max_rows), 1):
+        for number, line in enumerate(table(rows, max_rows=max_rows, client=client, currency=currency), 1):
             writer.writerow(line)
             if number % chunk_rows == 0:
                 yield buffer.getvalue().encode()
@@ -142,22 +186,33 @@ def csv_chunks(
 
 
 def as_csv(report: dict[str, Any]) -> bytes:
-    return b"".join(csv_chunks(_with_totals(report)))
+    return b"".join(csv_chunks(_with_totals(report), **_layout(report)))
 
 
 def write_xlsx(
-    rows: Iterable[dict[str, Any]], rounding: Mapping[str, Any], target: IO[bytes], *, max_rows: int | None = None
+    rows: Iterable[dict[str, Any]],
+    rounding: Mapping[str, Any],
+    target: IO[bytes],
+    *,
+    max_rows: int | None = None,
+    client: bool = False,
+    currency: str | None = None,
 ) -> None:
     """
-    The spreadsheet of ``rows`` (see ``table``) and the ``rounding`` applied,
-    written to ``target`` row by row (openpyxl's write-only mode keeps rows
-    in a temporary file, not in memory); ``rows`` is closed at the end.
+    The spreadsheet of ``rows`` (see ``table``, and ``client`` and
+    ``currency`` there) and the ``rounding`` applied, written to ``target``
+    row by row (openpyxl's write-only mode keeps rows in a temporary file,
+    not in memory); ``rows`` is closed at the end.
     """
     try:
         workbook = Workbook(write_only=True)
         sheet = workbook.create_sheet("report")
-        for line in table(rows, text=spreadsheet_text, max_rows=max_rows):
-            sheet.append(_with_durations(sheet, line))
+        lines = table(rows, text=spreadsheet_text, max_rows=max_rows, client=client, currency=currency)
+        columns = next(lines)
+        sheet.append(columns)
+        spreadsheet_line = _spreadsheet_line(sheet, columns)
+        for line in lines:
+            sheet.append(spreadsheet_line(line))
         sheet.append([])
         sheet.append(rounding_line(rounding))
         workbook.save(target)
@@ -165,20 +220,32 @@ def write_xlsx(
         _close(rows)
 
 
-def _with_durations(sheet: Any, line: list[Any]) -> list[Any]:
+def _spreadsheet_line(sheet: Any, columns: list[str]) -> Callable[[list[Any]], list[Any]]:
     """
-    A line of ``table`` for the spreadsheet: on a row or the totals, the
-    hours columns become durations made from the exact seconds, formatted
-    ``DURATION_FORMAT``; the header and a truncated line are left as they are.
+    A function from a line of ``table`` to the spreadsheet's: on a row or the
+    totals, the hours columns become durations made from the exact seconds,
+    formatted ``DURATION_FORMAT``, and the amount a number with the
+    currency's decimals; a truncated line is left as it is.
     """
-    if line[0] == TRUNCATED or not all(isinstance(line[column], int | float) for column in SECONDS_COLUMNS):
+    pairs = [(columns.index(hours), columns.index(seconds)) for hours, seconds in DURATIONS]
+    amount = len(columns) - 1
+    places = rates.decimals(columns[amount].removeprefix(AMOUNT))
+    money_format = "0." + "0" * places if places else "0"
+
+    def convert(line: list[Any]) -> list[Any]:
+        if line[0] == TRUNCATED or not all(isinstance(line[seconds], int | float) for _hours, seconds in pairs):
+            return line
+        line = list(line)
+        for hours, seconds in pairs:
+            cell = WriteOnlyCell(sheet, value=timedelta(seconds=line[seconds]))
+            cell.number_format = DURATION_FORMAT
+            line[hours] = cell
+        cell = WriteOnlyCell(sheet, value=Decimal(line[amount]))
+        cell.number_format = money_format
+        line[amount] = cell
         return line
-    line = list(line)
-    for hours, seconds in zip(HOURS_COLUMNS, SECONDS_COLUMNS, strict=True):
-        cell = WriteOnlyCell(sheet, value=timedelta(seconds=line[seconds]))
-        cell.number_format = DURATION_FORMAT
-        line[hours] = cell
-    return line
+
+    return convert
 
 
 def rounding_line(rounding: Mapping[str, Any]) -> list[Any]:
@@ -190,7 +257,7 @@ def rounding_line(rounding: Mapping[str, Any]) -> list[Any]:
 
 def as_xlsx(report: dict[str, Any]) -> bytes:
     buffer = io.BytesIO()
-    write_xlsx(_with_totals(report), report["rounding"], buffer)
+    write_xlsx(_with_totals(report), report["rounding"], buffer, **_layout(report))
     return buffer.getvalue()
 
 
@@ -200,6 +267,8 @@ def xlsx_chunks(
     *,
     max_rows: int | None = None,
     chunk_bytes: int = FILE_CHUNK_BYTES,
+    client: bool = False,
+    currency: str | None = None,
 ) -> Iterator[bytes]:
     """
     The spreadsheet of ``rows`` in chunks of ``chunk_bytes``: written whole
@@ -208,7 +277,7 @@ def xlsx_chunks(
     ``rounding`` gives the rule applied, read when the file is written.
     """
     with tempfile.TemporaryFile(prefix="timesheet-export-", suffix=".xlsx") as file:
-        write_xlsx(rows, rounding(), file, max_rows=max_rows)
+        write_xlsx(rows, rounding(), file, max_rows=max_rows, client=client, currency=currency)
         file.seek(0)
         while chunk := file.read(chunk_bytes):
             yield chunk

@@ -1,6 +1,7 @@
 """
 Time sheets: how much time each owner charged to each project on each day,
-week or month, from the ledger (stretches) and the dated adjustments.
+week or month, from the ledger (stretches) and the dated adjustments, and
+what the billable part of that time is worth.
 
 Days are the owner's local days: Python computes each day's start and end
 instants per time zone (so a 23- or 25-hour day and a +05:30 or +12:45
@@ -10,9 +11,32 @@ aggregates, so memory does not grow with the number of stretches. A
 running stretch counts up to the database's now. Time is exact in integer
 microseconds. Rounding applies here, at report time only: the ledger is
 never rounded.
+
+Amounts (``rates``): the time of billable projects is priced at the hourly
+rates. The query's periods are also cut at every instant a rate begins in
+the range (``rates.split``, each piece keeping its day), so that no piece
+holds a rate change; the pieces are summed per day, owner, project and
+segment between two rate changes, each (owner, project, segment) is priced
+once in SQL (``rates.rate_sql``, at the segment's start: no rate begins
+inside it, so that is the rate of its every instant), and the products,
+microseconds x minor units an hour ("rate units"), are summed per day,
+owner and project in SQL, in integers. Adjustments are priced in Python
+(``RateBook.rate_at``) at the start of their day in the owner's zone. When
+no rate has begun by the range's end nothing is priced: the query is the
+plain one and every amount is 0.
+
+Rounding of amounts: the exact amount of each (day, owner, project) cell,
+its stretches' and adjustments' rate units together, is rounded half up to
+the currency's minor unit once (``rates.minor_units``); every coarser row (a
+week, a month, a row by owner, client or project only) and the totals are
+sums of those rounded cells, so the day rows always add up to the month and
+the rows to the totals. Amounts are of exact time: the rounding of reported
+time (``rounded_seconds``) never changes them. A rate applies only to time
+after it begins and cannot begin in the past, so a report of past time never
+changes when a rate is added.
 """
 
-import heapq
+import bisect
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -28,17 +52,23 @@ from django.utils.translation import gettext as _
 
 from timesheet.core import conf, limits
 from timesheet.core.dbtime import db_now, sqlite_exact_microseconds
-from timesheet.domain import days, rounding, selectors
+from timesheet.domain import days, rates, rounding, selectors
 from timesheet.domain.errors import Code, Refused
-from timesheet.models import FicheEvent, Projet
+from timesheet.models import Client, FicheEvent, Projet
 
+# The rows' dimensions by default, and every dimension ``by`` may name.
 DIMENSIONS = ("owner", "projet")
+BY = ("owner", "client", "projet")
 GROUPS = ("day", "week", "month")
 MICROSECONDS = rounding.MICROSECONDS
-# A piece of a day's time as the streamed report reads it: (day, owner id, project id, microseconds, rounded).
-Piece = tuple[date, int, int, int, int]
+# A piece of a day's time as the streamed report reads it:
+# (day, owner id, project id, microseconds, rounded, rate units).
+Piece = tuple[date, int, int, int, int, int]
 # Rows read from the database at a time by the streamed report.
 CHUNK_ROWS = 2000
+# Rate units (microseconds x minor units an hour) in a minor unit: the query sums a cell's whole minor units and
+# the rest apart, so that no sum leaves 64 bits.
+UNITS_PER_MINOR = rates.UNITS_PER_MINOR
 
 
 def period_of(day: date, group: str) -> str:
@@ -76,9 +106,10 @@ def report_request(
 ) -> ReportRequest:
     """
     The report ``user`` asks for, checked: a range of at most REPORT_MAX_DAYS
-    days within the years 2 to 9998, a known grouping and dimensions, and only
-    the rows ``user`` may see (``owner_id``: one owner's, which needs the
-    permission to see everyone's unless it is the user's own).
+    days within the years 2 to 9998, a known grouping and dimensions (owner,
+    client, projet), and only the rows ``user`` may see (``owner_id``: one
+    owner's, which needs the permission to see everyone's unless it is the
+    user's own).
     """
     if not (limits.FIRST_DAY <= first and last <= limits.LAST_DAY):
         raise Refused(
@@ -93,11 +124,11 @@ def report_request(
     if group not in GROUPS:
         raise Refused(_("'group' takes day, week or month, not %(group)s.") % {"group": group}, code=Code.INVALID)
     parts = by.split(",") if isinstance(by, str) else by
-    dimensions = tuple(part.strip() for part in parts if part.strip())
-    unknown = set(dimensions) - set(DIMENSIONS)
+    dimensions = tuple(dict.fromkeys(part.strip() for part in parts if part.strip()))  # each once, in order
+    unknown = set(dimensions) - set(BY)
     if unknown:
         raise Refused(
-            _("'by' takes owner and projet, not %(unknown)s.") % {"unknown": ", ".join(sorted(unknown))},
+            _("'by' takes owner, client and projet, not %(unknown)s.") % {"unknown": ", ".join(sorted(unknown))},
             code=Code.INVALID,
         )
     owner_ids = selectors.owners_seen_by(user, owner_id, _("Only staff may see other people's time."))
@@ -140,17 +171,31 @@ def request_from_query(*, user: Any, query: Mapping[str, str], first: date, last
 # The split ----------------------------------------------------------------------
 
 
-def _piece_sql(vendor: str) -> str:
-    """Exact microseconds of a stretch (``st``, open ones ended at now) inside a period (``p``)."""
+def _piece_sql(vendor: str, start: str = "p.p_start", end: str = "p.p_end") -> str:
+    """Exact microseconds of a stretch (``st``, open ones ended at now) inside a period (``start`` to ``end``)."""
     if vendor == "sqlite":
         # Instants are whole milliseconds: julianday's error (~40 us) rounds away.
         return sqlite_exact_microseconds(
-            "MIN(julianday(st.ended_at), julianday(p.p_end))", "MAX(julianday(st.started_at), julianday(p.p_start))"
+            f"MIN(julianday(st.ended_at), julianday({end}))", f"MAX(julianday(st.started_at), julianday({start}))"
         )
     return (
-        "CAST(EXTRACT(EPOCH FROM (LEAST(st.ended_at, p.p_end) - GREATEST(st.started_at, p.p_start)))"
-        " * 1000000 AS BIGINT)"
+        f"CAST(EXTRACT(EPOCH FROM (LEAST(st.ended_at, {end}) - GREATEST(st.started_at, {start}))) * 1000000 AS BIGINT)"
     )
+
+
+def _priced(book: rates.RateBook | None, high: datetime) -> bool:
+    """Whether a range ending at ``high`` has anything to price: some rate begun before its end."""
+    return book is not None and bool(book.instants) and book.instants[0] < high
+
+
+@dataclass(frozen=True)
+class _Split:
+    """The split's query and parameters, and what its rows hold beyond (day, owner id, project id, microseconds)."""
+
+    sql: str
+    params: list[Any]
+    rounded: bool  # then a rounded sum
+    priced: bool  # then the rate units as two sums (see ``_priced_sql``)
 
 
 def _split_sql(
@@ -160,62 +205,150 @@ def _split_sql(
     owner_ids: list[int] | None,
     rules: tuple[dict[int, rounding.Rule], rounding.Rule] | None,
     now: datetime,
-) -> tuple[str, list[Any]]:
+    book: rates.RateBook | None = None,
+) -> _Split:
     """
-    The split's query and its parameters: the stretches split at the owners'
-    local midnights from ``first`` to ``last``, summed per day, owner and
-    project, each piece rounded by ``rules`` (``(per project, default)``, for
-    rounding per stretch) or not, open stretches counted up to ``now``, in
-    the order of the days.
+    The split's query: the stretches split at the owners' local midnights
+    from ``first`` to ``last``, summed per day, owner and project, each
+    piece rounded by ``rules`` (``(per project, default)``, for rounding per
+    stretch) or not, open stretches counted up to ``now``, in the order of
+    the days. Its rows are (day, owner id, project id, microseconds[,
+    rounded]) and, when it prices (``book`` holds a rate begun by the
+    range's end), the rate units of the cell as two sums: whole minor units
+    and the rest (see ``_priced_sql``).
     """
     vendor = connection.vendor
     adapt = connection.ops.adapt_datetimefield_value if vendor == "sqlite" else (lambda value: value)
     names = days.zone_names(owner_ids)
-    periods = [(name, *bounds) for name in sorted(names) for bounds in days.day_bounds(name, first, last)]
-    typed = (
-        "(%s, %s, %s, %s)"
-        if vendor == "sqlite"
-        else ("(%s, CAST(%s AS date), CAST(%s AS timestamptz), CAST(%s AS timestamptz))")
-    )
+    periods = [
+        ((name, day, start, end), start, end)
+        for name in sorted(names)
+        for day, start, end in days.day_bounds(name, first, last)
+    ]
+    low = min(start for _label, start, _end in periods)
+    high = max(end for _label, _start, end in periods)
+    priced = _priced(book, high)
+    changes = book.changes(low, high) if priced and book is not None else []
+    # Rounding per stretch is of a stretch's whole day: when a day is cut at a rate change, the
+    # day's part of the stretch is rounded once, on the piece its start falls in (``rus``).
+    whole_days = bool(changes) and rules is not None and any(rule.step for rule in (rules[1], *rules[0].values()))
+    if priced:
+        pieces = list(rates.split(periods, changes))
+        columns = "zone, day, p_start, p_end, seg" + (", d_start, d_end" if whole_days else "")
+    else:
+        pieces = periods
+        columns = "zone, day, p_start, p_end"
+    if vendor == "sqlite":
+        typed = "(" + ", ".join(["%s"] * len(columns.split(", "))) + ")"
+    else:
+        typed = "(%s, CAST(%s AS date), CAST(%s AS timestamptz), CAST(%s AS timestamptz)"
+        if priced:
+            typed += ", CAST(%s AS integer)"
+        if whole_days:
+            typed += ", CAST(%s AS timestamptz), CAST(%s AS timestamptz)"
+        typed += ")"
     params: list[Any] = []
-    for name, day, start, end in periods:
+    for (name, day, day_start, day_end), start, end in pieces:
         params += [name, day.isoformat(), adapt(start), adapt(end)]
+        if priced:
+            params.append(bisect.bisect_right(changes, start))
+        if whole_days:
+            params += [adapt(day_start), adapt(day_end)]
+    values = f"periods({columns}) AS (VALUES {', '.join([typed] * len(pieces))})"
+    if priced:
+        # Each segment between two rate changes and its first instant, at which it is priced.
+        typed_segment = "(%s, %s)" if vendor == "sqlite" else "(CAST(%s AS integer), CAST(%s AS timestamptz))"
+        instants = [low, *changes]
+        values += f", segments(seg, at) AS (VALUES {', '.join([typed_segment] * len(instants))})"
+        for number, instant in enumerate(instants):
+            params += [number, adapt(instant)]
     # Its parameters follow the periods', as in the text.
-    rounded_us = rounding.rules_sql(*rules, "us", params) if rules else "us"
+    rounded_us = rounding.rules_sql(*rules, "rus" if whole_days else "us", params) if rules else "us"
     owners = ""
     piece = _piece_sql(vendor)
-    params += [adapt(now), settings.TIME_ZONE]
-    params += [adapt(max(end for *_, end in periods)), adapt(min(start for *_, start, _ in periods))]
+    params += [adapt(now), settings.TIME_ZONE, adapt(high), adapt(low)]
     if owner_ids is not None:
         owners = f"AND f.owner_id IN ({', '.join(['%s'] * len(owner_ids)) or 'NULL'})"
         params += owner_ids
     # PostgreSQL: OFFSET 0 keeps the stretches (a parallel scan joined to their
     # owners' zones) planned apart from the few periods they are then matched to.
     fence = "OFFSET 0" if vendor == "postgresql" else ""
+    stretches = f"""
+                FROM (
+                    SELECT s.started_at AS started_at, COALESCE(s.ended_at, %s) AS ended_at,
+                           f.owner_id AS owner_id, f.projet_id AS projet_id, COALESCE(pr.time_zone, %s) AS zone
+                    FROM timesheet_stretch s
+                    JOIN timesheet_fichetemps f ON f.id = s.fiche_id
+                    LEFT JOIN timesheet_profile pr ON pr.user_id = f.owner_id
+                    WHERE s.started_at < %s AND (s.ended_at IS NULL OR s.ended_at > %s) {owners}
+                    {fence}
+                ) st
+                JOIN periods p ON p.zone = st.zone AND st.started_at < p.p_end AND st.ended_at > p.p_start"""
+    if priced:
+        day_part = ""
+        if whole_days:
+            whole = _piece_sql(vendor, "p.d_start", "p.d_end")
+            day_part = f", CASE WHEN st.started_at >= p.p_start OR p.p_start = p.d_start THEN {whole} ELSE 0 END AS rus"
+        sql = _priced_sql(values, f"{piece} AS us{day_part}", stretches, rounded_us)
+        return _Split(sql, params, rounded=rounded_us != "us", priced=True)
     # Without per-stretch rounding the rounded sum is the sum: not computed twice.
     rounded = "" if rounded_us == "us" else f", CAST(SUM({rounded_us}) AS BIGINT)"
     # Days are dates on PostgreSQL and ISO text (YYYY-MM-DD, four-digit years) on SQLite: both sort as days do.
-    order = "ORDER BY day"
     sql = f"""
-        WITH periods(zone, day, p_start, p_end) AS (VALUES {", ".join([typed] * len(periods))})
+        WITH {values}
         SELECT day, owner_id, projet_id, CAST(SUM(us) AS BIGINT){rounded}
         FROM (
             SELECT p.day AS day, st.owner_id AS owner_id, st.projet_id AS projet_id, {piece} AS us
-            FROM (
-                SELECT s.started_at AS started_at, COALESCE(s.ended_at, %s) AS ended_at,
-                       f.owner_id AS owner_id, f.projet_id AS projet_id, COALESCE(pr.time_zone, %s) AS zone
-                FROM timesheet_stretch s
-                JOIN timesheet_fichetemps f ON f.id = s.fiche_id
-                LEFT JOIN timesheet_profile pr ON pr.user_id = f.owner_id
-                WHERE s.started_at < %s AND (s.ended_at IS NULL OR s.ended_at > %s) {owners}
-                {fence}
-            ) st
-            JOIN periods p ON p.zone = st.zone AND st.started_at < p.p_end AND st.ended_at > p.p_start
+            {stretches}
         ) pieces
         GROUP BY day, owner_id, projet_id
-        {order}
+        ORDER BY day
     """
-    return sql, params
+    return _Split(sql, params, rounded=rounded_us != "us", priced=False)
+
+
+def _priced_sql(values: str, pieces: str, stretches: str, rounded_us: str) -> str:
+    """
+    The split's query when it prices: the pieces summed per day, owner,
+    project and rate segment (``cells``); each (owner, project, segment) of
+    a billable project priced once (``prices``: ``rates.rate_sql`` at the
+    segment's first instant, the rate of every instant of it); then per day,
+    owner and project the time and the rate units (microseconds x rate) as
+    two sums, of whole minor units and of the rest: with ``K`` the rate units
+    in a minor unit, ``us x rate = (us / K x rate + (us % K x rate) / K) x K
+    + (us % K x rate) % K``, each term far inside 64 bits (a rate is at
+    most RATE_MAX_MINOR), whatever a cell holds and however many rate
+    changes a day has.
+    """
+    rounded_cell = "" if rounded_us == "us" else f", CAST(SUM({rounded_us}) AS BIGINT) AS rounded"
+    rounded_sum = "" if rounded_us == "us" else ", CAST(SUM(c.rounded) AS BIGINT)"
+    rate = rates.rate_sql(user="k.owner_id", projet="k.projet_id", client="pj.client_id", at="g.at")
+    k = UNITS_PER_MINOR  # K in the docstring
+    return f"""
+        WITH {values},
+        cells AS (
+            SELECT day, owner_id, projet_id, seg, CAST(SUM(us) AS BIGINT) AS us{rounded_cell}
+            FROM (
+                SELECT p.day AS day, p.seg AS seg, st.owner_id AS owner_id, st.projet_id AS projet_id, {pieces}
+                {stretches}
+            ) pieces
+            GROUP BY day, owner_id, projet_id, seg
+        ),
+        prices AS (
+            SELECT k.owner_id AS owner_id, k.projet_id AS projet_id, k.seg AS seg, {rate} AS rate
+            FROM (SELECT DISTINCT owner_id, projet_id, seg FROM cells) k
+            JOIN timesheet_projet pj ON pj.id = k.projet_id
+            JOIN segments g ON g.seg = k.seg
+            WHERE pj.billable
+        )
+        SELECT c.day, c.owner_id, c.projet_id, CAST(SUM(c.us) AS BIGINT){rounded_sum},
+               CAST(SUM((c.us / {k}) * pr.rate + ((c.us %% {k}) * pr.rate) / {k}) AS BIGINT),
+               CAST(SUM(((c.us %% {k}) * pr.rate) %% {k}) AS BIGINT)
+        FROM cells c
+        LEFT JOIN prices pr ON pr.owner_id = c.owner_id AND pr.projet_id = c.projet_id AND pr.seg = c.seg
+        GROUP BY c.day, c.owner_id, c.projet_id
+        ORDER BY c.day
+    """
 
 
 def _day_parser() -> Callable[[Any], date]:
@@ -230,39 +363,69 @@ def _day_parser() -> Callable[[Any], date]:
     return parse
 
 
-def _split_pieces(
+def _adjustments(*, first: date, last: date, owner_ids: Iterable[int] | None) -> Any:
+    """The adjustments dated in the range, in the order of their days."""
+    events = FicheEvent.objects.filter(kind=FicheEvent.Kind.ADJUSTED, applies_to__gte=first, applies_to__lte=last)
+    if owner_ids is not None:
+        events = events.filter(fiche__owner_id__in=owner_ids)
+    return events.order_by("applies_to")
+
+
+def _adjustment_pieces(
     *,
     first: date,
     last: date,
     owner_ids: list[int] | None,
-    rules: tuple[dict[int, rounding.Rule], rounding.Rule] | None,
-    now: datetime,
     chunk_rows: int,
+    book: rates.RateBook | None = None,
 ) -> Generator[Piece]:
-    """The split's cells one by one, by day, read ``chunk_rows`` at a time (PostgreSQL: a server-side cursor)."""
-    sql, params = _split_sql(first=first, last=last, owner_ids=owner_ids, rules=rules, now=now)
-    parse = _day_parser()
-    with connection.chunked_cursor() as cursor:
-        cursor.execute(sql, params)
-        while chunk := cursor.fetchmany(chunk_rows):
-            for day, owner_id, projet_id, microseconds, *rounded in chunk:
-                yield parse(day), owner_id, projet_id, microseconds, rounded[0] if rounded else microseconds
-
-
-def _adjustments(*, first: date, last: date, owner_ids: Iterable[int] | None) -> Any:
-    """The values (day, owner id, project id, delta) of the adjustments dated in the range."""
-    events = FicheEvent.objects.filter(kind=FicheEvent.Kind.ADJUSTED, applies_to__gte=first, applies_to__lte=last)
-    if owner_ids is not None:
-        events = events.filter(fiche__owner_id__in=owner_ids)
-    return events.values_list("applies_to", "fiche__owner_id", "fiche__projet_id", "delta")
-
-
-def _adjustment_pieces(*, first: date, last: date, owner_ids: list[int] | None, chunk_rows: int) -> Generator[Piece]:
-    """The adjustments dated in the range one by one, by day, as pieces counted as they are (never rounded)."""
-    values = _adjustments(first=first, last=last, owner_ids=owner_ids).order_by("applies_to")
-    for day, owner_id, projet_id, delta in values.iterator(chunk_size=chunk_rows):
+    """
+    The adjustments dated in the range one by one, by day, as pieces counted
+    as they are (never rounded), each priced at the rate in effect at the
+    start of its day in its owner's zone (billable or not: what is not
+    billable is left out of the amounts when the rows are made).
+    """
+    events = _adjustments(first=first, last=last, owner_ids=owner_ids)
+    if not book:
+        for day, owner_id, projet_id, delta in events.values_list(
+            "applies_to", "fiche__owner_id", "fiche__projet_id", "delta"
+        ).iterator(chunk_size=chunk_rows):
+            microseconds = delta // timedelta(microseconds=1)
+            yield day, owner_id, projet_id, microseconds, microseconds, 0
+        return
+    midnights: dict[tuple[str, date], datetime] = {}
+    values = events.values_list(
+        "applies_to",
+        "fiche__owner_id",
+        "fiche__projet_id",
+        "delta",
+        "fiche__projet__client_id",
+        "fiche__owner__timesheet_profile__time_zone",
+    )
+    for day, owner_id, projet_id, delta, client_id, zone in values.iterator(chunk_size=chunk_rows):
         microseconds = delta // timedelta(microseconds=1)
-        yield day, owner_id, projet_id, microseconds, microseconds
+        midnight = midnights.get((zone or "", day))
+        if midnight is None:
+            midnight = midnights[(zone or "", day)] = days.local_midnight(day, days.zone_of(zone))
+        hourly = book.rate_at(user_id=owner_id, projet_id=projet_id, client_id=client_id, at=midnight)
+        yield day, owner_id, projet_id, microseconds, microseconds, microseconds * hourly
+
+
+# A day's or a period's {(owner id, project id): (microseconds, rounded, rate units or minor units)}.
+# Tuples of numbers, not lists: the collector stops tracking them, so that a report's hundreds of
+# thousands of short-lived cells do not make every full collection longer.
+Cells = dict[tuple[int, int], tuple[int, int, int]]
+
+
+def _add(cells: Cells, pieces: Iterable[Piece]) -> Cells:
+    """``cells`` with ``pieces`` (of their day) added."""
+    for _day, owner_id, projet_id, microseconds, rounded, units in pieces:
+        sums = cells.get((owner_id, projet_id))
+        if sums is None:
+            cells[(owner_id, projet_id)] = (microseconds, rounded, units)
+        else:
+            cells[(owner_id, projet_id)] = (sums[0] + microseconds, sums[1] + rounded, sums[2] + units)
+    return cells
 
 
 def _days(
@@ -273,24 +436,56 @@ def _days(
     rules: tuple[dict[int, rounding.Rule], rounding.Rule] | None,
     now: datetime,
     chunk_rows: int,
-) -> Iterator[tuple[date, dict[tuple[int, int], list[int]]]]:
-    """Each day of the range that holds time, in order, with its {(owner id, project id): [microseconds, rounded]}."""
-    split = _split_pieces(first=first, last=last, owner_ids=owner_ids, rules=rules, now=now, chunk_rows=chunk_rows)
-    adjusted = _adjustment_pieces(first=first, last=last, owner_ids=owner_ids, chunk_rows=chunk_rows)
+    book: rates.RateBook | None = None,
+) -> Generator[tuple[date, Cells]]:
+    """
+    Each day of the range that holds time, in order, with its {(owner id,
+    project id): [microseconds, rounded, rate units]}: the split's cells
+    (read ``chunk_rows`` at a time; PostgreSQL: a server-side cursor) and
+    that day's adjustments together.
+    """
+    split = _split_sql(first=first, last=last, owner_ids=owner_ids, rules=rules, now=now, book=book)
+    pieces = _adjustment_pieces(first=first, last=last, owner_ids=owner_ids, chunk_rows=chunk_rows, book=book)
+    adjusted = groupby(pieces, key=itemgetter(0))
+    waiting = next(adjusted, None)  # the next day of adjustments: (day, its pieces)
+    parse = _day_parser()
+    priced, rounded = split.priced, split.rounded
+    minor_at = 5 if rounded else 4  # where a priced row's rate units are: whole minor units, then the rest
+    raw_day: Any = None
+    day: date | None = None
+    cells: Cells = {}
     try:
-        for day, pieces in groupby(heapq.merge(split, adjusted, key=itemgetter(0)), key=itemgetter(0)):
-            cells: dict[tuple[int, int], list[int]] = {}
-            for _day, owner_id, projet_id, microseconds, rounded in pieces:
-                sums = cells.get((owner_id, projet_id))
-                if sums is None:
-                    cells[(owner_id, projet_id)] = [microseconds, rounded]
-                else:
-                    sums[0] += microseconds
-                    sums[1] += rounded
+        with connection.chunked_cursor() as cursor:
+            cursor.execute(split.sql, split.params)
+            while chunk := cursor.fetchmany(chunk_rows):
+                for row in chunk:
+                    if row[0] != raw_day:
+                        raw_day, row_day = row[0], parse(row[0])
+                        if day is not None:
+                            if waiting is not None and waiting[0] == day:
+                                _add(cells, waiting[1])
+                                waiting = next(adjusted, None)
+                            yield day, cells
+                        while waiting is not None and waiting[0] < row_day:  # days of adjustments only
+                            yield waiting[0], _add({}, waiting[1])
+                            waiting = next(adjusted, None)
+                        day, cells = row_day, {}
+                    microseconds = row[3]
+                    units = 0
+                    if priced and row[minor_at] is not None:
+                        units = row[minor_at] * UNITS_PER_MINOR + row[minor_at + 1]
+                    # The query's rows are one per day, owner and project.
+                    cells[(row[1], row[2])] = (microseconds, row[4] if rounded else microseconds, units)
+        if day is not None:
+            if waiting is not None and waiting[0] == day:
+                _add(cells, waiting[1])
+                waiting = next(adjusted, None)
             yield day, cells
+        while waiting is not None:
+            yield waiting[0], _add({}, waiting[1])
+            waiting = next(adjusted, None)
     finally:  # stopped early: the cursors are closed now, on this thread
-        split.close()
-        adjusted.close()
+        pieces.close()
 
 
 def _segments(first: date, last: date, group: str) -> list[tuple[date, date]]:
@@ -324,56 +519,213 @@ def rounding_of(rules: dict[int, rounding.Rule] | None = None, default: rounding
     }
 
 
+def money_of(code: str | None = None) -> Callable[[int], str]:
+    """
+    A function from minor units to the decimal string ``rates.money`` makes
+    ("1234.50"), without its Decimals: a report formats one per row.
+    """
+    places = rates.decimals(code)
+    scale = 10**places
+    zero = rates.money(0, code)
+    pattern = f"%d.%0{places}d"
+
+    def money(minor: int) -> str:
+        if not minor:
+            return zero  # one string for every row without an amount
+        if not places:
+            return str(minor)
+        text: str = pattern % divmod(abs(minor), scale)
+        return "-" + text if minor < 0 else text
+
+    return money
+
+
 class _Names:
-    """The owners' and projects' names the streamed rows show, read for each period's new ids only."""
+    """
+    The owners', clients' and projects' names the streamed rows show, each
+    project's client and whether it is billable, and each id's place in the
+    order of the names: read for each period's new ids only.
+    """
 
     def __init__(self) -> None:
         self.owners: dict[int, dict[str, Any]] = {}
         self.projets: dict[int, dict[str, Any]] = {}
+        self.clients: dict[int, dict[str, Any]] = {}
+        # Each project's (client id, 0 for none; billable).
+        self.kinds: dict[int, tuple[int, bool]] = {}
+        # Each id seen, in the order of its name then of the id (a name not found: ""; no client: 0).
+        self.owner_ranks: dict[int, int] = {}
+        self.projet_ranks: dict[int, int] = {}
+        self.client_ranks: dict[int, int] = {0: 0}
 
-    def read(self, keys: Iterable[tuple[int | None, int | None]]) -> None:
-        owner_ids = {o for o, _ in keys if o is not None and o not in self.owners}
-        projet_ids = {p for _, p in keys if p is not None and p not in self.projets}
-        if owner_ids:
-            username = get_user_model().USERNAME_FIELD
-            for pk, name in get_user_model().objects.filter(pk__in=owner_ids).values_list("pk", username):
-                self.owners[pk] = {"id": pk, "username": name}
+    def read(self, keys: Iterable[tuple[int, int]], *, owners: bool, clients: bool) -> None:
+        """Read what is new of the projects (and of the owners and clients, when shown) of ``keys``."""
+        keys = list(keys)
+        projet_ids = {p for _, p in keys if p not in self.kinds}
         if projet_ids:
-            for pk, name in Projet.objects.filter(pk__in=projet_ids).values_list("pk", "designation"):
+            for pk, name, client_id, billable in Projet.objects.filter(pk__in=projet_ids).values_list(
+                "pk", "designation", "client_id", "billable"
+            ):
                 self.projets[pk] = {"id": pk, "designation": name}
+                self.kinds[pk] = (client_id or 0, bool(billable))
+            for pk in projet_ids - self.kinds.keys():  # gone meanwhile: shown without a name, never priced
+                self.kinds[pk] = (0, False)
+            self.projet_ranks = _ranks(self.kinds, self.projets, "designation")
+        if owners:
+            owner_ids = {o for o, _ in keys if o not in self.owner_ranks}
+            if owner_ids:
+                username = get_user_model().USERNAME_FIELD
+                for pk, name in get_user_model().objects.filter(pk__in=owner_ids).values_list("pk", username):
+                    self.owners[pk] = {"id": pk, "username": name}
+                self.owner_ranks = _ranks([*self.owner_ranks, *owner_ids], self.owners, "username")
+        if clients:
+            client_ids = {self.kinds[p][0] for _, p in keys} - self.client_ranks.keys()
+            if client_ids:
+                for pk, name in Client.objects.filter(pk__in=client_ids).values_list("pk", "name"):
+                    self.clients[pk] = {"id": pk, "name": name}
+                self.client_ranks = _ranks([*self.client_ranks, *client_ids], self.clients, "name")
+
+
+def _ranks(ids: Iterable[int], names: Mapping[int, dict[str, Any]], field: str) -> dict[int, int]:
+    """Each id's place in the order of their names (then of the ids)."""
+    nobody: dict[str, Any] = {field: ""}
+    ordered = sorted(set(ids), key=lambda pk: (names.get(pk, nobody)[field], pk))
+    return {pk: rank for rank, pk in enumerate(ordered)}
 
 
 NOBODY: dict[str, Any] = {"id": None, "username": ""}
 NOTHING: dict[str, Any] = {"id": None, "designation": ""}
+NO_CLIENT: dict[str, Any] = {"id": None, "name": ""}
+
+
+@dataclass
+class _Totals:
+    microseconds: int = 0
+    rounded: int = 0
+    billable: int = 0
+    minor: int = 0
+
+    def add(self, microseconds: int, rounded: int, billable: int, minor: int) -> None:
+        self.microseconds += microseconds
+        self.rounded += rounded
+        self.billable += billable
+        self.minor += minor
 
 
 def _period_rows(
     period: str,
-    sums: dict[tuple[int | None, int | None], list[int]],
+    sums: Cells,
     names: _Names,
-    by_owner: bool,
-    by_projet: bool,
+    by: Sequence[str],
+    totals: _Totals,
+    money: Callable[[int], str],
 ) -> Iterator[dict[str, Any]]:
-    """One period's rows, by owner's and project's names."""
-    names.read(sums)
-    owners, projets = names.owners, names.projets
-
-    def order(item: tuple[tuple[int | None, int | None], list[int]]) -> tuple[str, str, int, int]:
-        (owner_key, projet_key), _sums = item
-        owner, projet = owners.get(owner_key or 0, NOBODY), projets.get(projet_key or 0, NOTHING)
-        return owner["username"], projet["designation"], owner_key or 0, projet_key or 0
-
-    for (owner_key, projet_key), (microseconds, rounded) in sorted(sums.items(), key=order):
-        row: dict[str, Any] = {
-            "period": period,
-            "seconds": microseconds / MICROSECONDS,
-            "rounded_seconds": rounded / MICROSECONDS,
-        }
+    """
+    One period's rows from its {(owner id, project id): [microseconds,
+    rounded, minor units]}: billable time and amounts kept for billable
+    projects only, grouped by ``by`` (owner, client, projet), in the order
+    of the owners', clients' and projects' names; added to ``totals``.
+    """
+    if not sums:
+        return
+    by_owner, by_client, by_projet = "owner" in by, "client" in by, "projet" in by
+    names.read(sums, owners=by_owner, clients=by_client)
+    owners, projets, clients, kinds = names.owners, names.projets, names.clients, names.kinds
+    if by_owner and by_projet:  # each cell is a row of its own (its client is its project's): nothing to add up
+        yield from _cell_rows(period, sums, names, by_client, totals, money)
+        return
+    # {(owner id, client id, project id), 0 where not a dimension: (microseconds, rounded, billable, minor units)}
+    grouped: dict[tuple[int, int, int], tuple[int, int, int, int]] = {}
+    for (owner_id, projet_id), (microseconds, rounded, minor) in sums.items():
+        client_id, billable = kinds[projet_id]
+        key = (owner_id if by_owner else 0, client_id if by_client else 0, projet_id if by_projet else 0)
+        us, rounded_us, billable_us, minor_sum = grouped.get(key, (0, 0, 0, 0))
+        if billable:
+            grouped[key] = (us + microseconds, rounded_us + rounded, billable_us + microseconds, minor_sum + minor)
+        else:
+            grouped[key] = (us + microseconds, rounded_us + rounded, billable_us, minor_sum)
+    owner_ranks = names.owner_ranks if by_owner else {0: 0}
+    client_ranks = names.client_ranks if by_client else {0: 0}
+    projet_ranks = names.projet_ranks if by_projet else {0: 0}
+    width = len(projet_ranks)
+    height = len(client_ranks) * width
+    ordered = sorted(
+        grouped, key=lambda key: owner_ranks[key[0]] * height + client_ranks[key[1]] * width + projet_ranks[key[2]]
+    )
+    total = total_rounded = total_billable = total_minor = 0
+    for key in ordered:
+        microseconds, rounded, billable_us, minor = grouped[key]
+        total += microseconds
+        total_rounded += rounded
+        total_billable += billable_us
+        total_minor += minor
+        seconds = microseconds / MICROSECONDS
+        row: dict[str, Any] = {"period": period}
         if by_owner:
-            row["owner"] = owners.get(owner_key, NOBODY) if owner_key is not None else NOBODY
+            row["owner"] = owners.get(key[0], NOBODY)
+        if by_client:
+            row["client"] = clients.get(key[1], NO_CLIENT)
         if by_projet:
-            row["projet"] = projets.get(projet_key, NOTHING) if projet_key is not None else NOTHING
+            row["projet"] = projets.get(key[2], NOTHING)
+        row["seconds"] = seconds
+        row["rounded_seconds"] = seconds if rounded == microseconds else rounded / MICROSECONDS
+        row["billable_seconds"] = seconds if billable_us == microseconds else billable_us / MICROSECONDS
+        row["amount"] = money(minor)
         yield row
+    totals.add(total, total_rounded, total_billable, total_minor)
+
+
+def _cell_rows(
+    period: str, sums: Cells, names: _Names, by_client: bool, totals: _Totals, money: Callable[[int], str]
+) -> Iterator[dict[str, Any]]:
+    """``_period_rows`` by owner and project (and client): a row per cell, the report's most common and largest."""
+    owners, projets, clients, kinds = names.owners, names.projets, names.clients, names.kinds
+    owner_ranks, projet_ranks, client_ranks = names.owner_ranks, names.projet_ranks, names.client_ranks
+    width = len(projet_ranks)
+    if by_client:
+        height = len(client_ranks) * width
+        ordered = sorted(
+            sums,
+            key=lambda key: (
+                owner_ranks[key[0]] * height + client_ranks[kinds[key[1]][0]] * width + projet_ranks[key[1]]
+            ),
+        )
+    else:
+        ordered = sorted(sums, key=lambda key: owner_ranks[key[0]] * width + projet_ranks[key[1]])
+    zero = money(0)
+    total = total_rounded = total_billable = total_minor = 0
+    for key in ordered:
+        microseconds, rounded, minor = sums[key]
+        client_id, billable = kinds[key[1]]
+        seconds = microseconds / MICROSECONDS
+        rounded_seconds = seconds if rounded == microseconds else rounded / MICROSECONDS
+        total += microseconds
+        total_rounded += rounded
+        if billable:
+            total_billable += microseconds
+            total_minor += minor
+        if by_client:
+            yield {
+                "period": period,
+                "owner": owners.get(key[0], NOBODY),
+                "client": clients.get(client_id, NO_CLIENT),
+                "projet": projets.get(key[1], NOTHING),
+                "seconds": seconds,
+                "rounded_seconds": rounded_seconds,
+                "billable_seconds": seconds if billable else 0.0,
+                "amount": money(minor) if billable else zero,
+            }
+        else:
+            yield {
+                "period": period,
+                "owner": owners.get(key[0], NOBODY),
+                "projet": projets.get(key[1], NOTHING),
+                "seconds": seconds,
+                "rounded_seconds": rounded_seconds,
+                "billable_seconds": seconds if billable else 0.0,
+                "amount": money(minor) if billable else zero,
+            }
+    totals.add(total, total_rounded, total_billable, total_minor)
 
 
 def _rows(
@@ -387,19 +739,24 @@ def _rows(
     rules: dict[int, rounding.Rule],
     default: rounding.Rule,
     chunk_rows: int,
+    book: rates.RateBook | None = None,
 ) -> Iterator[dict[str, Any]]:
     """
     The report's rows in its order, then ``{"totals": ...}``: read from the
     query by day, a period at a time, so that what is held is one period's
-    rows and one chunk of the query's, whatever the range.
+    cells and one chunk of the query's, whatever the range. Each day's cell
+    (owner, project) has its amount rounded to the minor unit here, once.
     """
     scope = str(conf.get("REPORT_ROUNDING_SCOPE"))
-    by_owner, by_projet = "owner" in by, "projet" in by
+    # Per day and project, before any sum over days or projects; nothing to do when no rule rounds.
+    per_group = scope == "group" and any(rule.step for rule in (default, *rules.values()))
     names = _Names()
-    total, total_rounded = 0, 0
+    totals = _Totals()
+    money = money_of()
+    minor_units = rates.minor_units
     for part_first, part_last in _segments(first, last, group):
         period = ""
-        sums: dict[tuple[int | None, int | None], list[int]] = {}
+        sums: Cells = {}
         for day, cells in _days(
             first=part_first,
             last=part_last,
@@ -407,34 +764,43 @@ def _rows(
             rules=(rules, default) if scope == "stretch" else None,
             now=now,
             chunk_rows=chunk_rows,
+            book=book,
         ):
+            # Each cell's (microseconds, rounded, rate units) becomes (microseconds, rounded, minor units).
+            for key, (microseconds, rounded, units) in cells.items():
+                if per_group:
+                    rounded = rules.get(key[1], default).apply(microseconds)
+                if units or per_group:
+                    cells[key] = (microseconds, rounded, minor_units(units) if units else 0)
             label = period_of(day, group)
             if label != period:
-                yield from _period_rows(period, sums, names, by_owner, by_projet)
-                period, sums = label, {}
-            for (owner_id, projet_id), (microseconds, rounded) in cells.items():
-                if scope == "group":  # per day and project, before any sum over days or projects
-                    rounded = rules.get(projet_id, default).apply(microseconds)
-                total += microseconds
-                total_rounded += rounded
-                key = (owner_id if by_owner else None, projet_id if by_projet else None)
+                yield from _period_rows(period, sums, names, by, totals, money)
+                period, sums = label, cells
+                continue
+            for key, (microseconds, rounded, minor) in cells.items():
                 period_sums = sums.get(key)
                 if period_sums is None:
-                    sums[key] = [microseconds, rounded]
+                    sums[key] = (microseconds, rounded, minor)
                 else:
-                    period_sums[0] += microseconds
-                    period_sums[1] += rounded
-        yield from _period_rows(period, sums, names, by_owner, by_projet)
-    yield {"totals": {"seconds": total / MICROSECONDS, "rounded_seconds": total_rounded / MICROSECONDS}}
+                    sums[key] = (period_sums[0] + microseconds, period_sums[1] + rounded, period_sums[2] + minor)
+        yield from _period_rows(period, sums, names, by, totals, money)
+    yield {
+        "totals": {
+            "seconds": totals.microseconds / MICROSECONDS,
+            "rounded_seconds": totals.rounded / MICROSECONDS,
+            "billable_seconds": totals.billable / MICROSECONDS,
+            "amount": money(totals.minor),
+        }
+    }
 
 
 def report_rows(request: ReportRequest, *, chunk_rows: int = CHUNK_ROWS) -> Generator[dict[str, Any]]:
     """
     The rows of ``report_for(request)`` one by one, in its order, then one
-    ``{"totals": {"seconds": ..., "rounded_seconds": ...}}``: in bounded
-    memory (a period's rows, ``chunk_rows`` of the query's, the names shown),
-    for exports. Consume it on one thread (it holds a cursor) and close it
-    when stopping early.
+    ``{"totals": {"seconds", "rounded_seconds", "billable_seconds",
+    "amount"}}``: in bounded memory (a period's rows, ``chunk_rows`` of the
+    query's, the names shown), for exports. Consume it on one thread (it
+    holds a cursor) and close it when stopping early.
     """
     owner_ids = None if request.owner_ids is None else list(request.owner_ids)
     now = db_now()
@@ -449,6 +815,7 @@ def report_rows(request: ReportRequest, *, chunk_rows: int = CHUNK_ROWS) -> Gene
         rules=rules,
         default=default,
         chunk_rows=chunk_rows,
+        book=rates.RateBook.load(),
     )
 
 
@@ -461,10 +828,11 @@ def report(
     owner_ids: Iterable[int] | None = None,
 ) -> dict[str, Any]:
     """
-    The report: rows of (period, owner, projet per ``by``) with seconds and
-    rounded seconds, the totals, and the rounding rule that was applied.
-    ``owner_ids`` narrows to those owners (None: everyone). The rows are
-    those ``report_rows`` streams.
+    The report: rows of (period, owner, client, projet per ``by``) with
+    seconds, rounded seconds, billable seconds and the amount (in
+    ``currency``) of the billable time, the totals, and the rounding rule
+    that was applied. ``owner_ids`` narrows to those owners (None:
+    everyone). The rows are those ``report_rows`` streams.
     """
     default, rules = rounding.default_rule(), rounding.project_rules()
     now = db_now()
@@ -480,6 +848,7 @@ def report(
         rules=rules,
         default=default,
         chunk_rows=CHUNK_ROWS,
+        book=rates.RateBook.load(),
     ):
         if "totals" in row:
             totals = row["totals"]
@@ -489,6 +858,7 @@ def report(
         "rows": out,
         "totals": totals,
         "rounding": rounding_of(rules, default),
+        "currency": rates.currency(),
         "from": first.isoformat(),
         "to": last.isoformat(),
         "group": group,

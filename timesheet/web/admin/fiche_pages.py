@@ -44,7 +44,7 @@ def rounding_in_words(rounding: dict) -> dict:
 
 
 def report_view(model_admin: ModelAdmin, request: HttpRequest) -> HttpResponse:
-    """Time per period, owner and project, with a bar per period, and its exports."""
+    """Time per period, owner, client and project, billable time and amounts, with a bar per period, and its exports."""
     if not model_admin.has_view_or_change_permission(request):
         raise PermissionDenied
     # The last seven days of the staff member's own zone, on the database's clock.
@@ -67,10 +67,14 @@ def report_view(model_admin: ModelAdmin, request: HttpRequest) -> HttpResponse:
             {"period": period, "seconds": seconds, "percent": round(100 * seconds / longest, 1)}
             for period, seconds in sorted(per_period.items())
         ]
+    # The table's columns: the period and the dimensions (labels), then time, rounded, billable and amount.
+    labels = 1 + len(report["by"]) if report else 1
     context = {
         **model_admin.admin_site.each_context(request),
         "opts": model_admin.opts,
         "title": gettext("Time report"),
+        "labels": labels,
+        "columns": labels + 4,
         "report": report,
         "rounding": rounding_in_words(report["rounding"]) if report else None,
         "bars": bars,

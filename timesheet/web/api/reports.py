@@ -1,4 +1,4 @@
-"""The API's reports: time per period, owner and project."""
+"""The API's reports: time per period, owner, client and project, and what the billable time is worth."""
 
 from datetime import date, datetime
 from typing import Any, Literal
@@ -16,21 +16,41 @@ class ReportFilters(Schema):
     from_: date = Field(alias="from", description="First local day (YYYY-MM-DD).")
     to: date = Field(description="Last local day, included; at most 366 days after 'from'.")
     group: Literal["day", "week", "month"] = "day"
-    by: str = Field("owner,projet", description="Comma-separated: owner, projet, both or neither.")
+    by: str = Field(
+        "owner,projet",
+        description="Comma-separated dimensions of the rows: owner, client, projet, any of them or none.",
+    )
     owner: Id | None = Field(None, description="Staff: one owner's rows (default: everyone's).")
+
+
+class ClientRef(Schema):
+    id: int | None = Field(description="None for the projects of no client.")
+    name: str
+
+
+AMOUNT = (
+    "What the billable time is worth in 'currency', a decimal string: each (day, owner, project) "
+    "rounded half up to the minor unit once, every coarser row and the totals sums of those; "
+    "of the exact time, whatever the time's rounding."
+)
 
 
 class ReportRow(Schema):
     period: str
     owner: OwnerRef | None = None
+    client: ClientRef | None = Field(None, description="With by=client.")
     projet: ProjetRef | None = None
     seconds: float
     rounded_seconds: float
+    billable_seconds: float = Field(description="The time of billable projects (exact).")
+    amount: str = Field(description=AMOUNT)
 
 
 class ReportTotals(Schema):
     seconds: float
     rounded_seconds: float
+    billable_seconds: float
+    amount: str = Field(description=AMOUNT)
 
 
 class RoundingRule(Schema):
@@ -47,6 +67,7 @@ class ReportOut(Schema):
     rows: list[ReportRow]
     totals: ReportTotals
     rounding: ReportRounding
+    currency: str = Field(description="The currency of the amounts (ISO 4217, the site's CURRENCY).")
     from_: str = Field(alias="from")
     to: str
     group: str
@@ -66,7 +87,10 @@ def report_for(user: Any, filters: ReportFilters) -> dict[str, Any]:
     "/reports/",
     response={200: ReportOut, **ERRORS},
     by_alias=True,
-    summary="Time per period (local days of each owner), owner and project, with totals and the rounding applied",
+    summary=(
+        "Time per period (local days of each owner), owner, client and project, with billable time,"
+        " amounts, totals and the rounding applied"
+    ),
 )
 async def report(request, filters: Query[ReportFilters]):
     return await sync_to_async(report_for)(request.auth, filters)

@@ -27,9 +27,10 @@ def _export_body(asked: reports.ReportRequest, kind: str, give_back: Any) -> exp
     """
     max_rows = int(conf.get("EXPORT_MAX_ROWS"))
     rows = reports.report_rows(asked)
+    client = "client" in asked.by  # the client's column
     if kind == "csv":
-        return exports.Streamed(exports.csv_chunks(rows, max_rows=max_rows), give_back)
-    return exports.Streamed(exports.xlsx_chunks(rows, reports.rounding_of, max_rows=max_rows), give_back)
+        return exports.Streamed(exports.csv_chunks(rows, max_rows=max_rows, client=client), give_back)
+    return exports.Streamed(exports.xlsx_chunks(rows, reports.rounding_of, max_rows=max_rows, client=client), give_back)
 
 
 @signed_in
