@@ -35,6 +35,7 @@ def test_codes_are_the_strings_the_api_shows():
         "locked",
         "negative_time",
         "overlap",
+        "budget_exhausted",
         "invalid",
     ]
 
