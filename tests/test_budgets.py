@@ -12,7 +12,7 @@ from django.db import connection, connections, transaction
 from django.utils import translation
 
 from tests.factories import make_fiche, person, project
-from tests.support import assert_exact, require, wait_until
+from tests.support import assert_exact, postgresql_only, wait_until
 from timesheet.core.dbtime import db_now
 from timesheet.domain import budgets, entries, fiches, notifications, notify, rates
 from timesheet.domain.errors import Refused
@@ -538,7 +538,7 @@ def test_a_change_committed_while_the_check_computes_is_computed_at_the_next_tic
 
 @pytest.mark.django_db(transaction=True)
 def test_a_fiche_held_by_another_transaction_at_the_stop_is_stopped_by_the_next_check(team_projet):
-    require(connection.vendor == "postgresql", "row locks: PostgreSQL")
+    postgresql_only("row locks that others can hold")
     projet, team = team_projet
     (ann,) = members(team, "ann")
     hour_budget(projet, thresholds=[100], action="stop")

@@ -451,9 +451,12 @@ def test_control_characters_do_not_break_the_spreadsheet():
                 "projet": {"designation": "p\x00"},
                 "seconds": 60.0,
                 "rounded_seconds": 60.0,
+                "billable_seconds": 60.0,
+                "amount": "1.00",
             }
         ],
-        "totals": {"seconds": 60.0, "rounded_seconds": 60.0},
+        "totals": {"seconds": 60.0, "rounded_seconds": 60.0, "billable_seconds": 60.0, "amount": "1.00"},
+        "currency": "EUR",
         "rounding": {"mode": "none", "step_minutes": 15, "scope": "group"},
     }
     assert exports.as_xlsx(report)[:2] == b"PK"
