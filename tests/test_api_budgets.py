@@ -108,3 +108,22 @@ def test_a_member_sees_the_budget_live_on_the_page_and_a_stranger_does_not(user,
         assert "Site vitrine" in html and 'hx-trigger="every 5s"' in html
         assert "78." in html or "79." in html
     assert "Site vitrine" not in signed_in(stranger).get("/budgets").content.decode()
+
+
+def test_a_client_budget_is_not_shown_to_someone_who_cannot_see_all_its_projects(alice, user, studio):
+    client = Client.objects.create(name="ACME")
+    open_projet = project("Public", client=client)
+    studio.client = client
+    studio.save()
+    budgets.save_budget(client_id=client.pk, kind="time", period="total", limit=3600, thresholds=[50], action="alert")
+    fiches.start_fiche(fiche_id=make_fiche(studio, user).pk, actor=user, at=whole_ms(db_now() - 40 * M))
+    stranger = person("nick")
+    make_fiche(open_projet, stranger)
+    tick()
+
+    member_sees = alice.get(f"/api/projets/{open_projet.pk}/").json()["budget"]
+    stranger_sees = signed_in(stranger).get(f"/api/projets/{open_projet.pk}/").json()["budget"]
+
+    assert member_sees is not None and member_sees["used"] >= 40 * 60
+    assert stranger_sees is None  # it would show the restricted project's time
+    assert "ACME" not in signed_in(stranger).get("/budgets").content.decode()

@@ -357,7 +357,7 @@ def test_a_crossing_is_emailed_to_each_recipient_and_posted_once_to_a_webhook_of
     crossing = alerts(recipient=lead, payload__percent=100)[0]
     with translation.override("en"):
         message = notify.email_message(notification=crossing)
-    assert "The budget of “Site vitrine” (1:00) reached 100 %" in message.body
+    assert "the budget of “Site vitrine” (1:00 h) reached 100 %." in message.body
     assert "Its running fiches were paused at that instant." in message.body
     assert notifications.title(crossing) == "“Site vitrine” has used 100 % of its budget."
 
@@ -613,7 +613,7 @@ def test_a_start_racing_the_stop_at_100_does_not_deadlock(team_projet, monkeypat
     assert not [error for error in errors if "deadlock" in error[1].lower()], errors
 
 
-@pytest.mark.parametrize("limit", ["Infinity", "300000000000", "1e999", "-3", "abc"])
+@pytest.mark.parametrize("limit", ["Infinity", "300000000000", "1e999", "-3", "abc", "٣:00", "٣"])
 def test_the_admin_budget_form_refuses_limits_that_are_not_one(superuser_client, team_projet, limit):
     projet, _team = team_projet
     response = superuser_client.post(

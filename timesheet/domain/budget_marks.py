@@ -71,7 +71,8 @@ def used_up(projet_ref: str = "projet_id") -> Exists:
 def refuse_used_up(projet_id: int, used: bool) -> None:
     """Refuse, as ``budget_exhausted``, a new run on the project when ``used`` (read with ``used_up``)."""
     if used:
+        name = Projet.objects.filter(pk=projet_id).values_list("designation", flat=True).first() or projet_id
         raise Refused(
-            _("The budget of project %(id)s is used up: its fiches cannot run.") % {"id": projet_id},
+            _("The budget of “%(projet)s” is used up: its fiches cannot run.") % {"projet": name},
             code=Code.BUDGET_EXHAUSTED,
         )

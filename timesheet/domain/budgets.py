@@ -907,14 +907,23 @@ def live(budget: Budget, *, now: datetime, crossings: Iterable[BudgetCrossing] =
     }
 
 
-def live_for_projets(projet_ids: Iterable[int], *, now: datetime | None = None) -> dict[int, dict[str, Any]]:
+def live_for_projets(
+    projet_ids: Iterable[int], *, viewer: Any = None, now: datetime | None = None
+) -> dict[int, dict[str, Any]]:
     """
     The live budget that counts each project's time, by project id: its own,
-    else its client's; projects without one are absent. Three queries.
+    else its client's; projects without one are absent. A client's budget
+    counts all its projects' time: it is shown to a ``viewer`` (when given)
+    only if every project of the client is one they may see, so that no
+    restricted project's time shows through it. A few queries.
     """
     ids = list(projet_ids)
     now = now or db_now()
-    projets = dict(Projet.objects.filter(pk__in=ids).values_list("pk", "client_id"))
+    projets: dict[int, int | None] = dict(Projet.objects.filter(pk__in=ids).values_list("pk", "client_id"))
+    if viewer is not None:
+        hidden = Projet.objects.exclude(pk__in=Projet.objects.seen_by(viewer).values("pk"))
+        clients_hiding = set(hidden.filter(client__isnull=False).values_list("client_id", flat=True))
+        projets = {pk: (None if client_id in clients_hiding else client_id) for pk, client_id in projets.items()}
     budgets = list(
         Budget.objects.filter(Q(projet_id__in=ids) | Q(client_id__in={c for c in projets.values() if c}))
         .select_related("projet", "client")
@@ -1019,6 +1028,6 @@ def seen_by_member(user: Any, *, now: datetime | None = None) -> list[dict[str, 
         .distinct()
     )
     shown: dict[int, dict[str, Any]] = {}
-    for shown_budget in live_for_projets(list(projets), now=now).values():
+    for shown_budget in live_for_projets(list(projets), viewer=user, now=now).values():
         shown[shown_budget["id"]] = shown_budget
     return sorted(shown.values(), key=lambda item: (item["name"].casefold(), item["id"]))

@@ -381,7 +381,7 @@ def _limit_shown(payload: dict[str, Any]) -> str:
         return f"{limit} {payload.get('currency') or ''}".strip()
     if isinstance(limit, int) and not isinstance(limit, bool):
         hours, seconds = divmod(limit, 3600)
-        return f"{hours}:{seconds // 60:02d}"
+        return f"{hours}:{seconds // 60:02d} h"
     return ""
 
 

@@ -34,10 +34,13 @@ def parse_hours(text: str) -> int:
     try:
         if ":" in text:
             hours, minutes = text.split(":", 1)
-            if not (hours.isdigit() and minutes.isdigit() and len(minutes) == 2 and int(minutes) < 60):
+            digits = hours.isascii() and hours.isdigit() and minutes.isascii() and minutes.isdigit()
+            if not (digits and len(minutes) == 2 and int(minutes) < 60):
                 raise ValueError(text)
             seconds = int(hours) * 3600 + int(minutes) * 60
         else:
+            if not text.isascii():
+                raise ValueError(text)
             amount = Decimal(text)
             if not amount.is_finite() or amount > 10**9:
                 raise ValueError(text)
@@ -205,7 +208,9 @@ def live_context(budget: Budget) -> dict[str, Any]:
     if budget.kind == Budget.Kind.MONEY:
         used, left = f"{shown['used']} {shown['currency']}", f"{shown['left']} {shown['currency']}"
     else:
-        used, left = hms(timedelta(seconds=int(shown["used"]))), hms(timedelta(seconds=int(shown["left"])))
+        # Both whole seconds of one reading: what is shown used and left adds up to the limit.
+        used_seconds = min(int(shown["used"]), budget.limit)
+        used, left = hms(timedelta(seconds=used_seconds)), hms(timedelta(seconds=budget.limit - used_seconds))
     return {
         "budget": budget,
         "live": shown,

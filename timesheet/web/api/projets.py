@@ -73,16 +73,17 @@ def projet_json(row: dict[str, Any], budget: dict[str, Any] | None) -> dict[str,
     }
 
 
-async def with_budgets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The projects as the API shows them, each with its live budget (read in one pass for all)."""
-    shown = await sync_to_async(budgets.live_for_projets)([row["id"] for row in rows]) if rows else {}
+async def with_budgets(rows: list[dict[str, Any]], viewer: Any) -> list[dict[str, Any]]:
+    """The projects as the API shows them to ``viewer``, each with its live budget (read in one pass for all)."""
+    ids = [row["id"] for row in rows]
+    shown = await sync_to_async(budgets.live_for_projets)(ids, viewer=viewer) if rows else {}
     return [projet_json(row, shown.get(row["id"])) for row in rows]
 
 
 @router.get("/projets/", response={200: list[ProjetOut], **ERRORS}, summary="The projects you may charge time to")
 async def list_projets(request):
     projets = _rows(Projet.objects.usable_by(request.auth).order_by("designation", "id"))
-    return await with_budgets([row async for row in projets])
+    return await with_budgets([row async for row in projets], request.auth)
 
 
 @router.get(
@@ -94,4 +95,4 @@ async def projet_detail(request, projet_id: int):
     row = await _rows(Projet.objects.open_to(request.auth).filter(pk=projet_id)).afirst()
     if row is None:  # as a project that does not exist: a restricted one is not revealed
         raise Refused(_("Project %(id)s does not exist.") % {"id": projet_id}, code=Code.NOT_FOUND)
-    return (await with_budgets([row]))[0]
+    return (await with_budgets([row], request.auth))[0]

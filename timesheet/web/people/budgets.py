@@ -25,6 +25,8 @@ def budgets_context(user: Any) -> dict[str, Any]:
             {
                 "live": live,
                 "bar": min(100.0, live["percent"]),
+                # Whole seconds of one reading, so that what is shown used and left adds up to the limit.
+                "left_seconds": max(0, live["limit"] - int(live["used"])) if live["kind"] == "time" else None,
                 "crossed": crossed,
                 "level": "over" if live["percent"] >= 100 else ("warn" if crossed else "ok"),
             }
