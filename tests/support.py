@@ -4,6 +4,7 @@ fiche's time is exact, and skips for what needs PostgreSQL or a tool.
 """
 
 import os
+import random
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -203,3 +204,19 @@ class RealClock:
             # One resolution step of slack per stretch: each start and stop is on the database's clock.
             assert timedelta(seconds=self.shortest[fiche_id]) - stretches * RESOLUTION <= fiche.temps_impute
             assert fiche.temps_impute <= timedelta(seconds=self.longest[fiche_id]) + stretches * RESOLUTION
+
+
+def sigkill_storm(spawn_worker, *, seconds: float, seed: int, workers: int = 2, interval: str = "0.05"):
+    """
+    Start ``workers`` tickers and SIGKILL them all after a random moment,
+    again and again for ``seconds``; return ``workers`` tickers left running.
+    """
+    rng = random.Random(seed)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        started = [spawn_worker("--interval", interval) for _ in range(workers)]
+        time.sleep(rng.uniform(0.2, 0.8))
+        for worker in started:
+            worker.process.kill()
+            worker.wait()
+    return [spawn_worker("--interval", interval) for _ in range(workers)]

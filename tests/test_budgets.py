@@ -1,9 +1,7 @@
 """Budgets: live usage, each threshold recorded once at the instant the ledger crossed it, and the stop at 100 %."""
 
-import random
 import signal
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,7 +10,7 @@ from django.db import connection, connections, transaction
 from django.utils import translation
 
 from tests.factories import make_fiche, person, project
-from tests.support import assert_exact, postgresql_only, wait_until
+from tests.support import assert_exact, postgresql_only, sigkill_storm, wait_until
 from timesheet.core.dbtime import db_now
 from timesheet.domain import budgets, entries, fiches, notifications, notify, rates
 from timesheet.domain.errors import Refused
@@ -69,6 +67,27 @@ def team_projet(lead):
     projet = project("Site vitrine")
     projet.teams.add(team)
     return projet, team
+
+
+@pytest.fixture
+def check_paused(monkeypatch):
+    """
+    (computed, go): a check run on a thread named "ticker" sets ``computed``
+    once it has read its budgets' usage, then waits for ``go`` before it
+    writes anything.
+    """
+    computed, go = threading.Event(), threading.Event()
+    real_usage = budgets.usage
+
+    def paused_usage(*args, **kwargs):
+        result = real_usage(*args, **kwargs)
+        if threading.current_thread().name == "ticker":
+            computed.set()
+            go.wait(30)
+        return result
+
+    monkeypatch.setattr(budgets, "usage", paused_usage)
+    return computed, go
 
 
 def members(team, *names):
@@ -297,15 +316,7 @@ def test_a_sigkill_storm_of_two_tickers_records_each_threshold_once(spawn_worker
     now = whole_ms(db_now())
     for n, someone in enumerate(people):
         started_as_of(someone, projet, now - timedelta(seconds=20 - 5 * n))
-    rng = random.Random(25)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        workers = [spawn_worker("--interval", "0.05") for _ in range(2)]
-        time.sleep(rng.uniform(0.2, 0.8))
-        for worker in workers:
-            worker.process.kill()
-            worker.wait()
-    survivors = [spawn_worker("--interval", "0.05") for _ in range(2)]
+    survivors = sigkill_storm(spawn_worker, seconds=15, seed=25)
     wait_until(lambda: all(crossings(budget).get(p) for p in (25, 50, 75, 100)), timeout=120, message="all crossed")
     for worker in survivors:
         worker.process.send_signal(signal.SIGTERM)
@@ -497,24 +508,14 @@ def test_a_running_fiche_is_not_moved_onto_a_used_up_stop_budget(team_projet):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_change_committed_while_the_check_computes_is_computed_at_the_next_tick(team_projet, monkeypatch):
+def test_a_change_committed_while_the_check_computes_is_computed_at_the_next_tick(team_projet, check_paused):
+    computed, go = check_paused
     projet, team = team_projet
     ann, bob = members(team, "ann", "bob")
     budget = hour_budget(projet, thresholds=[50, 100], action="stop")
     fiche = make_fiche(projet, ann)
     tick()
     make_fiche(projet, bob)  # a change: the budget is marked
-    computed, go = threading.Event(), threading.Event()
-    real_usage = budgets.usage
-
-    def slow_usage(*args, **kwargs):
-        result = real_usage(*args, **kwargs)
-        if threading.current_thread().name == "ticker":
-            computed.set()
-            go.wait(30)
-        return result
-
-    monkeypatch.setattr(budgets, "usage", slow_usage)
 
     def ticker():
         try:
@@ -567,7 +568,8 @@ def test_a_fiche_held_by_another_transaction_at_the_stop_is_stopped_by_the_next_
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_start_racing_the_stop_at_100_does_not_deadlock(team_projet, monkeypatch):
+def test_a_start_racing_the_stop_at_100_does_not_deadlock(team_projet, check_paused):
+    computed, go = check_paused
     projet, team = team_projet
     ann, bob = members(team, "ann", "bob")
     client = Client.objects.create(name="ACME")
@@ -577,18 +579,7 @@ def test_a_start_racing_the_stop_at_100_does_not_deadlock(team_projet, monkeypat
     budgets.save_budget(client_id=client.pk, kind="time", period="total", limit=3600, thresholds=[100], action="stop")
     started_as_of(ann, projet, whole_ms(db_now() - 70 * M))
     waiting = make_fiche(projet, bob)
-    computed, go = threading.Event(), threading.Event()
-    real_usage = budgets.usage
     errors = []
-
-    def slow_usage(*args, **kwargs):
-        result = real_usage(*args, **kwargs)
-        if threading.current_thread().name == "ticker":
-            computed.set()
-            go.wait(30)
-        return result
-
-    monkeypatch.setattr(budgets, "usage", slow_usage)
 
     def run(name, work):
         def target():

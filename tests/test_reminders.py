@@ -1,9 +1,7 @@
 """Reminders: each forgotten timer, day's end and week without time told once, at its exact instant, in its zone."""
 
-import random
 import signal
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 from datetime import time as clock
 from decimal import Decimal
@@ -13,7 +11,7 @@ import pytest
 from django.db import connection, connections
 
 from tests.factories import make_fiche, person, project
-from tests.support import wait_until
+from tests.support import sigkill_storm, wait_until
 from timesheet.core.dbtime import db_now
 from timesheet.domain import entries, fiches, notifications, profiles, reminders
 from timesheet.models import FicheTemps, Notification, NotificationKind, Profile, ReminderMark, Stretch
@@ -275,15 +273,7 @@ def test_a_sigkill_storm_of_two_tickers_tells_each_forgotten_timer_exactly_once(
     now = db_now()
     for n, owner in enumerate(owners):
         running_since(owner, projet, now - timedelta(seconds=40 - n * 5))  # crossing one after another
-    rng = random.Random(24)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        workers = [spawn_worker("--interval", "0.05") for _ in range(2)]
-        time.sleep(rng.uniform(0.2, 0.8))
-        for worker in workers:
-            worker.process.kill()
-            worker.wait()
-    survivors = [spawn_worker("--interval", "0.05") for _ in range(2)]
+    survivors = sigkill_storm(spawn_worker, seconds=20, seed=24)
     wait_until(lambda: Notification.objects.count() >= len(owners), timeout=120, message="every timer told")
     for worker in survivors:
         worker.process.send_signal(signal.SIGTERM)
