@@ -44,8 +44,8 @@ from django.db.models.functions import Greatest
 from django.utils.translation import gettext as _
 
 from timesheet.core import limits
-from timesheet.core.dbtime import db_now, sqlite_exact_microseconds
-from timesheet.domain import days, fiches, locks, rates
+from timesheet.core.dbtime import db_now
+from timesheet.domain import days, fiches, locks, rates, reports
 from timesheet.domain.errors import Code, Refused
 from timesheet.models import (
     Budget,
@@ -201,18 +201,6 @@ def _projects_of(budgets: Sequence[Budget]) -> dict[int, list[int]]:
     }
 
 
-def _piece_us_sql() -> str:
-    """Exact microseconds of a stretch ``st`` (open ones ended at now) inside a segment ``g``."""
-    if connection.vendor == "sqlite":
-        return sqlite_exact_microseconds(
-            "MIN(julianday(st.ended_at), julianday(g.g_end))", "MAX(julianday(st.started_at), julianday(g.g_start))"
-        )
-    return (
-        "CAST(EXTRACT(EPOCH FROM (LEAST(st.ended_at, g.g_end) - GREATEST(st.started_at, g.g_start)))"
-        " * 1000000 AS BIGINT)"
-    )
-
-
 def _stretch_cells(
     projet_ids: list[int], segments: list[tuple[str, datetime, datetime]], now: datetime, *, price: bool
 ) -> list[tuple[int, str, int, int]]:
@@ -242,7 +230,7 @@ def _stretch_cells(
         SELECT c.projet_id, c.g_key, c.us, CASE WHEN pr.billable THEN {rate} ELSE 0 END
         FROM (
             SELECT st.projet_id AS projet_id, st.owner_id AS owner_id, g.g_key AS g_key, g.g_start AS g_start,
-                   SUM({_piece_us_sql()}) AS us
+                   SUM({reports.piece_sql(vendor, "g.g_start", "g.g_end")}) AS us
             FROM (
                 SELECT s.started_at AS started_at, COALESCE(s.ended_at, %s) AS ended_at,
                        f.projet_id AS projet_id, f.owner_id AS owner_id

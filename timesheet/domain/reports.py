@@ -171,7 +171,7 @@ def request_from_query(*, user: Any, query: Mapping[str, str], first: date, last
 # The split ----------------------------------------------------------------------
 
 
-def _piece_sql(vendor: str, start: str = "p.p_start", end: str = "p.p_end") -> str:
+def piece_sql(vendor: str, start: str = "p.p_start", end: str = "p.p_end") -> str:
     """Exact microseconds of a stretch (``st``, open ones ended at now) inside a period (``start`` to ``end``)."""
     if vendor == "sqlite":
         # Instants are whole milliseconds: julianday's error (~40 us) rounds away.
@@ -265,7 +265,7 @@ def _split_sql(
     # Its parameters follow the periods', as in the text.
     rounded_us = rounding.rules_sql(*rules, "rus" if whole_days else "us", params) if rules else "us"
     owners = ""
-    piece = _piece_sql(vendor)
+    piece = piece_sql(vendor)
     params += [adapt(now), settings.TIME_ZONE, adapt(high), adapt(low)]
     if owner_ids is not None:
         owners = f"AND f.owner_id IN ({', '.join(['%s'] * len(owner_ids)) or 'NULL'})"
@@ -287,7 +287,7 @@ def _split_sql(
     if priced:
         day_part = ""
         if whole_days:
-            whole = _piece_sql(vendor, "p.d_start", "p.d_end")
+            whole = piece_sql(vendor, "p.d_start", "p.d_end")
             day_part = f", CASE WHEN st.started_at >= p.p_start OR p.p_start = p.d_start THEN {whole} ELSE 0 END AS rus"
         sql = _priced_sql(values, f"{piece} AS us{day_part}", stretches, rounded_us)
         return _Split(sql, params, rounded=rounded_us != "us", priced=True)
