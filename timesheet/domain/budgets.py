@@ -56,7 +56,6 @@ from timesheet.models import (
     FicheTemps,
     Notification,
     NotificationKind,
-    Profile,
     Projet,
     Stretch,
     TeamMembership,
@@ -71,6 +70,8 @@ MANAGERS = ("change_projet",)
 # The earliest instant a whole-life budget counts from: before any day a ledger may hold.
 BEGINNING = datetime(limits.FIRST_DAY.year, 1, 1, tzinfo=UTC)
 EXHAUSTED = 100
+# An adjustment's owner's time zone, read with it: its rate is the one at the start of its day there.
+ZONE = "fiche__owner__timesheet_profile__time_zone"
 # The last instant a forecast may name: beyond it, none is given.
 LAST_INSTANT = datetime(limits.LAST_DAY.year, 12, 31, tzinfo=UTC)
 # The largest limits: a time budget of 30,000 years of hours and money in the quadrillions are not budgets.
@@ -252,13 +253,6 @@ def _stretch_cells(
     return [(projet_id, key, us, units) for (projet_id, key), (us, units) in sums.items()]
 
 
-def _zones(owner_ids: Iterable[int]) -> dict[int, Any]:
-    """Each owner's zone (the site's when they chose none)."""
-    wanted = set(owner_ids)
-    chosen = dict(Profile.objects.filter(user_id__in=wanted).values_list("user_id", "time_zone"))
-    return {owner_id: days.zone_of(chosen.get(owner_id)) for owner_id in wanted}
-
-
 def adjustment_units(
     *, projet_ids: list[int], book: rates.RateBook, first: date | None = None, last: date | None = None
 ) -> dict[int, tuple[int, int]]:
@@ -271,26 +265,29 @@ def adjustment_units(
     if first is not None and last is not None:
         events = events.filter(applies_to__gte=first, applies_to__lte=last)
     rows = list(
-        events.values("fiche__projet_id", "fiche__owner_id", "fiche__projet__client_id", "fiche__projet__billable")
+        events.values(
+            "fiche__projet_id", "fiche__owner_id", "fiche__projet__client_id", "fiche__projet__billable", ZONE
+        )
         .annotate(delta=Sum("delta"))
         .values_list(
             "fiche__projet_id",
             "fiche__owner_id",
             "fiche__projet__client_id",
             "fiche__projet__billable",
+            ZONE,
             "applies_to",
             "delta",
         )
         .order_by()
     )
-    zones = _zones(row[1] for row in rows)
     out: dict[int, tuple[int, int]] = {}
-    for projet_id, owner_id, client_id, billable, day, delta in rows:
+    for projet_id, owner_id, client_id, billable, zone, day, delta in rows:
         us = delta // timedelta(microseconds=1)
         priced = 0
         if billable and day is not None:
-            at = days.local_midnight(day, zones[owner_id])
-            priced = us * book.rate_at(user_id=owner_id, projet_id=projet_id, client_id=client_id, at=at)
+            priced = us * book.rate_of_day(
+                user_id=owner_id, projet_id=projet_id, client_id=client_id, day=day, zone=zone
+            )
         time_us, units = out.get(projet_id, (0, 0))
         out[projet_id] = (time_us + us, units + priced)
     return out
@@ -417,16 +414,15 @@ def _ledger_window(
             "fiche__projet_id",
             "fiche__projet__client_id",
             "fiche__projet__billable",
+            ZONE,
         )
     )
-    zones = _zones(row[3] for row in rows)
-    for at, delta, day, owner_id, projet_id, client_id, billable in rows:
+    for at, delta, day, owner_id, projet_id, client_id, billable, zone in rows:
         us = delta // timedelta(microseconds=1)
         if money:
             if not billable or day is None:
                 continue
-            midnight = days.local_midnight(day, zones[owner_id])
-            us *= book.rate_at(user_id=owner_id, projet_id=projet_id, client_id=client_id, at=midnight)
+            us *= book.rate_of_day(user_id=owner_id, projet_id=projet_id, client_id=client_id, day=day, zone=zone)
         steps.append((at, us))
     return ramps, steps
 

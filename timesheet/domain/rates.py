@@ -18,18 +18,20 @@ the minor unit of ``CURRENCY`` (``minor_units``).
 """
 
 import bisect
+import functools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils.translation import gettext as _
 
 from timesheet.core import conf
 from timesheet.core.dbtime import db_now
-from timesheet.domain import budget_marks
+from timesheet.domain import budget_marks, days
 from timesheet.domain.errors import Code, Refused
 from timesheet.models import RATE_MAX_MINOR, Rate
 
@@ -148,11 +150,23 @@ class RateBook:
                 return rates[index - 1]
         return 0
 
+    def rate_of_day(self, *, user_id: int, projet_id: int, client_id: int | None, day: date, zone: str | None) -> int:
+        """The rate of a dated adjustment: the one in effect at the start of its ``day`` in its owner's ``zone``."""
+        return self.rate_at(
+            user_id=user_id, projet_id=projet_id, client_id=client_id, at=_midnight(day, zone or settings.TIME_ZONE)
+        )
+
     def changes(self, start: datetime, end: datetime) -> list[datetime]:
         """Every instant strictly inside (``start``, ``end``) at which some rate begins, in order."""
         low = bisect.bisect_right(self.instants, start)
         high = bisect.bisect_left(self.instants, end)
         return self.instants[low:high]
+
+
+@functools.lru_cache(maxsize=4096)
+def _midnight(day: date, zone: str) -> datetime:
+    """The instant ``day`` starts in ``zone``, remembered: a report meets each day many times."""
+    return days.local_midnight(day, days.zone_of(zone))
 
 
 def split(

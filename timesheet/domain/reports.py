@@ -393,7 +393,6 @@ def _adjustment_pieces(
             microseconds = delta // timedelta(microseconds=1)
             yield day, owner_id, projet_id, microseconds, microseconds, 0
         return
-    midnights: dict[tuple[str, date], datetime] = {}
     values = events.values_list(
         "applies_to",
         "fiche__owner_id",
@@ -404,10 +403,7 @@ def _adjustment_pieces(
     )
     for day, owner_id, projet_id, delta, client_id, zone in values.iterator(chunk_size=chunk_rows):
         microseconds = delta // timedelta(microseconds=1)
-        midnight = midnights.get((zone or "", day))
-        if midnight is None:
-            midnight = midnights[(zone or "", day)] = days.local_midnight(day, days.zone_of(zone))
-        hourly = book.rate_at(user_id=owner_id, projet_id=projet_id, client_id=client_id, at=midnight)
+        hourly = book.rate_of_day(user_id=owner_id, projet_id=projet_id, client_id=client_id, day=day, zone=zone)
         yield day, owner_id, projet_id, microseconds, microseconds, microseconds * hourly
 
 
