@@ -334,7 +334,7 @@ def test_the_auto_stop_never_reaches_into_locked_days(projet, user, locker):
     locked_before = reports.report(first=end_of_lock - timedelta(days=5), last=end_of_lock)
     assert tick(max_running=timedelta(hours=2)).auto_stopped == 1
     stopped = assert_exact(fiche.pk)
-    assert stopped.events.last().reason.endswith("Stopped where its locked days end.")
+    assert stopped.events.last().reason.endswith("Stopped where its locked time ends.")
     assert reports.report(first=end_of_lock - timedelta(days=5), last=end_of_lock)["rows"] == locked_before["rows"]
 
 

@@ -7,7 +7,7 @@ from django.conf import settings
 from django.contrib.auth.models import Permission
 from django.core.validators import MinValueValidator
 from django.db import models
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.db.models.functions import Coalesce, Now
 from django.utils.translation import gettext_lazy as _
 
@@ -470,6 +470,18 @@ class Stretch(models.Model):
         return f"{self.fiche_id}: {self.started_at:%Y-%m-%d %H:%M:%S} → {self.ended_at or '…'}"
 
 
+class Weekday(models.IntegerChoices):
+    """ISO weekdays."""
+
+    MONDAY = 1, _("Monday")
+    TUESDAY = 2, _("Tuesday")
+    WEDNESDAY = 3, _("Wednesday")
+    THURSDAY = 4, _("Thursday")
+    FRIDAY = 5, _("Friday")
+    SATURDAY = 6, _("Saturday")
+    SUNDAY = 7, _("Sunday")
+
+
 def default_end_of_day() -> time:
     return time(19, 0)
 
@@ -511,10 +523,19 @@ class Profile(models.Model):
     )
     # ISO weekdays, Monday 1 to Sunday 7.
     working_days = models.CharField(_("working days"), max_length=7, default="12345")
+    week_start = models.PositiveSmallIntegerField(
+        _("first day of the week"),
+        choices=Weekday.choices,
+        default=Weekday.MONDAY,
+        help_text=_("The day the person's weeks begin on, for their weekly time sheets."),
+    )
 
     class Meta:
         verbose_name = _("profile")
         verbose_name_plural = _("profiles")
+        constraints = [
+            models.CheckConstraint(condition=Q(week_start__gte=1, week_start__lte=7), name="profile_week_start_valid"),
+        ]
 
     def __str__(self):
         return f"{self.user} ({self.time_zone or settings.TIME_ZONE})"
@@ -546,6 +567,129 @@ class LockedPeriod(models.Model):
 
     def __str__(self):
         return f"≤ {self.until} ({self.owner or _('everyone')})"
+
+
+# The permissions of approvers: of anyone's week, and of one's own.
+APPROVING = ("approve_weeksheet",)
+APPROVING_OWN = ("approve_own_weeksheet",)
+
+
+def approves_everyones(user: Any) -> bool:
+    """Whether ``user`` approves anyone's week: the permission to, read as the fiche permissions are."""
+    return _holds(user, APPROVING)
+
+
+class WeekSheetQuerySet(models.QuerySet["WeekSheet"]):
+    """The one home of who sees and decides a week: its owner, the leads of their teams, and approvers."""
+
+    def visible_to(self, user: Any) -> "WeekSheetQuerySet":
+        """The weeks ``user`` may see: their own, their teams' members' if they lead, everyone's for approvers."""
+        if not user.is_authenticated or not user.is_active:
+            return self.none()
+        if approves_everyones(user) or sees_everyones_fiches(user):
+            return self
+        led = TeamMembership.objects.filter(team__memberships__user=user.pk, team__memberships__lead=True)
+        return self.filter(Q(owner_id=user.pk) | Exists(led.filter(user_id=OuterRef("owner_id"))))
+
+    def decidable_by(self, user: Any) -> "WeekSheetQuerySet":
+        """
+        The weeks ``user`` may approve or reject: their teams' members' if they
+        lead, everyone's with the permission to approve; their own only with
+        the permission to approve one's own.
+        """
+        if not user.is_authenticated or not user.is_active:
+            return self.none()
+        own = _holds(user, APPROVING_OWN)
+        if approves_everyones(user):
+            return self if own else self.exclude(owner_id=user.pk)
+        led = TeamMembership.objects.filter(team__memberships__user=user.pk, team__memberships__lead=True)
+        theirs = self.filter(Exists(led.filter(user_id=OuterRef("owner_id"))))
+        return theirs if own else theirs.exclude(owner_id=user.pk)
+
+
+class WeekSheet(models.Model):
+    """
+    A person's weekly time sheet once it was first submitted: their week
+    (``first_day`` and the six days after it, local to ``time_zone``; the
+    instants ``starts_at`` to ``ends_at``) and its state. Without a row, a
+    week is open. While submitted, its time cannot change (``submitted``);
+    once approved it is locked for its owner as locked days are, empty days
+    included; rejected, it is open again with the reason.
+    """
+
+    class State(models.TextChoices):
+        OPEN = "open", _("open")
+        SUBMITTED = "submitted", _("submitted")
+        APPROVED = "approved", _("approved")
+        REJECTED = "rejected", _("rejected")
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="week_sheets", verbose_name=_("person")
+    )
+    # ISO year and week of the week's first days: "2026-W49".
+    week = models.CharField(_("week"), max_length=8)
+    first_day = models.DateField(_("first day"))
+    time_zone = models.CharField(_("time zone"), max_length=64)
+    starts_at = models.DateTimeField(_("starts"))
+    ends_at = models.DateTimeField(_("ends"))
+    state = models.CharField(_("state"), max_length=10, choices=State.choices, default=State.OPEN)
+    # How many times it was submitted: each submission is told once.
+    submissions = models.PositiveIntegerField(_("submissions"), default=0)
+    submitted_at = models.DateTimeField(_("submitted"), null=True, blank=True)
+    microseconds = models.BigIntegerField(_("time submitted (µs)"), default=0)
+    # What the week held when it was submitted, and at its submission before: {"days": {...}, "projets": {...}}.
+    totals = models.JSONField(_("totals submitted"), default=dict, blank=True)
+    previous_totals = models.JSONField(_("totals of the previous submission"), null=True, blank=True)
+    decided_at = models.DateTimeField(_("decided"), null=True, blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("decided by"),
+    )
+    reason = models.TextField(_("reason"), blank=True)
+    # Each submission, withdrawal and decision: [{"state", "at", "by", "reason"}].
+    history = models.JSONField(_("history"), default=list, blank=True)
+    # Set once the ticker has split the fiches still running across the end of the approved week.
+    closed_at = models.DateTimeField(_("running fiches split"), null=True, blank=True, editable=False)
+    updated_at = models.DateTimeField(_("updated"), db_default=Now())
+
+    objects = WeekSheetQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-starts_at", "owner_id"]
+        verbose_name = _("weekly time sheet")
+        verbose_name_plural = _("weekly time sheets")
+        permissions = [
+            ("approve_weeksheet", _("Can approve or reject anyone's week")),
+            ("approve_own_weeksheet", _("Can approve one's own week")),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "week"], name="week_sheet_once"),
+            models.CheckConstraint(
+                condition=Q(state__in=["open", "submitted", "approved", "rejected"]), name="week_sheet_state_valid"
+            ),
+            models.CheckConstraint(condition=Q(starts_at__lt=F("ends_at")), name="week_sheet_span"),
+        ]
+        indexes = [
+            # The guard of every change: the owner's weeks that hold their time.
+            models.Index(
+                fields=["owner", "ends_at"],
+                condition=Q(state__in=["submitted", "approved"]),
+                name="week_sheet_held_idx",
+            ),
+            models.Index(fields=["submitted_at"], condition=Q(state="submitted"), name="week_sheet_waiting_idx"),
+            models.Index(
+                fields=["ends_at"],
+                condition=Q(state="approved", closed_at__isnull=True),
+                name="week_sheet_to_close_idx",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.owner} {self.week} ({self.get_state_display()})"
 
 
 class TickerHeartbeat(models.Model):
@@ -687,6 +831,11 @@ class NotificationKind(models.TextChoices):
     END_OF_DAY = "end_of_day", _("still running at the end of the day")
     MISSING_TIME = "missing_time", _("days without time")
     BUDGET_CROSSED = "budget.crossed", _("a budget's threshold crossed")
+    WEEK_SUBMITTED = "week.submitted", _("a week submitted for approval")
+    WEEK_APPROVED = "week.approved", _("a week approved")
+    WEEK_REJECTED = "week.rejected", _("a week rejected")
+    WEEK_NOT_SUBMITTED = "week.not_submitted", _("a week not submitted")
+    WEEK_WAITING = "week.waiting", _("weeks waiting for a decision")
 
 
 class Channel(models.TextChoices):

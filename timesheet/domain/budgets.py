@@ -766,11 +766,10 @@ def _stop_at(until: dict[int, datetime]) -> int:
     if not rows:
         return 0
     reason = _("Budget exhausted.")
-    ends = {owner_id: locks.lock_end(owner_id) for owner_id in {row["owner_id"] for row in rows}}
     groups: dict[datetime, list[fiches.Row]] = defaultdict(list)
     for row in rows:
-        at, end = until[row["id"]], ends[row["owner_id"]]
-        groups[max(at, end) if end is not None else at].append(row)
+        # Never inside the owner's locked days or held weeks: where they end if earlier.
+        groups[locks.free_instant(row["owner_id"], until[row["id"]])].append(row)
     stopped = 0
     for at, group in groups.items():
         stopped += fiches.stop_rows(

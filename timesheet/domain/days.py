@@ -87,3 +87,36 @@ def week_of(day: date) -> tuple[date, date]:
     """The first and last day of the ISO week (Monday to Sunday) holding ``day``."""
     monday = day - timedelta(days=day.weekday())
     return monday, monday + timedelta(days=6)
+
+
+def _week_offset(week_start: int) -> int:
+    """
+    Days from an ISO week's Monday to the first day of the person's week of
+    the same name: the week that holds most of the ISO week's days (a Sunday
+    week starts the day before, a Tuesday week the day after).
+    """
+    return week_start - 1 if week_start <= 4 else week_start - 8
+
+
+def person_week(day: date, week_start: int) -> tuple[date, date]:
+    """The first and last day of the week holding ``day`` for weeks beginning on ISO weekday ``week_start``."""
+    first = day - timedelta(days=(day.isoweekday() - week_start) % 7)
+    return first, first + timedelta(days=6)
+
+
+def week_label(first: date, week_start: int) -> str:
+    """The name of the week beginning on ``first`` ("2026-W49"): the ISO week that holds most of its days."""
+    year, number, _weekday = (first - timedelta(days=_week_offset(week_start))).isocalendar()
+    return f"{year}-W{number:02d}"
+
+
+def week_first_day(label: str, week_start: int) -> date | None:
+    """The first day of the week named ``label`` ("2026-W49") for weeks beginning on ``week_start``, or None."""
+    year, sep, number = label.partition("-W")
+    if not (sep and len(year) == 4 and year.isdigit() and len(number) == 2 and number.isdigit()):
+        return None
+    try:
+        monday = date.fromisocalendar(int(year), int(number), 1)
+        return monday + timedelta(days=_week_offset(week_start))
+    except (ValueError, OverflowError):
+        return None

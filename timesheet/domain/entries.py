@@ -275,7 +275,7 @@ def add_entry(
         end = ledger.instant(end, what=_("the end"))
         ledger.require_span(start, end)
         ledger.require_past(end, owner_id=owner, what=_("the end"), now=now)
-        note = locks.guard(owner, start, actor)
+        note = locks.guard(owner, start, actor, end)
         ledger.require_no_overlap(owner, start, end)
         fiche = fiches.create_fiche(projet_id=projet_id, actor=actor, owner_id=owner, libelle=libelle)
         with ledger.refusing_overlaps(owner, start, end):
@@ -372,7 +372,8 @@ def _change_times(
     if new_end != old_end:
         assert old_end is not None and new_end is not None
         touched.append(min(old_end, new_end))
-    note = locks.guard(owner, min(touched), actor)
+    latest = None if old_end is None or new_end is None else max(old_end, new_end)
+    note = locks.guard(owner, min(touched), actor, latest)
     ledger.require_no_overlap(owner, new_start, new_end, ignoring=[stretch.pk], now=now, fiche_id=row["id"])
     with ledger.refusing_overlaps(owner, new_start, new_end, ignoring=[stretch.pk]):
         # A running stretch started later than it was told about is told again when it crosses anew.
@@ -418,7 +419,7 @@ def _change_fiche(row: fiches.Row, stretch: Stretch, actor: Any, *, projet_id: i
     if new_projet == row["projet_id"]:
         # A fiche of its own on the same project: said of that fiche's project, which its owner sees through it.
         fiches.require_projet_of(row, actor)
-    note = locks.guard(stretch.owner_id, stretch.started_at, actor)
+    note = locks.guard(stretch.owner_id, stretch.started_at, actor, stretch.ended_at)
     length = stretch.ended_at - stretch.started_at
     moved = fiches.create_fiche(projet_id=new_projet, actor=actor, owner_id=stretch.owner_id, libelle=new_libelle)
     Stretch.objects.filter(pk=stretch.pk).update(fiche_id=moved.pk)
@@ -482,7 +483,7 @@ def delete_entry(*, entry_id: int, actor: Any) -> None:
     """
     with transaction.atomic():
         row, stretch = _locked_entry(entry_id, actor)
-        note = locks.guard(stretch.owner_id, stretch.started_at, actor)
+        note = locks.guard(stretch.owner_id, stretch.started_at, actor, stretch.ended_at)
         Stretch.objects.filter(pk=stretch.pk).delete()
         if stretch.ended_at is None:
             # What the ticker settled of this stretch goes; earlier stretches' time stays.

@@ -16,7 +16,8 @@ class Code(StrEnum):
     FORBIDDEN = "forbidden"  # visible, but not the actor's to do
     WRONG_STATE = "wrong_state"  # e.g. pausing a paused fiche
     LIMIT_REACHED = "limit_reached"  # the owner already runs as many fiches as allowed
-    LOCKED = "locked"  # it would change a locked day
+    LOCKED = "locked"  # it would change a locked day or an approved week
+    SUBMITTED = "submitted"  # it would change a week submitted for approval
     NEGATIVE_TIME = "negative_time"  # an adjustment below zero
     OVERLAP = "overlap"  # a person's time entries would overlap
     BUDGET_EXHAUSTED = "budget_exhausted"  # the project's budget stops its fiches at 100 % and is used up
@@ -29,6 +30,7 @@ STATUS: dict[Code, int] = {
     Code.WRONG_STATE: 409,
     Code.LIMIT_REACHED: 409,
     Code.LOCKED: 409,
+    Code.SUBMITTED: 409,
     Code.NEGATIVE_TIME: 409,
     Code.OVERLAP: 409,
     Code.BUDGET_EXHAUSTED: 409,

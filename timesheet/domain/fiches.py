@@ -392,6 +392,11 @@ def _start(
     return fiche
 
 
+def restart(row: Row, *, at: datetime, reason: str) -> FicheTemps:
+    """Start again, from ``at``, a fiche (locked by the caller) that was just stopped there: its run goes on."""
+    return _start(row["id"], row["owner_id"], None, at=Value(at, output_field=DateTimeField()), reason=reason)
+
+
 def _as_of(owner_id: int, fiche_id: int, at: datetime, actor: Any) -> tuple[Value, str]:
     """
     The instant ``at`` for a start "as of" an earlier time, checked: past but
@@ -481,7 +486,7 @@ def create_fiche(
         if not start:
             return reload(fiche.pk)
         if at is None:
-            return _start(fiche.pk, owner_id, actor)
+            return _start(fiche.pk, owner_id, actor, reason=locks.guard(owner_id, None, actor).lstrip())
         since, reason = _as_of(owner_id, fiche.pk, at, actor)
         return _start(fiche.pk, owner_id, actor, at=since, reason=reason)
 
@@ -498,7 +503,7 @@ def start_fiche(*, fiche_id: int, actor: Any, at: datetime | None = None) -> Fic
         _require_state(row, "start", Etat.EN_PAUSE)
         require_projet_of(row, actor)
         if at is None:
-            return _start(fiche_id, row["owner_id"], actor)
+            return _start(fiche_id, row["owner_id"], actor, reason=locks.guard(row["owner_id"], None, actor).lstrip())
         since, reason = _as_of(row["owner_id"], fiche_id, at, actor)
         return _start(fiche_id, row["owner_id"], actor, at=since, reason=reason)
 
@@ -571,10 +576,11 @@ def switch_fiche(*, from_id: int, to_id: int, actor: Any) -> tuple[FicheTemps, F
         if source["owner_id"] != target["owner_id"]:
             raise Refused(_("Both fiches of a switch must have the same owner."), code=Code.INVALID)
         require_projet_of(target, actor)
+        note = locks.guard(target["owner_id"], None, actor).lstrip()
         # One instant, read once: never before the running fiche's mark.
         instant = Value(max(db_now(), source["compte_jusqua"]), output_field=DateTimeField())
         paused = _stop_one(source, etat=Etat.EN_PAUSE, kind=FicheEvent.Kind.PAUSED, actor=actor, at=instant)
-        return paused, _start(to_id, target["owner_id"], actor, at=instant)
+        return paused, _start(to_id, target["owner_id"], actor, at=instant, reason=note)
 
 
 def _below_zero(delta: timedelta, fiche_id: int) -> Refused:

@@ -1,23 +1,38 @@
 """
-Locked periods: once a day is locked, no transition, stop, adjustment or edit
+Locked time: once a day is locked, no transition, stop, adjustment or edit
 may change its time, except by someone allowed to override locks, and then
-the change is audited.
+the change is audited. While a person's week is submitted for approval, no
+one changes its time at all (``submitted``: withdraw it first).
 
-A lock covers every day up to ``until`` of one owner or of everyone, each
-owner's days counted in their own time zone.
+An owner's time is held by:
+
+- locked periods: every day up to ``until`` of one owner or of everyone,
+  each owner's days counted in their own time zone (``LockedPeriod``);
+- their weekly time sheets (``WeekSheet``): an approved week is locked as
+  locked days are, empty days included; a submitted one is held.
+
+Every check reads what holds the owner's time under a lock on the owner's
+row (PostgreSQL: ``FOR SHARE``, which a week's submission or decision takes
+``FOR UPDATE``), so that a change and a submission racing on the same week
+end with the change counted in the submission or refused. On SQLite the
+write transaction is that lock.
 """
 
+from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from django.db.models import Q
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.db.models import Exists, OuterRef, Q
+from django.db.models.functions import Now
 from django.utils.translation import gettext as _
 
 from timesheet.core import limits
 from timesheet.core.dbtime import db_now
 from timesheet.domain import days
 from timesheet.domain.errors import Code, Refused
-from timesheet.models import FicheEvent, LockedPeriod, Stretch
+from timesheet.models import FicheEvent, LockedPeriod, Stretch, WeekSheet
 
 # Appended to an audited change's reason when it touched locked days by override.
 OVERRIDDEN = " (locked period overridden)"
@@ -40,12 +55,50 @@ def may_override(actor: Any) -> bool:
     return actor is not None and bool(actor.has_perm(OVERRIDE_PERMISSION))
 
 
-def guard(owner_id: int, earliest: datetime, actor: Any) -> str:
+# The states of a week that hold its time.
+HELD = (WeekSheet.State.SUBMITTED.value, WeekSheet.State.APPROVED.value)
+
+
+def hold_owner(owner_id: int, *, exclusive: bool = False) -> None:
     """
-    Refuse, as ``locked``, a change reaching back to ``earliest`` into the
-    owner's locked days, unless the actor may override locks: then return
-    the note that audits it ("" when nothing locked is touched).
+    On PostgreSQL, lock the owner's row until the transaction ends: shared by
+    the changes to their time, exclusive for their week's submission and
+    decisions. Each later statement reads what the other committed.
     """
+    if connection.vendor != "postgresql":
+        return
+    table = connection.ops.quote_name(get_user_model()._meta.db_table)
+    mode = "NO KEY UPDATE" if exclusive else "SHARE"
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT 1 FROM {table} WHERE id = %s FOR {mode}", [owner_id])
+
+
+def held_weeks(owner_id: int) -> Any:
+    """The owner's weeks that hold their time (submitted or approved)."""
+    return WeekSheet.objects.filter(owner_id=owner_id, state__in=HELD)
+
+
+def _refuse_weeks(sheets: Iterable[tuple[str, str]], actor: Any) -> str:
+    """Refuse a change to the held weeks ``sheets`` ((week, state)); return the override's note, if any."""
+    sheets = list(sheets)
+    if not sheets:
+        return ""
+    submitted = [week for week, state in sheets if state == WeekSheet.State.SUBMITTED]
+    if submitted:
+        raise Refused(
+            _("Week %(week)s is submitted for approval: withdraw it first to change its time.")
+            % {"week": submitted[0]},
+            code=Code.SUBMITTED,
+        )
+    if may_override(actor):
+        return OVERRIDDEN
+    raise Refused(
+        _("Week %(week)s is approved: its time is locked.") % {"week": sheets[0][0]},
+        code=Code.LOCKED,
+    )
+
+
+def _guard_locked_days(owner_id: int, earliest: datetime, actor: Any) -> str:
     end = lock_end(owner_id)
     if end is None or earliest >= end:
         return ""
@@ -57,26 +110,83 @@ def guard(owner_id: int, earliest: datetime, actor: Any) -> str:
     )
 
 
+def guard(owner_id: int, earliest: datetime | None, actor: Any, latest: datetime | None = None) -> str:
+    """
+    Refuse a change to the owner's time from ``earliest`` (None: from the
+    database's now) up to ``latest`` (None: on and on): as ``submitted`` if
+    it touches a week submitted for approval; as ``locked`` if it touches a
+    locked day or an approved week, unless the actor may override locks:
+    then return the note that audits it ("" when nothing held is touched).
+    """
+    hold_owner(owner_id)
+    note = "" if earliest is None else _guard_locked_days(owner_id, earliest, actor)
+    weeks = held_weeks(owner_id).filter(ends_at__gt=Now() if earliest is None else earliest)
+    if latest is not None:
+        weeks = weeks.filter(starts_at__lt=latest)
+    return _refuse_weeks(weeks.order_by("starts_at").values_list("week", "state")[:5], actor) or note
+
+
 def guard_day(owner_id: int, day: date, actor: Any) -> str:
     """As ``guard``, for a change counted on the owner's local ``day``."""
-    return guard(owner_id, days.local_midnight(day, days.owner_zone(owner_id)), actor)
+    zone = days.owner_zone(owner_id)
+    hold_owner(owner_id)
+    note = _guard_locked_days(owner_id, days.local_midnight(day, zone), actor)
+    weeks = held_weeks(owner_id).filter(first_day__lte=day, first_day__gt=day - timedelta(days=7))
+    return _refuse_weeks(weeks.values_list("week", "state")[:5], actor) or note
 
 
 def guard_history(fiche_id: int, owner_id: int, actor: Any) -> str:
     """As ``guard``, for a change to a fiche's whole history (its project or owner), counted for ``owner_id``."""
+    hold_owner(owner_id)
     first = (
         Stretch.objects.filter(fiche_id=fiche_id).order_by("started_at").values_list("started_at", flat=True).first()
     )
-    adjusted = (
-        FicheEvent.objects.filter(fiche_id=fiche_id, kind=FicheEvent.Kind.ADJUSTED)
-        .order_by("applies_to")
-        .values_list("applies_to", flat=True)
-        .first()
+    adjusted = sorted(
+        set(
+            FicheEvent.objects.filter(fiche_id=fiche_id, kind=FicheEvent.Kind.ADJUSTED).values_list(
+                "applies_to", flat=True
+            )
+        )
+        - {None}
     )
     instants = [first] if first else []
     if adjusted:
-        instants.append(days.local_midnight(adjusted, days.owner_zone(owner_id)))
-    return guard(owner_id, min(instants), actor) if instants else ""
+        instants.append(days.local_midnight(adjusted[0], days.owner_zone(owner_id)))
+    note = _guard_locked_days(owner_id, min(instants), actor) if instants else ""
+    touched = Q(
+        Exists(
+            Stretch.objects.filter(fiche_id=fiche_id, started_at__lt=OuterRef("ends_at")).filter(
+                Q(ended_at__isnull=True) | Q(ended_at__gt=OuterRef("starts_at"))
+            )
+        )
+    )
+    for day in adjusted:
+        touched |= Q(first_day__lte=day, first_day__gt=day - timedelta(days=7))
+    weeks = held_weeks(owner_id).filter(touched).order_by("starts_at")
+    return _refuse_weeks(weeks.values_list("week", "state")[:5], actor) or note
+
+
+def free_instant(owner_id: int, at: datetime) -> datetime:
+    """
+    ``at``, or the first instant after it where the owner's time is not held
+    (where their locked days, or their held weeks, end): where a stop the
+    ticker makes for them lands without changing held time.
+    """
+    hold_owner(owner_id)
+    end = lock_end(owner_id)
+    instant = max(at, end) if end is not None else at
+    for starts_at, ends_at in (
+        held_weeks(owner_id).filter(ends_at__gt=instant).order_by("starts_at").values_list("starts_at", "ends_at")
+    ):
+        if starts_at > instant:
+            break
+        instant = ends_at
+    return instant
+
+
+def holds_time(owner_id: int) -> bool:
+    """Whether some of the owner's time is locked or held by a week: their days' bounds must not move."""
+    return lock_end(owner_id) is not None or held_weeks(owner_id).exists()
 
 
 def check_lockable(*, until: date, owner_id: int | None, actor: Any) -> None:

@@ -29,7 +29,7 @@ def set_time_zone(*, user: Any, name: str, actor: Any = None) -> Profile:
     actor = actor or user
     name = check_time_zone(name)
     current = Profile.objects.filter(user=user).values_list("time_zone", flat=True).first()
-    if current != name and locks.lock_end(user.pk) is not None and not locks.may_override(actor):
+    if current != name and locks.holds_time(user.pk) and not locks.may_override(actor):
         raise Refused(_("Some of these days are locked: changing the time zone would change them."), code=Code.LOCKED)
     profile, _created = Profile.objects.update_or_create(user=user, defaults={"time_zone": name})
     return profile

@@ -54,7 +54,7 @@ from timesheet.core import conf, limits
 from timesheet.core.dbtime import db_now, sqlite_exact_microseconds
 from timesheet.domain import days, rates, rounding, selectors
 from timesheet.domain.errors import Code, Refused
-from timesheet.models import Client, FicheEvent, Projet
+from timesheet.models import Client, FicheEvent, Projet, WeekSheet
 
 # The rows' dimensions by default, and every dimension ``by`` may name.
 DIMENSIONS = ("owner", "projet")
@@ -93,6 +93,7 @@ class ReportRequest:
     group: str = "day"
     by: tuple[str, ...] = DIMENSIONS
     owner_ids: tuple[int, ...] | None = None
+    approved: bool = False  # only the time of approved weeks
 
 
 def report_request(
@@ -103,13 +104,14 @@ def report_request(
     group: str = "day",
     by: str | Sequence[str] = DIMENSIONS,
     owner_id: int | None = None,
+    approved: bool = False,
 ) -> ReportRequest:
     """
     The report ``user`` asks for, checked: a range of at most REPORT_MAX_DAYS
     days within the years 2 to 9998, a known grouping and dimensions (owner,
     client, projet), and only the rows ``user`` may see (``owner_id``: one
     owner's, which needs the permission to see everyone's unless it is the
-    user's own).
+    user's own); ``approved``: only the time of approved weeks.
     """
     if not (limits.FIRST_DAY <= first and last <= limits.LAST_DAY):
         raise Refused(
@@ -132,7 +134,8 @@ def report_request(
             code=Code.INVALID,
         )
     owner_ids = selectors.owners_seen_by(user, owner_id, _("Only staff may see other people's time."))
-    return ReportRequest(first, last, group, dimensions, None if owner_ids is None else tuple(owner_ids))
+    owners = None if owner_ids is None else tuple(owner_ids)
+    return ReportRequest(first, last, group, dimensions, owners, approved is True)
 
 
 def _query_day(query: Mapping[str, str], name: str, default: date) -> date:
@@ -151,7 +154,7 @@ def _query_day(query: Mapping[str, str], name: str, default: date) -> date:
 def request_from_query(*, user: Any, query: Mapping[str, str], first: date, last: date) -> ReportRequest:
     """
     ``report_request`` from a page's query string (``from``, ``to``, ``group``,
-    ``by``, ``owner``: the API's names), ``first`` and ``last`` by default;
+    ``by``, ``owner``, ``approved``: the API's names), ``first`` and ``last`` by default;
     an empty field is a field not given.
     """
     raw_owner = query.get("owner", "").strip()
@@ -165,7 +168,18 @@ def request_from_query(*, user: Any, query: Mapping[str, str], first: date, last
         group=query.get("group", "").strip() or "day",
         by=query["by"] if "by" in query else DIMENSIONS,
         owner_id=owner_id,
+        approved=parse_flag(query.get("approved", ""), "approved"),
     )
+
+
+def parse_flag(raw: str, name: str) -> bool:
+    """A query's yes-or-no field: true or 1, false or 0, empty for no; refused as invalid otherwise."""
+    value = raw.strip().lower()
+    if value in ("true", "1"):
+        return True
+    if value in ("", "false", "0"):
+        return False
+    raise Refused(_("'%(name)s' must be true or false.") % {"name": name}, code=Code.INVALID)
 
 
 # The split ----------------------------------------------------------------------
@@ -736,12 +750,14 @@ def _rows(
     default: rounding.Rule,
     chunk_rows: int,
     book: rates.RateBook | None = None,
+    only: set[tuple[int, date]] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """
     The report's rows in its order, then ``{"totals": ...}``: read from the
     query by day, a period at a time, so that what is held is one period's
     cells and one chunk of the query's, whatever the range. Each day's cell
     (owner, project) has its amount rounded to the minor unit here, once.
+    ``only``: the (owner, day) pairs to count (None: all).
     """
     scope = str(conf.get("REPORT_ROUNDING_SCOPE"))
     # Per day and project, before any sum over days or projects; nothing to do when no rule rounds.
@@ -762,6 +778,10 @@ def _rows(
             chunk_rows=chunk_rows,
             book=book,
         ):
+            if only is not None:
+                cells = {key: cell for key, cell in cells.items() if (key[0], day) in only}
+                if not cells:
+                    continue
             # Each cell's (microseconds, rounded, rate units) becomes (microseconds, rounded, minor units).
             for key, (microseconds, rounded, units) in cells.items():
                 if per_group:
@@ -801,6 +821,7 @@ def report_rows(request: ReportRequest, *, chunk_rows: int = CHUNK_ROWS) -> Gene
     owner_ids = None if request.owner_ids is None else list(request.owner_ids)
     now = db_now()
     default, rules = rounding.default_rule(), rounding.project_rules()
+    only = approved_days(owner_ids=owner_ids, first=request.first, last=request.last) if request.approved else None
     yield from _rows(
         first=request.first,
         last=request.last,
@@ -812,6 +833,7 @@ def report_rows(request: ReportRequest, *, chunk_rows: int = CHUNK_ROWS) -> Gene
         default=default,
         chunk_rows=chunk_rows,
         book=rates.RateBook.load(),
+        only=only,
     )
 
 
@@ -822,16 +844,20 @@ def report(
     group: str = "day",
     by: Sequence[str] = DIMENSIONS,
     owner_ids: Iterable[int] | None = None,
+    approved: bool = False,
 ) -> dict[str, Any]:
     """
     The report: rows of (period, owner, client, projet per ``by``) with
     seconds, rounded seconds, billable seconds and the amount (in
     ``currency``) of the billable time, the totals, and the rounding rule
     that was applied. ``owner_ids`` narrows to those owners (None:
-    everyone). The rows are those ``report_rows`` streams.
+    everyone); ``approved``, to the time of approved weeks. The rows are
+    those ``report_rows`` streams.
     """
     default, rules = rounding.default_rule(), rounding.project_rules()
     now = db_now()
+    owner_ids = None if owner_ids is None else list(owner_ids)
+    only = approved_days(owner_ids=owner_ids, first=first, last=last) if approved else None
     out: list[dict[str, Any]] = []
     totals: dict[str, Any] = {}
     for row in _rows(
@@ -839,12 +865,13 @@ def report(
         last=last,
         group=group,
         by=by,
-        owner_ids=None if owner_ids is None else list(owner_ids),
+        owner_ids=owner_ids,
         now=now,
         rules=rules,
         default=default,
         chunk_rows=CHUNK_ROWS,
         book=rates.RateBook.load(),
+        only=only,
     ):
         if "totals" in row:
             totals = row["totals"]
@@ -859,6 +886,7 @@ def report(
         "to": last.isoformat(),
         "group": group,
         "by": list(by),
+        "approved": approved,
         "server_time": now.isoformat(),
     }
 
@@ -866,8 +894,29 @@ def report(
 def report_for(request: ReportRequest) -> dict[str, Any]:
     """The report ``request`` asks for (see ``report``)."""
     return report(
-        first=request.first, last=request.last, group=request.group, by=request.by, owner_ids=request.owner_ids
+        first=request.first,
+        last=request.last,
+        group=request.group,
+        by=request.by,
+        owner_ids=request.owner_ids,
+        approved=request.approved,
     )
+
+
+def approved_days(*, owner_ids: Iterable[int] | None, first: date, last: date) -> set[tuple[int, date]]:
+    """The (owner, local day) pairs from ``first`` to ``last`` in approved weeks: where a report's approved time is."""
+    sheets = WeekSheet.objects.filter(
+        state=WeekSheet.State.APPROVED, first_day__lte=last, first_day__gt=first - timedelta(days=7)
+    )
+    if owner_ids is not None:
+        sheets = sheets.filter(owner_id__in=list(owner_ids))
+    found = set()
+    for owner_id, first_day in sheets.values_list("owner_id", "first_day").iterator():
+        for n in range(7):
+            day = first_day + timedelta(days=n)
+            if first <= day <= last:
+                found.add((owner_id, day))
+    return found
 
 
 def own_week(*, user: Any, zone: Any = None) -> dict[str, Any]:

@@ -121,14 +121,14 @@ def stop_overdue(*, max_running: timedelta, batch_size: int) -> int:
             rows = list(batch[:batch_size])
             if not rows:
                 return stopped
-            # A stop instant inside the owner's locked days would change them: such a
-            # fiche stops where its locked days end instead, and the event says so.
-            ends = {owner_id: locks.lock_end(owner_id) for owner_id in {row["owner_id"] for row in rows}}
+            # A stop instant inside the owner's locked days or held weeks would change them:
+            # such a fiche stops where they end instead, and the event says so.
             clamped: dict[datetime, list[fiches.Row]] = defaultdict(list)
             exact = []
             for row in rows:
-                end = ends[row["owner_id"]]
-                if end is not None and row["en_calcul_depuis"] + max_running < end:
+                due = row["en_calcul_depuis"] + max_running
+                end = locks.free_instant(row["owner_id"], due)
+                if end > due:
                     clamped[end].append(row)
                 else:
                     exact.append(row)
@@ -140,4 +140,4 @@ def stop_overdue(*, max_running: timedelta, batch_size: int) -> int:
                 stopped += auto_stop(exact, at=F("en_calcul_depuis"), offset=max_running, reason=reason)
             for end, group in clamped.items():
                 at = Value(end, output_field=DateTimeField())
-                stopped += auto_stop(group, at=at, reason=f"{reason} Stopped where its locked days end.")
+                stopped += auto_stop(group, at=at, reason=f"{reason} Stopped where its locked time ends.")

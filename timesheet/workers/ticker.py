@@ -21,7 +21,7 @@ from django.db.models import F, Q
 from django.db.models.functions import Now
 
 from timesheet.core import conf
-from timesheet.domain import budgets, reminders, ticking
+from timesheet.domain import budgets, reminders, ticking, timesheets
 from timesheet.models import TickerHeartbeat
 from timesheet.workers import metrics
 
@@ -36,12 +36,13 @@ class TickReport:
     duration: float  # seconds
     reminded: int = 0
     budget_check: budgets.CheckReport = field(default_factory=budgets.CheckReport)
+    split: int = 0  # fiches running across the end of an approved week, split there
 
     def __str__(self) -> str:
         checked = self.budget_check
         return (
             f"settled {self.settled} running fiche(s) in {self.batches} batch(es), "
-            f"auto-stopped {self.auto_stopped}, reminded {self.reminded}, "
+            f"auto-stopped {self.auto_stopped}, split {self.split} at approved weeks' ends, reminded {self.reminded}, "
             f"budgets checked {checked.checked} (crossed {checked.crossed}, stopped {checked.stopped}), "
             f"in {self.duration * 1000:.1f} ms"
         )
@@ -57,8 +58,9 @@ def tick(
     check_budgets: bool = True,
 ) -> TickReport:
     """
-    Auto-stop overdue fiches, settle every running fiche up to now, then
-    write the reminders due (unless ``remind`` is false) and check the
+    Auto-stop overdue fiches, settle every running fiche up to now, split
+    those running across the end of an approved week, then write the
+    reminders due (unless ``remind`` is false) and check the
     budgets that changed or are due (unless ``check_budgets`` is false);
     return what was done. With shards (PostgreSQL), fiches another ticker settled less than
     ``fresh_for`` ago are left as they are.
@@ -75,9 +77,11 @@ def tick(
         settled_rows, batches = ticking.settle_shards(batch_size=batch_size, shards=shards, fresh_for=fresh_for)
     else:
         settled_rows, batches = ticking.settle_running(batch_size=batch_size)
+    split = timesheets.close_approved()
     reminded = reminders.remind(batch_size=batch_size).total if remind else 0
     checked = budgets.check() if check_budgets else budgets.CheckReport()
-    return TickReport(settled_rows, auto_stopped, batches, time.perf_counter() - started, reminded, checked)
+    duration = time.perf_counter() - started
+    return TickReport(settled_rows, auto_stopped, batches, duration, reminded, checked, split)
 
 
 HEARTBEAT_RETENTION = timedelta(days=7)

@@ -21,6 +21,7 @@ class ReportFilters(Schema):
         description="Comma-separated dimensions of the rows: owner, client, projet, any of them or none.",
     )
     owner: Id | None = Field(None, description="Staff: one owner's rows (default: everyone's).")
+    approved: bool = Field(False, description="Only the time of approved weeks (for payroll and billing).")
 
 
 class ClientRef(Schema):
@@ -72,13 +73,20 @@ class ReportOut(Schema):
     to: str
     group: str
     by: list[str]
+    approved: bool = Field(description="Whether only the time of approved weeks is counted.")
     server_time: datetime
 
 
 def report_for(user: Any, filters: ReportFilters) -> dict[str, Any]:
     """The report ``filters`` ask for, of the rows ``user`` may see (sync: the rule may read permissions)."""
     request = reports.report_request(
-        user=user, first=filters.from_, last=filters.to, group=filters.group, by=filters.by, owner_id=filters.owner
+        user=user,
+        first=filters.from_,
+        last=filters.to,
+        group=filters.group,
+        by=filters.by,
+        owner_id=filters.owner,
+        approved=filters.approved,
     )
     return reports.report_for(request)
 
