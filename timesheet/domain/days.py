@@ -112,6 +112,8 @@ def week_label(first: date, week_start: int) -> str:
 
 def week_first_day(label: str, week_start: int) -> date | None:
     """The first day of the week named ``label`` ("2026-W49") for weeks beginning on ``week_start``, or None."""
+    if not label.isascii():
+        return None
     year, sep, number = label.partition("-W")
     if not (sep and len(year) == 4 and year.isdigit() and len(number) == 2 and number.isdigit()):
         return None

@@ -27,7 +27,7 @@ same week end with the change refused, or counted in what was submitted.
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -102,8 +102,9 @@ def _week(owner_id: int, first: date, zone_name: str, week_start: int) -> Week:
         label=days.week_label(first, week_start),
         first=first,
         zone_name=zone_name,
-        starts_at=days.local_midnight(first, zone),
-        ends_at=days.local_midnight(first + timedelta(days=7), zone),
+        # In UTC: an aware instant's arithmetic in its own zone is wall-clock arithmetic.
+        starts_at=days.local_midnight(first, zone).astimezone(UTC),
+        ends_at=days.local_midnight(first + timedelta(days=7), zone).astimezone(UTC),
     )
 
 
