@@ -472,3 +472,20 @@ def test_an_approval_racing_a_stop_at_leaves_the_approved_report_at_the_time_app
         WeekSheet.objects.all().delete()
         Stretch.objects.filter(fiche=fiche).delete()
         FicheTemps.objects.filter(pk=fiche.pk).update(temps_impute=timedelta(0))
+
+
+def test_the_admins_report_and_exports_take_approved_weeks_only(crew, projet, superuser_client):
+    lead, people = crew
+    nina, chad = people["nina"], people["chad"]
+    for owner in (nina, chad):
+        week = timesheets.named_week(owner_id=owner.pk, week="2026-W45")
+        entry(owner, projet, week.starts_at + 9 * H, week.starts_at + 11 * H)
+        timesheets.submit(actor=owner, owner_id=owner.pk, week="2026-W45")
+    timesheets.approve(actor=lead, owner_id=nina.pk, week="2026-W45")
+    query = {"from": "2026-11-01", "to": "2026-11-15", "by": "owner", "group": "month", "approved": "true"}
+    page = superuser_client.get("/admin/timesheet/fichetemps/report/", query)
+    assert [row["owner"]["username"] for row in page.context["report"]["rows"]] == ["nina"]
+    assert 'name="approved" value="true" checked' in page.content.decode()
+    exported = b"".join(superuser_client.get("/reports/export.csv", query)).decode()
+    assert "nina" in exported and "chad" not in exported
+    assert superuser_client.get("/reports/export.csv", {**query, "approved": "maybe"}).status_code == 400

@@ -141,13 +141,14 @@ def guard_history(fiche_id: int, owner_id: int, actor: Any) -> str:
     first = (
         Stretch.objects.filter(fiche_id=fiche_id).order_by("started_at").values_list("started_at", flat=True).first()
     )
-    adjusted = sorted(
-        set(
-            FicheEvent.objects.filter(fiche_id=fiche_id, kind=FicheEvent.Kind.ADJUSTED).values_list(
+    adjusted: list[date] = sorted(
+        {
+            day
+            for day in FicheEvent.objects.filter(fiche_id=fiche_id, kind=FicheEvent.Kind.ADJUSTED).values_list(
                 "applies_to", flat=True
             )
-        )
-        - {None}
+            if day is not None
+        }
     )
     instants = [first] if first else []
     if adjusted:

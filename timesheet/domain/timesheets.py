@@ -488,7 +488,7 @@ def weeks_of(*, actor: Any, owner_id: int, first: date | None = None, last: date
     start, _end = days.person_week(first, week_start)
     if start < first:
         start += timedelta(days=7)
-    weeks = []
+    weeks: list[Week] = []
     while start <= last and len(weeks) < LIST_MAX_WEEKS:
         weeks.append(_week(owner_id, start, zone_name, week_start))
         start += timedelta(days=7)
