@@ -489,3 +489,15 @@ def test_the_admins_report_and_exports_take_approved_weeks_only(crew, projet, su
     exported = b"".join(superuser_client.get("/reports/export.csv", query)).decode()
     assert "nina" in exported and "chad" not in exported
     assert superuser_client.get("/reports/export.csv", {**query, "approved": "maybe"}).status_code == 400
+
+
+def test_the_demo_makes_admin_the_lead_who_decides_the_demos_weeks(db):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    for _ in range(2):  # a second run leaves everything as it is
+        call_command("seed_demo", stdout=StringIO())
+    demo, admin = (get_user_model().objects.get(username=name) for name in ("demo", "admin"))
+    assert timesheets.approvers(demo.pk) == [admin.pk]
+    assert FicheTemps.objects.filter(owner=demo).count() == 4

@@ -5,8 +5,9 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from timesheet.domain.fiches import create_fiche
-from timesheet.models import FicheTemps, Projet
+from timesheet.models import FicheTemps, Projet, Team, TeamMembership
 
+TEAM = "Produit"
 PROJETS = ["Refonte du site", "Application mobile", "Support client"]
 FICHES = [
     # (project, label, started at once)
@@ -20,7 +21,8 @@ FICHES = [
 class Command(BaseCommand):
     help = (
         "Add demo projects and fiches (one running) for the non-staff user 'demo', and a staff account "
-        "'admin'; each new account's generated password is printed once; existing data is left as it is."
+        "'admin', lead of demo's team (so that it decides demo's weeks); each new account's generated password "
+        "is printed once; existing data is left as it is."
     )
 
     def account(self, username, *, staff):
@@ -40,9 +42,12 @@ class Command(BaseCommand):
         return user
 
     def handle(self, *args, **options):
-        self.account("admin", staff=True)
+        admin = self.account("admin", staff=True)
         with transaction.atomic():
             user = self.account("demo", staff=False)
+            team, _made = Team.objects.get_or_create(name=TEAM)
+            TeamMembership.objects.get_or_create(team=team, user=user)
+            TeamMembership.objects.get_or_create(team=team, user=admin, defaults={"lead": True})
             projets = {designation: Projet.objects.get_or_create(designation=designation)[0] for designation in PROJETS}
             if FicheTemps.objects.filter(owner=user).exists():
                 self.stdout.write("Demo data already present.")
