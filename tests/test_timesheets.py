@@ -99,7 +99,9 @@ def test_a_week_follows_the_persons_zone_across_a_dst_change(crew):
     week = timesheets.named_week(owner_id=people["nina"].pk, week="2026-W44")  # 26 October to 1 November
     assert (week.first, week.last) == (date(2026, 10, 26), date(2026, 11, 1))
     assert week.ends_at - week.starts_at == 7 * 24 * H + H  # New York falls back on 1 November
-    assert week.starts_at == datetime(2026, 10, 26, tzinfo=NEW_YORK) and week.ends_at == datetime(2026, 11, 2, 5, tzinfo=UTC)
+    assert week.starts_at == datetime(2026, 10, 26, tzinfo=NEW_YORK) and week.ends_at == datetime(
+        2026, 11, 2, 5, tzinfo=UTC
+    )
 
 
 # Submitting and deciding -----------------------------------------------------------------
@@ -501,3 +503,22 @@ def test_the_demo_makes_admin_the_lead_who_decides_the_demos_weeks(db):
     demo, admin = (get_user_model().objects.get(username=name) for name in ("demo", "admin"))
     assert timesheets.approvers(demo.pk) == [admin.pk]
     assert FicheTemps.objects.filter(owner=demo).count() == 4
+
+
+def test_approving_a_later_week_or_unlocking_days_never_opens_an_approved_one(crew, projet, superuser):
+    lead, people = crew
+    kiran = people["kiran"]
+    weeks = [timesheets.named_week(owner_id=kiran.pk, week=label) for label in ("2026-W45", "2026-W46")]
+    for week in weeks:
+        entry(kiran, projet, week.starts_at + 9 * H, week.starts_at + 10 * H)
+        timesheets.submit(actor=kiran, owner_id=kiran.pk, week=week.label)
+    timesheets.approve(actor=lead, owner_id=kiran.pk, week="2026-W45")
+    lock = locks.lock_days(until=weeks[1].last, actor=superuser, owner_id=kiran.pk)
+    timesheets.approve(actor=lead, owner_id=kiran.pk, week="2026-W46")
+    lock.delete()  # the locked days go; the approved weeks stay locked
+    for week in weeks:
+        refused(Code.LOCKED, entry, kiran, projet, week.starts_at + 12 * H, week.starts_at + 13 * H)
+    assert [
+        row["state"]
+        for row in timesheets.weeks_of(actor=kiran, owner_id=kiran.pk, first=weeks[0].first, last=weeks[1].first)
+    ] == ["approved", "approved"]
