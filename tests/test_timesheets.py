@@ -522,3 +522,13 @@ def test_approving_a_later_week_or_unlocking_days_never_opens_an_approved_one(cr
         row["state"]
         for row in timesheets.weeks_of(actor=kiran, owner_id=kiran.pk, first=weeks[0].first, last=weeks[1].first)
     ] == ["approved", "approved"]
+
+
+def test_a_listing_of_more_weeks_than_it_holds_asks_for_a_narrower_one(crew, monkeypatch):
+    lead, people = crew
+    for owner in people.values():
+        timesheets.submit(actor=owner, owner_id=owner.pk, week="2026-W45")
+    monkeypatch.setattr(timesheets, "LIST_MAX_SHEETS", 2)
+    refused(Code.INVALID, timesheets.visible_sheets, actor=lead)
+    monkeypatch.setattr(timesheets, "LIST_MAX_SHEETS", 3)
+    assert len(timesheets.visible_sheets(actor=lead, state="submitted")) == 3

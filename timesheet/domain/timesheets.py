@@ -64,6 +64,8 @@ REASON_MAX_LENGTH = 2000
 # How many weeks a listing covers at most, and by default (up to this week).
 LIST_MAX_WEEKS = 106
 LIST_DEFAULT_WEEKS = 8
+# How many weeks of several people a listing holds at most.
+LIST_MAX_SHEETS = 1000
 # How many weeks before a week make the person's usual week.
 USUAL_WEEKS = 4
 
@@ -521,7 +523,14 @@ def visible_sheets(
         sheets = sheets.filter(first_day__lte=last)
     if state is not None:
         sheets = sheets.filter(state=state)
-    return [_sheet_row(sheet) for sheet in sheets.order_by("-starts_at", "owner_id")[:1000]]
+    found = list(sheets.order_by("-starts_at", "owner_id")[: LIST_MAX_SHEETS + 1])
+    if len(found) > LIST_MAX_SHEETS:
+        raise Refused(
+            _("More than %(count)s weeks match: narrow 'from' and 'to', or name a 'state'.")
+            % {"count": LIST_MAX_SHEETS},
+            code=Code.INVALID,
+        )
+    return [_sheet_row(sheet) for sheet in found]
 
 
 def check_state(state: object) -> str | None:
