@@ -235,6 +235,11 @@ def _sheet(week: Week) -> WeekSheet | None:
     return WeekSheet.objects.select_for_update().filter(owner_id=week.owner_id, week=week.label).first()
 
 
+def week_of_sheet(sheet: WeekSheet) -> Week:
+    """The week a sheet was submitted for: its days and instants as they were then."""
+    return Week(sheet.owner_id, sheet.week, sheet.first_day, sheet.time_zone, sheet.starts_at, sheet.ends_at)
+
+
 def _payload(sheet: WeekSheet, **extra: Any) -> dict[str, Any]:
     owner = sheet.owner
     return {
@@ -370,8 +375,9 @@ def _decide(*, actor: Any, owner_id: int, week: str, state: str, doing: str, rea
             raise _state_refusal(named, sheet, doing)
         now = db_now()
         if state == State.APPROVED:
-            # What is approved is the week as it stands now: nothing changed it while it was submitted.
-            held = totals(named)
+            # What is approved is the week submitted, its days as they were then (whatever the owner's
+            # zone or first day since), as it stands now: nothing changed it while it was submitted.
+            held = totals(week_of_sheet(sheet))
             sheet.totals, sheet.microseconds = held, round(held["seconds"] * MICROSECONDS)
         sheet.state = state
         sheet.decided_at, sheet.decided_by = now, actor
@@ -467,9 +473,19 @@ def _row(week: Week, sheet: WeekSheet | None, live_seconds: float | None) -> dic
     }
 
 
-def _sheet_row(sheet: WeekSheet) -> dict[str, Any]:
-    week = Week(sheet.owner_id, sheet.week, sheet.first_day, sheet.time_zone, sheet.starts_at, sheet.ends_at)
-    return _row(week, sheet, None if sheet.state in locks.HELD else sheet.microseconds / MICROSECONDS)
+def _live_seconds(sheets: list[WeekSheet]) -> dict[int, float]:
+    """The time now in each of ``sheets``' weeks (of any owners): one report over all their days."""
+    if not sheets:
+        return {}
+    first = min(sheet.first_day for sheet in sheets)
+    last = max(sheet.first_day for sheet in sheets) + timedelta(days=6)
+    owners = {sheet.owner_id for sheet in sheets}
+    report = reports.report(first=first, last=last, group="day", by=("owner",), owner_ids=owners)
+    per_day = {(row["owner"]["id"], date.fromisoformat(row["period"])): row["seconds"] for row in report["rows"]}
+    return {
+        sheet.pk: sum(per_day.get((sheet.owner_id, sheet.first_day + timedelta(days=n)), 0.0) for n in range(7))
+        for sheet in sheets
+    }
 
 
 def weeks_of(*, actor: Any, owner_id: int, first: date | None = None, last: date | None = None) -> list[dict[str, Any]]:
@@ -530,7 +546,9 @@ def visible_sheets(
             % {"count": LIST_MAX_SHEETS},
             code=Code.INVALID,
         )
-    return [_sheet_row(sheet) for sheet in found]
+    # An open or rejected week's time is its time now, as ``weeks_of`` shows it.
+    live = _live_seconds([sheet for sheet in found if sheet.state not in locks.HELD])
+    return [_row(week_of_sheet(sheet), sheet, live.get(sheet.pk)) for sheet in found]
 
 
 def check_state(state: object) -> str | None:
@@ -552,8 +570,7 @@ def queue(*, actor: Any) -> list[dict[str, Any]]:
     waiting = WeekSheet.objects.decidable_by(actor).filter(state=State.SUBMITTED).select_related("owner")
     items = []
     for sheet in waiting.order_by("submitted_at", "pk")[:200]:
-        week = Week(sheet.owner_id, sheet.week, sheet.first_day, sheet.time_zone, sheet.starts_at, sheet.ends_at)
-        usual = usual_seconds(week)
+        usual = usual_seconds(week_of_sheet(sheet))
         seconds = sheet.microseconds / MICROSECONDS
         items.append(
             {

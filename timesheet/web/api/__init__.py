@@ -19,7 +19,7 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.operation import Operation
 
 from timesheet.domain.errors import Refused, error_body
-from timesheet.web.api import entries, fiches, notifications, projets, reports, sessions, tokens
+from timesheet.web.api import entries, fiches, notifications, projets, reports, sessions, timesheets, tokens
 from timesheet.web.api.common import (
     BODY_NOT_AN_OBJECT,
     SESSION_ONLY,
@@ -65,6 +65,7 @@ api.add_router("", reports.router)
 api.add_router("", sessions.router)
 api.add_router("", tokens.router)
 api.add_router("", notifications.router)
+api.add_router("", timesheets.router)
 
 
 def error(request: HttpRequest, status: int, message: str) -> HttpResponse:
