@@ -101,7 +101,35 @@ def title(notification: Notification) -> str:
             "name": payload.get("name", ""),
             "percent": payload.get("percent", ""),
         }
+    week = payload.get("week", "")
+    if notification.kind == NotificationKind.WEEK_SUBMITTED:
+        return _("%(name)s submitted week %(week)s (%(time)s).") % {
+            "name": payload.get("owner_name", ""),
+            "week": week,
+            "time": hours_shown(payload.get("seconds")),
+        }
+    if notification.kind == NotificationKind.WEEK_APPROVED:
+        return _("Your week %(week)s was approved by %(name)s.") % {"week": week, "name": payload.get("decided_by", "")}
+    if notification.kind == NotificationKind.WEEK_REJECTED:
+        return _("Your week %(week)s was rejected by %(name)s.") % {"week": week, "name": payload.get("decided_by", "")}
+    if notification.kind == NotificationKind.WEEK_NOT_SUBMITTED:
+        return _("Your week %(week)s is not submitted yet.") % {"week": week}
+    if notification.kind == NotificationKind.WEEK_WAITING:
+        count = payload.get("count", 0)
+        return ngettext(
+            "%(count)s week waits for your decision.",
+            "%(count)s weeks wait for your decision.",
+            count if isinstance(count, int) else 0,
+        ) % {"count": count}
     return str(notification.get_kind_display())
+
+
+def hours_shown(seconds: object) -> str:
+    """A time in seconds as the week's notifications show it: hours and whole minutes ("32:15 h"), "" if none."""
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 <= seconds < 1e15:
+        return ""
+    hours, minutes = divmod(int(seconds) // 60, 60)
+    return f"{hours}:{minutes:02d} h"
 
 
 # Choices -------------------------------------------------------------------------

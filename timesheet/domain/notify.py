@@ -161,9 +161,10 @@ def _fan_out_batch(*, batch_size: int) -> int:
     return len(batch)
 
 
-# Kinds told to several people at once (a budget's leads and managers): a webhook that names no
-# person receives the fact once, with its first recipient's notification, not once per recipient.
-SHARED_KINDS = frozenset({NotificationKind.BUDGET_CROSSED.value})
+# Kinds told to several people at once (a budget's leads and managers, a week's approvers): a webhook
+# that names no person receives the fact once, with its first recipient's notification, not once per
+# recipient. (The weeks-waiting digest is not one: each approver's is a fact of its own, "approver:<id>".)
+SHARED_KINDS = frozenset({NotificationKind.BUDGET_CROSSED.value, NotificationKind.WEEK_SUBMITTED.value})
 
 
 def _firsts_of_shared(batch: list[Notification]) -> set[int]:
@@ -385,12 +386,64 @@ def _limit_shown(payload: dict[str, Any]) -> str:
     return ""
 
 
+# Where the weeks waiting for a decision are listed in the admin (for staff), under SITE_URL.
+WEEKS_WAITING_PATH = "/admin/timesheet/weeksheet/?state__exact=submitted"
+
+
+def _week_url(first_day: date | None) -> str:
+    """The people's page showing the week from ``first_day`` (by a day in its middle, in the ISO week of its name)."""
+    if first_day is None:
+        return f"{conf.site_url()}/"
+    return f"{conf.site_url()}/?week={(first_day + timedelta(days=3)).isoformat()}"
+
+
+def _waiting(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """The weeks a weeks-waiting digest lists, their values parsed."""
+    weeks = payload.get("weeks")
+    return [
+        {
+            "owner_name": str(week.get("owner_name") or ""),
+            "week": str(week.get("week") or ""),
+            "first_day": _day(week.get("first_day")),
+            "hours": notifications.hours_shown(week.get("seconds")),
+            "submitted_at": _instant(week.get("submitted_at")),
+            "working_days": week.get("working_days"),
+        }
+        for week in (weeks if isinstance(weeks, list) else [])
+        if isinstance(week, dict)
+    ]
+
+
+def _week_context(notification: Notification, payload: dict[str, Any]) -> dict[str, Any]:
+    """What the emails of the weekly time sheets show, beyond the others'."""
+    first_day = _day(payload.get("first_day"))
+    waiting = _waiting(payload)
+    count = payload.get("count")
+    count = count if isinstance(count, int) and not isinstance(count, bool) else len(waiting)
+    staff = notification.recipient.is_staff
+    return {
+        "owner_name": str(payload.get("owner_name") or ""),
+        "first_day": first_day,
+        "last_day": first_day + timedelta(days=6) if first_day else None,
+        "hours": notifications.hours_shown(payload.get("seconds")),
+        "decided_by": str(payload.get("decided_by") or ""),
+        "reason": str(payload.get("reason") or ""),
+        "week_url": _week_url(first_day),
+        # Where the approver decides: the admin's list for staff, the people's page for the others.
+        "queue_url": f"{conf.site_url()}{WEEKS_WAITING_PATH}" if staff else f"{conf.site_url()}/",
+        "waiting": waiting,
+        "waiting_count": count,
+        "waiting_more": max(count - len(waiting), 0),
+    }
+
+
 def _context(*, notification: Notification, unsubscribe: str) -> dict[str, Any]:
     """What the email's templates show: the payload's values parsed, and the links."""
     payload = notification.payload if isinstance(notification.payload, dict) else {}
     recipient = notification.recipient
     missing = payload.get("days")
     return {
+        **_week_context(notification, payload),
         "notification": notification,
         "name": recipient.get_full_name() or recipient.get_username(),
         "kind_label": notification.get_kind_display(),

@@ -15,12 +15,19 @@ notification outbox in the same transaction as the pass that finds them:
   statement per group of people sharing a zone and an end of day).
 - **missing time**: on the owner's local Monday at 09:00, one digest of last
   week's working days without any time, for people who track time.
+- **week not submitted**: at noon of the first day of a person's week (their
+  ``Profile.week_start``, in their zone), one reminder of the week before if
+  it is neither submitted nor approved, for people who track time.
+- **weeks waiting**: at 09:00 of each of an approver's working days, in their
+  zone, one digest of the submitted weeks they may decide that have waited
+  more than ``WAITING_WORKING_DAYS`` of their working days.
 
 A group's day or week is done once (``ReminderMark``); every notification is
 unique per (kind, subject, occurrence, recipient), so any number of tickers,
 restarts and kills write each one once, and never miss one: a pass after a
 gap finds what the gap held (a forgotten timer at its exact instant; the end
-of yesterday for fiches still running; last week's digest).
+of yesterday for fiches still running; last week's digest and reminder of a
+week not submitted; today's digest of the weeks waiting).
 """
 
 from collections import defaultdict
@@ -33,12 +40,13 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
-from django.db.models import Exists, Min, OuterRef, Q
+from django.db.models import Exists, Min, OuterRef, Q, QuerySet
 
 from timesheet.core import conf
 from timesheet.core.dbtime import db_now
-from timesheet.domain import days
+from timesheet.domain import days, locks
 from timesheet.models import (
+    APPROVING,
     FicheEvent,
     FicheTemps,
     Notification,
@@ -46,7 +54,10 @@ from timesheet.models import (
     Profile,
     ReminderMark,
     Stretch,
+    TeamMembership,
+    WeekSheet,
     default_end_of_day,
+    users_holding,
 )
 
 # The notifications one statement writes at most: a flood is written in transactions of this size.
@@ -54,6 +65,16 @@ BATCH = 5000
 # When the missing-time digest of last week is sent, in each person's zone, on Monday.
 DIGEST_AT = time(9, 0)
 DEFAULT_WORKING_DAYS = "12345"
+DEFAULT_WEEK_START = 1  # Monday
+# When a person is told that last week is not submitted, in their zone, on the first day of their next week.
+NOT_SUBMITTED_AT = time(12, 0)
+# When an approver is told of the weeks waiting for them, in their zone, on each of their working days.
+WAITING_AT = time(9, 0)
+# A submitted week is in the digest once more than this many of the approver's working days went by
+# (counted strictly between the local date of its submission and today).
+WAITING_WORKING_DAYS = 2
+# The most weeks one digest lists (it counts them all); the longest waiting first.
+WAITING_LISTED = 100
 
 
 @dataclass(frozen=True)
@@ -61,10 +82,12 @@ class ReminderReport:
     forgotten: int = 0
     end_of_day: int = 0
     missing_time: int = 0
+    not_submitted: int = 0
+    waiting: int = 0
 
     @property
     def total(self) -> int:
-        return self.forgotten + self.end_of_day + self.missing_time
+        return self.forgotten + self.end_of_day + self.missing_time + self.not_submitted + self.waiting
 
 
 def remind(*, now: datetime | None = None, batch_size: int = BATCH) -> ReminderReport:
@@ -74,6 +97,8 @@ def remind(*, now: datetime | None = None, batch_size: int = BATCH) -> ReminderR
         forgotten=forgotten_timers(now=now, batch_size=batch_size),
         end_of_day=ends_of_day(now=now),
         missing_time=missing_time(now=now),
+        not_submitted=weeks_not_submitted(now=now),
+        waiting=weeks_waiting(now=now),
     )
 
 
@@ -218,9 +243,24 @@ def _set_apart_never(params: dict[str, Any]) -> None:
 # Groups of people who share a zone and a working day's settings ---------------------
 
 
+def _site_zone() -> str:
+    return str(settings.TIME_ZONE)
+
+
+def _in_zone(profiles: QuerySet[Profile], time_zone: str) -> QuerySet[Profile]:
+    """The profiles whose days are counted in ``time_zone``: named, or the site's left empty."""
+    if time_zone == _site_zone():
+        return profiles.filter(time_zone__in=["", time_zone])
+    return profiles.filter(time_zone=time_zone)
+
+
 @dataclass(frozen=True)
 class Group:
-    """People whose days end alike: their profile's zone, end of day and working days (None: no profile)."""
+    """
+    People whose days end alike: the zone their days are counted in (the
+    site's for a profile that names none), end of day and working days; a
+    ``time_zone`` of None for the people without a profile.
+    """
 
     time_zone: str | None
     end_of_day: time | None
@@ -228,7 +268,7 @@ class Group:
 
     @property
     def zone_key(self) -> str:
-        return "-" if self.time_zone is None else self.time_zone or settings.TIME_ZONE
+        return "-" if self.time_zone is None else self.time_zone
 
     @property
     def key(self) -> str:
@@ -246,18 +286,24 @@ class Group:
         profiles = Profile.objects.filter(user_id=OuterRef(owner))
         if self.time_zone is None:
             return Q(~Exists(profiles))
-        alike = profiles.filter(time_zone=self.time_zone, working_days=self.working_days)
+        alike = _in_zone(profiles, self.time_zone).filter(working_days=self.working_days)
         return Exists(alike.filter(end_of_day=self.end_of_day) if by_end_of_day else alike)
 
     def works_on(self, day: date) -> bool:
         return str(day.isoweekday()) in self.working_days
 
 
-def _groups() -> Iterator[Group]:
-    yield Group(None, default_end_of_day(), DEFAULT_WORKING_DAYS)
+def _groups() -> list[Group]:
+    """
+    Every group, once: a profile that names the site's zone and one that
+    names none are in the same group (two would share their marks' names, and
+    the second done would be skipped).
+    """
+    groups = {Group(None, default_end_of_day(), DEFAULT_WORKING_DAYS): None}
     rows = Profile.objects.values_list("time_zone", "end_of_day", "working_days").distinct()
     for time_zone, end_of_day, working_days in rows:
-        yield Group(time_zone, end_of_day, working_days)
+        groups[Group(time_zone or _site_zone(), end_of_day, working_days)] = None
+    return list(groups)
 
 
 def _done(kind: str, occurrences: Iterable[str]) -> set[tuple[str, str]]:
@@ -410,4 +456,223 @@ def _tell_missing(group: Group, first: date, occurrence: str, due_at: datetime) 
         )
         for person, missing_days in missing.items()
     ]
+    return len(Notification.objects.bulk_create(notifications, batch_size=1000, ignore_conflicts=True))
+
+
+# Weeks not submitted -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WeekGroup:
+    """People whose weeks are alike: the zone their days are counted in and their first day of the week."""
+
+    time_zone: str | None  # None: the people without a profile
+    week_start: int
+
+    @property
+    def key(self) -> str:
+        """The group's name in its marks."""
+        return f"{'-' if self.time_zone is None else self.time_zone}|{self.week_start}"
+
+    def members(self, owner: str = "pk") -> Exists | Q:
+        """A filter on rows whose ``owner`` (a user id column) is one of these people."""
+        profiles = Profile.objects.filter(user_id=OuterRef(owner))
+        if self.time_zone is None:
+            return Q(~Exists(profiles))
+        return Exists(_in_zone(profiles, self.time_zone).filter(week_start=self.week_start))
+
+
+def _week_groups() -> list[WeekGroup]:
+    groups = {WeekGroup(None, DEFAULT_WEEK_START): None}
+    for time_zone, week_start in Profile.objects.values_list("time_zone", "week_start").distinct():
+        groups[WeekGroup(time_zone or _site_zone(), week_start)] = None
+    return list(groups)
+
+
+def _last_week_due(group: WeekGroup, now: datetime) -> tuple[date, datetime]:
+    """
+    The first day of the group's latest week whose reminder is due at
+    ``now``, and that instant: noon of the first day of the week after it.
+    """
+    zone = days.zone_of(group.time_zone)
+    next_first, _last = days.person_week(days.today(zone, now), group.week_start)
+    due_at = datetime.combine(next_first, NOT_SUBMITTED_AT, tzinfo=zone)
+    if due_at > now:  # this week's first noon is still to come: the week before last is the latest due
+        next_first -= timedelta(days=7)
+        due_at = datetime.combine(next_first, NOT_SUBMITTED_AT, tzinfo=zone)
+    return next_first - timedelta(days=7), due_at
+
+
+def weeks_not_submitted(*, now: datetime) -> int:
+    """
+    For each group whose latest week is over, and due since noon of the first
+    day of the next, and not done, tell each person who tracks time (active,
+    with a fiche, who had joined before the week ended) whose week is neither
+    submitted nor approved; return how many were told.
+    """
+    kind = NotificationKind.WEEK_NOT_SUBMITTED.value
+    due = []
+    for group in _week_groups():
+        first, due_at = _last_week_due(group, now)
+        due.append((group, first, days.week_label(first, group.week_start), due_at))
+    done = _done(kind, {label for _group, _first, label, _due_at in due})
+    told = 0
+    for group, first, label, due_at in due:
+        if (group.key, label) in done:
+            continue
+        with transaction.atomic():
+            told += _tell_not_submitted(group, first, label, due_at)
+            _mark(kind, group.key, label)
+    return told
+
+
+def _tell_not_submitted(group: WeekGroup, first: date, label: str, due_at: datetime) -> int:
+    """One reminder to each of the group's people whose week from ``first`` holds nothing submitted or approved."""
+    zone = days.zone_of(group.time_zone)
+    begins, ends = days.local_midnight(first, zone), days.local_midnight(first + timedelta(days=7), zone)
+    # Held: this week submitted or approved, or one that shares days with it (which keeps it from being submitted).
+    held = WeekSheet.objects.filter(
+        owner_id=OuterRef("pk"), state__in=locks.HELD, starts_at__lt=ends, ends_at__gt=begins
+    )
+    people = (
+        get_user_model()
+        .objects.filter(group.members("pk"), is_active=True, date_joined__lt=ends)
+        .filter(Exists(FicheTemps.objects.filter(owner_id=OuterRef("pk"))))
+        .filter(~Exists(held))
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    week = {"week": label, "first_day": first.isoformat(), "last_day": (first + timedelta(days=6)).isoformat()}
+    told = 0
+    for chunk in _chunks(people.iterator(chunk_size=BATCH), BATCH):
+        notifications = [
+            Notification(
+                recipient_id=person,
+                kind=NotificationKind.WEEK_NOT_SUBMITTED,
+                subject=f"owner:{person}",
+                occurrence=label,
+                occurred_at=due_at,
+                payload={"owner": person, **week},
+            )
+            for person in chunk
+        ]
+        told += len(Notification.objects.bulk_create(notifications, ignore_conflicts=True))
+    return told
+
+
+# Weeks waiting for a decision ------------------------------------------------------------
+
+
+def _waited_from(group: Group, today: date) -> date | None:
+    """
+    The ``WAITING_WORKING_DAYS``-th of the group's working days before
+    ``today``: a week submitted on a local date before it has waited that
+    many of their working days (None: they have none).
+    """
+    if not group.working_days:
+        return None
+    found, day = 0, today
+    while True:
+        day -= timedelta(days=1)
+        if group.works_on(day):
+            found += 1
+            if found == WAITING_WORKING_DAYS:
+                return day
+
+
+def _working_days_between(group: Group, after: date, before: date) -> int:
+    """How many of the group's working days lie strictly between ``after`` and ``before``."""
+    span = (before - after).days - 1
+    if span <= 0:
+        return 0
+    weeks, rest = divmod(span, 7)
+    extra = sum(group.works_on(after + timedelta(days=n)) for n in range(1, rest + 1))
+    return weeks * len(set(group.working_days)) + extra
+
+
+def weeks_waiting(*, now: datetime) -> int:
+    """
+    For each group of people (zone and working days) at or past 09:00 of one
+    of their working days, not done for that day, tell each approver among
+    them of the submitted weeks they may decide that have waited more than
+    ``WAITING_WORKING_DAYS`` of their working days; return how many were told.
+    """
+    kind = NotificationKind.WEEK_WAITING.value
+    due = []
+    for group in {group.digest_key: group for group in _groups()}.values():
+        zone = days.zone_of(group.time_zone)
+        today = days.today(zone, now)
+        due_at = datetime.combine(today, WAITING_AT, tzinfo=zone)
+        if due_at <= now and group.works_on(today):
+            due.append((group, today, due_at))
+    if not due:
+        return 0
+    done = _done(kind, {today.isoformat() for _group, today, _due_at in due})
+    told = 0
+    for group, today, due_at in due:
+        if (group.digest_key, today.isoformat()) in done:
+            continue
+        with transaction.atomic():
+            told += _tell_waiting(group, today, due_at)
+            _mark(kind, group.digest_key, today.isoformat())
+    return told
+
+
+def _tell_waiting(group: Group, today: date, due_at: datetime) -> int:
+    """Today's digest to each approver of the group who may decide weeks waiting long enough; return how many."""
+    waited_from = _waited_from(group, today)
+    if waited_from is None:
+        return 0
+    zone = days.zone_of(group.time_zone)
+    before = days.local_midnight(waited_from, zone)
+    waiting = WeekSheet.objects.filter(state=WeekSheet.State.SUBMITTED, submitted_at__lt=before)
+    if not waiting.exists():
+        return 0
+    # The group's approvers with something waiting: the leads of a waiting week's owner, and those with
+    # the permission to approve anyone's (timesheets.approvers; WeekSheet.objects.decidable_by decides).
+    leads = TeamMembership.objects.filter(
+        group.members("user_id", by_end_of_day=False),
+        lead=True,
+        team__memberships__user_id__in=waiting.values("owner_id"),
+    ).values("user_id")
+    approvers = (
+        get_user_model()
+        .objects.filter(group.members("pk", by_end_of_day=False), is_active=True)
+        .filter(Q(pk__in=leads) | users_holding(APPROVING))
+        .order_by("pk")
+    )
+    notifications = []
+    for approver in list(approvers):
+        theirs = WeekSheet.objects.decidable_by(approver).filter(
+            state=WeekSheet.State.SUBMITTED, submitted_at__lt=before
+        )
+        listed = list(theirs.select_related("owner").order_by("submitted_at", "pk")[:WAITING_LISTED])
+        if not listed:
+            continue
+        count = len(listed) if len(listed) < WAITING_LISTED else theirs.count()
+        weeks = []
+        for sheet in listed:
+            assert sheet.submitted_at is not None
+            submitted_on = sheet.submitted_at.astimezone(zone).date()
+            weeks.append(
+                {
+                    "owner": sheet.owner_id,
+                    "owner_name": sheet.owner.get_full_name() or sheet.owner.get_username(),
+                    "week": sheet.week,
+                    "first_day": sheet.first_day.isoformat(),
+                    "seconds": sheet.microseconds / 1_000_000,
+                    "submitted_at": sheet.submitted_at.isoformat(),
+                    "working_days": _working_days_between(group, submitted_on, today),
+                }
+            )
+        notifications.append(
+            Notification(
+                recipient_id=approver.pk,
+                kind=NotificationKind.WEEK_WAITING,
+                subject=f"approver:{approver.pk}",
+                occurrence=today.isoformat(),
+                occurred_at=due_at,
+                payload={"day": today.isoformat(), "count": count, "weeks": weeks},
+            )
+        )
     return len(Notification.objects.bulk_create(notifications, batch_size=1000, ignore_conflicts=True))
