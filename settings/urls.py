@@ -4,7 +4,9 @@ from django.urls import include, path
 
 from timesheet.web import metrics, people, views
 from timesheet.web.notify_views import unsubscribe as notification_unsubscribe
+from timesheet.web.people import account as people_account
 from timesheet.web.people import budgets as people_budgets
+from timesheet.web.people import timesheets as people_timesheets
 
 urlpatterns = [
     path("", people.home, name="home"),
@@ -26,6 +28,12 @@ urlpatterns = [
     path("tokens/<int:token_id>/revoke", people.revoke_token, name="token_revoke"),
     path("notifications/", people.notification_list, name="notifications"),
     path("budgets", people_budgets.budget_list, name="budgets"),
+    path("weeks", people_timesheets.week_list, name="weeks"),
+    path("weeks/<str:week>/submit", people_timesheets.submit_week, name="week_submit"),
+    path("weeks/<str:week>/withdraw", people_timesheets.withdraw_week, name="week_withdraw"),
+    path("weeks/<int:owner_id>/<str:week>/approve", people_timesheets.approve_week, name="week_approve"),
+    path("weeks/<int:owner_id>/<str:week>/reject", people_timesheets.reject_week, name="week_reject"),
+    path("settings/week-start", people_account.set_week_start, name="week_start"),
     path("notifications/read-all", people.read_all_notifications, name="notifications_read_all"),
     path("notifications/<int:notification_id>/read", people.read_notification, name="notification_read"),
     path("notifications/<int:notification_id>/stop", people.stop_at_notification, name="notification_stop"),

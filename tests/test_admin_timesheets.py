@@ -352,15 +352,23 @@ def test_a_profile_sets_the_first_day_of_the_week(superuser_client, user):
     assert timesheets.week_of(owner_id=user.pk).first.isoweekday() == 7
 
 
-def test_the_first_day_of_the_week_stays_while_a_week_is_submitted(superuser_client, user, week):
+def test_the_first_day_of_the_week_stays_while_a_week_is_held_unless_one_may_override(superuser_client, user, week):
     profile = Profile.objects.get_or_create(user=user)[0]
+    clerk = granted(person("paul", is_staff=True), "view_profile", "change_profile")
 
-    response = superuser_client.post(
+    response = signed_in(clerk).post(
         f"/admin/timesheet/profile/{profile.pk}/change/", profile_form(user, week_start="3")
     )
 
     assert response.status_code == 200
     assert response.context["adminform"].form.errors["week_start"] == [
-        f"Week {week.week} is submitted for approval: it must be withdrawn or decided before the weeks move."
+        "Some of these weeks are submitted or approved, or some of these days locked: "
+        "changing the first day of the week would change them."
     ]
     assert Profile.objects.get(user=user).week_start == 1
+    # Those who may override locks may: the submitted week keeps its own days.
+    response = superuser_client.post(
+        f"/admin/timesheet/profile/{profile.pk}/change/", profile_form(user, week_start="3")
+    )
+    assert response.status_code == 302 and Profile.objects.get(user=user).week_start == 3
+    assert WeekSheet.objects.get(pk=week.pk).first_day == week.first_day

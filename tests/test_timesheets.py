@@ -537,3 +537,29 @@ def test_a_listing_of_more_weeks_than_it_holds_asks_for_a_narrower_one(crew, mon
     refused(Code.INVALID, timesheets.visible_sheets, actor=lead)
     monkeypatch.setattr(timesheets, "LIST_MAX_SHEETS", 3)
     assert len(timesheets.visible_sheets(actor=lead, state="submitted")) == 3
+
+
+@pytest.mark.parametrize("owner_id", [0, -1, 10**18, 10**30, True])
+def test_an_owner_that_cannot_be_a_person_is_not_found(crew, owner_id):
+    lead, _people = crew
+    refused(Code.NOT_FOUND, timesheets.approve, actor=lead, owner_id=owner_id, week="2026-W45")
+    refused(Code.NOT_FOUND, timesheets.reject, actor=lead, owner_id=owner_id, week="2026-W45", reason="x")
+    refused(Code.NOT_FOUND, timesheets.weeks_of, actor=lead, owner_id=owner_id)
+
+
+def test_a_decision_on_a_week_submitted_again_since_it_was_shown_is_refused(crew, projet):
+    lead, people = crew
+    nina = people["nina"]
+    timesheets.submit(actor=nina, owner_id=nina.pk, week="2026-W45")
+    timesheets.withdraw(actor=nina, owner_id=nina.pk, week="2026-W45")
+    timesheets.submit(actor=nina, owner_id=nina.pk, week="2026-W45")
+    for decide in (timesheets.approve, partial(timesheets.reject, reason="late")):
+        refused(Code.WRONG_STATE, decide, actor=lead, owner_id=nina.pk, week="2026-W45", submission=1)
+    assert timesheets.approve(actor=lead, owner_id=nina.pk, week="2026-W45", submission=2).state == "approved"
+
+
+def test_someone_who_may_not_decide_learns_nothing_from_a_rejection_without_reason(crew):
+    _lead, people = crew
+    nina = people["nina"]
+    timesheets.submit(actor=nina, owner_id=nina.pk, week="2026-W45")
+    refused(Code.NOT_FOUND, timesheets.reject, actor=person("otto"), owner_id=nina.pk, week="2026-W45", reason="")

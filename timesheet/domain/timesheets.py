@@ -66,6 +66,8 @@ LIST_MAX_WEEKS = 106
 LIST_DEFAULT_WEEKS = 8
 # How many weeks of several people a listing holds at most.
 LIST_MAX_SHEETS = 1000
+# How many waiting weeks a queue shows at most, the longest waiting first.
+QUEUE_MAX = 200
 # How many weeks before a week make the person's usual week.
 USUAL_WEEKS = 4
 
@@ -88,6 +90,13 @@ class Week:
     @property
     def days(self) -> list[date]:
         return [self.first + timedelta(days=n) for n in range(7)]
+
+
+def _person(owner_id: object) -> int:
+    """``owner_id`` if it may be a person's id; refused as not found otherwise (never a query out of range)."""
+    if isinstance(owner_id, bool) or not isinstance(owner_id, int) or not 0 < owner_id < 10**limits.ID_MAX_DIGITS:
+        raise Refused(_("There is no such person."), code=Code.NOT_FOUND)
+    return owner_id
 
 
 def _settings_of(owner_id: int) -> tuple[str, int]:
@@ -120,7 +129,7 @@ def week_of(*, owner_id: int, day: date | None = None) -> Week:
 
 def named_week(*, owner_id: int, week: object) -> Week:
     """The owner's week named ``week`` ("2026-W49"); refused as invalid if there is no such week."""
-    zone_name, week_start = _settings_of(owner_id)
+    zone_name, week_start = _settings_of(_person(owner_id))
     first = days.week_first_day(week, week_start) if isinstance(week, str) else None
     if first is None or not limits.FIRST_DAY < first < limits.LAST_DAY - timedelta(days=7):
         raise Refused(_("“%(week)s” is not a week (write it as 2026-W49).") % {"week": week}, code=Code.INVALID)
@@ -156,18 +165,29 @@ def running_in(week: Week) -> list[dict[str, Any]]:
     ]
 
 
-def usual_seconds(week: Week) -> float | None:
-    """The owner's usual week before ``week``: the mean of the ``USUAL_WEEKS`` weeks before it that hold time."""
-    first = week.first - timedelta(days=7 * USUAL_WEEKS)
-    report = reports.report(
-        first=first, last=week.first - timedelta(days=1), group="day", by=("owner",), owner_ids=[week.owner_id]
-    )
-    per_week: dict[int, float] = {}
-    for row in report["rows"]:
-        index = (date.fromisoformat(row["period"]) - first).days // 7
-        per_week[index] = per_week.get(index, 0.0) + row["seconds"]
-    held = [seconds for seconds in per_week.values() if seconds > 0]
-    return sum(held) / len(held) if held else None
+def usual_seconds(weeks: list[Week]) -> list[float | None]:
+    """
+    Each owner's usual week before each of ``weeks``: the mean of the
+    ``USUAL_WEEKS`` weeks before it that hold time (None if none does), read
+    in one report over all of them.
+    """
+    if not weeks:
+        return []
+    first = min(week.first for week in weeks) - timedelta(days=7 * USUAL_WEEKS)
+    last = max(week.first for week in weeks) - timedelta(days=1)
+    owners = {week.owner_id for week in weeks}
+    report = reports.report(first=first, last=last, group="day", by=("owner",), owner_ids=owners)
+    per_day = {(row["owner"]["id"], date.fromisoformat(row["period"])): row["seconds"] for row in report["rows"]}
+    usual: list[float | None] = []
+    for week in weeks:
+        held = []
+        for before in range(1, USUAL_WEEKS + 1):
+            start = week.first - timedelta(days=7 * before)
+            seconds = sum(per_day.get((week.owner_id, start + timedelta(days=n)), 0.0) for n in range(7))
+            if seconds > 0:
+                held.append(seconds)
+        usual.append(sum(held) / len(held) if held else None)
+    return usual
 
 
 def changes(before: dict[str, Any] | None, after: dict[str, Any]) -> list[dict[str, Any]]:
@@ -288,9 +308,9 @@ def submit(*, actor: Any, owner_id: int, week: str) -> WeekSheet:
     """
     if owner_id != actor.pk:
         raise Refused(_("Only its owner submits a week."), code=Code.FORBIDDEN)
-    named = named_week(owner_id=owner_id, week=week)
     with transaction.atomic():
         locks.hold_owner(owner_id, exclusive=True)
+        named = named_week(owner_id=owner_id, week=week)  # under the lock a change of zone or first day takes
         now = db_now()
         if named.starts_at > now:
             raise Refused(_("Week %(week)s has not begun yet.") % {"week": named.label}, code=Code.INVALID)
@@ -316,7 +336,8 @@ def submit(*, actor: Any, owner_id: int, week: str) -> WeekSheet:
                 )
         held = totals(named)
         sheet = sheet or WeekSheet(owner_id=owner_id, week=named.label)
-        sheet.previous_totals = sheet.totals or None
+        # What changed since the previous submission, if it was of the same days.
+        sheet.previous_totals = (sheet.totals or None) if sheet.first_day == named.first else None
         sheet.first_day, sheet.time_zone = named.first, named.zone_name
         sheet.starts_at, sheet.ends_at = named.starts_at, named.ends_at
         sheet.state = State.SUBMITTED
@@ -344,6 +365,7 @@ def withdraw(*, actor: Any, owner_id: int, week: str) -> WeekSheet:
         if sheet is None or sheet.state != State.SUBMITTED:
             raise _state_refusal(named, sheet, _("withdrawn"))
         sheet.state = State.OPEN
+        sheet.submitted_at = None
         sheet.history = _history(sheet, State.OPEN, actor)
         sheet.updated_at = db_now()
         sheet.save()
@@ -366,13 +388,30 @@ def _decidable(actor: Any, owner_id: int, named: Week) -> WeekSheet | None:
     return sheet
 
 
-def _decide(*, actor: Any, owner_id: int, week: str, state: str, doing: str, reason: str = "") -> WeekSheet:
-    named = named_week(owner_id=owner_id, week=week)
+def _decide(
+    *,
+    actor: Any,
+    owner_id: int,
+    week: str,
+    state: str,
+    doing: str,
+    reason: str | None = None,
+    submission: int | None = None,
+) -> WeekSheet:
     with transaction.atomic():
-        locks.hold_owner(owner_id, exclusive=True)
+        locks.hold_owner(_person(owner_id), exclusive=True)
+        named = named_week(owner_id=owner_id, week=week)
         sheet = _decidable(actor, owner_id, named)
         if sheet is None or sheet.state != State.SUBMITTED:
             raise _state_refusal(named, sheet, doing)
+        if submission is not None and submission != sheet.submissions:
+            raise Refused(
+                _("Week %(week)s was submitted again since it was shown: look at it again before deciding.")
+                % {"week": named.label},
+                code=Code.WRONG_STATE,
+            )
+        if reason is not None:
+            reason = _check_reason(reason)
         now = db_now()
         if state == State.APPROVED:
             # What is approved is the week submitted, its days as they were then (whatever the owner's
@@ -381,32 +420,52 @@ def _decide(*, actor: Any, owner_id: int, week: str, state: str, doing: str, rea
             sheet.totals, sheet.microseconds = held, round(held["seconds"] * MICROSECONDS)
         sheet.state = state
         sheet.decided_at, sheet.decided_by = now, actor
-        sheet.reason = reason
-        sheet.history = _history(sheet, state, actor, reason)
+        sheet.reason = reason or ""
+        sheet.history = _history(sheet, state, actor, reason or "")
         sheet.updated_at = now
         sheet.save()
         kind = NotificationKind.WEEK_APPROVED if state == State.APPROVED else NotificationKind.WEEK_REJECTED
         decider = actor.get_full_name() or actor.get_username()
-        _tell(kind, sheet, [owner_id], now, decided_by=decider, reason=reason)
+        _tell(kind, sheet, [owner_id], now, decided_by=decider, reason=reason or "")
     return sheet
 
 
-def approve(*, actor: Any, owner_id: int, week: str) -> WeekSheet:
-    """Approve a submitted week: its time is locked for its owner from now on; return its sheet."""
-    return _decide(actor=actor, owner_id=owner_id, week=week, state=State.APPROVED, doing=_("approved"))
+def approve(*, actor: Any, owner_id: int, week: str, submission: int | None = None) -> WeekSheet:
+    """
+    Approve a submitted week: its time is locked for its owner from now on;
+    return its sheet. ``submission``: the submission the approver saw (its
+    number), refused as ``wrong_state`` if the week was submitted again since.
+    """
+    return _decide(
+        actor=actor, owner_id=owner_id, week=week, state=State.APPROVED, doing=_("approved"), submission=submission
+    )
 
 
-def reject(*, actor: Any, owner_id: int, week: str, reason: str) -> WeekSheet:
-    """Reject a submitted week with a reason: it is open again for its owner to mend and submit; return its sheet."""
-    if not isinstance(reason, str) or not reason.strip():
+def reject(*, actor: Any, owner_id: int, week: str, reason: object, submission: int | None = None) -> WeekSheet:
+    """
+    Reject a submitted week with a reason: it is open again for its owner to
+    mend and submit; return its sheet. ``submission`` as for ``approve``.
+    """
+    return _decide(
+        actor=actor,
+        owner_id=owner_id,
+        week=week,
+        state=State.REJECTED,
+        doing=_("rejected"),
+        reason=reason if isinstance(reason, str) else "",
+        submission=submission,
+    )
+
+
+def _check_reason(reason: str) -> str:
+    """A rejection's reason, stripped; refused as invalid if empty, too long or not text."""
+    if not reason.strip():
         raise Refused(_("A rejection needs a reason."), code=Code.INVALID)
     if len(reason) > REASON_MAX_LENGTH or "\x00" in reason:
         raise Refused(
             _("The reason is at most %(limit)s characters of text.") % {"limit": REASON_MAX_LENGTH}, code=Code.INVALID
         )
-    return _decide(
-        actor=actor, owner_id=owner_id, week=week, state=State.REJECTED, doing=_("rejected"), reason=reason.strip()
-    )
+    return reason.strip()
 
 
 # The ticker's part ----------------------------------------------------------------
@@ -495,7 +554,7 @@ def weeks_of(*, actor: Any, owner_id: int, first: date | None = None, last: date
     newest first, open ones included, each with its state and time (live
     for an open or rejected week; as submitted or approved otherwise).
     """
-    if not sees_weeks_of(actor, owner_id):
+    if not sees_weeks_of(actor, _person(owner_id)):
         raise Refused(_("Only staff, approvers and leads see other people's weeks."), code=Code.FORBIDDEN)
     zone_name, week_start = _settings_of(owner_id)
     today = days.today(days.zone_of(zone_name))
@@ -568,9 +627,9 @@ def queue(*, actor: Any) -> list[dict[str, Any]]:
     changed since its previous submission.
     """
     waiting = WeekSheet.objects.decidable_by(actor).filter(state=State.SUBMITTED).select_related("owner")
+    sheets = list(waiting.order_by("submitted_at", "pk")[:QUEUE_MAX])
     items = []
-    for sheet in waiting.order_by("submitted_at", "pk")[:200]:
-        usual = usual_seconds(week_of_sheet(sheet))
+    for sheet, usual in zip(sheets, usual_seconds([week_of_sheet(sheet) for sheet in sheets]), strict=True):
         seconds = sheet.microseconds / MICROSECONDS
         items.append(
             {

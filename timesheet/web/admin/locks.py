@@ -6,11 +6,10 @@ first day of their weeks) in the admin, through the services.
 from django import forms
 from django.contrib import admin, messages
 from django.db import transaction
-from django.utils.translation import gettext as _
 
 from timesheet.domain import locks, notifications, profiles
-from timesheet.domain.errors import Code, Refused
-from timesheet.models import LockedPeriod, Profile, Weekday, WeekSheet
+from timesheet.domain.errors import Refused
+from timesheet.models import LockedPeriod, Profile
 from timesheet.web.admin.common import USERNAME, ActorForm, ActorFormAdmin
 
 
@@ -32,7 +31,7 @@ class LockForm(ActorForm):
         return cleaned
 
 
-class ZoneForm(forms.ModelForm):
+class ZoneForm(ActorForm):
     class Meta:
         model = Profile
         fields = ["user", "time_zone", "language", "reminder_running_hours", "end_of_day", "working_days", "week_start"]
@@ -55,29 +54,11 @@ class ZoneForm(forms.ModelForm):
         cleaned = super().clean() or {}
         user, week_start = cleaned.get("user"), cleaned.get("week_start")
         if user is not None and week_start is not None:
-            try:
-                check_week_start(user.pk, week_start)
+            try:  # the service's own rule, shown on the form
+                profiles.check_week_start_change(user_id=user.pk, week_start=week_start, actor=self.actor)
             except Refused as refused:
                 self.add_error("week_start", refused.message)
         return cleaned
-
-
-def check_week_start(user_id: int, week_start: int) -> None:
-    """
-    Refuse moving the first day of a person's weeks while one of their weeks
-    is submitted: the week named as submitted would then hold other days when
-    it is decided.
-    """
-    current = Profile.objects.filter(user_id=user_id).values_list("week_start", flat=True).first() or Weekday.MONDAY
-    if week_start == current:
-        return
-    waiting = locks.held_weeks(user_id).filter(state=WeekSheet.State.SUBMITTED).values_list("week", flat=True).first()
-    if waiting is not None:
-        raise Refused(
-            _("Week %(week)s is submitted for approval: it must be withdrawn or decided before the weeks move.")
-            % {"week": waiting},
-            code=Code.SUBMITTED,
-        )
 
 
 @admin.register(LockedPeriod)
@@ -96,7 +77,7 @@ class LockedPeriodAdmin(ActorFormAdmin):
 
 
 @admin.register(Profile)
-class ProfileAdmin(admin.ModelAdmin):
+class ProfileAdmin(ActorFormAdmin):
     form = ZoneForm
     list_display = [
         "user",
@@ -112,10 +93,6 @@ class ProfileAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         try:
             with transaction.atomic():
-                # No service sets the first day of the weeks: it is written here, under the owner's lock
-                # that a submission takes, so that no week is submitted meanwhile.
-                locks.hold_owner(obj.user.pk, exclusive=True)
-                check_week_start(obj.user.pk, obj.week_start)
                 if obj.time_zone:
                     profiles.set_time_zone(user=obj.user, name=obj.time_zone, actor=request.user)
                 notifications.set_reminders(
@@ -126,6 +103,6 @@ class ProfileAdmin(admin.ModelAdmin):
                 )
                 if obj.language:
                     notifications.set_language(user=obj.user, language=obj.language)
-                Profile.objects.filter(user=obj.user).update(week_start=obj.week_start)
+                profiles.set_week_start(user=obj.user, week_start=obj.week_start, actor=request.user)
         except Refused as refused:
             self.message_user(request, refused.message, messages.ERROR)

@@ -61,11 +61,6 @@ def sheet_name(sheet: WeekSheet) -> str:
     return f"{person_name(sheet.owner)} {sheet.week}"
 
 
-def week_of(sheet: WeekSheet) -> timesheets.Week:
-    """The week a sheet holds, as it was when submitted (its first day, zone and instants)."""
-    return timesheets.Week(sheet.owner_id, sheet.week, sheet.first_day, sheet.time_zone, sheet.starts_at, sheet.ends_at)
-
-
 def day_rows(sheet: WeekSheet) -> list[dict[str, Any]]:
     """Each day of the week's totals as submitted: its date, its weekday's names and its time."""
     rows = []
@@ -92,7 +87,7 @@ def projet_rows(sheet: WeekSheet) -> list[dict[str, Any]]:
 def compared(sheet: WeekSheet) -> dict[str, Any]:
     """The week's time against the person's usual week (the domain's mean of the weeks before that hold time)."""
     seconds = sheet.microseconds / timesheets.MICROSECONDS
-    usual = timesheets.usual_seconds(week_of(sheet))
+    (usual,) = timesheets.usual_seconds([timesheets.week_of_sheet(sheet)])
     return {
         "time": hours_minutes(seconds),
         "usual": None if usual is None else hours_minutes(usual),

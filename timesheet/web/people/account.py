@@ -1,6 +1,6 @@
 """
 The settings page at ``/settings``: what a person sets once, apart from
-their time: their time zone, their language (the page's, and their emails'),
+their time: their time zone, the first day of their week, their language (the page's, and their emails'),
 their reminders (a forgotten timer, the end of their working day, their
 working days), which notifications reach them where, and their API tokens (a
 new one shown once, in a box of its own with a button to copy it).
@@ -22,9 +22,9 @@ from django.utils.translation import gettext as _
 from django.views.i18n import set_language as django_set_language
 
 from timesheet.core import conf, limits
-from timesheet.domain import days, notifications, profiles, tokens
+from timesheet.domain import days, locks, notifications, profiles, tokens
 from timesheet.domain.errors import Code, Refused
-from timesheet.models import ApiToken, Channel, NotificationKind, Profile, default_end_of_day
+from timesheet.models import ApiToken, Channel, NotificationKind, Profile, Weekday, default_end_of_day
 from timesheet.web.people.common import HtmxHttpRequest, form_time, post_only, signed_in
 from timesheet.web.people.page import bell_context
 
@@ -74,6 +74,10 @@ def _settings_page(request: HtmxHttpRequest, user: Any) -> TemplateResponse:
         "reminders": _reminders_context(user),
         "preferences": _preferences_context(user),
         "zones": days.all_time_zones(),
+        "week_start": Profile.objects.filter(user=user).values_list("week_start", flat=True).first() or Weekday.MONDAY,
+        "weekdays": Weekday.choices,
+        # Weeks submitted or approved (or days locked): the first day of the week no longer changes.
+        "week_start_held": locks.holds_time(user.pk) and not locks.may_override(user),
         "tokens": list(ApiToken.objects.filter(user=user, revoked_at__isnull=True).order_by("-created_at")),
         # A new token comes in a message of its own: shown in its box, never as text among the others.
         "new_token": next((message.message for message in shown if message.extra_tags == NEW_TOKEN), None),
@@ -129,6 +133,15 @@ async def set_time_zone(request: HtmxHttpRequest, user: Any) -> HttpResponseBase
     """The time zone the user's days are counted in."""
     name = request.POST.get("time_zone", "").strip()
     return await _saved(request, lambda: profiles.aset_time_zone(user=user, name=name), _("Time zone saved."))
+
+
+@signed_in
+@post_only
+async def set_week_start(request: HtmxHttpRequest, user: Any) -> HttpResponseBase:
+    """The first day of the user's weeks, for their weekly time sheets (1 Monday to 7 Sunday)."""
+    chosen = request.POST.get("week_start", "")
+    save = lambda: profiles.aset_week_start(user=user, week_start=chosen)  # noqa: E731
+    return await _saved(request, save, _("First day of the week saved."))
 
 
 async def _saved(request: HtmxHttpRequest, save: Callable[[], Awaitable[object]], done: str) -> HttpResponseBase:

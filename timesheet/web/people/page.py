@@ -1,6 +1,7 @@
 """
-The people's page at ``/``: the timer bar, the week's entries, the other
-open fiches and the recently finished ones. Drawn whole, or, for htmx, as
+The people's page at ``/``: the timer bar, the week's entries, the weekly
+time sheets (``timesheets``), the other open fiches and the recently
+finished ones. Drawn whole, or, for htmx, as
 its regions swapped out of band; every time on it in the person's zone,
 named with it.
 """
@@ -29,6 +30,7 @@ from timesheet.models import Etat, FicheTemps, Notification, NotificationKind, P
 from timesheet.web.http import refusal
 from timesheet.web.people.budgets import budgets_context
 from timesheet.web.people.common import HtmxHttpRequest, asked_day, asked_week, home_url, signed_in, week_of_request
+from timesheet.web.people.timesheets import shown_sheet, weeks_context
 
 RECENT_FINISHED = 10
 SECOND = timedelta(seconds=1)
@@ -203,8 +205,10 @@ def teams_of(user: Any) -> list[TeamMembership]:
     return list(TeamMembership.objects.filter(user_id=user.pk).select_related("team").order_by("team__name"))
 
 
-def page_context(user: Any, monday: date | None, add_day: date | None = None) -> dict[str, Any]:
-    """Everything the page shows, read on the database's clock."""
+def page_context(
+    user: Any, monday: date | None, add_day: date | None = None, sheet: str | None = None
+) -> dict[str, Any]:
+    """Everything the page shows, read on the database's clock (``sheet``: the week the weeks' card shows)."""
     zone = days.owner_zone(user.pk)
     open_fiches = list(
         FicheTemps.objects.filter(owner=user)
@@ -248,6 +252,7 @@ def page_context(user: Any, monday: date | None, add_day: date | None = None) ->
         "bell": bell_context(user),
         "teams": teams_of(user),
         **budgets_context(user),
+        **weeks_context(user, sheet),
         **week_context(user, monday, now, add_day),
     }
 
@@ -269,10 +274,10 @@ def _draw(
         return _render(request, "timesheet/people/_messages.html", {"oob": True, "zone": None}, status=status)
     add_day = asked_day(request.GET.get("day")) if request.method == "GET" else None
     try:
-        context = page_context(user, monday, add_day)
+        context = page_context(user, monday, add_day, shown_sheet(request))
     except Refused as refused:  # a week out of range: this week instead
         messages.error(request, refused.message)
-        context = page_context(user, None)
+        context = page_context(user, None, sheet=shown_sheet(request))
     if partial:
         return _render(request, "timesheet/people/_regions.html", {**context, "oob": True}, status=status)
     return _render(request, "timesheet/people/home.html", context, status=status)
