@@ -508,7 +508,7 @@ def test_each_weeks_notification_is_emailed_in_the_recipients_language_and_zone(
         assert "Bonjour Alice," in body and "2026-W46" in body
         assert "9 novembre 2026" in body and "15 novembre 2026" in body
         assert "https://fiches.example.org/?week=2026-11-12" in body
-    assert "Submit my week" in text
+    assert "« Soumettre »" in text and "&sheet=2026-W46#weeks" in text
 
 
 def text_of_submission_is_complete(body):

@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -390,11 +390,15 @@ def _limit_shown(payload: dict[str, Any]) -> str:
 WEEKS_WAITING_PATH = "/admin/timesheet/weeksheet/?state__exact=submitted"
 
 
-def _week_url(first_day: date | None) -> str:
-    """The people's page showing the week from ``first_day`` (by a day in its middle, in the ISO week of its name)."""
+def _week_url(first_day: date | None, week: str) -> str:
+    """
+    The people's page showing the week from ``first_day`` (by a day in its
+    middle, in the ISO week of its name) and its sheet ``week``, where it is submitted.
+    """
     if first_day is None:
         return f"{conf.site_url()}/"
-    return f"{conf.site_url()}/?week={(first_day + timedelta(days=3)).isoformat()}"
+    middle = (first_day + timedelta(days=3)).isoformat()
+    return f"{conf.site_url()}/?week={middle}&sheet={quote(week)}#weeks"
 
 
 def _waiting(payload: dict[str, Any]) -> list[dict[str, Any]]:
@@ -428,7 +432,7 @@ def _week_context(notification: Notification, payload: dict[str, Any]) -> dict[s
         "hours": notifications.hours_shown(payload.get("seconds")),
         "decided_by": str(payload.get("decided_by") or ""),
         "reason": str(payload.get("reason") or ""),
-        "week_url": _week_url(first_day),
+        "week_url": _week_url(first_day, str(payload.get("week") or "")),
         # Where the approver decides: the admin's list for staff, the people's page for the others.
         "queue_url": f"{conf.site_url()}{WEEKS_WAITING_PATH}" if staff else f"{conf.site_url()}/",
         "waiting": waiting,
