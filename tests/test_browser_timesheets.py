@@ -161,7 +161,7 @@ def test_a_lead_rejects_a_week_with_a_reason_that_the_person_reads_live(
     reason.fill("Jeudi : la recette a duré 4 h, pas 6.")
     # The condition of its polling (hx-trigger's "[...]"), evaluated as htmx does, on the region.
     polls = (
-        "section => new Function('return (' + section.getAttribute('hx-trigger').match(/\\[(.*)\\]/)[1] + ')')"
+        "section => new Function('return (' + section.getAttribute('hx-trigger').match(/\\[(.*?)\\]/)[1] + ')')"
         ".call(section)"
     )
     assert lead.locator("#weeks").evaluate(polls) is False
