@@ -12,12 +12,13 @@ from functools import partial
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.contrib.admin.models import LogEntry
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.db import connections
 
 from tests.factories import make_fiche, person, project, team
-from tests.support import assert_exact, postgresql_only
+from tests.support import assert_exact, postgresql_only, signed_in
 from timesheet.core.dbtime import db_now
 from timesheet.domain import days, entries, fiches, locks, profiles, rates, reports, timesheets
 from timesheet.domain.errors import Code, Refused
@@ -563,3 +564,121 @@ def test_someone_who_may_not_decide_learns_nothing_from_a_rejection_without_reas
     nina = people["nina"]
     timesheets.submit(actor=nina, owner_id=nina.pk, week="2026-W45")
     refused(Code.NOT_FOUND, timesheets.reject, actor=person("otto"), owner_id=nina.pk, week="2026-W45", reason="")
+
+
+# What fresh eyes found ----------------------------------------------------------------------
+
+
+def test_an_auto_stop_due_before_a_held_week_the_fiche_ran_through_lands_after_it(crew, projet):
+    _lead, people = crew
+    nina = people["nina"]
+    week = timesheets.week_of(owner_id=nina.pk, day=days.today_for(nina.pk) - timedelta(days=7))
+    fiche = running_since(projet, nina, week.starts_at - 2 * H)  # through the whole week
+    timesheets.submit(actor=nina, owner_id=nina.pk, week=week.label)
+    submitted = week_report(week)
+    assert tick(max_running=H).auto_stopped == 1  # due before the week: it stops where the week ends
+    stopped = assert_exact(fiche.pk)
+    assert stopped.temps_impute == week.ends_at - week.starts_at + 2 * H
+    assert week_report(week) == submitted
+
+
+def test_moving_only_the_start_of_an_entry_ending_in_an_approved_week_is_allowed(crew, projet):
+    lead, people = crew
+    chad = people["chad"]
+    week = timesheets.named_week(owner_id=chad.pk, week="2026-W45")
+    across = entry(chad, projet, week.starts_at - 2 * H, week.starts_at + H)
+    timesheets.submit(actor=chad, owner_id=chad.pk, week=week.label)
+    timesheets.approve(actor=lead, owner_id=chad.pk, week=week.label)
+    approved = week_report(week)
+    entries.change_entry(entry_id=across.id, actor=chad, start=week.starts_at - 3 * H)
+    refused(Code.LOCKED, entries.change_entry, entry_id=across.id, actor=chad, end=week.starts_at + 2 * H)
+    assert week_report(week) == approved
+
+
+def test_a_split_entrys_label_changes_in_an_approved_week_its_project_does_not(crew, projet):
+    lead, people = crew
+    kiran = people["kiran"]
+    week = timesheets.named_week(owner_id=kiran.pk, week="2026-W45")
+    whole = entry(kiran, projet, week.starts_at + 9 * H, week.starts_at + 12 * H)
+    timesheets.submit(actor=kiran, owner_id=kiran.pk, week=week.label)
+    timesheets.approve(actor=lead, owner_id=kiran.pk, week=week.label)
+    _first, second = entries.split_entry(entry_id=whole.id, actor=kiran, at=week.starts_at + 10 * H)
+    entries.change_entry(entry_id=second.id, actor=kiran, libelle="Recette")
+    refused(Code.LOCKED, entries.change_entry, entry_id=second.id, actor=kiran, projet_id=project("Autre").pk)
+
+
+def test_a_split_whose_restart_is_refused_leaves_the_fiche_paused_and_the_tick_whole(crew, projet, monkeypatch):
+    lead, people = crew
+    nina = people["nina"]
+    week = timesheets.week_of(owner_id=nina.pk, day=days.today_for(nina.pk) - timedelta(days=7))
+    across = running_since(projet, nina, week.ends_at - 2 * H)
+    timesheets.submit(actor=nina, owner_id=nina.pk, week=week.label)
+    timesheets.approve(actor=lead, owner_id=nina.pk, week=week.label)
+
+    def refused_restart(row, **kwargs):  # as when its owner may run no more fiches (a limit lowered meanwhile)
+        raise Refused("Fiche is already running.", code=Code.LIMIT_REACHED)
+
+    monkeypatch.setattr(fiches, "restart", refused_restart)
+    report = tick()
+    assert report.split == 1 and WeekSheet.objects.get().closed_at is not None
+    paused = assert_exact(across.pk)
+    assert not paused.is_running and paused.temps_impute == 2 * H
+
+
+def test_a_week_ended_more_than_a_year_ago_is_not_submitted(crew):
+    _lead, people = crew
+    nina = people["nina"]
+    refused(Code.INVALID, timesheets.submit, actor=nina, owner_id=nina.pk, week="0003-W02")
+    refused(Code.INVALID, timesheets.submit, actor=nina, owner_id=nina.pk, week="2025-W30")
+
+
+def test_a_person_who_does_not_exist_has_no_weeks(crew):
+    lead, _people = crew
+    approver = with_perms(person("ada", is_staff=True), "approve_weeksheet")
+    for actor in (lead, approver):
+        refused(Code.NOT_FOUND, timesheets.weeks_of, actor=actor, owner_id=99999)
+        refused(Code.NOT_FOUND, timesheets.approve, actor=actor, owner_id=99999, week="2026-W45")
+
+
+@pytest.mark.parametrize(
+    "reason, message",
+    [
+        ("\u200b\u200b", "needs a reason"),
+        ("\u202eevil", "control characters"),
+        ("no\x00pe", "control characters"),
+        ("x" * 2001, "at most 2000 characters"),
+    ],
+)
+def test_a_reason_that_says_nothing_or_reads_backwards_is_refused(crew, reason, message):
+    lead, people = crew
+    nina = people["nina"]
+    timesheets.submit(actor=nina, owner_id=nina.pk, week="2026-W45")
+    refusal = refused(Code.INVALID, timesheets.reject, actor=lead, owner_id=nina.pk, week="2026-W45", reason=reason)
+    assert message in refusal.message
+    assert timesheets.reject(actor=lead, owner_id=nina.pk, week="2026-W45", reason="Jeudi\nmanque").reason == (
+        "Jeudi\nmanque"
+    )
+
+
+@pytest.mark.parametrize(
+    "first, last", [(None, date(1, 1, 3)), (date(9999, 12, 1), None), (date(2026, 11, 9), date(2026, 11, 1))]
+)
+def test_a_listing_range_out_of_bounds_or_backwards_is_refused(crew, first, last):
+    lead, people = crew
+    refused(Code.INVALID, timesheets.weeks_of, actor=lead, owner_id=people["nina"].pk, first=first, last=last)
+    refused(Code.INVALID, timesheets.visible_sheets, actor=lead, first=first, last=last)
+
+
+def test_a_refused_change_in_the_admin_says_nothing_was_changed(crew, projet, clerk):
+    _lead, people = crew
+    nina = people["nina"]
+    week = timesheets.named_week(owner_id=nina.pk, week="2026-W45")
+    made = entry(nina, projet, week.starts_at + 9 * H, week.starts_at + 10 * H)
+    timesheets.submit(actor=nina, owner_id=nina.pk, week=week.label)
+    client = signed_in(clerk)
+    url = f"/admin/timesheet/fichetemps/{made.fiche}/change/"
+    form = {"libelle": "renamed", "projet": project("Autre").pk, "owner": nina.pk}
+    response = client.post(url, form, follow=True)
+    shown = [str(message) for message in response.context["messages"]]
+    assert shown == ["Week 2026-W45 is submitted for approval: withdraw it first to change its time."]
+    assert FicheTemps.objects.get(pk=made.fiche).libelle == "" and not LogEntry.objects.exists()

@@ -767,9 +767,12 @@ def _stop_at(until: dict[int, datetime]) -> int:
         return 0
     reason = _("Budget exhausted.")
     groups: dict[datetime, list[fiches.Row]] = defaultdict(list)
+    now = db_now()
     for row in rows:
-        # Never inside the owner's locked days or held weeks: where they end if earlier.
-        groups[locks.free_instant(row["owner_id"], until[row["id"]])].append(row)
+        # Never inside the owner's locked days nor before a held week it ran through: after them.
+        at = locks.free_instant(row["owner_id"], until[row["id"]])
+        if at <= now:  # else held up to now (a week submitted while it ran): stopped once it no longer is
+            groups[at].append(row)
     stopped = 0
     for at, group in groups.items():
         stopped += fiches.stop_rows(

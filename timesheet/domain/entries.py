@@ -367,13 +367,14 @@ def _change_times(
     else:
         ledger.require_span(new_start, new_end)
         ledger.require_past(new_end, owner_id=owner, what=_("the end"), now=now)
-    # The earliest instant whose time changes: the locked days before it stay as they are.
-    touched = [min(old_start, new_start)] if new_start != old_start else []
+    # The spans whose time changes, between the old and the new start, and the old and the new end:
+    # the time between them, and the locked days and held weeks there, stay as they are.
+    spans = [(min(old_start, new_start), max(old_start, new_start))] if new_start != old_start else []
     if new_end != old_end:
         assert old_end is not None and new_end is not None
-        touched.append(min(old_end, new_end))
-    latest = None if old_end is None or new_end is None else max(old_end, new_end)
-    note = locks.guard(owner, min(touched), actor, latest)
+        spans.append((min(old_end, new_end), max(old_end, new_end)))
+    notes = [locks.guard(owner, first, actor, last) for first, last in spans]
+    note = locks.OVERRIDDEN if any(notes) else ""
     ledger.require_no_overlap(owner, new_start, new_end, ignoring=[stretch.pk], now=now, fiche_id=row["id"])
     with ledger.refusing_overlaps(owner, new_start, new_end, ignoring=[stretch.pk]):
         # A running stretch started later than it was told about is told again when it crosses anew.
@@ -419,7 +420,12 @@ def _change_fiche(row: fiches.Row, stretch: Stretch, actor: Any, *, projet_id: i
     if new_projet == row["projet_id"]:
         # A fiche of its own on the same project: said of that fiche's project, which its owner sees through it.
         fiches.require_projet_of(row, actor)
-    note = locks.guard(stretch.owner_id, stretch.started_at, actor, stretch.ended_at)
+    # A label is in no report: only a move to another project changes held time.
+    note = (
+        ""
+        if new_projet == row["projet_id"]
+        else locks.guard(stretch.owner_id, stretch.started_at, actor, stretch.ended_at)
+    )
     length = stretch.ended_at - stretch.started_at
     moved = fiches.create_fiche(projet_id=new_projet, actor=actor, owner_id=stretch.owner_id, libelle=new_libelle)
     Stretch.objects.filter(pk=stretch.pk).update(fiche_id=moved.pk)

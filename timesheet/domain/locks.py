@@ -24,7 +24,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import connection
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, Max, OuterRef, Q
 from django.db.models.functions import Now
 from django.utils.translation import gettext as _
 
@@ -169,20 +169,17 @@ def guard_history(fiche_id: int, owner_id: int, actor: Any) -> str:
 
 def free_instant(owner_id: int, at: datetime) -> datetime:
     """
-    ``at``, or the first instant after it where the owner's time is not held
-    (where their locked days, or their held weeks, end): where a stop the
-    ticker makes for them lands without changing held time.
+    Where a stop the ticker makes at ``at`` for a fiche of the owner running
+    until now lands without changing held time: ``at``, or later, after
+    their locked days and after every held week between ``at`` and now
+    (a stop before a week the fiche runs through would take that week's time
+    back). It may be after now: then no stop is possible yet.
     """
     hold_owner(owner_id)
     end = lock_end(owner_id)
     instant = max(at, end) if end is not None else at
-    for starts_at, ends_at in (
-        held_weeks(owner_id).filter(ends_at__gt=instant).order_by("starts_at").values_list("starts_at", "ends_at")
-    ):
-        if starts_at > instant:
-            break
-        instant = ends_at
-    return instant
+    crossed = held_weeks(owner_id).filter(ends_at__gt=instant, starts_at__lt=Now()).aggregate(last=Max("ends_at"))
+    return max(instant, crossed["last"]) if crossed["last"] is not None else instant
 
 
 def holds_time(owner_id: int) -> bool:

@@ -16,7 +16,7 @@ from functools import partial
 from django.db import connection, transaction
 from django.db.models import DateTimeField, F, Max, Min, Value
 
-from timesheet.core.dbtime import Elapsed, later_of, settled
+from timesheet.core.dbtime import Elapsed, db_now, later_of, settled
 from timesheet.domain import fiches, locks
 from timesheet.models import Etat, FicheEvent, FicheTemps, FicheTempsQuerySet
 
@@ -112,23 +112,27 @@ def stop_overdue(*, max_running: timedelta, batch_size: int) -> int:
     overdue = FicheTemps.objects.running().alias(ran=Elapsed("en_calcul_depuis")).filter(ran__gte=max_running)
     stopped = 0
     reason = f"Ran longer than the {max_running} allowed."
+    held_up: list[int] = []  # fiches whose time is held up to now: stopped once it no longer is
     while True:
         with transaction.atomic():
             # Rows another transaction holds are left to the next tick (still
             # stopped at exactly start + maximum): waiting for them while holding
             # these could deadlock with another ticker's UPDATE.
-            batch = overdue.select_for_update(skip_locked=True).order_by("pk").values(*fiches.STOP_COLUMNS)
-            rows = list(batch[:batch_size])
+            batch = overdue.exclude(pk__in=held_up).select_for_update(skip_locked=True).order_by("pk")
+            rows = list(batch.values(*fiches.STOP_COLUMNS)[:batch_size])
             if not rows:
                 return stopped
             # A stop instant inside the owner's locked days or held weeks would change them:
             # such a fiche stops where they end instead, and the event says so.
             clamped: dict[datetime, list[fiches.Row]] = defaultdict(list)
             exact = []
+            now = db_now()
             for row in rows:
                 due = row["en_calcul_depuis"] + max_running
                 end = locks.free_instant(row["owner_id"], due)
-                if end > due:
+                if end > now:
+                    held_up.append(row["id"])
+                elif end > due:
                     clamped[end].append(row)
                 else:
                     exact.append(row)

@@ -25,6 +25,7 @@ their time takes shared: a submission or decision and a change racing on the
 same week end with the change refused, or counted in what was submitted.
 """
 
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -61,6 +62,10 @@ from timesheet.models import (
 State = WeekSheet.State
 MICROSECONDS = 1_000_000
 REASON_MAX_LENGTH = 2000
+# How long after its end a week may still be submitted.
+SUBMIT_WITHIN = timedelta(days=366)
+# Embeddings, overrides and isolates of text direction: a reason holding them would read backwards.
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 # How many weeks a listing covers at most, and by default (up to this week).
 LIST_MAX_WEEKS = 106
 LIST_DEFAULT_WEEKS = 8
@@ -97,6 +102,25 @@ def _person(owner_id: object) -> int:
     if isinstance(owner_id, bool) or not isinstance(owner_id, int) or not 0 < owner_id < 10**limits.ID_MAX_DIGITS:
         raise Refused(_("There is no such person."), code=Code.NOT_FOUND)
     return owner_id
+
+
+def _existing(owner_id: object) -> int:
+    """``owner_id`` if it is a person's; refused as not found otherwise."""
+    if not get_user_model().objects.filter(pk=_person(owner_id)).exists():
+        raise Refused(_("There is no such person."), code=Code.NOT_FOUND)
+    assert isinstance(owner_id, int)
+    return owner_id
+
+
+# The days a listing's range may name: weeks whose days all lie within the years 2 to 9998.
+EARLIEST, LATEST = limits.FIRST_DAY + timedelta(days=7), limits.LAST_DAY - timedelta(days=7)
+
+
+def _check_range(first: date | None, last: date | None) -> None:
+    """Refuse a listing's range that is backwards or out of the years 2 to 9998 (either end may be open)."""
+    within = all(EARLIEST <= day <= LATEST for day in (first, last) if day is not None)
+    if not within or (first is not None and last is not None and first > last):
+        raise Refused(_("'from' must not be after 'to', within the years 2 to 9998."), code=Code.INVALID)
 
 
 def _settings_of(owner_id: int) -> tuple[str, int]:
@@ -171,13 +195,8 @@ def usual_seconds(weeks: list[Week]) -> list[float | None]:
     ``USUAL_WEEKS`` weeks before it that hold time (None if none does), read
     in one report over all of them.
     """
-    if not weeks:
-        return []
-    first = min(week.first for week in weeks) - timedelta(days=7 * USUAL_WEEKS)
-    last = max(week.first for week in weeks) - timedelta(days=1)
-    owners = {week.owner_id for week in weeks}
-    report = reports.report(first=first, last=last, group="day", by=("owner",), owner_ids=owners)
-    per_day = {(row["owner"]["id"], date.fromisoformat(row["period"])): row["seconds"] for row in report["rows"]}
+    span = timedelta(days=7 * USUAL_WEEKS)
+    per_day = _per_day([(week.owner_id, week.first - span, week.first - timedelta(days=1)) for week in weeks])
     usual: list[float | None] = []
     for week in weeks:
         held = []
@@ -188,6 +207,27 @@ def usual_seconds(weeks: list[Week]) -> list[float | None]:
                 held.append(seconds)
         usual.append(sum(held) / len(held) if held else None)
     return usual
+
+
+def _per_day(ranges: list[tuple[int, date, date]]) -> dict[tuple[int, date], float]:
+    """
+    The time of each (owner, local day) of ``ranges`` ((owner, first, last)):
+    one report per run of overlapping ranges, so that weeks years apart are
+    never read as one span.
+    """
+    per_day: dict[tuple[int, date], float] = {}
+    runs: list[tuple[date, date, set[int]]] = []
+    for owner_id, first, last in sorted(ranges, key=lambda part: part[1]):
+        if runs and first <= runs[-1][1] + timedelta(days=1):
+            run_first, run_last, owners = runs[-1]
+            runs[-1] = (run_first, max(run_last, last), owners | {owner_id})
+        else:
+            runs.append((first, last, {owner_id}))
+    for first, last, owners in runs:
+        report = reports.report(first=first, last=last, group="day", by=("owner",), owner_ids=owners)
+        for row in report["rows"]:
+            per_day[(row["owner"]["id"], date.fromisoformat(row["period"]))] = row["seconds"]
+    return per_day
 
 
 def changes(before: dict[str, Any] | None, after: dict[str, Any]) -> list[dict[str, Any]]:
@@ -314,6 +354,11 @@ def submit(*, actor: Any, owner_id: int, week: str) -> WeekSheet:
         now = db_now()
         if named.starts_at > now:
             raise Refused(_("Week %(week)s has not begun yet.") % {"week": named.label}, code=Code.INVALID)
+        if named.ends_at < now - SUBMIT_WITHIN:
+            raise Refused(
+                _("Week %(week)s ended more than a year ago: it can no longer be submitted.") % {"week": named.label},
+                code=Code.INVALID,
+            )
         sheet = _sheet(named)
         if sheet is not None and sheet.state in locks.HELD:
             raise _state_refusal(named, sheet, _("submitted"))
@@ -401,7 +446,7 @@ def _decide(
     with transaction.atomic():
         locks.hold_owner(_person(owner_id), exclusive=True)
         named = named_week(owner_id=owner_id, week=week)
-        sheet = _decidable(actor, owner_id, named)
+        sheet = _decidable(actor, _existing(owner_id), named)
         if sheet is None or sheet.state != State.SUBMITTED:
             raise _state_refusal(named, sheet, doing)
         if submission is not None and submission != sheet.submissions:
@@ -458,14 +503,23 @@ def reject(*, actor: Any, owner_id: int, week: str, reason: object, submission: 
 
 
 def _check_reason(reason: str) -> str:
-    """A rejection's reason, stripped; refused as invalid if empty, too long or not text."""
-    if not reason.strip():
+    """
+    A rejection's reason, stripped; refused as invalid if it says nothing
+    (blank, or invisible characters only), is too long, or holds control
+    characters (NUL, direction overrides that would show it backwards).
+    """
+    reason = reason.strip()
+    if any(unicodedata.category(char) == "Cc" and char not in "\n\r\t" for char in reason) or any(
+        char in BIDI_CONTROLS for char in reason
+    ):
+        raise Refused(_("The reason cannot hold control characters."), code=Code.INVALID)
+    if not any(unicodedata.category(char)[0] not in "CZ" for char in reason):
         raise Refused(_("A rejection needs a reason."), code=Code.INVALID)
-    if len(reason) > REASON_MAX_LENGTH or "\x00" in reason:
+    if len(reason) > REASON_MAX_LENGTH:
         raise Refused(
-            _("The reason is at most %(limit)s characters of text.") % {"limit": REASON_MAX_LENGTH}, code=Code.INVALID
+            _("The reason is at most %(limit)s characters.") % {"limit": REASON_MAX_LENGTH}, code=Code.INVALID
         )
-    return reason.strip()
+    return reason
 
 
 # The ticker's part ----------------------------------------------------------------
@@ -507,7 +561,11 @@ def close_approved(*, batch_size: int = 100) -> int:
                     reason=f"Stopped at the end of the approved week {label}.",
                 )
                 for row in rows:
-                    fiches.restart(row, at=ends_at, reason=f"Runs on after the approved week {label}.")
+                    try:
+                        with transaction.atomic():  # a savepoint: a refused restart leaves the stop as it is
+                            fiches.restart(row, at=ends_at, reason=f"Runs on after the approved week {label}.")
+                    except Refused:
+                        pass  # its owner may run no more fiches now: it stays paused at the week's end, audited
                 ticking.settle(FicheTemps.objects.filter(pk__in=[row["id"] for row in rows]))
                 split += len(rows)
             WeekSheet.objects.filter(pk=sheet_id).update(closed_at=Now())
@@ -533,14 +591,8 @@ def _row(week: Week, sheet: WeekSheet | None, live_seconds: float | None) -> dic
 
 
 def _live_seconds(sheets: list[WeekSheet]) -> dict[int, float]:
-    """The time now in each of ``sheets``' weeks (of any owners): one report over all their days."""
-    if not sheets:
-        return {}
-    first = min(sheet.first_day for sheet in sheets)
-    last = max(sheet.first_day for sheet in sheets) + timedelta(days=6)
-    owners = {sheet.owner_id for sheet in sheets}
-    report = reports.report(first=first, last=last, group="day", by=("owner",), owner_ids=owners)
-    per_day = {(row["owner"]["id"], date.fromisoformat(row["period"])): row["seconds"] for row in report["rows"]}
+    """The time now in each of ``sheets``' weeks (of any owners)."""
+    per_day = _per_day([(sheet.owner_id, sheet.first_day, sheet.first_day + timedelta(days=6)) for sheet in sheets])
     return {
         sheet.pk: sum(per_day.get((sheet.owner_id, sheet.first_day + timedelta(days=n)), 0.0) for n in range(7))
         for sheet in sheets
@@ -554,14 +606,14 @@ def weeks_of(*, actor: Any, owner_id: int, first: date | None = None, last: date
     newest first, open ones included, each with its state and time (live
     for an open or rejected week; as submitted or approved otherwise).
     """
-    if not sees_weeks_of(actor, _person(owner_id)):
+    if not sees_weeks_of(actor, _existing(owner_id)):
         raise Refused(_("Only staff, approvers and leads see other people's weeks."), code=Code.FORBIDDEN)
+    _check_range(first, last)
     zone_name, week_start = _settings_of(owner_id)
     today = days.today(days.zone_of(zone_name))
     last = last or today
-    first = first or last - timedelta(days=7 * (LIST_DEFAULT_WEEKS - 1))
-    if not limits.FIRST_DAY + timedelta(days=7) <= first <= last <= limits.LAST_DAY - timedelta(days=7):
-        raise Refused(_("'from' must not be after 'to', within the years 2 to 9998."), code=Code.INVALID)
+    first = first or max(last - timedelta(days=7 * (LIST_DEFAULT_WEEKS - 1)), EARLIEST)
+    _check_range(first, last)
     start, _end = days.person_week(first, week_start)
     if start < first:
         start += timedelta(days=7)
@@ -591,6 +643,7 @@ def visible_sheets(
     *, actor: Any, first: date | None = None, last: date | None = None, state: str | None = None
 ) -> list[dict[str, Any]]:
     """The weeks ever submitted that ``actor`` may see, first day from ``first`` to ``last``, newest first."""
+    _check_range(first, last)
     sheets = WeekSheet.objects.visible_to(actor)
     if first is not None:
         sheets = sheets.filter(first_day__gte=first)
@@ -623,11 +676,12 @@ def check_state(state: object) -> str | None:
 def queue(*, actor: Any) -> list[dict[str, Any]]:
     """
     The submitted weeks ``actor`` may decide, longest waiting first, each with
-    its sheet, its totals as submitted, the owner's usual week and what
-    changed since its previous submission.
+    its sheet, its totals as submitted, the owner's usual week, what
+    changed since its previous submission, and whether it is over.
     """
     waiting = WeekSheet.objects.decidable_by(actor).filter(state=State.SUBMITTED).select_related("owner")
     sheets = list(waiting.order_by("submitted_at", "pk")[:QUEUE_MAX])
+    now = db_now()
     items = []
     for sheet, usual in zip(sheets, usual_seconds([week_of_sheet(sheet) for sheet in sheets]), strict=True):
         seconds = sheet.microseconds / MICROSECONDS
@@ -643,6 +697,7 @@ def queue(*, actor: Any) -> list[dict[str, Any]]:
                 "usual": usual,
                 "difference": None if usual is None else seconds - usual,
                 "changes": changes(sheet.previous_totals, sheet.totals),
+                "over": sheet.ends_at <= now,
             }
         )
     return items

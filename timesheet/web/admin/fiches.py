@@ -6,6 +6,7 @@ from typing import cast
 
 from django.contrib import admin, messages
 from django.db.models import Count, Sum
+from django.http import HttpResponseRedirect
 from django.urls import path
 from django.utils.html import conditional_escape, format_html
 from django.utils.safestring import mark_safe
@@ -148,6 +149,17 @@ class FicheTempsAdmin(ActorFormAdmin):
             )
         except Refused as refused:
             self.message_user(request, refused.message, messages.ERROR)
+            request.fiche_refused = True  # nothing saved: no "changed successfully", nothing in the log
+
+    def log_change(self, request, obj, message):
+        if getattr(request, "fiche_refused", False):
+            return None
+        return super().log_change(request, obj, message)
+
+    def response_change(self, request, obj):
+        if getattr(request, "fiche_refused", False):
+            return HttpResponseRedirect(request.path)  # back to the form, its refusal said
+        return super().response_change(request, obj)
 
     @admin.display(description=_("label"), ordering="libelle")
     def libelle_or_id(self, fiche):

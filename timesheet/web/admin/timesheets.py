@@ -28,10 +28,11 @@ from django.utils.timesince import timesince
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
+from timesheet.core import limits
 from timesheet.core.dbtime import db_now
 from timesheet.domain import timesheets
 from timesheet.domain.errors import Refused
-from timesheet.models import Team, TeamMembership, WeekSheet
+from timesheet.models import Team, TeamMembership, WeekSheet, approves_everyones
 from timesheet.templatetags.timesheet_time import instant
 from timesheet.web.admin.common import USERNAME, label_of, list_instant, shown_instant
 from timesheet.web.admin.fiches import listed
@@ -181,9 +182,10 @@ class TeamFilter(admin.SimpleListFilter):
         value = self.value()
         if not value:
             return queryset
-        if not value.isascii() or not value.isdigit():
+        team_id = limits.parse_id(value)
+        if team_id is None:
             return queryset.none()
-        members = TeamMembership.objects.filter(team_id=int(value), user_id=OuterRef("owner_id"))
+        members = TeamMembership.objects.filter(team_id=team_id, user_id=OuterRef("owner_id"))
         return queryset.filter(Exists(members))
 
 
@@ -280,8 +282,12 @@ class WeekSheetAdmin(admin.ModelAdmin):
         return False
 
     def has_decide_permission(self, request: HttpRequest) -> bool:
-        """Whoever sees the weeks is offered the decisions: the domain decides which are theirs, and says why not."""
-        return self.has_view_permission(request)
+        """
+        The decisions are offered to those who decide someone's weeks (approvers,
+        leads); the domain decides which weeks are theirs, and says why not.
+        """
+        user = request.user
+        return approves_everyones(user) or TeamMembership.objects.filter(user_id=int(user.pk or 0), lead=True).exists()
 
     def in_queue(self, request: HttpRequest) -> bool:
         return request.GET.get(DecisionFilter.parameter_name) == MINE
