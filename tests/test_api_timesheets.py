@@ -216,6 +216,7 @@ def test_listing_a_persons_weeks_includes_open_ones_with_their_live_seconds(alic
         "state": "open",
         "seconds": 0.0,
         "submitted_at": None,
+        "submissions": 0,
         "decided_at": None,
         "decided_by": None,
         "reason": "",
@@ -336,6 +337,7 @@ def test_the_schema_describes_the_five_paths_and_their_errors(client):
         "state",
         "seconds",
         "submitted_at",
+        "submissions",
         "decided_at",
         "decided_by",
         "reason",
@@ -349,3 +351,17 @@ def test_the_schema_describes_the_five_paths_and_their_errors(client):
     reject = paths["/api/timesheets/{owner_id}/{week}/reject"]["post"]
     body = reject["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
     assert schema["components"]["schemas"][body]["required"] == ["reason"]
+
+
+def test_a_decision_names_the_submission_it_looked_at_and_bodies_take_no_other_field(
+    alice, user, lead_client, submitted
+):
+    listed = listing(alice, f"owner={user.pk}&from=2026-11-09&to=2026-11-09")
+    assert listed[0]["submissions"] == 1
+    assert act(alice, user, W46, "withdraw", {"extra": 1}).status_code == 400
+    assert act(alice, user, W46, "withdraw").status_code == 200
+    assert act(alice, user, W46, "submit").json()["submissions"] == 2
+    stale = act(lead_client, user, W46, "approve", {"submission": 1})
+    assert stale.status_code == 409 and stale.json()["code"] == "wrong_state"
+    assert act(lead_client, user, W46, "approve", {"submission": 2, "extra": True}).status_code == 400
+    assert act(lead_client, user, W46, "approve", {"submission": 2}).json()["state"] == "approved"

@@ -479,14 +479,17 @@ def create_fiche(
         raise Refused(_("A start instant needs the fiche to start."), code=Code.INVALID)
     with transaction.atomic():
         require_active_projet(projet_id, owner=owner, actor=actor)
+        note = ""
         if start:
             budget_marks.refuse_if_exhausted(projet_id)
+            if at is None:  # before the event's lock: waiting for the owner's never holds every writer up
+                note = locks.guard(owner_id, None, actor).lstrip()
         fiche = FicheTemps.objects.create(projet_id=projet_id, owner_id=owner_id, libelle=libelle)
         log_event(reload(fiche.pk), FicheEvent.Kind.CREATED, actor)
         if not start:
             return reload(fiche.pk)
         if at is None:
-            return _start(fiche.pk, owner_id, actor, reason=locks.guard(owner_id, None, actor).lstrip())
+            return _start(fiche.pk, owner_id, actor, reason=note)
         since, reason = _as_of(owner_id, fiche.pk, at, actor)
         return _start(fiche.pk, owner_id, actor, at=since, reason=reason)
 

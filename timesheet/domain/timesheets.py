@@ -587,6 +587,7 @@ def _row(week: Week, sheet: WeekSheet | None, live_seconds: float | None) -> dic
         "decided_at": sheet.decided_at if sheet else None,
         "decided_by": sheet.decided_by_id if sheet else None,
         "reason": sheet.reason if sheet else "",
+        "submissions": sheet.submissions if sheet else 0,
     }
 
 

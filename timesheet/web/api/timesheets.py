@@ -47,7 +47,12 @@ class WeekOut(Schema):
     seconds: float = Field(
         description="Its time: as submitted while it is submitted or approved; otherwise up to now (live)."
     )
-    submitted_at: datetime | None = Field(description="Its last submission; null if never submitted.")
+    submitted_at: datetime | None = Field(
+        description="When it was submitted, while submitted or decided; null if open (never submitted or withdrawn)."
+    )
+    submissions: int = Field(
+        description="How many times it was submitted: name it when deciding, so as to decide what you looked at."
+    )
     decided_at: datetime | None = Field(description="When it was last approved or rejected; null if not decided.")
     decided_by: int | None = Field(description="Who approved or rejected it (their id); null if not decided.")
     reason: str = Field(description='Why it was rejected; "" otherwise.')
@@ -72,7 +77,23 @@ class WeekFilters(Schema):
     state: str | None = Field(None, description="Only the weeks in this state: open, submitted, approved or rejected.")
 
 
-class RejectIn(Strict):
+class NoFields(Strict):
+    """A body with nothing in it (or none at all): any field is refused."""
+
+
+class DecideIn(Strict):
+    submission: int | None = Field(
+        None,
+        ge=1,
+        le=2**31 - 1,
+        description=(
+            "The submission you looked at (the week's `submissions`): refused with 409 `wrong_state` if the week"
+            " was withdrawn and submitted again since."
+        ),
+    )
+
+
+class RejectIn(DecideIn):
     reason: str = Field(
         max_length=timesheets.REASON_MAX_LENGTH, description="Why: told to the person, who mends and submits again."
     )
@@ -87,6 +108,7 @@ def sheet_json(sheet: WeekSheet) -> dict[str, Any]:
         "state": sheet.state,
         "seconds": sheet.microseconds / timesheets.MICROSECONDS,
         "submitted_at": sheet.submitted_at,
+        "submissions": sheet.submissions,
         "decided_at": sheet.decided_at,
         "decided_by": sheet.decided_by_id,
         "reason": sheet.reason,
@@ -123,7 +145,7 @@ async def list_timesheets(request, filters: Query[WeekFilters]):
         " time is accepted (409 `submitted`). The leads of the owner's teams and approvers are notified."
     ),
 )
-async def submit_week(request, owner_id: OwnerId, week: WeekName):
+async def submit_week(request, owner_id: OwnerId, week: WeekName, payload: NoFields | None = None):
     return sheet_json(await timesheets.asubmit(actor=request.auth, owner_id=owner_id, week=week))
 
 
@@ -136,7 +158,7 @@ async def submit_week(request, owner_id: OwnerId, week: WeekName):
         " (409 `wrong_state`)."
     ),
 )
-async def withdraw_week(request, owner_id: OwnerId, week: WeekName):
+async def withdraw_week(request, owner_id: OwnerId, week: WeekName, payload: NoFields | None = None):
     return sheet_json(await timesheets.awithdraw(actor=request.auth, owner_id=owner_id, week=week))
 
 
@@ -151,8 +173,10 @@ async def withdraw_week(request, owner_id: OwnerId, week: WeekName):
         " (409 `locked`) but by those who may override locks. The owner is notified."
     ),
 )
-async def approve_week(request, owner_id: OwnerId, week: WeekName):
-    return sheet_json(await timesheets.aapprove(actor=request.auth, owner_id=owner_id, week=week))
+async def approve_week(request, owner_id: OwnerId, week: WeekName, payload: DecideIn | None = None):
+    submission = payload.submission if payload else None
+    sheet = await timesheets.aapprove(actor=request.auth, owner_id=owner_id, week=week, submission=submission)
+    return sheet_json(sheet)
 
 
 @router.post(
@@ -165,4 +189,8 @@ async def approve_week(request, owner_id: OwnerId, week: WeekName):
     ),
 )
 async def reject_week(request, owner_id: OwnerId, week: WeekName, payload: RejectIn):
-    return sheet_json(await timesheets.areject(actor=request.auth, owner_id=owner_id, week=week, reason=payload.reason))
+    return sheet_json(
+        await timesheets.areject(
+            actor=request.auth, owner_id=owner_id, week=week, reason=payload.reason, submission=payload.submission
+        )
+    )
