@@ -340,3 +340,24 @@ def test_set_week_start_mirrors_set_time_zone(user, superuser, projet, in_paris)
         profiles.set_week_start(user=user, week_start=5)
     assert caught.value.code == Code.LOCKED
     assert profiles.set_week_start(user=user, week_start=5, actor=superuser).week_start == 5  # who may override locks
+
+
+def test_the_week_shown_says_which_of_its_weeks_are_submitted_or_approved(db):
+    nina, lena = person("nina"), person("lena")
+    team("Crew", members=[nina], leads=[lena])
+    week = timesheets.named_week(owner_id=nina.pk, week="2026-W45")
+    entries.add_entry(
+        actor=nina,
+        projet_id=project().pk,
+        start=week.starts_at + timedelta(hours=9),
+        end=week.starts_at + timedelta(hours=10),
+    )
+    client = signed_in(nina)
+    shown = f"/?week={week.first.isoformat()}"
+    assert "week-held" not in client.get(shown).content.decode()
+    timesheets.submit(actor=nina, owner_id=nina.pk, week=week.label)
+    assert (
+        "Week 2026-W45 is submitted for approval: withdraw it to change its time." in client.get(shown).content.decode()
+    )
+    timesheets.approve(actor=lena, owner_id=nina.pk, week=week.label)
+    assert "Week 2026-W45 is approved: its time is locked." in client.get(shown).content.decode()

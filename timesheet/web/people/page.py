@@ -24,7 +24,7 @@ from django_htmx.http import push_url
 
 from timesheet.core import conf, limits
 from timesheet.core.dbtime import db_now
-from timesheet.domain import days, entries, notifications
+from timesheet.domain import days, entries, locks, notifications
 from timesheet.domain.errors import Refused
 from timesheet.models import Etat, FicheTemps, Notification, NotificationKind, Projet, TeamMembership
 from timesheet.web.http import refusal
@@ -189,6 +189,13 @@ def week_context(user: Any, monday: date | None, now: datetime, add_day: date | 
     return {
         "week": week,
         "current": current,
+        # The person's weeks sharing days with it that hold their time: said above it, since its edits are refused.
+        "held_weeks": list(
+            locks.held_weeks(user.pk)
+            .filter(first_day__lte=week.last, first_day__gt=week.first - timedelta(days=7))
+            .order_by("first_day")
+            .values("week", "state")
+        ),
         "days": week_days,
         "projets_week": [(name, seconds, running_projets.get(name, 0)) for name, seconds in sorted(projets.items())],
         "rate": week.running if current else 0,
