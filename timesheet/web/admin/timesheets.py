@@ -198,6 +198,21 @@ class RejectForm(forms.Form):
     )
 
 
+# What a week's page says of it, above its totals.
+SHEET_FIELDS = [
+    "person",
+    "week",
+    "first_day_shown",
+    "time_zone",
+    "state_shown",
+    "time",
+    "submissions",
+    "submitted",
+    "decided_on",
+    "decider",
+    "reason",
+]
+
 # The rows waiting longest first, then every other week, the newest first.
 WAITING_FIRST: list[str | Combinable] = [
     Case(When(state=State.SUBMITTED, then=Value(0)), default=Value(1)).asc(),
@@ -219,40 +234,13 @@ class WeekSheetAdmin(admin.ModelAdmin):
     ordering = WAITING_FIRST
     actions = ["approve", "reject"]
     fieldsets = [
-        (
-            None,
-            {
-                "fields": [
-                    "person",
-                    "week",
-                    "first_day_shown",
-                    "time_zone",
-                    "state_shown",
-                    "time",
-                    "submissions",
-                    "submitted",
-                    "decided_on",
-                    "decider",
-                    "reason",
-                ]
-            },
-        ),
+        (None, {"fields": SHEET_FIELDS}),
         (_("Totals as submitted"), {"fields": ["days_table", "projets_table"]}),
         (_("Compared"), {"fields": ["usual_week", "changes_table"]}),
         (_("History"), {"fields": ["history_table"]}),
     ]
     readonly_fields = [
-        "person",
-        "week",
-        "first_day_shown",
-        "time_zone",
-        "state_shown",
-        "time",
-        "submissions",
-        "submitted",
-        "decided_on",
-        "decider",
-        "reason",
+        *SHEET_FIELDS,
         "days_table",
         "projets_table",
         "usual_week",
