@@ -199,7 +199,7 @@ class RejectForm(forms.Form):
 
 
 # What a week's page says of it, above its totals.
-SHEET_FIELDS = [
+SHEET_FIELDS = (
     "person",
     "week",
     "first_day_shown",
@@ -211,7 +211,7 @@ SHEET_FIELDS = [
     "decided_on",
     "decider",
     "reason",
-]
+)
 
 # The rows waiting longest first, then every other week, the newest first.
 WAITING_FIRST: list[str | Combinable] = [
