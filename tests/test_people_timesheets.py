@@ -175,7 +175,7 @@ def test_the_region_polls_alone_and_keeps_the_week_it_shows(alice, user, last_we
     body = polled.content.decode()
     assert polled.status_code == 200 and body.lstrip().startswith('<section id="weeks"')
     assert "hx-swap-oob" not in body and "<html" not in body
-    assert f'hx-get="/weeks?sheet={last_week.label}"' in body and 'hx-trigger="sse:notification[' in body
+    assert f'hx-get="/weeks?sheet={last_week.label}"' in body and 'hx-trigger="every 10s' in body
     assert f'data-week="{last_week.label}"' in card(body)
     assert 'hx-get="/weeks"' in alice.get("/weeks", HTTP_HX_REQUEST="true").content.decode()
 
