@@ -138,7 +138,11 @@ def test_a_person_starts_switches_and_stops_earlier_across_two_tabs(server, brow
     card = first.locator(f'[data-fiche-id="{integration.pk}"]')
     card.get_by_text("I stopped earlier").click()
     field = card.get_by_label("Stopped at")
-    bounds = field.evaluate("input => [input.min, input.value, input.max]")
+    # A browser writes a whole minute's value without its seconds ("14:48", not "14:48:00"): compared as instants.
+    bounds = [
+        datetime.fromisoformat(value) if value else None
+        for value in field.evaluate("input => [input.min, input.value, input.max]")
+    ]
     assert bounds[0] and bounds[0] <= bounds[1] <= bounds[2], bounds
     card.get_by_text("I stopped earlier").click()  # closed again
 
@@ -366,7 +370,9 @@ def test_a_forgotten_timer_rings_the_bell_live_and_is_stopped_at_the_time_one_re
     field = page.get_by_label("I stopped at")
     assert field.input_value() == ""  # the person says when; nothing guessed
     field.focus()  # its end moves to now: never before when it was drawn
-    bounds = field.evaluate("input => [input.min, input.dataset.now, input.max]")
+    bounds = [
+        datetime.fromisoformat(value) for value in field.evaluate("input => [input.min, input.dataset.now, input.max]")
+    ]
     assert bounds[0] <= bounds[1] <= bounds[2], bounds
     field.fill(stopped.astimezone(ZoneInfo("Europe/Paris")).strftime("%Y-%m-%dT%H:%M:%S"))
     page.get_by_role("button", name="Stop it at the time I really stopped").click()
