@@ -579,6 +579,11 @@ def approves_everyones(user: Any) -> bool:
     return _holds(user, APPROVING)
 
 
+def members_led_by(user: Any) -> "models.QuerySet[TeamMembership]":
+    """The memberships of the teams ``user`` leads (theirs among them): whose weeks a lead sees and decides."""
+    return TeamMembership.objects.filter(team__memberships__user=user.pk, team__memberships__lead=True)
+
+
 class WeekSheetQuerySet(models.QuerySet["WeekSheet"]):
     """The one home of who sees and decides a week: its owner, the leads of their teams, and approvers."""
 
@@ -588,8 +593,8 @@ class WeekSheetQuerySet(models.QuerySet["WeekSheet"]):
             return self.none()
         if approves_everyones(user) or sees_everyones_fiches(user):
             return self
-        led = TeamMembership.objects.filter(team__memberships__user=user.pk, team__memberships__lead=True)
-        return self.filter(Q(owner_id=user.pk) | Exists(led.filter(user_id=OuterRef("owner_id"))))
+        led = members_led_by(user).filter(user_id=OuterRef("owner_id"))
+        return self.filter(Q(owner_id=user.pk) | Exists(led))
 
     def decidable_by(self, user: Any) -> "WeekSheetQuerySet":
         """
@@ -602,8 +607,7 @@ class WeekSheetQuerySet(models.QuerySet["WeekSheet"]):
         own = _holds(user, APPROVING_OWN)
         if approves_everyones(user):
             return self if own else self.exclude(owner_id=user.pk)
-        led = TeamMembership.objects.filter(team__memberships__user=user.pk, team__memberships__lead=True)
-        theirs = self.filter(Exists(led.filter(user_id=OuterRef("owner_id"))))
+        theirs = self.filter(Exists(members_led_by(user).filter(user_id=OuterRef("owner_id"))))
         return theirs if own else theirs.exclude(owner_id=user.pk)
 
 

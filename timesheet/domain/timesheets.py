@@ -55,6 +55,7 @@ from timesheet.models import (
     TeamMembership,
     WeekSheet,
     approves_everyones,
+    members_led_by,
     sees_everyones_fiches,
     users_holding,
 )
@@ -263,9 +264,12 @@ def sees_weeks_of(user: Any, owner_id: int) -> bool:
         return False
     if user.pk == owner_id or approves_everyones(user) or sees_everyones_fiches(user):
         return True
-    return TeamMembership.objects.filter(
-        user_id=owner_id, team__memberships__user=user.pk, team__memberships__lead=True
-    ).exists()
+    return members_led_by(user).filter(user_id=owner_id).exists()
+
+
+def decides_weeks(user: Any) -> bool:
+    """Whether ``user`` may decide someone's week: an approver, or the lead of a team with someone else in it."""
+    return approves_everyones(user) or members_led_by(user).exclude(user_id=user.pk).exists()
 
 
 def approvers(owner_id: int) -> list[int]:

@@ -32,7 +32,7 @@ from timesheet.core import limits
 from timesheet.core.dbtime import db_now
 from timesheet.domain import timesheets
 from timesheet.domain.errors import Refused
-from timesheet.models import Team, TeamMembership, WeekSheet, approves_everyones
+from timesheet.models import Team, TeamMembership, WeekSheet
 from timesheet.templatetags.timesheet_time import instant
 from timesheet.web.admin.common import USERNAME, label_of, list_instant, shown_instant
 from timesheet.web.admin.fiches import listed
@@ -274,8 +274,7 @@ class WeekSheetAdmin(admin.ModelAdmin):
         The decisions are offered to those who decide someone's weeks (approvers,
         leads); the domain decides which weeks are theirs, and says why not.
         """
-        user = request.user
-        return approves_everyones(user) or TeamMembership.objects.filter(user_id=int(user.pk or 0), lead=True).exists()
+        return timesheets.decides_weeks(request.user)
 
     def in_queue(self, request: HttpRequest) -> bool:
         return request.GET.get(DecisionFilter.parameter_name) == MINE

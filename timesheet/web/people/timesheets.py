@@ -33,7 +33,7 @@ from timesheet.core import limits
 from timesheet.core.dbtime import db_now
 from timesheet.domain import days, timesheets
 from timesheet.domain.errors import Refused
-from timesheet.models import TeamMembership, WeekSheet, approves_everyones
+from timesheet.models import WeekSheet
 from timesheet.web.people.common import HtmxHttpRequest, post_only, signed_in, week_of_request
 
 TEMPLATE = "timesheet/people/_weeks.html"
@@ -70,17 +70,6 @@ def shown_sheet(request: HttpRequest) -> str | None:
 
 
 # What the region shows ---------------------------------------------------------------
-
-
-def decides_weeks(user: Any) -> bool:
-    """Whether ``user`` may decide someone's week: an approver, or the lead of a team with someone else in it."""
-    if approves_everyones(user):
-        return True
-    return (
-        TeamMembership.objects.filter(team__memberships__user=user.pk, team__memberships__lead=True)
-        .exclude(user_id=user.pk)
-        .exists()
-    )
 
 
 def _names(user_ids: set[int | None]) -> dict[int, str]:
@@ -176,7 +165,7 @@ def weeks_context(user: Any, sheet: str | None = None) -> dict[str, Any]:
             "mine": mine,
             "rows": rows,
             "queue": queue,
-            "show_queue": bool(queue) or decides_weeks(user),
+            "show_queue": bool(queue) or timesheets.decides_weeks(user),
             "reason_max": timesheets.REASON_MAX_LENGTH,
             # What the region's address and forms carry: "" for the current week.
             "sheet_param": "" if mine["current"] else mine["week"].label,
