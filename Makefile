@@ -7,7 +7,7 @@ BIN = $(VENV)/bin
 
 install: $(VENV)/.installed
 
-EXTRAS = test,postgres,server,lint
+EXTRAS = test,postgres,server,redis,lint,bench
 
 # Installed through constraints.txt: the versions CI tested are the versions deployed.
 $(VENV)/.installed: setup.cfg pyproject.toml constraints.txt

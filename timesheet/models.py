@@ -13,6 +13,7 @@ from django.utils.translation import gettext_lazy as _
 
 from timesheet.core import limits
 from timesheet.core.dbtime import settled
+from timesheet.core.xact import CurrentTransaction
 
 
 class Rounding(models.TextChoices):
@@ -387,9 +388,13 @@ class FicheEvent(models.Model):
         blank=True,
         help_text=_("For an update or an entry's edit: each changed field's old and new value."),
     )
+    # The writing transaction's id (timesheet.core.xact): readers follow the log in
+    # (txid, id) order, up to a horizon below which every writer has ended.
+    txid = models.BigIntegerField(_("transaction"), db_default=CurrentTransaction(), editable=False)
 
     class Meta:
         ordering = ["id"]
+        indexes = [models.Index(fields=["txid", "id"], name="ficheevent_log_order")]
         verbose_name = _("fiche event")
         verbose_name_plural = _("fiche events")
 
@@ -769,8 +774,9 @@ class WebhookSubscription(models.Model):
     """
     Where to POST the fiche events of the event log, in order, signed.
 
-    ``cursor`` is the id of the last event delivered: the next delivery is
-    the first matching event after it. A delivery worker holds the lease
+    ``cursor_txid`` and ``cursor`` are the transaction id and id of the last
+    event delivered: the next delivery is the first matching event after it
+    in the log's order (timesheet.core.xact). A delivery worker holds the lease
     (``lease_owner`` until ``leased_until``) while it delivers, so that any
     number of workers deliver each subscription's events one at a time.
     """
@@ -790,6 +796,7 @@ class WebhookSubscription(models.Model):
     )
     active = models.BooleanField(_("active"), default=True)
     cursor = models.BigIntegerField(_("last event delivered"), default=0)
+    cursor_txid = models.BigIntegerField(_("its transaction"), default=0, editable=False)
     next_attempt_at = models.DateTimeField(_("next attempt"), db_default=Now())
     attempts = models.PositiveIntegerField(_("failed attempts in a row"), default=0)
     failing_since = models.DateTimeField(_("failing since"), null=True, blank=True)
@@ -1190,3 +1197,24 @@ class BudgetCrossing(models.Model):
 
     def __str__(self):
         return f"{self.budget} {self.percent} % {self.period_key}"
+
+
+class StreamLease(models.Model):
+    """
+    One open live stream, whichever web process or host serves it, so that
+    the per-person cap counts each stream once. The serving process renews
+    its leases while the stream is open and deletes them when it closes; a
+    lease whose process died counts until ``expires_at``.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    holder = models.CharField(max_length=100, help_text=_("The serving process: host and process id."))
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "expires_at"], name="streamlease_user_live")]
+        verbose_name = _("stream lease")
+        verbose_name_plural = _("stream leases")
+
+    def __str__(self):
+        return f"{self.user_id} @ {self.holder}"

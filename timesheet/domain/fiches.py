@@ -15,13 +15,13 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Case, DateTimeField, Exists, Expression, F, OuterRef, Subquery, Value, When
 from django.db.models.functions import Now
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext, pgettext_lazy
 
-from timesheet.core import conf, limits
+from timesheet.core import conf, limits, wake
 from timesheet.core.dbtime import DurationSum, db_now, later_of, settled
 from timesheet.domain import budget_marks, days, ledger, locks
 from timesheet.domain.errors import Code, Refused
@@ -81,26 +81,11 @@ def reload(fiche_id: int) -> FicheTemps:
     return fiche
 
 
-# The first key of the advisory lock that orders events: ours, among any others.
-EVENT_ORDER_LOCK = 0x5E771F
-
-
-def _events_in_commit_order() -> None:
-    """
-    On PostgreSQL, hold (until commit) the lock that makes event ids grow in
-    commit order: readers that follow the log by id (webhooks, streams) never
-    pass over an event committed late. SQLite's write lock already does this.
-    """
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [EVENT_ORDER_LOCK])
-
-
 def log_event(fiche: FicheTemps, kind: str, actor: Any, **fields: Any) -> None:
     """Write the event of a change to ``fiche``, and mark the budgets its time counts in (before and after a move)."""
     moved = (fields.get("changes") or {}).get("projet") or []
     budget_marks.touch([fiche.projet_id, *moved])
-    _events_in_commit_order()
+    wake.announce()
     FicheEvent.objects.create(
         fiche=fiche, kind=kind, actor=actor, at=fiche.updated_at, temps_impute=fiche.temps_impute, **fields
     )
@@ -320,7 +305,7 @@ def _record_stops(rows: list[Row], after: dict[int, timedelta], *, kind: str, ac
             ended_at=Case(*(When(fiche_id=fiche_id, then=Value(end)) for fiche_id, end in chunk.items()))
         )
     budget_marks.touch({row["projet_id"] for row in rows})
-    _events_in_commit_order()
+    wake.announce()
     FicheEvent.objects.bulk_create(events)
 
 
@@ -380,7 +365,7 @@ def _start(
     with ledger.refusing_overlaps(owner_id, since, None):
         Stretch.objects.create(fiche_id=fiche_id, owner_id=owner_id, started_at=since, exclusive=ledger.exclusive())
     budget_marks.touch([fiche.projet_id])
-    _events_in_commit_order()
+    wake.announce()
     FicheEvent.objects.create(
         fiche_id=fiche_id,
         kind=FicheEvent.Kind.STARTED,

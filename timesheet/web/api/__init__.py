@@ -26,10 +26,10 @@ from timesheet.web.api.common import (
     BearerToken,
     JsonParser,
     Session,
-    TokenRateThrottle,
     describe,
     renderer,
 )
+from timesheet.web.api.throttles import TokenRateThrottle
 from timesheet.web.http import error as json_error
 
 logger = logging.getLogger(__name__)

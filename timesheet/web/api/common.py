@@ -16,10 +16,8 @@ from ninja.parser import Parser
 from ninja.renderers import JSONRenderer
 from ninja.responses import NinjaJSONEncoder
 from ninja.security import APIKeyCookie, HttpBearer
-from ninja.throttling import SimpleRateThrottle
 from pydantic import BeforeValidator, ConfigDict
 
-from timesheet.core import conf
 from timesheet.domain import tokens
 from timesheet.domain.errors import Code
 from timesheet.models import ApiToken
@@ -72,24 +70,6 @@ class Session(APIKeyCookie):
     async def authenticate(self, request, key):
         user = await session_user(request)
         return user if user.is_authenticated else None
-
-
-class TokenRateThrottle(SimpleRateThrottle):
-    """Requests per token (``API_TOKEN_RATE``); session requests are not counted here."""
-
-    scope = "token"
-
-    def __init__(self):
-        pass  # the rate is read at each request, so that a changed setting applies
-
-    def allow_request(self, request):
-        self.rate = conf.get("API_TOKEN_RATE")
-        self.num_requests, self.duration = self.parse_rate(self.rate)
-        return super().allow_request(request)
-
-    def get_cache_key(self, request):
-        api_token = getattr(request, "api_token", None)
-        return None if api_token is None else self.cache_format % {"scope": self.scope, "ident": api_token.pk}
 
 
 class ExactEncoder(NinjaJSONEncoder):
