@@ -171,11 +171,11 @@ def test_a_stream_opened_while_a_poll_runs_is_not_taken_for_revoked(
     polling, release = threading.Event(), threading.Event()
     polls = []  # one entry per poll that ended
 
-    def held_poll(last_id, credentials):
+    def held_poll(cursor, credentials):
         polling.set()
         release.wait(30)  # held until a stream has opened meanwhile
         try:
-            return real_poll(last_id, credentials)
+            return real_poll(cursor, credentials)
         finally:
             polls.append(len(credentials))
 

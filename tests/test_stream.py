@@ -150,7 +150,7 @@ def test_one_poller_serves_every_stream(user, monkeypatch, settings):
     settings.STREAM_MAX_PER_USER = 100
     calls = []
     real = stream.events_after
-    monkeypatch.setattr(stream, "events_after", lambda last_id: calls.append(last_id) or real(last_id))
+    monkeypatch.setattr(stream, "events_after", lambda position: calls.append(position) or real(position))
 
     async def scenario():
         opened = [await open_stream(user) for _ in range(50)]

@@ -2,8 +2,9 @@
 Webhooks fed from the event log: each subscription receives the fiche events
 it asks for, in order, at least once, signed, retried with back-off.
 
-A subscription's ``cursor`` is the last event it was given; the next one is
-the first matching event after it, so nothing is written per event when a
+A subscription's cursor (``cursor_txid``, ``cursor``) is the last event it
+was given; the next one is the first matching event after it in the log's
+order, among the final ones (``eventlog``), so nothing is written per event when a
 fiche changes. A delivery worker leases a subscription (a compare-and-set on
 ``leased_until``) for one attempt, so that any number of workers deliver each
 subscription's events one at a time, in order. The cursor moves only after a
@@ -48,9 +49,9 @@ from django.db.models import F, Q
 from django.db.models.functions import Now
 from django.utils.translation import gettext as _
 
-from timesheet.core import conf
+from timesheet.core import conf, xact
 from timesheet.core.dbtime import db_now
-from timesheet.domain import destinations
+from timesheet.domain import destinations, eventlog
 from timesheet.domain.errors import Code, Refused
 from timesheet.domain.serialize import iso, seconds
 from timesheet.models import FicheEvent, WebhookDelivery, WebhookSubscription, sees_everyones_fiches
@@ -99,13 +100,17 @@ def event_payload(event: FicheEvent) -> dict:
 
 
 def pending_events(subscription: WebhookSubscription):
-    """The events ``subscription`` has yet to receive, oldest first."""
-    events = FicheEvent.objects.filter(id__gt=subscription.cursor).order_by("id")
+    """The final events ``subscription`` has yet to receive, oldest first."""
+    events = eventlog.pending(cursor_of(subscription), xact.horizon())
     if subscription.kinds:
         events = events.filter(kind__in=subscription.kinds)
     if subscription.owner_id is not None:
         events = events.filter(fiche__owner_id=subscription.owner_id)
     return events
+
+
+def cursor_of(subscription: WebhookSubscription) -> eventlog.Position:
+    return eventlog.Position(subscription.cursor_txid, subscription.cursor)
 
 
 def lag_seconds() -> float:
@@ -272,8 +277,8 @@ def _attempt(subscription: WebhookSubscription, event: FicheEvent) -> str:
         subscriptions = WebhookSubscription.objects.filter(pk=subscription.pk, lease_owner=subscription.lease_owner)
         if ok:
             # Only from the cursor this attempt started at: a slower worker never moves it back.
-            moved = subscriptions.filter(cursor=subscription.cursor).update(
-                cursor=event.pk, attempts=0, failing_since=None, next_attempt_at=Now()
+            moved = subscriptions.filter(cursor_txid=subscription.cursor_txid, cursor=subscription.cursor).update(
+                cursor_txid=event.txid, cursor=event.pk, attempts=0, failing_since=None, next_attempt_at=Now()
             )
             outcome = "delivered"
         else:
@@ -450,9 +455,9 @@ def create_subscription(
     if actor is not None:
         check_may_subscribe(actor=actor, owner_id=owner_id)
     check_destination(url=url)
-    latest = FicheEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
+    start = eventlog.start()
     return WebhookSubscription.objects.create(
-        name=name, url=url, secret=secret, kinds=list(kinds), owner_id=owner_id, cursor=latest
+        name=name, url=url, secret=secret, kinds=list(kinds), owner_id=owner_id, cursor_txid=start.txid, cursor=start.id
     )
 
 

@@ -31,7 +31,7 @@ from django.utils.crypto import constant_time_compare
 
 from timesheet.core import conf
 from timesheet.core.dbtime import db_now
-from timesheet.domain import notifications, tokens
+from timesheet.domain import eventlog, notifications, tokens
 from timesheet.domain.serialize import fiche_json, seconds
 from timesheet.models import (
     SEEING_EVERYONES,
@@ -135,10 +135,6 @@ def on_own_thread(executor):
 on_stream_thread = on_own_thread(_executor)  # the streams' poller and snapshots
 
 
-def latest_event_id():
-    return FicheEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
-
-
 def latest_notification_id():
     return Notification.objects.order_by("-id").values_list("id", flat=True).first() or 0
 
@@ -151,14 +147,14 @@ class Cursor:
     still commit (see ``NOTIFICATION_GAP_SECONDS``).
     """
 
-    event_id: int = 0
+    events: eventlog.Position = field(default_factory=eventlog.Position)
     notification_id: int = 0
     notification_gaps: frozenset[int] = frozenset()
 
 
 def start_cursor() -> Cursor:
     """The newest fiche event and notification: a stream reads what comes after them."""
-    return Cursor(event_id=latest_event_id(), notification_id=latest_notification_id())
+    return Cursor(events=eventlog.start(), notification_id=latest_notification_id())
 
 
 @dataclass(frozen=True)
@@ -173,14 +169,15 @@ class Notice:
 
 def poll(cursor, credentials):
     """
-    The events after the ``cursor``'s (see ``events_after``), the
-    notifications after its (see ``notifications_after``), and which of the
-    ``credentials`` still hold: the user active with the same staff status,
-    the session not signed out or expired, the token not revoked or expired.
+    The events after the ``cursor``'s and where to read next (see
+    ``events_after``), the notifications after its (see
+    ``notifications_after``), and which of the ``credentials`` still hold:
+    the user active with the same staff status, the session not signed out
+    or expired, the token not revoked or expired.
     """
-    events = events_after(cursor.event_id)
+    events, position = events_after(cursor.events)
     notices = notifications_after(cursor.notification_id, cursor.notification_gaps)
-    return events, notices, still_valid(credentials)
+    return events, position, notices, still_valid(credentials)
 
 
 def notifications_after(last_id, gaps=frozenset()) -> list[Notice]:
@@ -256,12 +253,16 @@ PRODUCED = {
 }
 
 
-def events_after(last_id):
-    """Return the events after ``last_id``, each with its fiche's current state and live time (None if deleted)."""
-    events = list(FicheEvent.objects.filter(id__gt=last_id).order_by("id")[:POLL_BATCH])
+def events_after(position):
+    """
+    The final events after ``position`` (``eventlog.read``), each with its
+    fiche's current state and live time (None if deleted), and the position
+    to read from next.
+    """
+    events, position = eventlog.read(position, limit=POLL_BATCH)
     fiches = FicheTemps.objects.with_live_time().select_related("projet", "owner")
     by_id = fiches.in_bulk({event.fiche_id for event in events}) if events else {}
-    return [(event, by_id.get(event.fiche_id)) for event in events]
+    return [(event, by_id.get(event.fiche_id)) for event in events], position
 
 
 def running_snapshot(user):
@@ -333,7 +334,7 @@ class EventHub:
             await asyncio.sleep(conf.stream_poll_seconds())
             credentials = {s.credential for s in self.subscribers}
             try:
-                events, notices, valid = await on_stream_thread(poll)(self.cursor, credentials)
+                events, position, notices, valid = await on_stream_thread(poll)(self.cursor, credentials)
             except Exception:
                 logger.exception("Polling fiche events failed; retrying.")
                 continue
@@ -345,8 +346,8 @@ class EventHub:
                 checked = subscriber.credential in credentials
                 if (checked and subscriber.credential not in valid) or now >= subscriber.ends_at:
                     subscriber.end()
+            self.cursor = replace(self.cursor, events=position)
             for event, fiche in events:
-                self.cursor = replace(self.cursor, event_id=event.id)
                 if fiche is None:
                     continue
                 message = format_event(
