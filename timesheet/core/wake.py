@@ -25,10 +25,9 @@ def announce(what: str = "events", using: str = "default") -> None:
     connection = connections[using]
     if connection.vendor != "postgresql":
         return
-    if connection.in_atomic_block:
-        marker = ("fiches-wake", what)
-        if any(getattr(callback, "marker", None) == marker for _sids, callback, _robust in connection.run_on_commit):
-            return  # once per transaction and kind
+    marker = ("fiches-wake", what)
+    if any(getattr(entry[1], "marker", None) == marker for entry in connection.run_on_commit):
+        return  # once per transaction and kind
 
     def notify() -> None:
         try:
@@ -37,5 +36,5 @@ def announce(what: str = "events", using: str = "default") -> None:
         except Exception:
             logger.warning("Waking the streams failed; they read the log at their next poll.", exc_info=True)
 
-    notify.marker = marker if connection.in_atomic_block else None  # type: ignore[attr-defined]
+    notify.marker = marker  # type: ignore[attr-defined]
     transaction.on_commit(notify, using=using)

@@ -25,14 +25,11 @@ class CurrentTransaction(Func):
 
     output_field = BigIntegerField()
     arity = 0
+    template = "0"
 
-    def as_sql(self, compiler: Any, connection: Any, **extra_context: Any) -> tuple[str, list[Any]]:
-        return "0", []
-
-    def as_postgresql(self, compiler: Any, connection: Any, **extra_context: Any) -> tuple[str, list[Any]]:
+    def as_postgresql(self, compiler: Any, connection: Any, **extra_context: Any) -> Any:
         # xid8 has no cast to bigint; its text does (ids stay far below 2**63).
-        return "pg_current_xact_id()::text::bigint", []
-
+        return super().as_sql(compiler, connection, template="pg_current_xact_id()::text::bigint", **extra_context)
 
 def horizon(using: str = "default") -> int | None:
     """
