@@ -45,7 +45,7 @@ from django.utils.translation import gettext as _
 
 from timesheet.core import limits
 from timesheet.core.dbtime import db_now
-from timesheet.domain import days, fiches, locks, rates, reports
+from timesheet.domain import days, fiches, locks, notifications, rates, reports
 from timesheet.domain.errors import Code, Refused
 from timesheet.models import (
     Budget,
@@ -838,7 +838,7 @@ def _notify(budget: Budget, notices: list[BudgetCrossing]) -> None:
                     payload=payload,
                 )
             )
-    Notification.objects.bulk_create(made, ignore_conflicts=True)
+    notifications.record(made)
 
 
 # What is shown ---------------------------------------------------------------------

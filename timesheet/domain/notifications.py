@@ -17,6 +17,7 @@ from django.db.models.functions import Now
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
+from timesheet.core import wake
 from timesheet.domain.errors import Code, Refused
 from timesheet.domain.twins import async_twin
 from timesheet.models import (
@@ -33,6 +34,18 @@ PERSONAL_CHANNELS = (Channel.EMAIL.value, Channel.PAGE.value)
 # The most hours a person may let a fiche run before being told.
 REMINDER_MAX_HOURS = Decimal(999)
 PAGE_MAX = 200
+
+
+def record(notifications: Iterable[Notification], *, batch_size: int | None = None) -> int:
+    """
+    Write ``notifications``, skipping those already written (the same
+    recipient, subject and occurrence), and wake the live streams once they
+    are committed; return how many were given to write.
+    """
+    made = Notification.objects.bulk_create(list(notifications), batch_size=batch_size, ignore_conflicts=True)
+    if made:
+        wake.announce("notifications")
+    return len(made)
 
 
 def _off(user_id: int, channel: str) -> QuerySet[NotificationPreference]:

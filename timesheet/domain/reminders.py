@@ -45,6 +45,7 @@ from django.db.models import Exists, Min, OuterRef, Q, QuerySet
 from timesheet.core import conf
 from timesheet.core.dbtime import db_now
 from timesheet.domain import days, locks
+from timesheet.domain import notifications as alerts
 from timesheet.models import (
     APPROVING,
     FicheEvent,
@@ -373,7 +374,7 @@ def _tell_still_running(group: Group, day: date, end: datetime) -> int:
             )
             for fiche_id, owner_id, started_at, libelle, projet in chunk
         ]
-        told += len(Notification.objects.bulk_create(notifications, ignore_conflicts=True))
+        told += alerts.record(notifications)
     return told
 
 
@@ -456,7 +457,7 @@ def _tell_missing(group: Group, first: date, occurrence: str, due_at: datetime) 
         )
         for person, missing_days in missing.items()
     ]
-    return len(Notification.objects.bulk_create(notifications, batch_size=1000, ignore_conflicts=True))
+    return alerts.record(notifications, batch_size=1000)
 
 
 # Weeks not submitted -----------------------------------------------------------------
@@ -556,7 +557,7 @@ def _tell_not_submitted(group: WeekGroup, first: date, label: str, due_at: datet
             )
             for person in chunk
         ]
-        told += len(Notification.objects.bulk_create(notifications, ignore_conflicts=True))
+        told += alerts.record(notifications)
     return told
 
 
@@ -675,4 +676,4 @@ def _tell_waiting(group: Group, today: date, due_at: datetime) -> int:
                 payload={"day": today.isoformat(), "count": count, "weeks": weeks},
             )
         )
-    return len(Notification.objects.bulk_create(notifications, batch_size=1000, ignore_conflicts=True))
+    return alerts.record(notifications, batch_size=1000)

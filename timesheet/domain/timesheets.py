@@ -39,7 +39,7 @@ from django.utils.translation import gettext as _
 
 from timesheet.core import limits
 from timesheet.core.dbtime import db_now
-from timesheet.domain import days, fiches, locks, reports, ticking
+from timesheet.domain import days, fiches, locks, notifications, reports, ticking
 from timesheet.domain.errors import Code, Refused
 from timesheet.domain.twins import async_twin
 from timesheet.models import (
@@ -319,7 +319,7 @@ def _payload(sheet: WeekSheet, **extra: Any) -> dict[str, Any]:
 def _tell(kind: str, sheet: WeekSheet, recipients: Iterable[int], occurred_at: datetime, **extra: Any) -> None:
     """One notification of ``kind`` about the sheet's current submission to each of ``recipients``."""
     payload = _payload(sheet, **extra)
-    Notification.objects.bulk_create(
+    notifications.record(
         [
             Notification(
                 recipient_id=recipient,
@@ -330,8 +330,7 @@ def _tell(kind: str, sheet: WeekSheet, recipients: Iterable[int], occurred_at: d
                 payload=payload,
             )
             for recipient in recipients
-        ],
-        ignore_conflicts=True,
+        ]
     )
 
 
