@@ -1,0 +1,230 @@
+#!/usr/bin/env python
+"""
+Transitions a second with many concurrent writers, beside the same writes
+in pgbench: does anything make every writer queue on one lock?
+
+    DATABASE_URL=postgres://... python bench/transitions.py     # 8 and 32 writers, 10 s each
+    python bench/transitions.py --writers 2,4 --seconds 2       # SQLite: one writer at a time by design
+
+Each writer is a process of its own (a web process's thread would share one
+interpreter) that starts and pauses its own fiche through the domain
+functions (``fiches.start_fiche``, ``fiches.pause_fiche``) as fast as it can.
+On PostgreSQL the same number of pgbench clients then run the writes a
+transition makes (lock the fiche's row, update it, insert its event), once
+as they are and once with the global advisory lock that ordered the events
+until the log's readers followed transaction ids (``timesheet.core.xact``).
+Prints transitions a second at each number of writers, and whether the most
+writers do at least as many as the fewest.
+"""
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.harness import (
+    ROOT,
+    child_env,
+    database_label,
+    django_setup,
+    load_average,
+    machine_label,
+    percentile,
+    scratch_dir,
+)
+
+# The key the events' ordering lock used: pgbench takes it to show what it cost.
+OLD_EVENT_ORDER_LOCK = 0x5E771F
+
+PGBENCH_WRITES = """\
+\\set fid :client_id + {first_fiche}
+BEGIN;
+SELECT id FROM timesheet_fichetemps WHERE id = :fid FOR UPDATE;
+{lock}UPDATE timesheet_fichetemps SET etat = 'en_calcul', en_calcul_depuis = now(), updated_at = now() WHERE id = :fid;
+INSERT INTO timesheet_ficheevent (fiche_id, kind, at, delta, temps_impute, reason, changes)
+    VALUES (:fid, 'started', now(), interval '0', interval '0', '', '{{}}');
+END;
+"""
+
+
+def counts(value):
+    numbers = [int(part) for part in value.split(",") if part.strip()]
+    if not numbers or any(number < 1 or number > 200 for number in numbers):
+        raise argparse.ArgumentTypeError("a comma-separated list of numbers of writers, each 1 to 200")
+    return numbers
+
+
+def positive(value):
+    number = float(value)
+    if not number > 0:
+        raise argparse.ArgumentTypeError("must be a positive number of seconds")
+    return number
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--writers", type=counts, default=[8, 32], help="numbers of concurrent writers (8,32)")
+    parser.add_argument("--seconds", type=positive, default=10.0, help="how long each run writes (10)")
+    parser.add_argument("--writer", help=argparse.SUPPRESS)  # fiche_id,owner_id: a writer process
+    return parser.parse_args()
+
+
+def write(spec):
+    """
+    A writer process: once set up, say so, wait for the number of seconds
+    on standard input, then start and pause one fiche for that long; print
+    the latencies.
+    """
+    import django
+
+    django.setup()
+    from django.contrib.auth import get_user_model
+
+    from timesheet.domain import fiches
+
+    fiche_id, owner_id = spec.split(",")
+    owner = get_user_model().objects.get(pk=int(owner_id))
+    print("ready", flush=True)
+    end = time.perf_counter() + float(sys.stdin.readline())
+    latencies = []
+    while time.perf_counter() < end:
+        began = time.perf_counter()
+        if len(latencies) % 2 == 0:
+            fiches.start_fiche(fiche_id=int(fiche_id), actor=owner)
+        else:
+            fiches.pause_fiche(fiche_id=int(fiche_id), actor=owner)
+        latencies.append(time.perf_counter() - began)
+    if len(latencies) % 2:
+        fiches.pause_fiche(fiche_id=int(fiche_id), actor=owner)  # left paused, for the next run
+    print(" ".join(f"{latency:.6f}" for latency in latencies))
+
+
+def setup(writers):
+    """``writers`` people with a fiche each on one project, then as many fiches for pgbench; their ids."""
+    from django.contrib.auth import get_user_model
+    from django.db import transaction
+
+    from timesheet.models import FicheTemps, Projet
+
+    User = get_user_model()
+    with transaction.atomic():
+        projet = Projet.objects.create(designation="Bench transitions")
+        users = User.objects.bulk_create(User(username=f"writer{i}", password="!") for i in range(writers))
+        ours = FicheTemps.objects.bulk_create(FicheTemps(projet=projet, owner=user, libelle="w") for user in users)
+        theirs = FicheTemps.objects.bulk_create(FicheTemps(projet=projet, owner=user, libelle="p") for user in users)
+    return [(fiche.pk, fiche.owner_id) for fiche in ours], [fiche.pk for fiche in theirs]
+
+
+def run_writers(env, fiches, seconds):
+    """Every writer at once for ``seconds``; return (transitions a second, latencies)."""
+    processes = [
+        subprocess.Popen(
+            [sys.executable, __file__, "--writer", f"{fiche_id},{owner_id}"],
+            cwd=ROOT,
+            env=child_env(env),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for fiche_id, owner_id in fiches
+    ]
+    for process in processes:  # every process set up (Django imported, connected) before any writes
+        if process.stdout.readline().strip() != "ready":
+            raise SystemExit(f"a writer failed to start:\n{process.stderr.read()[-2000:]}")
+    for process in processes:
+        process.stdin.write(f"{seconds}\n")
+        process.stdin.flush()
+    latencies = []
+    for process in processes:
+        out, err = process.communicate(timeout=seconds + 120)
+        if process.returncode != 0:
+            raise SystemExit(f"a writer failed:\n{err[-2000:]}")
+        latencies.extend(float(value) for value in out.split())
+    return len(latencies) / seconds, latencies
+
+
+def pgbench(url, clients, seconds, first_fiche, *, lock):
+    """The same writes in pgbench with ``clients`` clients; return its transactions a second."""
+    binary = shutil.which("pgbench") or next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin/pgbench"))), None)
+    if binary is None:
+        raise SystemExit("pgbench not found: apt-get install postgresql-client")
+    script = Path(tempfile.mkdtemp(prefix="bench-pgbench-")) / "transition.sql"
+    script.write_text(
+        PGBENCH_WRITES.format(
+            first_fiche=first_fiche - 1,  # pgbench's client ids start at 0
+            lock=f"SELECT pg_advisory_xact_lock({OLD_EVENT_ORDER_LOCK});\n" if lock else "",
+        )
+    )
+    duration = str(max(1, round(seconds)))
+    result = subprocess.run(
+        [str(binary), "-n", "-c", str(clients), "-j", str(min(clients, 4)), "-T", duration, "-f", str(script), url],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    shutil.rmtree(script.parent, ignore_errors=True)
+    if result.returncode != 0:
+        raise SystemExit(f"pgbench failed:\n{result.stderr[-2000:]}")
+    for line in result.stdout.splitlines():
+        if line.startswith("tps = "):
+            return float(line.split()[2])
+    raise SystemExit(f"pgbench printed no tps:\n{result.stdout[-2000:]}")
+
+
+def main():
+    args = parse_args()
+    if args.writer:
+        return write(args.writer)
+    env = django_setup(
+        {
+            "DJANGO_SETTINGS_MODULE": "settings",
+            "DJANGO_DATA_DIR": scratch_dir("bench-transitions-"),
+            "DJANGO_DEBUG": "0",
+        }
+    )
+    from django.db import connection
+
+    most = max(args.writers)
+    ours, theirs = setup(most)
+    postgres = connection.vendor == "postgresql"
+    print(f"{database_label()}; {machine_label()}; load average {load_average():.2f} at the start")
+    print(f"writers as processes, each starting and pausing its own fiche; {args.seconds:g} s a run")
+    header = f"{'writers':>8} {'transitions/s':>14} {'p50 ms':>8} {'p99 ms':>8}"
+    if postgres:
+        header += f" {'pgbench tps':>12} {'ratio':>6} {'pgbench + old lock':>19}"
+    print(header)
+    rates = {}
+    for writers in args.writers:
+        rate, latencies = run_writers(env, ours[:writers], args.seconds)
+        rates[writers] = rate
+        line = (
+            f"{writers:>8} {rate:>14,.0f} {percentile(latencies, 0.5) * 1000:>8.1f}"
+            f" {percentile(latencies, 0.99) * 1000:>8.1f}"
+        )
+        if postgres:
+            url = os.environ["DATABASE_URL"]
+            plain = pgbench(url, writers, args.seconds, theirs[0], lock=False)
+            locked = pgbench(url, writers, args.seconds, theirs[0], lock=True)
+            line += f" {plain:>12,.0f} {plain / rate:>5.1f}x {locked:>19,.0f}"
+        print(line, flush=True)
+    fewest, most = min(args.writers), max(args.writers)
+    if postgres and fewest != most:
+        verdict = "met" if rates[most] >= rates[fewest] else "NOT met"
+        print(
+            f"{most} writers: {rates[most]:,.0f} transitions/s against {rates[fewest]:,.0f} with {fewest} "
+            f"({rates[most] / rates[fewest]:.2f}x; target >= 1.0x, no single queue): {verdict}"
+        )
+    elif not postgres:
+        print("SQLite has one writer at a time by design: the target is PostgreSQL's (set DATABASE_URL).")
+    print(f"load average {load_average():.2f} at the end")
+
+
+if __name__ == "__main__":
+    main()
