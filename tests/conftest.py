@@ -7,5 +7,6 @@ pytest_plugins = [
     "tests.fixtures.database",
     "tests.fixtures.people",
     "tests.fixtures.processes",
+    "tests.fixtures.redis_server",
     "tests.fixtures.smtp",
 ]

@@ -2,7 +2,11 @@
 
 import asyncio
 import json
+import socket
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
+from types import SimpleNamespace
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -10,8 +14,11 @@ from django.core.cache import cache
 from django.test import AsyncClient, Client
 
 from tests.factories import running_fiche
+from tests.fixtures.redis_server import redis_command
+from tests.support import wait_until
 from timesheet.domain import tokens
 from timesheet.models import ApiToken, Etat, FicheTemps
+from timesheet.web.api.throttles import TokenRateThrottle
 
 pytestmark = pytest.mark.django_db
 
@@ -204,6 +211,76 @@ def test_requests_are_throttled_per_token(alice, settings):
     assert "error" in throttled.json()
     assert client.get("/api/fiches/", **bearer(second)).status_code == 200  # each token its own budget
     cache.clear()
+
+
+def a_tokens_request(token_id=1):
+    """What the throttle reads of a request: the token it came with."""
+    return SimpleNamespace(api_token=SimpleNamespace(pk=token_id))
+
+
+@pytest.fixture(params=["memory", "redis"])
+def shared_cache(request, settings):
+    """Each process's memory (no REDIS_URL), or Django's Redis cache on a redis-server of the tests' own."""
+    if request.param == "redis":
+        url = request.getfixturevalue("redis_url")
+        settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}}
+    cache.clear()
+    yield request.param
+    cache.clear()
+
+
+def test_racing_requests_of_one_token_get_exactly_the_rate(shared_cache, settings):
+    settings.API_TOKEN_RATE = "30/min"
+    throttle = TokenRateThrottle()
+    start = threading.Barrier(8)
+
+    def requests_of_one_thread(_):
+        start.wait(30)
+        return [throttle.allow_request(a_tokens_request()) for _ in range(25)]
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = [answer for answers in pool.map(requests_of_one_thread, range(8)) for answer in answers]
+    assert answers.count(True) == 30 and len(answers) == 200
+
+
+def test_a_refused_request_is_told_when_its_window_ends(shared_cache, settings):
+    settings.API_TOKEN_RATE = "2/hour"
+    throttle = TokenRateThrottle()
+    assert [throttle.allow_request(a_tokens_request()) for _ in range(3)] == [True, True, False]
+    assert 3500 < throttle.wait() <= 3600
+    assert throttle.allow_request(a_tokens_request(token_id=2))  # another token: its own window
+    assert throttle.wait() is None
+
+
+def test_a_new_window_opens_when_the_last_one_ends(shared_cache, settings):
+    settings.API_TOKEN_RATE = "2/s"
+    throttle = TokenRateThrottle()
+    while throttle.allow_request(a_tokens_request()):  # the window's budget, spent
+        pass
+    wait_until(lambda: throttle.allow_request(a_tokens_request()), every=0.05)  # the next window's first
+
+
+def test_the_windows_count_expires_on_redis(redis_url, settings):
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": redis_url, "KEY_PREFIX": "t"}
+    }
+    settings.API_TOKEN_RATE = "5/min"
+    assert TokenRateThrottle().allow_request(a_tokens_request(token_id=7))
+    assert 0 < int(redis_command(redis_url, "TTL", "t:1:throttle:token:7:60")) <= 60
+    assert redis_command(redis_url, "GET", "t:1:throttle:token:7:60") == b"1"  # one request counted
+
+
+def test_a_cache_that_does_not_answer_lets_requests_through_and_says_so_once(settings, caplog):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]  # nothing listens there once the socket is closed
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": f"redis://127.0.0.1:{closed}"}
+    }
+    settings.API_TOKEN_RATE = "1/min"
+    throttle = TokenRateThrottle()
+    assert [throttle.allow_request(a_tokens_request()) for _ in range(3)] == [True] * 3
+    assert caplog.text.count("The cache does not answer") == 1
 
 
 @pytest.mark.django_db(transaction=True)

@@ -1,13 +1,15 @@
 """System checks for every setting the timesheet app reads, so bad values fail at start."""
 
+import importlib.util
 import ipaddress
 import math
+import os
 from decimal import Decimal
 from numbers import Real
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.core.checks import Error, register
+from django.core.checks import CheckMessage, Error, Warning, register
 
 from timesheet.core import conf
 
@@ -236,3 +238,67 @@ def check_notify_settings(app_configs=None, **kwargs):
             )
         )
     return errors
+
+
+# The cache backends whose add and incr are atomic across processes and hosts: the token rate limit's
+# count is exact only on one of them (timesheet/web/api/throttles.py).
+SHARED_CACHES = {
+    "django.core.cache.backends.redis.RedisCache",
+    "django.core.cache.backends.memcached.PyMemcacheCache",
+    "django.core.cache.backends.memcached.PyLibMCCache",
+}
+
+
+def _is_redis_url(value: str) -> bool:
+    """A URL redis-py connects to: redis:// or rediss:// with a host, or unix:// with a socket's path."""
+    if not value.isascii() or any(ch.isspace() for ch in value):
+        return False
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 (raises ValueError on a bad port)
+    except ValueError:
+        return False
+    if parts.scheme in ("redis", "rediss"):
+        return bool(parts.hostname)
+    return parts.scheme == "unix" and bool(parts.path)
+
+
+@register()
+def check_shared_store(app_configs: object = None, **kwargs: object) -> list[CheckMessage]:
+    """
+    REDIS_URL, when set, is a URL redis-py understands and the redis extra is
+    installed; and a web side started with several uvicorn workers
+    (WEB_CONCURRENCY, which uvicorn reads when --workers is not given and the
+    web unit passes as --workers) has a cache that its processes share.
+    """
+    problems: list[CheckMessage] = []
+    url = getattr(settings, "REDIS_URL", "") or ""
+    if url:
+        if not isinstance(url, str) or not _is_redis_url(url):
+            problems.append(
+                Error(
+                    f"REDIS_URL must be a redis://, rediss:// or unix:// URL; got {url!r}.",
+                    hint="Set REDIS_URL to the shared Redis, such as redis://127.0.0.1:6379/0, or unset it.",
+                    id="timesheet.E080",
+                )
+            )
+        elif importlib.util.find_spec("redis") is None:
+            problems.append(
+                Error(
+                    "REDIS_URL is set but the redis package is not installed.",
+                    hint="Install the redis extra: pip install -c constraints.txt '.[postgres,server,redis]'.",
+                    id="timesheet.E081",
+                )
+            )
+    workers = os.environ.get("WEB_CONCURRENCY", "")
+    backend = settings.CACHES.get("default", {}).get("BACKEND", "")
+    if workers.isdigit() and int(workers) > 1 and backend not in SHARED_CACHES:
+        problems.append(
+            Warning(
+                f"WEB_CONCURRENCY is {workers} but the cache is each process's own: each web process "
+                f"counts API_TOKEN_RATE on its own, so a token gets up to {workers} times its rate.",
+                hint="Set REDIS_URL to a Redis that every web process reaches (docs/operations.md).",
+                id="timesheet.W080",
+            )
+        )
+    return problems
