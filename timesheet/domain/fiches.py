@@ -346,7 +346,7 @@ def _start(
     """
     at = Now() if at is None else at
     try:
-        with transaction.atomic():  # a savepoint: a lost race leaves the outer transaction usable
+        with ledger.racing_write():  # a lost race leaves the outer transaction usable
             FicheTemps.objects.filter(pk=fiche_id).update(
                 etat=Etat.EN_CALCUL,
                 compte_jusqua=at,

@@ -13,7 +13,7 @@ check made inside it before the write is the guard. Either way the refusal is
 """
 
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -150,6 +150,16 @@ def overlap_refusal(other: Stretch, *, now: datetime | None = None) -> Refused:
     return Refused(message, code=Code.OVERLAP)
 
 
+def racing_write() -> AbstractContextManager[object]:
+    """
+    A savepoint around a write that a concurrent writer's constraint may
+    refuse, so that the transaction stays usable to say why. On SQLite,
+    whose writers take turns for a whole transaction, no writer can get in
+    between a read and a write: no savepoint, two statements fewer.
+    """
+    return transaction.atomic() if connection.vendor == "postgresql" else nullcontext()
+
+
 @contextmanager
 def refusing_overlaps(
     owner_id: int, start: datetime, end: datetime | None, *, ignoring: Iterable[int] = ()
@@ -160,7 +170,7 @@ def refusing_overlaps(
     ``overlap`` refusal instead, naming what is in the way now.
     """
     try:
-        with transaction.atomic():
+        with racing_write():
             yield
     except IntegrityError as error:
         diagnosis = getattr(error.__cause__, "diag", None)
