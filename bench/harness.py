@@ -231,3 +231,82 @@ def percentile(values, fraction):
 
 def load_average():
     return os.getloadavg()[0]
+
+
+def machine_label():
+    """This machine as the benchmarks print it: cores, memory, kernel and Python."""
+    import platform
+
+    memory = proc_meminfo_gib()
+    return (
+        f"{os.cpu_count()} cores, {memory:.0f} GiB, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}"
+    )
+
+
+def proc_meminfo_gib():
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) / 2**20
+    return 0.0
+
+
+class KeepAlive:
+    """
+    One HTTP/1.1 connection on loopback kept open between requests, as a
+    client of an API would keep it; ``request`` returns (status, body, seconds).
+    """
+
+    def __init__(self, port, headers=()):
+        self.port = port
+        self.headers = list(headers)
+        self.reader = self.writer = None
+
+    async def open(self):
+        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        return self
+
+    async def reopen(self):
+        """A new connection in place of this one (servers close idle ones): before a measure, not within it."""
+        await self.close()
+        return await self.open()
+
+    async def close(self):
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+    async def request(self, method, path, body=b""):
+        if self.writer is None:
+            await self.open()
+        started = time.perf_counter()
+        lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1"]
+        lines += [f"{name}: {value}" for name, value in self.headers]
+        if body:
+            lines.append("Content-Type: application/json")
+        lines += [f"Content-Length: {len(body)}", "", ""]
+        self.writer.write("\r\n".join(lines).encode() + body)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status_line, *header_lines = head.decode("latin-1").split("\r\n")
+        fields = {}
+        for line in header_lines:
+            name, _, value = line.partition(":")
+            if name:
+                fields[name.strip().lower()] = value.strip()
+        if "content-length" in fields:
+            payload = await self.reader.readexactly(int(fields["content-length"]))
+        elif "chunked" in fields.get("transfer-encoding", ""):
+            chunks = []
+            while True:
+                size = int((await self.reader.readuntil(b"\r\n")).split(b";")[0], 16)
+                chunks.append(await self.reader.readexactly(size + 2))
+                if size == 0:
+                    break
+            payload = b"".join(chunk[:-2] for chunk in chunks)
+        else:
+            payload = await self.reader.read()
+            await self.close()
+        elapsed = time.perf_counter() - started
+        if fields.get("connection", "").lower() == "close":
+            await self.close()
+        return int(status_line.split()[1]), payload, elapsed

@@ -381,3 +381,132 @@ def test_a_stop_instant_out_of_range_is_refused_in_the_products_words(alice, pro
     error = response.json()["error"]
     assert "offset must be a timedelta" not in error and "out of range" not in error
     assert FicheTemps.objects.get(pk=fiche.pk).etat == Etat.EN_CALCUL
+
+
+# Requests signed by a bearer token alone: past the session's middleware, no trip to a thread ------------
+
+
+def through_the_async_stack(*requests):
+    """Each (method, path, headers, body) through Django's async handler, as uvicorn serves it; return the responses."""
+    from asgiref.sync import async_to_sync
+    from django.test import AsyncClient
+
+    async def scenario():
+        client = AsyncClient()
+        responses = []
+        for method, path, headers, body in requests:
+            kwargs = {"headers": headers}
+            if method in ("post", "put", "patch"):
+                kwargs.update(data=body, content_type=headers.pop("Content-Type", "application/json"))
+            responses.append(await getattr(client, method)(path, **kwargs))
+        return responses
+
+    return async_to_sync(scenario)()
+
+
+@pytest.fixture
+def middleware_hops(monkeypatch):
+    """How many times a middleware of MIDDLEWARE ran on its own (Django sends each to the request's thread)."""
+    from django.utils.deprecation import MiddlewareMixin
+
+    hops = []
+    real = MiddlewareMixin.__acall__
+
+    async def counted(self, request):
+        hops.append(type(self).__name__)
+        return await real(self, request)
+
+    monkeypatch.setattr(MiddlewareMixin, "__acall__", counted)
+    return hops
+
+
+@pytest.fixture
+def write_token(user):
+    from timesheet.domain import tokens
+    from timesheet.models import ApiToken
+
+    return tokens.create_token(user=user, name="script", scope=ApiToken.Scope.WRITE)[1]
+
+
+def without_clock(content):
+    """A response's body without the database's now, which moves between two requests."""
+    try:
+        data = json.loads(content)
+    except ValueError:
+        return content
+    return {key: value for key, value in data.items() if key != "server_time"} if isinstance(data, dict) else data
+
+
+STRAY_SESSION = "sessionid=not-a-session"  # any session cookie sends a request down MIDDLEWARE's whole way
+
+
+def test_a_token_alone_skips_the_session_middleware_and_a_session_cookie_does_not(
+    middleware_hops, projet, user, write_token
+):
+    running_fiche(projet, user)
+    bearer = {"Authorization": f"Bearer {write_token}"}
+    [alone] = through_the_async_stack(("get", "/api/fiches/", dict(bearer), None))
+    assert alone.status_code == 200 and alone.json()["count"] == 1
+    assert middleware_hops == []
+    [with_cookie] = through_the_async_stack(("get", "/api/fiches/", {**bearer, "Cookie": STRAY_SESSION}, None))
+    assert with_cookie.json()["count"] == 1
+    assert "SessionMiddleware" in middleware_hops
+
+
+HEADERS_KEPT = (
+    "Content-Type",
+    "Content-Language",
+    "Vary",
+    "X-Frame-Options",
+    "X-Content-Type-Options",
+    "Referrer-Policy",
+    "Cross-Origin-Opener-Policy",
+    "Allow",
+)
+
+
+@pytest.mark.parametrize(
+    "method, path, headers, body",
+    [
+        ("get", "/api/fiches/", {}, None),
+        ("get", "/api/fiches/999999/", {"Accept-Language": "fr"}, None),  # the error in the asked language
+        ("get", "/api/fiches/?page=0", {}, None),
+        ("post", "/api/fiches/", {"Content-Type": "text/plain"}, "x"),  # 415 before anything reads it
+        ("post", "/api/fiches/", {}, "{"),
+        ("put", "/api/fiches/", {}, "{}"),  # a JSON 405
+        ("head", "/api/fiches/", {}, None),
+        ("post", "/api/tokens/", {}, "{}"),  # session only: the same 401 and hint
+        ("get", "/api/no-such-thing", {}, None),
+    ],
+)
+def test_a_token_alone_is_answered_as_down_the_whole_middleware(user, write_token, method, path, headers, body):
+    bearer = {"Authorization": f"Bearer {write_token}"}
+    alone, whole = through_the_async_stack(
+        (method, path, {**bearer, **headers}, body),
+        (method, path, {**bearer, **headers, "Cookie": STRAY_SESSION}, body),
+    )
+    assert (alone.status_code, without_clock(alone.content)) == (whole.status_code, without_clock(whole.content))
+    assert {name: alone.get(name) for name in HEADERS_KEPT} == {name: whole.get(name) for name in HEADERS_KEPT}
+    assert alone.get("X-Frame-Options") == "DENY" and alone.get("X-Content-Type-Options") == "nosniff"
+
+
+def test_a_token_can_still_sign_out_and_sign_in_where_a_session_is_made(user, write_token):
+    user.set_password("secret-pass")
+    user.save()
+    bearer = {"Authorization": f"Bearer {write_token}"}
+    signed_out, signed_in_ = through_the_async_stack(
+        ("post", "/api/logout", dict(bearer), "{}"),
+        ("post", "/api/login", dict(bearer), json.dumps({"username": user.username, "password": "secret-pass"})),
+    )
+    assert (signed_out.status_code, signed_out.json()) == (200, {})
+    assert signed_in_.status_code == 200, signed_in_.content
+    assert signed_in_.cookies["sessionid"].value
+
+
+def test_every_middleware_after_the_token_shortcut_is_called_in_place_or_named_as_skipped(settings):
+    from timesheet.web.middleware import INLINE, SKIPPED, JsonApiMiddleware
+
+    after = settings.MIDDLEWARE[settings.MIDDLEWARE.index("timesheet.web.middleware.TokenApiShortcut") + 1 :]
+    inline = [f"{m.__module__}.{m.__qualname__}" for m in (*INLINE, JsonApiMiddleware)]
+    # A middleware added to MIDDLEWARE must be placed in one or the other, in MIDDLEWARE's order.
+    assert [path for path in after if path not in SKIPPED] == inline
