@@ -46,7 +46,9 @@ PGBENCH_WRITES = """\
 \\set fid :client_id + {first_fiche}
 BEGIN;
 SELECT id FROM timesheet_fichetemps WHERE id = :fid FOR UPDATE;
-{lock}UPDATE timesheet_fichetemps SET etat = 'en_calcul', en_calcul_depuis = now(), updated_at = now() WHERE id = :fid;
+{lock}UPDATE timesheet_fichetemps
+    SET etat = 'en_calcul', compte_jusqua = now(), en_calcul_depuis = now(), run_slot = 0, updated_at = now()
+    WHERE id = :fid;
 INSERT INTO timesheet_ficheevent (fiche_id, kind, at, delta, temps_impute, reason, changes)
     VALUES (:fid, 'started', now(), interval '0', interval '0', '', '{{}}');
 END;
@@ -106,7 +108,7 @@ def write(spec):
 
 
 def setup(writers):
-    """``writers`` people with a fiche each on one project, then as many fiches for pgbench; their ids."""
+    """``writers`` people with a fiche each on one project, and as many others' fiches for pgbench; their ids."""
     from django.contrib.auth import get_user_model
     from django.db import transaction
 
@@ -116,8 +118,10 @@ def setup(writers):
     with transaction.atomic():
         projet = Projet.objects.create(designation="Bench transitions")
         users = User.objects.bulk_create(User(username=f"writer{i}", password="!") for i in range(writers))
+        others = User.objects.bulk_create(User(username=f"pgbench{i}", password="!") for i in range(writers))
         ours = FicheTemps.objects.bulk_create(FicheTemps(projet=projet, owner=user, libelle="w") for user in users)
-        theirs = FicheTemps.objects.bulk_create(FicheTemps(projet=projet, owner=user, libelle="p") for user in users)
+        theirs = FicheTemps.objects.bulk_create(FicheTemps(projet=projet, owner=user, libelle="p") for user in others)
+    assert [fiche.pk for fiche in theirs] == list(range(theirs[0].pk, theirs[0].pk + writers))  # pgbench's :fid
     return [(fiche.pk, fiche.owner_id) for fiche in ours], [fiche.pk for fiche in theirs]
 
 
@@ -158,7 +162,7 @@ def pgbench(url, clients, seconds, first_fiche, *, lock):
     script = Path(tempfile.mkdtemp(prefix="bench-pgbench-")) / "transition.sql"
     script.write_text(
         PGBENCH_WRITES.format(
-            first_fiche=first_fiche - 1,  # pgbench's client ids start at 0
+            first_fiche=first_fiche,  # pgbench's client ids start at 0
             lock=f"SELECT pg_advisory_xact_lock({OLD_EVENT_ORDER_LOCK});\n" if lock else "",
         )
     )
