@@ -1,14 +1,25 @@
 #!/usr/bin/env python
 """
-Time a month's report by owner, project and day (timesheet.domain.reports.report)
-against a hand-written SQL query of the same split (the floor), without rates
-and then with amounts (rates, one of them changing mid-month: the floor then
-splits and prices by hand too), in one run, and the report's peak Python
-memory at two sizes of the ledger.
+Time a month's report by owner, project and day against a hand-written SQL
+query of the same split (the floor), without rates and then with amounts
+(rates, one of them changing mid-month: the floor then splits and prices by
+hand too), in one run, in two forms: streamed (``reports.report_rows``, as
+the exports consume it: each row made, used and dropped) and whole
+(``reports.report()``, every row held in one dict, as the API's JSON body
+and the admin's page are); and each form's peak Python memory at each size
+of the ledger.
 
-    python bench/report.py                                 # SQLite: 100,000 stretches, 1,000 people
-    python bench/report.py -n 1000000                      # SQLite at 1,000,000 stretches (slow)
-    DATABASE_URL=postgres://... python bench/report.py     # an empty database: 1,000,000 stretches, 10,000 people
+    python bench/report.py                                 # SQLite: 10,000 then 100,000 stretches, 1,000 people
+    python bench/report.py -n 1000000                      # SQLite at 100,000 then 1,000,000 stretches (slow)
+    DATABASE_URL=postgres://... python bench/report.py     # an empty database: 100,000 then 1,000,000 stretches
+    python bench/report.py --sizes 100000,1000000 --people 1000     # the same 1,000 people at both sizes
+    python bench/report.py --week                          # GET /api/reports/ for one person's week, over HTTP
+
+``--week`` times instead the API's report of the last 7 days by day and
+project (``GET /api/reports/``) for one person with 5,000 entries (one fiche
+and stretch each, on 5 projects) over the last 150 days: one uvicorn
+process, one client on a keep-alive connection with a bearer token, as
+``bench/peer.py`` asks it; it prints the p50 and p99.
 
 Every person works in the site's time zone (UTC) on two projects, B being a
 client's; their stretches are spread over the month, a few crossing midnight.
@@ -147,8 +158,35 @@ def parse_args():
         "-n", type=int, default=None, help="stretches (default: 100,000 on SQLite, 1,000,000 on PostgreSQL)"
     )
     parser.add_argument("--per-person", type=int, default=100, help="stretches per person (default: %(default)s)")
+    parser.add_argument(
+        "--people", type=int, default=None, help="the same number of people at every size (instead of --per-person)"
+    )
     parser.add_argument("--repeats", type=int, default=5, help="runs timed per variant (default: %(default)s)")
+    parser.add_argument(
+        "--sizes",
+        type=sizes,
+        default=None,
+        help="stretches at each size, comma-separated, smallest first (default: a tenth of -n, then -n)",
+    )
+    parser.add_argument(
+        "--week", action="store_true", help="time the API's report of one person's week instead (see above)"
+    )
+    parser.add_argument(
+        "--entries", type=int, default=5_000, help="--week: the person's entries (default: %(default)s)"
+    )
+    parser.add_argument("--requests", type=int, default=400, help="--week: requests timed (default: %(default)s)")
     return parser.parse_args()
+
+
+def sizes(text):
+    """``--sizes``: at least two counts of stretches, each at least 100."""
+    try:
+        counts = sorted(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError("comma-separated numbers of stretches, as 100000,1000000") from None
+    if len(counts) < 2 or counts[0] < 100:
+        raise argparse.ArgumentTypeError("at least two sizes, each at least 100 stretches")
+    return counts
 
 
 def setup_django():
@@ -270,6 +308,23 @@ def project_report():
     return reports.report(first=MONTH[0], last=MONTH[1], group="day", by=("owner", "projet"))
 
 
+def streamed_report():
+    """
+    The same report streamed (``report_rows``), each row dropped once made, as
+    the exports write it; return {"rows": how many, "totals": ...}.
+    """
+    from timesheet.domain import reports
+
+    request = reports.ReportRequest(MONTH[0], MONTH[1], "day", ("owner", "projet"))
+    count, totals = 0, {}
+    for row in reports.report_rows(request):
+        if "totals" in row:
+            totals = row["totals"]
+        else:
+            count += 1
+    return {"rows": count, "totals": totals}
+
+
 def minor(amount):
     from timesheet.domain import rates
 
@@ -280,7 +335,8 @@ def check(report, floor_rows, amounts):
     """The same split, to the microsecond; with amounts, the same amount to the minor unit (each cell rounded once)."""
     from timesheet.domain import rates
 
-    assert len(report["rows"]) == len(floor_rows), (len(report["rows"]), len(floor_rows))
+    rows = report["rows"] if isinstance(report["rows"], int) else len(report["rows"])
+    assert rows == len(floor_rows), (rows, len(floor_rows))
     assert round(report["totals"]["seconds"] * 1e6) == sum(int(row[3]) for row in floor_rows)
     if amounts:
         expected = sum(rates.minor_units(int(row[4] or 0)) for row in floor_rows)
@@ -290,18 +346,20 @@ def check(report, floor_rows, amounts):
         assert minor(report["totals"]["amount"]) == 0
 
 
-def timed_pair(first, second, repeats):
-    """The median times of ``first`` and ``second``, run in turns (a load that drifts weighs on both alike)."""
-    times = ([], [])
+def timed(functions, repeats):
+    """The median times of ``functions``, run in turns (a load that drifts weighs on each alike)."""
+    times = [[] for _ in functions]
     for _ in range(repeats):
-        for function, runs in zip((first, second), times, strict=True):
+        for function, runs in zip(functions, times, strict=True):
             started = time.perf_counter()
             function()
             runs.append(time.perf_counter() - started)
-    return statistics.median(times[0]), statistics.median(times[1])
+    return [statistics.median(runs) for runs in times]
 
 
 def peak_memory(function):
+    """The peak of Python's allocations (tracemalloc) while ``function`` runs, from a collected heap."""
+    gc.collect()
     tracemalloc.start()
     function()
     peak = tracemalloc.get_traced_memory()[1]
@@ -309,17 +367,100 @@ def peak_memory(function):
     return peak
 
 
+def seed_person(entries, now):
+    """One person with ``entries`` closed stretches (a paused fiche each) over the last 150 days; their token."""
+    from datetime import timedelta
+
+    from django.contrib.auth import get_user_model
+    from django.db import connection, transaction
+
+    from timesheet.domain.tokens import create_token
+    from timesheet.models import Etat, FicheTemps, Projet, Stretch
+
+    first = now - timedelta(days=150)
+    step = (now - first - timedelta(minutes=30)) / entries
+    spans = [
+        (first + i * step, first + i * step + min(step * 0.8, timedelta(minutes=5 + (i * 7) % 40)))
+        for i in range(entries)
+    ]
+    with transaction.atomic():
+        projets = Projet.objects.bulk_create(Projet(designation=f"Project {i}") for i in range(5))
+        person = get_user_model().objects.create_user("bench-week")
+        fiches = FicheTemps.objects.bulk_create(
+            (
+                FicheTemps(projet=projets[i % 5], owner=person, etat=Etat.EN_PAUSE, temps_impute=end - start)
+                for i, (start, end) in enumerate(spans)
+            ),
+            batch_size=2000,
+        )
+        Stretch.objects.bulk_create(
+            (
+                Stretch(fiche=fiche, owner=person, started_at=start, ended_at=end)
+                for fiche, (start, end) in zip(fiches, spans, strict=True)
+            ),
+            batch_size=2000,
+        )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+    return create_token(user=person, name="bench")[1]
+
+
+def week(args):
+    """The p50 and p99 of the API's report of the last 7 days by day and project, over HTTP (see the docstring)."""
+    import asyncio
+    from datetime import timedelta
+
+    from django.db import connection
+    from django.utils import timezone
+
+    from bench.harness import KeepAlive, load_average, percentile, uvicorn
+    from timesheet.domain import days
+
+    token = seed_person(args.entries, timezone.now())
+    today = days.today(days.zone_of(None))  # the person's: they have no zone of their own
+    path = f"/api/reports/?from={today - timedelta(days=6)}&to={today}&group=day&by=projet"
+    print(f"backend: {connection.vendor}; GET {path}; {args.entries:,} entries over 150 days; one client")
+    with uvicorn("settings.asgi:application", {"DJANGO_DEBUG": "0", "API_TOKEN_RATE": "1000000/s"}) as (port, _):
+
+        async def measure():
+            client = KeepAlive(port, [("Authorization", f"Bearer {token}")])
+            times = []
+            try:
+                for number in range(50 + args.requests):  # 50 to warm up
+                    status, body, seconds = await client.request("GET", path)
+                    assert status == 200, (status, body[:200])
+                    if number >= 50:
+                        times.append(seconds)
+            finally:
+                await client.close()
+            return times, body
+
+        load = load_average()
+        times, body = asyncio.run(measure())
+    rows = body.count(b'"period"')
+    print(
+        f"{args.requests} requests, {rows} rows each: p50 {percentile(times, 0.5) * 1000:.2f} ms, "
+        f"p99 {percentile(times, 0.99) * 1000:.2f} ms (load {load:.2f} before, {load_average():.2f} after)"
+    )
+
+
 def main():
     args = parse_args()
     setup_django()
     from django.db import connection
 
+    if args.week:
+        week(args)
+        return
+
     size = args.n or (1_000_000 if connection.vendor == "postgresql" else 100_000)
+    counts = args.sizes or [size // 10, size]
     print(f"backend: {connection.vendor}; a month by owner, project and day; median of {args.repeats} runs")
-    print(f"{'variant':<26}{'stretches':>11}{'people':>8}{'rows':>9}{'ms/run':>10}{'peak MiB':>10}")
+    print(f"{'variant':<34}{'stretches':>11}{'people':>8}{'rows':>9}{'ms/run':>10}{'peak MiB':>10}")
     results = {}
-    for count in (size // 10, size):
-        stretches, people = populate(count, args.per_person)
+    for count in counts:
+        per_person = max(2, count // args.people) if args.people else args.per_person
+        stretches, people = populate(count, per_person)
         measured = {}
         for amounts, sql in ((False, FLOOR), (True, FLOOR_AMOUNTS)):
             if amounts:
@@ -327,39 +468,56 @@ def main():
             report = project_report()
             floor_rows = floor(sql)
             check(report, floor_rows, amounts)
+            check(streamed_report(), floor_rows, amounts)
             rows, floor_count = len(report["rows"]), len(floor_rows)
             del report, floor_rows  # not held while timing: every run starts from the same heap
             gc.collect()
-            report_time, floor_time = timed_pair(project_report, lambda sql=sql: floor(sql), args.repeats)
+            report_time, streamed_time, floor_time = timed(
+                (project_report, streamed_report, lambda sql=sql: floor(sql)), args.repeats
+            )
             memory = peak_memory(project_report)
-            measured[amounts] = (report_time, floor_time, memory, floor_count)
+            streamed = peak_memory(streamed_report)
+            measured[amounts] = (report_time, floor_time, memory, floor_count, streamed, people, streamed_time)
             suffix = " +amounts" if amounts else ""
             print(
-                f"{'hand-written SQL' + suffix:<26}{stretches:>11,}{people:>8,}{floor_count:>9,}"
+                f"{'hand-written SQL' + suffix:<34}{stretches:>11,}{people:>8,}{floor_count:>9,}"
                 f"{floor_time * 1000:>10.1f}{'':>10}"
             )
             print(
-                f"{'report()' + suffix:<26}{stretches:>11,}{people:>8,}{rows:>9,}"
+                f"{'report(), rows held' + suffix:<34}{stretches:>11,}{people:>8,}{rows:>9,}"
                 f"{report_time * 1000:>10.1f}{memory / 2**20:>10.2f}"
             )
+            print(
+                f"{'report_rows(), streamed' + suffix:<34}{stretches:>11,}{people:>8,}{rows:>9,}"
+                f"{streamed_time * 1000:>10.1f}{streamed / 2**20:>10.2f}"
+            )
         results[stretches] = measured
-    (small, s_measured), (large, l_measured) = sorted(results.items())
+    ordered = sorted(results.items())
+    (small, s_measured), (large, l_measured) = ordered[0], ordered[-1]
     for amounts, label in (
         (False, "report / hand-written SQL"),
         (True, "report with amounts / hand-written SQL with amounts"),
     ):
-        l_report, l_floor, _l_memory, _l_rows = l_measured[amounts]
-        s_report, s_floor, _s_memory, _s_rows = s_measured[amounts]
+        l_report, l_floor, l_streamed = l_measured[amounts][0], l_measured[amounts][1], l_measured[amounts][6]
+        s_report, s_floor, s_streamed = s_measured[amounts][0], s_measured[amounts][1], s_measured[amounts][6]
         print(
-            f"{label} at {large:,}: {l_report / l_floor:.2f}x (target <= 1.5x); at {small:,}: {s_report / s_floor:.2f}x"
+            f"{label} at {large:,}: {l_report / l_floor:.2f}x held, {l_streamed / l_floor:.2f}x streamed "
+            f"(target <= 1.5x); at {small:,}: {s_report / s_floor:.2f}x held, {s_streamed / s_floor:.2f}x streamed"
         )
-    l_report, _l_floor, l_memory, l_rows = l_measured[True]
-    s_report, _s_floor, s_memory, s_rows = s_measured[True]
+    print("report peak memory (with amounts), streamed as the exports are / every row held as report() returns them:")
+    for stretches, measured in ordered:
+        _time, _floor, memory, rows, streamed, people, _streamed_time = measured[True]
+        print(
+            f"  {stretches:>11,} stretches, {people:>7,} people, {rows:>9,} rows: "
+            f"streamed {streamed / 2**20:7.2f} MiB, held {memory / 2**20:8.2f} MiB "
+            f"({memory / max(rows, 1) / 1024:.2f} KiB a row)"
+        )
+    l_streamed, s_streamed = l_measured[True][4], s_measured[True][4]
     print(
-        f"report peak memory (with amounts): {s_memory / 2**20:.2f} MiB for {s_rows:,} rows ({small:,} stretches), "
-        f"{l_memory / 2**20:.2f} MiB for {l_rows:,} rows ({large:,} stretches): per row "
-        f"{s_memory / max(s_rows, 1) / 1024:.2f} and {l_memory / max(l_rows, 1) / 1024:.2f} KiB, not per stretch"
+        f"streamed peak at {large:,} / at {small:,} stretches: {l_streamed / s_streamed:.2f}x "
+        f"for {large / small:.0f}x the stretches"
     )
+    l_report, s_report = l_measured[True][0], s_measured[True][0]
     print(
         f"amounts cost the report {l_report / l_measured[False][0]:.2f}x its time without rates at {large:,}, "
         f"{s_report / s_measured[False][0]:.2f}x at {small:,}"

@@ -23,7 +23,7 @@ from tests.factories import client_of, project
 from tests.support import signed_in
 from tests.test_export_streams import get_export
 from timesheet.core.dbtime import db_now
-from timesheet.domain import days, fiches, profiles, rates, reports
+from timesheet.domain import days, fiches, profiles, rates, reports, rounding
 from timesheet.domain.errors import Refused
 from timesheet.models import Etat, FicheTemps, Rate, Stretch
 
@@ -466,3 +466,21 @@ def test_the_admin_report_shows_clients_billable_time_and_amounts(superuser_clie
     assert "<td>90.00</td>" in page and "<strong>90.00</strong>" in page
     assert '<th colspan="3">Total</th>' in page
     assert '<option value="client,projet" selected>' in page
+
+
+def test_the_report_reads_rates_and_rounding_rules_as_the_orm_does_and_sees_changes_at_once():
+    # The report runs these reads as SQL compiled once: the same values (instants aware, in order), and a
+    # rate or a rule written meanwhile is read by the next report.
+    client = client_of("Acme")
+    projet = project("Site", client=client)
+    rate(6000)
+    rate(7550, client=client, at=LONG_AGO + HOUR)
+    assert reports._prepared("rates", rates.RateBook.query) == list(rates.RateBook.query())
+    assert all(row[3].tzinfo is not None for row in reports._prepared("rates", rates.RateBook.query))
+    rate(9000, projet=projet, at=LONG_AGO + 2 * HOUR)
+    projet.rounding, projet.rounding_step_minutes = "up", 15
+    projet.save()
+    assert reports._prepared("rates", rates.RateBook.query) == list(rates.RateBook.query())
+    assert len(reports._prepared("rates", rates.RateBook.query)) == 3
+    assert reports._prepared("rules", rounding.rules_query) == [(projet.pk, "up", 15)]
+    assert rounding.project_rules(reports._prepared("rules", rounding.rules_query)) == rounding.project_rules()

@@ -207,6 +207,30 @@ def test_the_api_report_shows_people_only_their_own_rows(projet, user, other_use
     }
 
 
+@pytest.mark.parametrize("by", ["owner,projet", "projet", "owner", "", "client", "owner,client,projet"])
+def test_the_api_report_body_is_what_its_schema_gives(projet, user, staff, by):
+    # The endpoint renders the report without Ninja's validation: its body must be the schema's, to the key.
+    from timesheet.web.api.common import renderer
+    from timesheet.web.api.reports import ReportOut
+
+    Projet.objects.filter(pk=projet.pk).update(rounding=Rounding.UP, rounding_step_minutes=15)
+    other = Projet.objects.create(designation="Autre")
+    now = db_now()
+    ledger_fiche(projet, user, [(now - timedelta(days=1, hours=3), now - timedelta(days=1, hours=1))])
+    ledger_fiche(other, staff, [(now - timedelta(hours=2), now - timedelta(minutes=20))])
+    first, last = (now - timedelta(days=2)).date(), now.date()
+    response = signed_in(staff).get(f"/api/reports/?from={first}&to={last}&by={by}&group=day")
+    assert response.status_code == 200
+    body = json.loads(response.content)
+    assert len(body["rows"]) >= 2
+    report = reports.report(first=first, last=last, by=[part for part in by.split(",") if part])
+    report["server_time"] = body["server_time"]  # read at another instant
+    validated = ReportOut.model_validate(report).model_dump(by_alias=True)
+    assert body == json.loads(renderer.render(None, validated, response_status=200))
+    assert list(body) == list(validated)
+    assert [list(row) for row in body["rows"]] == [list(row) for row in validated["rows"]]
+
+
 @pytest.mark.parametrize(
     "query, text",
     [

@@ -27,6 +27,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
 from django.utils.translation import gettext as _
 
 from timesheet.core import conf
@@ -121,13 +122,18 @@ class RateBook:
     timelines: dict[Key, tuple[list[datetime], list[int]]] = field(default_factory=dict)
     instants: list[datetime] = field(default_factory=list)
 
-    @classmethod
-    def load(cls) -> "RateBook":
-        book = cls()
-        rows = Rate.objects.order_by("effective_from", "id").values_list(
+    @staticmethod
+    def query() -> "QuerySet[Rate, tuple[int | None, int | None, int | None, datetime, int]]":
+        """Every rate as (user id, project id, client id, effective from, minor units an hour), in order of start."""
+        return Rate.objects.order_by("effective_from", "id").values_list(
             "user_id", "projet_id", "client_id", "effective_from", "hourly_minor"
         )
-        for user_id, projet_id, client_id, effective_from, hourly_minor in rows:
+
+    @classmethod
+    def load(cls, rows: Iterable[tuple[int | None, int | None, int | None, datetime, int]] | None = None) -> "RateBook":
+        """The book of every rate (from ``rows`` of ``query()`` when given)."""
+        book = cls()
+        for user_id, projet_id, client_id, effective_from, hourly_minor in cls.query() if rows is None else rows:
             starts, rates = book.timelines.setdefault((user_id, projet_id, client_id), ([], []))
             starts.append(effective_from)
             rates.append(hourly_minor)

@@ -46,7 +46,8 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db.models import QuerySet
 from django.utils.dateparse import parse_date
 from django.utils.translation import gettext as _
 
@@ -69,6 +70,49 @@ CHUNK_ROWS = 2000
 # Rate units (microseconds x minor units an hour) in a minor unit: the query sums a cell's whole minor units and
 # the rest apart, so that no sum leaves 64 bits.
 UNITS_PER_MINOR = rates.UNITS_PER_MINOR
+
+
+# Reads without arguments, compiled once: {(vendor, name): (SQL, parameters, the selected columns)}.
+_PREPARED: dict[tuple[str, str], tuple[str, tuple[Any, ...], list[Any]]] = {}
+
+
+def _prepared(name: str, build: Callable[[], "QuerySet[Any, Any]"]) -> list[tuple[Any, ...]]:
+    """
+    The rows of ``build()``, a read whose SQL never changes (the rounding
+    rules, the rates): Django compiles a queryset each time it runs, which
+    takes longer than such a small read, so it is compiled once and then run
+    as its SQL, each value converted as the ORM would (a datetime on SQLite).
+    """
+    wrapper = connections[DEFAULT_DB_ALIAS]  # this thread's connection
+    key = (wrapper.vendor, name)
+    prepared = _PREPARED.get(key)
+    if prepared is None:
+        compiler = build().query.get_compiler(connection=wrapper)
+        sql, params = compiler.as_sql()
+        prepared = _PREPARED[key] = (
+            sql,
+            tuple(params),
+            [column[0] for column in compiler.select[: compiler.col_count]],
+        )
+    sql, params, columns = prepared
+    converters = [
+        (index, functions, column)
+        for index, column in enumerate(columns)
+        if (functions := wrapper.ops.get_db_converters(column) + column.get_db_converters(wrapper))
+    ]
+    with wrapper.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows: list[tuple[Any, ...]] = cursor.fetchall()
+    if not converters:
+        return rows
+    converted = []
+    for row in rows:
+        values = list(row)
+        for index, functions, column in converters:
+            for function in functions:
+                values[index] = function(values[index], column, wrapper)
+        converted.append(tuple(values))
+    return converted
 
 
 def period_of(day: date, group: str) -> str:
@@ -276,27 +320,36 @@ def _split_sql(
         values += f", segments(seg, at) AS (VALUES {', '.join([typed_segment] * len(instants))})"
         for number, instant in enumerate(instants):
             params += [number, adapt(instant)]
-    # Its parameters follow the periods', as in the text.
-    rounded_us = rounding.rules_sql(*rules, "rus" if whole_days else "us", params) if rules else "us"
-    owners = ""
     piece = piece_sql(vendor)
-    params += [adapt(now), settings.TIME_ZONE, adapt(high), adapt(low)]
+    stretch_params: list[Any] = [adapt(now), settings.TIME_ZONE, adapt(high), adapt(low)]
+    owners = ""
     if owner_ids is not None:
-        owners = f"AND f.owner_id IN ({', '.join(['%s'] * len(owner_ids)) or 'NULL'})"
-        params += owner_ids
+        # The stretch's own owner: its (owner, start) index reads only their stretches.
+        owners = f"AND s.owner_id IN ({', '.join(['%s'] * len(owner_ids)) or 'NULL'})"
+        stretch_params += owner_ids
     # PostgreSQL: OFFSET 0 keeps the stretches (a parallel scan joined to their
     # owners' zones) planned apart from the few periods they are then matched to.
     fence = "OFFSET 0" if vendor == "postgresql" else ""
-    stretches = f"""
-                FROM (
+    selected = f"""
                     SELECT s.started_at AS started_at, COALESCE(s.ended_at, %s) AS ended_at,
                            f.owner_id AS owner_id, f.projet_id AS projet_id, COALESCE(pr.time_zone, %s) AS zone
                     FROM timesheet_stretch s
                     JOIN timesheet_fichetemps f ON f.id = s.fiche_id
                     LEFT JOIN timesheet_profile pr ON pr.user_id = f.owner_id
                     WHERE s.started_at < %s AND (s.ended_at IS NULL OR s.ended_at > %s) {owners}
-                    {fence}
-                ) st
+                    {fence}"""
+    # SQLite, some owners' rows: their stretches read once through their index, then matched to the
+    # periods; otherwise it reads them again for every period (a week: seven times a person's history).
+    materialized = vendor == "sqlite" and owner_ids is not None
+    if materialized:
+        values += f", st AS MATERIALIZED ({selected})"
+        params += stretch_params
+    # Its parameters follow the periods' (and the stretches' when materialized), as in the text.
+    rounded_us = rounding.rules_sql(*rules, "rus" if whole_days else "us", params) if rules else "us"
+    if not materialized:
+        params += stretch_params
+    stretches = f"""
+                FROM {"st" if materialized else f"({selected}) st"}
                 JOIN periods p ON p.zone = st.zone AND st.started_at < p.p_end AND st.ended_at > p.p_start"""
     if priced:
         day_part = ""
@@ -377,14 +430,6 @@ def _day_parser() -> Callable[[Any], date]:
     return parse
 
 
-def _adjustments(*, first: date, last: date, owner_ids: Iterable[int] | None) -> Any:
-    """The adjustments dated in the range, in the order of their days."""
-    events = FicheEvent.objects.filter(kind=FicheEvent.Kind.ADJUSTED, applies_to__gte=first, applies_to__lte=last)
-    if owner_ids is not None:
-        events = events.filter(fiche__owner_id__in=owner_ids)
-    return events.order_by("applies_to")
-
-
 def _adjustment_pieces(
     *,
     first: date,
@@ -397,28 +442,43 @@ def _adjustment_pieces(
     The adjustments dated in the range one by one, by day, as pieces counted
     as they are (never rounded), each priced at the rate in effect at the
     start of its day in its owner's zone (billable or not: what is not
-    billable is left out of the amounts when the rows are made).
+    billable is left out of the amounts when the rows are made). Read as
+    plain SQL, ``chunk_rows`` at a time (every report reads them: the ORM
+    would compile the query again each time).
     """
-    events = _adjustments(first=first, last=last, owner_ids=owner_ids)
-    if not book:
-        for day, owner_id, projet_id, delta in events.values_list(
-            "applies_to", "fiche__owner_id", "fiche__projet_id", "delta"
-        ).iterator(chunk_size=chunk_rows):
-            microseconds = delta // timedelta(microseconds=1)
-            yield day, owner_id, projet_id, microseconds, microseconds, 0
-        return
-    values = events.values_list(
-        "applies_to",
-        "fiche__owner_id",
-        "fiche__projet_id",
-        "delta",
-        "fiche__projet__client_id",
-        "fiche__owner__timesheet_profile__time_zone",
-    )
-    for day, owner_id, projet_id, delta, client_id, zone in values.iterator(chunk_size=chunk_rows):
-        microseconds = delta // timedelta(microseconds=1)
-        hourly = book.rate_of_day(user_id=owner_id, projet_id=projet_id, client_id=client_id, day=day, zone=zone)
-        yield day, owner_id, projet_id, microseconds, microseconds, microseconds * hourly
+    vendor = connection.vendor
+    # Microseconds: SQLite stores a duration as its integer microseconds, PostgreSQL as an interval.
+    delta = "e.delta" if vendor == "sqlite" else "CAST(EXTRACT(EPOCH FROM e.delta) * 1000000 AS BIGINT)"
+    columns, joins = f"e.applies_to, f.owner_id, f.projet_id, {delta}", ""
+    if book:  # each one's client and owner's zone, to price it
+        columns += ", pj.client_id, pr.time_zone"
+        joins = (
+            "JOIN timesheet_projet pj ON pj.id = f.projet_id LEFT JOIN timesheet_profile pr ON pr.user_id = f.owner_id"
+        )
+    # Days are ISO text on SQLite (YYYY-MM-DD, four-digit years: they sort as days do), dates on PostgreSQL.
+    low, high = (first.isoformat(), last.isoformat()) if vendor == "sqlite" else (first, last)
+    params: list[Any] = [FicheEvent.Kind.ADJUSTED.value, low, high]
+    owners = ""
+    if owner_ids is not None:
+        owners = f"AND f.owner_id IN ({', '.join(['%s'] * len(owner_ids)) or 'NULL'})"
+        params += owner_ids
+    sql = f"""
+        SELECT {columns}
+        FROM timesheet_ficheevent e JOIN timesheet_fichetemps f ON f.id = e.fiche_id {joins}
+        WHERE e.kind = %s AND e.applies_to >= %s AND e.applies_to <= %s {owners}
+        ORDER BY e.applies_to
+    """
+    parse = _day_parser()
+    with connection.chunked_cursor() as cursor:
+        cursor.execute(sql, params)
+        while chunk := cursor.fetchmany(chunk_rows):
+            for row in chunk:
+                day, owner_id, projet_id, microseconds = parse(row[0]), row[1], row[2], int(row[3])
+                if not book:
+                    yield day, owner_id, projet_id, microseconds, microseconds, 0
+                    continue
+                hourly = book.rate_of_day(user_id=owner_id, projet_id=projet_id, client_id=row[4], day=day, zone=row[5])
+                yield day, owner_id, projet_id, microseconds, microseconds, microseconds * hourly
 
 
 # A day's or a period's {(owner id, project id): (microseconds, rounded, rate units or minor units)}.
@@ -573,9 +633,7 @@ class _Names:
         keys = list(keys)
         projet_ids = {p for _, p in keys if p not in self.kinds}
         if projet_ids:
-            for pk, name, client_id, billable in Projet.objects.filter(pk__in=projet_ids).values_list(
-                "pk", "designation", "client_id", "billable"
-            ):
+            for pk, name, client_id, billable in _projects(projet_ids):
                 self.projets[pk] = {"id": pk, "designation": name}
                 self.kinds[pk] = (client_id or 0, bool(billable))
             for pk in projet_ids - self.kinds.keys():  # gone meanwhile: shown without a name, never priced
@@ -594,6 +652,24 @@ class _Names:
                 for pk, name in Client.objects.filter(pk__in=client_ids).values_list("pk", "name"):
                     self.clients[pk] = {"id": pk, "name": name}
                 self.client_ranks = _ranks([*self.client_ranks, *client_ids], self.clients, "name")
+
+
+def _projects(ids: Iterable[int]) -> list[tuple[int, str, int | None, Any]]:
+    """
+    (id, designation, client id, billable) of the projects ``ids``, read as
+    plain SQL: every report reads them, and the ORM would compile the query
+    again each time (billable: a boolean, or 0 and 1 on SQLite).
+    """
+    ids = list(ids)
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(column) for column in ("id", "designation", "client_id", "billable"))
+    sql = (
+        f"SELECT {columns} FROM {quote(Projet._meta.db_table)} WHERE {quote('id')} IN ({', '.join(['%s'] * len(ids))})"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, ids)
+        rows: list[tuple[int, str, int | None, Any]] = cursor.fetchall()
+    return rows
 
 
 def _ranks(ids: Iterable[int], names: Mapping[int, dict[str, Any]], field: str) -> dict[int, int]:
@@ -820,7 +896,7 @@ def report_rows(request: ReportRequest, *, chunk_rows: int = CHUNK_ROWS) -> Gene
     """
     owner_ids = None if request.owner_ids is None else list(request.owner_ids)
     now = db_now()
-    default, rules = rounding.default_rule(), rounding.project_rules()
+    default, rules = rounding.default_rule(), rounding.project_rules(_prepared("rules", rounding.rules_query))
     only = approved_days(owner_ids=owner_ids, first=request.first, last=request.last) if request.approved else None
     yield from _rows(
         first=request.first,
@@ -832,7 +908,7 @@ def report_rows(request: ReportRequest, *, chunk_rows: int = CHUNK_ROWS) -> Gene
         rules=rules,
         default=default,
         chunk_rows=chunk_rows,
-        book=rates.RateBook.load(),
+        book=rates.RateBook.load(_prepared("rates", rates.RateBook.query)),
         only=only,
     )
 
@@ -854,7 +930,7 @@ def report(
     everyone); ``approved``, to the time of approved weeks. The rows are
     those ``report_rows`` streams.
     """
-    default, rules = rounding.default_rule(), rounding.project_rules()
+    default, rules = rounding.default_rule(), rounding.project_rules(_prepared("rules", rounding.rules_query))
     now = db_now()
     owner_ids = None if owner_ids is None else list(owner_ids)
     only = approved_days(owner_ids=owner_ids, first=first, last=last) if approved else None
@@ -870,7 +946,7 @@ def report(
         rules=rules,
         default=default,
         chunk_rows=CHUNK_ROWS,
-        book=rates.RateBook.load(),
+        book=rates.RateBook.load(_prepared("rates", rates.RateBook.query)),
         only=only,
     ):
         if "totals" in row:

@@ -10,7 +10,10 @@ bias before the integer division: the step less one for *up*, nothing for
 magnitude does.
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+
+from django.db.models import QuerySet
 
 from timesheet.core import conf
 from timesheet.models import Projet, Rounding
@@ -58,13 +61,18 @@ def default_rule() -> Rule:
     return Rule(str(conf.get("REPORT_ROUNDING")), int(conf.get("REPORT_ROUNDING_STEP_MINUTES")))
 
 
-def project_rules() -> dict[int, Rule]:
-    """The projects whose rounding differs from the default, by id."""
+def rules_query() -> "QuerySet[Projet, tuple[int, str, int | None]]":
+    """The projects whose rounding differs from the default: (id, mode, step in minutes; "" or None: the default's)."""
+    return Projet.objects.exclude(rounding="", rounding_step_minutes=None).values_list(
+        "pk", "rounding", "rounding_step_minutes"
+    )
+
+
+def project_rules(rows: Iterable[tuple[int, str, int | None]] | None = None) -> dict[int, Rule]:
+    """The projects whose rounding differs from the default, by id (from ``rows`` of ``rules_query`` when given)."""
     default = default_rule()
     rules = {}
-    for pk, mode, step in Projet.objects.exclude(rounding="", rounding_step_minutes=None).values_list(
-        "pk", "rounding", "rounding_step_minutes"
-    ):
+    for pk, mode, step in rules_query() if rows is None else rows:
         rules[pk] = Rule(mode or default.mode, step if step is not None else default.step_minutes)
     return rules
 

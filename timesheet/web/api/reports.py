@@ -7,7 +7,7 @@ from asgiref.sync import sync_to_async
 from ninja import Field, Query, Router, Schema
 
 from timesheet.domain import reports
-from timesheet.web.api.common import ERRORS, Id, OwnerRef, ProjetRef
+from timesheet.web.api.common import ERRORS, Id, OwnerRef, ProjetRef, rendered
 
 router = Router(tags=["reports"])
 
@@ -78,7 +78,7 @@ class ReportOut(Schema):
 
 
 def report_for(user: Any, filters: ReportFilters) -> dict[str, Any]:
-    """The report ``filters`` ask for, of the rows ``user`` may see (sync: the rule may read permissions)."""
+    """The report ``filters`` ask for, of the rows ``user`` may see, in ``ReportOut``'s shape (sync: reads rights)."""
     request = reports.report_request(
         user=user,
         first=filters.from_,
@@ -88,7 +88,29 @@ def report_for(user: Any, filters: ReportFilters) -> dict[str, Any]:
         owner_id=filters.owner,
         approved=filters.approved,
     )
-    return reports.report_for(request)
+    return report_json(reports.report_for(request))
+
+
+def report_json(report: dict[str, Any]) -> dict[str, Any]:
+    """
+    ``report`` as ``ReportOut`` gives it: each row with its owner, client and
+    projet (None where they are not dimensions), in the schema's order; the
+    rest is already in its shape.
+    """
+    report["rows"] = [
+        {
+            "period": row["period"],
+            "owner": row.get("owner"),
+            "client": row.get("client"),
+            "projet": row.get("projet"),
+            "seconds": row["seconds"],
+            "rounded_seconds": row["rounded_seconds"],
+            "billable_seconds": row["billable_seconds"],
+            "amount": row["amount"],
+        }
+        for row in report["rows"]
+    ]
+    return report
 
 
 @router.get(
@@ -101,4 +123,6 @@ def report_for(user: Any, filters: ReportFilters) -> dict[str, Any]:
     ),
 )
 async def report(request, filters: Query[ReportFilters]):
-    return await sync_to_async(report_for)(request.auth, filters)
+    # Built in ReportOut's shape (``report_json``) and rendered as it is: Ninja would validate every row
+    # again, a fifth of a small report's time; a test holds the shape to the schema's.
+    return rendered(request, await sync_to_async(report_for)(request.auth, filters))
