@@ -394,7 +394,11 @@ class FicheEvent(models.Model):
 
     class Meta:
         ordering = ["id"]
-        indexes = [models.Index(fields=["txid", "id"], name="ficheevent_log_order")]
+        indexes = [
+            models.Index(fields=["txid", "id"], name="ficheevent_log_order"),
+            # The adjustments of a range of days, which every report reads.
+            models.Index(fields=["applies_to"], condition=Q(kind="adjusted"), name="ficheevent_adjusted_day_idx"),
+        ]
         verbose_name = _("fiche event")
         verbose_name_plural = _("fiche events")
 
@@ -449,8 +453,9 @@ class Stretch(models.Model):
         verbose_name_plural = _("stretches")
         indexes = [
             models.Index(fields=["started_at"], name="stretch_started_idx"),
-            # A person's entries in a range, and the overlap check.
-            models.Index(fields=["owner", "started_at"], name="stretch_owner_started_idx"),
+            # A person's entries in a range, and the overlap check; with each one's end,
+            # so that a person's report reads its stretches from the index alone.
+            models.Index(fields=["owner", "started_at", "ended_at"], name="stretch_owner_started_idx"),
             # The running stretches no reminder has been written for yet: small, read every reminders' pass.
             models.Index(
                 fields=["started_at"], condition=Q(ended_at__isnull=True, reminded=False), name="stretch_unreminded_idx"
