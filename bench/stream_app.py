@@ -2,8 +2,9 @@
 The project's ASGI application with a query counter, for bench/stream.py only.
 
 Counts every SQL statement the process runs, once each, split into those
-made by the stream's shared poller (its events and its re-check of the open
-streams' credentials) and the rest, and answers ``GET /__bench__/queries``.
+made by the stream's shared poller (its reads of the log, and its re-checks
+of the open streams' credentials: at each poll, and after a read woken by a
+NOTIFY) and the rest, and answers ``GET /__bench__/queries`` (with the streams open now).
 """
 
 import json
@@ -18,19 +19,23 @@ counts = {"stream": 0, "other": 0}
 lock = threading.Lock()
 polling = threading.local()
 
-real_poll = stream.poll
+
+def counted(function):
+    """``function``, its queries counted as the poller's."""
+
+    def poller_s(*args):
+        outer = getattr(polling, "active", False)  # still_valid runs inside poll too
+        polling.active = True
+        try:
+            return function(*args)
+        finally:
+            polling.active = outer
+
+    return poller_s
 
 
-def counted_poll(last_id, credentials):
-    """The shared poller's round: the events, and the open streams' credentials re-checked."""
-    polling.active = True
-    try:
-        return real_poll(last_id, credentials)
-    finally:
-        polling.active = False
-
-
-stream.poll = counted_poll
+stream.poll = counted(stream.poll)  # a read of the log, and every stream's credentials at each poll
+stream.still_valid = counted(stream.still_valid)  # the credentials of those a woken read delivers to
 
 
 def count(execute, sql, params, many, context):
@@ -52,7 +57,7 @@ connection_created.connect(install_counter)
 async def application(scope, receive, send):
     if scope["type"] == "http" and scope["path"] == "/__bench__/queries":
         with lock:
-            body = json.dumps(counts).encode()
+            body = json.dumps({**counts, "open_streams": len(stream.hub.subscribers)}).encode()
         await send(
             {
                 "type": "http.response.start",

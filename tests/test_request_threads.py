@@ -1,4 +1,4 @@
-"""Requests' synchronous work on threads kept from earlier requests."""
+"""Requests' synchronous work on threads kept from earlier requests, and given back by a request that only waits."""
 
 import asyncio
 import threading
@@ -8,9 +8,10 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.core.handlers.asgi import ASGIHandler
 from django.core.signals import request_started
-from django.db import connections
+from django.db import connections, transaction
 
 from timesheet.domain import tokens
+from timesheet.web import request_threads
 from timesheet.web.request_threads import RequestThreads
 
 TIMEOUT = 60
@@ -189,4 +190,102 @@ def test_django_serves_requests_on_the_kept_thread_and_gives_its_connection_back
     [kept] = app._idle
     assert served_on == [kept.submit(threading.get_ident).result(timeout=TIMEOUT)] * 2
     # Django closed it when the request finished (no persistent connections): the next request opens its own.
+    assert kept.submit(lambda: connections["default"].connection is None).result(timeout=TIMEOUT)
+
+
+class LettingGo(ThreadRecorder):
+    """A recorder whose requests let their thread go between two sync calls, as an open stream does."""
+
+    def __init__(self):
+        super().__init__()
+        self.let_go = []
+        self.held_after = []
+
+    async def __call__(self, scope, receive, send):
+        self.threads.append(await sync_to_async(threading.current_thread)())
+        if scope.get("atomic"):
+            await sync_to_async(transaction.atomic().__enter__)()
+        self.let_go.append(await request_threads.let_go())
+        self.held_after.append(request_threads.current().holds_thread)
+        if scope.get("wait"):
+            await self.release.wait()
+        if scope.get("atomic"):
+            await sync_to_async(transaction.atomic().__exit__)(None, None, None)
+        self.threads.append(await sync_to_async(threading.current_thread)())
+
+
+def test_a_request_that_lets_go_of_its_thread_hands_it_to_the_next_request():
+    recorder = LettingGo()
+    app = RequestThreads(recorder)
+
+    async def waiting():
+        recorder.release = asyncio.Event()
+        first = asyncio.create_task(request(app, wait=True))
+        await until(lambda: recorder.let_go)
+        assert app.idle == 1  # given back while the request waits
+        await request(app)  # another request takes it meanwhile
+        recorder.release.set()
+        await first
+
+    asyncio.run(waiting())
+    assert recorder.let_go == [True, True]
+    assert recorder.held_after == [False, False]
+    first_own, second_own, second_after, first_after = recorder.threads
+    assert first_own is second_own  # one thread for both requests' own work
+    # What each did after letting go ran on the threads shared for it: no thread was started for it.
+    assert {second_after.name[:14], first_after.name[:14]} == {"request-after_"}
+    assert app.idle == 1
+
+
+def test_requests_that_let_go_share_a_few_threads_for_what_they_do_after():
+    recorder = LettingGo()
+    app = RequestThreads(recorder)
+
+    async def many():
+        recorder.release = asyncio.Event()
+        waiting = [asyncio.create_task(request(app, wait=True)) for _ in range(50)]
+        await until(lambda: len(recorder.let_go) == 50)
+        recorder.release.set()  # all of them end at once
+        await asyncio.gather(*waiting)
+
+    asyncio.run(many())
+    after = {thread for thread in recorder.threads if thread.name.startswith("request-after_")}
+    assert recorder.let_go == [True] * 50
+    assert 1 <= len(after) <= request_threads.AFTER_THREADS
+
+
+def test_letting_go_outside_a_request_does_nothing():
+    assert asyncio.run(request_threads.let_go()) is False
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_request_inside_a_transaction_keeps_its_thread_and_connection():
+    recorder = LettingGo()
+    app = RequestThreads(recorder)
+
+    async def in_a_transaction():
+        await request(app, atomic=True)
+
+    asyncio.run(in_a_transaction())
+    assert recorder.let_go == [False]
+    assert recorder.held_after == [True]
+    first, last = recorder.threads
+    assert first is last  # the transaction's connection stayed on its thread
+
+
+@pytest.mark.django_db(transaction=True)
+def test_letting_go_gives_the_thread_s_connection_back_first(user):
+    app = RequestThreads(None)
+    seen = {}
+
+    async def app_body(scope, receive, send):
+        await sync_to_async(lambda: list(type(user).objects.all()))()  # opens the thread's connection
+        seen["thread"] = request_threads.current()._executor
+        seen["let_go"] = await request_threads.let_go()
+
+    app.app = app_body
+    asyncio.run(request(app))
+    assert seen["let_go"]
+    [kept] = app._idle
+    assert kept is seen["thread"]
     assert kept.submit(lambda: connections["default"].connection is None).result(timeout=TIMEOUT)

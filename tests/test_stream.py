@@ -1,14 +1,21 @@
 import asyncio
+import gc
 import json
+import re
+import threading
 import time
+import tracemalloc
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
+from django.core.handlers.asgi import ASGIHandler
 from django.test import AsyncClient
 
 from tests.factories import running_fiche
-from timesheet.domain import fiches
+from tests.support import wait_until
+from timesheet.domain import fiches, tokens
 from timesheet.web import stream
+from timesheet.web.request_threads import RequestThreads
 from timesheet.web.stream import hub
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -289,3 +296,102 @@ def test_gaps_are_forgotten_after_a_while_and_capped(monkeypatch):
     assert fresh.cursor.notification_id == 100 and 97 not in fresh.cursor.notification_gaps
     fresh._follow_notifications([], now=stream.NOTIFICATION_GAP_SECONDS + 1)
     assert fresh.cursor.notification_gaps == frozenset()
+
+
+# What an open stream holds -------------------------------------------------------------
+
+
+class RawStream:
+    """A stream requested of an ASGI application as uvicorn would, its client kept until ``leave()``."""
+
+    def __init__(self, app, token):
+        self.app = app
+        self.headers = [(b"host", b"testserver"), (b"authorization", f"Bearer {token}".encode())]
+        self.chunks = asyncio.Queue()
+        self.gone = asyncio.Event()
+        self.task = None
+
+    async def open(self):
+        """Request the stream; return its snapshot."""
+        scope = {
+            "type": "http",
+            "method": "GET",
+            "path": "/api/fiches/stream",
+            "query_string": b"",
+            "headers": self.headers,
+        }
+        self.task = asyncio.create_task(self.app(scope, self.receive, self.send))
+        return await asyncio.wait_for(self.chunks.get(), 60)
+
+    async def receive(self):
+        if not hasattr(self, "asked"):
+            self.asked = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await self.gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(self, message):
+        if message["type"] == "http.response.body" and message.get("body"):
+            self.chunks.put_nowait(message["body"])
+
+    async def leave(self):
+        self.gone.set()
+        await asyncio.wait_for(self.task, 60)
+
+
+def request_threads_alive():
+    """The threads requests hold or keep for the next ones (not those shared for their work after letting go)."""
+    return [thread for thread in threading.enumerate() if re.match(r"request-\d+_", thread.name)]
+
+
+def test_open_streams_hold_no_thread(settings, user):
+    settings.STREAM_MAX_PER_USER = 100
+    _token, raw = tokens.create_token(user=user, name="streams")
+    app = RequestThreads(ASGIHandler(), idle=2)
+    count = 30
+
+    async def scenario():
+        streams = [RawStream(app, raw) for _ in range(count)]
+        snapshots = [parse(await raw_stream.open())[0] for raw_stream in streams]
+        # Threads handed back past the idle limit end once their work is done.
+        await asyncio.to_thread(wait_until, lambda: len(request_threads_alive()) <= app.idle_limit)
+        while_open = len(request_threads_alive()), len(hub.subscribers)
+        for raw_stream in streams:
+            await raw_stream.leave()
+        return snapshots, while_open, len(hub.subscribers)
+
+    snapshots, (threads, subscribers), after = async_to_sync(scenario)()
+    assert snapshots == ["snapshot"] * count
+    assert subscribers == count
+    assert threads <= 2  # not one per open stream
+    assert after == 0
+
+
+def test_an_open_stream_s_memory_is_bounded(settings, user):
+    # Python's own allocations, traced: the stream's objects, the request's and the handler's, not the server's.
+    settings.STREAM_MAX_PER_USER = 100
+    _token, raw = tokens.create_token(user=user, name="streams")
+    app = RequestThreads(ASGIHandler())
+    count = 20
+
+    async def scenario():
+        warm = [RawStream(app, raw) for _ in range(3)]  # Django's caches filled, the poller running
+        for raw_stream in warm:
+            await raw_stream.open()
+        streams = [RawStream(app, raw) for _ in range(count)]
+        gc.collect()
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            for raw_stream in streams:
+                await raw_stream.open()
+            gc.collect()
+            grown = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        for raw_stream in warm + streams:
+            await raw_stream.leave()
+        return grown / count
+
+    per_stream = async_to_sync(scenario)()
+    assert per_stream < 36 * 1024, f"{per_stream / 1024:.1f} KiB per open stream"

@@ -9,16 +9,27 @@ everyone's fiches do not see anyone else's notifications), and only if its
 kind is one they get on the page. The poller runs only while at least one
 stream is open; a stream that disconnects is released at once.
 
-An open stream holds no database connection: the poller and the snapshots
-run on one worker thread of their own, which borrows a connection for each
-round of queries.
+On PostgreSQL the poller also reads as soon as a writer's transaction
+commits: one listening connection per process (``stream_wake``) wakes it on
+each NOTIFY (``timesheet.core.wake``). A storm of commits makes no storm of
+reads: at most one read runs, and wake-ups that come meanwhile make one more
+after it. Polling goes on beside it, and after a reconnection the poller reads
+at once: a NOTIFY lost costs at most one poll interval, never an event.
+
+An open stream holds no database connection and no thread: the poller and
+the snapshots run on one worker thread of their own, which borrows a
+connection for each round of queries, and the request's own thread is given
+back once the stream's response has started (``request_threads.let_go``).
+What it holds while it waits is its coroutine, its socket and its queue.
 """
 
 import asyncio
 import contextvars
 import json
 import logging
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from copy import copy
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -28,6 +39,7 @@ from django.contrib.sessions.models import Session
 from django.db import close_old_connections
 from django.db.models.functions import Now
 from django.utils.crypto import constant_time_compare
+from django.utils.functional import SimpleLazyObject, empty
 
 from timesheet.core import conf
 from timesheet.core.dbtime import db_now
@@ -43,6 +55,7 @@ from timesheet.models import (
     NotificationPreference,
     users_holding,
 )
+from timesheet.web import request_threads, stream_wake
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +79,20 @@ class Credential:
     sees_everyones: bool = False  # sees_everyones_fiches(user) when the stream opened; every poll re-checks it
 
 
+def plain(credential: Credential) -> Credential:
+    """
+    ``credential`` with its user itself rather than the request's lazy
+    stand-in for it, whose closure would keep the whole request alive for as
+    long as the stream is open.
+    """
+    user = credential.user
+    if not isinstance(user, SimpleLazyObject):
+        return credential
+    if user._wrapped is empty:
+        user._setup()
+    return replace(credential, user=user._wrapped)
+
+
 class StreamRefused(Exception):
     """Too many open streams: for this user, or for this process."""
 
@@ -75,10 +102,61 @@ class StreamRefused(Exception):
         self.retry_after = retry_after
 
 
-@dataclass(eq=False)
+class Mailbox:
+    """
+    A stream's queue: at most ``size`` messages, oldest first, and one reader
+    that waits for them. What an ``asyncio.Queue`` does for a stream, in a
+    small part of its memory (a stream holds one for as long as it is open,
+    empty nearly always).
+    """
+
+    __slots__ = ("_messages", "_reader", "size")
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._messages: deque[Any] | None = None  # made at the first message, let go when emptied
+        self._reader: asyncio.Future[None] | None = None
+
+    def qsize(self) -> int:
+        return len(self._messages) if self._messages else 0
+
+    def empty(self) -> bool:
+        return not self._messages
+
+    def put_nowait(self, message: Any) -> None:
+        """Queue ``message``; raise ``asyncio.QueueFull`` if ``size`` messages wait."""
+        if self._messages is None:
+            self._messages = deque()
+        elif len(self._messages) >= self.size:
+            raise asyncio.QueueFull
+        self._messages.append(message)
+        if self._reader is not None and not self._reader.done():
+            self._reader.set_result(None)
+
+    def get_nowait(self) -> Any:
+        """The oldest message; raise ``asyncio.QueueEmpty`` if none waits."""
+        if not self._messages:
+            raise asyncio.QueueEmpty
+        message = self._messages.popleft()
+        if not self._messages:
+            self._messages = None
+        return message
+
+    async def get(self) -> Any:
+        """The oldest message, once there is one (a cancelled wait takes none)."""
+        while not self._messages:
+            self._reader = asyncio.get_running_loop().create_future()
+            try:
+                await self._reader
+            finally:
+                self._reader = None
+        return self.get_nowait()
+
+
+@dataclass(eq=False, slots=True)
 class Subscriber:
     credential: Credential
-    queue: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(QUEUE_SIZE))
+    queue: Mailbox = field(default_factory=lambda: Mailbox(QUEUE_SIZE))
     overflowed: bool = False
     ended: bool = False
     ends_at: float = float("inf")  # the loop's clock: past it the stream ends and the client reconnects
@@ -201,10 +279,19 @@ def notifications_after(last_id, gaps=frozenset()) -> list[Notice]:
 
 
 def still_valid(credentials) -> set:
-    """The credentials, among ``credentials``, that may still read events: a few queries for all of them."""
+    """
+    The credentials, among ``credentials``, that may still read events: a few
+    queries for all of them, and little work for each (the poller asks it of
+    every open stream once per poll).
+    """
     if not credentials:
         return set()
-    users = {user.pk: user for user in get_user_model().objects.filter(pk__in={c.user.pk for c in credentials})}
+    users = {
+        pk: (is_active, is_staff, password)
+        for pk, is_active, is_staff, password in get_user_model()
+        .objects.filter(pk__in={c.user.pk for c in credentials})
+        .values_list("pk", "is_active", "is_staff", "password")
+    }
     token_ids = {c.token_id for c in credentials if c.token_id is not None}
     usable_tokens = tokens.still_usable(token_ids) if token_ids else set()
     keys = {c.session_key for c in credentials if c.session_key}
@@ -226,12 +313,13 @@ def still_valid(credentials) -> set:
     )
     valid = set()
     for credential in credentials:
-        user = users.get(credential.user.pk)
-        if user is None or not user.is_active or user.is_staff != credential.user.is_staff:
+        found = users.get(credential.user.pk)
+        if found is None:
             continue
-        if credential.token_id is None and not constant_time_compare(
-            credential.auth_hash or "", user.get_session_auth_hash()
-        ):
+        is_active, is_staff, password = found
+        if not is_active or is_staff != credential.user.is_staff:
+            continue
+        if credential.token_id is None and not same_session_hash(credential, password):
             continue  # the password changed since the session signed in
         if credential.user.pk in privileged and credential.user.pk not in still_privileged:
             continue
@@ -241,6 +329,21 @@ def still_valid(credentials) -> set:
             continue
         valid.add(credential)
     return valid
+
+
+def same_session_hash(credential: Credential, password: str) -> bool:
+    """
+    Whether the session's hash of the password (Django's, checked when the
+    stream opened) still matches the user's ``password`` now. While the
+    password is the one the stream opened with, so is its hash: the HMAC is
+    computed again only once it changed.
+    """
+    opened_with = credential.user
+    if password == opened_with.password and credential.auth_hash is not None:
+        return True
+    current = copy(opened_with)
+    current.password = password
+    return constant_time_compare(credential.auth_hash or "", current.get_session_auth_hash())
 
 
 # The state an event left its fiche in (None: the state it was already in).
@@ -278,13 +381,21 @@ def running_snapshot(user):
     return fiches, fiches[0].db_now if fiches else db_now(), unread
 
 
+_closing: set[asyncio.Task] = set()  # listeners cancelled, held until they have closed their connection
+
+
 class EventHub:
     def __init__(self):
         self.subscribers = set()
+        self.by_user = {}  # user pk -> their open streams: an event is offered to its owner's, not to every stream
+        self.everyones = set()  # the open streams that see everyone's fiches
         self.cursor = Cursor()
         self.gaps_until = {}  # notification id passed over -> the loop's time it stops being looked for
         self.task = None
         self.loop = None
+        self.ready = asyncio.Event()  # both made again for each poller
+        self.woken = asyncio.Event()
+        self.listener = None  # the poller's stream_wake.Listener, on PostgreSQL while it runs
 
     def subscribe(self, credential: Credential) -> Subscriber:
         """
@@ -294,14 +405,21 @@ class EventHub:
         loop = asyncio.get_running_loop()
         if self.task is None or self.task.done() or self.loop is not loop:
             self.subscribers = set()
+            self.by_user = {}
+            self.everyones = set()
             self.loop = loop
             self.ready = asyncio.Event()
+            self.woken = asyncio.Event()
             # The poller serves every stream: it runs in a context of its own, not in the
             # context of the request that happened to start it, which ends before it.
             self.task = loop.create_task(self._poll(), context=contextvars.Context())
+        credential = plain(credential)  # admit() asks every open stream's user who this one's is
         self.admit(credential)
         subscriber = Subscriber(credential=credential, ends_at=loop.time() + conf.get("STREAM_MAX_SECONDS"))
         self.subscribers.add(subscriber)
+        self.by_user.setdefault(credential.user.pk, set()).add(subscriber)
+        if credential.sees_everyones:
+            self.everyones.add(subscriber)
         return subscriber
 
     def admit(self, credential: Credential) -> None:
@@ -316,9 +434,22 @@ class EventHub:
 
     def unsubscribe(self, subscriber):
         self.subscribers.discard(subscriber)
+        mine = self.by_user.get(subscriber.credential.user.pk)
+        if mine is not None:
+            mine.discard(subscriber)
+            if not mine:
+                del self.by_user[subscriber.credential.user.pk]
+        self.everyones.discard(subscriber)
         if not self.subscribers and self.task is not None:
             self.task.cancel()
             self.task = None
+
+    def wake(self) -> None:
+        """
+        Read the log now rather than at the next poll. At most one read runs
+        at a time: wake-ups that come while one runs make one more after it.
+        """
+        self.woken.set()
 
     async def _poll(self):
         while True:
@@ -330,52 +461,109 @@ class EventHub:
                 logger.exception("Reading the newest fiche event failed; retrying.")
                 await asyncio.sleep(conf.stream_poll_seconds())
         self.ready.set()
-        while True:
-            await asyncio.sleep(conf.stream_poll_seconds())
-            credentials = {s.credential for s in self.subscribers}
-            try:
-                events, position, notices, valid = await on_stream_thread(poll)(self.cursor, credentials)
-            except Exception:
-                logger.exception("Polling fiche events failed; retrying.")
+        loop = asyncio.get_running_loop()
+        listening = None
+        if stream_wake.listens():
+            self.listener = stream_wake.Listener(self.wake)
+            listening = loop.create_task(self.listener.run())
+        try:
+            due = loop.time() + conf.stream_poll_seconds()
+            while True:
+                try:
+                    async with asyncio.timeout_at(due):
+                        await self.woken.wait()
+                except TimeoutError:
+                    pass
+                # Cleared before the read: a wake-up while it runs makes one more read after it.
+                self.woken.clear()
+                if loop.time() >= due:
+                    due = loop.time() + conf.stream_poll_seconds()
+                    await self._read(every_stream=True)
+                else:
+                    await self._read(every_stream=False)
+        finally:
+            self.listener = None
+            if listening is not None:
+                # It closes its connection as it ends, on its own: the poller has stopped already.
+                listening.cancel()
+                _closing.add(listening)
+                listening.add_done_callback(_closing.discard)
+
+    async def _read(self, *, every_stream):
+        """
+        Read the events and notifications after the cursor and deliver them to
+        the streams that want them, once the credentials of those streams are
+        checked again after the read (nothing read is delivered past a
+        revocation committed before it): every stream's at each poll, and on a
+        wake-up only those that get something. Every stream's lifetime is
+        judged at each poll.
+        """
+        credentials = {s.credential for s in self.subscribers} if every_stream else set()
+        try:
+            events, position, notices, valid = await on_stream_thread(poll)(self.cursor, credentials)
+            judged = self.subscribers if every_stream else self._receivers(events, notices)
+            if not every_stream and judged:
+                credentials = {s.credential for s in judged}
+                valid = await on_stream_thread(still_valid)(credentials)
+        except Exception:
+            logger.exception("Polling fiche events failed; retrying.")
+            return
+        now = asyncio.get_running_loop().time()
+        for subscriber in list(judged):
+            # Signed out, deactivated, demoted or promoted, token revoked or expired, or simply too old:
+            # the stream delivers nothing more, and ends. A stream opened while this poll ran was not
+            # checked by it: the next poll judges it.
+            checked = subscriber.credential in credentials
+            if (checked and subscriber.credential not in valid) or (every_stream and now >= subscriber.ends_at):
+                subscriber.end()
+        self.cursor = replace(self.cursor, events=position)
+        for event, fiche in events:
+            if fiche is None:
                 continue
-            now = asyncio.get_running_loop().time()
-            for subscriber in list(self.subscribers):
-                # Signed out, deactivated, demoted or promoted, token revoked or expired, or simply too old:
-                # the stream delivers nothing more, and ends. A stream opened while this poll ran was not
-                # checked by it: the next poll judges it.
-                checked = subscriber.credential in credentials
-                if (checked and subscriber.credential not in valid) or now >= subscriber.ends_at:
-                    subscriber.end()
-            self.cursor = replace(self.cursor, events=position)
-            for event, fiche in events:
-                if fiche is None:
-                    continue
-                message = format_event(
-                    "fiche",
-                    {
-                        "event": {
-                            "id": event.id,
-                            "kind": event.kind,
-                            "at": event.at.isoformat(),
-                            # What the event produced, whatever happened to the fiche since.
-                            "etat": PRODUCED.get(event.kind, fiche.etat),
-                            "temps_impute": seconds(event.temps_impute),
-                        },
-                        "fiche": fiche_json(fiche),
+            message = format_event(
+                "fiche",
+                {
+                    "event": {
+                        "id": event.id,
+                        "kind": event.kind,
+                        "at": event.at.isoformat(),
+                        # What the event produced, whatever happened to the fiche since.
+                        "etat": PRODUCED.get(event.kind, fiche.etat),
+                        "temps_impute": seconds(event.temps_impute),
                     },
-                    event_id=event.id,
-                )
-                for subscriber in list(self.subscribers):
-                    if subscriber.wants(fiche.owner_id):
-                        subscriber.offer(message)
-            self._follow_notifications(notices, now)
-            for notice in notices:
-                if not notice.on_page:  # a kind its recipient turned off for the page
-                    continue
-                message = format_event("notification", {"id": notice.id, "kind": notice.kind})
-                for subscriber in list(self.subscribers):
-                    if subscriber.wants_notification(notice.recipient_id):
-                        subscriber.offer(message)
+                    "fiche": fiche_json(fiche),
+                },
+                event_id=event.id,
+            )
+            for subscriber in self._fiche_receivers(fiche.owner_id):
+                if subscriber.wants(fiche.owner_id):
+                    subscriber.offer(message)
+        self._follow_notifications(notices, now)
+        for notice in notices:
+            if not notice.on_page:  # a kind its recipient turned off for the page
+                continue
+            message = format_event("notification", {"id": notice.id, "kind": notice.kind})
+            for subscriber in self.by_user.get(notice.recipient_id, ()):
+                if subscriber.wants_notification(notice.recipient_id):
+                    subscriber.offer(message)
+        if len(events) >= POLL_BATCH or len(notices) >= POLL_BATCH:
+            self.wake()  # more is waiting: read it now rather than at the next poll
+
+    def _fiche_receivers(self, owner_id):
+        """The open streams an event of ``owner_id``'s fiche may go to: their own, and those that see everyone's."""
+        own = self.by_user.get(owner_id, set())
+        return [*own, *(s for s in self.everyones if s not in own)]
+
+    def _receivers(self, events, notices):
+        """The open streams that ``events`` and ``notices`` may go to."""
+        receivers = set()
+        for _event, fiche in events:
+            if fiche is not None:
+                receivers.update(self._fiche_receivers(fiche.owner_id))
+        for notice in notices:
+            if notice.on_page:
+                receivers.update(self.by_user.get(notice.recipient_id, ()))
+        return receivers
 
     def _follow_notifications(self, notices, now):
         """
@@ -423,7 +611,12 @@ class EventStream:
         return self._events()
 
     def close(self):
-        hub.unsubscribe(self.subscriber)
+        # Django calls it on a worker thread: the hub is the event loop's, and changes there.
+        loop = hub.loop
+        if loop is None or loop.is_closed() or running_loop() is loop:
+            hub.unsubscribe(self.subscriber)
+        else:
+            loop.call_soon_threadsafe(hub.unsubscribe, self.subscriber)
 
     async def _events(self):
         """
@@ -433,6 +626,9 @@ class EventStream:
         """
         subscriber = self.subscriber
         try:
+            # The response has started and the request's sync work is done: its
+            # thread goes back to the other requests while the stream waits.
+            await request_threads.let_go()
             # The poller starts from the newest event before any snapshot is
             # read, so that nothing between the two is missed.
             await hub.ready.wait()
@@ -445,6 +641,7 @@ class EventStream:
                     "notifications_unread": unread,
                 },
             )
+            del fiches
             keepalive = conf.stream_keepalive_seconds()
             while True:
                 try:
@@ -460,3 +657,10 @@ class EventStream:
                 yield message
         finally:
             hub.unsubscribe(subscriber)
+
+
+def running_loop():
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
