@@ -151,9 +151,6 @@ def test_a_tokens_requests_racing_across_the_processes_get_exactly_its_rate(webs
     assert all(0 < int(retry) <= 60 for status, retry in answers if status == 429)
 
 
-# Strict: once EventHub.admit takes a lease (timesheet/domain/stream_leases.py) on each stream, this passes,
-# and the marker must go.
-@pytest.mark.xfail(strict=True, reason="the stream cap is each process's own until EventHub.admit takes leases")
 def test_a_persons_streams_opened_across_the_processes_are_capped_once(webs):
     owner = get_user_model().objects.create_user("sam")
     _token, raw = tokens.create_token(user=owner, name="watch")

@@ -395,3 +395,37 @@ def test_an_open_stream_s_memory_is_bounded(settings, user):
 
     per_stream = async_to_sync(scenario)()
     assert per_stream < 36 * 1024, f"{per_stream / 1024:.1f} KiB per open stream"
+
+
+def test_an_open_stream_holds_a_lease_renewed_while_it_is_open_and_given_back_when_it_closes(
+    user, other_user, settings, monkeypatch
+):
+    from timesheet.domain import stream_leases
+    from timesheet.models import StreamLease
+
+    monkeypatch.setattr(stream_leases, "RENEW_EVERY_SECONDS", 0.1)
+    settings.STREAM_MAX_PER_USER = 1
+    # Another process's live stream of the same person fills the cap: this one's stream is refused.
+    held = stream_leases.acquire(user_id=other_user.pk, cap=1, holder="elsewhere:1", seconds=60)
+
+    async def scenario():
+        refused = AsyncClient()
+        await refused.aforce_login(other_user)
+        response = await refused.get("/api/fiches/stream")
+        chunks = await open_stream(user)
+        await anext(chunks)
+        lease = await StreamLease.objects.aget(user=user)
+        first_expiry = lease.expires_at
+        await asyncio.to_thread(
+            wait_until, lambda: StreamLease.objects.get(pk=lease.pk).expires_at > first_expiry, message="not renewed"
+        )
+        await chunks.aclose()
+        await asyncio.to_thread(
+            wait_until, lambda: not StreamLease.objects.filter(user=user).exists(), message="not given back"
+        )
+        return response
+
+    response = async_to_sync(scenario)()
+    assert response.status_code == 429
+    assert "At most 1 open streams per person" in json.loads(response.content)["error"]
+    assert list(StreamLease.objects.values_list("pk", flat=True)) == [held]  # the other process's, untouched

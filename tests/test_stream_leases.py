@@ -73,7 +73,7 @@ def test_renew_extends_live_leases_in_one_update_and_brings_none_back():
     dead = take(bob, seconds=5)
     run_out(dead)
     before = db_now()
-    assert stream_leases.renew(lease_ids=[*live, dead], seconds=60) == 2
+    assert stream_leases.renew(lease_ids=[*live, dead], seconds=60) == set(live)
     for lease in StreamLease.objects.filter(pk__in=live):
         assert lease.expires_at >= before + timedelta(seconds=60)
     # The lease that ran out is not renewed: another stream may have taken its place. It is purged.
@@ -86,7 +86,7 @@ def test_renew_purges_expired_leases_a_bounded_batch_at_a_time():
     dead = [take(ann, cap=10) for _ in range(5)]
     run_out(*dead)
     assert stream_leases.purge_expired(limit=3) == 3
-    assert stream_leases.renew(lease_ids=[], seconds=30) == 0
+    assert stream_leases.renew(lease_ids=[], seconds=30) == set()
     assert not StreamLease.objects.exists()
 
 

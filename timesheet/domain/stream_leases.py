@@ -57,19 +57,23 @@ def acquire(*, user_id: int, cap: int, holder: str, seconds: float) -> int | Non
         return int(lease.pk)
 
 
-def renew(*, lease_ids: Collection[int], seconds: float) -> int:
+def renew(*, lease_ids: Collection[int], seconds: float) -> set[int]:
     """
     Extend the leases ``lease_ids`` that have not run out to ``seconds`` from
-    the database's now, in one UPDATE, and delete expired leases (at most
-    ``PURGE_BATCH``). Return how many were renewed: a lease that ran out
-    meanwhile is not brought back (another stream may hold its place), so
-    fewer than ``len(lease_ids)`` means some streams lost theirs.
+    the database's now, and delete expired leases (at most ``PURGE_BATCH``).
+    Return the ids renewed: a lease that ran out meanwhile is not brought
+    back (another stream may hold its place), so its stream lost its place.
     """
-    renewed = 0
+    renewed: set[int] = set()
     if lease_ids:
-        renewed = StreamLease.objects.filter(pk__in=list(lease_ids), expires_at__gt=Now()).update(
-            expires_at=Now() + _span(seconds)
-        )
+        with transaction.atomic():
+            renewed = set(
+                StreamLease.objects.select_for_update()
+                .filter(pk__in=list(lease_ids), expires_at__gt=Now())
+                .values_list("pk", flat=True)
+            )
+            if renewed:
+                StreamLease.objects.filter(pk__in=renewed).update(expires_at=Now() + _span(seconds))
     purge_expired()
     return renewed
 

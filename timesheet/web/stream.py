@@ -43,7 +43,7 @@ from django.utils.functional import SimpleLazyObject, empty
 
 from timesheet.core import conf
 from timesheet.core.dbtime import db_now
-from timesheet.domain import eventlog, notifications, tokens
+from timesheet.domain import eventlog, notifications, stream_leases, tokens
 from timesheet.domain.serialize import fiche_json, seconds
 from timesheet.models import (
     SEEING_EVERYONES,
@@ -160,6 +160,7 @@ class Subscriber:
     overflowed: bool = False
     ended: bool = False
     ends_at: float = float("inf")  # the loop's clock: past it the stream ends and the client reconnects
+    lease_id: int | None = None  # its place under the per-person cap, whichever process serves it
 
     def wants(self, owner_id):
         # Asked of every open stream for every event: the privilege was settled when the stream opened.
@@ -189,6 +190,31 @@ class Subscriber:
 
 
 _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fiche-stream")
+HOLDER = stream_leases.holder()
+
+
+def per_person_cap() -> StreamRefused:
+    return StreamRefused(
+        f"At most {conf.get('STREAM_MAX_PER_USER')} open streams per person: close one first.", retry_after=60
+    )
+
+
+def acquire_lease(user_id: int) -> int | None:
+    """A lease for one more stream of ``user_id`` under the per-person cap, or None at the cap."""
+    return stream_leases.acquire(
+        user_id=user_id, cap=conf.get("STREAM_MAX_PER_USER"), holder=HOLDER, seconds=stream_leases.LEASE_SECONDS
+    )
+
+
+def renew_leases(lease_ids: list[int]) -> set[int]:
+    return stream_leases.renew(lease_ids=lease_ids, seconds=stream_leases.LEASE_SECONDS)
+
+
+def release_lease(lease_id: int) -> None:
+    try:
+        stream_leases.release(lease_id=lease_id)
+    except Exception:
+        logger.warning("Giving a stream's lease back failed: it runs out by itself.", exc_info=True)
 
 
 def on_own_thread(executor):
@@ -211,6 +237,8 @@ def on_own_thread(executor):
 
 
 on_stream_thread = on_own_thread(_executor)  # the streams' poller and snapshots
+# The streams' leases, on a thread of their own: a stream opening never waits for a poll.
+on_lease_thread = on_own_thread(ThreadPoolExecutor(max_workers=1, thread_name_prefix="stream-lease"))
 
 
 def latest_notification_id():
@@ -423,17 +451,75 @@ class EventHub:
         return subscriber
 
     def admit(self, credential: Credential) -> None:
-        """Raise StreamRefused if one more stream for this credential's user would pass a cap."""
+        """
+        Raise StreamRefused if one more stream for this credential's user
+        would pass a cap in this process (``open`` then asks the leases,
+        which count every process's).
+        """
         if len(self.subscribers) >= conf.get("STREAM_MAX_PER_PROCESS"):
             raise StreamRefused("Too many open streams on this server: try again shortly.", retry_after=30)
-        mine = sum(1 for s in self.subscribers if s.credential.user.pk == credential.user.pk)
-        if mine >= conf.get("STREAM_MAX_PER_USER"):
-            raise StreamRefused(
-                f"At most {conf.get('STREAM_MAX_PER_USER')} open streams per person: close one first.", retry_after=60
-            )
+        if len(self.by_user.get(credential.user.pk, ())) >= conf.get("STREAM_MAX_PER_USER"):
+            raise per_person_cap()
+
+    async def open(self, credential: Credential) -> Subscriber:
+        """
+        ``subscribe``, then take the stream's lease under the per-person cap
+        of every process (``stream_leases``); raise StreamRefused past a cap.
+        """
+        subscriber = self.subscribe(credential)
+        try:
+            lease_id = await on_lease_thread(acquire_lease)(subscriber.credential.user.pk)
+        except BaseException:
+            self.unsubscribe(subscriber)
+            raise
+        if lease_id is None:
+            self.unsubscribe(subscriber)
+            raise per_person_cap()
+        if subscriber in self.subscribers:
+            subscriber.lease_id = lease_id
+        else:  # closed meanwhile
+            self._release(lease_id)
+        return subscriber
+
+    def _release(self, lease_id: int) -> None:
+        """Give a lease back, off the event loop; one not given back runs out by itself."""
+        loop = running_loop()
+        if loop is None:
+            release_lease(lease_id)  # a worker thread's: no loop to hand it to
+            return
+        releasing = loop.create_task(on_lease_thread(release_lease)(lease_id))
+        _closing.add(releasing)
+        releasing.add_done_callback(_closing.discard)
+
+    async def _renew_leases(self) -> None:
+        """
+        Renew the open streams' leases every ``RENEW_EVERY_SECONDS``, whatever
+        the polls do; a stream whose lease ran out meanwhile (this process
+        stalled) has lost its place under the cap: it ends, and its client
+        reconnects.
+        """
+        while True:
+            await asyncio.sleep(stream_leases.RENEW_EVERY_SECONDS)
+            leased = {s.lease_id: s for s in self.subscribers if s.lease_id is not None}
+            if not leased:
+                continue
+            try:
+                renewed = await on_lease_thread(renew_leases)(list(leased))
+            except Exception:
+                logger.exception("Renewing the streams' leases failed; retrying.")
+                continue
+            lost = [s for lease_id, s in leased.items() if lease_id not in renewed and s.lease_id == lease_id]
+            if lost:
+                logger.warning("%d stream(s) lost their lease (this process stalled): they end.", len(lost))
+            for subscriber in lost:
+                subscriber.lease_id = None
+                subscriber.end()
 
     def unsubscribe(self, subscriber):
         self.subscribers.discard(subscriber)
+        if subscriber.lease_id is not None:
+            lease_id, subscriber.lease_id = subscriber.lease_id, None
+            self._release(lease_id)
         mine = self.by_user.get(subscriber.credential.user.pk)
         if mine is not None:
             mine.discard(subscriber)
@@ -466,6 +552,7 @@ class EventHub:
         if stream_wake.listens():
             self.listener = stream_wake.Listener(self.wake)
             listening = loop.create_task(self.listener.run())
+        renewing = loop.create_task(self._renew_leases())
         try:
             due = loop.time() + conf.stream_poll_seconds()
             while True:
@@ -482,6 +569,7 @@ class EventHub:
                 else:
                     await self._read(every_stream=False)
         finally:
+            renewing.cancel()
             self.listener = None
             if listening is not None:
                 # It closes its connection as it ends, on its own: the poller has stopped already.
@@ -599,13 +687,19 @@ def format_event(name, data, event_id=None):
 class EventStream:
     """
     What a stream response consumes: the subscriber's events. Its place
-    among the open streams is taken when it is made (so that the caps hold
-    for requests arriving together) and given back by ``close()``, which
-    Django calls when the response ends, even one never iterated.
+    among the open streams is taken when it is opened (``open``, before the
+    response, so that the caps hold for requests arriving together and a
+    refusal is still a 429) and given back by ``close()``, which Django
+    calls when the response ends, even one never iterated.
     """
 
-    def __init__(self, credential: Credential):
-        self.subscriber = hub.subscribe(credential)  # raises StreamRefused past the caps
+    def __init__(self, subscriber: Subscriber):
+        self.subscriber = subscriber
+
+    @classmethod
+    async def open(cls, credential: Credential) -> "EventStream":
+        """The stream of ``credential``'s user; raise StreamRefused past the caps."""
+        return cls(await hub.open(credential))
 
     def __aiter__(self):
         return self._events()

@@ -60,7 +60,7 @@ async def stream(request):
     # its database connection back now rather than hold one per viewer.
     await sync_to_async(connections.close_all)()
     try:
-        events = EventStream(credential)
+        events = await EventStream.open(credential)
     except StreamRefused as refused:
         return error(429, refused.message, Retry_After=str(refused.retry_after))
     response = StreamingHttpResponse(events, content_type="text/event-stream")
