@@ -429,3 +429,43 @@ def test_an_open_stream_holds_a_lease_renewed_while_it_is_open_and_given_back_wh
     assert response.status_code == 429
     assert "At most 1 open streams per person" in json.loads(response.content)["error"]
     assert list(StreamLease.objects.values_list("pk", flat=True)) == [held]  # the other process's, untouched
+
+
+def test_a_stream_that_cannot_take_its_lease_is_refused_as_unavailable_and_left_nowhere(user, monkeypatch):
+    def broken(user_id):
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(stream, "acquire_lease", broken)
+
+    async def scenario():
+        client = AsyncClient()
+        await client.aforce_login(user)
+        return await client.get("/api/fiches/stream")
+
+    response = async_to_sync(scenario)()
+    assert response.status_code == 503
+    assert response["Retry-After"] == "5"
+    assert "cannot open now" in json.loads(response.content)["error"]
+    assert not hub.subscribers
+
+
+def test_a_stream_opened_but_never_read_gives_its_place_back(user, monkeypatch):
+    from timesheet.domain import stream_leases
+    from timesheet.models import StreamLease
+
+    monkeypatch.setattr(stream_leases, "RENEW_EVERY_SECONDS", 0.05)
+    monkeypatch.setattr(stream, "UNSTARTED_SECONDS", 0.2)
+
+    async def scenario():
+        keeper = await open_stream(user)  # read: it stays
+        await anext(keeper)
+        abandoned = await stream.EventStream.open(stream.Credential(user=user))  # never read, never closed
+        await asyncio.to_thread(
+            wait_until, lambda: abandoned.subscriber not in hub.subscribers, message="the abandoned stream stayed"
+        )
+        await asyncio.to_thread(wait_until, lambda: StreamLease.objects.filter(user=user).count() == 1)
+        still_open = len(hub.subscribers)
+        await keeper.aclose()
+        return still_open
+
+    assert async_to_sync(scenario)() == 1

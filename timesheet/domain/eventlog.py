@@ -29,8 +29,11 @@ def position_of(event: FicheEvent) -> Position:
 
 def pending(position: Position, horizon: int | None) -> "QuerySet[FicheEvent]":
     """The events after ``position`` and below ``horizon`` (None: no bound), in the log's order."""
-    events = FicheEvent.objects.filter(Q(txid__gt=position.txid) | Q(txid=position.txid, id__gt=position.id)).order_by(
-        "txid", "id"
+    # The first condition alone gives the index a lower bound; the second is what comes after.
+    events = (
+        FicheEvent.objects.filter(txid__gte=position.txid)
+        .filter(Q(txid__gt=position.txid) | Q(txid=position.txid, id__gt=position.id))
+        .order_by("txid", "id")
     )
     return events if horizon is None else events.filter(txid__lt=horizon)
 

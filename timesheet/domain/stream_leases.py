@@ -15,7 +15,7 @@ from collections.abc import Collection
 from datetime import timedelta
 
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Subquery
 from django.db.models.functions import Now
 
@@ -43,6 +43,11 @@ def acquire(*, user_id: int, cap: int, holder: str, seconds: float) -> int | Non
     its id, or None when the cap is reached (or the user is gone).
     """
     with transaction.atomic():
+        if connection.vendor == "postgresql":
+            # A person's row held by a long transaction elsewhere must not hold the streams' one
+            # lease thread (and so every renewal of this process): give up, and refuse this stream.
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL lock_timeout = '2s'")
         # The user's row is the lock that makes the count exact: two acquires for one person take
         # turns (on SQLite, the transaction's write lock does it). NO KEY: rows naming the user as a
         # foreign key may still be written meanwhile.

@@ -99,9 +99,12 @@ def event_payload(event: FicheEvent) -> dict:
     }
 
 
-def pending_events(subscription: WebhookSubscription):
-    """The final events ``subscription`` has yet to receive, oldest first."""
-    events = eventlog.pending(cursor_of(subscription), xact.horizon())
+def pending_events(subscription: WebhookSubscription, *, final: bool = True):
+    """
+    The events ``subscription`` has yet to receive, oldest first: the final
+    ones (below the horizon), or with ``final=False`` every committed one.
+    """
+    events = eventlog.pending(cursor_of(subscription), xact.horizon() if final else None)
     if subscription.kinds:
         events = events.filter(kind__in=subscription.kinds)
     if subscription.owner_id is not None:
@@ -117,7 +120,9 @@ def lag_seconds() -> float:
     """How long the oldest event not yet delivered to an active subscription has waited (0 if none)."""
     now, oldest = db_now(), None
     for subscription in WebhookSubscription.objects.filter(active=True):
-        at = pending_events(subscription).values_list("at", flat=True).first()
+        # Committed events not yet final count too: a long transaction elsewhere that holds the
+        # horizon back shows as lag, not as nothing to deliver.
+        at = pending_events(subscription, final=False).values_list("at", flat=True).first()
         if at is not None and (oldest is None or at < oldest):
             oldest = at
     return 0.0 if oldest is None else max(0.0, (now - oldest).total_seconds())

@@ -94,12 +94,13 @@ def plain(credential: Credential) -> Credential:
 
 
 class StreamRefused(Exception):
-    """Too many open streams: for this user, or for this process."""
+    """Too many open streams: for this user, or for this process (429); or none can open now (503)."""
 
-    def __init__(self, message, retry_after):
+    def __init__(self, message, retry_after, status=429):
         super().__init__(message)
         self.message = message
         self.retry_after = retry_after
+        self.status = status
 
 
 class Mailbox:
@@ -161,6 +162,8 @@ class Subscriber:
     ended: bool = False
     ends_at: float = float("inf")  # the loop's clock: past it the stream ends and the client reconnects
     lease_id: int | None = None  # its place under the per-person cap, whichever process serves it
+    opened_at: float = 0.0  # the loop's clock
+    started: bool = False  # its response began to be read
 
     def wants(self, owner_id):
         # Asked of every open stream for every event: the privilege was settled when the stream opened.
@@ -191,6 +194,8 @@ class Subscriber:
 
 _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fiche-stream")
 HOLDER = stream_leases.holder()
+# A stream opened whose response has not begun after this long was abandoned on its way out.
+UNSTARTED_SECONDS = 30.0
 
 
 def per_person_cap() -> StreamRefused:
@@ -443,7 +448,9 @@ class EventHub:
             self.task = loop.create_task(self._poll(), context=contextvars.Context())
         credential = plain(credential)  # admit() asks every open stream's user who this one's is
         self.admit(credential)
-        subscriber = Subscriber(credential=credential, ends_at=loop.time() + conf.get("STREAM_MAX_SECONDS"))
+        subscriber = Subscriber(
+            credential=credential, ends_at=loop.time() + conf.get("STREAM_MAX_SECONDS"), opened_at=loop.time()
+        )
         self.subscribers.add(subscriber)
         self.by_user.setdefault(credential.user.pk, set()).add(subscriber)
         if credential.sees_everyones:
@@ -469,6 +476,12 @@ class EventHub:
         subscriber = self.subscribe(credential)
         try:
             lease_id = await on_lease_thread(acquire_lease)(subscriber.credential.user.pk)
+        except Exception:
+            self.unsubscribe(subscriber)
+            logger.exception("Taking a stream's lease failed.")
+            raise StreamRefused(
+                "The live stream cannot open now: try again shortly.", retry_after=5, status=503
+            ) from None
         except BaseException:
             self.unsubscribe(subscriber)
             raise
@@ -498,8 +511,14 @@ class EventHub:
         stalled) has lost its place under the cap: it ends, and its client
         reconnects.
         """
+        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(stream_leases.RENEW_EVERY_SECONDS)
+            for subscriber in list(self.subscribers):
+                # Opened, but its response never began (the request was cancelled on its way
+                # out): nothing else would ever give its place back.
+                if not subscriber.started and loop.time() - subscriber.opened_at > UNSTARTED_SECONDS:
+                    self.unsubscribe(subscriber)
             leased = {s.lease_id: s for s in self.subscribers if s.lease_id is not None}
             if not leased:
                 continue
@@ -719,6 +738,7 @@ class EventStream:
         notifications, with keep-alives.
         """
         subscriber = self.subscriber
+        subscriber.started = True
         try:
             # The response has started and the request's sync work is done: its
             # thread goes back to the other requests while the stream waits.

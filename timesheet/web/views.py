@@ -62,7 +62,7 @@ async def stream(request):
     try:
         events = await EventStream.open(credential)
     except StreamRefused as refused:
-        return error(429, refused.message, Retry_After=str(refused.retry_after))
+        return error(refused.status, refused.message, Retry_After=str(refused.retry_after))
     response = StreamingHttpResponse(events, content_type="text/event-stream")
     response["X-Accel-Buffering"] = "no"  # let a fronting nginx pass events through at once
     return response
