@@ -412,14 +412,17 @@ def test_an_open_stream_holds_a_lease_renewed_while_it_is_open_and_given_back_wh
         refused = AsyncClient()
         await refused.aforce_login(other_user)
         response = await refused.get("/api/fiches/stream")
-        chunks = await open_stream(user)
+        client = AsyncClient()
+        await client.aforce_login(user)
+        opened = await client.get("/api/fiches/stream")
+        chunks = aiter(opened.streaming_content)
         await anext(chunks)
         lease = await StreamLease.objects.aget(user=user)
         first_expiry = lease.expires_at
         await asyncio.to_thread(
             wait_until, lambda: StreamLease.objects.get(pk=lease.pk).expires_at > first_expiry, message="not renewed"
         )
-        await chunks.aclose()
+        await sync_to_async(opened.close)()  # as Django closes a response whose client went away
         await asyncio.to_thread(
             wait_until, lambda: not StreamLease.objects.filter(user=user).exists(), message="not given back"
         )
