@@ -31,6 +31,7 @@ class CurrentTransaction(Func):
         # xid8 has no cast to bigint; its text does (ids stay far below 2**63).
         return super().as_sql(compiler, connection, template="pg_current_xact_id()::text::bigint", **extra_context)
 
+
 def horizon(using: str = "default") -> int | None:
     """
     The transaction id below which every writer has ended: what a reader may
