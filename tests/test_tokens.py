@@ -283,6 +283,27 @@ def test_a_cache_that_does_not_answer_lets_requests_through_and_says_so_once(set
     assert caplog.text.count("The cache does not answer") == 1
 
 
+def test_a_cache_that_does_not_answer_is_not_asked_again_for_a_while(settings, monkeypatch):
+    from timesheet.web.api import throttles
+
+    asked = []
+
+    def down(*args, **kwargs):
+        asked.append(args)
+        raise ConnectionError("no answer")
+
+    monkeypatch.setattr(throttles.cache, "add", down)
+    clock = [1000.0]
+    monkeypatch.setattr(throttles, "monotonic", lambda: clock[0])
+    settings.API_TOKEN_RATE = "1/min"
+    throttle = TokenRateThrottle()
+    assert all(throttle.allow_request(a_tokens_request()) for _ in range(5))
+    assert len(asked) == 1  # one stall, not one per request
+    clock[0] += throttles.STORE_RETRY_SECONDS
+    assert throttle.allow_request(a_tokens_request())
+    assert len(asked) == 2  # asked again once the pause is over
+
+
 @pytest.mark.django_db(transaction=True)
 def test_an_open_stream_ends_when_its_token_is_revoked(user, projet, settings):
     settings.STREAM_POLL_SECONDS = 0.05

@@ -3,6 +3,7 @@
 import logging
 import threading
 import time
+from time import monotonic
 
 from django.core.cache import cache
 from django.http import HttpRequest
@@ -15,6 +16,10 @@ logger = logging.getLogger(__name__)
 PERIODS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hour": 3600, "d": 86400, "day": 86400}
 # How often a process says, at most, that the shared store does not answer.
 STORE_DOWN_LOG_SECONDS = 60.0
+# After the store failed to answer, how long a process lets token requests through without asking it:
+# Ninja checks throttles on the event loop, so each ask of a store that does not answer holds every
+# request and stream of the process for the client's timeout.
+STORE_RETRY_SECONDS = 5.0
 
 
 def parse_rate(rate: str) -> tuple[int, int]:
@@ -46,19 +51,21 @@ class TokenRateThrottle(BaseThrottle):
 
     Requests past the rate are counted too (they never extend the window),
     and refused with 429 and ``Retry-After``: the seconds until the window
-    ends. If the cache does not answer, requests are let through and each
-    process logs it at most once a minute (a rate limit is not worth
-    refusing every token request for).
+    ends. If the cache does not answer, requests are let through without
+    asking it again for ``STORE_RETRY_SECONDS``, and each process logs it
+    at most once a minute (a rate limit is not worth refusing every token
+    request for, nor stalling the process on).
     """
 
     def __init__(self) -> None:
         self._wait = threading.local()  # one throttle serves every request: what wait() says is this request's
         self._store_down_logged = -STORE_DOWN_LOG_SECONDS
+        self._store_skipped_until = 0.0
 
     def allow_request(self, request: HttpRequest) -> bool:
         self._wait.seconds = None
         api_token = getattr(request, "api_token", None)
-        if api_token is None:
+        if api_token is None or monotonic() < self._store_skipped_until:
             return True
         limit, period = parse_rate(conf.get("API_TOKEN_RATE"))
         # The period is in the key: a changed period opens a window of its length at once.
@@ -66,6 +73,7 @@ class TokenRateThrottle(BaseThrottle):
         try:
             count, ends = self._count(key, period)
         except Exception:
+            self._store_skipped_until = monotonic() + STORE_RETRY_SECONDS
             self._say_store_down()
             return True
         if count <= limit:
@@ -101,7 +109,7 @@ class TokenRateThrottle(BaseThrottle):
         return 1, None  # the window kept ending under us: nothing left to count against
 
     def _say_store_down(self) -> None:
-        now = time.monotonic()
+        now = monotonic()
         if now - self._store_down_logged >= STORE_DOWN_LOG_SECONDS:
             self._store_down_logged = now
             logger.warning("The cache does not answer: API token requests are not rate-limited.", exc_info=True)
