@@ -6,7 +6,7 @@ import math
 import os
 from decimal import Decimal
 from numbers import Real
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
@@ -163,14 +163,22 @@ def check_settings(app_configs=None, **kwargs):
     return errors
 
 
-def _is_site_url(value: object) -> bool:
-    """An http(s) address with a host, and nothing after its path: absolute links are built on it."""
+def _url_parts(value: object) -> SplitResult | None:
+    """``value`` split as a URL, if it is ASCII text without spaces whose port (if any) is a number; else None."""
     if not isinstance(value, str) or not value.isascii() or any(ch.isspace() for ch in value):
-        return False
+        return None
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018 (raises ValueError on a bad port)
     except ValueError:
+        return None
+    return parts
+
+
+def _is_site_url(value: object) -> bool:
+    """An http(s) address with a host, and nothing after its path: absolute links are built on it."""
+    parts = _url_parts(value)
+    if parts is None:
         return False
     return parts.scheme in ("http", "https") and bool(parts.hostname) and not (parts.query or parts.fragment)
 
@@ -251,12 +259,8 @@ SHARED_CACHES = {
 
 def _is_redis_url(value: str) -> bool:
     """A URL redis-py connects to: redis:// or rediss:// with a host, or unix:// with a socket's path."""
-    if not value.isascii() or any(ch.isspace() for ch in value):
-        return False
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 (raises ValueError on a bad port)
-    except ValueError:
+    parts = _url_parts(value)
+    if parts is None:
         return False
     if parts.scheme in ("redis", "rediss"):
         return bool(parts.hostname)
