@@ -3,10 +3,6 @@
 import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
-import urllib.request
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -14,7 +10,8 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 
-from tests.support import ROOT, assert_exact, require, wait_until
+from tests.fixtures.processes import WebProcess
+from tests.support import assert_exact, require, wait_until
 from timesheet.core.dbtime import db_now
 from timesheet.domain import days, fiches, notifications, profiles
 from timesheet.models import Etat, FicheEvent, FicheTemps, Notification, NotificationKind, Stretch
@@ -31,45 +28,12 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 @pytest.fixture
 def server(worker_env, tmp_path):
     """uvicorn serving the test database on a free loopback port, the way the README starts it."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    log = open(tmp_path / "uvicorn.log", "w")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "settings.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--lifespan",
-            "off",
-            "--timeout-graceful-shutdown",
-            "1",
-        ],
-        cwd=ROOT,
-        env={**worker_env, "DJANGO_DATA_DIR": str(tmp_path)},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    def answers():
-        assert process.poll() is None, (tmp_path / "uvicorn.log").read_text()
-        try:
-            urllib.request.urlopen(f"{url}/accounts/login/", timeout=5)
-        except OSError:
-            return False
-        return True
-
-    wait_until(answers, every=0.1, message="uvicorn did not answer in time")
-    yield url
-    process.terminate()
-    process.wait(30)
-    log.close()
+    web = WebProcess({**worker_env, "DJANGO_DATA_DIR": str(tmp_path)}, tmp_path / "uvicorn.log")
+    try:
+        wait_until(web.answers, every=0.1, message="uvicorn did not answer in time")
+        yield web.url
+    finally:
+        web.stop()
 
 
 @pytest.fixture

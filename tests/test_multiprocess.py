@@ -6,9 +6,6 @@ request reaches.
 """
 
 import json
-import socket
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +14,8 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 
-from tests.support import ROOT, WAIT, wait_until
+from tests.fixtures.processes import WebProcess
+from tests.support import WAIT, wait_until
 from timesheet.domain import tokens
 
 pytest.importorskip("uvicorn")
@@ -26,55 +24,6 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 FAILURE_LIMIT = 3
 RATE = 30
 STREAM_CAP = 2
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Web:
-    """One uvicorn serving the test database, its output in a file."""
-
-    def __init__(self, env, log_path):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        self.log = open(log_path, "w")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "settings.asgi:application",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--lifespan",
-                "off",
-                "--timeout-graceful-shutdown",
-                "1",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def answers(self) -> bool:
-        assert self.process.poll() is None, self.log_path.read_text()
-        try:
-            urllib.request.urlopen(f"{self.url}/accounts/login/", timeout=WAIT).close()
-        except OSError:
-            return False
-        return True
-
-    def stop(self):
-        self.process.terminate()
-        self.process.wait(30)
-        self.log.close()
 
 
 @pytest.fixture
@@ -88,7 +37,7 @@ def webs(worker_env, redis_url, tmp_path):
         "API_TOKEN_RATE": f"{RATE}/min",
         "STREAM_MAX_PER_USER": str(STREAM_CAP),
     }
-    started = [Web(env, tmp_path / f"web-{n}.log") for n in range(2)]
+    started = [WebProcess(env, tmp_path / f"web-{n}.log") for n in range(2)]
     try:
         for web in started:
             wait_until(web.answers, every=0.1, message=f"uvicorn did not answer in time: {web.log_path.read_text()}")
