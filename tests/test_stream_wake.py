@@ -147,6 +147,19 @@ def test_the_listening_connection_closes_with_the_last_stream(settings, user):
     wait_until(lambda: not sessions_alive(backend), TIMEOUT)
 
 
+async def stream_with_its_listener_cut(user, away):
+    """A stream of ``user``'s, once its process listens, and the listener whose connection was then cut."""
+    away["back"] = asyncio.Event()
+    away["back"].set()
+    chunks = await open_stream(user)
+    await until(lambda: hub.listener is not None and hub.listener.listening.is_set())
+    listener = hub.listener
+    away["back"].clear()  # it reconnects only once the test sets it again
+    await sync_to_async(terminate)(listener.backend_pid)
+    await until(lambda: not listener.listening.is_set())
+    return chunks, listener
+
+
 def test_back_from_a_lost_connection_the_poller_reads_at_once(settings, projet, user, away):
     # The NOTIFY of a commit made while nobody listened is lost: only the read at reconnection delivers it.
     postgresql_only("LISTEN/NOTIFY")
@@ -154,14 +167,7 @@ def test_back_from_a_lost_connection_the_poller_reads_at_once(settings, projet, 
     fiche = running_fiche(projet, user)
 
     async def scenario():
-        away["back"] = asyncio.Event()
-        away["back"].set()
-        chunks = await open_stream(user)
-        await until(lambda: hub.listener is not None and hub.listener.listening.is_set())
-        listener = hub.listener
-        away["back"].clear()  # the reconnection waits
-        await sync_to_async(terminate)(listener.backend_pid)
-        await until(lambda: not listener.listening.is_set())
+        chunks, listener = await stream_with_its_listener_cut(user, away)  # the reconnection waits
         await sync_to_async(fiches.pause_fiche)(fiche_id=fiche.pk, actor=user)
         away["back"].set()
         event = await asyncio.wait_for(anext(chunks), TIMEOUT)
@@ -180,14 +186,7 @@ def test_while_the_listener_is_away_the_streams_poll(settings, projet, user, awa
     fiche = running_fiche(projet, user)
 
     async def scenario():
-        away["back"] = asyncio.Event()
-        away["back"].set()
-        chunks = await open_stream(user)
-        await until(lambda: hub.listener is not None and hub.listener.listening.is_set())
-        listener = hub.listener
-        away["back"].clear()  # and it never comes back
-        await sync_to_async(terminate)(listener.backend_pid)
-        await until(lambda: not listener.listening.is_set())
+        chunks, listener = await stream_with_its_listener_cut(user, away)  # and it never comes back
         await sync_to_async(fiches.pause_fiche)(fiche_id=fiche.pk, actor=user)
         event = await asyncio.wait_for(anext(chunks), TIMEOUT)
         reconnected = listener.listening.is_set()
