@@ -128,6 +128,8 @@ def test_a_flood_of_crossings_is_written_in_bounded_batches(projet, settings):
 
 def test_the_ticker_writes_the_reminders_and_can_leave_them_out(user, projet, settings):
     settings.REMINDER_RUNNING_HOURS = 1
+    # Only the forgotten timer falls due: a stretch of two hours may cross the day's end, whatever the hour.
+    notifications.set_reminders(user=user, running_hours=None, end_of_day=None, working_days="12345")
     running_since(user, projet, db_now() - 2 * H)
 
     assert tick(remind=False).reminded == 0 and not told()
