@@ -13,6 +13,7 @@ from django.utils.translation import gettext_lazy as _
 
 from timesheet.core import limits
 from timesheet.core.dbtime import settled
+from timesheet.core.prepared import Prepared
 from timesheet.core.xact import CurrentTransaction
 
 
@@ -187,10 +188,36 @@ def _holds(user, codenames) -> bool:
     if held is None:
         held = user._fiche_powers = {}
     if codenames not in held:
+        held[codenames] = bool(_holding(codenames).rows(user=user.pk, limit=1))
+    return held[codenames]
+
+
+@functools.cache
+def _holding(codenames: tuple) -> Prepared:
+    """The read of ``_holds``: one of ``codenames`` granted to the user, themselves or through a group."""
+
+    def build(user):
         granted = _granted(codenames)
         own, through_groups = granted.filter(user=user).values("pk"), granted.filter(group__user=user).values("pk")
-        held[codenames] = own.union(through_groups, all=True).exists()
-    return held[codenames]
+        return own.union(through_groups, all=True)
+
+    return Prepared(build, "user")
+
+
+def stand_in(user: int) -> Any:
+    """
+    ``user``, a prepared read's marker for a person's id, made to stand in
+    for an active person who does not see everyone's fiches: the query rules
+    (``owned_by``, ``visible_to``, ``open_to``) then write their own filters
+    into a read prepared once (see ``timesheet.core.prepared``). Asking it
+    for any other power fails, as a marker is no id to run a read with.
+    """
+    person: Any = user
+    person.pk = person.id = user
+    person.is_authenticated = person.is_active = True
+    person.is_superuser = False
+    person._fiche_powers = {SEEING_EVERYONES: False}
+    return person
 
 
 def sees_everyones_fiches(user) -> bool:

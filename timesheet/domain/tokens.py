@@ -12,12 +12,14 @@ import secrets
 from datetime import timedelta
 
 from asgiref.sync import sync_to_async
+from django.contrib.auth import get_user_model
 from django.db.models import Q
 from django.db.models.functions import Now
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from timesheet.core import limits
+from timesheet.core.prepared import Prepared, columns, instance
 from timesheet.domain.errors import Code, Refused
 from timesheet.domain.twins import async_twin
 from timesheet.models import ApiToken
@@ -68,6 +70,18 @@ def revoke_token(*, token_id: int, actor) -> ApiToken:
     return ApiToken.objects.get(pk=token_id)
 
 
+# Every API request reads its token: the usable one of a prefix (unique), with its user and the database's now.
+_USABLE = Prepared(
+    lambda prefix: (
+        ApiToken.objects.usable()
+        .filter(prefix=prefix)
+        .values(*columns(ApiToken), *columns(get_user_model(), "user__"), db_now=Now())
+    ),
+    "prefix",
+    text=("prefix",),
+)
+
+
 def authenticate(raw: str) -> ApiToken | None:
     """
     The usable token ``raw`` is, with its user, or None; notes when it was
@@ -77,15 +91,12 @@ def authenticate(raw: str) -> ApiToken | None:
     parts = raw.split("_", 2)
     if len(parts) != 3 or parts[0] != PREFIX or len(raw) > 100:
         return None
-    # The database's now comes with the row (cheaper to build than the comparison in SQL);
-    # get() by the unique prefix is cheaper to build than first().
-    try:
-        token = ApiToken.objects.usable().select_related("user").annotate(db_now=Now()).get(prefix=parts[1])
-    except ApiToken.DoesNotExist:
+    row = _USABLE.one(prefix=parts[1])
+    if row is None or not hmac.compare_digest(row["key_hash"], _hash(raw)):
         return None
-    if not hmac.compare_digest(token.key_hash, _hash(raw)):
-        return None
-    stale_before = token.db_now - LAST_USED_RESOLUTION
+    token = instance(ApiToken, row)
+    token.user = instance(get_user_model(), row, "user__")
+    stale_before = row["db_now"] - LAST_USED_RESOLUTION
     if token.last_used_at is None or token.last_used_at < stale_before:  # a write once a minute: most only read
         unnoted = Q(last_used_at__isnull=True) | Q(last_used_at__lt=stale_before)
         ApiToken.objects.filter(unnoted, pk=token.pk).update(last_used_at=Now())
