@@ -388,7 +388,7 @@ def test_update_of_someone_elses_fiche_is_not_found(projet, user, other_user):
 
 
 @contextmanager
-def held_by_a_transition(fiche, user, then=None, **annotations):
+def held_by_a_transition(fiche, user, then=None, *, with_projet=False):
     """
     Hold ``fiche`` locked, as every transition begins (and, if given, run
     ``then`` under the lock), in another thread until the block ends.
@@ -398,7 +398,7 @@ def held_by_a_transition(fiche, user, then=None, **annotations):
     def hold_the_fiche():
         try:
             with transaction.atomic():
-                fiches.locked(fiche.pk, user, **annotations)
+                fiches.locked(fiche.pk, user, with_projet=with_projet)
                 if then is not None:
                     then()
                 locked.set()
@@ -467,7 +467,7 @@ def test_a_transition_locks_its_fiche_but_not_its_project(projet, user):
     postgresql_only("row locks")
     fiche = make_fiche(projet, user, start=True)
     # As a start does: the project's state read with the fiche.
-    held = held_by_a_transition(fiche, user, projet_actif=fiches._projet_actif())
+    held = held_by_a_transition(fiche, user, with_projet=True)
     with held, transaction.atomic(), connection.cursor() as cursor:
         # Another fiche of the project may change meanwhile: the project's row is free.
         cursor.execute("SELECT id FROM timesheet_projet WHERE id = %s FOR UPDATE NOWAIT", [projet.pk])

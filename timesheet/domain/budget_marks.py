@@ -12,24 +12,37 @@ from typing import Any
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils.translation import gettext as _
 
+from timesheet.core.prepared import Prepared
 from timesheet.domain.errors import Code, Refused
 from timesheet.models import Budget, BudgetCrossing, BudgetMark, Projet
 
 
 def _mark(budgets: Any) -> None:
     """A mark on each budget of ``budgets`` (a queryset): one read, then one insert when there is any."""
-    ids = list(budgets.values_list("pk", flat=True))
+    _mark_ids(list(budgets.values_list("pk", flat=True)))
+
+
+def _mark_ids(ids: list[int]) -> None:
     if ids:
         BudgetMark.objects.bulk_create(BudgetMark(budget_id=pk) for pk in ids)
+
+
+def _counting(projets: Any) -> Any:
+    """The budgets the time of ``projets`` (a queryset of projects) counts in: theirs and their clients'."""
+    return Budget.objects.filter(Q(projet__in=projets) | Q(client__in=projets.values("client_id")))
+
+
+# One project's budgets, prepared once: nearly every change of a fiche's time marks them.
+_ONE_PROJETS = Prepared(lambda projet: _counting(Projet.objects.filter(pk=projet)).values("pk"), "projet")
 
 
 def touch(projet_ids: Iterable[int | None]) -> None:
     """Mark the budgets of these projects and of their clients as changed."""
     ids = sorted({pk for pk in projet_ids if pk is not None})
-    if not ids:
-        return
-    clients = Projet.objects.filter(pk__in=ids, client__isnull=False).values("client_id")
-    _mark(Budget.objects.filter(Q(projet_id__in=ids) | Q(client_id__in=clients)))
+    if len(ids) == 1:
+        _mark_ids([row["pk"] for row in _ONE_PROJETS.rows(projet=ids[0])])
+    elif ids:
+        _mark(_counting(Projet.objects.filter(pk__in=ids)))
 
 
 def touch_money() -> None:

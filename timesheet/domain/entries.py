@@ -519,7 +519,7 @@ def continue_fiche(*, fiche_id: int, actor: Any) -> FicheTemps:
     they may run no more. Return the new fiche.
     """
     with transaction.atomic():
-        source = fiches.locked(fiche_id, actor, **fiches.projet_state(actor))
+        source = fiches.locked(fiche_id, actor, with_projet=True)
         fiches.require_projet_of(source, actor)
         fiche = fiches.create_fiche(
             projet_id=source["projet_id"], actor=actor, owner_id=source["owner_id"], libelle=source["libelle"]

@@ -11,22 +11,33 @@ and changes nothing. Each function has an ``a``-prefixed async twin for async
 views.
 """
 
+import functools
 from datetime import date, datetime, timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
-from django.db.models import Case, DateTimeField, Exists, Expression, F, OuterRef, Subquery, Value, When
+from django.db.models import Case, DateTimeField, Exists, Expression, F, OuterRef, QuerySet, Subquery, Value, When
 from django.db.models.functions import Now
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext, pgettext_lazy
 
 from timesheet.core import conf, limits, wake
 from timesheet.core.dbtime import DurationSum, db_now, later_of, settled
+from timesheet.core.prepared import Prepared, PreparedUpdate, columns, instance
 from timesheet.domain import budget_marks, days, ledger, locks
 from timesheet.domain.errors import Code, Refused
 from timesheet.domain.twins import async_twin
-from timesheet.models import Etat, FicheEvent, FicheTemps, Projet, Stretch, acts_on_everyones_fiches
+from timesheet.models import (
+    Etat,
+    FicheEvent,
+    FicheTemps,
+    Projet,
+    Stretch,
+    acts_on_everyones_fiches,
+    sees_everyones_fiches,
+    stand_in,
+)
 
 # A fiche's values a transition reads under its lock.
 Row = dict[str, Any]
@@ -35,10 +46,11 @@ Row = dict[str, Any]
 STOP_COLUMNS = ("id", "owner_id", "projet_id", "libelle", "etat", "temps_impute", "compte_jusqua", "en_calcul_depuis")
 
 
-def locked(fiche_id: int, actor: Any, **annotations: Any) -> Row:
+def locked(fiche_id: int, actor: Any, *, with_projet: bool = False) -> Row:
     """
-    Return the fiche's current values (with ``annotations``), if the actor
-    may see it, locked until the transaction ends.
+    Return the fiche's current values (``STOP_COLUMNS``, and with
+    ``with_projet`` its project's state: ``projet_state``), if the actor may
+    see it, locked until the transaction ends.
 
     A row lock rather than a compare-and-set: the audit event needs the
     values the change started from (a stopped stretch's length), which a lone
@@ -46,16 +58,36 @@ def locked(fiche_id: int, actor: Any, **annotations: Any) -> Row:
     write see the same row; a racing tick or transition waits, then sees the
     new state. On SQLite the IMMEDIATE transaction is that lock.
     """
-    try:
+    row: Row | None = None
+    if actor.is_authenticated and actor.is_active:
         # Among one's own first: no one else's row locked, no permission read (on SQLite, under the write lock).
-        # Of the fiche's row only, whatever ``annotations`` read: never a project's.
-        rows = FicheTemps.objects.select_for_update(of=("self",)).values(*STOP_COLUMNS, **annotations)
-        row: Row = rows.get_visible_to(actor, pk=fiche_id)
-    except FicheTemps.DoesNotExist:
-        raise Refused(_("Fiche %(id)s does not exist.") % {"id": fiche_id}, code=Code.NOT_FOUND) from None
+        row = _locking(own=True, with_projet=with_projet).one(actor=actor.pk, fiche_id=fiche_id)
+        if row is None and sees_everyones_fiches(actor):
+            row = _locking(own=False, with_projet=with_projet).one(actor=actor.pk, fiche_id=fiche_id)
+    if row is None:
+        raise Refused(_("Fiche %(id)s does not exist.") % {"id": fiche_id}, code=Code.NOT_FOUND)
     if row["owner_id"] != actor.pk and not acts_on_everyones_fiches(actor):
         raise Refused(_("Changing someone else's fiche needs the permission to change fiches."), code=Code.FORBIDDEN)
     return row
+
+
+@functools.cache
+def _locking(*, own: bool, with_projet: bool) -> Prepared:
+    """
+    The read of ``locked``: among the actor's own fiches or everyone's, with
+    the project's state or not; prepared once, as every transition makes it.
+    """
+
+    def build(fiche_id: int, actor: int | None = None) -> "QuerySet[Any]":
+        person = None if actor is None else stand_in(actor)
+        fiches = FicheTemps.objects.select_for_update(of=("self",))  # of the fiche's row only: never a project's
+        fiches = fiches.owned_by(person) if own else fiches
+        read: QuerySet[Any] = fiches.filter(pk=fiche_id).values(
+            *STOP_COLUMNS, **(projet_state(person) if with_projet else {})
+        )
+        return read
+
+    return Prepared(build, "fiche_id", *(("actor",) if own or with_projet else ()))
 
 
 ACTIONS = {
@@ -77,8 +109,35 @@ def _require_state(row: Row, action: str, *allowed: str) -> None:
 
 
 def reload(fiche_id: int) -> FicheTemps:
-    fiche: FicheTemps = FicheTemps.objects.with_live_time().select_related("projet", "owner").get(pk=fiche_id)
+    """
+    The fiche as it is now, with its live time (``with_live_time``), its
+    project and its owner; what every transition returns.
+    """
+    row = _RELOADING.one(fiche_id=fiche_id)
+    if row is None:
+        raise FicheTemps.DoesNotExist(f"Fiche {fiche_id} does not exist.")
+    fiche = instance(FicheTemps, row)
+    fiche.temps_live, fiche.db_now = row["temps_live"], row["db_now"]  # type: ignore[attr-defined]
+    fiche.projet = instance(Projet, row, "projet__")
+    fiche.owner = instance(get_user_model(), row, "owner__")
     return fiche
+
+
+# reload()'s read, as select_related would make it.
+_RELOADING = Prepared(
+    lambda fiche_id: (
+        FicheTemps.objects.with_live_time()
+        .filter(pk=fiche_id)
+        .values(
+            *columns(FicheTemps),
+            *columns(Projet, "projet__"),
+            *columns(get_user_model(), "owner__"),
+            "temps_live",
+            "db_now",
+        )
+    ),
+    "fiche_id",
+)
 
 
 def log_event(fiche: FicheTemps, kind: str, actor: Any, **fields: Any) -> None:
@@ -183,7 +242,7 @@ def require_projet_of(row: Row, actor: Any) -> None:
     to it, a continuation) unless it is still open to the fiche's owner (a
     team may have lost them since: refused as forbidden, the project being
     theirs to see through their fiche) and active. A ``row`` read by
-    ``locked`` with ``projet_state(actor)`` costs no query when the actor
+    ``locked`` ``with_projet`` costs no query when the actor
     is the owner; else the project is read again for the owner.
     """
     if row["owner_id"] == actor.pk and "projet_open" in row:
@@ -267,16 +326,39 @@ def _settle_stopped(
     auto_stopped: bool = False,
 ) -> None:
     """Settle the running fiches ``ids`` up to ``at`` + ``offset`` and leave them in ``etat``, not running."""
+    if len(ids) == 1 and at is None and not offset:  # a pause or a finish now: most stops
+        _STOPPING_NOW[auto_stopped].run(fiche_id=ids[0], etat=etat)
+        return
+    FicheTemps.objects.filter(pk__in=ids).update(**_stopped(etat, at=at, offset=offset, auto_stopped=auto_stopped))
+
+
+def _stopped(etat: Any, *, at: Expression | F | None, offset: timedelta, auto_stopped: bool) -> dict[str, Any]:
+    """The changes that stop a running fiche: see ``_settle_stopped``."""
     until = later_of("compte_jusqua") if at is None else at
-    FicheTemps.objects.filter(pk__in=ids).update(
-        etat=etat,
-        temps_impute=settled(until=until, offset=offset, clamp=False),
-        compte_jusqua=None,
-        en_calcul_depuis=None,
-        run_slot=None,
-        auto_stopped=auto_stopped,
-        updated_at=Now(),
+    return {
+        "etat": etat,
+        "temps_impute": settled(until=until, offset=offset, clamp=False),
+        "compte_jusqua": None,
+        "en_calcul_depuis": None,
+        "run_slot": None,
+        "auto_stopped": auto_stopped,
+        "updated_at": Now(),
+    }
+
+
+# A stop of one fiche now, prepared once for each value of auto_stopped.
+_STOPPING_NOW = {
+    auto_stopped: PreparedUpdate(
+        lambda fiche_id, etat, auto_stopped=auto_stopped: (
+            FicheTemps.objects.filter(pk=fiche_id),
+            _stopped(etat, at=None, offset=timedelta(0), auto_stopped=auto_stopped),
+        ),
+        "fiche_id",
+        "etat",
+        text=("etat",),
     )
+    for auto_stopped in (False, True)
+}
 
 
 def _record_stops(rows: list[Row], after: dict[int, timedelta], *, kind: str, actor: Any, reason: str) -> None:
@@ -299,6 +381,9 @@ def _record_stops(rows: list[Row], after: dict[int, timedelta], *, kind: str, ac
     # One UPDATE closes the open stretches of up to 1,000 fiches: no read first,
     # and a CASE short enough to stay cheap per row.
     chunks = list(ends.items())
+    if len(chunks) == 1:
+        _CLOSING_ONE.run(fiche_id=chunks[0][0], end=chunks[0][1])
+        chunks = []
     for start in range(0, len(chunks), 1000):
         chunk = dict(chunks[start : start + 1000])
         Stretch.objects.filter(fiche_id__in=chunk, ended_at__isnull=True).update(
@@ -309,6 +394,21 @@ def _record_stops(rows: list[Row], after: dict[int, timedelta], *, kind: str, ac
     FicheEvent.objects.bulk_create(events)
 
 
+# The owner's running slots, prepared once; unordered, so that they are read from the small index of running slots.
+_RUN_SLOTS = Prepared(
+    lambda owner: FicheTemps.objects.running().filter(owner_id=owner).order_by().values("run_slot", "id"), "owner"
+)
+
+
+# The stretch of one stopped fiche closed, prepared once.
+_CLOSING_ONE = PreparedUpdate(
+    lambda fiche_id, end: (Stretch.objects.filter(fiche_id=fiche_id, ended_at__isnull=True), {"ended_at": end}),
+    "fiche_id",
+    "end",
+    instants=("end",),
+)
+
+
 def _slot_for(owner_id: int) -> int | None:
     """
     A free running slot of the owner (None when FICHE_MAX_RUNNING_PER_OWNER
@@ -317,8 +417,7 @@ def _slot_for(owner_id: int) -> int | None:
     limit = conf.max_running_per_owner()
     if not limit:
         return None
-    # Unordered, so that it is read from the small index of running slots.
-    taken = dict(FicheTemps.objects.running().filter(owner_id=owner_id).order_by().values_list("run_slot", "id"))
+    taken = {row["run_slot"]: row["id"] for row in _RUN_SLOTS.rows(owner=owner_id)}
     for slot in range(limit):
         if slot not in taken:
             return slot
@@ -344,17 +443,13 @@ def _start(
     event; return it. The database's unique slot refuses a racing start, and
     on PostgreSQL its exclusion constraint a start inside the owner's time.
     """
-    at = Now() if at is None else at
     try:
         with ledger.racing_write():  # a lost race leaves the outer transaction usable
-            FicheTemps.objects.filter(pk=fiche_id).update(
-                etat=Etat.EN_CALCUL,
-                compte_jusqua=at,
-                en_calcul_depuis=at,
-                run_slot=_slot_for(owner_id),
-                auto_stopped=False,
-                updated_at=Now(),
-            )
+            slot = _slot_for(owner_id)
+            if at is None:
+                _STARTING_NOW[slot is None].run(fiche_id=fiche_id, slot=slot)
+            else:
+                FicheTemps.objects.filter(pk=fiche_id).update(**_running(at, slot))
     except IntegrityError:
         # Another transaction took the last slot between our read and our write.
         _slot_for(owner_id)  # names the fiche that runs now
@@ -375,6 +470,27 @@ def _start(
         reason=reason,
     )
     return fiche
+
+
+def _running(at: Expression | F, slot: int | None) -> dict[str, Any]:
+    """The changes that start a paused fiche: see ``_start``."""
+    return {
+        "etat": Etat.EN_CALCUL,
+        "compte_jusqua": at,
+        "en_calcul_depuis": at,
+        "run_slot": slot,
+        "auto_stopped": False,
+        "updated_at": Now(),
+    }
+
+
+# A start now, prepared once with a slot and once without (None is written into the SQL).
+_STARTING_NOW = {
+    False: PreparedUpdate(
+        lambda fiche_id, slot: (FicheTemps.objects.filter(pk=fiche_id), _running(Now(), slot)), "fiche_id", "slot"
+    ),
+    True: PreparedUpdate(lambda fiche_id: (FicheTemps.objects.filter(pk=fiche_id), _running(Now(), None)), "fiche_id"),
+}
 
 
 def restart(row: Row, *, at: datetime, reason: str) -> FicheTemps:
@@ -487,7 +603,7 @@ def start_fiche(*, fiche_id: int, actor: Any, at: datetime | None = None) -> Fic
     active; return it.
     """
     with transaction.atomic():
-        row = locked(fiche_id, actor, **projet_state(actor))
+        row = locked(fiche_id, actor, with_projet=True)
         _require_state(row, "start", Etat.EN_PAUSE)
         require_projet_of(row, actor)
         if at is None:
@@ -555,8 +671,7 @@ def switch_fiche(*, from_id: int, to_id: int, actor: Any) -> tuple[FicheTemps, F
     with transaction.atomic():
         # Locked in id order, so that two switches of the same pair cannot deadlock.
         rows = {
-            fiche_id: locked(fiche_id, actor, **(projet_state(actor) if fiche_id == to_id else {}))
-            for fiche_id in sorted((from_id, to_id))
+            fiche_id: locked(fiche_id, actor, with_projet=fiche_id == to_id) for fiche_id in sorted((from_id, to_id))
         }
         source, target = rows[from_id], rows[to_id]
         _require_state(source, "switch from", Etat.EN_CALCUL)

@@ -30,6 +30,7 @@ from django.utils.translation import gettext as _
 
 from timesheet.core import limits
 from timesheet.core.dbtime import db_now
+from timesheet.core.prepared import Prepared
 from timesheet.domain import days
 from timesheet.domain.errors import Code, Refused
 from timesheet.models import FicheEvent, LockedPeriod, Stretch, WeekSheet
@@ -119,11 +120,20 @@ def guard(owner_id: int, earliest: datetime | None, actor: Any, latest: datetime
     then return the note that audits it ("" when nothing held is touched).
     """
     hold_owner(owner_id)
+    if earliest is None and latest is None:  # a start or a stop now: nearly every transition
+        held = _HELD_FROM_NOW.rows(owner=owner_id, limit=5)
+        return _refuse_weeks([(sheet["week"], sheet["state"]) for sheet in held], actor)
     note = "" if earliest is None else _guard_locked_days(owner_id, earliest, actor)
     weeks = held_weeks(owner_id).filter(ends_at__gt=Now() if earliest is None else earliest)
     if latest is not None:
         weeks = weeks.filter(starts_at__lt=latest)
     return _refuse_weeks(weeks.order_by("starts_at").values_list("week", "state")[:5], actor) or note
+
+
+# guard()'s read of the weeks held from now on, prepared once.
+_HELD_FROM_NOW = Prepared(
+    lambda owner: held_weeks(owner).filter(ends_at__gt=Now()).order_by("starts_at").values("week", "state"), "owner"
+)
 
 
 def guard_day(owner_id: int, day: date, actor: Any) -> str:
