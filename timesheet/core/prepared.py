@@ -20,13 +20,13 @@ become parameters, and a run refuses a value of another type.
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Model, QuerySet
-from django.db.models.sql import UpdateQuery
+from django.db.models import DateTimeField, DurationField, Field, Model, QuerySet
+from django.db.models.sql import InsertQuery, UpdateQuery
 
 ModelT = TypeVar("ModelT", bound=Model)
 
@@ -46,11 +46,19 @@ class _InstantMarker(datetime):
     """A placeholder instant, found again by its value as the database takes it."""
 
 
+class _SpanMarker(timedelta):
+    """A placeholder duration, found again by its value as the database takes it."""
+
+
 _MARKERS: dict[type, Callable[[int], Any]] = {
     int: lambda index: _IntMarker(_INT_BASE + index),
     str: lambda index: _TextMarker(f"\x1fprepared:{index}\x1f"),
     datetime: lambda index: _InstantMarker(1901, 2, 3, 4, 5, 6, 100_003 + index, tzinfo=UTC),
+    timedelta: lambda index: _SpanMarker(days=12_345, microseconds=100_003 + index),
 }
+# How the database takes each kind of value: as these fields hand it over.
+_FIELDS: "dict[type, Field[Any, Any]]" = {datetime: DateTimeField(), timedelta: DurationField()}
+_ANY_MARKER = (bool, _IntMarker, _TextMarker, _InstantMarker, _SpanMarker)
 
 
 @dataclass(frozen=True)
@@ -65,10 +73,18 @@ class _Compiled:
 class _Statement:
     """What reads and writes share: markers in, slots found, values checked and put in their places."""
 
-    def __init__(self, params: tuple[str, ...], *, text: tuple[str, ...] = (), instants: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        params: tuple[str, ...],
+        *,
+        text: tuple[str, ...] = (),
+        instants: tuple[str, ...] = (),
+        spans: tuple[str, ...] = (),
+    ) -> None:
         self._params = params
         self._kinds: dict[str, type] = {
-            name: (str if name in text else datetime if name in instants else int) for name in params
+            name: (str if name in text else datetime if name in instants else timedelta if name in spans else int)
+            for name in params
         }
         self._compiled: dict[tuple[str, str], _Compiled] = {}
         self._lock = threading.Lock()
@@ -96,7 +112,7 @@ class _Statement:
         slots = tuple(
             (index, by_value[param])
             for index, param in enumerate(params)
-            if isinstance(param, int | str | datetime) and not isinstance(param, bool) and param in by_value
+            if isinstance(param, int | str | datetime | timedelta) and not isinstance(param, bool) and param in by_value
         )
         missing = set(self._params) - {name for _index, name in slots}
         inlined = {name for name, marker in markers.items() if str(marker) in sql}
@@ -105,16 +121,17 @@ class _Statement:
         return slots
 
     def _adapted(self, wrapper: BaseDatabaseWrapper, name: str, value: Any) -> Any:
-        if self._kinds[name] is datetime:
-            return wrapper.ops.adapt_datetimefield_value(value)
-        return self._kinds[name](value)  # a choice's plain value
+        kind = self._kinds[name]
+        if kind in _FIELDS:
+            return _FIELDS[kind].get_db_prep_value(value, wrapper)
+        return kind(value)  # a choice's plain value
 
     def _params_for(self, wrapper: BaseDatabaseWrapper, compiled: _Compiled, values: Mapping[str, Any]) -> list[Any]:
         params = list(compiled.params)
         for index, name in compiled.slots:
             value, kind = values[name], self._kinds[name]
             # Markers are ints, strs and datetimes too: one here would be a statement built in place of a value.
-            invalid = isinstance(value, bool | _IntMarker | _TextMarker | _InstantMarker)
+            invalid = isinstance(value, _ANY_MARKER)
             if not isinstance(value, kind) or invalid or (isinstance(value, datetime) and value.tzinfo is None):
                 raise TypeError(f"Prepared statement: {name} takes a value of type {kind.__name__}, not {value!r}.")
             params[index] = self._adapted(wrapper, name, value)
@@ -207,6 +224,37 @@ class PreparedUpdate(_Statement):
             cursor.execute(compiled.sql, self._params_for(wrapper, compiled, values))
             changed: int = cursor.rowcount
         return changed
+
+
+class PreparedInsert(_Statement):
+    """
+    An INSERT of one row of a fixed shape: ``build(**markers)`` returns the
+    unsaved instance, as ``Model.objects.create()`` takes it (its database
+    defaults left to the database); markers as ``Prepared``'s, and
+    ``timedelta`` ones named in ``spans``.
+    """
+
+    def __init__(self, build: Callable[..., Model], *params: str, **kinds: tuple[str, ...]) -> None:
+        super().__init__(params, **kinds)
+        self._build = build
+
+    def _compile(self, wrapper: BaseDatabaseWrapper) -> _Compiled:
+        markers = self._markers()
+        row = self._build(**markers)
+        meta = row._meta
+        # What Model.save() inserts of a new row: its stored columns but the generated and the automatic id.
+        fields = [field for field in meta.local_concrete_fields if not field.generated and field is not meta.auto_field]
+        query = InsertQuery(type(row))
+        query.insert_values(fields, [row])
+        ((sql, params),) = query.get_compiler(connection=wrapper).as_sql()
+        return _Compiled(sql=sql, params=tuple(params), slots=self._slots(wrapper, markers, sql, list(params)))
+
+    def run(self, *, using: str = DEFAULT_DB_ALIAS, **values: Any) -> None:
+        """Insert the row with ``values`` in the markers' places."""
+        wrapper = connections[using]
+        compiled = self._compiled_for(wrapper)
+        with wrapper.cursor() as cursor:
+            cursor.execute(compiled.sql, self._params_for(wrapper, compiled, values))
 
 
 def _converted(wrapper: BaseDatabaseWrapper, compiled: _Compiled, fetched: list[Any]) -> Iterator[tuple[Any, ...]]:

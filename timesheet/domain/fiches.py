@@ -24,7 +24,7 @@ from django.utils.translation import ngettext, pgettext_lazy
 
 from timesheet.core import conf, limits, wake
 from timesheet.core.dbtime import DurationSum, db_now, later_of, settled
-from timesheet.core.prepared import Prepared, PreparedUpdate, columns, instance
+from timesheet.core.prepared import Prepared, PreparedInsert, PreparedUpdate, columns, instance
 from timesheet.domain import budget_marks, days, ledger, locks
 from timesheet.domain.errors import Code, Refused
 from timesheet.domain.twins import async_twin
@@ -391,7 +391,49 @@ def _record_stops(rows: list[Row], after: dict[int, timedelta], *, kind: str, ac
         )
     budget_marks.touch({row["projet_id"] for row in rows})
     wake.announce()
-    FicheEvent.objects.bulk_create(events)
+    _write_events(events)
+
+
+# The event of one start or stop by a person, prepared once: nearly every transition writes one.
+_EVENT = PreparedInsert(
+    lambda fiche_id, kind, actor_id, at, delta, temps_impute, reason: FicheEvent(
+        fiche_id=fiche_id, kind=kind, actor_id=actor_id, at=at, delta=delta, temps_impute=temps_impute, reason=reason
+    ),
+    *("fiche_id", "kind", "actor_id", "at", "delta", "temps_impute", "reason"),
+    text=("kind", "reason"),
+    instants=("at",),
+    spans=("delta", "temps_impute"),
+)
+
+
+def _write_events(events: list[FicheEvent]) -> None:
+    """Write ``events``: one by a person through its prepared insert, any others as a batch."""
+    if len(events) == 1 and events[0].actor_id is not None and not events[0].changes and events[0].applies_to is None:
+        (event,) = events
+        _EVENT.run(
+            fiche_id=event.fiche_id,
+            kind=event.kind,
+            actor_id=event.actor_id,
+            at=event.at,
+            delta=event.delta,
+            temps_impute=event.temps_impute,
+            reason=event.reason,
+        )
+    else:
+        FicheEvent.objects.bulk_create(events)
+
+
+# A start's stretch, prepared once for each value of ``exclusive``.
+_STRETCH = {
+    exclusive: PreparedInsert(
+        lambda fiche_id, owner_id, started_at, exclusive=exclusive: Stretch(
+            fiche_id=fiche_id, owner_id=owner_id, started_at=started_at, exclusive=exclusive
+        ),
+        *("fiche_id", "owner_id", "started_at"),
+        instants=("started_at",),
+    )
+    for exclusive in (False, True)
+}
 
 
 # The owner's running slots, prepared once; unordered, so that they are read from the small index of running slots.
@@ -458,10 +500,10 @@ def _start(
     since = fiche.en_calcul_depuis
     assert since is not None  # running, so marked (the database's constraint)
     with ledger.refusing_overlaps(owner_id, since, None):
-        Stretch.objects.create(fiche_id=fiche_id, owner_id=owner_id, started_at=since, exclusive=ledger.exclusive())
+        _STRETCH[ledger.exclusive()].run(fiche_id=fiche_id, owner_id=owner_id, started_at=since)
     budget_marks.touch([fiche.projet_id])
     wake.announce()
-    FicheEvent.objects.create(
+    started = FicheEvent(
         fiche_id=fiche_id,
         kind=FicheEvent.Kind.STARTED,
         actor=actor,
@@ -469,6 +511,7 @@ def _start(
         temps_impute=fiche.temps_impute,
         reason=reason,
     )
+    _write_events([started])
     return fiche
 
 
