@@ -6,12 +6,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tests.factories import make_fiche, person, project, running_fiche
-from timesheet.core.prepared import Prepared, PreparedUpdate, columns, instance
+from timesheet.core.prepared import Prepared, PreparedInsert, PreparedUpdate, columns, instance
 from timesheet.domain import fiches
 from timesheet.domain.errors import Code, Refused
 from timesheet.domain.selectors import fiche_list, fiche_page, fiche_row
 from timesheet.domain.serialize import fiche_rows
-from timesheet.models import Etat, FicheTemps, Projet
+from timesheet.models import Etat, FicheEvent, FicheTemps, Projet
 
 pytestmark = pytest.mark.django_db
 
@@ -94,6 +94,41 @@ def test_a_prepared_update_changes_the_rows_of_each_value_it_is_run_with(projet,
     ]
     with pytest.raises(TypeError, match="takes a value of type datetime"):
         relabel.run(fiche=first.pk, label="x", at=instant.replace(tzinfo=None))
+
+
+def test_a_prepared_insert_writes_the_row_create_would_with_the_databases_defaults(projet, user):
+    fiche = make_fiche(projet, user, "x")
+    event = PreparedInsert(
+        lambda fiche, at, delta, reason: FicheEvent(
+            fiche_id=fiche,
+            kind=FicheEvent.Kind.PAUSED,
+            actor_id=user.pk,
+            at=at,
+            delta=delta,
+            temps_impute=delta,
+            reason=reason,
+        ),
+        *("fiche", "at", "delta", "reason"),
+        instants=("at",),
+        spans=("delta",),
+        text=("reason",),
+    )
+    instant = datetime(2026, 10, 25, 1, 30, 0, 654321, tzinfo=UTC)
+    lengths = [timedelta(hours=1, microseconds=7), timedelta(0), timedelta(days=-1, seconds=3)]
+
+    for number, length in enumerate(lengths):
+        event.run(fiche=fiche.pk, at=instant + timedelta(minutes=number), delta=length, reason=f"r{number}")
+    created = FicheEvent.objects.create(
+        fiche=fiche, kind=FicheEvent.Kind.PAUSED, actor=user, at=instant, temps_impute=timedelta(0)
+    )
+
+    written = list(FicheEvent.objects.filter(reason__startswith="r").order_by("id"))
+    assert [(row.at, row.delta, row.temps_impute, row.reason) for row in written] == [
+        (instant + timedelta(minutes=number), length, length, f"r{number}") for number, length in enumerate(lengths)
+    ]
+    created.refresh_from_db()
+    assert all(row.txid == created.txid for row in written)  # the same database default (0 on SQLite)
+    assert all(row.recorded_at is not None and row.changes == {} and row.applies_to is None for row in written)
 
 
 def test_columns_and_instance_build_the_models_the_orm_builds(projet, user):
