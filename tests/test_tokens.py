@@ -260,6 +260,17 @@ def test_a_new_window_opens_when_the_last_one_ends(shared_cache, settings):
     wait_until(lambda: throttle.allow_request(a_tokens_request()), every=0.05)  # the next window's first
 
 
+def test_a_window_left_without_an_expiry_ends_a_period_later(shared_cache, settings):
+    # As a window whose expiry was lost (the store failed between INCR and its repair): a count, no end, no expiry.
+    settings.API_TOKEN_RATE = "2/s"
+    cache.set("throttle:token:1:1", 50, None)
+    throttle = TokenRateThrottle()
+
+    assert not throttle.allow_request(a_tokens_request())
+    assert 0 < throttle.wait() <= 1
+    wait_until(lambda: throttle.allow_request(a_tokens_request()), every=0.05)  # the next window's first
+
+
 def test_the_windows_count_expires_on_redis(redis_url, settings):
     settings.CACHES = {
         "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": redis_url, "KEY_PREFIX": "t"}

@@ -105,7 +105,14 @@ class TokenRateThrottle(BaseThrottle):
                 ends = time.time() + period
                 cache.set(ends_key, ends, period)
                 return 1, ends
-            return count, cache.get(ends_key)
+            ends = cache.get(ends_key)
+            if ends is None:
+                # A window with no known end may have none: its key left without an expiry when the repair
+                # above failed. Give it one from now, once: no token is refused for more than a period more.
+                ends = time.time() + period
+                cache.touch(key, period)
+                cache.set(ends_key, ends, period)
+            return count, ends
         return 1, None  # the window kept ending under us: nothing left to count against
 
     def _say_store_down(self) -> None:
