@@ -37,7 +37,9 @@ def test_the_web_unit_runs_several_workers_that_share_a_redis():
     assert "--workers ${WEB_CONCURRENCY}" in exec_start
     environment = " ".join(unit_lines("Environment="))
     assert "WEB_CONCURRENCY=4" in environment.split()
-    assert "/opt/fiches/.venv/bin/python manage.py check" in unit_lines("ExecStartPre=")  # bad settings stop it
+    assert "/opt/fiches/.venv/bin/python manage.py check --database default" in unit_lines(
+        "ExecStartPre="
+    )  # bad settings stop it
     example = (ROOT / "deploy" / "fiches.env.example").read_text().splitlines()
     assert any(line.startswith("REDIS_URL=redis://") for line in example)
 

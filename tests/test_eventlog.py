@@ -188,3 +188,44 @@ def test_readers_miss_nothing_under_a_storm_of_writers_and_a_writer_killed_mid_t
     )
     assert sum(int(output.split()[-1]) for output in outputs) == len(committed) > 0
     assert seen == committed
+
+
+# After a restore into another cluster ------------------------------------------------------------
+
+
+def test_events_from_a_restored_clusters_transactions_are_a_failed_check_until_rebased(capsys):
+    from django.core.management import call_command
+
+    from timesheet.domain import webhooks
+    from timesheet.models import WebhookSubscription
+
+    postgresql_only("transaction ids")
+    owner, projet = person("alice"), project()
+    fiche = make_fiche(projet, owner)
+    for _ in range(3):
+        fiches.start_fiche(fiche_id=fiche.pk, actor=owner)
+        fiches.pause_fiche(fiche_id=fiche.pk, actor=owner)
+    events = list(FicheEvent.objects.order_by("id"))
+    # As a dump of another cluster whose ids ran far ahead, restored here: the same rows, their old ids.
+    ahead = xact.next_id() + 1_000_000
+    for number, event in enumerate(events):
+        FicheEvent.objects.filter(pk=event.pk).update(txid=ahead + number)
+    delivered = events[2]
+    subscription = WebhookSubscription.objects.create(
+        name="hook", url="https://example.com/hook", secret="s", cursor_txid=ahead + 2, cursor=delivered.pk
+    )
+    assert not webhooks.pending_events(subscription).exists()  # held back: those ids are still to come here
+    (error,) = eventlog.check_written_ahead(databases=["default"])
+    assert error.id == "timesheet.E090" and str(len(events)) in error.msg
+
+    call_command("rebase_event_log")
+
+    assert f"{len(events)} events now carry transaction id 0, 1 webhook cursors moved" in capsys.readouterr().out
+    assert eventlog.check_written_ahead(databases=["default"]) == []
+    subscription.refresh_from_db()
+    assert [event.pk for event in webhooks.pending_events(subscription)] == [event.pk for event in events[3:]]
+    fiches.start_fiche(fiche_id=fiche.pk, actor=owner)  # written from now on: after them all
+    newest = FicheEvent.objects.latest("id")
+    assert [event.pk for event in webhooks.pending_events(subscription)][-1] == newest.pk
+    assert eventlog.rebase() == eventlog.Rebased(events=0, subscriptions=0)  # nothing ahead: nothing changed
+    assert FicheEvent.objects.get(pk=newest.pk).txid == newest.txid > 0

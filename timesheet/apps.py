@@ -9,4 +9,5 @@ class TimesheetConfig(AppConfig):
 
     def ready(self):
         from timesheet.core import checks  # noqa: F401  (registers the system checks)
+        from timesheet.domain import eventlog  # noqa: F401  (registers its check of the database)
         from timesheet.web import admin  # noqa: F401  (registers the admin's pages: not at Django's timesheet.admin)

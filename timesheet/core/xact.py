@@ -45,3 +45,19 @@ def horizon(using: str = "default") -> int | None:
         row = cursor.fetchone()
     assert row is not None
     return int(row[0])
+
+
+def next_id(using: str = "default") -> int | None:
+    """
+    The first transaction id this database has not handed out yet (None on
+    SQLite). Read from a snapshot, it gives the reading transaction no id of
+    its own.
+    """
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
+        row = cursor.fetchone()
+    assert row is not None
+    return int(row[0])

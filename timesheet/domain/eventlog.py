@@ -8,11 +8,14 @@ later can come before one already read. Writers take no shared lock for it.
 """
 
 from dataclasses import dataclass
+from typing import Any
 
+from django.core.checks import CheckMessage, Error, Tags, register
+from django.db import connection, transaction
 from django.db.models import Q, QuerySet
 
 from timesheet.core import xact
-from timesheet.models import FicheEvent
+from timesheet.models import FicheEvent, WebhookSubscription
 
 
 @dataclass(frozen=True, order=True)
@@ -59,3 +62,75 @@ def read(position: Position, *, limit: int) -> tuple[list[FicheEvent], Position]
     if horizon is not None and len(events) < limit:
         after = max(after, Position(horizon, 0))
     return events, after
+
+
+# After a restore into another cluster -----------------------------------------------------------
+
+
+def written_ahead() -> int:
+    """
+    How many events carry a transaction id this database has not handed out
+    yet: written by another PostgreSQL cluster, before a dump of it was
+    restored into this one (0 on SQLite, and normally). Readers take them for
+    transactions still to come: webhooks deliver nothing until this cluster's
+    ids pass theirs.
+    """
+    next_id = xact.next_id()
+    return 0 if next_id is None else FicheEvent.objects.filter(txid__gte=next_id).count()
+
+
+@dataclass(frozen=True)
+class Rebased:
+    events: int  # events whose transaction id was set to 0
+    subscriptions: int  # webhook subscriptions whose cursor was moved
+
+
+def rebase() -> Rebased:
+    """
+    Make the log readable again after a restore into another cluster: every
+    event written so far gets transaction id 0 (its order is then its id's,
+    before anything written from now on), and each webhook subscription's
+    cursor moves to just before the first event it had not delivered, in
+    that order, so that none is skipped (a few delivered ones may come
+    again; each carries its id). The events' table is locked meanwhile, and
+    waits for the writers already in it: every event is final then. Changes
+    nothing unless some event is ahead (``written_ahead``): the live streams
+    read from this cluster's own ids. Returns what it changed.
+    """
+    with transaction.atomic():
+        if connection.vendor != "postgresql":
+            return Rebased(events=0, subscriptions=0)
+        with connection.cursor() as cursor:
+            table = connection.ops.quote_name(FicheEvent._meta.db_table)
+            cursor.execute(f"LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE")
+        if not written_ahead():
+            return Rebased(events=0, subscriptions=0)
+        last = FicheEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
+        moved = 0
+        for subscription in WebhookSubscription.objects.select_for_update().order_by("pk"):
+            after = Position(subscription.cursor_txid, subscription.cursor)
+            first = pending(after, None).order_by("id").values_list("id", flat=True).first()
+            cursor_id = last if first is None else first - 1
+            if (subscription.cursor_txid, subscription.cursor) != (0, cursor_id):
+                WebhookSubscription.objects.filter(pk=subscription.pk).update(cursor_txid=0, cursor=cursor_id)
+                moved += 1
+        events = FicheEvent.objects.filter(txid__gt=0).update(txid=0)
+    return Rebased(events=events, subscriptions=moved)
+
+
+@register(Tags.database)
+def check_written_ahead(app_configs: Any = None, databases: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """E090: events from another cluster's transactions (a restore), which hold the webhooks back."""
+    if not databases or "default" not in databases:
+        return []
+    ahead = written_ahead()
+    if not ahead:
+        return []
+    return [
+        Error(
+            f"{ahead} events carry transaction ids this PostgreSQL cluster has not reached yet: they were written "
+            "by another cluster, before a restore into this one, and the webhooks deliver nothing until it does.",
+            hint="Run 'python manage.py rebase_event_log' once, with the workers stopped.",
+            id="timesheet.E090",
+        )
+    ]
