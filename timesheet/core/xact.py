@@ -37,14 +37,7 @@ def horizon(using: str = "default") -> int | None:
     The transaction id below which every writer has ended: what a reader may
     read up to now. None where ids grow in commit order (SQLite): no bound.
     """
-    connection = connections[using]
-    if connection.vendor != "postgresql":
-        return None
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
-        row = cursor.fetchone()
-    assert row is not None
-    return int(row[0])
+    return _snapshot_bound("pg_snapshot_xmin", using)
 
 
 def next_id(using: str = "default") -> int | None:
@@ -53,11 +46,16 @@ def next_id(using: str = "default") -> int | None:
     SQLite). Read from a snapshot, it gives the reading transaction no id of
     its own.
     """
+    return _snapshot_bound("pg_snapshot_xmax", using)
+
+
+def _snapshot_bound(bound: str, using: str) -> int | None:
+    """One bound (``pg_snapshot_xmin`` or ``pg_snapshot_xmax``) of the current snapshot, on PostgreSQL."""
     connection = connections[using]
     if connection.vendor != "postgresql":
         return None
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
+        cursor.execute(f"SELECT {bound}(pg_current_snapshot())::text::bigint")
         row = cursor.fetchone()
     assert row is not None
     return int(row[0])
