@@ -386,13 +386,13 @@ def test_a_stop_instant_out_of_range_is_refused_in_the_products_words(alice, pro
 # Requests signed by a bearer token alone: past the session's middleware, no trip to a thread ------------
 
 
-def through_the_async_stack(*requests):
+def through_the_async_stack(*requests, raise_request_exception=True):
     """Each (method, path, headers, body) through Django's async handler, as uvicorn serves it; return the responses."""
     from asgiref.sync import async_to_sync
     from django.test import AsyncClient
 
     async def scenario():
-        client = AsyncClient()
+        client = AsyncClient(raise_request_exception=raise_request_exception)
         responses = []
         for method, path, headers, body in requests:
             kwargs = {"headers": headers}
@@ -488,6 +488,32 @@ def test_a_token_alone_is_answered_as_down_the_whole_middleware(user, write_toke
     assert (alone.status_code, without_clock(alone.content)) == (whole.status_code, without_clock(whole.content))
     assert {name: alone.get(name) for name in HEADERS_KEPT} == {name: whole.get(name) for name in HEADERS_KEPT}
     assert alone.get("X-Frame-Options") == "DENY" and alone.get("X-Content-Type-Options") == "nosniff"
+
+
+@pytest.mark.parametrize(
+    "middleware, hook",
+    [
+        ("django.middleware.locale.LocaleMiddleware", "process_response"),
+        ("django.middleware.common.CommonMiddleware", "process_request"),
+    ],
+)
+def test_a_middleware_that_fails_is_answered_as_down_the_whole_middleware(monkeypatch, write_token, middleware, hook):
+    monkeypatch.setattr(f"{middleware}.{hook}", failing, raising=False)
+    bearer = {"Authorization": f"Bearer {write_token}"}
+    alone, whole = through_the_async_stack(
+        ("get", "/api/fiches/", dict(bearer), None),
+        ("get", "/api/fiches/", {**bearer, "Cookie": STRAY_SESSION}, None),
+        raise_request_exception=False,
+    )
+    assert alone.status_code == whole.status_code == 500
+    # The hooks outside the one that failed still ran: their headers are on the 500 too (the security ones'
+    # outermost of all).
+    assert {name: alone.get(name) for name in HEADERS_KEPT} == {name: whole.get(name) for name in HEADERS_KEPT}
+    assert alone.get("X-Content-Type-Options") == "nosniff"
+
+
+def failing(self, *args):
+    raise RuntimeError("a middleware's bug")
 
 
 def test_a_token_can_still_sign_out_and_sign_in_where_a_session_is_made(user, write_token):

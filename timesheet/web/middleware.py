@@ -14,7 +14,7 @@ from django.contrib.auth.middleware import AuthenticationMiddleware
 from django.contrib.messages.middleware import MessageMiddleware
 from django.contrib.sessions.middleware import SessionMiddleware
 from django.core.handlers.base import BaseHandler
-from django.core.handlers.exception import convert_exception_to_response
+from django.core.handlers.exception import convert_exception_to_response, response_for_exception
 from django.middleware.clickjacking import XFrameOptionsMiddleware
 from django.middleware.common import CommonMiddleware
 from django.middleware.csrf import CsrfViewMiddleware
@@ -189,19 +189,33 @@ class _Inline:
         ran = []
         response: Any = None
         for hook in self.hooks:
-            ran.append(hook)
             if hasattr(hook, "process_request"):
-                response = hook.process_request(request)
-                if response is not None:
+                try:
+                    response = hook.process_request(request)
+                except (
+                    Exception
+                ) as exc:  # answered at this hook, as Django's wrapper around it would: the outer ones see it
+                    response = await _answer_for(request, exc)
                     break
+            ran.append(hook)
+            if response is not None:
+                break
         if response is None:
             response = await self.inner(request)
         for hook in reversed(ran):
-            if isinstance(hook, SessionMiddleware) and _session_touched(request):
-                response = await sync_to_async(hook.process_response)(request, response)
-            elif hasattr(hook, "process_response"):
-                response = hook.process_response(request, response)
+            try:
+                if isinstance(hook, SessionMiddleware) and _session_touched(request):
+                    response = await sync_to_async(hook.process_response)(request, response)
+                elif hasattr(hook, "process_response"):
+                    response = hook.process_response(request, response)
+            except Exception as exc:
+                response = await _answer_for(request, exc)
         return response
+
+
+async def _answer_for(request, exc: Exception) -> Any:
+    """The response Django gives ``exc`` raised in a middleware (a 500, logged; a 400 or 404 as such)."""
+    return await sync_to_async(response_for_exception, thread_sensitive=False)(request, exc)
 
 
 def _session_touched(request) -> bool:
