@@ -260,6 +260,39 @@ def test_a_new_window_opens_when_the_last_one_ends(shared_cache, settings):
     wait_until(lambda: throttle.allow_request(a_tokens_request()), every=0.05)  # the next window's first
 
 
+def test_an_async_requests_rate_is_counted_off_the_event_loop(alice, settings, monkeypatch):
+    import asyncio
+
+    from asgiref.sync import async_to_sync
+    from django.test import AsyncClient
+
+    from timesheet.web.api import throttles
+
+    settings.API_TOKEN_RATE = "2/hour"
+    on_the_loop = []
+    real_add, real_incr = throttles.cache.add, throttles.cache.incr
+
+    def noted(real):
+        def call(*args, **kwargs):
+            on_the_loop.append(asyncio._get_running_loop() is not None)
+            return real(*args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(throttles.cache, "add", noted(real_add))
+    monkeypatch.setattr(throttles.cache, "incr", noted(real_incr))
+    token = make_token(alice)["token"]
+
+    async def three_requests():
+        client = AsyncClient()
+        return [(await client.get("/api/fiches/", headers={"Authorization": f"Bearer {token}"})) for _ in range(3)]
+
+    answers = async_to_sync(three_requests)()
+    assert [answer.status_code for answer in answers] == [200, 200, 429], answers[0].content  # still counted, each once
+    assert on_the_loop and not any(on_the_loop)
+    cache.clear()
+
+
 def test_a_window_left_without_an_expiry_ends_a_period_later(shared_cache, settings):
     # As a window whose expiry was lost (the store failed between INCR and its repair): a count, no end, no expiry.
     settings.API_TOKEN_RATE = "2/s"

@@ -11,7 +11,6 @@ import hmac
 import secrets
 from datetime import timedelta
 
-from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
 from django.db.models import Q
 from django.db.models.functions import Now
@@ -108,6 +107,5 @@ def still_usable(token_ids) -> set[int]:
     return set(ApiToken.objects.usable().filter(pk__in=token_ids).values_list("pk", flat=True))
 
 
-aauthenticate = sync_to_async(authenticate)
 acreate_token = async_twin(create_token)
 arevoke_token = async_twin(revoke_token)

@@ -29,7 +29,7 @@ from timesheet.web.api.common import (
     describe,
     renderer,
 )
-from timesheet.web.api.throttles import TokenRateThrottle
+from timesheet.web.api.throttles import TOKEN_RATE
 from timesheet.web.http import error as json_error
 
 logger = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ api = Api(
     ),
     urls_namespace="api",
     auth=[BearerToken(), Session()],
-    throttle=[TokenRateThrottle()],
+    throttle=[TOKEN_RATE],
     parser=JsonParser(),
     renderer=renderer,
 )

@@ -8,6 +8,7 @@ import json
 from datetime import datetime
 from typing import Annotated, Any
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from ninja import Field, Schema
@@ -21,6 +22,7 @@ from pydantic import BeforeValidator, ConfigDict
 from timesheet.domain import tokens
 from timesheet.domain.errors import Code
 from timesheet.models import ApiToken
+from timesheet.web.api.throttles import TOKEN_RATE
 from timesheet.web.http import session_user
 
 MAX_ID = 2**63 - 1
@@ -44,13 +46,19 @@ class BearerToken(HttpBearer):
     """A personal API token; a read-only one may not change anything."""
 
     async def authenticate(self, request, token):
-        api_token = await tokens.aauthenticate(token)
-        if api_token is None:
-            raise AuthenticationError(401, "The token is unknown, expired or revoked.")
-        if request.method not in SAFE_METHODS and api_token.scope != ApiToken.Scope.WRITE:
-            raise HttpError(403, "This token is read-only: make one with the write scope to change fiches.")
-        request.api_token = api_token
-        return api_token.user
+        return (await sync_to_async(_authenticated)(request, token)).user
+
+
+def _authenticated(request, raw: str) -> ApiToken:
+    """The usable token ``raw`` is, for ``request``, which is counted against its rate on this same thread."""
+    api_token = tokens.authenticate(raw)
+    if api_token is None:
+        raise AuthenticationError(401, "The token is unknown, expired or revoked.")
+    if request.method not in SAFE_METHODS and api_token.scope != ApiToken.Scope.WRITE:
+        raise HttpError(403, "This token is read-only: make one with the write scope to change fiches.")
+    request.api_token = api_token
+    TOKEN_RATE.count(request)
+    return api_token
 
 
 class Session(APIKeyCookie):

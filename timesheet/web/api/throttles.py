@@ -17,8 +17,8 @@ PERIODS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hour": 3600, "d": 8
 # How often a process says, at most, that the shared store does not answer.
 STORE_DOWN_LOG_SECONDS = 60.0
 # After the store failed to answer, how long a process lets token requests through without asking it:
-# Ninja checks throttles on the event loop, so each ask of a store that does not answer holds every
-# request and stream of the process for the client's timeout.
+# each ask of a store that does not answer holds one of the process's few request threads for the
+# client's timeout.
 STORE_RETRY_SECONDS = 5.0
 
 
@@ -62,7 +62,22 @@ class TokenRateThrottle(BaseThrottle):
         self._store_down_logged = -STORE_DOWN_LOG_SECONDS
         self._store_skipped_until = 0.0
 
+    def count(self, request: HttpRequest) -> None:
+        """
+        Count ``request`` now, for ``allow_request`` to answer later: called on
+        the thread that authenticated its token, so that the store's round
+        trips never hold the event loop (Ninja asks throttles on it).
+        """
+        request._token_rate_verdict = (self._allowed(request), self.wait())  # type: ignore[attr-defined]
+
     def allow_request(self, request: HttpRequest) -> bool:
+        verdict = getattr(request, "_token_rate_verdict", None)
+        if verdict is None:  # not counted yet (a synchronous stack): now
+            return self._allowed(request)
+        allowed, self._wait.seconds = verdict
+        return bool(allowed)
+
+    def _allowed(self, request: HttpRequest) -> bool:
         self._wait.seconds = None
         api_token = getattr(request, "api_token", None)
         if api_token is None or monotonic() < self._store_skipped_until:
@@ -120,3 +135,7 @@ class TokenRateThrottle(BaseThrottle):
         if now - self._store_down_logged >= STORE_DOWN_LOG_SECONDS:
             self._store_down_logged = now
             logger.warning("The cache does not answer: API token requests are not rate-limited.", exc_info=True)
+
+
+# The API's one token rate: its operations' throttle, and counted as each token is authenticated.
+TOKEN_RATE = TokenRateThrottle()
