@@ -11,6 +11,10 @@ stream, the database queries per second made for the streams, the API's
 p50/p99 latency without and with the streams open, and the time from a
 transition's commit to its event reaching its owner's stream (woken by
 LISTEN/NOTIFY on PostgreSQL, with DATABASE_URL set; by polling on SQLite).
+For each measured run it also prints what stalled the server's event loop:
+its lag, and the garbage collector's passes by generation; at the end, how
+many objects the collector tracks and how long a full pass over them takes.
+With --diagnose, also the loop's slow callbacks and the objects by type.
 
 The open file limit (RLIMIT_NOFILE) is raised as far as its hard limit
 allows, for the server and for the streams' client side here; past it, fewer
@@ -66,6 +70,18 @@ def parse_args():
         type=int,
         default=200,
         help="transitions timed from commit to stream (default: %(default)s; a tenth of it on SQLite, which polls)",
+    )
+    parser.add_argument(
+        "--diagnose",
+        action="store_true",
+        help="also time the server's event loop callbacks (20 ms or more, by what they ran) and count its objects "
+        "by type: slower, for finding what stalls it",
+    )
+    parser.add_argument(
+        "--gc-thresholds",
+        default="",
+        help="the server's collector thresholds instead of timesheet.web.collector's, such as 700,10,10 "
+        "(Python's defaults): to compare",
     )
     args = parser.parse_args()
     if args.streams < FEW + 2:
@@ -224,6 +240,12 @@ async def query_counts(port):
     return json.loads(body)
 
 
+async def server_pauses(port, *, count_objects=False):
+    """What stalled the server since the previous call (``bench/stream_app.py``), and start anew."""
+    _status, body, _ = await request(port, "GET", "/__bench__/pauses" + ("?objects" if count_objects else ""))
+    return json.loads(body)
+
+
 async def stream_query_rate(port, seconds):
     before = await query_counts(port)
     await asyncio.sleep(seconds)
@@ -287,7 +309,9 @@ async def wake_latencies(watched, timed, samples, *, listening):
 
 async def scenario(port, server_pid, sessions, fiche_ids, toggled, timed, args, samples, listening):
     await api_latencies(port, sessions[0], fiche_ids, 50, args.concurrency)  # warm-up, not measured
+    await server_pauses(port)
     idle_p50, idle_p99, _ = await measured_latencies(port, sessions, fiche_ids, toggled, args)
+    idle_pauses = await server_pauses(port)
 
     few = [StreamClient(session, watch=(i == 6)) for i, session in enumerate(sessions[1 : FEW + 1], start=1)]
     watched = few[5]
@@ -306,8 +330,11 @@ async def scenario(port, server_pid, sessions, fiche_ids, toggled, timed, args, 
     rss_after, threads_after = proc_status(server_pid, "VmRSS"), proc_status(server_pid, "Threads")
     many_rate = await stream_query_rate(port, args.window)
 
+    await server_pauses(port)
     busy_p50, busy_p99, transitions = await measured_latencies(port, sessions, fiche_ids, toggled, args)
+    busy_pauses = await server_pauses(port)
     wakes = await wake_latencies(watched, timed, samples, listening=listening) if samples else []
+    wake_pauses = await server_pauses(port, count_objects=True)
     await asyncio.sleep(POLL_SECONDS * 1.5)  # the next poll delivers the last events
     events = sum(client.events for client in clients)
     alive = sum(1 for client in clients if client.snapshot.done() and not client.ended.done())
@@ -337,6 +364,7 @@ async def scenario(port, server_pid, sessions, fiche_ids, toggled, timed, args, 
         "transitions": transitions,
         "events": events,
         "wakes": wakes,
+        "pauses": {"API idle": idle_pauses, "API with streams": busy_pauses, "commit to stream": wake_pauses},
     }
 
 
@@ -353,6 +381,8 @@ def main():
             "DJANGO_DEBUG": "0",
             "STREAM_POLL_SECONDS": str(POLL_SECONDS),
             "STREAM_MAX_PER_PROCESS": str(args.streams + 100),
+            "STREAM_BENCH_SLOW_CALLBACKS": "1" if args.diagnose else "0",
+            "STREAM_BENCH_GC_THRESHOLDS": args.gc_thresholds,
         }
     )
     from django.db import connection
@@ -415,7 +445,39 @@ def main():
             f"p99 {percentile(wakes, 0.99) * 1000:.1f} ms over {len(wakes)} transitions "
             f"(poll interval {POLL_SECONDS * 1000:.0f} ms)"
         )
+    print_pauses(results["pauses"], diagnose=args.diagnose)
     print(f"load average {load_average():.2f} at the end")
+
+
+def print_pauses(pauses, *, diagnose):
+    """What stalled the server's event loop during each measured run: its lag, and the collector's passes."""
+    for run, seen in pauses.items():
+        lag = seen["lag"]
+        collections = ", ".join(
+            f"gen{generation} {c['count']}x (max {c['max_ms']:.0f} ms, total {c['total_ms']:.0f} ms)"
+            for generation, c in seen["gc"].items()
+        )
+        print(
+            f"server stalls, {run}: loop lag p99 {lag['p99_ms']:.0f} ms, max {lag['max_ms']:.0f} ms, "
+            f"{lag['over_100ms']} of {lag['samples']} probes >= 100 ms; collections {collections}"
+        )
+        for name, read in seen["reads"].items():
+            print(
+                f"  the poller's {name}: {read['count']}x on its thread, up to {read['credentials_max']:,} credentials "
+                f"checked, p50 {read['p50_ms']:.0f} ms, max {read['max_ms']:.0f} ms"
+            )
+        for slow in seen["slow_callbacks"][:6]:
+            print(
+                f"  callbacks >= 20 ms: {slow['count']}x {slow['what']}, longest {slow['max_ms']:.0f} ms, "
+                f"total {slow['ms']:.0f} ms, {slow['gc_ms']:.0f} ms of it collecting"
+            )
+    last = list(pauses.values())[-1]
+    print(
+        f"server collector: thresholds {tuple(last['gc_thresholds'])}; at the end it tracks {last['gc_tracked']:,} "
+        f"objects ({last['gc_frozen']:,} frozen), and a full pass over them took {last['full_pass_ms']:.0f} ms"
+    )
+    if diagnose:
+        print("  the most: " + ", ".join(f"{name} {count:,}" for name, count in last["gc_types"]))
 
 
 if __name__ == "__main__":

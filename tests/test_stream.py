@@ -474,3 +474,89 @@ def test_a_stream_opened_but_never_read_gives_its_place_back(user, monkeypatch):
         return still_open
 
     assert async_to_sync(scenario)() == 1
+
+
+def test_the_web_process_sets_its_collector_policy_at_its_first_connection_and_only_once(monkeypatch):
+    # Ten thousand streams are two million objects a full collection walks while every request
+    # waits: the server's protocol sets rarer full passes as it serves its first connection.
+    from uvicorn.config import Config
+    from uvicorn.server import ServerState
+
+    from timesheet.web import collector, server
+
+    async def app(scope, receive, send):
+        pass
+
+    config = Config(app=app, log_config=None, http=server.DeadlineH11Protocol)
+    loop = asyncio.new_event_loop()
+    before = gc.get_threshold()
+    monkeypatch.setattr(collector, "_applied", False)
+    try:
+        server.DeadlineH11Protocol(config, ServerState(), {}, _loop=loop)
+        first = gc.get_threshold()
+        gc.set_threshold(*before)  # changed since by someone else: theirs to keep
+        server.DeadlineH11Protocol(config, ServerState(), {}, _loop=loop)
+        second = gc.get_threshold()
+    finally:
+        gc.set_threshold(*before)
+        loop.close()
+    assert first == collector.THRESHOLDS
+    assert collector.YOUNG > 700 and collector.OLD > 10  # fewer, rarer passes than Python's defaults
+    assert second == before
+
+
+def test_past_the_checks_per_poll_each_open_stream_s_credential_is_still_checked_in_turn(user, monkeypatch, settings):
+    # A poll checks the credentials of a few open streams (and of those it delivers to), in turn:
+    # an idle stream whose token is revoked still ends, a few polls later.
+    settings.STREAM_MAX_PER_USER = 100
+    monkeypatch.setattr(stream, "CHECKS_PER_POLL", 2)
+    checked = []
+    real = stream.poll
+    monkeypatch.setattr(
+        stream, "poll", lambda cursor, credentials: checked.append(len(credentials)) or real(cursor, credentials)
+    )
+    made = [tokens.create_token(user=user, name=f"stream {i}") for i in range(5)]
+    app = RequestThreads(ASGIHandler())
+
+    async def scenario():
+        streams = [RawStream(app, raw) for _token, raw in made]
+        for raw_stream in streams:
+            await raw_stream.open()
+        revoked = made[2][0]
+        await sync_to_async(tokens.revoke_token)(token_id=revoked.pk, actor=user)
+        await asyncio.to_thread(
+            wait_until,
+            lambda: {s.credential.token_id for s in hub.subscribers} == {t.pk for t, _raw in made} - {revoked.pk},
+            message="the revoked stream stayed open",
+        )
+        for raw_stream in streams:
+            if raw_stream is not streams[2]:
+                await raw_stream.leave()
+        await asyncio.wait_for(streams[2].task, 60)  # it ended by itself
+        return max(checked)
+
+    assert async_to_sync(scenario)() == 2  # never more than CHECKS_PER_POLL at once
+
+
+def test_a_stream_gets_an_event_only_once_its_credential_is_checked_after_the_read(user, projet, monkeypatch, settings):
+    # Past CHECKS_PER_POLL, a poll may read an event for a stream not due for its check: it is
+    # checked then, after the read, and a revoked one gets nothing.
+    settings.STREAM_MAX_PER_USER = 100
+    monkeypatch.setattr(stream, "CHECKS_PER_POLL", 1)
+    fiche = running_fiche(projet, user)
+    made = [tokens.create_token(user=user, name=f"stream {i}") for i in range(3)]
+    app = RequestThreads(ASGIHandler())
+
+    async def scenario():
+        streams = [RawStream(app, raw) for _token, raw in made]
+        for raw_stream in streams:
+            await raw_stream.open()
+        # Revoked and an event made in the same instant, before the next poll reads either.
+        for token, _raw in made:
+            await sync_to_async(tokens.revoke_token)(token_id=token.pk, actor=user)
+        await sync_to_async(fiches.pause_fiche)(fiche_id=fiche.pk, actor=user)
+        for raw_stream in streams:
+            await asyncio.wait_for(raw_stream.task, 60)  # each ends by itself
+        return [raw_stream.chunks.qsize() for raw_stream in streams]
+
+    assert async_to_sync(scenario)() == [0, 0, 0]  # no event after the snapshot

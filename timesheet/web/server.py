@@ -14,7 +14,9 @@ so without them a few hundred slow connections hold every slot of
 The protocol runs before Django: its deadlines are read here from the
 environment (``HTTP_HEADER_TIMEOUT_SECONDS``, default 10, and
 ``HTTP_BODY_TIMEOUT_SECONDS``, default 30) when uvicorn imports this module at
-start, which fails with a clear message on a bad value.
+start, which fails with a clear message on a bad value. The first connection
+the protocol serves in a process sets that process's garbage collection
+policy (``timesheet.web.collector``).
 
 The header deadline runs from the moment a connection is accepted (a
 connection that sends nothing is cut too) and, on a kept-alive connection,
@@ -40,6 +42,8 @@ import h11
 from uvicorn.config import Config
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.server import ServerState
+
+from timesheet.web import collector
 
 __all__ = [
     "BODY_TIMEOUT",
@@ -124,6 +128,10 @@ class DeadlineH11Protocol(H11Protocol):
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
+        # The process serves thousands of live streams, whose objects a full collection walks while
+        # every request waits: fewer, rarer full passes. Here, at the server's first connection, and
+        # not when this module is imported (by the tests' process too).
+        collector.apply_once()
         self.header_timeout = HEADER_TIMEOUT
         self.body_timeout = BODY_TIMEOUT
         self._phase: Phase | None = None

@@ -68,7 +68,10 @@ NOTIFICATION_GAP_SECONDS = 60.0
 NOTIFICATION_GAPS_MAX = 1000
 
 
-@dataclass(frozen=True)
+# Compared and hashed by identity (each stream has its own): the poller puts every open stream's
+# in a set at each poll, and hashing the fields (the user's pk through Django's __hash__) cost
+# microseconds each, tens of milliseconds of the event loop's time per poll at 10,000 streams.
+@dataclass(frozen=True, eq=False)
 class Credential:
     """Who opened a stream: a signed-in user (and their session), or a user through one of their API tokens."""
 
@@ -196,6 +199,11 @@ _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fiche-stream")
 HOLDER = stream_leases.holder()
 # A stream opened whose response has not begun after this long was abandoned on its way out.
 UNSTARTED_SECONDS = 30.0
+# The open streams whose credentials each poll checks (besides those it delivers to, always checked),
+# in turn: every stream's at each poll up to this many (STREAM_MAX_PER_PROCESS's default), and past
+# it each stream's within a few polls. Checking 10,000 at once took the poller's thread 0.8 s of every
+# second, which the event loop waited for (bench/stream.py).
+CHECKS_PER_POLL = 1000
 
 
 def per_person_cap() -> StreamRefused:
@@ -420,6 +428,8 @@ _closing: set[asyncio.Task] = set()  # listeners cancelled, held until they have
 class EventHub:
     def __init__(self):
         self.subscribers = set()
+        # The open streams in the order their credentials are checked at each poll, CHECKS_PER_POLL at a time.
+        self.checks: deque[Subscriber] = deque()
         self.by_user = {}  # user pk -> their open streams: an event is offered to its owner's, not to every stream
         self.everyones = set()  # the open streams that see everyone's fiches
         self.cursor = Cursor()
@@ -438,6 +448,7 @@ class EventHub:
         loop = asyncio.get_running_loop()
         if self.task is None or self.task.done() or self.loop is not loop:
             self.subscribers = set()
+            self.checks = deque()
             self.by_user = {}
             self.everyones = set()
             self.loop = loop
@@ -452,6 +463,7 @@ class EventHub:
             credential=credential, ends_at=loop.time() + conf.get("STREAM_MAX_SECONDS"), opened_at=loop.time()
         )
         self.subscribers.add(subscriber)
+        self.checks.append(subscriber)
         self.by_user.setdefault(credential.user.pk, set()).add(subscriber)
         if credential.sees_everyones:
             self.everyones.add(subscriber)
@@ -601,28 +613,34 @@ class EventHub:
         Read the events and notifications after the cursor and deliver them to
         the streams that want them, once the credentials of those streams are
         checked again after the read (nothing read is delivered past a
-        revocation committed before it): every stream's at each poll, and on a
-        wake-up only those that get something. Every stream's lifetime is
-        judged at each poll.
+        revocation committed before it). At each poll, besides, the
+        credentials of the next ``CHECKS_PER_POLL`` open streams in turn are
+        checked (every stream's at each poll up to that many streams), and
+        every stream's lifetime is judged.
         """
-        credentials = {s.credential for s in self.subscribers} if every_stream else set()
+        due = self._due_for_check() if every_stream else []
+        credentials = {s.credential for s in due}
         try:
             events, position, notices, valid = await on_stream_thread(poll)(self.cursor, credentials)
-            judged = self.subscribers if every_stream else self._receivers(events, notices)
-            if not every_stream and judged:
-                credentials = {s.credential for s in judged}
-                valid = await on_stream_thread(still_valid)(credentials)
+            receivers = self._receivers(events, notices)
+            unchecked = {s.credential for s in receivers} - credentials
+            if unchecked:
+                valid = valid | await on_stream_thread(still_valid)(unchecked)
+                credentials = credentials | unchecked
         except Exception:
             logger.exception("Polling fiche events failed; retrying.")
             return
         now = asyncio.get_running_loop().time()
-        for subscriber in list(judged):
-            # Signed out, deactivated, demoted or promoted, token revoked or expired, or simply too old:
-            # the stream delivers nothing more, and ends. A stream opened while this poll ran was not
-            # checked by it: the next poll judges it.
-            checked = subscriber.credential in credentials
-            if (checked and subscriber.credential not in valid) or (every_stream and now >= subscriber.ends_at):
+        for subscriber in [*due, *receivers]:
+            # Signed out, deactivated, demoted or promoted, token revoked or expired: the stream
+            # delivers nothing more, and ends. A stream opened while this read ran was not checked
+            # by it, but as it opened.
+            if subscriber.credential in credentials and subscriber.credential not in valid:
                 subscriber.end()
+        if every_stream:
+            for subscriber in list(self.subscribers):
+                if now >= subscriber.ends_at:  # too old: it ends, and its client reconnects
+                    subscriber.end()
         self.cursor = replace(self.cursor, events=position)
         for event, fiche in events:
             if fiche is None:
@@ -655,6 +673,24 @@ class EventHub:
                     subscriber.offer(message)
         if len(events) >= POLL_BATCH or len(notices) >= POLL_BATCH:
             self.wake()  # more is waiting: read it now rather than at the next poll
+
+    def _due_for_check(self) -> list[Subscriber]:
+        """
+        The next ``CHECKS_PER_POLL`` open streams whose credentials are
+        checked in turn (all of them, up to that many): each goes back to the
+        end of the line.
+        """
+        line = self.checks
+        if len(line) > 2 * len(self.subscribers) + CHECKS_PER_POLL:
+            # Closed streams leave their places in line, dropped as they come up: too many, it is made anew.
+            line = self.checks = deque(self.subscribers)
+        due: list[Subscriber] = []
+        for _ in range(min(CHECKS_PER_POLL, len(line))):
+            subscriber = line.popleft()
+            if subscriber in self.subscribers and not subscriber.ended:
+                due.append(subscriber)
+                line.append(subscriber)
+        return due
 
     def _fiche_receivers(self, owner_id):
         """The open streams an event of ``owner_id``'s fiche may go to: their own, and those that see everyone's."""
