@@ -188,7 +188,7 @@ def parts(raw_token, fiche_id, repeats):
         ("token: found and checked", lambda: tokens.authenticate(raw_token)),
         ("permission rule, read", fresh_rule),
         ("list: count and page of 50", lambda: selectors.fiche_page(user=user, number=1, size=50)),
-        ("  page: made and compiled by the ORM, not run (prepared once)", page_sql),
+        ("  page: ORM build and compile, not run (now prepared)", page_sql),
         ("  page: the same SQL run raw", raw_page),
         ("list: 50 rows rendered as JSON", rendered_page),
         ("detail: one fiche's row", lambda: selectors.fiche_row(user=user, fiche_id=fiche_id)),
