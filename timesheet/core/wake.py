@@ -5,13 +5,10 @@ A writer calls ``announce()`` inside its transaction; once that transaction
 commits, one ``NOTIFY`` on ``CHANNEL`` tells every listening web process to
 read the log now instead of at its next poll. The NOTIFY is its own short
 statement after the commit, not part of the writer's transaction: PostgreSQL
-serializes the commits of transactions that notify (a lock held through the
-commit's flush to disk), and the writers must not queue on it. That
-statement's commit does not wait for the disk either (``synchronous_commit``
-off for it alone), so it holds that lock only for a moment: a NOTIFY lost to
-a crash is a lost hint, not a lost fact. A lost NOTIFY (a listener
-reconnecting) costs one poll interval, never an event: the readers still
-follow the log itself. Elsewhere (SQLite) it does nothing; the streams poll.
+serializes the commits of transactions that notify, and the writers must not
+queue on it. A lost NOTIFY (a listener reconnecting) costs one poll interval,
+never an event: the readers still follow the log itself. Elsewhere (SQLite)
+it does nothing; the streams poll.
 """
 
 import logging
@@ -35,10 +32,7 @@ def announce(what: str = "events", using: str = "default") -> None:
     def notify() -> None:
         try:
             with connections[using].cursor() as cursor:
-                # One statement, its own transaction: set_config(..., true) holds until that commit.
-                cursor.execute(
-                    "SELECT set_config('synchronous_commit', 'off', true), pg_notify(%s, %s)", [CHANNEL, what]
-                )
+                cursor.execute("SELECT pg_notify(%s, %s)", [CHANNEL, what])
         except Exception:
             logger.warning("Waking the streams failed; they read the log at their next poll.", exc_info=True)
 
