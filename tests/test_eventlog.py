@@ -229,3 +229,39 @@ def test_events_from_a_restored_clusters_transactions_are_a_failed_check_until_r
     assert [event.pk for event in webhooks.pending_events(subscription)][-1] == newest.pk
     assert eventlog.rebase() == eventlog.Rebased(events=0, subscriptions=0)  # nothing ahead: nothing changed
     assert FicheEvent.objects.get(pk=newest.pk).txid == newest.txid > 0
+
+
+def test_a_webhook_that_had_everything_still_gets_what_was_written_here_since_the_restore():
+    from timesheet.domain import webhooks
+    from timesheet.models import WebhookSubscription
+
+    postgresql_only("transaction ids")
+    owner, projet = person("alice"), project()
+    fiche = make_fiche(projet, owner)
+    fiches.start_fiche(fiche_id=fiche.pk, actor=owner)
+    restored = list(FicheEvent.objects.order_by("id"))
+    ahead = xact.next_id() + 1_000_000
+    for number, event in enumerate(restored):
+        FicheEvent.objects.filter(pk=event.pk).update(txid=ahead + number)
+    caught_up = WebhookSubscription.objects.create(
+        name="hook",
+        url="https://example.com/hook",
+        secret="s",
+        cursor_txid=ahead + len(restored) - 1,
+        cursor=restored[-1].pk,
+    )
+    fiches.pause_fiche(fiche_id=fiche.pk, actor=owner)  # written here after the restore, before the rebase
+    written_here = FicheEvent.objects.latest("id")
+
+    eventlog.rebase()
+
+    caught_up.refresh_from_db()
+    assert [event.pk for event in webhooks.pending_events(caught_up)] == [written_here.pk]
+
+
+def test_the_log_check_waits_for_the_migration_that_made_it(monkeypatch):
+    from timesheet.domain import eventlog as log
+
+    monkeypatch.setattr(log, "TXID_MIGRATION", "9999_not_applied")
+    monkeypatch.setattr(log, "written_ahead", lambda: pytest.fail("read a log that is not migrated yet"))
+    assert log.check_written_ahead(databases=["default"]) == []
