@@ -3,17 +3,21 @@
 Time a month's report by owner, project and day against a hand-written SQL
 query of the same split (the floor), without rates and then with amounts
 (rates, one of them changing mid-month: the floor then splits and prices by
-hand too), in one run, in two forms: streamed (``reports.report_rows``, as
-the exports consume it: each row made, used and dropped) and whole
-(``reports.report()``, every row held in one dict, as the API's JSON body
-and the admin's page are); and each form's peak Python memory at each size
-of the ledger.
+hand too), in one run, in the two streamed forms the site serves: the rows
+(``reports.report_rows``, as the CSV and XLSX exports consume them: each row
+made, used and dropped) and the API's JSON body (``GET /api/reports/``'s
+chunks, ``body_chunks``, each made and dropped); and each form's peak
+Python memory at two sizes of the ledger, with their ratio: flat memory is
+a ratio near 1 for ten times the stretches and the people.
 
-    python bench/report.py                                 # SQLite: 10,000 then 100,000 stretches, 1,000 people
+    python bench/report.py                                 # SQLite: 10,000 then 100,000 stretches
     python bench/report.py -n 1000000                      # SQLite at 100,000 then 1,000,000 stretches (slow)
     DATABASE_URL=postgres://... python bench/report.py     # an empty database: 100,000 then 1,000,000 stretches
     python bench/report.py --sizes 100000,1000000 --people 1000     # the same 1,000 people at both sizes
     python bench/report.py --week                          # GET /api/reports/ for one person's week, over HTTP
+
+By default each person has 100 stretches, so ten times the stretches are
+also ten times the people (1,000 then 10,000 on PostgreSQL).
 
 ``--week`` times instead the API's report of the last 7 days by day and
 project (``GET /api/reports/``) for one person with 5,000 entries (one fiche
@@ -302,27 +306,46 @@ def floor(sql):
         return cursor.fetchall()
 
 
-def project_report():
+def asked():
     from timesheet.domain import reports
 
-    return reports.report(first=MONTH[0], last=MONTH[1], group="day", by=("owner", "projet"))
+    return reports.ReportRequest(MONTH[0], MONTH[1], "day", ("owner", "projet"))
 
 
 def streamed_report():
     """
-    The same report streamed (``report_rows``), each row dropped once made, as
+    The report streamed (``report_rows``), each row dropped once made, as
     the exports write it; return {"rows": how many, "totals": ...}.
     """
     from timesheet.domain import reports
 
-    request = reports.ReportRequest(MONTH[0], MONTH[1], "day", ("owner", "projet"))
     count, totals = 0, {}
-    for row in reports.report_rows(request):
+    for row in reports.report_rows(asked()):
         if "totals" in row:
             totals = row["totals"]
         else:
             count += 1
     return {"rows": count, "totals": totals}
+
+
+def api_body():
+    """
+    The API's JSON body (``GET /api/reports/``'s chunks, without HTTP), each
+    chunk dropped once made, as a server sends it; return {"rows": how
+    many, "totals": ..., "bytes": its size}.
+    """
+    import json
+    import re
+
+    from timesheet.web.api.reports import body_chunks
+
+    count, size, last = 0, 0, b""
+    for chunk in body_chunks(asked()):
+        count += chunk.count(b'"period": ')
+        size += len(chunk)
+        last = chunk
+    totals = json.loads(re.search(rb'"totals": (\{[^}]*\})', last).group(1))
+    return {"rows": count, "totals": totals, "bytes": size}
 
 
 def minor(amount):
@@ -449,6 +472,8 @@ def main():
     setup_django()
     from django.db import connection
 
+    from bench.harness import load_average, machine_label
+
     if args.week:
         week(args)
         return
@@ -456,7 +481,9 @@ def main():
     size = args.n or (1_000_000 if connection.vendor == "postgresql" else 100_000)
     counts = args.sizes or [size // 10, size]
     print(f"backend: {connection.vendor}; a month by owner, project and day; median of {args.repeats} runs")
-    print(f"{'variant':<34}{'stretches':>11}{'people':>8}{'rows':>9}{'ms/run':>10}{'peak MiB':>10}")
+    print(f"machine: {machine_label()}")
+    print(f"{'variant':<34}{'stretches':>11}{'people':>8}{'rows':>9}{'ms/run':>10}{'peak MiB':>10}{'load':>7}")
+    forms = (("report_rows(), streamed", streamed_report), ("API JSON body, streamed", api_body))
     results = {}
     for count in counts:
         per_person = max(2, count // args.people) if args.people else args.per_person
@@ -465,62 +492,62 @@ def main():
         for amounts, sql in ((False, FLOOR), (True, FLOOR_AMOUNTS)):
             if amounts:
                 add_rates()
-            report = project_report()
             floor_rows = floor(sql)
-            check(report, floor_rows, amounts)
-            check(streamed_report(), floor_rows, amounts)
-            rows, floor_count = len(report["rows"]), len(floor_rows)
-            del report, floor_rows  # not held while timing: every run starts from the same heap
+            for _label, function in forms:
+                check(function(), floor_rows, amounts)
+            floor_count = len(floor_rows)
+            del floor_rows  # not held while timing: every run starts from the same heap
             gc.collect()
-            report_time, streamed_time, floor_time = timed(
-                (project_report, streamed_report, lambda sql=sql: floor(sql)), args.repeats
+            load = load_average()
+            floor_time, *times = timed(
+                (lambda sql=sql: floor(sql), *(function for _label, function in forms)), args.repeats
             )
-            memory = peak_memory(project_report)
-            streamed = peak_memory(streamed_report)
-            measured[amounts] = (report_time, floor_time, memory, floor_count, streamed, people, streamed_time)
+            peaks = [peak_memory(function) for _label, function in forms]
+            measured[amounts] = {
+                "floor": floor_time,
+                "times": times,
+                "peaks": peaks,
+                "rows": floor_count,
+                "people": people,
+            }
             suffix = " +amounts" if amounts else ""
             print(
                 f"{'hand-written SQL' + suffix:<34}{stretches:>11,}{people:>8,}{floor_count:>9,}"
-                f"{floor_time * 1000:>10.1f}{'':>10}"
+                f"{floor_time * 1000:>10.1f}{'':>10}{load:>7.2f}"
             )
-            print(
-                f"{'report(), rows held' + suffix:<34}{stretches:>11,}{people:>8,}{rows:>9,}"
-                f"{report_time * 1000:>10.1f}{memory / 2**20:>10.2f}"
-            )
-            print(
-                f"{'report_rows(), streamed' + suffix:<34}{stretches:>11,}{people:>8,}{rows:>9,}"
-                f"{streamed_time * 1000:>10.1f}{streamed / 2**20:>10.2f}"
-            )
+            for (label, _function), spent, peak in zip(forms, times, peaks, strict=True):
+                print(
+                    f"{label + suffix:<34}{stretches:>11,}{people:>8,}{floor_count:>9,}"
+                    f"{spent * 1000:>10.1f}{peak / 2**20:>10.2f}{load_average():>7.2f}"
+                )
         results[stretches] = measured
     ordered = sorted(results.items())
     (small, s_measured), (large, l_measured) = ordered[0], ordered[-1]
-    for amounts, label in (
-        (False, "report / hand-written SQL"),
-        (True, "report with amounts / hand-written SQL with amounts"),
-    ):
-        l_report, l_floor, l_streamed = l_measured[amounts][0], l_measured[amounts][1], l_measured[amounts][6]
-        s_report, s_floor, s_streamed = s_measured[amounts][0], s_measured[amounts][1], s_measured[amounts][6]
+    for amounts, label in ((False, "report / hand-written SQL"), (True, "report with amounts / SQL with amounts")):
+        large_ratios = [spent / l_measured[amounts]["floor"] for spent in l_measured[amounts]["times"]]
+        small_ratios = [spent / s_measured[amounts]["floor"] for spent in s_measured[amounts]["times"]]
         print(
-            f"{label} at {large:,}: {l_report / l_floor:.2f}x held, {l_streamed / l_floor:.2f}x streamed "
-            f"(target <= 1.5x); at {small:,}: {s_report / s_floor:.2f}x held, {s_streamed / s_floor:.2f}x streamed"
+            f"{label} at {large:,}: {large_ratios[0]:.2f}x rows, {large_ratios[1]:.2f}x API body "
+            f"(target <= 1.5x); at {small:,}: {small_ratios[0]:.2f}x rows, {small_ratios[1]:.2f}x API body"
         )
-    print("report peak memory (with amounts), streamed as the exports are / every row held as report() returns them:")
+    print("peak memory, with amounts (tracemalloc), the same code at each size:")
     for stretches, measured in ordered:
-        _time, _floor, memory, rows, streamed, people, _streamed_time = measured[True]
+        rows_peak, body_peak = measured[True]["peaks"]
         print(
-            f"  {stretches:>11,} stretches, {people:>7,} people, {rows:>9,} rows: "
-            f"streamed {streamed / 2**20:7.2f} MiB, held {memory / 2**20:8.2f} MiB "
-            f"({memory / max(rows, 1) / 1024:.2f} KiB a row)"
+            f"  {stretches:>11,} stretches, {measured[True]['people']:>7,} people, {measured[True]['rows']:>9,} rows: "
+            f"rows {rows_peak / 2**20:6.2f} MiB, API body {body_peak / 2**20:6.2f} MiB"
         )
-    l_streamed, s_streamed = l_measured[True][4], s_measured[True][4]
+    for index, (label, _function) in enumerate(forms):
+        s_peak, l_peak = s_measured[True]["peaks"][index], l_measured[True]["peaks"][index]
+        print(
+            f"{label} peak at {large:,} / at {small:,} stretches: {l_peak / s_peak:.2f}x "
+            f"for {large / small:.0f}x the stretches, {l_measured[True]['people'] / s_measured[True]['people']:.0f}x "
+            f"the people, {l_measured[True]['rows'] / s_measured[True]['rows']:.0f}x the rows (flat: about 1x)"
+        )
+    l_rows, s_rows = l_measured[True]["times"][0], s_measured[True]["times"][0]
     print(
-        f"streamed peak at {large:,} / at {small:,} stretches: {l_streamed / s_streamed:.2f}x "
-        f"for {large / small:.0f}x the stretches"
-    )
-    l_report, s_report = l_measured[True][0], s_measured[True][0]
-    print(
-        f"amounts cost the report {l_report / l_measured[False][0]:.2f}x its time without rates at {large:,}, "
-        f"{s_report / s_measured[False][0]:.2f}x at {small:,}"
+        f"amounts cost the report {l_rows / l_measured[False]['times'][0]:.2f}x its time without rates at {large:,}, "
+        f"{s_rows / s_measured[False]['times'][0]:.2f}x at {small:,}"
     )
 
 

@@ -7,8 +7,11 @@ Days are the owner's local days: Python computes each day's start and end
 instants per time zone (so a 23- or 25-hour day and a +05:30 or +12:45
 offset come out right), and one SQL query splits every stretch at those
 instants and sums the pieces per day, owner and project: the database
-aggregates, so memory does not grow with the number of stretches. A
-running stretch counts up to the database's now. Time is exact in integer
+aggregates. The same query brings the adjustments, the names and the
+period of each day, and sorts it all in the report's order (periods, then
+the names), so that each row is made as soon as its cells are read and
+dropped once used: memory grows neither with the stretches nor with the
+people (``_rows``). A running stretch counts up to the database's now. Time is exact in integer
 microseconds. Rounding applies here, at report time only: the ledger is
 never rounded.
 
@@ -37,17 +40,16 @@ changes when a rate is added.
 """
 
 import bisect
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from itertools import groupby
-from operator import itemgetter
+from itertools import chain
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import DEFAULT_DB_ALIAS, connection, connections
-from django.db.models import QuerySet
+from django.db.models import Field, QuerySet
 from django.utils.dateparse import parse_date
 from django.utils.translation import gettext as _
 
@@ -55,17 +57,14 @@ from timesheet.core import conf, limits
 from timesheet.core.dbtime import db_now, sqlite_exact_microseconds
 from timesheet.domain import days, rates, rounding, selectors
 from timesheet.domain.errors import Code, Refused
-from timesheet.models import Client, FicheEvent, Projet, WeekSheet
+from timesheet.models import FicheEvent, WeekSheet
 
 # The rows' dimensions by default, and every dimension ``by`` may name.
 DIMENSIONS = ("owner", "projet")
 BY = ("owner", "client", "projet")
 GROUPS = ("day", "week", "month")
 MICROSECONDS = rounding.MICROSECONDS
-# A piece of a day's time as the streamed report reads it:
-# (day, owner id, project id, microseconds, rounded, rate units).
-Piece = tuple[date, int, int, int, int, int]
-# Rows read from the database at a time by the streamed report.
+# Rows read from the database at a time by the report (the buffer its memory is mostly made of).
 CHUNK_ROWS = 2000
 # Rate units (microseconds x minor units an hour) in a minor unit: the query sums a cell's whole minor units and
 # the rest apart, so that no sum leaves 64 bits.
@@ -248,9 +247,16 @@ def _priced(book: rates.RateBook | None, high: datetime) -> bool:
 
 @dataclass(frozen=True)
 class _Split:
-    """The split's query and parameters, and what its rows hold beyond (day, owner id, project id, microseconds)."""
+    """
+    The split's query as common table expressions (``ctes``, from WITH's
+    list) and the select that reads them, its columns ``day``,
+    ``owner_id``, ``projet_id`` and ``us`` (microseconds), then ``rounded``
+    when rounded and ``whole`` and ``rest`` (the rate units, see
+    ``_priced_sql``) when priced; the parameters of both, in their order.
+    """
 
-    sql: str
+    ctes: str
+    select: str
     params: list[Any]
     rounded: bool  # then a rounded sum
     priced: bool  # then the rate units as two sums (see ``_priced_sql``)
@@ -269,11 +275,11 @@ def _split_sql(
     The split's query: the stretches split at the owners' local midnights
     from ``first`` to ``last``, summed per day, owner and project, each
     piece rounded by ``rules`` (``(per project, default)``, for rounding per
-    stretch) or not, open stretches counted up to ``now``, in the order of
-    the days. Its rows are (day, owner id, project id, microseconds[,
-    rounded]) and, when it prices (``book`` holds a rate begun by the
-    range's end), the rate units of the cell as two sums: whole minor units
-    and the rest (see ``_priced_sql``).
+    stretch) or not, open stretches counted up to ``now``, in no order. Its
+    rows are (day, owner id, project id, microseconds[, rounded]) and, when
+    it prices (``book`` holds a rate begun by the range's end), the rate
+    units of the cell as two sums: whole minor units and the rest (see
+    ``_priced_sql``).
     """
     vendor = connection.vendor
     adapt = connection.ops.adapt_datetimefield_value if vendor == "sqlite" else (lambda value: value)
@@ -356,27 +362,26 @@ def _split_sql(
         if whole_days:
             whole = piece_sql(vendor, "p.d_start", "p.d_end")
             day_part = f", CASE WHEN st.started_at >= p.p_start OR p.p_start = p.d_start THEN {whole} ELSE 0 END AS rus"
-        sql = _priced_sql(values, f"{piece} AS us{day_part}", stretches, rounded_us)
-        return _Split(sql, params, rounded=rounded_us != "us", priced=True)
+        ctes, select = _priced_sql(values, f"{piece} AS us{day_part}", stretches, rounded_us)
+        return _Split(ctes, select, params, rounded=rounded_us != "us", priced=True)
     # Without per-stretch rounding the rounded sum is the sum: not computed twice.
-    rounded = "" if rounded_us == "us" else f", CAST(SUM({rounded_us}) AS BIGINT)"
-    # Days are dates on PostgreSQL and ISO text (YYYY-MM-DD, four-digit years) on SQLite: both sort as days do.
-    sql = f"""
-        WITH {values}
-        SELECT day, owner_id, projet_id, CAST(SUM(us) AS BIGINT){rounded}
+    rounded = "" if rounded_us == "us" else f", CAST(SUM({rounded_us}) AS BIGINT) AS rounded"
+    # Days are dates on PostgreSQL and ISO text (YYYY-MM-DD, four-digit years) on SQLite.
+    select = f"""
+        SELECT day, owner_id, projet_id, CAST(SUM(us) AS BIGINT) AS us{rounded}
         FROM (
             SELECT p.day AS day, st.owner_id AS owner_id, st.projet_id AS projet_id, {piece} AS us
             {stretches}
         ) pieces
         GROUP BY day, owner_id, projet_id
-        ORDER BY day
     """
-    return _Split(sql, params, rounded=rounded_us != "us", priced=False)
+    return _Split(values, select, params, rounded=rounded_us != "us", priced=False)
 
 
-def _priced_sql(values: str, pieces: str, stretches: str, rounded_us: str) -> str:
+def _priced_sql(values: str, pieces: str, stretches: str, rounded_us: str) -> tuple[str, str]:
     """
-    The split's query when it prices: the pieces summed per day, owner,
+    The split's query when it prices, as (common table expressions, the
+    select that reads them): the pieces summed per day, owner,
     project and rate segment (``cells``); each (owner, project, segment) of
     a billable project priced once (``prices``: ``rates.rate_sql`` at the
     segment's first instant, the rate of every instant of it); then per day,
@@ -388,11 +393,10 @@ def _priced_sql(values: str, pieces: str, stretches: str, rounded_us: str) -> st
     changes a day has.
     """
     rounded_cell = "" if rounded_us == "us" else f", CAST(SUM({rounded_us}) AS BIGINT) AS rounded"
-    rounded_sum = "" if rounded_us == "us" else ", CAST(SUM(c.rounded) AS BIGINT)"
+    rounded_sum = "" if rounded_us == "us" else ", CAST(SUM(c.rounded) AS BIGINT) AS rounded"
     rate = rates.rate_sql(user="k.owner_id", projet="k.projet_id", client="pj.client_id", at="g.at")
     k = UNITS_PER_MINOR  # K in the docstring
-    return f"""
-        WITH {values},
+    ctes = f"""{values},
         cells AS (
             SELECT day, owner_id, projet_id, seg, CAST(SUM(us) AS BIGINT) AS us{rounded_cell}
             FROM (
@@ -407,175 +411,319 @@ def _priced_sql(values: str, pieces: str, stretches: str, rounded_us: str) -> st
             JOIN timesheet_projet pj ON pj.id = k.projet_id
             JOIN segments g ON g.seg = k.seg
             WHERE pj.billable
-        )
-        SELECT c.day, c.owner_id, c.projet_id, CAST(SUM(c.us) AS BIGINT){rounded_sum},
-               CAST(SUM((c.us / {k}) * pr.rate + ((c.us %% {k}) * pr.rate) / {k}) AS BIGINT),
-               CAST(SUM(((c.us %% {k}) * pr.rate) %% {k}) AS BIGINT)
+        )"""
+    select = f"""
+        SELECT c.day AS day, c.owner_id AS owner_id, c.projet_id AS projet_id,
+               CAST(SUM(c.us) AS BIGINT) AS us{rounded_sum},
+               CAST(SUM((c.us / {k}) * pr.rate + ((c.us %% {k}) * pr.rate) / {k}) AS BIGINT) AS whole,
+               CAST(SUM(((c.us %% {k}) * pr.rate) %% {k}) AS BIGINT) AS rest
         FROM cells c
         LEFT JOIN prices pr ON pr.owner_id = c.owner_id AND pr.projet_id = c.projet_id AND pr.seg = c.seg
         GROUP BY c.day, c.owner_id, c.projet_id
-        ORDER BY c.day
     """
+    return ctes, select
 
 
-def _day_parser() -> Callable[[Any], date]:
-    """A function from the day a query answers (a date, or ISO text on SQLite) to a date, each text parsed once."""
-    parsed: dict[str, date] = {}
+# The columns of the report's query (``_report_sql``), by place.
+(
+    _PERIOD,
+    _OWNER,
+    _PROJET,
+    _DAY,
+    _US,
+    _ROUNDED,
+    _WHOLE,
+    _REST,
+    _ADJUSTED,
+    _ZONE,
+    _CLIENT,
+    _BILLABLE,
+    _USERNAME,
+    _DESIGNATION,
+    _CLIENT_NAME,
+) = range(15)
 
-    def parse(day: Any) -> date:
-        if isinstance(day, date):
-            return day
-        return parsed.get(day) or parsed.setdefault(day, date.fromisoformat(day))
 
-    return parse
+@dataclass(frozen=True)
+class _Query:
+    """The report's query and parameters, the label of each period number and the day of each day number."""
+
+    sql: str
+    params: list[Any]
+    labels: list[str]
+    days: list[date]
 
 
-def _adjustment_pieces(
+def _report_sql(
     *,
     first: date,
     last: date,
-    owner_ids: list[int] | None,
-    chunk_rows: int,
-    book: rates.RateBook | None = None,
-) -> Generator[Piece]:
-    """
-    The adjustments dated in the range one by one, by day, as pieces counted
-    as they are (never rounded), each priced at the rate in effect at the
-    start of its day in its owner's zone (billable or not: what is not
-    billable is left out of the amounts when the rows are made). Read as
-    plain SQL, ``chunk_rows`` at a time (every report reads them: the ORM
-    would compile the query again each time).
-    """
-    vendor = connection.vendor
-    # Microseconds: SQLite stores a duration as its integer microseconds, PostgreSQL as an interval.
-    delta = "e.delta" if vendor == "sqlite" else "CAST(EXTRACT(EPOCH FROM e.delta) * 1000000 AS BIGINT)"
-    columns, joins = f"e.applies_to, f.owner_id, f.projet_id, {delta}", ""
-    if book:  # each one's client and owner's zone, to price it
-        columns += ", pj.client_id, pr.time_zone"
-        joins = (
-            "JOIN timesheet_projet pj ON pj.id = f.projet_id LEFT JOIN timesheet_profile pr ON pr.user_id = f.owner_id"
-        )
-    # Days are ISO text on SQLite (YYYY-MM-DD, four-digit years: they sort as days do), dates on PostgreSQL.
-    low, high = (first.isoformat(), last.isoformat()) if vendor == "sqlite" else (first, last)
-    params: list[Any] = [FicheEvent.Kind.ADJUSTED.value, low, high]
-    owners = ""
-    if owner_ids is not None:
-        owners = f"AND f.owner_id IN ({', '.join(['%s'] * len(owner_ids)) or 'NULL'})"
-        params += owner_ids
-    sql = f"""
-        SELECT {columns}
-        FROM timesheet_ficheevent e JOIN timesheet_fichetemps f ON f.id = e.fiche_id {joins}
-        WHERE e.kind = %s AND e.applies_to >= %s AND e.applies_to <= %s {owners}
-        ORDER BY e.applies_to
-    """
-    parse = _day_parser()
-    with connection.chunked_cursor() as cursor:
-        cursor.execute(sql, params)
-        while chunk := cursor.fetchmany(chunk_rows):
-            for row in chunk:
-                day, owner_id, projet_id, microseconds = parse(row[0]), row[1], row[2], int(row[3])
-                if not book:
-                    yield day, owner_id, projet_id, microseconds, microseconds, 0
-                    continue
-                hourly = book.rate_of_day(user_id=owner_id, projet_id=projet_id, client_id=row[4], day=day, zone=row[5])
-                yield day, owner_id, projet_id, microseconds, microseconds, microseconds * hourly
-
-
-# A day's or a period's {(owner id, project id): (microseconds, rounded, rate units or minor units)}.
-# Tuples of numbers, not lists: the collector stops tracking them, so that a report's hundreds of
-# thousands of short-lived cells do not make every full collection longer.
-Cells = dict[tuple[int, int], tuple[int, int, int]]
-
-
-def _add(cells: Cells, pieces: Iterable[Piece]) -> Cells:
-    """``cells`` with ``pieces`` (of their day) added."""
-    for _day, owner_id, projet_id, microseconds, rounded, units in pieces:
-        sums = cells.get((owner_id, projet_id))
-        if sums is None:
-            cells[(owner_id, projet_id)] = (microseconds, rounded, units)
-        else:
-            cells[(owner_id, projet_id)] = (sums[0] + microseconds, sums[1] + rounded, sums[2] + units)
-    return cells
-
-
-def _days(
-    *,
-    first: date,
-    last: date,
+    group: str,
+    by: Sequence[str],
     owner_ids: list[int] | None,
     rules: tuple[dict[int, rounding.Rule], rounding.Rule] | None,
     now: datetime,
+    book: rates.RateBook | None,
+    approved: bool,
+) -> _Query:
+    """
+    The report's one query: the split's day cells (see ``_split_sql``) and
+    the adjustments dated in the range, one row each, with the number of
+    the period that holds their day (in the order of the periods' labels)
+    and of their day, their project's client and billable flag, and the
+    names ``by`` shows (the columns ``_PERIOD`` to ``_CLIENT_NAME``);
+    ``approved``: only those of days in their owner's approved weeks. In the
+    report's order: by period, then by the owner's name, the client's and
+    the project's (those of ``by``, each then by id; text in the order of
+    its code points, as Python sorts it), then by owner, project and day,
+    so that every part of a day's cell comes together and every cell of a
+    row too: the rows are made one at a time, whatever the number of people,
+    days or stretches.
+    """
+    postgres = connection.vendor == "postgresql"
+    # Days: dates on PostgreSQL, ISO text on SQLite (as it stores them).
+    as_day: Callable[[date], Any] = (lambda day: day) if postgres else date.isoformat
+    every_day = [first + timedelta(days=offset) for offset in range((last - first).days + 1)]
+    labels = sorted({period_of(day, group) for day in every_day})
+    numbers = {label: number for number, label in enumerate(labels)}
+    # Each day, its number and its period's (and where its approved week may begin: six days before).
+    typed = "(CAST(%s AS date), %s, %s" + (", CAST(%s AS date)" if approved else "") + ")"
+    if not postgres:
+        typed = "(%s, %s, %s" + (", %s" if approved else "") + ")"
+    params: list[Any] = []
+    for number, day in enumerate(every_day):
+        params += [as_day(day), number, numbers[period_of(day, group)]]
+        if approved:
+            params.append(as_day(day - timedelta(days=6)))
+    columns = "day, day_no, period_no" + (", week_low" if approved else "")
+    values = f"labels({columns}) AS (VALUES {', '.join([typed] * len(every_day))})"
+    split = _split_sql(first=first, last=last, owner_ids=owner_ids, rules=rules, now=now, book=book)
+    params += split.params
+    # Microseconds: SQLite stores a duration as its integer microseconds, PostgreSQL as an interval.
+    delta = "e.delta" if not postgres else "CAST(EXTRACT(EPOCH FROM e.delta) * 1000000 AS BIGINT)"
+    adjusted: list[Any] = [FicheEvent.Kind.ADJUSTED.value, as_day(first), as_day(last)]
+    owners = ""
+    if owner_ids is not None:
+        owners = f"AND f.owner_id IN ({', '.join(['%s'] * len(owner_ids)) or 'NULL'})"
+        adjusted += owner_ids
+    where = ""
+    if approved:
+        where = f"""WHERE EXISTS (
+            SELECT 1 FROM {WeekSheet._meta.db_table} w WHERE w.owner_id = u.owner_id AND w.state = %s
+            AND w.first_day <= u.day AND w.first_day >= lb.week_low)"""
+        adjusted.append(WeekSheet.State.APPROVED.value)
+    # Text in the order of its code points: PostgreSQL's "C" collation, SQLite's BINARY (its default); a
+    # name not found (None) first, as Python's "" sorts.
+    text = 'COLLATE "C" NULLS FIRST' if postgres else "COLLATE BINARY NULLS FIRST"
+    order = ["lb.period_no"]
+    names = ["NULL", "NULL", "NULL"]
+    ctes = ""
+    joins = ""
+    if "owner" in by:
+        user_model = get_user_model()
+        field = user_model._meta.get_field(user_model.USERNAME_FIELD)
+        assert isinstance(field, Field) and field.column is not None
+        # The owners' names read once and hashed, rather than looked up row by row.
+        ctes = f""", names AS MATERIALIZED (
+            SELECT id, {connection.ops.quote_name(field.column)} AS name FROM {user_model._meta.db_table}
+            {"" if owner_ids is None else f"WHERE id IN ({', '.join(['%s'] * len(owner_ids)) or 'NULL'})"})"""
+        params += owner_ids or []  # they follow the split's, as in the text
+        names[0] = "au.name"
+        joins += " LEFT JOIN names au ON au.id = u.owner_id"
+        order += [f"au.name {text}", "u.owner_id"]
+    if "client" in by:
+        names[2] = "cl.name"
+        joins += " LEFT JOIN timesheet_client cl ON cl.id = pj.client_id"
+        order += [f"cl.name {text}", "COALESCE(pj.client_id, 0)"]
+    if "projet" in by:
+        names[1] = "pj.designation"
+        order += [f"pj.designation {text}", "u.projet_id"]
+    order += ["u.owner_id", "u.projet_id", "lb.day_no"]
+    nothing = "CAST(NULL AS BIGINT)"
+    sql = f"""
+        WITH {values}, {split.ctes},
+        day_cells AS ({split.select}){ctes}
+        SELECT lb.period_no, u.owner_id, u.projet_id, lb.day_no, u.us, u.rounded, u.whole, u.rest, u.adjusted,
+               u.zone, COALESCE(pj.client_id, 0), pj.billable, {", ".join(names)}
+        FROM (
+            SELECT day, owner_id, projet_id, us, {"rounded" if split.rounded else "us"} AS rounded,
+                   {"whole" if split.priced else nothing} AS whole, {"rest" if split.priced else nothing} AS rest,
+                   0 AS adjusted, CAST(NULL AS TEXT) AS zone
+            FROM day_cells
+            UNION ALL
+            SELECT e.applies_to, f.owner_id, f.projet_id, {delta}, {delta}, {nothing}, {nothing}, 1, pr.time_zone
+            FROM timesheet_ficheevent e JOIN timesheet_fichetemps f ON f.id = e.fiche_id
+            LEFT JOIN timesheet_profile pr ON pr.user_id = f.owner_id
+            WHERE e.kind = %s AND e.applies_to >= %s AND e.applies_to <= %s {owners}
+        ) u
+        JOIN labels lb ON lb.day = u.day
+        LEFT JOIN timesheet_projet pj ON pj.id = u.projet_id{joins}
+        {where}
+        ORDER BY {", ".join(order)}
+    """
+    return _Query(sql, params + adjusted, labels, every_day)
+
+
+NOBODY: dict[str, Any] = {"id": None, "username": ""}
+NOTHING: dict[str, Any] = {"id": None, "designation": ""}
+NO_CLIENT: dict[str, Any] = {"id": None, "name": ""}
+# Names kept to be shared by the rows that show them, at most this many (then forgotten).
+NAMES_KEPT = 300
+
+
+class _Names:
+    """
+    The owners', clients' and projects' names as rows show them, one dict
+    for each, shared by the rows that show it while it is kept: at most
+    NAMES_KEPT, so that what is held does not grow with them.
+    """
+
+    def __init__(self) -> None:
+        self.kept: dict[tuple[str, int], dict[str, Any]] = {}
+
+    def of(self, kind: str, field: str, pk: int, name: str | None) -> dict[str, Any]:
+        """``{"id": pk, field: name}``; for a name not found (None), nobody's, no client's or no project's."""
+        if name is None:
+            return NOBODY if kind == "owner" else NO_CLIENT if kind == "client" else NOTHING
+        shown = self.kept.get((kind, pk))
+        if shown is None:
+            if len(self.kept) >= NAMES_KEPT:
+                self.kept.clear()
+            shown = self.kept[(kind, pk)] = {"id": pk, field: name}
+        return shown
+
+
+def _rows(
+    *,
+    first: date,
+    last: date,
+    group: str,
+    by: Sequence[str],
+    owner_ids: list[int] | None,
+    now: datetime,
+    rules: dict[int, rounding.Rule],
+    default: rounding.Rule,
     chunk_rows: int,
     book: rates.RateBook | None = None,
-) -> Generator[tuple[date, Cells]]:
+    approved: bool = False,
+) -> Generator[dict[str, Any]]:
     """
-    Each day of the range that holds time, in order, with its {(owner id,
-    project id): [microseconds, rounded, rate units]}: the split's cells
-    (read ``chunk_rows`` at a time; PostgreSQL: a server-side cursor) and
-    that day's adjustments together.
+    The report's rows in its order, then ``{"totals": ...}``: each made as
+    soon as its last cell is read from the query (``_report_sql``, in that
+    order), so that what is held is one row, one chunk (``chunk_rows``) of
+    the query's rows and at most NAMES_KEPT names, whatever the range and
+    the number of people. A day's cell (owner, project) is its stretches'
+    sums and its adjustments (counted as they are, priced at the rate in
+    effect at the start of their day in their owner's zone), rounded per
+    project when the scope is the group, its amount rounded to the minor
+    unit once; a row sums its cells (their billable time and amounts for
+    billable projects only). ``approved``: only the time of approved weeks.
     """
-    split = _split_sql(first=first, last=last, owner_ids=owner_ids, rules=rules, now=now, book=book)
-    pieces = _adjustment_pieces(first=first, last=last, owner_ids=owner_ids, chunk_rows=chunk_rows, book=book)
-    adjusted = groupby(pieces, key=itemgetter(0))
-    waiting = next(adjusted, None)  # the next day of adjustments: (day, its pieces)
-    parse = _day_parser()
-    priced, rounded = split.priced, split.rounded
-    minor_at = 5 if rounded else 4  # where a priced row's rate units are: whole minor units, then the rest
-    raw_day: Any = None
-    day: date | None = None
-    cells: Cells = {}
-    try:
-        with connection.chunked_cursor() as cursor:
-            cursor.execute(split.sql, split.params)
-            while chunk := cursor.fetchmany(chunk_rows):
-                for row in chunk:
-                    if row[0] != raw_day:
-                        raw_day, row_day = row[0], parse(row[0])
-                        if day is not None:
-                            if waiting is not None and waiting[0] == day:
-                                _add(cells, waiting[1])
-                                waiting = next(adjusted, None)
-                            yield day, cells
-                        while waiting is not None and waiting[0] < row_day:  # days of adjustments only
-                            yield waiting[0], _add({}, waiting[1])
-                            waiting = next(adjusted, None)
-                        day, cells = row_day, {}
-                    microseconds = row[3]
-                    units = 0
-                    if priced and row[minor_at] is not None:
-                        units = row[minor_at] * UNITS_PER_MINOR + row[minor_at + 1]
-                    # The query's rows are one per day, owner and project.
-                    cells[(row[1], row[2])] = (microseconds, row[4] if rounded else microseconds, units)
-        if day is not None:
-            if waiting is not None and waiting[0] == day:
-                _add(cells, waiting[1])
-                waiting = next(adjusted, None)
-            yield day, cells
-        while waiting is not None:
-            yield waiting[0], _add({}, waiting[1])
-            waiting = next(adjusted, None)
-    finally:  # stopped early: the cursors are closed now, on this thread
-        pieces.close()
+    scope = str(conf.get("REPORT_ROUNDING_SCOPE"))
+    # Per day and project, before any sum over days or projects; nothing to do when no rule rounds.
+    per_group = scope == "group" and any(rule.step for rule in (default, *rules.values()))
+    query = _report_sql(
+        first=first,
+        last=last,
+        group=group,
+        by=by,
+        owner_ids=owner_ids,
+        rules=(rules, default) if scope == "stretch" else None,
+        now=now,
+        book=book,
+        approved=approved,
+    )
+    labels, every_day = query.labels, query.days
+    by_owner, by_client, by_projet = "owner" in by, "client" in by, "projet" in by
+    names = _Names()
+    money = money_of()
+    minor_units = rates.minor_units
 
+    def shown(head: tuple[Any, ...], microseconds: int, rounded: int, billable: int, minor: int) -> dict[str, Any]:
+        """The row of ``head`` (its first cell's first row of the query) with its sums."""
+        seconds = microseconds / MICROSECONDS
+        row: dict[str, Any] = {"period": labels[head[_PERIOD]]}
+        if by_owner:
+            row["owner"] = names.of("owner", "username", head[_OWNER], head[_USERNAME])
+        if by_client:
+            row["client"] = names.of("client", "name", head[_CLIENT], head[_CLIENT_NAME])
+        if by_projet:
+            row["projet"] = names.of("projet", "designation", head[_PROJET], head[_DESIGNATION])
+        row["seconds"] = seconds
+        row["rounded_seconds"] = seconds if rounded == microseconds else rounded / MICROSECONDS
+        row["billable_seconds"] = seconds if billable == microseconds else billable / MICROSECONDS
+        row["amount"] = money(minor)
+        return row
 
-def _segments(first: date, last: date, group: str) -> list[tuple[date, date]]:
-    """
-    The range cut where a period's label sorts before the one of the day
-    before (a year's digits grow: 999-12 then 1000-01), the parts in the
-    order of their labels: read part by part, periods come in the report's order.
-    """
-    parts: list[tuple[date, date]] = []
-    start, previous = first, period_of(first, group)
-    day = first
-    while day < last:
-        day += timedelta(days=1)
-        label = period_of(day, group)
-        if label < previous:
-            parts.append((start, day - timedelta(days=1)))
-            start = day
-        previous = label
-    parts.append((start, last))
-    return sorted(parts, key=lambda part: period_of(part[0], group))
+    total = total_rounded = total_billable = total_minor = 0
+    head: tuple[Any, ...] | None = None  # the first row of the report's row being summed, and its sums
+    key: tuple[int, int, int, int] | None = None
+    microseconds = rounded = billable = minor = 0
+    cell: tuple[Any, ...] | None = None  # the first row of the cell being read, and its sums
+    cell_us = cell_rounded = units = 0
+    with connection.chunked_cursor() as cursor:  # closed here, on this thread, when the generator is
+        cursor.execute(query.sql, query.params)
+        chunks = iter(lambda: cursor.fetchmany(chunk_rows), [])
+        for row in chain(chain.from_iterable(chunks), [None]):
+            if cell is not None and (
+                row is None or row[_DAY] != cell[_DAY] or row[_OWNER] != cell[_OWNER] or row[_PROJET] != cell[_PROJET]
+            ):
+                # The cell is whole: added to its row, which is made first when the cell begins another.
+                if per_group:
+                    cell_rounded = rules.get(cell[_PROJET], default).apply(cell_us)
+                cell_key = (
+                    cell[_PERIOD],
+                    cell[_OWNER] if by_owner else 0,
+                    cell[_CLIENT] if by_client else 0,
+                    cell[_PROJET] if by_projet else 0,
+                )
+                if cell_key != key:
+                    if head is not None:
+                        yield shown(head, microseconds, rounded, billable, minor)
+                        total += microseconds
+                        total_rounded += rounded
+                        total_billable += billable
+                        total_minor += minor
+                    head, key = cell, cell_key
+                    microseconds = rounded = billable = minor = 0
+                microseconds += cell_us
+                rounded += cell_rounded
+                if cell[_BILLABLE]:
+                    billable += cell_us
+                    if units:
+                        minor += minor_units(units)
+                cell = None
+            if row is None:
+                break
+            if cell is None:
+                cell, cell_us, cell_rounded, units = row, 0, 0, 0
+            cell_us += row[_US]
+            cell_rounded += row[_ROUNDED]
+            if row[_ADJUSTED]:
+                if book:
+                    units += row[_US] * book.rate_of_day(
+                        user_id=row[_OWNER],
+                        projet_id=row[_PROJET],
+                        client_id=row[_CLIENT] or None,
+                        day=every_day[row[_DAY]],
+                        zone=row[_ZONE],
+                    )
+            elif row[_WHOLE] is not None:
+                units += row[_WHOLE] * UNITS_PER_MINOR + row[_REST]
+    if head is not None:
+        yield shown(head, microseconds, rounded, billable, minor)
+        total += microseconds
+        total_rounded += rounded
+        total_billable += billable
+        total_minor += minor
+    yield {
+        "totals": {
+            "seconds": total / MICROSECONDS,
+            "rounded_seconds": total_rounded / MICROSECONDS,
+            "billable_seconds": total_billable / MICROSECONDS,
+            "amount": money(total_minor),
+        }
+    }
 
 
 def rounding_of(rules: dict[int, rounding.Rule] | None = None, default: rounding.Rule | None = None) -> dict[str, Any]:
@@ -610,295 +758,33 @@ def money_of(code: str | None = None) -> Callable[[int], str]:
     return money
 
 
-class _Names:
+def report_stream(
+    request: ReportRequest, *, chunk_rows: int = CHUNK_ROWS
+) -> tuple[dict[str, Any], Generator[dict[str, Any]]]:
     """
-    The owners', clients' and projects' names the streamed rows show, each
-    project's client and whether it is billable, and each id's place in the
-    order of the names: read for each period's new ids only.
-    """
-
-    def __init__(self) -> None:
-        self.owners: dict[int, dict[str, Any]] = {}
-        self.projets: dict[int, dict[str, Any]] = {}
-        self.clients: dict[int, dict[str, Any]] = {}
-        # Each project's (client id, 0 for none; billable).
-        self.kinds: dict[int, tuple[int, bool]] = {}
-        # Each id seen, in the order of its name then of the id (a name not found: ""; no client: 0).
-        self.owner_ranks: dict[int, int] = {}
-        self.projet_ranks: dict[int, int] = {}
-        self.client_ranks: dict[int, int] = {0: 0}
-
-    def read(self, keys: Iterable[tuple[int, int]], *, owners: bool, clients: bool) -> None:
-        """Read what is new of the projects (and of the owners and clients, when shown) of ``keys``."""
-        keys = list(keys)
-        projet_ids = {p for _, p in keys if p not in self.kinds}
-        if projet_ids:
-            for pk, name, client_id, billable in _projects(projet_ids):
-                self.projets[pk] = {"id": pk, "designation": name}
-                self.kinds[pk] = (client_id or 0, bool(billable))
-            for pk in projet_ids - self.kinds.keys():  # gone meanwhile: shown without a name, never priced
-                self.kinds[pk] = (0, False)
-            self.projet_ranks = _ranks(self.kinds, self.projets, "designation")
-        if owners:
-            owner_ids = {o for o, _ in keys if o not in self.owner_ranks}
-            if owner_ids:
-                username = get_user_model().USERNAME_FIELD
-                for pk, name in get_user_model().objects.filter(pk__in=owner_ids).values_list("pk", username):
-                    self.owners[pk] = {"id": pk, "username": name}
-                self.owner_ranks = _ranks([*self.owner_ranks, *owner_ids], self.owners, "username")
-        if clients:
-            client_ids = {self.kinds[p][0] for _, p in keys} - self.client_ranks.keys()
-            if client_ids:
-                for pk, name in Client.objects.filter(pk__in=client_ids).values_list("pk", "name"):
-                    self.clients[pk] = {"id": pk, "name": name}
-                self.client_ranks = _ranks([*self.client_ranks, *client_ids], self.clients, "name")
-
-
-def _projects(ids: Iterable[int]) -> list[tuple[int, str, int | None, Any]]:
-    """
-    (id, designation, client id, billable) of the projects ``ids``, read as
-    plain SQL: every report reads them, and the ORM would compile the query
-    again each time (billable: a boolean, or 0 and 1 on SQLite).
-    """
-    ids = list(ids)
-    quote = connection.ops.quote_name
-    columns = ", ".join(quote(column) for column in ("id", "designation", "client_id", "billable"))
-    sql = (
-        f"SELECT {columns} FROM {quote(Projet._meta.db_table)} WHERE {quote('id')} IN ({', '.join(['%s'] * len(ids))})"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, ids)
-        rows: list[tuple[int, str, int | None, Any]] = cursor.fetchall()
-    return rows
-
-
-def _ranks(ids: Iterable[int], names: Mapping[int, dict[str, Any]], field: str) -> dict[int, int]:
-    """Each id's place in the order of their names (then of the ids)."""
-    nobody: dict[str, Any] = {field: ""}
-    ordered = sorted(set(ids), key=lambda pk: (names.get(pk, nobody)[field], pk))
-    return {pk: rank for rank, pk in enumerate(ordered)}
-
-
-NOBODY: dict[str, Any] = {"id": None, "username": ""}
-NOTHING: dict[str, Any] = {"id": None, "designation": ""}
-NO_CLIENT: dict[str, Any] = {"id": None, "name": ""}
-
-
-@dataclass
-class _Totals:
-    microseconds: int = 0
-    rounded: int = 0
-    billable: int = 0
-    minor: int = 0
-
-    def add(self, microseconds: int, rounded: int, billable: int, minor: int) -> None:
-        self.microseconds += microseconds
-        self.rounded += rounded
-        self.billable += billable
-        self.minor += minor
-
-
-def _period_rows(
-    period: str,
-    sums: Cells,
-    names: _Names,
-    by: Sequence[str],
-    totals: _Totals,
-    money: Callable[[int], str],
-) -> Iterator[dict[str, Any]]:
-    """
-    One period's rows from its {(owner id, project id): [microseconds,
-    rounded, minor units]}: billable time and amounts kept for billable
-    projects only, grouped by ``by`` (owner, client, projet), in the order
-    of the owners', clients' and projects' names; added to ``totals``.
-    """
-    if not sums:
-        return
-    by_owner, by_client, by_projet = "owner" in by, "client" in by, "projet" in by
-    names.read(sums, owners=by_owner, clients=by_client)
-    owners, projets, clients, kinds = names.owners, names.projets, names.clients, names.kinds
-    if by_owner and by_projet:  # each cell is a row of its own (its client is its project's): nothing to add up
-        yield from _cell_rows(period, sums, names, by_client, totals, money)
-        return
-    # {(owner id, client id, project id), 0 where not a dimension: (microseconds, rounded, billable, minor units)}
-    grouped: dict[tuple[int, int, int], tuple[int, int, int, int]] = {}
-    for (owner_id, projet_id), (microseconds, rounded, minor) in sums.items():
-        client_id, billable = kinds[projet_id]
-        key = (owner_id if by_owner else 0, client_id if by_client else 0, projet_id if by_projet else 0)
-        us, rounded_us, billable_us, minor_sum = grouped.get(key, (0, 0, 0, 0))
-        if billable:
-            grouped[key] = (us + microseconds, rounded_us + rounded, billable_us + microseconds, minor_sum + minor)
-        else:
-            grouped[key] = (us + microseconds, rounded_us + rounded, billable_us, minor_sum)
-    owner_ranks = names.owner_ranks if by_owner else {0: 0}
-    client_ranks = names.client_ranks if by_client else {0: 0}
-    projet_ranks = names.projet_ranks if by_projet else {0: 0}
-    width = len(projet_ranks)
-    height = len(client_ranks) * width
-    ordered = sorted(
-        grouped, key=lambda key: owner_ranks[key[0]] * height + client_ranks[key[1]] * width + projet_ranks[key[2]]
-    )
-    total = total_rounded = total_billable = total_minor = 0
-    for key in ordered:
-        microseconds, rounded, billable_us, minor = grouped[key]
-        total += microseconds
-        total_rounded += rounded
-        total_billable += billable_us
-        total_minor += minor
-        seconds = microseconds / MICROSECONDS
-        row: dict[str, Any] = {"period": period}
-        if by_owner:
-            row["owner"] = owners.get(key[0], NOBODY)
-        if by_client:
-            row["client"] = clients.get(key[1], NO_CLIENT)
-        if by_projet:
-            row["projet"] = projets.get(key[2], NOTHING)
-        row["seconds"] = seconds
-        row["rounded_seconds"] = seconds if rounded == microseconds else rounded / MICROSECONDS
-        row["billable_seconds"] = seconds if billable_us == microseconds else billable_us / MICROSECONDS
-        row["amount"] = money(minor)
-        yield row
-    totals.add(total, total_rounded, total_billable, total_minor)
-
-
-def _cell_rows(
-    period: str, sums: Cells, names: _Names, by_client: bool, totals: _Totals, money: Callable[[int], str]
-) -> Iterator[dict[str, Any]]:
-    """``_period_rows`` by owner and project (and client): a row per cell, the report's most common and largest."""
-    owners, projets, clients, kinds = names.owners, names.projets, names.clients, names.kinds
-    owner_ranks, projet_ranks, client_ranks = names.owner_ranks, names.projet_ranks, names.client_ranks
-    width = len(projet_ranks)
-    if by_client:
-        height = len(client_ranks) * width
-        ordered = sorted(
-            sums,
-            key=lambda key: (
-                owner_ranks[key[0]] * height + client_ranks[kinds[key[1]][0]] * width + projet_ranks[key[1]]
-            ),
-        )
-    else:
-        ordered = sorted(sums, key=lambda key: owner_ranks[key[0]] * width + projet_ranks[key[1]])
-    zero = money(0)
-    total = total_rounded = total_billable = total_minor = 0
-    for key in ordered:
-        microseconds, rounded, minor = sums[key]
-        client_id, billable = kinds[key[1]]
-        seconds = microseconds / MICROSECONDS
-        rounded_seconds = seconds if rounded == microseconds else rounded / MICROSECONDS
-        total += microseconds
-        total_rounded += rounded
-        if billable:
-            total_billable += microseconds
-            total_minor += minor
-        if by_client:
-            yield {
-                "period": period,
-                "owner": owners.get(key[0], NOBODY),
-                "client": clients.get(client_id, NO_CLIENT),
-                "projet": projets.get(key[1], NOTHING),
-                "seconds": seconds,
-                "rounded_seconds": rounded_seconds,
-                "billable_seconds": seconds if billable else 0.0,
-                "amount": money(minor) if billable else zero,
-            }
-        else:
-            yield {
-                "period": period,
-                "owner": owners.get(key[0], NOBODY),
-                "projet": projets.get(key[1], NOTHING),
-                "seconds": seconds,
-                "rounded_seconds": rounded_seconds,
-                "billable_seconds": seconds if billable else 0.0,
-                "amount": money(minor) if billable else zero,
-            }
-    totals.add(total, total_rounded, total_billable, total_minor)
-
-
-def _rows(
-    *,
-    first: date,
-    last: date,
-    group: str,
-    by: Sequence[str],
-    owner_ids: list[int] | None,
-    now: datetime,
-    rules: dict[int, rounding.Rule],
-    default: rounding.Rule,
-    chunk_rows: int,
-    book: rates.RateBook | None = None,
-    only: set[tuple[int, date]] | None = None,
-) -> Iterator[dict[str, Any]]:
-    """
-    The report's rows in its order, then ``{"totals": ...}``: read from the
-    query by day, a period at a time, so that what is held is one period's
-    cells and one chunk of the query's, whatever the range. Each day's cell
-    (owner, project) has its amount rounded to the minor unit here, once.
-    ``only``: the (owner, day) pairs to count (None: all).
-    """
-    scope = str(conf.get("REPORT_ROUNDING_SCOPE"))
-    # Per day and project, before any sum over days or projects; nothing to do when no rule rounds.
-    per_group = scope == "group" and any(rule.step for rule in (default, *rules.values()))
-    names = _Names()
-    totals = _Totals()
-    money = money_of()
-    minor_units = rates.minor_units
-    for part_first, part_last in _segments(first, last, group):
-        period = ""
-        sums: Cells = {}
-        for day, cells in _days(
-            first=part_first,
-            last=part_last,
-            owner_ids=owner_ids,
-            rules=(rules, default) if scope == "stretch" else None,
-            now=now,
-            chunk_rows=chunk_rows,
-            book=book,
-        ):
-            if only is not None:
-                cells = {key: cell for key, cell in cells.items() if (key[0], day) in only}
-                if not cells:
-                    continue
-            # Each cell's (microseconds, rounded, rate units) becomes (microseconds, rounded, minor units).
-            for key, (microseconds, rounded, units) in cells.items():
-                if per_group:
-                    rounded = rules.get(key[1], default).apply(microseconds)
-                if units or per_group:
-                    cells[key] = (microseconds, rounded, minor_units(units) if units else 0)
-            label = period_of(day, group)
-            if label != period:
-                yield from _period_rows(period, sums, names, by, totals, money)
-                period, sums = label, cells
-                continue
-            for key, (microseconds, rounded, minor) in cells.items():
-                period_sums = sums.get(key)
-                if period_sums is None:
-                    sums[key] = (microseconds, rounded, minor)
-                else:
-                    sums[key] = (period_sums[0] + microseconds, period_sums[1] + rounded, period_sums[2] + minor)
-        yield from _period_rows(period, sums, names, by, totals, money)
-    yield {
-        "totals": {
-            "seconds": totals.microseconds / MICROSECONDS,
-            "rounded_seconds": totals.rounded / MICROSECONDS,
-            "billable_seconds": totals.billable / MICROSECONDS,
-            "amount": money(totals.minor),
-        }
-    }
-
-
-def report_rows(request: ReportRequest, *, chunk_rows: int = CHUNK_ROWS) -> Generator[dict[str, Any]]:
-    """
-    The rows of ``report_for(request)`` one by one, in its order, then one
+    The report ``request`` asks for, streamed: its fields besides the rows
+    and the totals (``rounding``, ``currency``, ``from``, ``to``,
+    ``group``, ``by``, ``approved``, ``server_time``, as ``report`` gives
+    them), and a generator of its rows one by one, in its order, then of one
     ``{"totals": {"seconds", "rounded_seconds", "billable_seconds",
-    "amount"}}``: in bounded memory (a period's rows, ``chunk_rows`` of the
-    query's, the names shown), for exports. Consume it on one thread (it
-    holds a cursor) and close it when stopping early.
+    "amount"}}``, in bounded memory (see ``_rows``). The generator holds a
+    cursor once started: consume it on one thread and close it when
+    stopping early.
     """
     owner_ids = None if request.owner_ids is None else list(request.owner_ids)
-    now = db_now()
     default, rules = rounding.default_rule(), rounding.project_rules(_prepared("rules", rounding.rules_query))
-    only = approved_days(owner_ids=owner_ids, first=request.first, last=request.last) if request.approved else None
-    yield from _rows(
+    now = db_now()
+    fields: dict[str, Any] = {
+        "rounding": rounding_of(rules, default),
+        "currency": rates.currency(),
+        "from": request.first.isoformat(),
+        "to": request.last.isoformat(),
+        "group": request.group,
+        "by": list(request.by),
+        "approved": request.approved,
+        "server_time": now.isoformat(),
+    }
+    rows = _rows(
         first=request.first,
         last=request.last,
         group=request.group,
@@ -909,8 +795,21 @@ def report_rows(request: ReportRequest, *, chunk_rows: int = CHUNK_ROWS) -> Gene
         default=default,
         chunk_rows=chunk_rows,
         book=rates.RateBook.load(_prepared("rates", rates.RateBook.query)),
-        only=only,
+        approved=request.approved,
     )
+    return fields, rows
+
+
+def report_rows(request: ReportRequest, *, chunk_rows: int = CHUNK_ROWS) -> Generator[dict[str, Any]]:
+    """
+    The rows of ``report_for(request)`` one by one, in its order, then one
+    ``{"totals": {"seconds", "rounded_seconds", "billable_seconds",
+    "amount"}}``: in bounded memory (one row, ``chunk_rows`` of the query's,
+    some names), for exports. Consume it on one thread (it holds a cursor)
+    and close it when stopping early.
+    """
+    _fields, rows = report_stream(request, chunk_rows=chunk_rows)
+    yield from rows
 
 
 def report(
@@ -928,43 +827,19 @@ def report(
     ``currency``) of the billable time, the totals, and the rounding rule
     that was applied. ``owner_ids`` narrows to those owners (None:
     everyone); ``approved``, to the time of approved weeks. The rows are
-    those ``report_rows`` streams.
+    those ``report_stream`` streams, held in one list: for small reports
+    (a person's week); a large one is streamed.
     """
-    default, rules = rounding.default_rule(), rounding.project_rules(_prepared("rules", rounding.rules_query))
-    now = db_now()
-    owner_ids = None if owner_ids is None else list(owner_ids)
-    only = approved_days(owner_ids=owner_ids, first=first, last=last) if approved else None
+    owners = None if owner_ids is None else tuple(owner_ids)
+    fields, rows = report_stream(ReportRequest(first, last, group, tuple(by), owners, approved))
     out: list[dict[str, Any]] = []
     totals: dict[str, Any] = {}
-    for row in _rows(
-        first=first,
-        last=last,
-        group=group,
-        by=by,
-        owner_ids=owner_ids,
-        now=now,
-        rules=rules,
-        default=default,
-        chunk_rows=CHUNK_ROWS,
-        book=rates.RateBook.load(_prepared("rates", rates.RateBook.query)),
-        only=only,
-    ):
+    for row in rows:
         if "totals" in row:
             totals = row["totals"]
         else:
             out.append(row)
-    return {
-        "rows": out,
-        "totals": totals,
-        "rounding": rounding_of(rules, default),
-        "currency": rates.currency(),
-        "from": first.isoformat(),
-        "to": last.isoformat(),
-        "group": group,
-        "by": list(by),
-        "approved": approved,
-        "server_time": now.isoformat(),
-    }
+    return {"rows": out, "totals": totals, **fields}
 
 
 def report_for(request: ReportRequest) -> dict[str, Any]:
@@ -977,22 +852,6 @@ def report_for(request: ReportRequest) -> dict[str, Any]:
         owner_ids=request.owner_ids,
         approved=request.approved,
     )
-
-
-def approved_days(*, owner_ids: Iterable[int] | None, first: date, last: date) -> set[tuple[int, date]]:
-    """The (owner, local day) pairs from ``first`` to ``last`` in approved weeks: where a report's approved time is."""
-    sheets = WeekSheet.objects.filter(
-        state=WeekSheet.State.APPROVED, first_day__lte=last, first_day__gt=first - timedelta(days=7)
-    )
-    if owner_ids is not None:
-        sheets = sheets.filter(owner_id__in=list(owner_ids))
-    found = set()
-    for owner_id, first_day in sheets.values_list("owner_id", "first_day").iterator():
-        for n in range(7):
-            day = first_day + timedelta(days=n)
-            if first <= day <= last:
-                found.add((owner_id, day))
-    return found
 
 
 def own_week(*, user: Any, zone: Any = None) -> dict[str, Any]:

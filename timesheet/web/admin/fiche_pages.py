@@ -7,6 +7,7 @@ its list's filters and the admin site's context.
 import csv
 from datetime import timedelta
 
+from django.contrib import messages
 from django.contrib.admin import ModelAdmin
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.auth import get_user_model
@@ -28,6 +29,9 @@ from timesheet.web.admin.common import USERNAME
 from timesheet.web.admin.forms import AdjustForm
 from timesheet.web.http import error
 
+# Rows the report page's table shows at most (its bars and totals count them all): a longer table is no
+# page to read, and held whole it would grow with the report; the exports stream every row.
+REPORT_PAGE_MAX_ROWS = 2000
 # What a report's rounding applies to (REPORT_ROUNDING_SCOPE), in words.
 ROUNDING_SCOPES = {"stretch": _("per stretch of running time"), "group": _("per day and project")}
 
@@ -53,15 +57,34 @@ def report_view(model_admin: ModelAdmin, request: HttpRequest) -> HttpResponse:
     data = {"from": first.isoformat(), "to": today.isoformat(), **request.GET.dict()}
     error, report, bars = "", None, []
     try:
-        report = reports.report_for(
-            reports.request_from_query(user=request.user, query=request.GET, first=first, last=today)
-        )
+        asked = reports.request_from_query(user=request.user, query=request.GET, first=first, last=today)
     except Refused as refused:
         error = refused.message
-    if report:
+    else:
+        # Streamed: the bars and the totals count every row, the table holds at most REPORT_PAGE_MAX_ROWS.
+        fields, rows = reports.report_stream(asked)
+        shown: list[dict] = []
+        totals: dict = {}
         per_period: dict[str, float] = {}
-        for row in report["rows"]:
-            per_period[row["period"]] = per_period.get(row["period"], 0) + row["seconds"]
+        count = 0
+        try:
+            for row in rows:
+                if "totals" in row:
+                    totals = row["totals"]
+                    continue
+                per_period[row["period"]] = per_period.get(row["period"], 0) + row["seconds"]
+                count += 1
+                if count <= REPORT_PAGE_MAX_ROWS:
+                    shown.append(row)
+        finally:
+            rows.close()
+        report = {"rows": shown, "totals": totals, **fields}
+        if count > REPORT_PAGE_MAX_ROWS:
+            messages.warning(
+                request,
+                gettext("The table shows the first %(shown)s rows of %(rows)s; the CSV and XLSX exports hold them all.")
+                % {"shown": REPORT_PAGE_MAX_ROWS, "rows": count},
+            )
         longest = max(per_period.values(), default=0) or 1
         bars = [
             {"period": period, "seconds": seconds, "percent": round(100 * seconds / longest, 1)}

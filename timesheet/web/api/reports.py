@@ -1,13 +1,15 @@
 """The API's reports: time per period, owner, client and project, and what the billable time is worth."""
 
+from collections.abc import Callable, Generator, Iterator
 from datetime import date, datetime
 from typing import Any, Literal
 
-from asgiref.sync import sync_to_async
+from asgiref.sync import async_to_sync, sync_to_async
+from django.http import HttpResponse, StreamingHttpResponse
 from ninja import Field, Query, Router, Schema
 
-from timesheet.domain import reports
-from timesheet.web.api.common import ERRORS, Id, OwnerRef, ProjetRef, rendered
+from timesheet.domain import exports, reports
+from timesheet.web.api.common import ERRORS, ExactEncoder, Id, OwnerRef, ProjetRef, renderer
 
 router = Router(tags=["reports"])
 
@@ -77,9 +79,13 @@ class ReportOut(Schema):
     server_time: datetime
 
 
-def report_for(user: Any, filters: ReportFilters) -> dict[str, Any]:
-    """The report ``filters`` ask for, of the rows ``user`` may see, in ``ReportOut``'s shape (sync: reads rights)."""
-    request = reports.report_request(
+# Rows rendered into one chunk of the streamed body.
+ROWS_PER_CHUNK = 500
+
+
+def report_request(user: Any, filters: ReportFilters) -> reports.ReportRequest:
+    """The report ``filters`` ask for, of the rows ``user`` may see (sync: reads rights); refused when invalid."""
+    return reports.report_request(
         user=user,
         first=filters.from_,
         last=filters.to,
@@ -88,29 +94,153 @@ def report_for(user: Any, filters: ReportFilters) -> dict[str, Any]:
         owner_id=filters.owner,
         approved=filters.approved,
     )
-    return report_json(reports.report_for(request))
 
 
-def report_json(report: dict[str, Any]) -> dict[str, Any]:
+def row_json(row: dict[str, Any]) -> dict[str, Any]:
+    """A report's row as ``ReportRow`` gives it: with its owner, client and projet (None where not dimensions)."""
+    return {
+        "period": row["period"],
+        "owner": row.get("owner"),
+        "client": row.get("client"),
+        "projet": row.get("projet"),
+        "seconds": row["seconds"],
+        "rounded_seconds": row["rounded_seconds"],
+        "billable_seconds": row["billable_seconds"],
+        "amount": row["amount"],
+    }
+
+
+def row_texts() -> Callable[[dict[str, Any]], str]:
     """
-    ``report`` as ``ReportOut`` gives it: each row with its owner, client and
-    projet (None where they are not dimensions), in the schema's order; the
-    rest is already in its shape.
+    A function from a report's row to the JSON text of ``row_json(row)`` as
+    the renderer writes it inside the document: the same keys, separators,
+    escapes and floats (``float.__repr__``, as json's). Each owner's,
+    client's and project's text is made once while it is kept (the rows
+    that show one share its dict), not each row's dict made and encoded again.
     """
-    report["rows"] = [
-        {
-            "period": row["period"],
-            "owner": row.get("owner"),
-            "client": row.get("client"),
-            "projet": row.get("projet"),
-            "seconds": row["seconds"],
-            "rounded_seconds": row["rounded_seconds"],
-            "billable_seconds": row["billable_seconds"],
-            "amount": row["amount"],
-        }
-        for row in report["rows"]
-    ]
-    return report
+    encode = ExactEncoder().encode
+    number = float.__repr__
+    # {id of a name's dict: (the dict, kept alive so that its id is not another's meanwhile, its text)}
+    texts: dict[int, tuple[Any, str]] = {}
+
+    def named(value: Any) -> str:
+        if value is None:
+            return "null"
+        known = texts.get(id(value))
+        if known is not None:
+            return known[1]
+        if len(texts) >= reports.NAMES_KEPT:
+            texts.clear()
+        text = encode(value)
+        texts[id(value)] = (value, text)
+        return text
+
+    def row_text(row: dict[str, Any]) -> str:
+        # A period's label and an amount are digits, "-", "W" and ".": nothing to escape.
+        return (
+            f'{{"period": "{row["period"]}", "owner": {named(row.get("owner"))}, '
+            f'"client": {named(row.get("client"))}, "projet": {named(row.get("projet"))}, '
+            f'"seconds": {number(row["seconds"])}, "rounded_seconds": {number(row["rounded_seconds"])}, '
+            f'"billable_seconds": {number(row["billable_seconds"])}, "amount": "{row["amount"]}"}}'
+        )
+
+    return row_text
+
+
+def body_chunks(
+    asked: reports.ReportRequest, *, rows_per_chunk: int = ROWS_PER_CHUNK, chunk_rows: int = reports.CHUNK_ROWS
+) -> Generator[bytes]:
+    """
+    The report ``asked`` as ``ReportOut`` gives it, in UTF-8 chunks of
+    ``rows_per_chunk`` rows: the very text the renderer makes of the whole
+    document (``{"rows": [...], "totals": ..., ...}``, the same separators
+    and escapes), made from the streamed rows, so that what is held is a
+    chunk (and ``chunk_rows`` of the query's rows), whatever the report's
+    size. The first chunk comes once the query has answered.
+    """
+    encode = ExactEncoder().encode
+    row_text = row_texts()
+    fields, rows = reports.report_stream(asked, chunk_rows=chunk_rows)
+    try:
+        parts = ['{"rows": [']
+        count = 0
+        totals: dict[str, Any] = {}
+        for row in rows:
+            if "totals" in row:
+                totals = row["totals"]
+                continue
+            if count:
+                parts.append(", ")
+            parts.append(row_text(row))
+            count += 1
+            if count % rows_per_chunk == 0:
+                yield "".join(parts).encode()
+                parts = []
+        parts.append("]")
+        for name, value in {"totals": totals, **fields}.items():
+            parts += [", ", encode(name), ": ", encode(value)]
+        parts.append("}")
+        yield "".join(parts).encode()
+    finally:
+        rows.close()
+
+
+class _Started:
+    """
+    The chunks of a body whose first ones are made already (``made``), then
+    the rest of ``chunks``; closed, it closes ``chunks``.
+    """
+
+    def __init__(self, made: list[bytes], chunks: Generator[bytes]) -> None:
+        self._made = made
+        self._chunks = chunks
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        if self._made:
+            return self._made.pop(0)
+        return next(self._chunks)
+
+    def close(self) -> None:
+        self._chunks.close()
+
+
+def started_body(user: Any, filters: ReportFilters) -> bytes | _Started:
+    """
+    The body of the report ``filters`` ask for (sync: reads rights and the
+    database), its query run and its first chunk made before the response
+    begins, so that its errors are the request's, not a broken body's: the
+    whole body when it is one chunk, else its chunks.
+    """
+    chunks = body_chunks(report_request(user, filters), rows_per_chunk=ROWS_PER_CHUNK)
+    first = next(chunks)
+    second = next(chunks, None)
+    if second is None:
+        return first
+    return _Started([first, second], chunks)
+
+
+class JsonStream(StreamingHttpResponse):
+    """
+    A JSON document sent in chunks as they are made. ``content`` and
+    ``text`` read the rest of it and give it whole, for a caller that wants
+    it at once (the test client's ``json()``); a server sends the chunks.
+    """
+
+    @property
+    def text(self) -> str:  # type: ignore[override]  # Django's raises: this one reads the stream
+        return self.content.decode(self.charset or "utf-8")
+
+    @property
+    def content(self) -> bytes:  # type: ignore[override]  # Django's raises: this one reads the stream
+        async def whole() -> bytes:
+            return b"".join([chunk async for chunk in self.streaming_content])  # type: ignore[union-attr]
+
+        if not self.is_async:
+            return b"".join(self.streaming_content)  # type: ignore[arg-type]
+        return async_to_sync(whole)()
 
 
 @router.get(
@@ -123,6 +253,13 @@ def report_json(report: dict[str, Any]) -> dict[str, Any]:
     ),
 )
 async def report(request, filters: Query[ReportFilters]):
-    # Built in ReportOut's shape (``report_json``) and rendered as it is: Ninja would validate every row
-    # again, a fifth of a small report's time; a test holds the shape to the schema's.
-    return rendered(request, await sync_to_async(report_for)(request.auth, filters))
+    # Streamed as it is made (``body_chunks``: one chunk of rows held, whatever the report's size), each
+    # chunk made off the event loop on the request's own thread, where the query's cursor is; a body of one
+    # chunk (a few hundred rows) is sent whole. In ReportOut's shape, not validated by Ninja row by row: a
+    # test holds the shape to the schema's. A response closed unread closes the body, and its cursor, on
+    # that thread too.
+    body = await sync_to_async(started_body)(request.auth, filters)
+    content_type = f"{renderer.media_type}; charset={renderer.charset}"
+    if isinstance(body, bytes):  # one chunk: sent whole, without a trip to the thread for each
+        return HttpResponse(body, content_type=content_type)
+    return JsonStream(exports.Streamed(body, body.close), content_type=content_type)
