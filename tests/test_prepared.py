@@ -64,6 +64,48 @@ def test_a_read_whose_value_is_written_into_its_sql_is_refused_when_compiled(pro
         not_values.rows(projet=projet.pk)
 
 
+def test_a_value_computed_from_a_marker_is_refused_when_compiled(projet, user):
+    # Derived from the marker for "after", it would have been taken for another marker's place.
+    between = Prepared(
+        lambda after, owner: FicheTemps.objects.filter(pk__gte=after, pk__lte=after + 1, owner_id=owner).values("id"),
+        "after",
+        "owner",
+    )
+
+    with pytest.raises(TypeError, match="computed from a marker"):
+        between.rows(after=1, owner=user.pk)
+
+
+def test_an_id_past_a_bigint_matches_nothing_as_the_orm_answers(projet, user):
+    past = 2**63
+    read = Prepared(lambda fiche: FicheTemps.objects.filter(pk=fiche).values("id"), "fiche")
+    relabel = PreparedUpdate(lambda fiche: (FicheTemps.objects.filter(pk=fiche), {"libelle": "x"}), "fiche")
+
+    assert read.rows(fiche=past) == [] == list(FicheTemps.objects.filter(pk=past).values("id"))
+    assert relabel.run(fiche=past) == 0
+    with pytest.raises(Refused) as refused:
+        fiche_row(user=user, fiche_id=past)
+    assert refused.value.code is Code.NOT_FOUND
+    with pytest.raises(Refused) as refused:
+        fiches.pause_fiche(fiche_id=past, actor=user)
+    assert refused.value.code is Code.NOT_FOUND
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_read_that_locks_is_refused_outside_a_transaction_as_the_orm_refuses_it(projet, user):
+    from django.db import connection, transaction
+    from django.db.transaction import TransactionManagementError
+
+    fiche = make_fiche(projet, user, "x")
+    with transaction.atomic():
+        fiches.locked(fiche.pk, user)  # compiled once, inside one
+    if not connection.features.has_select_for_update:  # SQLite: its transactions lock the whole file
+        assert fiches.locked(fiche.pk, user)["id"] == fiche.pk
+        return
+    with pytest.raises(TransactionManagementError):
+        fiches.locked(fiche.pk, user)
+
+
 @pytest.mark.parametrize("value", [None, True, [1, 2], "1", 1.0])
 def test_a_value_that_would_change_the_reads_shape_is_refused(projet, value):
     read = Prepared(lambda projet: Projet.objects.filter(pk=projet).values("id"), "projet")

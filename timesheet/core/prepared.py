@@ -27,6 +27,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import DateTimeField, DurationField, Field, Model, QuerySet
 from django.db.models.sql import InsertQuery, UpdateQuery
+from django.db.transaction import TransactionManagementError
 
 ModelT = TypeVar("ModelT", bound=Model)
 
@@ -50,12 +51,23 @@ class _SpanMarker(timedelta):
     """A placeholder duration, found again by its value as the database takes it."""
 
 
+# Each marker far from the next: a value derived from one (an id + 1) is never taken for another.
+_INT_STEP = 2**32
+_INT_MARKERS = range(_INT_BASE, _INT_BASE + 2**52)
 _MARKERS: dict[type, Callable[[int], Any]] = {
-    int: lambda index: _IntMarker(_INT_BASE + index),
+    int: lambda index: _IntMarker(_INT_BASE + index * _INT_STEP),
     str: lambda index: _TextMarker(f"\x1fprepared:{index}\x1f"),
-    datetime: lambda index: _InstantMarker(1901, 2, 3, 4, 5, 6, 100_003 + index, tzinfo=UTC),
-    timedelta: lambda index: _SpanMarker(days=12_345, microseconds=100_003 + index),
+    datetime: lambda index: _InstantMarker(1901 + 3 * index, 2, 3, 4, 5, 6, 100_003, tzinfo=UTC),
+    timedelta: lambda index: _SpanMarker(days=12_345 + 1_000 * index, microseconds=100_003),
 }
+# What SQLite and PostgreSQL store in a bigint: an id past it matches no row, as the ORM answers it.
+_BIGINT = range(-(2**63), 2**63)
+
+
+class OutOfRange(ValueError):
+    """An id no bigint column holds: no row has it."""
+
+
 # How the database takes each kind of value: as these fields hand it over.
 _FIELDS: "dict[type, Field[Any, Any]]" = {datetime: DateTimeField(), timedelta: DurationField()}
 _ANY_MARKER = (bool, _IntMarker, _TextMarker, _InstantMarker, _SpanMarker)
@@ -66,6 +78,7 @@ class _Compiled:
     sql: str
     params: tuple[Any, ...]
     slots: tuple[tuple[int, str], ...]  # (index in params, name of the value that goes there)
+    locks: bool = False  # a read that locks its rows: inside a transaction only, as the ORM says
     names: tuple[str, ...] = ()  # a read's columns, as values() names them
     columns: tuple[Any, ...] = ()  # their expressions, for the converters
 
@@ -118,6 +131,14 @@ class _Statement:
         inlined = {name for name, marker in markers.items() if str(marker) in sql}
         if missing or inlined:
             raise TypeError(f"Prepared statement: {sorted(missing | inlined)} did not all become parameters.")
+        taken = {index for index, _name in slots}
+        derived = [
+            param
+            for index, param in enumerate(params)
+            if index not in taken and type(param) is int and param in _INT_MARKERS
+        ]
+        if derived:
+            raise TypeError(f"Prepared statement: {derived} were computed from a marker, not put in its place.")
         return slots
 
     def _adapted(self, wrapper: BaseDatabaseWrapper, name: str, value: Any) -> Any:
@@ -134,6 +155,8 @@ class _Statement:
             invalid = isinstance(value, _ANY_MARKER)
             if not isinstance(value, kind) or invalid or (isinstance(value, datetime) and value.tzinfo is None):
                 raise TypeError(f"Prepared statement: {name} takes a value of type {kind.__name__}, not {value!r}.")
+            if kind is int and value not in _BIGINT:
+                raise OutOfRange(f"Prepared statement: {name} is out of a bigint's range: {value}.")
             params[index] = self._adapted(wrapper, name, value)
         return params
 
@@ -163,6 +186,7 @@ class Prepared(_Statement):
             sql=sql,
             params=tuple(params),
             slots=self._slots(wrapper, markers, sql, list(params)),
+            locks=bool(query.select_for_update) and wrapper.features.has_select_for_update,
             names=tuple(selected)
             if selected
             else (*query.extra_select, *query.values_select, *query.annotation_select),
@@ -175,7 +199,12 @@ class Prepared(_Statement):
         """The rows read with ``values`` in the markers' places, as dicts named as values() names them."""
         wrapper = connections[using]  # this thread's connection
         compiled = self._compiled_for(wrapper)
-        params = self._params_for(wrapper, compiled, values)
+        if compiled.locks and wrapper.get_autocommit():
+            raise TransactionManagementError("select_for_update cannot be used outside of a transaction.")
+        try:
+            params = self._params_for(wrapper, compiled, values)
+        except OutOfRange:
+            return []  # as the ORM answers a lookup past a bigint: no row
         sql = compiled.sql
         if limit is not None or offset:
             # The text Django would write for the slice, after the ORDER BY: these reads are plain SELECTs.
@@ -220,8 +249,12 @@ class PreparedUpdate(_Statement):
         """Run the update with ``values`` in the markers' places; return how many rows it changed."""
         wrapper = connections[using]
         compiled = self._compiled_for(wrapper)
+        try:
+            params = self._params_for(wrapper, compiled, values)
+        except OutOfRange:
+            return 0  # no row has that id
         with wrapper.cursor() as cursor:
-            cursor.execute(compiled.sql, self._params_for(wrapper, compiled, values))
+            cursor.execute(compiled.sql, params)
             changed: int = cursor.rowcount
         return changed
 
