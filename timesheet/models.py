@@ -204,6 +204,21 @@ def _holding(codenames: tuple) -> Prepared:
     return Prepared(build, "user")
 
 
+def visible_row(user: Any, own: Prepared, everyones: Prepared, **values: Any) -> dict[str, Any] | None:
+    """
+    ``FicheTemps.objects.get_visible_to`` for two prepared reads of one fiche
+    (``values`` and ``user``, the person's id, in their places): ``own``, among
+    ``user``'s own fiches, first (most ask for theirs, and that reads no
+    permission), then ``everyones`` if they see everyone's. The row, or None.
+    """
+    if not (user.is_authenticated and user.is_active):
+        return None
+    row = own.one(user=user.pk, **values)
+    if row is None and sees_everyones_fiches(user):
+        row = everyones.one(user=user.pk, **values)
+    return row
+
+
 def stand_in(user: int) -> Any:
     """
     ``user``, a prepared read's marker for a person's id, made to stand in

@@ -35,8 +35,8 @@ from timesheet.models import (
     Projet,
     Stretch,
     acts_on_everyones_fiches,
-    sees_everyones_fiches,
     stand_in,
+    visible_row,
 )
 
 # A fiche's values a transition reads under its lock.
@@ -58,12 +58,9 @@ def locked(fiche_id: int, actor: Any, *, with_projet: bool = False) -> Row:
     write see the same row; a racing tick or transition waits, then sees the
     new state. On SQLite the IMMEDIATE transaction is that lock.
     """
-    row: Row | None = None
-    if actor.is_authenticated and actor.is_active:
-        # Among one's own first: no one else's row locked, no permission read (on SQLite, under the write lock).
-        row = _locking(own=True, with_projet=with_projet).one(actor=actor.pk, fiche_id=fiche_id)
-        if row is None and sees_everyones_fiches(actor):
-            row = _locking(own=False, with_projet=with_projet).one(actor=actor.pk, fiche_id=fiche_id)
+    # Among one's own first: no one else's row locked (on SQLite, under the write lock).
+    own, everyones = _locking(own=True, with_projet=with_projet), _locking(own=False, with_projet=with_projet)
+    row = visible_row(actor, own, everyones, fiche_id=fiche_id)
     if row is None:
         raise Refused(_("Fiche %(id)s does not exist.") % {"id": fiche_id}, code=Code.NOT_FOUND)
     if row["owner_id"] != actor.pk and not acts_on_everyones_fiches(actor):
@@ -74,12 +71,12 @@ def locked(fiche_id: int, actor: Any, *, with_projet: bool = False) -> Row:
 @functools.cache
 def _locking(*, own: bool, with_projet: bool) -> Prepared:
     """
-    The read of ``locked``: among the actor's own fiches or everyone's, with
-    the project's state or not; prepared once, as every transition makes it.
+    The read of ``locked``: among the actor's (``user``'s) own fiches or
+    everyone's, with the project's state or not; prepared once, as every transition makes it.
     """
 
-    def build(fiche_id: int, actor: int | None = None) -> "QuerySet[Any]":
-        person = None if actor is None else stand_in(actor)
+    def build(fiche_id: int, user: int | None = None) -> "QuerySet[Any]":
+        person = None if user is None else stand_in(user)
         fiches = FicheTemps.objects.select_for_update(of=("self",))  # of the fiche's row only: never a project's
         fiches = fiches.owned_by(person) if own else fiches
         read: QuerySet[Any] = fiches.filter(pk=fiche_id).values(
@@ -87,7 +84,7 @@ def _locking(*, own: bool, with_projet: bool) -> Prepared:
         )
         return read
 
-    return Prepared(build, "fiche_id", *(("actor",) if own or with_projet else ()))
+    return Prepared(build, "fiche_id", *(("user",) if own or with_projet else ()))
 
 
 ACTIONS = {

@@ -18,7 +18,7 @@ from timesheet.core.dbtime import db_now
 from timesheet.core.prepared import Prepared
 from timesheet.domain.errors import Code, Refused
 from timesheet.domain.serialize import fiche_rows
-from timesheet.models import Etat, FicheTemps, FicheTempsQuerySet, sees_everyones_fiches, stand_in
+from timesheet.models import Etat, FicheTemps, FicheTempsQuerySet, sees_everyones_fiches, stand_in, visible_row
 
 
 def owners_seen_by(user: Any, owner_id: int | None, refusal: str = "") -> list[int] | None:
@@ -159,9 +159,7 @@ def fiche_page(
         return replace(found, server_time=db_now())
     _checked_filters(user, etat, owner_id)
     values: dict[str, Any] = {
-        name: value
-        for name, value in (("etat", etat), ("projet_id", projet_id), ("owner_id", owner_id))
-        if value is not None
+        name: value for name, value in zip(_FILTERS, (etat, projet_id, owner_id), strict=True) if value is not None
     }
     counting, reading = _page_reads(sees_everyones_fiches(user), tuple(values))
     counted = counting.one(user=user.pk, **values)
@@ -179,12 +177,7 @@ def fiche_page(
 
 def fiche_row(*, user: Any, fiche_id: int) -> dict[str, Any]:
     """Fiche ``fiche_id`` as a row for ``row_json``, if ``user`` may see it; else refused as not found."""
-    if not (user.is_authenticated and user.is_active):
-        raise Refused(_("Fiche %(id)s does not exist.") % {"id": fiche_id}, code=Code.NOT_FOUND)
-    # Among one's own first, as ``get_visible_to``: most ask for theirs, and that reads no permission.
-    row = _OWN_ROW.one(user=user.pk, fiche_id=fiche_id)
-    if row is None and sees_everyones_fiches(user):
-        row = _ANY_ROW.one(fiche_id=fiche_id)
+    row = visible_row(user, _OWN_ROW, _ANY_ROW, fiche_id=fiche_id)
     if row is None:
         raise Refused(_("Fiche %(id)s does not exist.") % {"id": fiche_id}, code=Code.NOT_FOUND)
     return row
