@@ -639,8 +639,15 @@ def _rows(
     money = money_of()
     minor_units = rates.minor_units
 
+    total = total_rounded = total_billable = total_minor = 0
+
     def shown(head: tuple[Any, ...], microseconds: int, rounded: int, billable: int, minor: int) -> dict[str, Any]:
-        """The row of ``head`` (its first cell's first row of the query) with its sums."""
+        """The row of ``head`` (its first cell's first row of the query) with its sums, added to the totals."""
+        nonlocal total, total_rounded, total_billable, total_minor
+        total += microseconds
+        total_rounded += rounded
+        total_billable += billable
+        total_minor += minor
         seconds = microseconds / MICROSECONDS
         row: dict[str, Any] = {"period": labels[head[_PERIOD]]}
         if by_owner:
@@ -655,7 +662,6 @@ def _rows(
         row["amount"] = money(minor)
         return row
 
-    total = total_rounded = total_billable = total_minor = 0
     head: tuple[Any, ...] | None = None  # the first row of the report's row being summed, and its sums
     key: tuple[int, int, int, int] | None = None
     microseconds = rounded = billable = minor = 0
@@ -680,10 +686,6 @@ def _rows(
                 if cell_key != key:
                     if head is not None:
                         yield shown(head, microseconds, rounded, billable, minor)
-                        total += microseconds
-                        total_rounded += rounded
-                        total_billable += billable
-                        total_minor += minor
                     head, key = cell, cell_key
                     microseconds = rounded = billable = minor = 0
                 microseconds += cell_us
@@ -712,10 +714,6 @@ def _rows(
                 units += row[_WHOLE] * UNITS_PER_MINOR + row[_REST]
     if head is not None:
         yield shown(head, microseconds, rounded, billable, minor)
-        total += microseconds
-        total_rounded += rounded
-        total_billable += billable
-        total_minor += minor
     yield {
         "totals": {
             "seconds": total / MICROSECONDS,
