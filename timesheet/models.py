@@ -199,7 +199,7 @@ def _holding(codenames: tuple) -> Prepared:
     def build(user):
         granted = _granted(codenames)
         own, through_groups = granted.filter(user=user).values("pk"), granted.filter(group__user=user).values("pk")
-        return own.union(through_groups, all=True)
+        return own.union(through_groups, all=True).order_by()  # the model's ordering names no selected column
 
     return Prepared(build, "user")
 
