@@ -134,6 +134,29 @@ def test_a_person_starts_switches_and_stops_earlier_across_two_tabs(server, brow
             shutil.copy(tmp_path / name, os.path.join(os.environ["FICHES_SCREENSHOTS"], name))
 
 
+def test_an_answer_is_drawn_even_when_the_streams_redraw_replaced_its_form_first(server, browser, projet):
+    dana = make_person("dana")
+    fiche = fiches.create_fiche(projet_id=projet.pk, actor=dana, libelle="Maquettes")
+    page = browser.new_context(viewport={"width": 1366, "height": 900}).new_page()
+    page.set_default_timeout(60_000)
+    sign_in(page, server)
+    page.evaluate(
+        """window.redraws = 0; document.body.addEventListener("htmx:afterRequest", event => {
+            if (event.detail.elt.id === "refresher") window.redraws++; })"""
+    )
+
+    def answer_after_the_redraw(route):
+        answer = route.fetch()  # started: its commit reaches the stream, whose redraw replaces the form
+        wait_until(lambda: page.evaluate("window.redraws"), message="the stream's redraw never came")
+        route.fulfill(response=answer)
+
+    page.route(f"**/fiches/{fiche.pk}/start", answer_after_the_redraw)
+    page.get_by_role("button", name="Start Maquettes").click()
+    page.get_by_text("Started.").wait_for()  # the answer's message, drawn after all
+    page.locator(f'[data-fiche-id="{fiche.pk}"] .etat-en_calcul').wait_for()
+    assert FicheTemps.objects.get(pk=fiche.pk).etat == Etat.EN_CALCUL
+
+
 def make_person(name):
     """A person who signs in with "browser-pass", hashed the way the server's own settings check it."""
     password = PBKDF2PasswordHasher().encode("browser-pass", PBKDF2PasswordHasher().salt())

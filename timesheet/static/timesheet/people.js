@@ -165,6 +165,20 @@
     form.appendChild(near);
   });
 
+  // An answer whose form was drawn again while it ran (the stream's redraw
+  // came first) is still drawn: htmx looks for its regions under the form it
+  // came from, which is no longer in the page, so they are drawn against the
+  // page itself. Listened to on the form, as its events no longer bubble.
+  document.body.addEventListener("htmx:beforeRequest", function (event) {
+    const elt = event.detail.elt;
+    if (!elt.closest || !elt.closest("form")) return;
+    elt.addEventListener("htmx:beforeSwap", function (swap) {
+      if (elt.isConnected || !swap.detail.shouldSwap) return;
+      swap.detail.shouldSwap = false;
+      htmx.swap(live, swap.detail.serverResponse, { swapStyle: "none" }, { contextElement: live });
+    }, { once: true });
+  });
+
   document.body.addEventListener("htmx:sendError", function () { say(live.dataset.networkError, "error"); });
   document.body.addEventListener("htmx:responseError", function () { say(live.dataset.networkError, "error"); });
 
