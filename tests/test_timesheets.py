@@ -530,6 +530,15 @@ def test_approving_a_later_week_or_unlocking_days_never_opens_an_approved_one(cr
     ] == ["approved", "approved"]
 
 
+@pytest.mark.parametrize("weekday", range(7))
+def test_the_default_listing_holds_the_last_eight_weeks_whatever_the_day(crew, monkeypatch, weekday):
+    kiran = crew[1]["kiran"]
+    first_day = timesheets.named_week(owner_id=kiran.pk, week="2026-W49").first
+    monkeypatch.setattr(days, "today", lambda zone, now=None: first_day + timedelta(days=weekday))
+    listed = [row["week"] for row in timesheets.weeks_of(actor=kiran, owner_id=kiran.pk)]
+    assert listed == [f"2026-W{number}" for number in range(49, 41, -1)]
+
+
 def test_a_listing_of_more_weeks_than_it_holds_asks_for_a_narrower_one(crew, monkeypatch):
     lead, people = crew
     for owner in people.values():

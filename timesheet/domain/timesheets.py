@@ -616,7 +616,8 @@ def weeks_of(*, actor: Any, owner_id: int, first: date | None = None, last: date
     zone_name, week_start = _settings_of(owner_id)
     today = days.today(days.zone_of(zone_name))
     last = last or today
-    first = first or max(last - timedelta(days=7 * (LIST_DEFAULT_WEEKS - 1)), EARLIEST)
+    if first is None:  # from the first day of the week LIST_DEFAULT_WEEKS - 1 before the last one's
+        first = max(days.person_week(last, week_start)[0] - timedelta(days=7 * (LIST_DEFAULT_WEEKS - 1)), EARLIEST)
     _check_range(first, last)
     start, _end = days.person_week(first, week_start)
     if start < first:
