@@ -6,23 +6,32 @@ in pgbench: does anything make every writer queue on one lock?
     DATABASE_URL=postgres://... python bench/transitions.py     # 8 and 32 writers, 10 s each
     python bench/transitions.py --writers 2,4 --seconds 2       # SQLite: one writer at a time by design
 
-Each writer is a process of its own (a web process's thread would share one
-interpreter) that starts and pauses its own fiche through the domain
-functions (``fiches.start_fiche``, ``fiches.pause_fiche``) as fast as it can.
+Each writer is a thread with its own connection, as a web process's request
+threads are, that starts and pauses its own fiche through the domain
+functions (``fiches.start_fiche``, ``fiches.pause_fiche``) as fast as it can;
+the writers are spread over at most ``--processes`` processes (4), as
+pgbench spreads its clients over 4 threads, so that more writers are more
+concurrency rather than more interpreters for two cores to switch between.
 On PostgreSQL the same number of pgbench clients then run the writes a
 transition makes (lock the fiche's row, update it, insert its event), once
 as they are and once with the global advisory lock that ordered the events
 until the log's readers followed transaction ids (``timesheet.core.xact``).
-Prints transitions a second at each number of writers, and whether the most
-writers do at least as many as the fewest.
+While each runs, the sessions are sampled every 10 ms: the share of them
+waiting on a heavyweight lock says whether the writers queue on one
+another, apart from what the CPU allows. Prints transitions a second at
+each number of writers, that share, and whether the most writers do at
+least as many transitions as the fewest. Run it on an empty database.
 """
 
 import argparse
+import collections
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -73,37 +82,64 @@ def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--writers", type=counts, default=[8, 32], help="numbers of concurrent writers (8,32)")
     parser.add_argument("--seconds", type=positive, default=10.0, help="how long each run writes (10)")
-    parser.add_argument("--writer", help=argparse.SUPPRESS)  # fiche_id,owner_id: a writer process
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=4,
+        help="processes the writers are threads of, as pgbench's -j spreads its clients (4)",
+    )
+    parser.add_argument("--writer", help=argparse.SUPPRESS)  # fiche,owner;...: a writer process
     return parser.parse_args()
 
 
-def write(spec):
+def write(specs):
     """
     A writer process: once set up, say so, wait for the number of seconds
-    on standard input, then start and pause one fiche for that long; print
-    the latencies.
+    on standard input, then in one thread for each of ``specs``
+    (``fiche,owner;fiche,owner...``) start and pause that fiche for that
+    long, each thread on its own connection, as a web process's request
+    threads do; print the latencies.
     """
     import django
 
     django.setup()
     from django.contrib.auth import get_user_model
+    from django.db import connection
 
     from timesheet.domain import fiches
 
-    fiche_id, owner_id = spec.split(",")
-    owner = get_user_model().objects.get(pk=int(owner_id))
-    print("ready", flush=True)
-    end = time.perf_counter() + float(sys.stdin.readline())
+    pairs = [tuple(int(part) for part in spec.split(",")) for spec in specs.split(";")]
+    owners = get_user_model().objects.in_bulk([owner_id for _fiche_id, owner_id in pairs])
+    ready, go = threading.Barrier(len(pairs) + 1), threading.Event()
     latencies = []
-    while time.perf_counter() < end:
-        began = time.perf_counter()
-        if len(latencies) % 2 == 0:
-            fiches.start_fiche(fiche_id=int(fiche_id), actor=owner)
-        else:
-            fiches.pause_fiche(fiche_id=int(fiche_id), actor=owner)
-        latencies.append(time.perf_counter() - began)
-    if len(latencies) % 2:
-        fiches.pause_fiche(fiche_id=int(fiche_id), actor=owner)  # left paused, for the next run
+
+    def writer(fiche_id, owner, end):
+        connection.ensure_connection()  # connected before the clock starts
+        ready.wait()
+        go.wait()
+        mine = []
+        while time.perf_counter() < end[0]:
+            began = time.perf_counter()
+            if len(mine) % 2 == 0:
+                fiches.start_fiche(fiche_id=fiche_id, actor=owner)
+            else:
+                fiches.pause_fiche(fiche_id=fiche_id, actor=owner)
+            mine.append(time.perf_counter() - began)
+        if len(mine) % 2:
+            fiches.pause_fiche(fiche_id=fiche_id, actor=owner)  # left paused, for the next run
+        connection.close()
+        latencies.extend(mine)
+
+    end = [0.0]  # set once every thread is connected and the run begins
+    threads = [threading.Thread(target=writer, args=(fiche_id, owners[owner_id], end)) for fiche_id, owner_id in pairs]
+    for thread in threads:
+        thread.start()
+    ready.wait()
+    print("ready", flush=True)
+    end[0] = time.perf_counter() + float(sys.stdin.readline())
+    go.set()
+    for thread in threads:
+        thread.join()
     print(" ".join(f"{latency:.6f}" for latency in latencies))
 
 
@@ -125,11 +161,15 @@ def setup(writers):
     return [(fiche.pk, fiche.owner_id) for fiche in ours], [fiche.pk for fiche in theirs]
 
 
-def run_writers(env, fiches, seconds):
-    """Every writer at once for ``seconds``; return (transitions a second, latencies)."""
-    processes = [
+def run_writers(env, fiches, seconds, processes):
+    """
+    Every writer at once for ``seconds``, as threads of at most ``processes``
+    processes; return (transitions a second, latencies).
+    """
+    shares = [fiches[index::processes] for index in range(min(processes, len(fiches)))]
+    children = [
         subprocess.Popen(
-            [sys.executable, __file__, "--writer", f"{fiche_id},{owner_id}"],
+            [sys.executable, __file__, "--writer", ";".join(f"{fiche_id},{owner_id}" for fiche_id, owner_id in share)],
             cwd=ROOT,
             env=child_env(env),
             stdin=subprocess.PIPE,
@@ -137,21 +177,72 @@ def run_writers(env, fiches, seconds):
             stderr=subprocess.PIPE,
             text=True,
         )
-        for fiche_id, owner_id in fiches
+        for share in shares
     ]
-    for process in processes:  # every process set up (Django imported, connected) before any writes
-        if process.stdout.readline().strip() != "ready":
-            raise SystemExit(f"a writer failed to start:\n{process.stderr.read()[-2000:]}")
-    for process in processes:
-        process.stdin.write(f"{seconds}\n")
-        process.stdin.flush()
+    for child in children:  # every process set up (Django imported, connected) before any writes
+        if child.stdout.readline().strip() != "ready":
+            raise SystemExit(f"a writer failed to start:\n{child.stderr.read()[-2000:]}")
+    for child in children:
+        child.stdin.write(f"{seconds}\n")
+        child.stdin.flush()
     latencies = []
-    for process in processes:
-        out, err = process.communicate(timeout=seconds + 120)
-        if process.returncode != 0:
+    for child in children:
+        out, err = child.communicate(timeout=seconds + 120)
+        if child.returncode != 0:
             raise SystemExit(f"a writer failed:\n{err[-2000:]}")
         latencies.extend(float(value) for value in out.split())
     return len(latencies) / seconds, latencies
+
+
+class LockWaits:
+    """
+    While in its ``with`` block, samples every 10 ms what the database's other
+    sessions that run a statement wait on (``pg_stat_activity``), on a
+    connection of its own: ``share`` is the fraction of them that waited on a
+    lock (a heavyweight lock: a row, a transaction, an advisory lock), the
+    sign of writers queuing on one another; ``top`` the lock most waited on.
+    """
+
+    SAMPLE = """
+        SELECT wait_event_type = 'Lock', wait_event FROM pg_stat_activity
+        WHERE datname = current_database() AND pid <> pg_backend_pid()
+          AND backend_type = 'client backend' AND state = 'active'
+    """
+
+    def __init__(self, url):
+        self.url = url
+        self.samples = self.waiting = 0
+        self.events = collections.Counter()
+
+    def __enter__(self):
+        import psycopg
+
+        self.stop = threading.Event()
+        self.connection = psycopg.connect(self.url, autocommit=True)
+        self.thread = threading.Thread(target=self.sample, daemon=True)
+        self.thread.start()
+        return self
+
+    def sample(self):
+        while not self.stop.wait(0.01):
+            for locked, event in self.connection.execute(self.SAMPLE).fetchall():
+                self.samples += 1
+                if locked:
+                    self.waiting += 1
+                    self.events[event] += 1
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+        self.connection.close()
+
+    @property
+    def share(self):
+        return self.waiting / self.samples if self.samples else 0.0
+
+    @property
+    def top(self):
+        return self.events.most_common(1)[0][0] if self.events else "-"
 
 
 def pgbench(url, clients, seconds, first_fiche, *, lock):
@@ -199,25 +290,41 @@ def main():
     ours, theirs = setup(most)
     postgres = connection.vendor == "postgresql"
     print(f"{database_label()}; {machine_label()}; load average {load_average():.2f} at the start")
-    print(f"writers as processes, each starting and pausing its own fiche; {args.seconds:g} s a run")
+    print(
+        f"each writer a thread with its own connection, starting and pausing its own fiche, in at most "
+        f"{args.processes} processes (as pgbench's {min(max(args.writers), 4)} threads); {args.seconds:g} s a run"
+    )
     header = f"{'writers':>8} {'transitions/s':>14} {'p50 ms':>8} {'p99 ms':>8}"
     if postgres:
-        header += f" {'pgbench tps':>12} {'ratio':>6} {'pgbench + old lock':>19}"
+        header += f" {'on a lock':>10} {'pgbench tps':>12} {'ratio':>6} {'pgbench + old lock':>19} {'on a lock':>10}"
     print(header)
+    url = os.environ.get("DATABASE_URL", "")
     rates = {}
+    waits = {}
     for writers in args.writers:
-        rate, latencies = run_writers(env, ours[:writers], args.seconds)
+        with LockWaits(url) if postgres else contextlib.nullcontext() as ours_waiting:
+            rate, latencies = run_writers(env, ours[:writers], args.seconds, args.processes)
         rates[writers] = rate
         line = (
             f"{writers:>8} {rate:>14,.0f} {percentile(latencies, 0.5) * 1000:>8.1f}"
             f" {percentile(latencies, 0.99) * 1000:>8.1f}"
         )
         if postgres:
-            url = os.environ["DATABASE_URL"]
+            waits[writers] = ours_waiting
             plain = pgbench(url, writers, args.seconds, theirs[0], lock=False)
-            locked = pgbench(url, writers, args.seconds, theirs[0], lock=True)
-            line += f" {plain:>12,.0f} {plain / rate:>5.1f}x {locked:>19,.0f}"
+            with LockWaits(url) as locked_waiting:
+                locked = pgbench(url, writers, args.seconds, theirs[0], lock=True)
+            line += (
+                f" {ours_waiting.share:>10.0%} {plain:>12,.0f} {plain / rate:>5.1f}x {locked:>19,.0f}"
+                f" {locked_waiting.share:>10.0%}"
+            )
         print(line, flush=True)
+    if postgres:
+        print(
+            "on a lock: of the sessions running a statement, sampled every 10 ms, the share waiting on a "
+            "heavyweight lock (rows, transactions, advisory locks); most waited on by ours: "
+            + ", ".join(f"{writers} writers {waits[writers].top}" for writers in args.writers)
+        )
     fewest, most = min(args.writers), max(args.writers)
     if postgres and fewest != most:
         verdict = "met" if rates[most] >= rates[fewest] else "NOT met"
