@@ -20,13 +20,14 @@ While each runs, the sessions are sampled every 10 ms: the share of them
 waiting on a heavyweight lock says whether the writers queue on one
 another, apart from what the CPU allows. Prints transitions a second at
 each number of writers, that share, and whether the most writers do at
-least as many transitions as the fewest. Run it on an empty database.
+least as many transitions as the fewest.
 """
 
 import argparse
 import collections
 import contextlib
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -144,17 +145,21 @@ def write(specs):
 
 
 def setup(writers):
-    """``writers`` people with a fiche each on one project, and as many others' fiches for pgbench; their ids."""
+    """
+    ``writers`` people with a fiche each on one project, and as many others'
+    fiches for pgbench, named apart from an earlier run's; their ids.
+    """
     from django.contrib.auth import get_user_model
     from django.db import transaction
 
     from timesheet.models import FicheTemps, Projet
 
     User = get_user_model()
+    run = secrets.token_hex(3)
     with transaction.atomic():
-        projet = Projet.objects.create(designation="Bench transitions")
-        users = User.objects.bulk_create(User(username=f"writer{i}", password="!") for i in range(writers))
-        others = User.objects.bulk_create(User(username=f"pgbench{i}", password="!") for i in range(writers))
+        projet = Projet.objects.create(designation=f"Bench transitions {run}")
+        users = User.objects.bulk_create(User(username=f"writer{i}-{run}", password="!") for i in range(writers))
+        others = User.objects.bulk_create(User(username=f"pgbench{i}-{run}", password="!") for i in range(writers))
         ours = FicheTemps.objects.bulk_create(FicheTemps(projet=projet, owner=user, libelle="w") for user in users)
         theirs = FicheTemps.objects.bulk_create(FicheTemps(projet=projet, owner=user, libelle="p") for user in others)
     assert [fiche.pk for fiche in theirs] == list(range(theirs[0].pk, theirs[0].pk + writers))  # pgbench's :fid
