@@ -148,13 +148,28 @@ def test_an_answer_is_drawn_even_when_the_streams_redraw_replaced_its_form_first
     def answer_after_the_redraw(route):
         answer = route.fetch()  # started: its commit reaches the stream, whose redraw replaces the form
         wait_until(lambda: page.evaluate("window.redraws"), message="the stream's redraw never came")
-        route.fulfill(response=answer)
+        # As an answer that moves the page to another week says (an entry added there): its address.
+        route.fulfill(response=answer, headers={**answer.headers, "hx-push-url": "/?week=2026-03-02"})
 
     page.route(f"**/fiches/{fiche.pk}/start", answer_after_the_redraw)
     page.get_by_role("button", name="Start Maquettes").click()
     page.get_by_text("Started.").wait_for()  # the answer's message, drawn after all
     page.locator(f'[data-fiche-id="{fiche.pk}"] .etat-en_calcul').wait_for()
     assert FicheTemps.objects.get(pk=fiche.pk).etat == Etat.EN_CALCUL
+    assert page.url == f"{server}/?week=2026-03-02"  # and the address moved with it
+
+    # A failure of an answer whose form was replaced meanwhile is said all the same.
+    page.unroute(f"**/fiches/{fiche.pk}/start")
+    page.evaluate("window.redraws = 0")
+
+    def fail_after_the_redraw(route):
+        route.fetch()  # paused: the stream's redraw replaces the form
+        wait_until(lambda: page.evaluate("window.redraws"), message="the stream's redraw never came")
+        route.fulfill(status=502, body="Bad Gateway")
+
+    page.route(f"**/fiches/{fiche.pk}/pause", fail_after_the_redraw)
+    page.locator(f'.running-fiche[data-fiche-id="{fiche.pk}"] button.stop').click()
+    page.get_by_text("Network unavailable: nothing changed.").wait_for()
 
 
 def make_person(name):

@@ -168,15 +168,24 @@
   // An answer whose form was drawn again while it ran (the stream's redraw
   // came first) is still drawn: htmx looks for its regions under the form it
   // came from, which is no longer in the page, so they are drawn against the
-  // page itself. Listened to on the form, as its events no longer bubble.
+  // page itself, and the address it moves to is pushed as htmx would. Its
+  // failures are said too. Listened to on the form, as its events no longer
+  // bubble.
   document.body.addEventListener("htmx:beforeRequest", function (event) {
     const elt = event.detail.elt;
     if (!elt.closest || !elt.closest("form")) return;
     elt.addEventListener("htmx:beforeSwap", function (swap) {
       if (elt.isConnected || !swap.detail.shouldSwap) return;
       swap.detail.shouldSwap = false;
+      const pushed = swap.detail.xhr.getResponseHeader("HX-Push-Url");
+      if (pushed && pushed !== "false") history.pushState({ htmx: true }, "", pushed);
       htmx.swap(live, swap.detail.serverResponse, { swapStyle: "none" }, { contextElement: live });
     }, { once: true });
+    ["htmx:responseError", "htmx:sendError"].forEach(function (name) {
+      elt.addEventListener(name, function () {
+        if (!elt.isConnected) say(live.dataset.networkError, "error");
+      }, { once: true });
+    });
   });
 
   document.body.addEventListener("htmx:sendError", function () { say(live.dataset.networkError, "error"); });
