@@ -17,6 +17,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.formats import number_format
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
@@ -83,7 +84,10 @@ def report_view(model_admin: ModelAdmin, request: HttpRequest) -> HttpResponse:
             messages.warning(
                 request,
                 gettext("The table shows the first %(shown)s rows of %(rows)s; the CSV and XLSX exports hold them all.")
-                % {"shown": REPORT_PAGE_MAX_ROWS, "rows": count},
+                % {
+                    "shown": number_format(REPORT_PAGE_MAX_ROWS, force_grouping=True),
+                    "rows": number_format(count, force_grouping=True),
+                },
             )
         longest = max(per_period.values(), default=0) or 1
         bars = [
