@@ -72,6 +72,13 @@ def counts(value):
     return numbers
 
 
+def at_least_one(value):
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError("at least 1 process")
+    return number
+
+
 def positive(value):
     number = float(value)
     if not number > 0:
@@ -85,7 +92,7 @@ def parse_args():
     parser.add_argument("--seconds", type=positive, default=10.0, help="how long each run writes (10)")
     parser.add_argument(
         "--processes",
-        type=int,
+        type=at_least_one,
         default=4,
         help="processes the writers are threads of, as pgbench's -j spreads its clients (4)",
     )
@@ -111,36 +118,51 @@ def write(specs):
 
     pairs = [tuple(int(part) for part in spec.split(",")) for spec in specs.split(";")]
     owners = get_user_model().objects.in_bulk([owner_id for _fiche_id, owner_id in pairs])
-    ready, go = threading.Barrier(len(pairs) + 1), threading.Event()
-    latencies = []
+    ready, go = threading.Barrier(len(pairs) + 1, timeout=120), threading.Event()
+    latencies, failures = [], []
 
     def writer(fiche_id, owner, end):
-        connection.ensure_connection()  # connected before the clock starts
-        ready.wait()
-        go.wait()
         mine = []
-        while time.perf_counter() < end[0]:
-            began = time.perf_counter()
-            if len(mine) % 2 == 0:
-                fiches.start_fiche(fiche_id=fiche_id, actor=owner)
-            else:
-                fiches.pause_fiche(fiche_id=fiche_id, actor=owner)
-            mine.append(time.perf_counter() - began)
-        if len(mine) % 2:
-            fiches.pause_fiche(fiche_id=fiche_id, actor=owner)  # left paused, for the next run
-        connection.close()
+        try:
+            connection.ensure_connection()  # connected before the clock starts
+            ready.wait()
+            go.wait()
+            while time.perf_counter() < end[0]:
+                began = time.perf_counter()
+                if len(mine) % 2 == 0:
+                    fiches.start_fiche(fiche_id=fiche_id, actor=owner)
+                else:
+                    fiches.pause_fiche(fiche_id=fiche_id, actor=owner)
+                mine.append(time.perf_counter() - began)
+            if len(mine) % 2:
+                fiches.pause_fiche(fiche_id=fiche_id, actor=owner)  # left paused, for the next run
+        except threading.BrokenBarrierError:
+            pass  # another writer failed to start, and says why
+        except Exception as error:  # said by the process's status: a run missing a writer is no measure
+            failures.append(f"fiche {fiche_id}: {error!r}")
+            ready.abort()
+        finally:
+            connection.close()
         latencies.extend(mine)
 
     end = [0.0]  # set once every thread is connected and the run begins
     threads = [threading.Thread(target=writer, args=(fiche_id, owners[owner_id], end)) for fiche_id, owner_id in pairs]
     for thread in threads:
         thread.start()
-    ready.wait()
+    try:
+        ready.wait()
+    except threading.BrokenBarrierError:
+        go.set()
+        for thread in threads:
+            thread.join()
+        raise SystemExit("a writer failed to start:\n" + "\n".join(failures)) from None
     print("ready", flush=True)
     end[0] = time.perf_counter() + float(sys.stdin.readline())
     go.set()
     for thread in threads:
         thread.join()
+    if failures:
+        raise SystemExit("a writer failed:\n" + "\n".join(failures))
     print(" ".join(f"{latency:.6f}" for latency in latencies))
 
 
@@ -214,32 +236,39 @@ class LockWaits:
           AND backend_type = 'client backend' AND state = 'active'
     """
 
-    def __init__(self, url):
-        self.url = url
+    def __init__(self):
         self.samples = self.waiting = 0
         self.events = collections.Counter()
 
     def __enter__(self):
-        import psycopg
-
         self.stop = threading.Event()
-        self.connection = psycopg.connect(self.url, autocommit=True)
+        self.failure = None
         self.thread = threading.Thread(target=self.sample, daemon=True)
         self.thread.start()
         return self
 
     def sample(self):
-        while not self.stop.wait(0.01):
-            for locked, event in self.connection.execute(self.SAMPLE).fetchall():
-                self.samples += 1
-                if locked:
-                    self.waiting += 1
-                    self.events[event] += 1
+        from django.db import connection  # this thread's own, as the settings make it
+
+        try:
+            with connection.cursor() as cursor:
+                while not self.stop.wait(0.01):
+                    cursor.execute(self.SAMPLE)
+                    for locked, event in cursor.fetchall():
+                        self.samples += 1
+                        if locked:
+                            self.waiting += 1
+                            self.events[event] += 1
+        except Exception as error:
+            self.failure = error
+        finally:
+            connection.close()
 
     def __exit__(self, *exc):
         self.stop.set()
         self.thread.join()
-        self.connection.close()
+        if self.failure is not None and exc[0] is None:
+            raise SystemExit(f"sampling the lock waits failed: {self.failure!r}")
 
     @property
     def share(self):
@@ -307,7 +336,7 @@ def main():
     rates = {}
     waits = {}
     for writers in args.writers:
-        with LockWaits(url) if postgres else contextlib.nullcontext() as ours_waiting:
+        with LockWaits() if postgres else contextlib.nullcontext() as ours_waiting:
             rate, latencies = run_writers(env, ours[:writers], args.seconds, args.processes)
         rates[writers] = rate
         line = (
@@ -316,8 +345,9 @@ def main():
         )
         if postgres:
             waits[writers] = ours_waiting
-            plain = pgbench(url, writers, args.seconds, theirs[0], lock=False)
-            with LockWaits(url) as locked_waiting:
+            with LockWaits():  # sampled as the other two are, so that the three run alike
+                plain = pgbench(url, writers, args.seconds, theirs[0], lock=False)
+            with LockWaits() as locked_waiting:
                 locked = pgbench(url, writers, args.seconds, theirs[0], lock=True)
             line += (
                 f" {ours_waiting.share:>10.0%} {plain:>12,.0f} {plain / rate:>5.1f}x {locked:>19,.0f}"
