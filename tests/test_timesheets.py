@@ -530,9 +530,11 @@ def test_approving_a_later_week_or_unlocking_days_never_opens_an_approved_one(cr
     ] == ["approved", "approved"]
 
 
+@pytest.mark.parametrize("week_start", [1, 7])  # Monday, Sunday
 @pytest.mark.parametrize("weekday", range(7))
-def test_the_default_listing_holds_the_last_eight_weeks_whatever_the_day(crew, monkeypatch, weekday):
+def test_the_default_listing_holds_the_last_eight_weeks_whatever_the_day(crew, monkeypatch, weekday, week_start):
     kiran = crew[1]["kiran"]
+    profiles.set_week_start(user=kiran, week_start=week_start)
     first_day = timesheets.named_week(owner_id=kiran.pk, week="2026-W49").first
     monkeypatch.setattr(days, "today", lambda zone, now=None: first_day + timedelta(days=weekday))
     listed = [row["week"] for row in timesheets.weeks_of(actor=kiran, owner_id=kiran.pk)]
