@@ -13,7 +13,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 
 from tests.factories import running_fiche
-from tests.support import ROOT, assert_exact, assert_within_real_time, elapse
+from tests.support import ROOT, assert_exact, assert_within_real_time, elapse, wait_until
 from timesheet.domain import fiches
 from timesheet.models import Etat, FicheTemps, TickerHeartbeat
 
@@ -70,7 +70,24 @@ TICK_STARTED = re.compile(r"Tick attempt \d+ started")
 
 
 def wait_for_a_blocked_tick(worker):
-    """Wait until a tick attempt of ``worker`` (run with -v 2) started after the lock was taken: it waits for it."""
+    """
+    Wait until a tick attempt of ``worker`` (run with -v 2) waits for the lock
+    held. On PostgreSQL: until a session waits for the fiches' table, whether
+    its attempt began before the lock was taken (then no other begins) or
+    after. On SQLite: until an attempt begins after the lock was taken, as
+    its IMMEDIATE transaction waits at once.
+    """
+    if connection.vendor == "postgresql":
+        waiting = """SELECT EXISTS (SELECT 1 FROM pg_locks
+                     WHERE NOT granted AND relation = 'timesheet_fichetemps'::regclass)"""
+
+        def blocked():
+            with connection.cursor() as cursor:
+                cursor.execute(waiting)
+                return cursor.fetchone()[0]
+
+        wait_until(blocked, every=0.02, message="no tick waited for the lock")
+        return
     attempts = worker.seen(TICK_STARTED)
     worker.wait_for(TICK_STARTED, count=attempts + 1)
 
