@@ -15,7 +15,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.messages import get_messages
 
 from tests.support import signed_in
-from timesheet.domain import reports
+from timesheet.domain import exports, reports
 from timesheet.models import FicheEvent, FicheTemps, Projet, Stretch
 from timesheet.web.admin import fiche_pages
 from timesheet.web.api import reports as api_reports
@@ -118,6 +118,26 @@ def test_the_api_answers_its_report_as_a_stream_of_chunks(db, user, projet, monk
         "P3",
         "Refonte",
     ]
+
+
+def test_a_streamed_report_holds_an_export_slot_and_past_them_is_a_429(db, user, projet, settings, monkeypatch):
+    monkeypatch.setattr(api_reports, "ROWS_PER_CHUNK", 2)
+    settings.EXPORT_MAX_CONCURRENT = 1
+    Projet.objects.bulk_create(Projet(designation=f"P{n}") for n in range(4))
+    work([user], Projet.objects.all())
+    client = signed_in(user)
+    streaming = client.get(f"/api/reports/?from={DAY}&to={DAY}")
+    assert streaming.status_code == 200 and streaming.streaming and exports.slots.running == 1
+    refused = client.get(f"/api/reports/?from={DAY}&to={DAY}")
+    assert refused.status_code == 429 and int(refused["Retry-After"]) == exports.RETRY_AFTER_SECONDS
+    assert refused.json() == {
+        "error": f"Too many exports are running: try again in {exports.RETRY_AFTER_SECONDS} seconds."
+    }
+    small = client.get(f"/api/reports/?from={DAY}&to={DAY}&by=owner")  # one row, one chunk: no slot
+    assert small.status_code == 200 and not small.streaming
+    assert len(json.loads(b"".join(async_to_sync(chunks_of)(streaming)))["rows"]) == 5
+    assert exports.slots.running == 0  # given back once sent
+    assert client.get(f"/api/reports/?from={DAY}&to={DAY}").status_code == 200
 
 
 def test_a_report_of_one_chunk_is_sent_whole(db, user, projet):

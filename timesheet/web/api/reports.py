@@ -10,6 +10,7 @@ from ninja import Field, Query, Router, Schema
 
 from timesheet.domain import exports, reports
 from timesheet.web.api.common import ERRORS, ExactEncoder, Id, OwnerRef, ProjetRef, renderer
+from timesheet.web.http import error
 
 router = Router(tags=["reports"])
 
@@ -262,4 +263,10 @@ async def report(request, filters: Query[ReportFilters]):
     content_type = f"{renderer.media_type}; charset={renderer.charset}"
     if isinstance(body, bytes):  # one chunk: sent whole, without a trip to the thread for each
         return HttpResponse(body, content_type=content_type)
-    return JsonStream(exports.Streamed(body, body.close), content_type=content_type)
+    # A longer one holds its cursor and its thread while it is sent: at most EXPORT_MAX_CONCURRENT of them and
+    # of the exports at once in this process, as an export; past that, its query closed, a 429.
+    give_back = exports.slots.take()
+    if give_back is None:
+        await sync_to_async(body.close)()
+        return error(429, exports.slots.refusal_message(), Retry_After=str(exports.RETRY_AFTER_SECONDS))
+    return JsonStream(exports.Streamed(body, body.close, give_back), content_type=content_type)
