@@ -9,6 +9,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.response import TemplateResponse
 from django.utils.translation import gettext as _
 
+from timesheet.domain import exports
 from timesheet.domain.errors import Refused, error_body
 
 
@@ -18,6 +19,11 @@ def error(status: int, message: str, **headers: str) -> JsonResponse:
     for name, value in headers.items():
         response[name.replace("_", "-")] = value
     return response
+
+
+def exports_busy() -> JsonResponse:
+    """The 429 of an export (or a long report) past ``EXPORT_MAX_CONCURRENT`` running at once, with ``Retry-After``."""
+    return error(429, exports.slots.refusal_message(), Retry_After=str(exports.RETRY_AFTER_SECONDS))
 
 
 def refusal(refused: Refused) -> JsonResponse:

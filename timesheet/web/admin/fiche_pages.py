@@ -28,7 +28,7 @@ from timesheet.models import Rounding
 from timesheet.templatetags.timesheet_time import hms
 from timesheet.web.admin.common import USERNAME
 from timesheet.web.admin.forms import AdjustForm
-from timesheet.web.http import error
+from timesheet.web.http import exports_busy
 
 # Rows the report page's table shows at most (its bars and totals count them all): a longer table is no
 # page to read, and held whole it would grow with the report; the exports stream every row.
@@ -179,7 +179,7 @@ def export_view(model_admin: ModelAdmin, request: HttpRequest) -> HttpResponse |
 
     give_back = exports.slots.take()
     if give_back is None:
-        return error(429, exports.slots.refusal_message(), Retry_After=str(exports.RETRY_AFTER_SECONDS))
+        return exports_busy()
     response = StreamingHttpResponse(exports.Streamed(chunks(), give_back), content_type=exports.CSV_CONTENT_TYPE)
     stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
     response["Content-Disposition"] = f'attachment; filename="fiches-{stamp}.csv"'

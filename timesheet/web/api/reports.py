@@ -10,7 +10,7 @@ from ninja import Field, Query, Router, Schema
 
 from timesheet.domain import exports, reports
 from timesheet.web.api.common import ERRORS, ExactEncoder, Id, OwnerRef, ProjetRef, renderer
-from timesheet.web.http import error
+from timesheet.web.http import exports_busy
 
 router = Router(tags=["reports"])
 
@@ -268,5 +268,5 @@ async def report(request, filters: Query[ReportFilters]):
     give_back = exports.slots.take()
     if give_back is None:
         await sync_to_async(body.close)()
-        return error(429, exports.slots.refusal_message(), Retry_After=str(exports.RETRY_AFTER_SECONDS))
+        return exports_busy()
     return JsonStream(exports.Streamed(body, body.close, give_back), content_type=content_type)

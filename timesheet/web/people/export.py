@@ -9,7 +9,7 @@ from django.http.response import HttpResponseBase
 from timesheet.core import conf
 from timesheet.domain import days, exports, reports
 from timesheet.domain.errors import Refused
-from timesheet.web.http import error, refusal
+from timesheet.web.http import exports_busy, refusal
 from timesheet.web.people.common import HtmxHttpRequest, signed_in
 
 
@@ -46,7 +46,7 @@ async def export(request: HtmxHttpRequest, user: Any, kind: str) -> HttpResponse
         return refusal(refused)
     give_back = exports.slots.take()
     if give_back is None:
-        return error(429, exports.slots.refusal_message(), Retry_After=str(exports.RETRY_AFTER_SECONDS))
+        return exports_busy()
     content_type = exports.CSV_CONTENT_TYPE if kind == "csv" else exports.XLSX_CONTENT_TYPE
     response = StreamingHttpResponse(_export_body(asked, kind, give_back), content_type=content_type)
     response["Content-Disposition"] = f'attachment; filename="time-{asked.first}_{asked.last}.{kind}"'
