@@ -26,7 +26,16 @@ from timesheet.workers.ticker import tick
 
 pytestmark = pytest.mark.django_db
 
-ZONES = ["Europe/Paris", "America/New_York", "Asia/Kolkata", "Pacific/Chatham", "UTC"]
+# With the farthest from UTC each way (+14 and -11): a day starts up to 14 hours from its UTC date.
+ZONES = [
+    "Europe/Paris",
+    "America/New_York",
+    "Asia/Kolkata",
+    "Pacific/Chatham",
+    "Pacific/Kiritimati",
+    "Pacific/Pago_Pago",
+    "UTC",
+]
 
 
 def ledger_fiche(projet, owner, stretches):
@@ -96,6 +105,15 @@ def test_each_owner_has_their_own_days(projet):
         ("2026-05-05", kolkata.pk, projet.pk): 1800.0,
         ("2026-05-05", chatham.pk, projet.pk): 3600.0,
     }
+
+
+@pytest.mark.parametrize("zone", ["Pacific/Kiritimati", "Pacific/Pago_Pago", "UTC"])
+def test_a_stretch_of_weeks_counts_each_whole_day_of_a_range_inside_it(projet, zone):
+    owner = person("wendy", zone)
+    local = zoneinfo.ZoneInfo(zone)
+    ledger_fiche(projet, owner, [(datetime(2026, 1, 1, 9, tzinfo=local), datetime(2026, 3, 1, 17, tzinfo=local))])
+    rows = per_day(reports.report(first=date(2026, 2, 10), last=date(2026, 2, 12)))
+    assert rows == {(f"2026-02-{day}", owner.pk, projet.pk): 86400.0 for day in (10, 11, 12)}
 
 
 MILLISECOND = timedelta(milliseconds=1)

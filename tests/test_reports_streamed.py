@@ -211,3 +211,32 @@ def test_a_report_stopped_early_closes_its_query(db, user, projet, group):
     assert "period" in next(rows)
     rows.close()
     assert reports.report(first=DAY, last=DAY, group=group)["totals"]["seconds"] == 30 * 60.0
+
+
+def test_a_report_is_planned_without_jit_and_leaves_the_connections_setting_as_it_was(db, user, projet):
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("JIT is PostgreSQL's")
+    work([user], [projet])
+
+    def jit():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT current_setting('jit')")
+            return cursor.fetchone()[0]
+
+    with connection.cursor() as cursor:
+        cursor.execute("SET jit = on")  # the server's default, whatever this one's
+    planned = []
+
+    def watch(execute, sql, params, many, context):
+        if "day_cells" in sql:  # the report's query: the setting it is planned with
+            planned.append(jit())
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(watch):
+        rows = reports.report_rows(reports.ReportRequest(DAY, DAY, "day"), chunk_rows=1)
+        assert "period" in next(rows)
+    assert planned == ["off"]
+    assert jit() == "on"
+    rows.close()

@@ -40,9 +40,10 @@ changes when a rate is added.
 """
 
 import bisect
-from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+import contextlib
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from itertools import chain
 from typing import Any
 
@@ -305,12 +306,14 @@ def _split_sql(
     if vendor == "sqlite":
         typed = "(" + ", ".join(["%s"] * len(columns.split(", "))) + ")"
     else:
+        # PostgreSQL: each piece also keyed by the UTC date of its start (``p_date``): see ``_dated_stretches``.
+        columns += ", p_date"
         typed = "(%s, CAST(%s AS date), CAST(%s AS timestamptz), CAST(%s AS timestamptz)"
         if priced:
             typed += ", CAST(%s AS integer)"
         if whole_days:
             typed += ", CAST(%s AS timestamptz), CAST(%s AS timestamptz)"
-        typed += ")"
+        typed += ", CAST(%s AS date))"
     params: list[Any] = []
     for (name, day, day_start, day_end), start, end in pieces:
         params += [name, day.isoformat(), adapt(start), adapt(end)]
@@ -318,6 +321,8 @@ def _split_sql(
             params.append(bisect.bisect_right(changes, start))
         if whole_days:
             params += [adapt(day_start), adapt(day_end)]
+        if vendor != "sqlite":
+            params.append(start.astimezone(UTC).date())
     values = f"periods({columns}) AS (VALUES {', '.join([typed] * len(pieces))})"
     if priced:
         # Each segment between two rate changes and its first instant, at which it is priced.
@@ -352,11 +357,15 @@ def _split_sql(
         params += stretch_params
     # Its parameters follow the periods' (and the stretches' when materialized), as in the text.
     rounded_us = rounding.rules_sql(*rules, "rus" if whole_days else "us", params) if rules else "us"
+    matched = "p.zone = st.zone AND st.started_at < p.p_end AND st.ended_at > p.p_start"
+    if vendor == "postgresql":
+        stretches, stretch_params = _dated_stretches(selected, stretch_params, pieces, matched)
+    else:
+        stretches = f"""
+                FROM {"st" if materialized else f"({selected}) st"}
+                JOIN periods p ON {matched}"""
     if not materialized:
         params += stretch_params
-    stretches = f"""
-                FROM {"st" if materialized else f"({selected}) st"}
-                JOIN periods p ON p.zone = st.zone AND st.started_at < p.p_end AND st.ended_at > p.p_start"""
     if priced:
         day_part = ""
         if whole_days:
@@ -376,6 +385,36 @@ def _split_sql(
         GROUP BY day, owner_id, projet_id
     """
     return _Split(values, select, params, rounded=rounded_us != "us", priced=False)
+
+
+def _dated_stretches(
+    selected: str, params: list[Any], pieces: list[tuple[Any, datetime, datetime]], matched: str
+) -> tuple[str, list[Any]]:
+    """
+    PostgreSQL: the stretches (``selected`` with ``params``) matched to the
+    periods' pieces (``pieces``, in the VALUES with the UTC date of each
+    one's start, ``p_date``) where ``matched``, as a FROM clause and its
+    parameters. Each stretch is matched to the few pieces that can hold
+    some of it, found by hashing their dates, rather than compared with
+    every piece of its zone (a month: 30 times as many comparisons as pieces
+    matched). A piece is at most ``longest`` long, so one that overlaps a
+    stretch starts after the stretch's start less that, and before its end:
+    its date is one of the stretch's candidates, days after the earliest piece's
+    (``c.n``), a day or two for most.
+    """
+    longest = max(end - start for _label, start, end in pieces)
+    earliest = min(start for _label, start, _end in pieces).astimezone(UTC).date()
+    latest = max(start for _label, start, _end in pieces).astimezone(UTC).date()
+    clause = f"""
+                FROM (
+                    SELECT st.*, CAST(%s AS date) + c.n AS p_date FROM ({selected}) st
+                    CROSS JOIN LATERAL generate_series(
+                        GREATEST(CAST((st.started_at - %s) AT TIME ZONE 'UTC' AS date), %s) - %s,
+                        LEAST(CAST(st.ended_at AT TIME ZONE 'UTC' AS date), %s) - %s) c(n)
+                    OFFSET 0
+                ) st
+                JOIN periods p ON p.p_date = st.p_date AND {matched}"""
+    return clause, [earliest, *params, longest, earliest, earliest, latest, earliest]
 
 
 def _priced_sql(values: str, pieces: str, stretches: str, rounded_us: str) -> tuple[str, str]:
@@ -564,6 +603,35 @@ def _report_sql(
     return _Query(sql, params + adjusted, labels, every_day)
 
 
+@contextlib.contextmanager
+def _without_jit() -> Iterator[None]:
+    """
+    On PostgreSQL, the statements run inside planned without JIT compiling.
+    The split's day join reads a set-returning function that the planner
+    takes for 1,000 rows a stretch where it yields two or three: the cost it
+    then sees pays for a compile that takes longer than the query (a month
+    of 1,000 people: twice its time).
+    """
+    if connection.vendor != "postgresql":
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SET jit = off")
+    try:
+        yield
+    except Exception:
+        if connection.in_atomic_block:  # its transaction may have failed: its rollback undoes the SET
+            raise
+        _reset_jit()
+        raise
+    _reset_jit()
+
+
+def _reset_jit() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("RESET jit")
+
+
 NOBODY: dict[str, Any] = {"id": None, "username": ""}
 NOTHING: dict[str, Any] = {"id": None, "designation": ""}
 NO_CLIENT: dict[str, Any] = {"id": None, "name": ""}
@@ -668,7 +736,8 @@ def _rows(
     cell: tuple[Any, ...] | None = None  # the first row of the cell being read, and its sums
     cell_us = cell_rounded = units = 0
     with connection.chunked_cursor() as cursor:  # closed here, on this thread, when the generator is
-        cursor.execute(query.sql, query.params)
+        with _without_jit():
+            cursor.execute(query.sql, query.params)
         chunks = iter(lambda: cursor.fetchmany(chunk_rows), [])
         for row in chain(chain.from_iterable(chunks), [None]):
             if cell is not None and (
