@@ -1,4 +1,6 @@
-"""Waking the streams: one NOTIFY after a writing transaction commits, none after a rollback."""
+"""Waking the streams: a NOTIFY after a writing transaction commits, none after a rollback, a storm coalesced."""
+
+import threading
 
 import psycopg
 import pytest
@@ -47,3 +49,47 @@ def test_a_rolled_back_transaction_wakes_nobody(listening):
         wake.announce("notifications")
 
     wait_until(lambda: listening() == ["notifications"], timeout=60)
+
+
+def test_a_storm_of_commits_is_announced_in_fewer_notifies_than_commits_and_the_last_is_heard(listening):
+    notifier = wake.notifier()
+    before = notifier.sent
+    release = threading.Event()
+    real_send = notifier._send
+
+    def held_send(connection, what):
+        release.wait(timeout=60)  # the first NOTIFY waits while the commits pile up behind it
+        return real_send(connection, what)
+
+    notifier._send = held_send
+    try:
+        for _ in range(50):
+            with transaction.atomic():
+                wake.announce()
+        release.set()
+        wait_until(lambda: "events" in listening() and notifier.sent - before >= 1, timeout=60)
+        # What the 49 later commits asked for went out together once the first was sent.
+        wait_until(lambda: not notifier._pending, timeout=60)
+    finally:
+        notifier._send = real_send
+    assert 1 <= notifier.sent - before <= 2
+    assert set(listening()) == {"events"}
+
+
+def test_the_writers_connection_sends_no_notify(listening):
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries, transaction.atomic():
+        wake.announce()
+    assert not any("pg_notify" in query["sql"] for query in queries.captured_queries)
+    wait_until(lambda: listening() == ["events"], timeout=60)
+
+
+def test_a_closed_notifier_sends_what_was_asked_and_a_later_ask_starts_it_again(listening):
+    with transaction.atomic():
+        wake.announce("notifications")
+    wake.close()
+    wait_until(lambda: listening() == ["notifications"], timeout=60)
+    with transaction.atomic():
+        wake.announce()
+    wait_until(lambda: listening() == ["notifications", "events"], timeout=60)

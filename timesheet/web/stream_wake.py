@@ -18,30 +18,17 @@ from typing import Any
 
 from django.db import connections
 
-from timesheet.core.wake import CHANNEL
+from timesheet.core.wake import CHANNEL, connection_params
 
 logger = logging.getLogger(__name__)
 
 # The wait before opening a lost listening connection again (polling covers the gap).
 RETRY_SECONDS = 5.0
-# A peer gone without a word (a cut network) is noticed by TCP keep-alives within about a minute.
-KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
 
 
 def listens(using: str = "default") -> bool:
     """Whether the database behind ``using`` can wake the streams (PostgreSQL)."""
     return connections[using].vendor == "postgresql"
-
-
-def connection_params(using: str = "default") -> dict[str, Any]:
-    """Django's parameters for ``using``, for a psycopg connection of the listener's own (not from the pool)."""
-    params = connections[using].get_connection_params()
-    for django_only in ("cursor_factory", "context"):  # Django's sync cursor and adapters: the listener reads no rows
-        params.pop(django_only, None)
-    params.setdefault("connect_timeout", 10)
-    for name, value in KEEPALIVES.items():
-        params.setdefault(name, value)
-    return params
 
 
 async def connect(params: dict[str, Any]) -> Any:
