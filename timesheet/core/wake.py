@@ -15,6 +15,7 @@ poll interval, never an event: the readers still follow the log itself.
 Elsewhere (SQLite) it does nothing; the streams poll.
 """
 
+import atexit
 import logging
 import os
 import threading
@@ -147,6 +148,8 @@ def _forget_after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_forget_after_fork)
+# A process that ends right after its last commit (a command) still sends its NOTIFY.
+atexit.register(close)
 
 
 def announce(what: str = "events", using: str = "default") -> None:
