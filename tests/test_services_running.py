@@ -12,7 +12,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from tests.factories import make_fiche
-from tests.support import assert_exact, elapse
+from tests.support import assert_exact, elapse, postgresql_only
 from timesheet.core.dbtime import db_now
 from timesheet.domain import fiches
 from timesheet.domain.errors import Refused
@@ -67,18 +67,18 @@ def test_the_database_refuses_a_second_running_fiche_of_one_owner(one_at_a_time,
 
 
 @pytest.mark.django_db(transaction=True)
-def test_two_concurrent_starts_of_one_owner_leave_exactly_one_running(one_at_a_time, projet, user):
-    mine = [make_fiche(projet, user, f"f{i}") for i in range(2)]
-    barrier = threading.Barrier(2)
+def test_concurrent_starts_of_one_owner_leave_exactly_one_running_and_the_others_name_it(one_at_a_time, projet, user):
+    mine = [make_fiche(projet, user, f"f{i}") for i in range(4)]
+    barrier = threading.Barrier(len(mine))
     outcomes = []
 
     def start(fiche):
         try:
             barrier.wait(timeout=30)
             fiches.start_fiche(fiche_id=fiche.pk, actor=user)
-            outcomes.append("started")
+            outcomes.append(("started", fiche.pk))
         except Refused as refused:
-            outcomes.append(refused.code)
+            outcomes.append((refused.code, refused.running_fiche_id))
         finally:
             connections.close_all()
 
@@ -87,10 +87,28 @@ def test_two_concurrent_starts_of_one_owner_leave_exactly_one_running(one_at_a_t
         thread.start()
     for thread in threads:
         thread.join(60)
-    assert sorted(outcomes) == ["limit_reached", "started"]
-    assert FicheTemps.objects.running().filter(owner=user).count() == 1
+    (running,) = FicheTemps.objects.running().filter(owner=user).values_list("pk", flat=True)
+    # The starts take turns on the owner: each one refused read the slot taken, and names who took it.
+    assert sorted(outcomes) == [("limit_reached", running)] * 3 + [("started", running)]
     for fiche in mine:
         assert_exact(fiche.pk)
+
+
+def test_a_start_into_the_owners_later_time_is_refused_naming_it_and_writes_nothing(one_at_a_time, projet, user):
+    postgresql_only("its exclusion constraint: no service writes time ahead of now")
+    ahead = make_fiche(projet, user, "tomorrow's entry")
+    later = db_now() + timedelta(hours=2)
+    Stretch.objects.create(
+        fiche=ahead, owner=user, started_at=later, ended_at=later + timedelta(hours=1), exclusive=True
+    )
+    fiche = make_fiche(projet, user)
+    with pytest.raises(Refused) as refused:
+        fiches.start_fiche(fiche_id=fiche.pk, actor=user)
+    assert refused.value.code == "overlap"
+    assert str(ahead.pk) in str(refused.value) or "tomorrow's entry" in str(refused.value)
+    assert FicheTemps.objects.get(pk=fiche.pk).etat == Etat.EN_PAUSE
+    assert not Stretch.objects.filter(fiche=fiche).exists()
+    assert not FicheEvent.objects.filter(fiche=fiche, kind="started").exists()
 
 
 def test_switch_pauses_and_starts_at_one_instant(one_at_a_time, projet, user):

@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import DateTimeField, DurationField, Field, Model, QuerySet
+from django.db.models.constants import OnConflict
 from django.db.models.sql import InsertQuery, UpdateQuery
 from django.db.transaction import TransactionManagementError
 
@@ -267,9 +268,12 @@ class PreparedInsert(_Statement):
     ``timedelta`` ones named in ``spans``.
     """
 
-    def __init__(self, build: Callable[..., Model], *params: str, **kinds: tuple[str, ...]) -> None:
+    def __init__(
+        self, build: Callable[..., Model], *params: str, skip_conflicts: bool = False, **kinds: tuple[str, ...]
+    ) -> None:
         super().__init__(params, **kinds)
         self._build = build
+        self._skip_conflicts = skip_conflicts
 
     def _compile(self, wrapper: BaseDatabaseWrapper) -> _Compiled:
         markers = self._markers()
@@ -277,17 +281,24 @@ class PreparedInsert(_Statement):
         meta = row._meta
         # What Model.save() inserts of a new row: its stored columns but the generated and the automatic id.
         fields = [field for field in meta.local_concrete_fields if not field.generated and field is not meta.auto_field]
-        query = InsertQuery(type(row))
+        # PostgreSQL's ON CONFLICT DO NOTHING skips a row that a unique or exclusion constraint refuses,
+        # without failing the transaction (SQLite's OR IGNORE would skip a failed CHECK too: not there).
+        skips = self._skip_conflicts and wrapper.vendor == "postgresql"
+        query = InsertQuery(type(row), on_conflict=OnConflict.IGNORE if skips else None)
         query.insert_values(fields, [row])
         ((sql, params),) = query.get_compiler(connection=wrapper).as_sql()
         return _Compiled(sql=sql, params=tuple(params), slots=self._slots(wrapper, markers, sql, list(params)))
 
-    def run(self, *, using: str = DEFAULT_DB_ALIAS, **values: Any) -> None:
-        """Insert the row with ``values`` in the markers' places."""
+    def run(self, *, using: str = DEFAULT_DB_ALIAS, **values: Any) -> bool:
+        """
+        Insert the row with ``values`` in the markers' places; return whether
+        it was (False: ``skip_conflicts``, and a constraint stood in the way).
+        """
         wrapper = connections[using]
         compiled = self._compiled_for(wrapper)
         with wrapper.cursor() as cursor:
             cursor.execute(compiled.sql, self._params_for(wrapper, compiled, values))
+            return bool(cursor.rowcount)
 
 
 def _converted(wrapper: BaseDatabaseWrapper, compiled: _Compiled, fetched: list[Any]) -> Iterator[tuple[Any, ...]]:

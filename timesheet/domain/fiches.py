@@ -420,7 +420,8 @@ def _write_events(events: list[FicheEvent]) -> None:
         FicheEvent.objects.bulk_create(events)
 
 
-# A start's stretch, prepared once for each value of ``exclusive``.
+# A start's stretch, prepared once for each value of ``exclusive``; on PostgreSQL skipped rather than
+# refused where a constraint stands in the way, so that the transaction stays usable to say why.
 _STRETCH = {
     exclusive: PreparedInsert(
         lambda fiche_id, owner_id, started_at, exclusive=exclusive: Stretch(
@@ -428,6 +429,7 @@ _STRETCH = {
         ),
         *("fiche_id", "owner_id", "started_at"),
         instants=("started_at",),
+        skip_conflicts=True,
     )
     for exclusive in (False, True)
 }
@@ -477,27 +479,30 @@ def _start(
     fiche_id: int, owner_id: int, actor: Any, *, at: Expression | F | None = None, reason: str = ""
 ) -> FicheTemps:
     """
-    Start a paused fiche (locked by the caller) at ``at`` (the database's now
-    by default) in a free slot of its owner; open its stretch and write the
-    event; return it. The database's unique slot refuses a racing start, and
-    on PostgreSQL its exclusion constraint a start inside the owner's time.
+    Start a paused fiche (locked by the caller, as its owner's row, held
+    exclusively: ``locks.guard(..., exclusive=True)``) at ``at`` (the
+    database's now by default) in a free slot of its owner; open its stretch
+    and write the event; return it. On PostgreSQL, the exclusion constraint
+    refuses a stretch inside the owner's other time.
     """
+    # No other start of the owner gets in between the read of the free slot and its write; the
+    # database's unique slot still stands behind it.
+    slot = _slot_for(owner_id)
     try:
-        with ledger.racing_write():  # a lost race leaves the outer transaction usable
-            slot = _slot_for(owner_id)
-            if at is None:
-                _STARTING_NOW[slot is None].run(fiche_id=fiche_id, slot=slot)
-            else:
-                FicheTemps.objects.filter(pk=fiche_id).update(**_running(at, slot))
+        if at is None:
+            _STARTING_NOW[slot is None].run(fiche_id=fiche_id, slot=slot)
+        else:
+            FicheTemps.objects.filter(pk=fiche_id).update(**_running(at, slot))
     except IntegrityError:
-        # Another transaction took the last slot between our read and our write.
-        _slot_for(owner_id)  # names the fiche that runs now
         raise Refused(_("Another fiche of this owner has just started."), code=Code.LIMIT_REACHED) from None
     fiche = reload(fiche_id)
     since = fiche.en_calcul_depuis
     assert since is not None  # running, so marked (the database's constraint)
-    with ledger.refusing_overlaps(owner_id, since, None):
-        _STRETCH[ledger.exclusive()].run(fiche_id=fiche_id, owner_id=owner_id, started_at=since)
+    if not _STRETCH[ledger.exclusive()].run(fiche_id=fiche_id, owner_id=owner_id, started_at=since):
+        # Skipped by a constraint (PostgreSQL: ON CONFLICT DO NOTHING, no savepoint): the owner's time in the
+        # way is refused as ``overlap``, naming it; anything else is a broken ledger.
+        ledger.require_no_overlap(owner_id, since, None)
+        raise IntegrityError(f"The stretch of fiche {fiche_id} from {since.isoformat()} was refused by a constraint.")
     budget_marks.touch([fiche.projet_id])
     wake.announce()
     started = FicheEvent(
@@ -547,7 +552,7 @@ def _as_of(owner_id: int, fiche_id: int, at: datetime, actor: Any) -> tuple[Valu
     """
     at = ledger.instant(at, what=_("the start"))
     ledger.require_running_start(at, owner_id=owner_id, now=db_now())
-    note = locks.guard(owner_id, at, actor)
+    note = locks.guard(owner_id, at, actor, exclusive=True)
     ledger.require_no_overlap(owner_id, at, None, fiche_id=fiche_id)
     reason = f"Started as of {at.isoformat()}.{note}"
     return Value(at, output_field=DateTimeField()), reason
@@ -624,7 +629,7 @@ def create_fiche(
         if start:
             budget_marks.refuse_if_exhausted(projet_id)
             if at is None:  # before the event's lock: waiting for the owner's never holds every writer up
-                note = locks.guard(owner_id, None, actor).lstrip()
+                note = locks.guard(owner_id, None, actor, exclusive=True).lstrip()
         fiche = FicheTemps.objects.create(projet_id=projet_id, owner_id=owner_id, libelle=libelle)
         log_event(reload(fiche.pk), FicheEvent.Kind.CREATED, actor)
         if not start:
@@ -647,7 +652,8 @@ def start_fiche(*, fiche_id: int, actor: Any, at: datetime | None = None) -> Fic
         _require_state(row, "start", Etat.EN_PAUSE)
         require_projet_of(row, actor)
         if at is None:
-            return _start(fiche_id, row["owner_id"], actor, reason=locks.guard(row["owner_id"], None, actor).lstrip())
+            note = locks.guard(row["owner_id"], None, actor, exclusive=True).lstrip()
+            return _start(fiche_id, row["owner_id"], actor, reason=note)
         since, reason = _as_of(row["owner_id"], fiche_id, at, actor)
         return _start(fiche_id, row["owner_id"], actor, at=since, reason=reason)
 
@@ -719,7 +725,7 @@ def switch_fiche(*, from_id: int, to_id: int, actor: Any) -> tuple[FicheTemps, F
         if source["owner_id"] != target["owner_id"]:
             raise Refused(_("Both fiches of a switch must have the same owner."), code=Code.INVALID)
         require_projet_of(target, actor)
-        note = locks.guard(target["owner_id"], None, actor).lstrip()
+        note = locks.guard(target["owner_id"], None, actor, exclusive=True).lstrip()
         # One instant, read once: never before the running fiche's mark.
         instant = Value(max(db_now(), source["compte_jusqua"]), output_field=DateTimeField())
         paused = _stop_one(source, etat=Etat.EN_PAUSE, kind=FicheEvent.Kind.PAUSED, actor=actor, at=instant)

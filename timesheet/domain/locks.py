@@ -63,8 +63,10 @@ HELD = (WeekSheet.State.SUBMITTED.value, WeekSheet.State.APPROVED.value)
 def hold_owner(owner_id: int, *, exclusive: bool = False) -> None:
     """
     On PostgreSQL, lock the owner's row until the transaction ends: shared by
-    the changes to their time, exclusive for their week's submission and
-    decisions. Each later statement reads what the other committed.
+    the changes to their time, exclusive for a start (two starts of one
+    owner take turns, so that the running slot one reads free is still free
+    when it takes it) and for their week's submission and decisions. Each
+    later statement reads what the other committed.
     """
     if connection.vendor != "postgresql":
         return
@@ -111,15 +113,19 @@ def _guard_locked_days(owner_id: int, earliest: datetime, actor: Any) -> str:
     )
 
 
-def guard(owner_id: int, earliest: datetime | None, actor: Any, latest: datetime | None = None) -> str:
+def guard(
+    owner_id: int, earliest: datetime | None, actor: Any, latest: datetime | None = None, *, exclusive: bool = False
+) -> str:
     """
     Refuse a change to the owner's time from ``earliest`` (None: from the
     database's now) up to ``latest`` (None: on and on): as ``submitted`` if
     it touches a week submitted for approval; as ``locked`` if it touches a
     locked day or an approved week, unless the actor may override locks:
     then return the note that audits it ("" when nothing held is touched).
+    The owner's row is held until the transaction ends; exclusively (``exclusive``) for
+    a start (see ``hold_owner``).
     """
-    hold_owner(owner_id)
+    hold_owner(owner_id, exclusive=exclusive)
     if earliest is None and latest is None:  # a start or a stop now: nearly every transition
         held = _HELD_FROM_NOW.rows(owner=owner_id, limit=5)
         return _refuse_weeks([(sheet["week"], sheet["state"]) for sheet in held], actor)
