@@ -3,7 +3,7 @@
 Transitions a second with many concurrent writers, beside the same writes
 in pgbench: does anything make every writer queue on one lock?
 
-    DATABASE_URL=postgres://... python bench/transitions.py     # 8 and 32 writers, 10 s each
+    DATABASE_URL=postgres://... python bench/transitions.py     # 8 and 32 writers, 10 s a run, 3 rounds
     python bench/transitions.py --writers 2,4 --seconds 2       # SQLite: one writer at a time by design
 
 Each writer is a thread with its own connection, as a web process's request
@@ -18,9 +18,11 @@ as they are and once with the global advisory lock that ordered the events
 until the log's readers followed transaction ids (``timesheet.core.xact``).
 While each runs, the sessions are sampled every 10 ms: the share of them
 waiting on a heavyweight lock says whether the writers queue on one
-another, apart from what the CPU allows. Prints transitions a second at
-each number of writers, that share, and whether the most writers do at
-least as many transitions as the fewest.
+another, apart from what the CPU allows. The runs of each number of
+writers take turns over ``--rounds`` rounds (3), so that a load that
+drifts weighs on each alike. Prints each number's median transitions a
+second, that share, and whether the most writers do at least as many
+transitions as the fewest.
 """
 
 import argparse
@@ -29,6 +31,7 @@ import contextlib
 import os
 import secrets
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -72,11 +75,19 @@ def counts(value):
     return numbers
 
 
-def at_least_one(value):
-    number = int(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError("at least 1 process")
-    return number
+def at_least_one(what):
+    """An argparse type: a whole number of ``what``, at least 1."""
+
+    def parse(value):
+        try:
+            number = int(value)
+        except ValueError:
+            number = 0
+        if number < 1:
+            raise argparse.ArgumentTypeError(f"a whole number of {what}, at least 1")
+        return number
+
+    return parse
 
 
 def positive(value):
@@ -92,9 +103,15 @@ def parse_args():
     parser.add_argument("--seconds", type=positive, default=10.0, help="how long each run writes (10)")
     parser.add_argument(
         "--processes",
-        type=at_least_one,
+        type=at_least_one("processes"),
         default=4,
         help="processes the writers are threads of, as pgbench's -j spreads its clients (4)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=at_least_one("rounds"),
+        default=3,
+        help="rounds of every run, in turns, each number's median printed (3)",
     )
     parser.add_argument("--writer", help=argparse.SUPPRESS)  # fiche,owner;...: a writer process
     return parser.parse_args()
@@ -326,46 +343,67 @@ def main():
     print(f"{database_label()}; {machine_label()}; load average {load_average():.2f} at the start")
     print(
         f"each writer a thread with its own connection, starting and pausing its own fiche, in at most "
-        f"{args.processes} processes (as pgbench's {min(max(args.writers), 4)} threads); {args.seconds:g} s a run"
+        f"{args.processes} processes (as pgbench's {min(max(args.writers), 4)} threads); {args.seconds:g} s a run, "
+        f"{args.rounds} rounds in turns: medians"
     )
     header = f"{'writers':>8} {'transitions/s':>14} {'p50 ms':>8} {'p99 ms':>8}"
     if postgres:
         header += f" {'on a lock':>10} {'pgbench tps':>12} {'ratio':>6} {'pgbench + old lock':>19} {'on a lock':>10}"
     print(header)
     url = os.environ.get("DATABASE_URL", "")
+    # Every run of each number of writers, in turns over the rounds (the order reversed every other
+    # round), so that a load that drifts, or a table that grows, weighs on each number alike.
+    runs = {writers: {"rates": [], "latencies": [], "plain": [], "locked": []} for writers in args.writers}
+    waits = {writers: (LockWaits(), LockWaits(), LockWaits()) for writers in args.writers}
+    for round_number in range(args.rounds):
+        for writers in args.writers if round_number % 2 == 0 else reversed(args.writers):
+            measured, (ours_waiting, plain_waiting, locked_waiting) = runs[writers], waits[writers]
+            with ours_waiting if postgres else contextlib.nullcontext():
+                rate, latencies = run_writers(env, ours[:writers], args.seconds, args.processes)
+            measured["rates"].append(rate)
+            measured["latencies"] += latencies
+            if postgres:
+                with plain_waiting:  # sampled as the other two are, so that the three run alike
+                    measured["plain"].append(pgbench(url, writers, args.seconds, theirs[0], lock=False))
+                with locked_waiting:
+                    measured["locked"].append(pgbench(url, writers, args.seconds, theirs[0], lock=True))
     rates = {}
-    waits = {}
     for writers in args.writers:
-        with LockWaits() if postgres else contextlib.nullcontext() as ours_waiting:
-            rate, latencies = run_writers(env, ours[:writers], args.seconds, args.processes)
-        rates[writers] = rate
+        measured, (ours_waiting, _plain_waiting, locked_waiting) = runs[writers], waits[writers]
+        rate = rates[writers] = statistics.median(measured["rates"])
+        latencies = measured["latencies"]
         line = (
             f"{writers:>8} {rate:>14,.0f} {percentile(latencies, 0.5) * 1000:>8.1f}"
             f" {percentile(latencies, 0.99) * 1000:>8.1f}"
         )
         if postgres:
-            waits[writers] = ours_waiting
-            with LockWaits():  # sampled as the other two are, so that the three run alike
-                plain = pgbench(url, writers, args.seconds, theirs[0], lock=False)
-            with LockWaits() as locked_waiting:
-                locked = pgbench(url, writers, args.seconds, theirs[0], lock=True)
+            plain, locked = statistics.median(measured["plain"]), statistics.median(measured["locked"])
             line += (
                 f" {ours_waiting.share:>10.0%} {plain:>12,.0f} {plain / rate:>5.1f}x {locked:>19,.0f}"
                 f" {locked_waiting.share:>10.0%}"
             )
         print(line, flush=True)
+    print(
+        "each round's transitions/s: "
+        + "; ".join(
+            f"{writers} writers " + ", ".join(f"{rate:,.0f}" for rate in runs[writers]["rates"])
+            for writers in args.writers
+        )
+    )
     if postgres:
         print(
             "on a lock: of the sessions running a statement, sampled every 10 ms, the share waiting on a "
             "heavyweight lock (rows, transactions, advisory locks); most waited on by ours: "
-            + ", ".join(f"{writers} writers {waits[writers].top}" for writers in args.writers)
+            + ", ".join(f"{writers} writers {waits[writers][0].top}" for writers in args.writers)
         )
     fewest, most = min(args.writers), max(args.writers)
     if postgres and fewest != most:
         verdict = "met" if rates[most] >= rates[fewest] else "NOT met"
+        plain = {writers: statistics.median(runs[writers]["plain"]) for writers in (fewest, most)}
         print(
             f"{most} writers: {rates[most]:,.0f} transitions/s against {rates[fewest]:,.0f} with {fewest} "
-            f"({rates[most] / rates[fewest]:.2f}x; target >= 1.0x, no single queue): {verdict}"
+            f"({rates[most] / rates[fewest]:.2f}x; target >= 1.0x, no single queue): {verdict}; "
+            f"pgbench's same writes here: {plain[most] / plain[fewest]:.2f}x"
         )
     elif not postgres:
         print("SQLite has one writer at a time by design: the target is PostgreSQL's (set DATABASE_URL).")
