@@ -87,9 +87,13 @@ def test_a_weeks_row_adds_up_its_days_and_their_adjustments(db, user, projet):
     assert week["totals"]["seconds"] == (30 + 15 + 30) * 60.0
 
 
-def test_the_apis_body_is_streamed_as_the_very_text_of_the_whole_document(db, user, staff, projet):
+@pytest.mark.parametrize("rounding", ["none", "up"])
+def test_the_apis_body_is_streamed_as_the_very_text_of_the_whole_document(db, user, staff, projet, settings, rounding):
+    # Rounded up to 45 minutes, the 30 minutes of each cell differ from their rounded time; unbilled, from their
+    # billable time: each of the three times is written as its own number.
+    settings.REPORT_ROUNDING, settings.REPORT_ROUNDING_STEP_MINUTES = rounding, 45
     owners = people([f"p{n:02d}" for n in range(6)] + ['q"\\é\u2028☃'])
-    work(owners, [projet, Projet.objects.create(designation='Au"tre\\ ü\t')])
+    work(owners, [projet, Projet.objects.create(designation='Au"tre\\ ü\t', billable=False)])
     asked = reports.report_request(user=staff, first=DAY, last=DAY, by="owner,client,projet")
     chunks = list(api_reports.body_chunks(asked, rows_per_chunk=3))
     assert len(chunks) == 5  # 14 rows: four chunks of rows, then the last rows with the totals and the rest
