@@ -63,6 +63,25 @@ def test_a_pause_reads_the_fiche_it_stopped_once(projet, user):
     assert len(selects_from(queries, "timesheet_fichetemps")) == 2
 
 
+@pytest.mark.django_db(transaction=True)  # each its own transaction, as in a request, not a test's savepoint
+def test_a_start_and_a_pause_make_their_statements_and_no_savepoint_or_notify(projet, user, settings):
+    settings.FICHE_MAX_RUNNING_PER_OWNER = 1  # one running fiche a person: the slots are read
+    # PostgreSQL: the owner's row held exclusively and ON CONFLICT stand for the savepoints, and the
+    # process's notifier, not the writer, sends the NOTIFY (SQLite has neither savepoints nor NOTIFY here).
+    postgresql_only("its savepoints and NOTIFY")
+    fiche = make_fiche(projet, user)
+    with CaptureQueriesContext(connection) as started:
+        fiches.start_fiche(fiche_id=fiche.pk, actor=user)
+    with CaptureQueriesContext(connection) as paused:
+        fiches.pause_fiche(fiche_id=fiche.pk, actor=user)
+    for queries in (started, paused):
+        assert not [q["sql"] for q in queries if "SAVEPOINT" in q["sql"] or "pg_notify" in q["sql"]]
+    # BEGIN, the fiche's lock, the owner's, the held weeks, the slots, the update, the reread, the
+    # stretch, the budgets, the event, COMMIT; a pause: BEGIN, the lock, the stop, the reread, the
+    # stretch closed, the budgets, the event, COMMIT.
+    assert (len(started), len(paused)) == (11, 8)
+
+
 def test_pause_charges_the_real_running_time(projet, user):
     fiche = make_fiche(projet, user)
     t0 = time.monotonic()
