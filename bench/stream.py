@@ -26,6 +26,7 @@ import asyncio
 import json
 import random
 import resource
+import secrets
 import statistics
 import sys
 import time
@@ -124,9 +125,10 @@ def setup(fiche_count, user_count):
     from timesheet.models import FicheTemps, Projet
 
     User = get_user_model()
+    run = secrets.token_hex(3)  # named apart from an earlier run's, in a database used again
     with transaction.atomic():
-        users = User.objects.bulk_create(User(username=f"user{i}", password="!") for i in range(user_count))
-        projet = Projet.objects.create(designation="Bench")
+        users = User.objects.bulk_create(User(username=f"user{i}-{run}", password="!") for i in range(user_count))
+        projet = Projet.objects.create(designation=f"Bench {run}")
         add_running_fiches(projet=projet, owners=users, count=fiche_count)
         sessions = sessions_for(users)
     fiche_ids = list(FicheTemps.objects.filter(owner=users[0]).values_list("pk", flat=True))
