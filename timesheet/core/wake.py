@@ -43,7 +43,6 @@ class Notifier:
         self._asked = threading.Condition(self._lock)
         self._pending: set[str] = set()
         self._thread: threading.Thread | None = None
-        self._connection: Any = None  # psycopg's, autocommit: only the notifier's thread uses it
         self.sent = 0  # NOTIFYs sent, for the tests
 
     def ask(self, what: str) -> None:
@@ -65,7 +64,7 @@ class Notifier:
 
     def _run(self) -> None:
         me = threading.current_thread()
-        connection = None  # this thread's own: another started after it ends opens its own
+        connection = None  # psycopg's, autocommit, this thread's own: another started after it ends opens its own
         try:
             while True:
                 with self._lock:
