@@ -628,7 +628,7 @@ def create_fiche(
         note = ""
         if start:
             budget_marks.refuse_if_exhausted(projet_id)
-            if at is None:  # before the event's lock: waiting for the owner's never holds every writer up
+            if at is None:  # the owner's row held, exclusively as every start holds it, before the fiche is made
                 note = locks.guard(owner_id, None, actor, exclusive=True).lstrip()
         fiche = FicheTemps.objects.create(projet_id=projet_id, owner_id=owner_id, libelle=libelle)
         log_event(reload(fiche.pk), FicheEvent.Kind.CREATED, actor)
